@@ -1,0 +1,1 @@
+"""A local anvil chain with the real protocol contracts deployed and borrowers seeded."""
