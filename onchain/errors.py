@@ -39,3 +39,37 @@ class DevnetError(OnchainError):
     """The local devnet could not be started or deployed."""
 
     exit_code = 3
+
+
+class RpcResponseError(RpcError):
+    """The endpoint answered with a JSON-RPC error or an HTTP error status.
+
+    Keeps the code and HTTP status so callers can tell a refused log range from a real fault.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        code: int | None = None,
+        http_status: int | None = None,
+        data: object = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.http_status = http_status
+        self.data = data
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.code, self.http_status, self.data))
+
+
+class CallReverted(RpcError):
+    """An eth_call reverted; `data` holds the raw revert data so callers can decode it."""
+
+    def __init__(self, message: str, data: bytes = b"", target: str | None = None) -> None:
+        super().__init__(message)
+        self.data = data
+        self.target = target
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.data, self.target))

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from onchain.devnet.anvil import Anvil
+from onchain.devnet.build import DevnetInfo, running_devnet
 
 
 @pytest.fixture
@@ -14,3 +15,10 @@ def anvil() -> Iterator[Anvil]:
     """A fresh, empty anvil chain; fails loudly when the npm-installed anvil is missing."""
     with Anvil() as node:
         yield node
+
+
+@pytest.fixture(scope="module")
+def devnet() -> Iterator[DevnetInfo]:
+    """The seeded Aave V3 devnet (300 borrowers), loaded fresh from the build cache per module."""
+    with running_devnet(300, 7) as info:
+        yield info

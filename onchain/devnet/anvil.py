@@ -83,7 +83,11 @@ class Anvil:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+                err = (
+                    self.process.stderr.read().decode(errors="replace")
+                    if self.process.stderr
+                    else ""
+                )
                 raise DevnetError(f"anvil exited at start: {err.strip()[:300]}")
             try:
                 resp = requests.post(

@@ -1,0 +1,40 @@
+# Entry points a newcomer finds in the README. Everything installs into the project folder.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test bench lint format clean
+
+setup: $(STAMP) node_modules/.installed
+
+$(STAMP): pyproject.toml
+	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) (Python >= 3.11)"; exit 1; }
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch node_modules/.installed
+
+demo: setup
+	$(BIN)/onchain demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python bench/bench_scan.py
+
+lint: setup
+	$(BIN)/ruff check onchain tests bench
+	$(BIN)/ruff format --check onchain tests bench
+
+format: setup
+	$(BIN)/ruff format onchain tests bench
+	$(BIN)/ruff check --fix onchain tests bench
+
+clean:
+	rm -rf $(VENV) node_modules .cache

@@ -1,0 +1,136 @@
+"""Build the devnet once (deploy + seed), cache anvil's state, and reload it in well under a second.
+
+The cache key covers everything that changes the chain: the number of borrowers, the seed, the
+npm lockfile and this package's devnet sources. Same key, same chain: addresses, health factors
+and block hashes are deterministic."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from onchain.devnet.aave import AaveDeployment, deploy_aave_market
+from onchain.devnet.anvil import DEVNET_CHAIN_ID, PROJECT_ROOT, Anvil
+from onchain.devnet.chain import DevChain
+from onchain.devnet.multicall import install_multicall3
+from onchain.devnet.seed import plan_borrowers, seed_borrowers, supply_whale_liquidity
+
+CACHE_DIR = PROJECT_ROOT / ".cache" / "devnet"
+BLOCK_INTERVAL_S = 12
+
+
+@dataclass
+class DevnetInfo:
+    """What other programs need to use a running devnet."""
+
+    rpc_url: str
+    chain_id: int
+    aave: AaveDeployment
+    borrowers: list[str]
+    whale: str
+    build_seconds: float
+    loaded_from_cache: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rpc_url": self.rpc_url,
+            "chain_id": self.chain_id,
+            "aave_v3": self.aave.to_json(),
+            "borrowers": self.borrowers,
+            "whale": self.whale,
+        }
+
+
+def cache_key(n_borrowers: int, seed: int) -> str:
+    digest = hashlib.sha256(f"{n_borrowers}/{seed}".encode())
+    lock = PROJECT_ROOT / "package-lock.json"
+    if lock.exists():
+        digest.update(lock.read_bytes())
+    for path in sorted((Path(__file__).resolve().parent).rglob("*")):
+        if path.suffix in {".py", ".sol", ".js"}:
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _build(node: Anvil, n_borrowers: int, seed: int) -> tuple[AaveDeployment, list[str], str]:
+    chain = DevChain(node.url)
+    chain.rpc("anvil_setBlockTimestampInterval", [BLOCK_INTERVAL_S])
+    install_multicall3(node.url)
+    market = deploy_aave_market(chain)
+    whale = supply_whale_liquidity(chain, market, seed)
+    plans = plan_borrowers(n_borrowers, seed)
+    seed_borrowers(chain, market, plans)
+    return market, [p.address for p in plans], whale
+
+
+def _dump_state(chain: DevChain, path: Path) -> None:
+    """Store anvil's state without per-transaction traces (smaller, loads faster)."""
+    raw = chain.rpc("anvil_dumpState")
+    state = json.loads(gzip.decompress(bytes.fromhex(raw[2:])))
+    for block in state.get("blocks", []) or []:
+        for tx in block.get("transactions", []) or []:
+            if isinstance(tx, dict):
+                tx.pop("trace", None)
+    for tx in state.get("transactions", []) or []:
+        if isinstance(tx, dict):
+            info = tx.get("info")
+            if isinstance(info, dict):
+                info["traces"] = []
+    path.write_text(json.dumps(state))
+
+
+@contextmanager
+def running_devnet(
+    n_borrowers: int = 300, seed: int = 7, *, rebuild: bool = False
+) -> Iterator[DevnetInfo]:
+    """A running anvil with the market and borrowers; built on first use, then loaded from cache."""
+    key = cache_key(n_borrowers, seed)
+    folder = CACHE_DIR / key
+    state_path, meta_path = folder / "state.json", folder / "meta.json"
+    started = time.monotonic()
+    if not rebuild and state_path.exists() and meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        with Anvil(load_state=state_path) as node:
+            chain = DevChain(node.url)
+            chain.rpc("anvil_setBlockTimestampInterval", [BLOCK_INTERVAL_S])
+            yield DevnetInfo(
+                node.url,
+                DEVNET_CHAIN_ID,
+                AaveDeployment(**meta["aave_v3"]),
+                meta["borrowers"],
+                meta["whale"],
+                time.monotonic() - started,
+                True,
+            )
+        return
+    with Anvil() as node:
+        market, borrowers, whale = _build(node, n_borrowers, seed)
+        folder.mkdir(parents=True, exist_ok=True)
+        chain = DevChain(node.url)
+        tmp = folder / "state.json.tmp"
+        _dump_state(chain, tmp)
+        tmp.replace(state_path)
+        info = DevnetInfo(
+            node.url, DEVNET_CHAIN_ID, market, borrowers, whale, time.monotonic() - started, False
+        )
+        meta_path.write_text(json.dumps(info.to_json(), indent=1))
+        yield info
+
+
+def cached_deployment(n_borrowers: int = 300, seed: int = 7) -> AaveDeployment:
+    """The addresses of a devnet built before with these parameters (they are deterministic)."""
+    meta_path = CACHE_DIR / cache_key(n_borrowers, seed) / "meta.json"
+    if not meta_path.exists():
+        from onchain.errors import InputError
+
+        raise InputError(
+            f"no devnet built for {n_borrowers} borrowers / seed {seed}: run `onchain devnet` first"
+        )
+    return AaveDeployment(**json.loads(meta_path.read_text())["aave_v3"])

@@ -1,0 +1,154 @@
+"""Turn positions into the stable machine interface (JSON, CSV) and into human tables."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from rich.table import Table
+
+from onchain.protocols.base import AssetPosition, Position
+
+WAD = 10**18
+
+
+def asset_json(asset: AssetPosition) -> dict[str, Any]:
+    return {
+        "asset": asset.asset,
+        "symbol": asset.symbol,
+        "decimals": asset.decimals,
+        "price_base": str(asset.price_base),
+        "collateral_raw": str(asset.collateral_raw),
+        "debt_raw": str(asset.debt_raw),
+        "collateral_base": str(asset.collateral_base),
+        "debt_base": str(asset.debt_base),
+        "collateral_enabled": asset.collateral_enabled,
+        "liquidation_threshold_bps": asset.liquidation_threshold_bps,
+        "liquidation_price_base": asset.liquidation_price_base,
+    }
+
+
+def position_json(position: Position) -> dict[str, Any]:
+    """The documented JSON contract: integers as decimal strings, health factor as a wad."""
+    return {
+        "account": position.account,
+        "protocol": position.protocol,
+        "market": position.market,
+        "block_number": position.block.number,
+        "block_hash": position.block.hash,
+        "block_timestamp": position.block.timestamp,
+        "health_factor": None if position.health_factor is None else str(position.health_factor),
+        "liquidatable": position.liquidatable,
+        "total_collateral_base": str(position.total_collateral_base),
+        "total_debt_base": str(position.total_debt_base),
+        "available_borrows_base": str(position.available_borrows_base),
+        "liquidation_threshold_bps": position.liquidation_threshold_bps,
+        "ltv_bps": position.ltv_bps,
+        "base_currency_decimals": position.base_currency_decimals,
+        "emode_category": position.extra.get("emode_category"),
+        "protocol_version": position.extra.get("version"),
+        "assets": [asset_json(a) for a in position.assets],
+    }
+
+
+def positions_json(positions: Sequence[Position]) -> str:
+    return json.dumps([position_json(p) for p in positions], indent=1)
+
+
+CSV_FIELDS = [
+    "account",
+    "protocol",
+    "market",
+    "block_number",
+    "block_hash",
+    "health_factor",
+    "liquidatable",
+    "total_collateral_base",
+    "total_debt_base",
+    "available_borrows_base",
+    "liquidation_threshold_bps",
+    "ltv_bps",
+]
+
+
+def positions_csv(positions: Sequence[Position]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for p in positions:
+        row = position_json(p)
+        row["health_factor"] = row["health_factor"] or ""
+        writer.writerow(row)
+    return out.getvalue()
+
+
+def health_text(health_factor: int | None) -> str:
+    if health_factor is None:
+        return "no debt"
+    return f"{health_factor / WAD:.4f}"
+
+
+def money(value_base: int, decimals: int) -> str:
+    return f"{value_base / 10**decimals:,.2f}"
+
+
+def health_style(position: Position) -> str:
+    if position.liquidatable:
+        return "bold red"
+    hf = (position.health_factor or 10 * WAD) / WAD
+    return "yellow" if hf < 1.1 else ("cyan" if hf < 1.5 else "green")
+
+
+def positions_table(positions: Sequence[Position], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for name, justify in [
+        ("account", "left"),
+        ("health", "right"),
+        ("collateral", "right"),
+        ("debt", "right"),
+        ("LT", "right"),
+        ("eMode", "right"),
+        ("status", "left"),
+    ]:
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for p in positions:
+        status = "LIQUIDATABLE" if p.liquidatable else ("no debt" if not p.has_debt else "ok")
+        table.add_row(
+            p.account,
+            f"[{health_style(p)}]{health_text(p.health_factor)}[/]",
+            money(p.total_collateral_base, p.base_currency_decimals),
+            money(p.total_debt_base, p.base_currency_decimals),
+            f"{p.liquidation_threshold_bps / 100:.2f}%",
+            str(p.extra.get("emode_category") or ""),
+            status,
+        )
+    return table
+
+
+def breakdown_table(position: Position) -> Table:
+    """Per asset: amounts, price and how far that collateral's price may fall before liquidation."""
+    title = (
+        f"{position.account}  {position.protocol} {position.market[:10]}…  "
+        f"health [{health_style(position)}]{health_text(position.health_factor)}[/]"
+        f"{'  LIQUIDATABLE' if position.liquidatable else ''}"
+    )
+    table = Table(title=title, title_justify="left")
+    for name in ["asset", "collateral", "debt", "price", "LT", "liq. price", "may fall"]:
+        table.add_column(name, justify="left" if name == "asset" else "right")
+    scale = 10**position.base_currency_decimals
+    for a in position.assets:
+        liq = a.liquidation_price_base
+        fall = "" if liq is None else f"{max(0.0, 1 - liq / a.price_base) * 100:.2f}%"
+        table.add_row(
+            a.symbol,
+            f"{a.collateral_raw / 10**a.decimals:,.6g}" if a.collateral_raw else "",
+            f"{a.debt_raw / 10**a.decimals:,.6g}" if a.debt_raw else "",
+            f"{a.price_base / scale:,.4f}",
+            f"{a.liquidation_threshold_bps / 100:.2f}%" if a.collateral_enabled else "",
+            "" if liq is None else f"{liq / scale:,.4f}",
+            fall,
+        )
+    return table

@@ -1,0 +1,123 @@
+"""The imperative shell around the adapters: pin a block, execute read plans through the RPC
+layer, discover accounts from logs, and return positions. Library users call these directly."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eth_utils import is_address, to_checksum_address
+
+from onchain.errors import InputError, NotAMarket
+from onchain.protocols.base import MarketRef, Position, ReadPlan
+from onchain.protocols.registry import get_adapter
+from onchain.rpc.calls import execute
+from onchain.rpc.client import BlockRef, RpcClient
+from onchain.rpc.logs import iter_logs
+
+Progress = Callable[[int, int], None]  # (done, total)
+ACCOUNTS_PER_PLAN = 2_000
+
+
+def checked_address(value: str, what: str = "address") -> str:
+    """Checksum at the boundary; anything else is one clear InputError."""
+    if not isinstance(value, str) or not is_address(value) or not value.startswith("0x"):
+        raise InputError(f"malformed {what}: {value!r} (expected 0x followed by 40 hex digits)")
+    return to_checksum_address(value)
+
+
+def run_plan(client: RpcClient, plan: ReadPlan, block: BlockRef) -> Any:
+    """Drive an adapter's read plan: every batch of calls goes out pinned to `block`."""
+    try:
+        calls = next(plan)
+        while True:
+            results = execute(client, calls, block) if calls else []
+            calls = plan.send(results)
+    except StopIteration as done:
+        return done.value
+
+
+def load_market(client: RpcClient, market: MarketRef, block: BlockRef) -> Any:
+    address = checked_address(market.address, "market address")
+    if not client.get_code(address, block):
+        raise NotAMarket(f"no contract at {address} on this chain at block {block.number}")
+    adapter = get_adapter(market.protocol)
+    return run_plan(client, adapter.plan_market(market, block), block)
+
+
+def discover_accounts(
+    client: RpcClient,
+    protocol: str,
+    market_state: Any,
+    block: BlockRef,
+    *,
+    from_block: int = 0,
+    progress: Progress | None = None,
+) -> list[str]:
+    """Accounts that ever borrowed, from event logs up to the pinned block, in a stable order."""
+    adapter = get_adapter(protocol)
+    addresses, topics = adapter.discovery_filter(market_state)
+    found: set[str] = set()
+    total = max(block.number - from_block + 1, 1)
+    for page in iter_logs(
+        client, address=addresses, topics=topics, from_block=from_block, to_block=block.number
+    ):
+        found |= adapter.accounts_from_logs(page.logs)
+        if progress:
+            progress(page.to_block - from_block + 1, total)
+    return sorted(found)
+
+
+def read_positions(
+    client: RpcClient,
+    protocol: str,
+    market_state: Any,
+    accounts: Sequence[str],
+    block: BlockRef,
+    *,
+    progress: Progress | None = None,
+) -> list[Position]:
+    adapter = get_adapter(protocol)
+    positions: list[Position] = []
+    for start in range(0, len(accounts), ACCOUNTS_PER_PLAN):
+        chunk = list(accounts[start : start + ACCOUNTS_PER_PLAN])
+        positions += run_plan(client, adapter.plan_positions(market_state, chunk, block), block)
+        if progress:
+            progress(min(start + ACCOUNTS_PER_PLAN, len(accounts)), len(accounts))
+    return positions
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    block: BlockRef
+    market_state: Any
+    accounts: list[str]
+    positions: list[Position]
+
+
+def scan(
+    client: RpcClient,
+    market: MarketRef,
+    *,
+    block_number: int | None = None,
+    accounts: Iterable[str] | None = None,
+    discovery_progress: Progress | None = None,
+    read_progress: Progress | None = None,
+) -> ScanResult:
+    """Every discovered (or given) account of one market, read at one pinned block."""
+    block = client.pin_block(block_number)
+    state = load_market(client, market, block)
+    if accounts is None:
+        found = discover_accounts(
+            client,
+            market.protocol,
+            state,
+            block,
+            from_block=market.start_block,
+            progress=discovery_progress,
+        )
+    else:
+        found = [checked_address(a, "wallet address") for a in accounts]
+    positions = read_positions(client, market.protocol, state, found, block, progress=read_progress)
+    return ScanResult(block, state, found, positions)

@@ -1,0 +1,1 @@
+"""Protocol-specific logic (one subpackage per lending protocol), mirrored from the contracts."""

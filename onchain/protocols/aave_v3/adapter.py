@@ -1,0 +1,425 @@
+"""Aave V3 adapter: plans the reads of a market and its accounts at one block, and turns the
+results into protocol-neutral positions with health computed by `math` exactly as the Pool does.
+
+Market version: the math follows Aave V3.0.2 (see `math.AAVE_VERSION`); the adapter records the
+Pool's revision so a report says which rules were applied."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from eth_utils import to_checksum_address
+
+from onchain.abi import event, function
+from onchain.errors import NotAMarket
+from onchain.protocols.aave_v3 import math
+from onchain.protocols.base import AssetPosition, MarketRef, Position, ReadPlan
+from onchain.rpc.calls import Call
+from onchain.rpc.client import BlockRef
+from onchain.rpc.logs import Log
+
+PROTOCOL = "aave-v3"
+ABI = "aave_v3"
+
+_provider = {
+    n: function(ABI, "PoolAddressesProvider", n)
+    for n in ("getPool", "getPriceOracle", "getMarketId")
+}
+_pool = {
+    n: function(ABI, "Pool", n)
+    for n in (
+        "getReservesList",
+        "getReserveData",
+        "getUserConfiguration",
+        "getUserEMode",
+        "getEModeCategoryData",
+        "getReserveNormalizedIncome",
+        "getReserveNormalizedVariableDebt",
+        "POOL_REVISION",
+        "ADDRESSES_PROVIDER",
+    )
+}
+_oracle = {n: function(ABI, "AaveOracle", n) for n in ("getAssetPrice", "BASE_CURRENCY_UNIT")}
+_scaled_balance_of = function(ABI, "ScaledBalanceToken", "scaledBalanceOf")
+_stable_balance_of = function(ABI, "StableDebtToken", "balanceOf")
+_total_supply = function(ABI, "StableDebtToken", "totalSupply")
+_symbol = function(ABI, "ERC20", "symbol")
+BORROW_EVENT = event(ABI, "Pool", "Borrow")
+
+# Pool revision -> the Aave release whose rules it runs; the math here implements 3.0.2.
+KNOWN_REVISIONS = {1: "3.0.2"}
+
+
+@dataclass(frozen=True)
+class AaveReserve:
+    asset: str
+    symbol: str
+    reserve_id: int
+    config: math.ReserveConfiguration
+    atoken: str
+    stable_debt_token: str
+    variable_debt_token: str
+    price_base: int
+    normalized_income_ray: int
+    normalized_debt_ray: int
+    has_stable_debt: bool
+
+
+@dataclass(frozen=True)
+class AaveMarketState:
+    addresses_provider: str
+    pool: str
+    oracle: str
+    market_id: str
+    pool_revision: int | None
+    version: str
+    base_currency_unit: int
+    block: BlockRef
+    reserves: tuple[AaveReserve, ...]
+    emode_categories: dict[int, math.EModeCategory] = field(default_factory=dict)
+    emode_prices: dict[int, int] = field(default_factory=dict)
+    start_block: int = 0
+
+    @property
+    def base_currency_decimals(self) -> int:
+        return len(str(self.base_currency_unit)) - 1
+
+
+def _decode_string(data: bytes) -> str:
+    try:
+        return str(_symbol.decode(data))
+    except Exception:  # non-standard tokens (bytes32 symbols): show the address instead
+        return ""
+
+
+class AaveV3Adapter:
+    """Aave V3 and its forks (a fork is config plus a version, not new code)."""
+
+    name = PROTOCOL
+
+    def plan_market(self, market: MarketRef, block: BlockRef) -> ReadPlan:
+        provider = to_checksum_address(market.address)
+        pool_addr, oracle_addr, market_id = yield [
+            Call(
+                provider,
+                _provider["getPool"].encode(),
+                _provider["getPool"].decode,
+                allow_failure=True,
+            ),
+            Call(
+                provider,
+                _provider["getPriceOracle"].encode(),
+                _provider["getPriceOracle"].decode,
+                allow_failure=True,
+            ),
+            Call(
+                provider,
+                _provider["getMarketId"].encode(),
+                _provider["getMarketId"].decode,
+                allow_failure=True,
+            ),
+        ]
+        if pool_addr is None or oracle_addr is None or int(pool_addr, 16) == 0:
+            raise NotAMarket(
+                f"{provider} is not an Aave V3 PoolAddressesProvider (getPool/getPriceOracle failed)"
+            )
+        pool = to_checksum_address(pool_addr)
+        oracle = to_checksum_address(oracle_addr)
+        reserves_list, revision, unit, back = yield [
+            Call(
+                pool,
+                _pool["getReservesList"].encode(),
+                _pool["getReservesList"].decode,
+                allow_failure=True,
+            ),
+            Call(
+                pool,
+                _pool["POOL_REVISION"].encode(),
+                _pool["POOL_REVISION"].decode,
+                allow_failure=True,
+            ),
+            Call(
+                oracle,
+                _oracle["BASE_CURRENCY_UNIT"].encode(),
+                _oracle["BASE_CURRENCY_UNIT"].decode,
+                allow_failure=True,
+            ),
+            Call(
+                pool,
+                _pool["ADDRESSES_PROVIDER"].encode(),
+                _pool["ADDRESSES_PROVIDER"].decode,
+                allow_failure=True,
+            ),
+        ]
+        if (
+            reserves_list is None
+            or unit is None
+            or back is None
+            or to_checksum_address(back) != provider
+        ):
+            raise NotAMarket(f"{provider} does not lead to an Aave V3 Pool and AaveOracle")
+        assets = [to_checksum_address(a) for a in reserves_list]
+        calls: list[Call] = []
+        for asset in assets:
+            calls += [
+                Call(pool, _pool["getReserveData"].encode(asset), _pool["getReserveData"].decode),
+                Call(
+                    pool,
+                    _pool["getReserveNormalizedIncome"].encode(asset),
+                    _pool["getReserveNormalizedIncome"].decode,
+                ),
+                Call(
+                    pool,
+                    _pool["getReserveNormalizedVariableDebt"].encode(asset),
+                    _pool["getReserveNormalizedVariableDebt"].decode,
+                ),
+                Call(
+                    oracle, _oracle["getAssetPrice"].encode(asset), _oracle["getAssetPrice"].decode
+                ),
+                Call(asset, _symbol.encode(), _decode_string, allow_failure=True),
+            ]
+        results = yield calls
+        raw_reserves = []
+        for i, asset in enumerate(assets):
+            data, income, debt, price, symbol = results[5 * i : 5 * i + 5]
+            raw_reserves.append((asset, data, income, debt, price, symbol or asset[:10]))
+        stable_supplies = yield [
+            Call(to_checksum_address(data[9]), _total_supply.encode(), _total_supply.decode)
+            for _a, data, *_ in raw_reserves
+        ]
+        reserves = []
+        for (asset, data, income, debt, price, symbol), stable_supply in zip(
+            raw_reserves, stable_supplies, strict=True
+        ):
+            bitmap = data[0][0] if isinstance(data[0], tuple) else data[0]
+            reserves.append(
+                AaveReserve(
+                    asset=asset,
+                    symbol=symbol,
+                    reserve_id=int(data[7]),
+                    config=math.decode_reserve_configuration(bitmap),
+                    atoken=to_checksum_address(data[8]),
+                    stable_debt_token=to_checksum_address(data[9]),
+                    variable_debt_token=to_checksum_address(data[10]),
+                    price_base=int(price),
+                    normalized_income_ray=int(income),
+                    normalized_debt_ray=int(debt),
+                    has_stable_debt=stable_supply > 0,
+                )
+            )
+        reserves.sort(key=lambda r: r.reserve_id)
+        category_ids = sorted(
+            {r.config.emode_category for r in reserves if r.config.emode_category}
+        )
+        categories_raw = yield [
+            Call(
+                pool,
+                _pool["getEModeCategoryData"].encode(cid),
+                _pool["getEModeCategoryData"].decode,
+            )
+            for cid in category_ids
+        ]
+        categories = {}
+        for cid, raw in zip(category_ids, categories_raw, strict=True):
+            ltv, lt, bonus, source, label = raw if len(raw) == 5 else raw[0]
+            categories[cid] = math.EModeCategory(
+                cid, ltv, lt, bonus, to_checksum_address(source), label
+            )
+        sourced = [c for c in categories.values() if c.has_price_source]
+        emode_prices: dict[int, int] = {}
+        if sourced:
+            prices = yield [
+                Call(
+                    oracle,
+                    _oracle["getAssetPrice"].encode(c.price_source),
+                    _oracle["getAssetPrice"].decode,
+                )
+                for c in sourced
+            ]
+            emode_prices = {c.id: int(p) for c, p in zip(sourced, prices, strict=True)}
+        rev = int(revision) if revision is not None else None
+        return AaveMarketState(
+            addresses_provider=provider,
+            pool=pool,
+            oracle=oracle,
+            market_id=str(market_id or ""),
+            pool_revision=rev,
+            version=market.version
+            or KNOWN_REVISIONS.get(rev or -1, f"unknown (Pool revision {rev})"),
+            base_currency_unit=int(unit),
+            block=block,
+            reserves=tuple(reserves),
+            emode_categories=categories,
+            emode_prices=emode_prices,
+            start_block=market.start_block,
+        )
+
+    def discovery_filter(self, market_state: AaveMarketState) -> tuple[list[str], list[Any]]:
+        """Borrowers: every `onBehalfOf` of a Borrow event (the third topic)."""
+        return [market_state.pool], ["0x" + BORROW_EVENT.topic.hex()]
+
+    def accounts_from_logs(self, logs: list[Log]) -> set[str]:
+        return {to_checksum_address(log.topics[2][-20:]) for log in logs if len(log.topics) > 2}
+
+    def plan_positions(
+        self, market_state: AaveMarketState, accounts: list[str], block: BlockRef
+    ) -> ReadPlan:
+        pool = market_state.pool
+        get_config, get_emode = _pool["getUserConfiguration"], _pool["getUserEMode"]
+        calls: list[Call] = []
+        for account in accounts:
+            calls.append(Call(pool, get_config.encode(account), _decode_user_config))
+            calls.append(Call(pool, get_emode.encode(account), get_emode.decode))
+        first = yield calls
+        user_configs = first[0::2]
+        emodes = first[1::2]
+        balance_calls: list[Call] = []
+        wanted: list[list[tuple[AaveReserve, str]]] = []
+        for account, user_config in zip(accounts, user_configs, strict=True):
+            keys: list[tuple[AaveReserve, str]] = []
+            for reserve in market_state.reserves:
+                rid = reserve.reserve_id
+                if (
+                    math.is_using_as_collateral(user_config, rid)
+                    and reserve.config.liquidation_threshold != 0
+                ):
+                    keys.append((reserve, "a"))
+                    balance_calls.append(
+                        Call(
+                            reserve.atoken,
+                            _scaled_balance_of.encode(account),
+                            _scaled_balance_of.decode,
+                        )
+                    )
+                if math.is_borrowing(user_config, rid):
+                    keys.append((reserve, "v"))
+                    balance_calls.append(
+                        Call(
+                            reserve.variable_debt_token,
+                            _scaled_balance_of.encode(account),
+                            _scaled_balance_of.decode,
+                        )
+                    )
+                    if reserve.has_stable_debt:
+                        keys.append((reserve, "s"))
+                        balance_calls.append(
+                            Call(
+                                reserve.stable_debt_token,
+                                _stable_balance_of.encode(account),
+                                _stable_balance_of.decode,
+                            )
+                        )
+            wanted.append(keys)
+        balances = yield balance_calls
+        positions: list[Position] = []
+        cursor = 0
+        for account, user_config, emode, keys in zip(
+            accounts, user_configs, emodes, wanted, strict=True
+        ):
+            values: dict[tuple[int, str], int] = {}
+            for reserve, kind in keys:
+                values[(reserve.reserve_id, kind)] = int(balances[cursor])
+                cursor += 1
+            positions.append(
+                self.position(market_state, account, user_config, int(emode), values, block)
+            )
+        return positions
+
+    def position(
+        self,
+        market_state: AaveMarketState,
+        account: str,
+        user_config: int,
+        emode: int,
+        balances: dict[tuple[int, str], int],
+        block: BlockRef,
+    ) -> Position:
+        inputs = []
+        for reserve in market_state.reserves:
+            rid = reserve.reserve_id
+            if not math.is_using_as_collateral_or_borrowing(user_config, rid):
+                continue
+            inputs.append(
+                math.UserReserveInput(
+                    asset=reserve.asset,
+                    reserve_id=rid,
+                    config=reserve.config,
+                    price_base=reserve.price_base,
+                    normalized_income_ray=reserve.normalized_income_ray,
+                    normalized_debt_ray=reserve.normalized_debt_ray,
+                    scaled_atoken_balance=balances.get((rid, "a"), 0),
+                    scaled_variable_debt=balances.get((rid, "v"), 0),
+                    stable_debt=balances.get((rid, "s"), 0),
+                    using_as_collateral=math.is_using_as_collateral(user_config, rid),
+                    borrowing=math.is_borrowing(user_config, rid),
+                )
+            )
+        category = market_state.emode_categories.get(emode)
+        data = math.calculate_user_account_data(
+            inputs, emode, category, market_state.emode_prices.get(emode) if emode else None
+        )
+        by_asset = {r.asset: r for r in market_state.reserves}
+        assets = []
+        for part in data.assets:
+            reserve = by_asset[part.asset]
+            assets.append(
+                AssetPosition(
+                    asset=part.asset,
+                    symbol=reserve.symbol,
+                    decimals=reserve.config.decimals,
+                    price_base=part.price_base,
+                    collateral_raw=part.collateral_amount_raw,
+                    debt_raw=part.debt_amount_raw,
+                    collateral_base=part.collateral_base,
+                    debt_base=part.debt_base,
+                    collateral_enabled=part.counts_as_collateral,
+                    liquidation_threshold_bps=part.liquidation_threshold_used,
+                    liquidation_price_base=_liquidation_price(data, part),
+                )
+            )
+        has_debt = data.total_debt_base > 0
+        return Position(
+            protocol=PROTOCOL,
+            market=market_state.addresses_provider,
+            account=to_checksum_address(account),
+            block=block,
+            health_factor=data.health_factor if has_debt else None,
+            liquidatable=has_debt and data.health_factor < math.HEALTH_FACTOR_LIQUIDATION_THRESHOLD,
+            total_collateral_base=data.total_collateral_base,
+            total_debt_base=data.total_debt_base,
+            available_borrows_base=data.available_borrows_base,
+            liquidation_threshold_bps=data.current_liquidation_threshold,
+            ltv_bps=data.ltv,
+            base_currency_decimals=market_state.base_currency_decimals,
+            assets=tuple(assets),
+            extra={
+                "emode_category": emode,
+                "version": market_state.version,
+                "user_configuration": user_config,
+            },
+        )
+
+
+def _decode_user_config(data: bytes) -> int:
+    value = _pool["getUserConfiguration"].decode(data)
+    return int(value[0] if isinstance(value, tuple) else value)
+
+
+def _liquidation_price(data: math.UserAccountData, part: math.AssetBreakdown) -> float | None:
+    """The price of this collateral at which HF reaches 1, other prices held (a float for display;
+    the risk module refines it to the exact flip)."""
+    if not part.counts_as_collateral or part.collateral_base == 0 or data.total_debt_base == 0:
+        return None
+    weighted = sum(
+        a.collateral_base * a.liquidation_threshold_used
+        for a in data.assets
+        if a.counts_as_collateral
+    )
+    rest = weighted - part.collateral_base * part.liquidation_threshold_used
+    needed = data.total_debt_base * math.PERCENTAGE_FACTOR - rest
+    if part.debt_base:  # the asset also backs debt: its price moves both sides
+        return None
+    if needed <= 0:
+        return 0.0
+    return part.price_base * needed / (part.collateral_base * part.liquidation_threshold_used)

@@ -1,0 +1,82 @@
+"""What flows out of every protocol adapter: protocol-neutral positions at one pinned block, and
+the read plans adapters hand to the pipeline (adapters never touch the network)."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from onchain.rpc.calls import Call
+from onchain.rpc.client import BlockRef
+
+# A read plan is a generator: it yields a batch of calls, receives their decoded results, and
+# finally returns its value. The pipeline executes each batch through Multicall3 at one block.
+ReadPlan = Generator[list[Call], list[Any], Any]
+
+
+@dataclass(frozen=True)
+class AssetPosition:
+    """One asset of one account, in raw token units and in the market's base currency."""
+
+    asset: str
+    symbol: str
+    decimals: int
+    price_base: int
+    collateral_raw: int
+    debt_raw: int
+    collateral_base: int
+    debt_base: int
+    collateral_enabled: bool
+    liquidation_threshold_bps: int  # the threshold this account's collateral counts with
+    liquidation_price_base: float | None = None  # price at which this asset alone liquidates
+
+
+@dataclass(frozen=True)
+class Position:
+    """An account's position in one market at one block; exact integers where the chain is exact."""
+
+    protocol: str
+    market: str
+    account: str
+    block: BlockRef
+    health_factor: int | None  # wad; None when there is no debt
+    liquidatable: bool
+    total_collateral_base: int
+    total_debt_base: int
+    available_borrows_base: int
+    liquidation_threshold_bps: int
+    ltv_bps: int
+    base_currency_decimals: int
+    assets: tuple[AssetPosition, ...]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def has_debt(self) -> bool:
+        return self.total_debt_base > 0
+
+
+@dataclass(frozen=True)
+class MarketRef:
+    """A market as the user names it: protocol, the address config/CLI gives, discovery start."""
+
+    protocol: str
+    address: str
+    start_block: int = 0
+    version: str | None = None
+
+
+class ProtocolAdapter(Protocol):
+    """One protocol family; found through the registry by name."""
+
+    name: str
+
+    def plan_market(self, market: MarketRef, block: BlockRef) -> ReadPlan: ...
+
+    def discovery_filter(self, market_state: Any) -> tuple[list[str], list[Any]]: ...
+
+    def accounts_from_logs(self, logs: list[Any]) -> set[str]: ...
+
+    def plan_positions(
+        self, market_state: Any, accounts: list[str], block: BlockRef
+    ) -> ReadPlan: ...
