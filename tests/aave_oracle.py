@@ -12,10 +12,18 @@ from onchain.protocols.base import Position
 UINT256_MAX = 2**256 - 1
 
 
-def pool_account_data(chain: DevChain, pool: str, accounts: Sequence[str], block: int) -> list[tuple[int, ...]]:
+def pool_account_data(
+    chain: DevChain, pool: str, accounts: Sequence[str], block: int
+) -> list[tuple[int, ...]]:
     """`Pool.getUserAccountData` for each account at `block`, one eth_call each (in one batch)."""
     calls = [
-        ("eth_call", [{"to": pool, "data": "0x" + calldata("getUserAccountData(address)", a).hex()}, hex(block)])
+        (
+            "eth_call",
+            [
+                {"to": pool, "data": "0x" + calldata("getUserAccountData(address)", a).hex()},
+                hex(block),
+            ],
+        )
         for a in accounts
     ]
     results = []
