@@ -26,8 +26,8 @@ from onchain.rpc.client import RpcClient, redact_url
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 devnet_app = typer.Typer(help="A local anvil chain with the real protocol contracts deployed.")
 app.add_typer(devnet_app, name="devnet")
-out = Console()
-err = Console(stderr=True)
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, soft_wrap=True)
 
 RpcOpt = Annotated[str | None, typer.Option("--rpc", help="JSON-RPC URL (or env ONCHAIN_RPC_URL)")]
 ProtocolOpt = Annotated[str, typer.Option("--protocol", help="protocol adapter, e.g. aave-v3")]

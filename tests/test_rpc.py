@@ -63,7 +63,10 @@ def contract(name: str) -> CompiledContract:
 
 def send_tx(client: RpcClient, to: str | None, data: bytes = b"", value: int = 0) -> dict:
     """Send from anvil's unlocked account (automined) and return the successful receipt."""
+    # A fixed gas limit: anvil's exact estimate can fall short when the mined block's timestamp
+    # differs from the estimate's (setAnswer then rewrites latestTimestamp at a higher cost).
     tx: dict[str, Any] = {"from": DEPLOYER, "data": "0x" + data.hex(), "value": hex(value)}
+    tx["gas"] = hex(3_000_000)
     if to is not None:
         tx["to"] = to
     tx_hash = client.request("eth_sendTransaction", [tx])

@@ -99,6 +99,11 @@ def running_devnet(
         meta = json.loads(meta_path.read_text())
         with Anvil(load_state=state_path) as node:
             chain = DevChain(node.url)
+            # anvil restarts its clock from the genesis time after a reload: continue from the head
+            head = chain.rpc("eth_getBlockByNumber", ["latest", False])
+            chain.rpc(
+                "evm_setNextBlockTimestamp", [hex(int(head["timestamp"], 16) + BLOCK_INTERVAL_S)]
+            )
             chain.rpc("anvil_setBlockTimestampInterval", [BLOCK_INTERVAL_S])
             yield DevnetInfo(
                 node.url,

@@ -173,4 +173,7 @@ class DevChain:
         self.rpc_batch([("anvil_setBalance", [a, hex(wei)]) for a in addresses])
 
     def increase_time(self, seconds: int) -> None:
-        self.rpc("evm_increaseTime", [hex(seconds)])
+        """The next block lands `seconds` after the head (evm_increaseTime is ignored while a
+        block timestamp interval is set)."""
+        head = self.rpc("eth_getBlockByNumber", ["latest", False])
+        self.rpc("evm_setNextBlockTimestamp", [hex(int(head["timestamp"], 16) + seconds)])

@@ -43,8 +43,16 @@ _Outcome = tuple[bool, bytes]
 _LIMIT_TEXT = re.compile(r"gas|limit|exceed|too large|too big|size|time ?out|timed out", re.I)
 
 
+CHUNKS_PER_REQUEST = 4
+
+
 def has_multicall3(client: RpcClient, block: BlockRef) -> bool:
-    """Whether Multicall3 has code at `block`; asks the node once per client and block range."""
+    """Whether Multicall3 has code at `block`; asks the node once per client and block range.
+
+    Code never leaves once deployed, so "present at N" holds for later blocks and "absent at N"
+    for earlier ones. (A devnet that installs it with anvil_setCode at an already-probed block
+    needs a new client.)
+    """
     probe = _PROBES.setdefault(client, _Probe())
     if probe.present_from is not None and block.number >= probe.present_from:
         return True
@@ -126,7 +134,10 @@ def _via_multicall(
             )
             for lo, hi in spans
         ]
-        answers = client.batch(requests, return_errors=True)
+        # A few aggregate3 chunks per HTTP request: nodes cap request bodies (anvil ~2 MB).
+        answers: list[Any] = []
+        for g in range(0, len(requests), CHUNKS_PER_REQUEST):
+            answers += client.batch(requests[g : g + CHUNKS_PER_REQUEST], return_errors=True)
         retry: list[tuple[int, int]] = []
         for (lo, hi), answer in zip(spans, answers, strict=True):
             if isinstance(answer, RpcError):

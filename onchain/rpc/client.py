@@ -86,6 +86,8 @@ class RpcClient:
 
     `requests_sent` counts HTTP requests (a batch counts once, each retry counts);
     `calls_sent` counts JSON-RPC calls, including each call inside a batch.
+    Timeouts are retried too, so only send methods that are safe to repeat (reads, or
+    eth_sendRawTransaction whose repeat is a no-op).
     """
 
     def __init__(
@@ -263,7 +265,7 @@ class RpcClient:
                 status = 0
                 continue
             status = resp.status_code
-            if status in _RETRY_STATUSES:
+            if status in _RETRY_STATUSES and not _is_rpc_answer(resp):
                 failure = f"HTTP {status}"
                 self._retry_after = resp.headers.get("Retry-After")
                 continue
@@ -337,6 +339,17 @@ def reverted(target: str, data: bytes, revert_data: bytes) -> CallReverted:
     return CallReverted(
         f"call to {target} (selector 0x{selector}) reverted{text}", revert_data, target
     )
+
+
+def _is_rpc_answer(resp: requests.Response) -> bool:
+    """A JSON-RPC error under HTTP 500 (some nodes report reverts so): an answer, not a fault."""
+    if resp.status_code != 500:
+        return False
+    try:
+        body = resp.json()
+    except ValueError:
+        return False
+    return isinstance(body, (dict, list)) and _has_rpc_error(body)
 
 
 def _has_rpc_error(body: Any) -> bool:
