@@ -241,6 +241,8 @@ def devnet_cmd(
         err.print(f"devnet {how} in {info.build_seconds:.2f}s: {len(info.borrowers)} borrowers")
         print(json.dumps(info.to_json(), indent=1))
         if write_config:
+            from onchain.devnet.config_file import write_devnet_config
+
             write_devnet_config(write_config, info)
             err.print(f"wrote {write_config}")
         if keep_running:
@@ -250,15 +252,6 @@ def devnet_cmd(
                     time.sleep(3600)
             except KeyboardInterrupt:
                 pass
-
-
-def write_devnet_config(path: Path, info: Any) -> None:
-    path.write_text(
-        "# Written by `onchain devnet`: the local chain and its market.\n"
-        f'[chains.devnet]\nchain_id = {info.chain_id}\nrpc_url = "{info.rpc_url}"\nblock_time_s = 12\n\n'
-        f'[[markets]]\nname = "aave-v3-devnet"\nprotocol = "aave-v3"\nchain = "devnet"\n'
-        f'address = "{info.aave.addresses_provider}"\nstart_block = 0\nversion = "3.0.2"\n'
-    )
 
 
 @devnet_app.command("set-price")
