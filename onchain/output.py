@@ -27,7 +27,9 @@ def asset_json(asset: AssetPosition) -> dict[str, Any]:
         "debt_base": str(asset.debt_base),
         "collateral_enabled": asset.collateral_enabled,
         "liquidation_threshold_bps": asset.liquidation_threshold_bps,
-        "liquidation_price_base": asset.liquidation_price_base,
+        "liquidation_price_base": None
+        if asset.liquidation_price_base is None
+        else str(asset.liquidation_price_base),
     }
 
 
@@ -136,12 +138,12 @@ def breakdown_table(position: Position) -> Table:
         f"{'  LIQUIDATABLE' if position.liquidatable else ''}"
     )
     table = Table(title=title, title_justify="left")
-    for name in ["asset", "collateral", "debt", "price", "LT", "liq. price", "may fall"]:
+    for name in ["asset", "collateral", "debt", "price", "LT", "liq. price", "move to liq."]:
         table.add_column(name, justify="left" if name == "asset" else "right")
     scale = 10**position.base_currency_decimals
     for a in position.assets:
         liq = a.liquidation_price_base
-        fall = "" if liq is None else f"{max(0.0, 1 - liq / a.price_base) * 100:.2f}%"
+        fall = "" if liq is None else f"{(liq / a.price_base - 1) * 100:+.2f}%"
         table.add_row(
             a.symbol,
             f"{a.collateral_raw / 10**a.decimals:,.6g}" if a.collateral_raw else "",

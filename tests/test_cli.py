@@ -91,7 +91,7 @@ def test_watch_shows_the_breakdown_and_how_far_prices_may_fall(devnet: DevnetInf
     )
     assert result.returncode == 0, result.stderr
     assert wallet in result.stdout.replace("\n", "")
-    assert "may fall" in result.stdout
+    assert "move to liq." in result.stdout
     as_json = json.loads(
         run(
             "watch",

@@ -27,9 +27,15 @@ def set_prices(url: str, market: AaveDeployment, prices_usd: Mapping[str, float]
     return _in_one_block(chain, txs)
 
 
-def set_raw_price(url: str, market: AaveDeployment, symbol: str, answer: int) -> int:
-    """Set a feed's integer answer exactly (8 decimals), for one-unit-either-side tests."""
+def set_raw_price(
+    url: str, market: AaveDeployment, symbol: str, answer: int, *, same_timestamp: bool = False
+) -> int:
+    """Set a feed's integer answer exactly (8 decimals), for one-unit-either-side tests. With
+    `same_timestamp` the block keeps the head's timestamp, so no interest accrues in between."""
     chain = DevChain(url)
+    if same_timestamp:
+        head = chain.rpc("eth_getBlockByNumber", ["latest", False])
+        chain.rpc("evm_setNextBlockTimestamp", [head["timestamp"]])
     return _in_one_block(
         chain,
         [(DEPLOYER, market.price_feeds[symbol], calldata("setAnswer(int256)", answer), 200_000)],

@@ -29,7 +29,9 @@ class AssetPosition:
     debt_base: int
     collateral_enabled: bool
     liquidation_threshold_bps: int  # the threshold this account's collateral counts with
-    liquidation_price_base: float | None = None  # price at which this asset alone liquidates
+    # the oracle price (base units) at which this asset alone flips the verdict: the highest
+    # liquidatable price for collateral, the lowest for debt; None if it cannot
+    liquidation_price_base: int | None = None
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from eth_utils import to_checksum_address
 from onchain.abi import event, function
 from onchain.errors import NotAMarket
 from onchain.protocols.aave_v3 import math
+from onchain.protocols.aave_v3.liquidation_price import liquidation_price, priced_assets
 from onchain.protocols.base import AssetPosition, MarketRef, Position, ReadPlan
 from onchain.rpc.calls import Call
 from onchain.rpc.client import BlockRef
@@ -360,8 +361,9 @@ class AaveV3Adapter:
             inputs, emode, category, market_state.emode_prices.get(emode) if emode else None
         )
         by_asset = {r.asset: r for r in market_state.reserves}
+        flips = _liquidation_prices(data, by_asset)
         assets = []
-        for part in data.assets:
+        for part, flip in zip(data.assets, flips, strict=True):
             reserve = by_asset[part.asset]
             assets.append(
                 AssetPosition(
@@ -375,7 +377,7 @@ class AaveV3Adapter:
                     debt_base=part.debt_base,
                     collateral_enabled=part.counts_as_collateral,
                     liquidation_threshold_bps=part.liquidation_threshold_used,
-                    liquidation_price_base=_liquidation_price(data, part),
+                    liquidation_price_base=flip,
                 )
             )
         has_debt = data.total_debt_base > 0
@@ -406,20 +408,15 @@ def _decode_user_config(data: bytes) -> int:
     return int(value[0] if isinstance(value, tuple) else value)
 
 
-def _liquidation_price(data: math.UserAccountData, part: math.AssetBreakdown) -> float | None:
-    """The price of this collateral at which HF reaches 1, other prices held (a float for display;
-    the risk module refines it to the exact flip)."""
-    if not part.counts_as_collateral or part.collateral_base == 0 or data.total_debt_base == 0:
-        return None
-    weighted = sum(
-        a.collateral_base * a.liquidation_threshold_used
-        for a in data.assets
-        if a.counts_as_collateral
-    )
-    rest = weighted - part.collateral_base * part.liquidation_threshold_used
-    needed = data.total_debt_base * math.PERCENTAGE_FACTOR - rest
-    if part.debt_base:  # the asset also backs debt: its price moves both sides
-        return None
-    if needed <= 0:
-        return 0.0
-    return part.price_base * needed / (part.collateral_base * part.liquidation_threshold_used)
+def _liquidation_prices(
+    data: math.UserAccountData, reserves: dict[str, AaveReserve]
+) -> list[int | None]:
+    """Exact flip price per asset; None where an eMode price source overrides the asset's own
+    oracle price (moving it then changes nothing) or where its price alone cannot liquidate."""
+    if data.total_debt_base == 0:
+        return [None] * len(data.assets)
+    parts = priced_assets(data.assets, [reserves[a.asset].config.decimals for a in data.assets])
+    return [
+        None if part.price_base != reserves[part.asset].price_base else liquidation_price(parts, i)
+        for i, part in enumerate(data.assets)
+    ]

@@ -1,0 +1,117 @@
+"""Exact liquidation prices: the oracle price of one asset (others held) at which the Pool's own
+integer math flips the position to liquidatable. Setting the oracle one unit past it liquidates;
+one unit short of it does not.
+
+Moving one price only changes that asset's base values, so the health factor at a trial price
+is recomputed from the breakdown in a few integer operations (same floors as GenericLogic)
+instead of re-running the whole account computation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from onchain.protocols.aave_v3.math import (
+    HEALTH_FACTOR_LIQUIDATION_THRESHOLD,
+    AssetBreakdown,
+    percent_mul,
+    wad_div,
+)
+
+MAX_PRICE = 2**128  # far beyond any oracle answer; bounds the search
+
+
+@dataclass(frozen=True)
+class PricedAsset:
+    """What one asset contributes as a function of its price."""
+
+    collateral_amount_raw: int  # counts only if the asset counts as collateral
+    debt_amount_raw: int
+    liquidation_threshold: int
+    unit: int
+    price_base: int
+
+
+def _liquidatable(parts: Sequence[PricedAsset], index: int, price: int) -> bool:
+    total_collateral = total_debt = weighted_lt = 0
+    for i, part in enumerate(parts):
+        p = price if i == index else part.price_base
+        collateral = part.collateral_amount_raw * p // part.unit
+        total_collateral += collateral
+        weighted_lt += collateral * part.liquidation_threshold
+        total_debt += p * part.debt_amount_raw // part.unit
+    if total_debt == 0:
+        return False
+    avg_lt = weighted_lt // total_collateral if total_collateral else 0
+    return (
+        wad_div(percent_mul(total_collateral, avg_lt), total_debt)
+        < HEALTH_FACTOR_LIQUIDATION_THRESHOLD
+    )
+
+
+def _estimate(parts: Sequence[PricedAsset], index: int) -> int | None:
+    """Where HF = 1 in real numbers; the exact search starts from here."""
+    rest_weighted = sum(
+        p.collateral_amount_raw * p.price_base / p.unit * p.liquidation_threshold / 10_000
+        for i, p in enumerate(parts)
+        if i != index
+    )
+    rest_debt = sum(
+        p.debt_amount_raw * p.price_base / p.unit for i, p in enumerate(parts) if i != index
+    )
+    part = parts[index]
+    slope = (
+        part.collateral_amount_raw * part.liquidation_threshold / 10_000 - part.debt_amount_raw
+    ) / part.unit
+    if slope == 0:
+        return None
+    estimate = (rest_debt - rest_weighted) / slope
+    return int(estimate) if 0 < estimate < MAX_PRICE else None
+
+
+def liquidation_price(parts: Sequence[PricedAsset], index: int) -> int | None:
+    """The flip price of asset `index`, in oracle units, or None if its price alone cannot flip
+    the verdict. For an asset whose fall liquidates (net collateral) it is the HIGHEST price at
+    which the position is liquidatable; for one whose rise liquidates (net debt) it is the
+    LOWEST such price."""
+    low_bad = _liquidatable(parts, index, 0)
+    high_bad = _liquidatable(parts, index, MAX_PRICE)
+    if low_bad == high_bad:
+        return None  # this price alone never changes the verdict
+
+    def bad(price: int) -> bool:
+        return _liquidatable(parts, index, price)
+
+    start = _estimate(parts, index) or parts[index].price_base
+    # Gallop from the estimate to a bracket (a, b) with bad(a) != bad(b), then bisect.
+    a, step = start, 1
+    a_bad = bad(a)
+    direction = 1 if a_bad == low_bad else -1  # walk towards the flip
+    while True:
+        b = min(max(a + direction * step, 0), MAX_PRICE)
+        if bad(b) != a_bad:
+            break
+        a, step = b, step * 2
+    lo, hi = min(a, b), max(a, b)  # bad(lo) == low_bad, bad(hi) == high_bad
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if bad(mid) == low_bad:
+            lo = mid
+        else:
+            hi = mid
+    return lo if low_bad else hi
+
+
+def priced_assets(
+    breakdown: Sequence[AssetBreakdown], decimals: Sequence[int]
+) -> list[PricedAsset]:
+    return [
+        PricedAsset(
+            collateral_amount_raw=part.collateral_amount_raw if part.counts_as_collateral else 0,
+            debt_amount_raw=part.debt_amount_raw,
+            liquidation_threshold=part.liquidation_threshold_used,
+            unit=10**dec,
+            price_base=part.price_base,
+        )
+        for part, dec in zip(breakdown, decimals, strict=True)
+    ]
