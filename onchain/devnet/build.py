@@ -20,7 +20,13 @@ from onchain.devnet.aave import AaveDeployment, deploy_aave_market
 from onchain.devnet.anvil import DEVNET_CHAIN_ID, PROJECT_ROOT, Anvil
 from onchain.devnet.chain import DevChain
 from onchain.devnet.multicall import install_multicall3
-from onchain.devnet.seed import plan_borrowers, seed_borrowers, supply_whale_liquidity
+from onchain.devnet.seed import (
+    plan_borrowers,
+    seed_borrowers,
+    seeded_address,
+    supply_whale_liquidity,
+)
+from onchain.devnet.uniswap import UniswapDeployment, deploy_uniswap
 
 CACHE_DIR = PROJECT_ROOT / ".cache" / "devnet"
 BLOCK_INTERVAL_S = 12
@@ -35,17 +41,31 @@ class DevnetInfo:
     aave: AaveDeployment
     borrowers: list[str]
     whale: str
-    build_seconds: float
-    loaded_from_cache: bool
+    build_seconds: float = 0.0
+    loaded_from_cache: bool = False
+    uniswap: UniswapDeployment | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "rpc_url": self.rpc_url,
             "chain_id": self.chain_id,
             "aave_v3": self.aave.to_json(),
+            "uniswap_v3": self.uniswap.to_json() if self.uniswap else None,
             "borrowers": self.borrowers,
             "whale": self.whale,
         }
+
+    @classmethod
+    def from_meta(cls, rpc_url: str, meta: dict[str, Any]) -> DevnetInfo:
+        """Rebuild the addresses written at build time (they are deterministic)."""
+        return cls(
+            rpc_url=rpc_url,
+            chain_id=DEVNET_CHAIN_ID,
+            aave=AaveDeployment(**meta["aave_v3"]),
+            borrowers=meta["borrowers"],
+            whale=meta["whale"],
+            uniswap=UniswapDeployment(**meta["uniswap_v3"]) if meta.get("uniswap_v3") else None,
+        )
 
 
 def cache_key(n_borrowers: int, seed: int) -> str:
@@ -59,7 +79,8 @@ def cache_key(n_borrowers: int, seed: int) -> str:
     return digest.hexdigest()[:16]
 
 
-def _build(node: Anvil, n_borrowers: int, seed: int) -> tuple[AaveDeployment, list[str], str]:
+def _build(node: Anvil, n_borrowers: int, seed: int) -> DevnetInfo:
+    """Deploy every protocol and seed it; each step adds its deployment to the info."""
     chain = DevChain(node.url)
     chain.rpc("anvil_setBlockTimestampInterval", [BLOCK_INTERVAL_S])
     install_multicall3(node.url)
@@ -67,7 +88,9 @@ def _build(node: Anvil, n_borrowers: int, seed: int) -> tuple[AaveDeployment, li
     whale = supply_whale_liquidity(chain, market, seed)
     plans = plan_borrowers(n_borrowers, seed)
     seed_borrowers(chain, market, plans)
-    return market, [p.address for p in plans], whale
+    info = DevnetInfo(node.url, DEVNET_CHAIN_ID, market, [p.address for p in plans], whale)
+    info.uniswap = deploy_uniswap(chain, market, seeded_address(seed, "uniswap-lp", 0))
+    return info
 
 
 def _dump_state(chain: DevChain, path: Path) -> None:
@@ -105,26 +128,18 @@ def running_devnet(
                 "evm_setNextBlockTimestamp", [hex(int(head["timestamp"], 16) + BLOCK_INTERVAL_S)]
             )
             chain.rpc("anvil_setBlockTimestampInterval", [BLOCK_INTERVAL_S])
-            yield DevnetInfo(
-                node.url,
-                DEVNET_CHAIN_ID,
-                AaveDeployment(**meta["aave_v3"]),
-                meta["borrowers"],
-                meta["whale"],
-                time.monotonic() - started,
-                True,
-            )
+            info = DevnetInfo.from_meta(node.url, meta)
+            info.build_seconds, info.loaded_from_cache = time.monotonic() - started, True
+            yield info
         return
     with Anvil() as node:
-        market, borrowers, whale = _build(node, n_borrowers, seed)
+        info = _build(node, n_borrowers, seed)
         folder.mkdir(parents=True, exist_ok=True)
         chain = DevChain(node.url)
         tmp = folder / "state.json.tmp"
         _dump_state(chain, tmp)
         tmp.replace(state_path)
-        info = DevnetInfo(
-            node.url, DEVNET_CHAIN_ID, market, borrowers, whale, time.monotonic() - started, False
-        )
+        info.build_seconds = time.monotonic() - started
         meta_path.write_text(json.dumps(info.to_json(), indent=1))
         yield info
 
