@@ -85,7 +85,7 @@ def _build(node: Anvil, n_borrowers: int, seed: int) -> DevnetInfo:
     chain.rpc("anvil_setBlockTimestampInterval", [BLOCK_INTERVAL_S])
     install_multicall3(node.url)
     market = deploy_aave_market(chain)
-    whale = supply_whale_liquidity(chain, market, seed)
+    whale = supply_whale_liquidity(chain, market, seed, n_borrowers)
     plans = plan_borrowers(n_borrowers, seed)
     seed_borrowers(chain, market, plans)
     info = DevnetInfo(node.url, DEVNET_CHAIN_ID, market, [p.address for p in plans], whale)

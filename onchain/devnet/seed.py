@@ -17,7 +17,7 @@ from onchain.errors import DevnetError
 
 UINT256_MAX = 2**256 - 1
 BORROWERS_PER_BLOCK = 40
-WHALE_SUPPLY_USD = 2_000_000_000
+WHALE_SUPPLY_USD_PER_BORROWER = 22_000  # per asset: stables end up well utilised, as on mainnet
 BORROW_TOPIC = (
     "0x" + keccak(text="Borrow(address,address,address,uint256,uint8,uint256,uint16)").hex()
 )
@@ -105,12 +105,14 @@ def plan_borrowers(
     return plans
 
 
-def supply_whale_liquidity(chain: DevChain, market: AaveDeployment, seed: int) -> str:
+def supply_whale_liquidity(
+    chain: DevChain, market: AaveDeployment, seed: int, n_borrowers: int
+) -> str:
     whale = seeded_address(seed, "whale", 0)
     chain.set_balance([whale], 10**24)
     for spec in DEFAULT_ASSETS:
         token = market.tokens[spec.symbol]
-        amount = _raw(WHALE_SUPPLY_USD / len(DEFAULT_ASSETS), spec)
+        amount = _raw(WHALE_SUPPLY_USD_PER_BORROWER * max(n_borrowers, 100), spec)
         chain.send(whale, token, calldata("mint(uint256)", amount), gas=200_000)
         chain.send(
             whale,

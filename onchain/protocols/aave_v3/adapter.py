@@ -41,7 +41,11 @@ _pool = {
         "ADDRESSES_PROVIDER",
     )
 }
-_oracle = {n: function(ABI, "AaveOracle", n) for n in ("getAssetPrice", "BASE_CURRENCY_UNIT")}
+_oracle = {
+    n: function(ABI, "AaveOracle", n)
+    for n in ("getAssetPrice", "BASE_CURRENCY_UNIT", "getSourceOfAsset")
+}
+_balance_of = function(ABI, "ERC20", "balanceOf")
 _scaled_balance_of = function(ABI, "ScaledBalanceToken", "scaledBalanceOf")
 _stable_balance_of = function(ABI, "StableDebtToken", "balanceOf")
 _total_supply = function(ABI, "StableDebtToken", "totalSupply")
@@ -65,6 +69,16 @@ class AaveReserve:
     normalized_income_ray: int
     normalized_debt_ray: int
     has_stable_debt: bool
+    available_liquidity_raw: int = (
+        0  # underlying held by the aToken: what can be withdrawn/borrowed
+    )
+    total_debt_raw: int = 0
+    price_feed: str | None = None  # the AaveOracle source (a Chainlink-style feed)
+
+    @property
+    def utilization(self) -> float:
+        total = self.available_liquidity_raw + self.total_debt_raw
+        return self.total_debt_raw / total if total else 0.0
 
 
 @dataclass(frozen=True)
@@ -185,14 +199,23 @@ class AaveV3Adapter:
         for i, asset in enumerate(assets):
             data, income, debt, price, symbol = results[5 * i : 5 * i + 5]
             raw_reserves.append((asset, data, income, debt, price, symbol or asset[:10]))
-        stable_supplies = yield [
-            Call(to_checksum_address(data[9]), _total_supply.encode(), _total_supply.decode)
-            for _a, data, *_ in raw_reserves
-        ]
+        supply_calls: list[Call] = []
+        for asset, data, *_ in raw_reserves:
+            supply_calls += [
+                Call(to_checksum_address(data[9]), _total_supply.encode(), _total_supply.decode),
+                Call(to_checksum_address(data[10]), _total_supply.encode(), _total_supply.decode),
+                Call(asset, _balance_of.encode(to_checksum_address(data[8])), _balance_of.decode),
+                Call(
+                    oracle,
+                    _oracle["getSourceOfAsset"].encode(asset),
+                    _oracle["getSourceOfAsset"].decode,
+                    allow_failure=True,
+                ),
+            ]
+        supplies = yield supply_calls
         reserves = []
-        for (asset, data, income, debt, price, symbol), stable_supply in zip(
-            raw_reserves, stable_supplies, strict=True
-        ):
+        for i, (asset, data, income, debt, price, symbol) in enumerate(raw_reserves):
+            stable_supply, variable_supply, available, source = supplies[4 * i : 4 * i + 4]
             bitmap = data[0][0] if isinstance(data[0], tuple) else data[0]
             reserves.append(
                 AaveReserve(
@@ -207,6 +230,9 @@ class AaveV3Adapter:
                     normalized_income_ray=int(income),
                     normalized_debt_ray=int(debt),
                     has_stable_debt=stable_supply > 0,
+                    available_liquidity_raw=int(available),
+                    total_debt_raw=int(stable_supply) + int(variable_supply),
+                    price_feed=to_checksum_address(source) if source else None,
                 )
             )
         reserves.sort(key=lambda r: r.reserve_id)
