@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -16,11 +17,18 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from onchain.config import load_config
-from onchain.errors import InputError, OnchainError
-from onchain.output import breakdown_table, positions_csv, positions_json, positions_table
-from onchain.pipeline import ScanResult, checked_address, scan
+from onchain.config import ChainConfig, Config, MarketConfig, load_config
+from onchain.errors import ConfigError, InputError, OnchainError
+from onchain.output import (
+    breakdown_table,
+    positions_csv,
+    positions_json,
+    positions_table,
+    watch_table,
+)
+from onchain.pipeline import ScanResult, checked_address, scan, watch_everywhere
 from onchain.protocols.base import MarketRef
+from onchain.protocols.registry import ADAPTERS
 from onchain.rpc.client import RpcClient, redact_url
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -30,11 +38,34 @@ out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
 
 RpcOpt = Annotated[str | None, typer.Option("--rpc", help="JSON-RPC URL (or env ONCHAIN_RPC_URL)")]
-ProtocolOpt = Annotated[str, typer.Option("--protocol", help="protocol adapter, e.g. aave-v3")]
+DEFAULT_PROTOCOL = "aave-v3"
+ProtocolOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--protocol",
+        help=f"protocol adapter ({', '.join(sorted(ADAPTERS))}); default: the config's, "
+        f"else {DEFAULT_PROTOCOL}",
+    ),
+]
 MarketOpt = Annotated[
     str | None,
-    typer.Option("--market", help="market address (Aave: PoolAddressesProvider) or config name"),
+    typer.Option(
+        "--market",
+        help="config name, deployment address (Aave: PoolAddressesProvider; Morpho Blue: the "
+        "Morpho contract, every market) or a market id (0x + 64 hex) inside a deployment",
+    ),
 ]
+ChainOpt = Annotated[
+    str | None, typer.Option("--chain", help="chain name from the config (when it has several)")
+]
+DeploymentOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--deployment",
+        help="the protocol's contract when --market is a market id and no --config lists it",
+    ),
+]
+MARKET_ID = re.compile(r"^0x[0-9a-fA-F]{64}$")
 BlockOpt = Annotated[
     int | None, typer.Option("--block", help="block number to read at (default: latest)")
 ]
@@ -70,33 +101,134 @@ def main() -> None:
         raise
 
 
+def _names_markets_by_id(protocol: str) -> bool:
+    return bool(getattr(ADAPTERS.get(protocol), "markets_by_id", False))
+
+
+def _endpoint(rpc: str | None, chain: ChainConfig) -> str:
+    url = rpc or os.environ.get("ONCHAIN_RPC_URL") or chain.resolve_rpc_url()
+    if not url:
+        raise InputError(
+            f"no RPC URL for chain {chain.name}: pass --rpc or set {chain.rpc_url_env}"
+        )
+    return url
+
+
+def _market_ref(m: MarketConfig, market_id: str | None = None) -> MarketRef:
+    configured = m.extra.get("market_id")
+    return MarketRef(
+        m.protocol,
+        m.address,
+        m.start_block,
+        m.version,
+        market_id or (str(configured) if configured else None),
+    )
+
+
+def _config_chain(cfg: Config, chain_name: str | None) -> ChainConfig:
+    """The chain to work on: --chain, else the only chain the config lists markets for."""
+    if chain_name is not None:
+        if chain_name not in cfg.chains:
+            known = ", ".join(sorted(cfg.chains)) or "none"
+            raise ConfigError(f"chain {chain_name!r} is not in {cfg.path} (known: {known})")
+        return cfg.chains[chain_name]
+    used = sorted({m.chain for m in cfg.markets.values()})
+    if len(used) != 1:
+        raise InputError(
+            f"{cfg.path} lists markets on {len(used)} chains ({', '.join(used) or 'none'}): "
+            "pass --chain NAME"
+        )
+    return cfg.chains[used[0]]
+
+
+def _config_deployment(
+    cfg: Config, protocol: str | None, chain_name: str | None, *, market_id: str | None
+) -> MarketConfig:
+    """The one configured deployment a --protocol / market id refers to on the chain."""
+    candidates = [
+        m
+        for m in cfg.markets.values()
+        if (protocol is None or m.protocol == protocol)
+        and (market_id is None or _names_markets_by_id(m.protocol))
+        and (chain_name is None or m.chain == chain_name)
+    ]
+    if len(candidates) != 1:
+        what = f"market id {market_id}" if market_id else f"--protocol {protocol}"
+        names = ", ".join(sorted(m.name for m in candidates)) or "none"
+        raise InputError(
+            f"{what}: {len(candidates)} matching deployments in {cfg.path} ({names}); "
+            "name one with --market NAME or --chain NAME"
+        )
+    return candidates[0]
+
+
 def _resolve(
-    rpc: str | None, protocol: str, market: str | None, config: Path | None, chain_id: int | None
+    rpc: str | None,
+    protocol: str | None,
+    market: str | None,
+    config: Path | None,
+    chain_id: int | None,
+    chain_name: str | None = None,
+    deployment: str | None = None,
 ) -> tuple[str, MarketRef, int | None]:
-    """The endpoint, the market and the chain id to insist on, from flags and config."""
+    """The endpoint, the market and the chain id to insist on, from flags and config.
+
+    --market is a config name, a deployment's address, or a market id (0x + 64 hex) inside a
+    deployment named by --deployment or found in the config."""
+    is_id = market is not None and MARKET_ID.match(market) is not None
     if config is not None:
         cfg = load_config(config)
-        if market is None:
-            raise InputError("--market is required (a market name from the config or an address)")
-        if market in cfg.markets:
+        if chain_name is not None:
+            _config_chain(cfg, chain_name)  # an unknown chain is an error of its own
+        if market is not None and market in cfg.markets:
             m = cfg.market(market)
             chain = cfg.chains[m.chain]
-            url = rpc or os.environ.get("ONCHAIN_RPC_URL") or chain.resolve_rpc_url()
-            if not url:
-                raise InputError(
-                    f"no RPC URL for chain {chain.name}: pass --rpc or set {chain.rpc_url_env}"
-                )
-            return (
-                url,
-                MarketRef(m.protocol, m.address, m.start_block, m.version),
-                chain_id or chain.chain_id,
-            )
+            return _endpoint(rpc, chain), _market_ref(m), chain_id or chain.chain_id
+        if is_id or (market is None and protocol is not None):
+            m = _config_deployment(cfg, protocol, chain_name, market_id=market if is_id else None)
+            chain = cfg.chains[m.chain]
+            ref = _market_ref(m, market if is_id else None)
+            return _endpoint(rpc, chain), ref, chain_id or chain.chain_id
+        if market is None:
+            raise InputError("--market is required (a market name from the config or an address)")
     url = rpc or os.environ.get("ONCHAIN_RPC_URL")
     if not url:
         raise InputError("no RPC endpoint: pass --rpc URL (or set ONCHAIN_RPC_URL)")
     if market is None:
         raise InputError("--market is required")
-    return url, MarketRef(protocol, checked_address(market, "market address")), chain_id
+    if is_id:
+        takes_ids = sorted(n for n in ADAPTERS if _names_markets_by_id(n))
+        if protocol is None and len(takes_ids) == 1:
+            protocol = takes_ids[0]
+        if protocol is None or not _names_markets_by_id(protocol):
+            raise InputError(
+                f"{protocol or DEFAULT_PROTOCOL} does not name markets by id; "
+                f"market ids are for: {', '.join(takes_ids)}"
+            )
+        if deployment is None:
+            raise InputError(
+                "--market is a market id: name its deployment with --deployment ADDRESS "
+                "(or use --config FILE that lists it)"
+            )
+        ref = MarketRef(
+            protocol, checked_address(deployment, "deployment address"), market_id=market
+        )
+        return url, ref, chain_id
+    return (
+        url,
+        MarketRef(protocol or DEFAULT_PROTOCOL, checked_address(market, "market address")),
+        chain_id,
+    )
+
+
+def _warn_skipped(states: list[Any]) -> None:
+    """Markets a deployment lists but that cannot be valued at this block (e.g. their oracle
+    reverts) are left out of the figures; say so once, on stderr."""
+    for state in states:
+        skipped = getattr(state, "skipped_markets", ())
+        if skipped:
+            listed = "; ".join(f"{mid[:10]}… ({why})" for mid, why in skipped)
+            err.print(f"[yellow]warning:[/] skipped {len(skipped)} market(s): {listed}")
 
 
 @contextmanager
@@ -134,11 +266,13 @@ def _client(url: str, chain_id: int | None, timeout: float) -> RpcClient:
 @app.command("scan")
 def scan_cmd(
     rpc: RpcOpt = None,
-    protocol: ProtocolOpt = "aave-v3",
+    protocol: ProtocolOpt = None,
     market: MarketOpt = None,
     block: BlockOpt = None,
     config: ConfigOpt = None,
     chain_id: ChainIdOpt = None,
+    chain: ChainOpt = None,
+    deployment: DeploymentOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable JSON")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="CSV, one row per account")] = False,
     show_all: Annotated[bool, typer.Option("--all", help="include accounts without debt")] = False,
@@ -146,7 +280,7 @@ def scan_cmd(
     timeout: TimeoutOpt = 10.0,
 ) -> None:
     """List every discovered position of a market at one pinned block, riskiest first."""
-    url, market_ref, expected = _resolve(rpc, protocol, market, config, chain_id)
+    url, market_ref, expected = _resolve(rpc, protocol, market, config, chain_id, chain, deployment)
     client = _client(url, expected, timeout)
     with _progress(not (as_json or as_csv)) as progress:
         result = scan(
@@ -157,6 +291,7 @@ def scan_cmd(
             read_progress=progress("reading positions"),
         )
     positions = _riskiest_first([p for p in result.positions if show_all or p.has_debt])
+    _warn_skipped([result.market_state])
     if as_json:
         print(positions_json(positions))
     elif as_csv:
@@ -176,8 +311,9 @@ def _print_scan(result: ScanResult, positions: list[Any], limit: int, url: str) 
         1 for p in positions if p.health_factor is not None and p.health_factor < 11 * 10**17
     )
     shown = positions if limit <= 0 else positions[:limit]
+    where = getattr(state, "description", None) or f"market {state.addresses_provider}"
     title = (
-        f"{result.positions[0].protocol if result.positions else ''} market {state.addresses_provider} "
+        f"{result.positions[0].protocol if result.positions else ''} {where} "
         f"(rules {state.version}) at block {result.block.number} {result.block.hash[:12]}… via {redact_url(url)}"
     )
     out.print(positions_table(shown, title))
@@ -193,29 +329,71 @@ def _print_scan(result: ScanResult, positions: list[Any], limit: int, url: str) 
 def watch_cmd(
     wallets: Annotated[list[str], typer.Argument(help="wallet addresses to watch")],
     rpc: RpcOpt = None,
-    protocol: ProtocolOpt = "aave-v3",
+    protocol: ProtocolOpt = None,
     market: MarketOpt = None,
     block: BlockOpt = None,
     config: ConfigOpt = None,
     chain_id: ChainIdOpt = None,
+    chain: ChainOpt = None,
+    deployment: DeploymentOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable JSON")] = False,
     timeout: TimeoutOpt = 10.0,
 ) -> None:
-    """Show your wallets' positions with the per-asset breakdown and how far prices may fall."""
+    """Your wallets' positions: with --config and no --market, in EVERY configured market of the
+    chain (all protocols) in one table at one block; else in one market, asset by asset."""
     checked = [checked_address(w, "wallet address") for w in wallets]
-    url, market_ref, expected = _resolve(rpc, protocol, market, config, chain_id)
+    if config is not None and market is None and protocol is None:
+        _watch_everywhere(checked, rpc, config, chain, chain_id, block, as_json, timeout)
+        return
+    url, market_ref, expected = _resolve(rpc, protocol, market, config, chain_id, chain, deployment)
     client = _client(url, expected, timeout)
     result = scan(client, market_ref, block_number=block, accounts=checked)
     if as_json:
         print(positions_json(result.positions))
         return
-    for position in result.positions:
-        if not position.assets:
-            out.print(
-                f"{position.account}: no position in this market at block {result.block.number}"
-            )
-            continue
-        out.print(breakdown_table(position))
+    _warn_skipped([result.market_state])
+    held = [p for p in result.positions if p.assets]
+    if held:
+        out.print(watch_table(held, f"at block {result.block.number} {result.block.hash[:12]}…"))
+    for wallet in checked:
+        mine = [p for p in held if p.account == wallet]
+        if not mine:
+            out.print(f"{wallet}: no position in this market at block {result.block.number}")
+        for position in mine:
+            out.print(breakdown_table(position))
+
+
+def _watch_everywhere(
+    wallets: list[str],
+    rpc: str | None,
+    config: Path,
+    chain_name: str | None,
+    chain_id: int | None,
+    block: int | None,
+    as_json: bool,
+    timeout: float,
+) -> None:
+    """Every market the config lists on the chain, every protocol, one pinned block."""
+    cfg = load_config(config)
+    chain = _config_chain(cfg, chain_name)
+    refs = [_market_ref(m) for m in cfg.markets.values() if m.chain == chain.name]
+    client = _client(_endpoint(rpc, chain), chain_id or chain.chain_id, timeout)
+    result = watch_everywhere(client, refs, wallets, block_number=block)
+    held = [p for p in result.positions if p.assets]
+    if as_json:
+        print(positions_json(held))
+        return
+    _warn_skipped([state for _ref, state in result.market_states])
+    title = (
+        f"{len(wallets)} wallet(s) in {len(refs)} configured market(s) on {chain.name} "
+        f"at block {result.block.number} {result.block.hash[:12]}…"
+    )
+    out.print(watch_table(held, title))
+    for wallet in wallets:
+        if not any(p.account == wallet for p in held):
+            out.print(f"{wallet}: no position in these markets at block {result.block.number}")
+    liquidatable = sum(p.liquidatable for p in held)
+    out.print(f"{len(held)} positions; [bold red]{liquidatable} liquidatable now[/]")
 
 
 @devnet_app.callback(invoke_without_command=True)
@@ -231,7 +409,8 @@ def devnet_cmd(
         Path | None, typer.Option("--write-config", help="write a TOML config for this devnet")
     ] = None,
 ) -> None:
-    """Start anvil with a real Aave V3 market and seeded borrowers; print its URL and addresses."""
+    """Start anvil with real Aave V3 and Morpho Blue deployments and seeded borrowers; print its
+    URL and addresses."""
     if ctx.invoked_subcommand is not None:
         return
     from onchain.devnet.build import running_devnet
@@ -264,6 +443,7 @@ def devnet_set_price(
     """Publish new oracle prices on a running devnet (one block)."""
     from onchain.devnet.build import cached_deployment
     from onchain.devnet.control import set_prices
+    from onchain.devnet.morpho import cached_morpho, set_prices_everywhere
 
     parsed: dict[str, float] = {}
     for item in prices:
@@ -272,7 +452,14 @@ def devnet_set_price(
             parsed[symbol.upper()] = float(value)
         except ValueError:
             raise InputError(f"expected SYMBOL=USD, got {item!r}") from None
-    block = set_prices(rpc, cached_deployment(borrowers, seed), parsed)
+    aave, morpho = cached_deployment(borrowers, seed), cached_morpho(borrowers, seed)
+    if morpho is None:
+        block = set_prices(rpc, aave, parsed)
+    else:  # every protocol's oracles move together, in one block
+        spelled = {s.upper(): s for s in [*morpho.tokens, *aave.price_feeds]}
+        block = set_prices_everywhere(
+            rpc, aave, morpho, {spelled.get(k, k): v for k, v in parsed.items()}
+        )
     err.print(f"prices set in block {block}")
 
 
@@ -299,12 +486,16 @@ def demo_cmd(
     """The whole path on the local devnet: start it, move ETH, scan the market, watch one wallet."""
     from onchain.devnet.build import running_devnet
     from onchain.devnet.control import set_prices
+    from onchain.devnet.morpho import set_prices_everywhere
 
     with running_devnet(borrowers, 7) as info:
         how = "loaded from cache" if info.loaded_from_cache else "built (cold deploy + seed)"
         err.print(f"devnet {how} in {info.build_seconds:.2f}s on {info.rpc_url}")
         new_price = 3000.0 * (1 + eth_drop / 100)
-        block = set_prices(info.rpc_url, info.aave, {"WETH": new_price})
+        if info.morpho is not None:  # both protocols' oracles move in the same block
+            block = set_prices_everywhere(info.rpc_url, info.aave, info.morpho, {"WETH": new_price})
+        else:
+            block = set_prices(info.rpc_url, info.aave, {"WETH": new_price})
         err.print(f"WETH oracle moved {eth_drop:+.1f}% to ${new_price:,.2f} in block {block}")
         client = _client(info.rpc_url, info.chain_id, 10.0)
         started = time.monotonic()
@@ -317,6 +508,59 @@ def demo_cmd(
         )
         for position in positions[:1] + [p for p in positions if not p.liquidatable][:1]:
             out.print(breakdown_table(position))
+        _demo_other_markets(info, result.market_state)
+
+
+def _demo_other_markets(info: Any, first_state: Any) -> None:
+    """The rest of the devnet's configured markets (other protocols): scan each, count what a
+    refresh of its positions costs, then watch wallets that borrow in several protocols."""
+    import tempfile
+
+    from onchain.devnet.config_file import write_devnet_config
+    from onchain.pipeline import load_market, read_positions
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "devnet.toml"
+        write_devnet_config(path, info)
+        cfg = load_config(path)
+    chain = _config_chain(cfg, None)
+    refs = [_market_ref(m) for m in cfg.markets.values() if m.chain == chain.name]
+    first = getattr(first_state, "addresses_provider", None)
+    risky: list[str] = []
+    for ref in refs:
+        if ref.address == first:
+            continue  # scanned above
+        client = _client(info.rpc_url, info.chain_id, 10.0)
+        started = time.monotonic()
+        result = scan(client, ref)
+        elapsed = time.monotonic() - started
+        positions = _riskiest_first([p for p in result.positions if p.has_debt])
+        _print_scan(result, positions, 15, info.rpc_url)
+        refresh = _client(info.rpc_url, info.chain_id, 10.0)
+        block = refresh.pin_block()
+        before = refresh.requests_sent
+        state = load_market(refresh, ref, block)
+        again = read_positions(refresh, ref.protocol, state, result.accounts, block)
+        out.print(
+            f"scan: {len(result.accounts)} accounts in {elapsed:.2f}s, {client.requests_sent} RPC "
+            f"requests; a refresh of all {len(again)} positions: "
+            f"{refresh.requests_sent - before} RPC requests"
+        )
+        risky += [p.account for p in positions if p.account in set(info.borrowers)]
+    wallets = list(dict.fromkeys(risky))[:3]
+    if wallets:
+        client = _client(info.rpc_url, info.chain_id, 10.0)
+        watched = watch_everywhere(client, refs, wallets)
+        held = [p for p in watched.positions if p.assets]
+        out.print(
+            watch_table(
+                held,
+                f"watch {len(wallets)} wallets across {len(refs)} markets at block "
+                f"{watched.block.number} (one table, every protocol)",
+            )
+        )
+
+
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,9 @@ class Config:
     path: Path
     chains: dict[str, ChainConfig]
     markets: dict[str, MarketConfig]
+    store: StoreConfig = field(default_factory=lambda: StoreConfig())
+    jobs: JobsConfig = field(default_factory=lambda: JobsConfig())
+    tiers: TierThresholds = field(default_factory=lambda: TierThresholds())
 
     def market(self, name: str) -> MarketConfig:
         if name not in self.markets:
@@ -102,4 +106,218 @@ def load_config(path: str | Path) -> Config:
             version=table.get("version"),
             extra={k: v for k, v in table.items() if k not in known},
         )
-    return Config(path, chains, markets)
+    return Config(path, chains, markets, *_store_jobs_tiers(raw, path, markets))
+
+
+# -- [store], [jobs.*] and [risk.tiers]: the daemon's settings ------------------------------------
+
+WAD = 10**18
+REFRESH_AT = ("latest", "safe", "each-block")
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where snapshots are kept: a SQLAlchemy URL (from `url_env` when it carries a password), or
+    a SQLite file whose relative path is resolved against the config file's folder."""
+
+    url: str | None = None
+    url_env: str | None = None
+    path: Path | None = None
+
+    def resolve_url(self) -> str | None:
+        if self.url_env and os.environ.get(self.url_env):
+            return os.environ[self.url_env]
+        if self.url:
+            return self.url
+        return f"sqlite:///{self.path}" if self.path is not None else None
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """One scheduled job: whether it runs and how often (seconds between starts)."""
+
+    enabled: bool = True
+    every_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class RefreshJobConfig(JobConfig):
+    """`at`: the latest block, a safe block (`confirmations` behind), or each new block."""
+
+    every_s: float = 12.0
+    at: str = "latest"
+    confirmations: int = 0
+    max_blocks_per_run: int = 100
+    reorg_window: int = 64
+
+
+@dataclass(frozen=True)
+class PruneJobConfig(JobConfig):
+    """Full resolution for `full_days` of chain time, then one snapshot per `downsample_s`;
+    nothing older than `keep_days` (0: keep the downsampled history forever)."""
+
+    every_s: float = 3600.0
+    full_days: float = 7.0
+    downsample_s: int = 3600
+    keep_days: float = 0.0
+    job_runs_days: float = 30.0
+
+
+@dataclass(frozen=True)
+class JobsConfig:
+    discover: JobConfig = field(default_factory=lambda: JobConfig(every_s=300.0))
+    refresh: RefreshJobConfig = field(default_factory=RefreshJobConfig)
+    assess: JobConfig = field(default_factory=JobConfig)
+    prune: PruneJobConfig = field(default_factory=PruneJobConfig)
+    markets: tuple[str, ...] | None = None  # None: every market in the config
+
+
+@dataclass(frozen=True)
+class TierThresholds:
+    """Health factors (wad, exact) below which a position is CRITICAL, HIGH or WATCH;
+    LIQUIDATABLE is the protocol's own verdict, SAFE everything else."""
+
+    critical_wad: int = 105 * 10**16
+    high_wad: int = 110 * 10**16
+    watch_wad: int = 125 * 10**16
+
+
+def _section(raw: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: [{key}] must be a table")
+    return value
+
+
+def _only(table: dict[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(allowed))})"
+        )
+
+
+def _number(
+    table: dict[str, Any],
+    key: str,
+    default: float,
+    where: str,
+    *,
+    integer: bool = False,
+    minimum: float = 0,
+) -> Any:
+    value = table.get(key, default)
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok or value < minimum:
+        kind = "an integer" if integer else "a number"
+        raise ConfigError(f"{where}: '{key}' must be {kind} >= {minimum:g}, got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def _job(table: dict[str, Any], default_every_s: float, where: str, extra: set[str]) -> Any:
+    """The keys every job has (enabled, every_s); `extra` names the job's own keys."""
+    _only(table, {"enabled", "every_s"} | extra, where)
+    enabled = table.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"{where}: 'enabled' must be true or false, got {enabled!r}")
+    every_s = _number(table, "every_s", default_every_s, where, minimum=0.05)
+    return {"enabled": enabled, "every_s": every_s}
+
+
+def _store_jobs_tiers(
+    raw: dict[str, Any], path: Path, markets: dict[str, MarketConfig]
+) -> tuple[StoreConfig, JobsConfig, TierThresholds]:
+    """Parse the daemon's sections; every mistake is one ConfigError naming file and key."""
+    where = f"{path} [store]"
+    store_t = _section(raw, "store", str(path))
+    _only(store_t, {"url", "url_env", "path"}, where)
+    for key in ("url", "url_env", "path"):
+        if key in store_t and not isinstance(store_t[key], str):
+            raise ConfigError(f"{where}: '{key}' must be a string")
+    db_path = store_t.get("path")
+    store = StoreConfig(
+        url=store_t.get("url"),
+        url_env=store_t.get("url_env"),
+        path=(path.parent / db_path).resolve() if db_path else None,
+    )
+
+    jobs_t = _section(raw, "jobs", str(path))
+    _only(jobs_t, {"discover", "refresh", "assess", "prune", "markets"}, f"{path} [jobs]")
+    names = jobs_t.get("markets")
+    if names is not None:
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ConfigError(f"{path} [jobs]: 'markets' must be a list of market names")
+        missing = [n for n in names if n not in markets]
+        if missing:
+            raise ConfigError(f"{path} [jobs]: market(s) not defined: {', '.join(missing)}")
+    defaults_jobs = JobsConfig()
+    w = f"{path} [jobs.discover]"
+    t = _section(jobs_t, "discover", w)
+    discover = JobConfig(**_job(t, defaults_jobs.discover.every_s, w, set()))
+    w = f"{path} [jobs.refresh]"
+    t = _section(jobs_t, "refresh", w)
+    base = _job(
+        t,
+        defaults_jobs.refresh.every_s,
+        w,
+        {"at", "confirmations", "max_blocks_per_run", "reorg_window"},
+    )
+    at = t.get("at", "latest")
+    if at not in REFRESH_AT:
+        raise ConfigError(f"{w}: 'at' must be one of {', '.join(REFRESH_AT)}, got {at!r}")
+    refresh = RefreshJobConfig(
+        **base,
+        at=at,
+        confirmations=_number(t, "confirmations", 0, w, integer=True),
+        max_blocks_per_run=_number(t, "max_blocks_per_run", 100, w, integer=True, minimum=1),
+        reorg_window=_number(t, "reorg_window", 64, w, integer=True, minimum=1),
+    )
+    w = f"{path} [jobs.assess]"
+    assess = JobConfig(
+        **_job(_section(jobs_t, "assess", w), defaults_jobs.assess.every_s, w, set())
+    )
+    w = f"{path} [jobs.prune]"
+    t = _section(jobs_t, "prune", w)
+    base = _job(
+        t,
+        defaults_jobs.prune.every_s,
+        w,
+        {"full_days", "downsample_s", "keep_days", "job_runs_days"},
+    )
+    prune = PruneJobConfig(
+        **base,
+        full_days=_number(t, "full_days", 7.0, w),
+        downsample_s=_number(t, "downsample_s", 3600, w, integer=True, minimum=1),
+        keep_days=_number(t, "keep_days", 0.0, w),
+        job_runs_days=_number(t, "job_runs_days", 30.0, w),
+    )
+    if prune.keep_days and prune.keep_days < prune.full_days:
+        raise ConfigError(f"{w}: 'keep_days' must be 0 (forever) or >= 'full_days'")
+    jobs = JobsConfig(discover, refresh, assess, prune, tuple(names) if names is not None else None)
+
+    w = f"{path} [risk.tiers]"
+    tiers_t = _section(_section(raw, "risk", str(path)), "tiers", w)
+    _only(tiers_t, {"critical", "high", "watch"}, w)
+    defaults = TierThresholds()
+    wads = {}
+    for key, default in (
+        ("critical", defaults.critical_wad),
+        ("high", defaults.high_wad),
+        ("watch", defaults.watch_wad),
+    ):
+        value = tiers_t.get(key)
+        if value is None:
+            wads[key] = default
+            continue
+        try:
+            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+                raise ValueError
+            wads[key] = int(Decimal(str(value)) * WAD)
+        except (ValueError, ArithmeticError):
+            raise ConfigError(
+                f"{w}: '{key}' must be a health factor like 1.05, got {value!r}"
+            ) from None
+    if not WAD <= wads["critical"] <= wads["high"] <= wads["watch"]:
+        raise ConfigError(f"{w}: thresholds must satisfy 1 <= critical <= high <= watch")
+    tiers = TierThresholds(wads["critical"], wads["high"], wads["watch"])
+    return store, jobs, tiers

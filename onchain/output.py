@@ -53,7 +53,23 @@ def position_json(position: Position) -> dict[str, Any]:
         "emode_category": position.extra.get("emode_category"),
         "protocol_version": position.extra.get("version"),
         "assets": [asset_json(a) for a in position.assets],
+        # protocol-specific figures the adapter publishes (integers as decimal strings), e.g.
+        # Morpho's liquidation incentive factor, exact oracle liquidation price, bad debt
+        "details": _json_safe(position.extra),
     }
+
+
+def _json_safe(value: Any) -> Any:
+    """Integers as decimal strings (JSON numbers lose precision past 2**53), recursively."""
+    if isinstance(value, bool) or value is None or isinstance(value, (str, float)):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_json_safe(v) for v in value]
+    return str(value)
 
 
 def positions_json(positions: Sequence[Position]) -> str:
@@ -104,8 +120,21 @@ def health_style(position: Position) -> str:
     return "yellow" if hf < 1.1 else ("cyan" if hf < 1.5 else "green")
 
 
+def market_text(position: Position) -> str:
+    """The market as people read it: the adapter's label (e.g. "WETH/USDC 86%") or a short id."""
+    label = position.extra.get("market_label")
+    short = f"{position.market[:10]}…"
+    return f"{label} {short}" if label else short
+
+
 def positions_table(positions: Sequence[Position], title: str) -> Table:
     table = Table(title=title, title_justify="left")
+    # e.g. every market of a deployment: say which market each row is in
+    several = len({p.market for p in positions}) > 1 or any(
+        "market_label" in p.extra for p in positions
+    )
+    if several:
+        table.add_column("market", justify="left")
     for name, justify in [
         ("account", "left"),
         ("health", "right"),
@@ -119,6 +148,7 @@ def positions_table(positions: Sequence[Position], title: str) -> Table:
     for p in positions:
         status = "LIQUIDATABLE" if p.liquidatable else ("no debt" if not p.has_debt else "ok")
         table.add_row(
+            *([market_text(p)] if several else []),
             p.account,
             f"[{health_style(p)}]{health_text(p.health_factor)}[/]",
             money(p.total_collateral_base, p.base_currency_decimals),
@@ -133,7 +163,7 @@ def positions_table(positions: Sequence[Position], title: str) -> Table:
 def breakdown_table(position: Position) -> Table:
     """Per asset: amounts, price and how far that collateral's price may fall before liquidation."""
     title = (
-        f"{position.account}  {position.protocol} {position.market[:10]}…  "
+        f"{position.account}  {position.protocol} {market_text(position)}  "
         f"health [{health_style(position)}]{health_text(position.health_factor)}[/]"
         f"{'  LIQUIDATABLE' if position.liquidatable else ''}"
     )
@@ -152,5 +182,58 @@ def breakdown_table(position: Position) -> Table:
             f"{a.liquidation_threshold_bps / 100:.2f}%" if a.collateral_enabled else "",
             "" if liq is None else f"{liq / scale:,.4f}",
             fall,
+        )
+    return table
+
+
+def _main_collateral(position: Position) -> AssetPosition | None:
+    enabled = [a for a in position.assets if a.collateral_enabled and a.collateral_raw]
+    return max(enabled, key=lambda a: a.collateral_base) if enabled else None
+
+
+def _amounts(assets: Sequence[AssetPosition], debt: bool) -> str:
+    held = [a for a in assets if (a.debt_raw if debt else a.collateral_raw)]
+    if not held:
+        return ""
+    top = max(held, key=lambda a: a.debt_base if debt else a.collateral_base)
+    raw = top.debt_raw if debt else top.collateral_raw
+    more = f" +{len(held) - 1}" if len(held) > 1 else ""
+    return f"{raw / 10**top.decimals:,.6g} {top.symbol}{more}"
+
+
+def watch_table(positions: Sequence[Position], title: str) -> Table:
+    """One row per position, any protocol: health, the liquidation price of its main collateral
+    (others held) and how far that price may move before the position is liquidatable."""
+    table = Table(title=title, title_justify="left")
+    for name, justify in [
+        ("wallet", "left"),
+        ("protocol", "left"),
+        ("market", "left"),
+        ("collateral", "right"),
+        ("debt", "right"),
+        ("health", "right"),
+        ("liq. price", "right"),
+        ("move to liq.", "right"),
+        ("status", "left"),
+    ]:
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for p in positions:
+        main = _main_collateral(p)
+        liq = main.liquidation_price_base if main else None
+        scale = 10**p.base_currency_decimals
+        unit = p.extra.get("base_currency") or ""
+        liq_text = "" if main is None or liq is None else f"{liq / scale:,.4f} {unit}".strip()
+        move = "" if main is None or liq is None else f"{(liq / main.price_base - 1) * 100:+.2f}%"
+        status = "LIQUIDATABLE" if p.liquidatable else ("no debt" if not p.has_debt else "ok")
+        table.add_row(
+            p.account,
+            p.protocol,
+            p.extra.get("market_label") or market_text(p),
+            _amounts(p.assets, debt=False),
+            _amounts(p.assets, debt=True),
+            f"[{health_style(p)}]{health_text(p.health_factor)}[/]",
+            f"{liq_text} ({main.symbol})" if liq_text and main else liq_text,
+            move,
+            f"[{health_style(p)}]{status}[/]" if p.liquidatable else status,
         )
     return table

@@ -10,11 +10,11 @@ from typing import Any
 from eth_utils import is_address, to_checksum_address
 
 from onchain.errors import InputError, NotAMarket
-from onchain.protocols.base import MarketRef, Position, ReadPlan
+from onchain.protocols.base import LogQuery, MarketRef, Position, ReadPlan
 from onchain.protocols.registry import get_adapter
 from onchain.rpc.calls import execute
 from onchain.rpc.client import BlockRef, RpcClient
-from onchain.rpc.logs import iter_logs
+from onchain.rpc.logs import Log, iter_logs
 
 Progress = Callable[[int, int], None]  # (done, total)
 ACCOUNTS_PER_PLAN = 2_000
@@ -28,14 +28,33 @@ def checked_address(value: str, what: str = "address") -> str:
 
 
 def run_plan(client: RpcClient, plan: ReadPlan, block: BlockRef) -> Any:
-    """Drive an adapter's read plan: every batch of calls goes out pinned to `block`."""
+    """Drive an adapter's read plan: every batch of calls goes out pinned to `block` (and a
+    LogQuery step gets the logs up to `block`)."""
     try:
         calls = next(plan)
         while True:
-            results = execute(client, calls, block) if calls else []
+            if isinstance(calls, LogQuery):
+                results: Any = fetch_logs(client, calls, block)
+            else:
+                results = execute(client, calls, block) if calls else []
             calls = plan.send(results)
     except StopIteration as done:
         return done.value
+
+
+def fetch_logs(client: RpcClient, query: LogQuery, block: BlockRef) -> list[Log]:
+    """Every log a plan's LogQuery asks for, up to the pinned block, paged like discovery."""
+    return [
+        log
+        for page in iter_logs(
+            client,
+            address=list(query.address),
+            topics=list(query.topics),
+            from_block=query.from_block,
+            to_block=block.number,
+        )
+        for log in page.logs
+    ]
 
 
 def load_market(client: RpcClient, market: MarketRef, block: BlockRef) -> Any:
@@ -58,12 +77,17 @@ def discover_accounts(
     """Accounts that ever borrowed, from event logs up to the pinned block, in a stable order."""
     adapter = get_adapter(protocol)
     addresses, topics = adapter.discovery_filter(market_state)
+    # optional: adapters that key positions by (market, account) note which market each
+    # account used, so reading positions asks only for those pairs
+    note = getattr(adapter, "note_discovery_logs", None)
     found: set[str] = set()
     total = max(block.number - from_block + 1, 1)
     for page in iter_logs(
         client, address=addresses, topics=topics, from_block=from_block, to_block=block.number
     ):
         found |= adapter.accounts_from_logs(page.logs)
+        if note is not None:
+            note(market_state, page.logs)
         if progress:
             progress(page.to_block - from_block + 1, total)
     return sorted(found)
@@ -121,3 +145,32 @@ def scan(
         found = [checked_address(a, "wallet address") for a in accounts]
     positions = read_positions(client, market.protocol, state, found, block, progress=read_progress)
     return ScanResult(block, state, found, positions)
+
+
+@dataclass(frozen=True)
+class WatchResult:
+    """Wallets' positions across several markets (any protocols), all read at ONE block."""
+
+    block: BlockRef
+    positions: list[Position]
+    market_states: list[tuple[MarketRef, Any]]
+
+
+def watch_everywhere(
+    client: RpcClient,
+    markets: Sequence[MarketRef],
+    wallets: Iterable[str],
+    *,
+    block_number: int | None = None,
+) -> WatchResult:
+    """Every position of `wallets` in every market given, read at one pinned block so figures
+    from different protocols describe the same chain state. Positions come in market order."""
+    checked = [checked_address(w, "wallet address") for w in wallets]
+    block = client.pin_block(block_number)
+    positions: list[Position] = []
+    states: list[tuple[MarketRef, Any]] = []
+    for market in markets:
+        state = load_market(client, market, block)
+        states.append((market, state))
+        positions += read_positions(client, market.protocol, state, checked, block)
+    return WatchResult(block, positions, states)

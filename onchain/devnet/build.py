@@ -19,6 +19,7 @@ from typing import Any
 from onchain.devnet.aave import AaveDeployment, deploy_aave_market
 from onchain.devnet.anvil import DEVNET_CHAIN_ID, PROJECT_ROOT, Anvil
 from onchain.devnet.chain import DevChain
+from onchain.devnet.morpho import MorphoDeployment, deploy_and_seed_morpho
 from onchain.devnet.multicall import install_multicall3
 from onchain.devnet.seed import (
     plan_borrowers,
@@ -44,6 +45,7 @@ class DevnetInfo:
     build_seconds: float = 0.0
     loaded_from_cache: bool = False
     uniswap: UniswapDeployment | None = None
+    morpho: MorphoDeployment | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -51,6 +53,7 @@ class DevnetInfo:
             "chain_id": self.chain_id,
             "aave_v3": self.aave.to_json(),
             "uniswap_v3": self.uniswap.to_json() if self.uniswap else None,
+            "morpho_blue": self.morpho.to_json() if self.morpho else None,
             "borrowers": self.borrowers,
             "whale": self.whale,
         }
@@ -65,6 +68,9 @@ class DevnetInfo:
             borrowers=meta["borrowers"],
             whale=meta["whale"],
             uniswap=UniswapDeployment(**meta["uniswap_v3"]) if meta.get("uniswap_v3") else None,
+            morpho=MorphoDeployment.from_json(meta["morpho_blue"])
+            if meta.get("morpho_blue")
+            else None,
         )
 
 
@@ -90,6 +96,8 @@ def _build(node: Anvil, n_borrowers: int, seed: int) -> DevnetInfo:
     seed_borrowers(chain, market, plans)
     info = DevnetInfo(node.url, DEVNET_CHAIN_ID, market, [p.address for p in plans], whale)
     info.uniswap = deploy_uniswap(chain, market, seeded_address(seed, "uniswap-lp", 0))
+    # Morpho Blue on the same chain: two borrowers for every three Aave ones, half shared
+    info.morpho = deploy_and_seed_morpho(chain, seed, max(8, 2 * n_borrowers // 3), info.borrowers)
     return info
 
 

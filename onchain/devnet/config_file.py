@@ -9,10 +9,35 @@ from typing import Any
 def devnet_config_text(info: Any) -> str:
     """Chains and markets of the devnet; sections are added here as protocols join the devnet."""
     return (
-        "# Written by `onchain devnet --write-config`: the local chain and its markets.\n"
-        f'[chains.devnet]\nchain_id = {info.chain_id}\nrpc_url = "{info.rpc_url}"\nblock_time_s = 12\n\n'
-        f'[[markets]]\nname = "aave-v3-devnet"\nprotocol = "aave-v3"\nchain = "devnet"\n'
-        f'address = "{info.aave.addresses_provider}"\nstart_block = 0\nversion = "3.0.2"\n'
+        (
+            "# Written by `onchain devnet --write-config`: the local chain and its markets.\n"
+            f'[chains.devnet]\nchain_id = {info.chain_id}\nrpc_url = "{info.rpc_url}"\nblock_time_s = 12\n\n'
+            f'[[markets]]\nname = "aave-v3-devnet"\nprotocol = "aave-v3"\nchain = "devnet"\n'
+            f'address = "{info.aave.addresses_provider}"\nstart_block = 0\nversion = "3.0.2"\n'
+        )
+        + _morpho_section(info)
+        + _daemon_section()
+    )
+
+
+def _morpho_section(info: Any) -> str:
+    """The devnet's Morpho Blue: the singleton's address; its markets are found from logs."""
+    morpho = getattr(info, "morpho", None)
+    if morpho is None:
+        return ""
+    return (
+        f'\n[[markets]]\nname = "morpho-blue-devnet"\nprotocol = "morpho-blue"\nchain = "devnet"\n'
+        f'address = "{morpho.morpho}"\nstart_block = {morpho.deploy_block}\n'
+    )
+
+
+def _daemon_section() -> str:
+    """`onchain run` settings for a devnet: a SQLite file next to the config, every block."""
+    return (
+        '\n[store]\npath = "onchain-devnet.sqlite"  # relative to this file\n'
+        '\n[jobs.refresh]\nat = "each-block"\nevery_s = 2\n'
+        "\n[jobs.discover]\nevery_s = 30\n\n[jobs.assess]\nevery_s = 10\n"
+        "\n[jobs.prune]\nevery_s = 600\nfull_days = 7\ndownsample_s = 3600\n"
     )
 
 

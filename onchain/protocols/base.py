@@ -5,14 +5,25 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from onchain.rpc.calls import Call
 from onchain.rpc.client import BlockRef
 
 # A read plan is a generator: it yields a batch of calls, receives their decoded results, and
 # finally returns its value. The pipeline executes each batch through Multicall3 at one block.
-ReadPlan = Generator[list[Call], list[Any], Any]
+# A plan may also yield a LogQuery (below) and receive the matching logs up to that block.
+ReadPlan = Generator["list[Call] | LogQuery", Any, Any]
+
+
+@dataclass(frozen=True)
+class LogQuery:
+    """A plan step asking for event logs from `from_block` up to the pinned block (the pipeline
+    pages eth_getLogs), e.g. to discover a protocol's markets; adapters still never do I/O."""
+
+    address: tuple[str, ...]
+    topics: tuple[Any, ...]
+    from_block: int = 0
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,38 @@ class MarketRef:
     address: str
     start_block: int = 0
     version: str | None = None
+    # a market inside the deployment at `address`, for protocols that name markets by id
+    # (Morpho Blue); None: every market of the deployment
+    market_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ReserveSnapshot:
+    """One lendable asset of a market at one block, for market history and liquidity risk.
+
+    Indexes are the protocol's own cumulative integers (Aave: ray liquidity/borrow indexes);
+    amounts are raw token units; `utilization` = debt / (debt + available liquidity)."""
+
+    asset: str
+    symbol: str
+    decimals: int
+    price_base: int
+    supply_index: int | None
+    borrow_index: int | None
+    available_liquidity_raw: int | None
+    total_debt_raw: int | None
+    utilization: float | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MarketSnapshot:
+    """Market-level state at one block, protocol-neutral: what the store keeps per market."""
+
+    version: str | None
+    base_currency_decimals: int
+    addresses: dict[str, str]
+    reserves: tuple[ReserveSnapshot, ...]
 
 
 class ProtocolAdapter(Protocol):
@@ -82,3 +125,11 @@ class ProtocolAdapter(Protocol):
     def plan_positions(
         self, market_state: Any, accounts: list[str], block: BlockRef
     ) -> ReadPlan: ...
+
+
+@runtime_checkable
+class MarketSnapshotPlanner(Protocol):
+    """Optional for adapters: plan the reads that describe a market's reserves at a block
+    (the plan returns a MarketSnapshot); the store keeps it as market history."""
+
+    def plan_market_snapshot(self, market_state: Any, block: BlockRef) -> ReadPlan: ...

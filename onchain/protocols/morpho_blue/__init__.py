@@ -1,0 +1,1 @@
+"""Morpho Blue: exact math (`math`) and the adapter that plans reads and decodes positions."""

@@ -1,0 +1,465 @@
+"""Morpho Blue adapter: plans the reads of a Morpho deployment (every market, or one market id)
+and its borrowers at one pinned block, and decodes them into protocol-neutral positions whose
+verdict is the contract's own (`math` mirrors `_accrueInterest`, `_isHealthy`, `liquidate`).
+
+- Markets are discovered from `CreateMarket` logs (their parameters are in the event), borrowers
+  from `Borrow` and `SupplyCollateral` logs (`onBehalf`), both paged by the pipeline.
+- Market state is read as stored, then interest is accrued off-chain to the block's timestamp with
+  the IRM's `borrowRateView` for the stored market: exactly what `accrueInterest` would do in
+  that block, so "borrowed" equals what the contract would charge there, to the wei.
+- One position per (market, account) with collateral or debt; `market` is the market id, values
+  ("base") are in raw loan-token units (`base_currency_decimals` = the loan token's decimals).
+- health_factor (wad) = maxBorrow * 1e18 // borrowed, rounding down: below 1e18 exactly when
+  `_isHealthy` is false. `liquidatable` is `not _isHealthy`.
+- A market whose oracle (or IRM) reverts cannot be valued or liquidated: asked for by id it is an
+  error; among all markets it is skipped and listed in `MorphoState.skipped_markets`."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from eth_abi import decode
+from eth_utils import to_checksum_address
+
+from onchain.abi import event, function
+from onchain.errors import InputError, NotAMarket
+from onchain.protocols.base import AssetPosition, LogQuery, MarketRef, Position, ReadPlan
+from onchain.protocols.morpho_blue import math
+from onchain.rpc.calls import Call
+from onchain.rpc.client import BlockRef
+from onchain.rpc.logs import Log
+
+PROTOCOL = "morpho-blue"
+ABI = "morpho_blue"
+ZERO_ID = "0x" + "00" * 32
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+MARKET_ID = re.compile(r"^0x[0-9a-fA-F]{64}$")
+
+_morpho = {
+    n: function(ABI, "Morpho", n)
+    for n in ("market", "position", "idToMarketParams", "owner", "feeRecipient")
+}
+_price = function(ABI, "IOracle", "price")
+_borrow_rate_view = function(ABI, "IIrm", "borrowRateView")
+_symbol = function(ABI, "ERC20", "symbol")
+_decimals = function(ABI, "ERC20", "decimals")
+CREATE_MARKET = event(ABI, "Morpho", "CreateMarket")
+BORROW = event(ABI, "Morpho", "Borrow")
+SUPPLY_COLLATERAL = event(ABI, "Morpho", "SupplyCollateral")
+_BORROW_TOPIC = BORROW.topic
+_SUPPLY_COLLATERAL_TOPIC = SUPPLY_COLLATERAL.topic
+_POSITION_SELECTOR = _morpho["position"].selector
+
+
+def normalize_market_id(value: str) -> str:
+    """Lower-case 0x + 64 hex digits; anything else is one clear InputError."""
+    if not isinstance(value, str) or not MARKET_ID.match(value):
+        raise InputError(f"malformed Morpho market id: {value!r} (expected 0x followed by 64 hex)")
+    return value.lower()
+
+
+@dataclass(frozen=True)
+class MorphoMarket:
+    """One market at the pinned block: parameters, stored and accrued state, oracle price."""
+
+    id: str
+    loan_token: str
+    collateral_token: str
+    oracle: str
+    irm: str
+    lltv: int
+    loan_symbol: str
+    loan_decimals: int
+    collateral_symbol: str
+    collateral_decimals: int
+    stored: math.Market
+    borrow_rate: int | None  # per second, wad; None without an IRM
+    accrued: math.Market  # as `accrueInterest` would leave it in this block
+    price: int | None  # oracle price (1e36 scale); None when the oracle reverts
+    problem: str | None = None  # why the market cannot be valued at this block
+
+    @property
+    def params(self) -> tuple[str, str, str, str, int]:
+        return (self.loan_token, self.collateral_token, self.oracle, self.irm, self.lltv)
+
+    @property
+    def label(self) -> str:
+        return f"{self.collateral_symbol}/{self.loan_symbol} {self.lltv / 1e16:g}%"
+
+    @property
+    def liquidation_incentive_factor(self) -> int:
+        return math.liquidation_incentive_factor(self.lltv)
+
+
+@dataclass(frozen=True)
+class MorphoState:
+    """A Morpho deployment (all its markets, or the one asked for) at one block."""
+
+    morpho: str
+    block: BlockRef
+    markets: tuple[MorphoMarket, ...]
+    start_block: int = 0
+    market_id: str | None = None
+    version: str = math.MORPHO_BLUE_VERSION
+    # account -> ids of the markets its discovery logs name (filled while discovering)
+    account_markets: dict[str, set[str]] = field(default_factory=dict, compare=False)
+
+    @property
+    def priced_markets(self) -> tuple[MorphoMarket, ...]:
+        return tuple(m for m in self.markets if m.problem is None)
+
+    @property
+    def skipped_markets(self) -> tuple[tuple[str, str], ...]:
+        """(market id, reason) of markets whose positions cannot be valued at this block."""
+        return tuple((m.id, m.problem) for m in self.markets if m.problem is not None)
+
+    @property
+    def description(self) -> str:
+        what = self.markets[0].label if self.market_id and self.markets else ""
+        scope = (
+            f"market {self.market_id} ({what})"
+            if self.market_id
+            else f"{len(self.markets)} markets"
+        )
+        return f"Morpho Blue {self.morpho}, {scope}"
+
+
+def _decode_params(data: bytes) -> tuple[str, str, str, str, int]:
+    loan, collateral, oracle, irm, lltv = decode(
+        ["address", "address", "address", "address", "uint256"], data
+    )
+    return (
+        to_checksum_address(loan),
+        to_checksum_address(collateral),
+        to_checksum_address(oracle),
+        to_checksum_address(irm),
+        int(lltv),
+    )
+
+
+def _decode_market(data: bytes) -> math.Market:
+    return math.Market(*(int(v) for v in decode(["uint128"] * 6, data)))
+
+
+def _decode_position(data: bytes) -> tuple[int, int, int]:
+    """(supplyShares, borrowShares, collateral), by hand: one call per (market, account)."""
+    if len(data) != 96:
+        raise ValueError(f"position() returned {len(data)} bytes")
+    return (
+        int.from_bytes(data[0:32], "big"),
+        int.from_bytes(data[32:64], "big"),
+        int.from_bytes(data[64:96], "big"),
+    )
+
+
+def _position_call(morpho: str, market_id: str, account: str) -> Call:
+    data = (
+        _POSITION_SELECTOR
+        + bytes.fromhex(market_id[2:])
+        + b"\x00" * 12
+        + bytes.fromhex(account[2:])
+    )
+    return Call(morpho, data, _decode_position)
+
+
+def _decode_symbol(data: bytes) -> str | None:
+    try:
+        return str(_symbol.decode(data))
+    except Exception:  # bytes32 symbols (MKR-like tokens): decode the raw word
+        text = data[:32].rstrip(b"\x00")
+        return text.decode("ascii", errors="ignore") or None
+
+
+class MorphoBlueAdapter:
+    """Morpho Blue (immutable core, one version): markets by id inside one deployment."""
+
+    name = PROTOCOL
+    markets_by_id = True  # a market is named by its id inside the deployment's contract
+
+    def plan_market(self, market: MarketRef, block: BlockRef) -> ReadPlan:
+        morpho = to_checksum_address(market.address)
+        wanted = normalize_market_id(market.market_id) if market.market_id else None
+        owner, fee_recipient, probe = yield [
+            Call(morpho, _morpho["owner"].encode(), _morpho["owner"].decode, allow_failure=True),
+            Call(
+                morpho,
+                _morpho["feeRecipient"].encode(),
+                _morpho["feeRecipient"].decode,
+                allow_failure=True,
+            ),
+            Call(morpho, _morpho["market"].encode(bytes(32)), _decode_market, allow_failure=True),
+        ]
+        if owner is None or fee_recipient is None or probe is None:
+            raise NotAMarket(
+                f"{morpho} is not a Morpho Blue contract (owner(), feeRecipient() and "
+                f"market(id) do not answer as Morpho's do at block {block.number})"
+            )
+        params_by_id: dict[str, tuple[str, str, str, str, int]] = {}
+        if wanted is not None:
+            params, stored = yield [
+                Call(
+                    morpho,
+                    _morpho["idToMarketParams"].encode(bytes.fromhex(wanted[2:])),
+                    _decode_params,
+                ),
+                Call(morpho, _morpho["market"].encode(bytes.fromhex(wanted[2:])), _decode_market),
+            ]
+            if stored.last_update == 0 or math.market_id(*params) != wanted:
+                raise NotAMarket(
+                    f"no Morpho Blue market with id {wanted} at {morpho} (block {block.number})"
+                )
+            params_by_id[wanted] = params
+            stored_by_id = {wanted: stored}
+        else:
+            logs = yield LogQuery(
+                address=(morpho,),
+                topics=("0x" + CREATE_MARKET.topic.hex(),),
+                from_block=market.start_block,
+            )
+            for log in logs:
+                if len(log.topics) > 1:
+                    params_by_id["0x" + log.topics[1].hex()] = _decode_params(log.data)
+            ids = sorted(params_by_id)
+            stored_list = yield [
+                Call(morpho, _morpho["market"].encode(bytes.fromhex(i[2:])), _decode_market)
+                for i in ids
+            ]
+            stored_by_id = dict(zip(ids, stored_list, strict=True))
+        return (
+            yield from self._plan_valuation(
+                market, morpho, wanted, params_by_id, stored_by_id, block
+            )
+        )
+
+    def _plan_valuation(
+        self,
+        market: MarketRef,
+        morpho: str,
+        wanted: str | None,
+        params_by_id: dict[str, tuple[str, str, str, str, int]],
+        stored_by_id: dict[str, math.Market],
+        block: BlockRef,
+    ) -> ReadPlan:
+        """Oracle prices, IRM rates and token metadata in one round; then accrue off-chain."""
+        ids = sorted(params_by_id)
+        tokens = sorted({t for i in ids for t in params_by_id[i][:2]})
+        calls: list[Call] = []
+        for i in ids:
+            loan, collateral, oracle, irm, lltv = params_by_id[i]
+            calls.append(Call(oracle, _price.encode(), _price.decode, allow_failure=True))
+            if int(irm, 16):
+                stored = stored_by_id[i]
+                calls.append(
+                    Call(
+                        irm,
+                        _borrow_rate_view.encode(params_by_id[i], stored.as_tuple()),
+                        _borrow_rate_view.decode,
+                        allow_failure=True,
+                    )
+                )
+        for token in tokens:
+            calls.append(Call(token, _symbol.encode(), _decode_symbol, allow_failure=True))
+            calls.append(Call(token, _decimals.encode(), _decimals.decode, allow_failure=True))
+        results = iter((yield calls))
+        priced: dict[str, tuple[Any, Any]] = {}
+        for i in ids:
+            price = next(results)
+            rate = next(results) if int(params_by_id[i][3], 16) else None
+            priced[i] = (price, rate)
+        meta = {t: (next(results), next(results)) for t in tokens}
+        markets = []
+        for i in ids:
+            loan, collateral, oracle, irm, lltv = params_by_id[i]
+            price, rate = priced[i]
+            has_irm = bool(int(irm, 16))
+            problem = None
+            if price is None:
+                problem = f"oracle {oracle} reverts"
+            elif has_irm and rate is None:
+                problem = f"IRM {irm} reverts"
+            if problem and wanted is not None:
+                raise NotAMarket(
+                    f"Morpho Blue market {i}: {problem} at block {block.number}, so its positions "
+                    "cannot be valued (nor liquidated on-chain)"
+                )
+            stored = stored_by_id[i]
+            accrued = math.accrue_interest(
+                stored, int(rate) if has_irm and rate is not None else None, block.timestamp
+            ).market
+            loan_symbol, loan_decimals = meta[loan]
+            coll_symbol, coll_decimals = meta[collateral]
+            markets.append(
+                MorphoMarket(
+                    id=i,
+                    loan_token=loan,
+                    collateral_token=collateral,
+                    oracle=oracle,
+                    irm=irm,
+                    lltv=lltv,
+                    loan_symbol=loan_symbol or loan[:10],
+                    loan_decimals=int(loan_decimals) if loan_decimals is not None else 18,
+                    collateral_symbol=coll_symbol or collateral[:10],
+                    collateral_decimals=int(coll_decimals) if coll_decimals is not None else 18,
+                    stored=stored,
+                    borrow_rate=int(rate) if rate is not None else None,
+                    accrued=accrued,
+                    price=int(price) if price is not None else None,
+                    problem=problem,
+                )
+            )
+        return MorphoState(
+            morpho=morpho,
+            block=block,
+            markets=tuple(markets),
+            start_block=market.start_block,
+            market_id=wanted,
+        )
+
+    def discovery_filter(self, market_state: MorphoState) -> tuple[list[str], list[Any]]:
+        """Borrowers: `onBehalf` of Borrow and SupplyCollateral events (of one market if named)."""
+        topics: list[Any] = [["0x" + _BORROW_TOPIC.hex(), "0x" + _SUPPLY_COLLATERAL_TOPIC.hex()]]
+        if market_state.market_id:
+            topics.append(market_state.market_id)
+        return [market_state.morpho], topics
+
+    def accounts_from_logs(self, logs: list[Log]) -> set[str]:
+        return {account for _market, account in _pairs(logs)}
+
+    def note_discovery_logs(self, market_state: MorphoState, logs: list[Log]) -> None:
+        """Remember which markets each discovered account used, so reading positions asks only
+        for those (not every market times every account)."""
+        for market_id, account in _pairs(logs):
+            market_state.account_markets.setdefault(account, set()).add(market_id)
+
+    def plan_positions(
+        self, market_state: MorphoState, accounts: list[str], block: BlockRef
+    ) -> ReadPlan:
+        markets = market_state.priced_markets
+        pairs: list[tuple[MorphoMarket, str]] = []
+        for account in accounts:
+            account = to_checksum_address(account)
+            used = market_state.account_markets.get(account)
+            pairs += [(m, account) for m in markets if used is None or m.id in used]
+        raw = yield [_position_call(market_state.morpho, m.id, a) for m, a in pairs]
+        positions = []
+        for (m, account), (_supply, borrow_shares, collateral) in zip(pairs, raw, strict=True):
+            if borrow_shares or collateral:
+                positions.append(
+                    self.position(market_state, m, account, borrow_shares, collateral, block)
+                )
+        return positions
+
+    def position(
+        self,
+        market_state: MorphoState,
+        m: MorphoMarket,
+        account: str,
+        borrow_shares: int,
+        collateral: int,
+        block: BlockRef,
+    ) -> Position:
+        """One (market, account) the contract's way; figures in raw loan-token units."""
+        price = m.price if m.price is not None else 0
+        acc = m.accrued
+        borrowed = math.borrowed_assets(borrow_shares, acc)
+        value = math.collateral_value(collateral, price)
+        limit = math.max_borrow(collateral, price, m.lltv)
+        healthy = math.is_healthy(collateral, borrow_shares, acc, price, m.lltv)
+        lif = m.liquidation_incentive_factor
+        flip = math.liquidation_price(collateral, borrowed, m.lltv)
+        full = math.full_liquidation(collateral, borrow_shares, acc, price, m.lltv)
+        lltv_bps = m.lltv // 10**14
+        per_whole = 10**m.collateral_decimals
+        assets = []
+        if collateral:
+            assets.append(
+                AssetPosition(
+                    asset=m.collateral_token,
+                    symbol=m.collateral_symbol,
+                    decimals=m.collateral_decimals,
+                    price_base=price * per_whole // math.ORACLE_PRICE_SCALE,
+                    collateral_raw=collateral,
+                    debt_raw=0,
+                    collateral_base=value,
+                    debt_base=0,
+                    collateral_enabled=True,
+                    liquidation_threshold_bps=lltv_bps,
+                    liquidation_price_base=None
+                    if flip is None
+                    else flip * per_whole // math.ORACLE_PRICE_SCALE,
+                )
+            )
+        if borrow_shares:
+            assets.append(
+                AssetPosition(
+                    asset=m.loan_token,
+                    symbol=m.loan_symbol,
+                    decimals=m.loan_decimals,
+                    price_base=10**m.loan_decimals,
+                    collateral_raw=0,
+                    debt_raw=borrowed,
+                    collateral_base=0,
+                    debt_base=borrowed,
+                    collateral_enabled=False,
+                    liquidation_threshold_bps=0,
+                )
+            )
+        return Position(
+            protocol=PROTOCOL,
+            market=m.id,
+            account=account,
+            block=block,
+            health_factor=math.health_factor(collateral, borrow_shares, acc, price, m.lltv),
+            liquidatable=not healthy,
+            total_collateral_base=value,
+            total_debt_base=borrowed,
+            available_borrows_base=max(limit - borrowed, 0),
+            liquidation_threshold_bps=lltv_bps,
+            ltv_bps=lltv_bps,
+            base_currency_decimals=m.loan_decimals,
+            assets=tuple(assets),
+            extra={
+                "version": market_state.version,
+                "morpho": market_state.morpho,
+                "market_label": m.label,
+                "base_currency": m.loan_symbol,
+                "lltv": m.lltv,
+                "oracle": m.oracle,
+                "oracle_price": price,
+                "liquidation_oracle_price": flip,
+                "liquidation_incentive_factor": lif,
+                "liquidation_bonus": {m.collateral_token.lower(): (lif - math.WAD) / math.WAD},
+                "close_factor_rule": "FULL",
+                "bad_debt_if_fully_liquidated": full.bad_debt_assets,
+                "borrow_shares": borrow_shares,
+                "max_borrow": limit,
+            },
+        )
+
+
+def _pairs(logs: list[Log]) -> list[tuple[str, str]]:
+    """(market id, onBehalf) of each Borrow / SupplyCollateral log."""
+    out = []
+    for log in logs:
+        if len(log.topics) < 3:
+            continue
+        if log.topics[0] == _BORROW_TOPIC:  # Borrow(id, caller, onBehalf indexed, receiver indexed)
+            who = log.topics[2]
+        elif log.topics[0] == _SUPPLY_COLLATERAL_TOPIC and len(log.topics) > 3:
+            who = log.topics[3]  # SupplyCollateral(id, caller indexed, onBehalf indexed, assets)
+        else:
+            continue
+        out.append(("0x" + log.topics[1].hex(), to_checksum_address(who[-20:])))
+    return out
+
+
+__all__ = [
+    "PROTOCOL",
+    "ZERO_ADDRESS",
+    "ZERO_ID",
+    "MorphoBlueAdapter",
+    "MorphoMarket",
+    "MorphoState",
+]
