@@ -561,7 +561,5 @@ def _demo_other_markets(info: Any, first_state: Any) -> None:
         )
 
 
-
-
 if __name__ == "__main__":
     main()
