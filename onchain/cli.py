@@ -561,5 +561,9 @@ def _demo_other_markets(info: Any, first_state: Any) -> None:
         )
 
 
+from onchain.cli_store import register as _register_store  # noqa: E402
+
+_register_store(app)
+
 if __name__ == "__main__":
     main()

@@ -57,8 +57,6 @@ _scaled_balance_of = function(ABI, "ScaledBalanceToken", "scaledBalanceOf")
 _stable_balance_of = function(ABI, "StableDebtToken", "balanceOf")
 _total_supply = function(ABI, "StableDebtToken", "totalSupply")
 _symbol = function(ABI, "ERC20", "symbol")
-_erc20_balance_of = function(ABI, "ERC20", "balanceOf")
-_variable_total_supply = function(ABI, "ScaledBalanceToken", "totalSupply")
 BORROW_EVENT = event(ABI, "Pool", "Borrow")
 
 # Pool revision -> the Aave release whose rules it runs; the math here implements 3.0.2.
@@ -292,45 +290,31 @@ class AaveV3Adapter:
         )
 
     def plan_market_snapshot(self, market_state: AaveMarketState, block: BlockRef) -> ReadPlan:
-        """Per reserve: oracle price and indexes (already in the state), plus available liquidity
-        (underlying held by the aToken, as V3.0 counts it) and total debt (variable + stable)."""
-        calls: list[Call] = []
-        for r in market_state.reserves:
-            calls += [
-                Call(r.asset, _erc20_balance_of.encode(r.atoken), _erc20_balance_of.decode),
-                Call(
-                    r.variable_debt_token,
-                    _variable_total_supply.encode(),
-                    _variable_total_supply.decode,
-                ),
-                Call(r.stable_debt_token, _total_supply.encode(), _total_supply.decode),
-            ]
-        results = yield calls
-        reserves = []
-        for i, r in enumerate(market_state.reserves):
-            available, variable, stable = (int(v) for v in results[3 * i : 3 * i + 3])
-            debt = variable + stable
-            reserves.append(
-                ReserveSnapshot(
-                    asset=r.asset,
-                    symbol=r.symbol,
-                    decimals=r.config.decimals,
-                    price_base=r.price_base,
-                    supply_index=r.normalized_income_ray,
-                    borrow_index=r.normalized_debt_ray,
-                    available_liquidity_raw=available,
-                    total_debt_raw=debt,
-                    utilization=debt / (debt + available) if debt + available else None,
-                    extra={
-                        "variable_debt_raw": str(variable),
-                        "stable_debt_raw": str(stable),
-                        "ltv_bps": r.config.ltv,
-                        "liquidation_threshold_bps": r.config.liquidation_threshold,
-                        "liquidation_bonus_bps": r.config.liquidation_bonus,
-                        "emode_category": r.config.emode_category,
-                    },
-                )
+        """Per reserve: oracle price, indexes, available liquidity (underlying held by the
+        aToken, as V3.0 counts it) and total debt, all read with the market state at this
+        block: nothing more to read."""
+        yield []
+        reserves = tuple(
+            ReserveSnapshot(
+                asset=r.asset,
+                symbol=r.symbol,
+                decimals=r.config.decimals,
+                price_base=r.price_base,
+                supply_index=r.normalized_income_ray,
+                borrow_index=r.normalized_debt_ray,
+                available_liquidity_raw=r.available_liquidity_raw,
+                total_debt_raw=r.total_debt_raw,
+                utilization=r.utilization,
+                extra={
+                    "ltv_bps": r.config.ltv,
+                    "liquidation_threshold_bps": r.config.liquidation_threshold,
+                    "liquidation_bonus_bps": r.config.liquidation_bonus,
+                    "emode_category": r.config.emode_category,
+                    "price_feed": r.price_feed,
+                },
             )
+            for r in market_state.reserves
+        )
         return MarketSnapshot(
             version=market_state.version,
             base_currency_decimals=market_state.base_currency_decimals,
@@ -339,7 +323,7 @@ class AaveV3Adapter:
                 "pool": market_state.pool,
                 "oracle": market_state.oracle,
             },
-            reserves=tuple(reserves),
+            reserves=reserves,
         )
 
     def discovery_filter(self, market_state: AaveMarketState) -> tuple[list[str], list[Any]]:

@@ -1,0 +1,129 @@
+"""`onchain run`: the jobs on APScheduler 3. No job overlaps itself (max_instances=1), missed
+runs collapse into one (coalesce), every run is recorded in job_runs, and SIGINT/SIGTERM stop it
+gracefully: running jobs finish the block they are writing, then the process exits. A kill -9
+loses at most the block being written, which its transaction rolls back."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any
+
+from onchain.jobs.context import Counts, JobContext
+from onchain.jobs.discover import discover_job, one_line
+from onchain.jobs.maintenance import assess_job, prune_job
+from onchain.jobs.refresh import refresh_job
+from onchain.store import crud
+
+log = logging.getLogger("onchain.jobs.daemon")
+
+JobFn = Callable[[JobContext, Counts], list[str]]
+JOBS: dict[str, JobFn] = {
+    "discover": discover_job,
+    "refresh": refresh_job,
+    "assess": assess_job,
+    "prune": prune_job,
+}
+
+
+def run_recorded(ctx: JobContext, name: str) -> str:
+    """Run one job and record it: start, end, outcome (ok, error, interrupted), counts."""
+    counts: Counts = Counter()
+    try:
+        run_id = crud.start_run(ctx.store, name)
+    except Exception as exc:  # the store is unreachable: nothing to record into
+        log.error("%s: cannot record the run: %s", name, one_line(exc))
+        return "error"
+    errors: list[str] = []
+    try:
+        errors = JOBS[name](ctx, counts)
+    except Exception as exc:
+        errors = [one_line(exc)]
+    if errors:
+        outcome = "error"
+    elif counts.pop("stopped_early", 0):
+        outcome = "interrupted"
+    else:
+        outcome = "ok"
+    for line in errors:
+        log.error("%s: %s", name, line)
+    try:
+        crud.finish_run(ctx.store, run_id, outcome, counts, "; ".join(errors) or None)
+    except Exception as exc:
+        log.error("%s: cannot record the end of run %d: %s", name, run_id, one_line(exc))
+    return outcome
+
+
+def enabled_jobs(ctx: JobContext, only: list[str] | None = None) -> list[str]:
+    names = [n for n in JOBS if getattr(ctx.config.jobs, n).enabled]
+    return [n for n in names if only is None or n in only]
+
+
+def run_once(ctx: JobContext, only: list[str] | None = None) -> dict[str, str]:
+    """Each enabled job once, in order (for cron, tests, and a first catch-up)."""
+    crud.mark_crashed_runs(ctx.store)
+    return {name: run_recorded(ctx, name) for name in enabled_jobs(ctx, only)}
+
+
+def build_scheduler(ctx: JobContext, names: list[str]) -> Any:
+    """APScheduler 3 with one interval job per name, each recorded by `run_recorded`: never two
+    runs of a job at once (max_instances=1), missed runs collapsed into one (coalesce), a late
+    run still runs (no misfire limit); jobs of different names run in parallel threads."""
+    from apscheduler.executors.pool import ThreadPoolExecutor
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    scheduler = BackgroundScheduler(
+        timezone=UTC,
+        executors={"default": ThreadPoolExecutor(max_workers=max(1, len(names)))},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+    )
+    now = datetime.now(UTC)
+    for name in names:
+        scheduler.add_job(
+            run_recorded,
+            "interval",
+            seconds=getattr(ctx.config.jobs, name).every_s,
+            args=[ctx, name],
+            id=name,
+            name=name,
+            next_run_time=now,
+        )
+    return scheduler
+
+
+def run_daemon(ctx: JobContext, only: list[str] | None = None) -> None:
+    """Schedule the enabled jobs and block until SIGINT/SIGTERM, then stop gracefully."""
+    crashed = crud.mark_crashed_runs(ctx.store)
+    if crashed:
+        log.warning("%d run(s) of an earlier process ended without finishing", crashed)
+    names = enabled_jobs(ctx, only)
+    scheduler = build_scheduler(ctx, names)
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("%s: stopping after the running jobs finish", signal.Signals(signum).name)
+        ctx.stop.set()
+        for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal ends it at once
+            signal.signal(sig, signal.SIG_DFL)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _stop)
+        signal.signal(signal.SIGTERM, _stop)
+    scheduler.start()
+    log.info(
+        "running %s for %d market(s); store %s",
+        ", ".join(f"{n} every {getattr(ctx.config.jobs, n).every_s:g}s" for n in names),
+        len(ctx.markets),
+        ctx.store.url,
+    )
+    try:
+        while not ctx.stop.wait(0.5):
+            pass
+    finally:
+        ctx.stop.set()
+        scheduler.shutdown(wait=True)
+        log.info("stopped")

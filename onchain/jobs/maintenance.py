@@ -1,0 +1,62 @@
+"""assess and prune: the jobs that work on what is stored, without the chain."""
+
+from __future__ import annotations
+
+import logging
+
+from onchain.jobs.assess import assess
+from onchain.jobs.context import Counts, JobContext
+from onchain.jobs.discover import one_line
+from onchain.store import crud
+
+log = logging.getLogger("onchain.jobs")
+DAY_S = 86_400
+
+
+def assess_job(ctx: JobContext, counts: Counts) -> list[str]:
+    """Re-tier each market's newest snapshot with the configured thresholds (refresh tiers new
+    snapshots with the same rule; this catches threshold changes) and record an alert for every
+    account whose tier changed since its last alert."""
+    errors = []
+    for market in ctx.markets:
+        try:
+            latest = crud.latest_health(ctx.store, market.id)
+            if latest is None:
+                continue
+            snapshot_id, block_number, stored = latest
+            assessed = assess(stored, ctx.config.tiers)
+            changed, alerts = crud.apply_assessment(
+                ctx.store, market.id, snapshot_id, block_number, stored, assessed
+            )
+            counts["positions"] += len(stored)
+            counts["tiers_changed"] += changed
+            counts["alerts"] += alerts
+            if alerts:
+                log.info("%s block %d: %d tier change alert(s)", market.name, block_number, alerts)
+        except Exception as exc:
+            errors.append(f"{market.name}: {one_line(exc)}")
+    return errors
+
+
+def prune_job(ctx: JobContext, counts: Counts) -> list[str]:
+    """Retention: full resolution for `full_days`, then one snapshot per `downsample_s`."""
+    cfg = ctx.config.jobs.prune
+    errors = []
+    for market in ctx.markets:
+        if ctx.stop.is_set():
+            break
+        try:
+            counts["snapshots_deleted"] += crud.prune_market(
+                ctx.store,
+                market.id,
+                full_s=cfg.full_days * DAY_S,
+                downsample_s=cfg.downsample_s,
+                keep_s=cfg.keep_days * DAY_S,
+            )
+        except Exception as exc:
+            errors.append(f"{market.name}: {one_line(exc)}")
+    try:
+        counts["job_runs_deleted"] += crud.prune_job_runs(ctx.store, cfg.job_runs_days)
+    except Exception as exc:
+        errors.append(f"job runs: {one_line(exc)}")
+    return errors

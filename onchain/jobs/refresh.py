@@ -1,0 +1,184 @@
+"""refresh: every tracked account of every market at the latest block, a safe block, or each new
+block; one transaction per block. Reorgs are found by comparing stored block hashes with the
+canonical chain: the orphaned blocks' snapshots are replaced (or dropped if the chain got
+shorter), and the cursors rewind so nothing is skipped."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from onchain.jobs.assess import assess
+from onchain.jobs.context import Counts, JobContext, market_ref
+from onchain.jobs.discover import discover_market, one_line
+from onchain.pipeline import load_market, read_positions, run_plan
+from onchain.protocols.base import MarketSnapshot, MarketSnapshotPlanner
+from onchain.protocols.registry import get_adapter
+from onchain.rpc.client import BlockRef, RpcClient
+from onchain.store import crud
+from onchain.store.crud import MarketInfo, WriteResult
+
+log = logging.getLogger("onchain.jobs.refresh")
+
+
+def read_market_snapshot(
+    client: RpcClient, protocol: str, market_state: Any, block: BlockRef
+) -> MarketSnapshot | None:
+    """Reserve-level market state, when the protocol's adapter can describe it."""
+    adapter = get_adapter(protocol)
+    if not isinstance(adapter, MarketSnapshotPlanner):
+        return None
+    snapshot: MarketSnapshot = run_plan(
+        client, adapter.plan_market_snapshot(market_state, block), block
+    )
+    return snapshot
+
+
+def canonical_hashes(client: RpcClient, numbers: list[int]) -> dict[int, str | None]:
+    """Hash of each block number on the node's canonical chain (None: no such block)."""
+    if not numbers:
+        return {}
+    replies = client.batch([("eth_getBlockByNumber", [hex(n), False]) for n in numbers])
+    return {n: (r or {}).get("hash") for n, r in zip(numbers, replies, strict=True)}
+
+
+def orphaned_blocks(
+    ctx: JobContext, client: RpcClient, market: MarketInfo, head: BlockRef
+) -> list[int]:
+    """Stored snapshot heights whose block left the canonical chain. Block hashes commit to
+    their ancestors, so a canonical newest snapshot means all older ones are canonical too:
+    usually one request; the whole reorg window is checked only when the newest is not."""
+    newest = crud.newest_snapshot(ctx.store, market.id)
+    if newest is None:
+        return []
+    number, stored_hash = newest
+    if number == head.number and stored_hash == head.hash:
+        return []
+    if number < head.number and canonical_hashes(client, [number])[number] == stored_hash:
+        return []
+    window = ctx.config.jobs.refresh.reorg_window
+    stored = crud.snapshot_hashes(ctx.store, market.id, from_block=max(0, number - window + 1))
+    canonical = canonical_hashes(client, sorted(n for n in stored if n <= head.number))
+    return sorted(n for n, h in stored.items() if n > head.number or canonical.get(n) != h)
+
+
+def refresh_block(
+    ctx: JobContext,
+    client: RpcClient,
+    market: MarketInfo,
+    block: BlockRef,
+    counts: Counts,
+    *,
+    market_state: Any = None,
+) -> WriteResult:
+    """Read every tracked account at `block` and store the block whole; a block already stored
+    with this hash is left as it is (no reads, no writes)."""
+    if crud.snapshot_hash(ctx.store, market.id, block.number) == block.hash:
+        counts["blocks_unchanged"] += 1
+        return WriteResult("unchanged")
+    started = time.monotonic()
+    state = market_state or load_market(client, market_ref(market), block)
+    discover_market(ctx, client, market, state, block, counts)
+    accounts = crud.tracked_accounts(ctx.store, market.id, block.number)
+    positions = read_positions(client, market.protocol, state, accounts, block)
+    snapshot = read_market_snapshot(client, market.protocol, state, block)
+    assessed = assess(positions, ctx.config.tiers)
+    result = crud.write_snapshot(ctx.store, market, block, positions, assessed, snapshot)
+    counts[f"blocks_{result.outcome}"] += 1
+    counts["positions"] += result.positions
+    counts["asset_rows"] += result.asset_rows
+    at_risk = sum(1 for a in assessed if a.tier != "SAFE")
+    log.info(
+        "%s block %d %s: %s %d positions (%d at risk, %d liquidatable) in %.2fs",
+        market.name,
+        block.number,
+        block.hash[:10],
+        result.outcome,
+        len(positions),
+        at_risk,
+        sum(1 for p in positions if p.liquidatable),
+        time.monotonic() - started,
+    )
+    return result
+
+
+def refresh_market(ctx: JobContext, client: RpcClient, market: MarketInfo, counts: Counts) -> None:
+    """One run for one market: reorg check, then the target blocks, oldest first."""
+    cfg = ctx.config.jobs.refresh
+    head = client.pin_block()
+    safe = head.number if cfg.at == "latest" else max(0, head.number - cfg.confirmations)
+
+    orphaned = orphaned_blocks(ctx, client, market, head)
+    if orphaned:
+        lowest = orphaned[0]
+        log.warning(
+            "%s: reorg: %d stored block(s) from %d left the canonical chain; replacing them",
+            market.name,
+            len(orphaned),
+            lowest,
+        )
+        counts["blocks_orphaned"] += len(orphaned)
+        for kind in ("refresh", "discover"):
+            cursor = crud.get_cursor(ctx.store, market.id, kind)
+            if cursor is not None and cursor.block_number >= lowest:
+                crud.rewind_cursor(ctx.store, market.id, kind, lowest - 1)
+        crud.delete_snapshots_from(ctx.store, market.id, [n for n in orphaned if n > head.number])
+
+    if cfg.at == "each-block":
+        cursor = crud.get_cursor(ctx.store, market.id, "refresh")
+        first = safe if cursor is None else cursor.block_number + 1
+        targets = list(range(first, safe + 1))[: cfg.max_blocks_per_run]
+        backlog = safe + 1 - first - len(targets)
+        if backlog > 0:
+            counts["blocks_behind"] = backlog
+    else:
+        targets = [safe]
+    targets = sorted(set(targets) | {n for n in orphaned if n <= head.number})
+    stored = crud.snapshot_hashes(ctx.store, market.id, targets[0]) if targets else {}
+    blocks = []
+    for number in targets:  # blocks already stored with this hash cost no reads at all
+        block = head if number == head.number else client.pin_block(number)
+        if stored.get(number) == block.hash:
+            counts["blocks_unchanged"] += 1
+        else:
+            blocks.append(block)
+    if not blocks:
+        return
+
+    # discover once up to the last block, so each block below finds the cursor ahead of it
+    last = blocks[-1]
+    last_state = load_market(client, market_ref(market), last)
+    discover_market(ctx, client, market, last_state, last, counts)
+
+    for block in blocks:
+        if ctx.stop.is_set():
+            counts["stopped_early"] = 1
+            return
+        refresh_block(
+            ctx,
+            client,
+            market,
+            block,
+            counts,
+            market_state=last_state if block == last else None,
+        )
+
+
+def refresh_job(ctx: JobContext, counts: Counts) -> list[str]:
+    errors = []
+    for market in ctx.markets:
+        if ctx.stop.is_set():
+            break
+        client = None
+        try:
+            client = ctx.client(market)
+            refresh_market(ctx, client, market, counts)
+            counts["markets"] += 1
+        except Exception as exc:  # one market failing must not stop the others
+            errors.append(f"{market.name}: {one_line(exc)}")
+        finally:
+            if client is not None:
+                counts["rpc_requests"] += client.requests_sent
+                client.close()
+    return errors

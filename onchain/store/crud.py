@@ -1,0 +1,812 @@
+"""The few writes the jobs need, each one transaction: register markets, record discovered
+accounts, write a block's snapshot whole (or replace it after a reorg), move cursors, record job
+runs, apply risk tiers and alerts, and prune old history."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Connection,
+    Table,
+    bindparam,
+    case,
+    delete,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from onchain.protocols.base import MarketSnapshot, Position
+from onchain.rpc.client import BlockRef
+from onchain.store import models as m
+from onchain.store.db import Store
+from onchain.store.types import UINT256_MAX, Uint256
+
+WAD = 10**18
+IN_CHUNK = 900  # values per IN (...) list: below SQLite's old 999-variable limit
+COPY_MIN_ROWS = 200  # PostgreSQL: COPY beats INSERT from about this many rows
+
+T_CHAINS: Table = m.Chain.__table__  # type: ignore[assignment]
+T_MARKETS: Table = m.Market.__table__  # type: ignore[assignment]
+T_ASSETS: Table = m.Asset.__table__  # type: ignore[assignment]
+T_ACCOUNTS: Table = m.Account.__table__  # type: ignore[assignment]
+T_MARKET_ACCOUNTS: Table = m.MarketAccount.__table__  # type: ignore[assignment]
+T_CURSORS: Table = m.Cursor.__table__  # type: ignore[assignment]
+T_SNAPSHOTS: Table = m.MarketSnapshot.__table__  # type: ignore[assignment]
+T_RESERVES: Table = m.ReserveSnapshot.__table__  # type: ignore[assignment]
+T_POSITIONS: Table = m.PositionSnapshot.__table__  # type: ignore[assignment]
+T_ASSET_POSITIONS: Table = m.AssetPosition.__table__  # type: ignore[assignment]
+T_JOB_RUNS: Table = m.JobRun.__table__  # type: ignore[assignment]
+T_ALERTS: Table = m.Alert.__table__  # type: ignore[assignment]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _insert(conn: Connection, table: Table) -> Any:
+    """INSERT with ON CONFLICT support on both backends."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+def _chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def jsonable(value: Any) -> Any:
+    """Protocol extras as JSON: ints stay exact (JSONB numerics and Python's json keep them)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    return str(value)
+
+
+# -- chains, markets, accounts ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MarketInfo:
+    """A configured market as the store knows it."""
+
+    id: int
+    name: str
+    chain_id: int
+    chain_name: str
+    protocol: str
+    address: str
+    start_block: int
+    version: str | None
+    market_id: str | None = None  # one market inside the deployment at `address`
+
+
+def sync_markets(store: Store, config: Any, names: Iterable[str] | None = None) -> list[MarketInfo]:
+    """Register the config's chains and markets (idempotent; a rename just updates the name)."""
+    wanted = list(names) if names is not None else list(config.markets)
+    out: list[MarketInfo] = []
+    with store.write() as conn:
+        for name in wanted:
+            mc = config.market(name)
+            chain = config.chains[mc.chain]
+            conn.execute(
+                _insert(conn, T_CHAINS)
+                .values(chain_id=chain.chain_id, name=chain.name, created_at=utcnow())
+                .on_conflict_do_nothing(index_elements=["chain_id"])
+            )
+            scoped = mc.extra.get("market_id")
+            scope = str(scoped).lower() if scoped else ""
+            key = (
+                (T_MARKETS.c.chain_id == chain.chain_id)
+                & (T_MARKETS.c.protocol == mc.protocol)
+                & (T_MARKETS.c.address == mc.address)
+                & (T_MARKETS.c.scope == scope)
+            )
+            market_id = conn.execute(select(T_MARKETS.c.id).where(key)).scalar()
+            settings = jsonable({"start_block": mc.start_block, **mc.extra})
+            if market_id is None:
+                market_id = conn.execute(
+                    T_MARKETS.insert()
+                    .values(
+                        chain_id=chain.chain_id,
+                        name=mc.name,
+                        protocol=mc.protocol,
+                        version=mc.version,
+                        address=mc.address,
+                        scope=scope,
+                        addresses={},
+                        settings=settings,
+                        created_at=utcnow(),
+                    )
+                    .returning(T_MARKETS.c.id)
+                ).scalar_one()
+            else:
+                conn.execute(update(T_MARKETS).where(key).values(name=mc.name, settings=settings))
+            out.append(
+                MarketInfo(
+                    market_id,
+                    mc.name,
+                    chain.chain_id,
+                    chain.name,
+                    mc.protocol,
+                    mc.address,
+                    mc.start_block,
+                    mc.version,
+                    str(scoped) if scoped else None,
+                )
+            )
+    return out
+
+
+def _account_ids(conn: Connection, chain_id: int, addresses: Sequence[str]) -> dict[str, int]:
+    ids: dict[str, int] = {}
+    for chunk in _chunks(list(addresses)):
+        rows = conn.execute(
+            select(T_ACCOUNTS.c.address, T_ACCOUNTS.c.id).where(
+                (T_ACCOUNTS.c.chain_id == chain_id) & T_ACCOUNTS.c.address.in_(chunk)
+            )
+        )
+        ids.update({a: i for a, i in rows})
+    return ids
+
+
+def _ensure_accounts(conn: Connection, chain_id: int, addresses: Sequence[str]) -> dict[str, int]:
+    ids = _account_ids(conn, chain_id, addresses)
+    missing = sorted(set(addresses) - set(ids))
+    if missing:
+        conn.execute(
+            _insert(conn, T_ACCOUNTS).on_conflict_do_nothing(
+                index_elements=["chain_id", "address"]
+            ),
+            [{"chain_id": chain_id, "address": a} for a in missing],
+        )
+        ids.update(_account_ids(conn, chain_id, missing))
+    return ids
+
+
+def record_discovery(
+    store: Store,
+    market: MarketInfo,
+    first_seen: Mapping[str, int],
+    scanned_to: BlockRef,
+    *,
+    forward_only: bool = True,
+) -> int:
+    """Track newly found accounts and move the discovery cursor, in one transaction; an account
+    seen again keeps its earliest block. Returns how many accounts are new to this market."""
+    with store.write() as conn:
+        before = conn.execute(
+            select(func.count()).where(T_MARKET_ACCOUNTS.c.market_id == market.id)
+        ).scalar_one()
+        if first_seen:
+            ids = _ensure_accounts(conn, market.chain_id, sorted(first_seen))
+            stmt = _insert(conn, T_MARKET_ACCOUNTS)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["market_id", "account_id"],
+                set_={
+                    "first_seen_block": case(
+                        (
+                            stmt.excluded.first_seen_block < T_MARKET_ACCOUNTS.c.first_seen_block,
+                            stmt.excluded.first_seen_block,
+                        ),
+                        else_=T_MARKET_ACCOUNTS.c.first_seen_block,
+                    )
+                },
+            )
+            now = utcnow()
+            conn.execute(
+                stmt,
+                [
+                    {
+                        "market_id": market.id,
+                        "account_id": ids[a],
+                        "first_seen_block": b,
+                        "discovered_at": now,
+                    }
+                    for a, b in sorted(first_seen.items())
+                ],
+            )
+        _set_cursor(
+            conn,
+            market.id,
+            "discover",
+            scanned_to.number,
+            scanned_to.hash,
+            forward_only=forward_only,
+        )
+        after = conn.execute(
+            select(func.count()).where(T_MARKET_ACCOUNTS.c.market_id == market.id)
+        ).scalar_one()
+    return int(after - before)
+
+
+def tracked_accounts(store: Store, market_id: int, up_to_block: int) -> list[str]:
+    """Accounts discovery found in the market by `up_to_block`, in a stable order."""
+    with store.read() as conn:
+        rows = conn.execute(
+            select(T_ACCOUNTS.c.address)
+            .join(T_MARKET_ACCOUNTS, T_MARKET_ACCOUNTS.c.account_id == T_ACCOUNTS.c.id)
+            .where(
+                (T_MARKET_ACCOUNTS.c.market_id == market_id)
+                & (T_MARKET_ACCOUNTS.c.first_seen_block <= up_to_block)
+            )
+            .order_by(T_ACCOUNTS.c.address)
+        )
+        return [r[0] for r in rows]
+
+
+# -- cursors ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CursorState:
+    block_number: int
+    block_hash: str | None
+
+
+def get_cursor(store: Store, market_id: int, kind: str) -> CursorState | None:
+    with store.read() as conn:
+        row = conn.execute(
+            select(T_CURSORS.c.block_number, T_CURSORS.c.block_hash).where(
+                (T_CURSORS.c.market_id == market_id) & (T_CURSORS.c.kind == kind)
+            )
+        ).first()
+    return CursorState(row[0], row[1]) if row else None
+
+
+def _set_cursor(
+    conn: Connection,
+    market_id: int,
+    kind: str,
+    number: int,
+    block_hash: str | None,
+    *,
+    forward_only: bool = True,
+) -> None:
+    """Cursors only move forward unless told otherwise (a reorg rewinds them explicitly)."""
+    where = (T_CURSORS.c.market_id == market_id) & (T_CURSORS.c.kind == kind)
+    current = conn.execute(select(T_CURSORS.c.block_number).where(where)).scalar()
+    if current is None:
+        conn.execute(
+            T_CURSORS.insert().values(
+                market_id=market_id,
+                kind=kind,
+                block_number=number,
+                block_hash=block_hash,
+                updated_at=utcnow(),
+            )
+        )
+    elif number >= current or not forward_only:
+        conn.execute(
+            update(T_CURSORS)
+            .where(where)
+            .values(block_number=number, block_hash=block_hash, updated_at=utcnow())
+        )
+
+
+def rewind_cursor(store: Store, market_id: int, kind: str, number: int) -> None:
+    with store.write() as conn:
+        _set_cursor(conn, market_id, kind, number, None, forward_only=False)
+
+
+# -- snapshots --------------------------------------------------------------------------------
+
+
+def snapshot_hashes(store: Store, market_id: int, from_block: int = 0) -> dict[int, str]:
+    """Block number -> stored hash for this market's snapshots from `from_block` on."""
+    with store.read() as conn:
+        rows = conn.execute(
+            select(T_SNAPSHOTS.c.block_number, T_SNAPSHOTS.c.block_hash).where(
+                (T_SNAPSHOTS.c.market_id == market_id) & (T_SNAPSHOTS.c.block_number >= from_block)
+            )
+        )
+        return {n: h for n, h in rows}
+
+
+def snapshot_hash(store: Store, market_id: int, block_number: int) -> str | None:
+    with store.read() as conn:
+        return conn.execute(
+            select(T_SNAPSHOTS.c.block_hash).where(
+                (T_SNAPSHOTS.c.market_id == market_id)
+                & (T_SNAPSHOTS.c.block_number == block_number)
+            )
+        ).scalar()
+
+
+def newest_snapshot(store: Store, market_id: int) -> tuple[int, str] | None:
+    with store.read() as conn:
+        row = conn.execute(
+            select(T_SNAPSHOTS.c.block_number, T_SNAPSHOTS.c.block_hash)
+            .where(T_SNAPSHOTS.c.market_id == market_id)
+            .order_by(T_SNAPSHOTS.c.block_number.desc())
+            .limit(1)
+        ).first()
+    return (row[0], row[1]) if row else None
+
+
+@dataclass(frozen=True)
+class Assessed:
+    """What the store needs from a risk assessment of one position."""
+
+    tier: str
+    reason: str
+
+
+def _asset_ids(
+    conn: Connection, chain_id: int, assets: Mapping[str, tuple[str, int]]
+) -> dict[str, int]:
+    """Ids of assets (address -> (symbol, decimals)), registering new ones."""
+    if not assets:
+        return {}
+    conn.execute(
+        _insert(conn, T_ASSETS).on_conflict_do_nothing(index_elements=["chain_id", "address"]),
+        [
+            {"chain_id": chain_id, "address": a, "symbol": s[:64], "decimals": d}
+            for a, (s, d) in sorted(assets.items())
+        ],
+    )
+    rows = conn.execute(
+        select(T_ASSETS.c.address, T_ASSETS.c.id).where(
+            (T_ASSETS.c.chain_id == chain_id) & T_ASSETS.c.address.in_(sorted(assets))
+        )
+    )
+    return {a: i for a, i in rows}
+
+
+def _delete_snapshots(conn: Connection, snapshot_ids: Sequence[int]) -> None:
+    """Children first, so it works with or without ON DELETE CASCADE being enforced."""
+    for chunk in _chunks(list(snapshot_ids)):
+        for table in (T_ASSET_POSITIONS, T_POSITIONS, T_RESERVES):
+            conn.execute(delete(table).where(table.c.snapshot_id.in_(chunk)))
+        conn.execute(delete(T_SNAPSHOTS).where(T_SNAPSHOTS.c.id.in_(chunk)))
+
+
+def _bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Many rows at once: COPY on PostgreSQL, executemany elsewhere; same transaction."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql" and len(rows) >= COPY_MIN_ROWS:
+        _copy_rows(conn, table, rows)
+    else:
+        conn.execute(table.insert(), rows)
+
+
+def _copy_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    columns = list(rows[0])
+    kinds = []
+    for name in columns:
+        kind = table.c[name].type
+        kinds.append("u" if isinstance(kind, Uint256) else "j" if isinstance(kind, JSON) else "")
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cursor:
+        names = ", ".join(f'"{c}"' for c in columns)
+        with cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
+            for row in rows:
+                values = []
+                for name, kind in zip(columns, kinds, strict=True):
+                    value = row[name]
+                    if value is not None and kind == "u":
+                        if isinstance(value, bool) or not 0 <= value <= UINT256_MAX:
+                            raise ValueError(f"{table.name}.{name}: {value} is outside uint256")
+                    elif value is not None and kind == "j":
+                        value = json.dumps(value)
+                    values.append(value)
+                copy.write_row(values)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    outcome: str  # written, replaced, unchanged
+    positions: int = 0
+    asset_rows: int = 0
+
+
+def write_snapshot(
+    store: Store,
+    market: MarketInfo,
+    block: BlockRef,
+    positions: Sequence[Position],
+    assessed: Sequence[Assessed],
+    market_snapshot: MarketSnapshot | None,
+) -> WriteResult:
+    """All of block B's rows for one market, in ONE transaction, or none of them.
+
+    The same block again (same hash) changes nothing; a stored block whose hash differs (it
+    left the canonical chain) is replaced by this one. The refresh cursor moves in the same
+    transaction, so after a crash it never points past what is stored."""
+    if len(assessed) != len(positions):
+        raise ValueError("one assessment per position")
+    with store.write() as conn:
+        existing = conn.execute(
+            select(T_SNAPSHOTS.c.id, T_SNAPSHOTS.c.block_hash).where(
+                (T_SNAPSHOTS.c.market_id == market.id)
+                & (T_SNAPSHOTS.c.block_number == block.number)
+            )
+        ).first()
+        if existing is not None and existing.block_hash == block.hash:
+            return WriteResult("unchanged")
+        if existing is not None:
+            _delete_snapshots(conn, [existing.id])
+
+        assets: dict[str, tuple[str, int]] = {}
+        for p in positions:
+            for a in p.assets:
+                assets.setdefault(a.asset, (a.symbol, a.decimals))
+        if market_snapshot is not None:
+            for r in market_snapshot.reserves:
+                assets.setdefault(r.asset, (r.symbol, r.decimals))
+        asset_ids = _asset_ids(conn, market.chain_id, assets)
+        account_ids = _ensure_accounts(conn, market.chain_id, [p.account for p in positions])
+
+        if market_snapshot is not None:
+            conn.execute(
+                update(T_MARKETS)
+                .where(T_MARKETS.c.id == market.id)
+                .values(
+                    version=market_snapshot.version,
+                    addresses=jsonable(market_snapshot.addresses),
+                    base_currency_decimals=market_snapshot.base_currency_decimals,
+                )
+            )
+        n_assets = sum(len(p.assets) for p in positions)
+        snapshot_id = conn.execute(
+            T_SNAPSHOTS.insert()
+            .values(
+                market_id=market.id,
+                block_number=block.number,
+                block_hash=block.hash,
+                block_timestamp=block.timestamp,
+                positions=len(positions),
+                asset_rows=n_assets,
+                with_debt=sum(1 for p in positions if p.total_debt_base > 0),
+                liquidatable=sum(1 for p in positions if p.liquidatable),
+                at_risk=sum(1 for a in assessed if a.tier != "SAFE"),
+                details=jsonable(
+                    {
+                        "version": market_snapshot.version if market_snapshot else None,
+                        "protocol": market.protocol,
+                    }
+                ),
+                taken_at=utcnow(),
+            )
+            .returning(T_SNAPSHOTS.c.id)
+        ).scalar_one()
+
+        position_rows = []
+        asset_rows = []
+        for p, a in zip(positions, assessed, strict=True):
+            account_id = account_ids[p.account]
+            hf = p.health_factor
+            position_rows.append(
+                {
+                    "snapshot_id": snapshot_id,
+                    "account_id": account_id,
+                    "market_key": p.market,
+                    "market_id": market.id,
+                    "block_number": block.number,
+                    "block_hash": block.hash,
+                    "block_timestamp": block.timestamp,
+                    "base_currency_decimals": p.base_currency_decimals,
+                    "health_factor": hf,
+                    "health_factor_float": None if hf is None else hf / WAD,
+                    "liquidatable": p.liquidatable,
+                    "total_collateral_base": p.total_collateral_base,
+                    "total_debt_base": p.total_debt_base,
+                    "available_borrows_base": p.available_borrows_base,
+                    "liquidation_threshold_bps": p.liquidation_threshold_bps,
+                    "ltv_bps": p.ltv_bps,
+                    "risk_tier": a.tier,
+                    "risk_reason": a.reason,
+                    "extra": jsonable(p.extra),
+                }
+            )
+            for asset in p.assets:
+                asset_rows.append(
+                    {
+                        "snapshot_id": snapshot_id,
+                        "account_id": account_id,
+                        "market_key": p.market,
+                        "asset_id": asset_ids[asset.asset],
+                        "price_base": asset.price_base,
+                        "collateral_raw": asset.collateral_raw,
+                        "debt_raw": asset.debt_raw,
+                        "collateral_base": asset.collateral_base,
+                        "debt_base": asset.debt_base,
+                        "collateral_enabled": asset.collateral_enabled,
+                        "liquidation_threshold_bps": asset.liquidation_threshold_bps,
+                        "liquidation_price_base": asset.liquidation_price_base,
+                    }
+                )
+        _bulk_insert(conn, T_POSITIONS, position_rows)
+        _bulk_insert(conn, T_ASSET_POSITIONS, asset_rows)
+        if market_snapshot is not None:
+            _bulk_insert(
+                conn,
+                T_RESERVES,
+                [
+                    {
+                        "snapshot_id": snapshot_id,
+                        "asset_id": asset_ids[r.asset],
+                        "price_base": r.price_base,
+                        "supply_index": r.supply_index,
+                        "borrow_index": r.borrow_index,
+                        "available_liquidity_raw": r.available_liquidity_raw,
+                        "total_debt_raw": r.total_debt_raw,
+                        "utilization": r.utilization,
+                        "extra": jsonable(r.extra),
+                    }
+                    for r in market_snapshot.reserves
+                ],
+            )
+        _set_cursor(conn, market.id, "refresh", block.number, block.hash)
+    return WriteResult(
+        "replaced" if existing is not None else "written", len(position_rows), len(asset_rows)
+    )
+
+
+def delete_snapshots_from(store: Store, market_id: int, block_numbers: Sequence[int]) -> int:
+    """Drop a market's snapshots at these heights (blocks that no longer exist after a reorg)."""
+    if not block_numbers:
+        return 0
+    with store.write() as conn:
+        ids = [
+            r[0]
+            for r in conn.execute(
+                select(T_SNAPSHOTS.c.id).where(
+                    (T_SNAPSHOTS.c.market_id == market_id)
+                    & T_SNAPSHOTS.c.block_number.in_(list(block_numbers))
+                )
+            )
+        ]
+        _delete_snapshots(conn, ids)
+    return len(ids)
+
+
+# -- job runs ---------------------------------------------------------------------------------
+
+
+def start_run(store: Store, job: str) -> int:
+    with store.write() as conn:
+        return int(
+            conn.execute(
+                T_JOB_RUNS.insert()
+                .values(
+                    job=job,
+                    started_at=utcnow(),
+                    outcome="running",
+                    counts={},
+                    host=socket.gethostname()[:255],
+                    pid=os.getpid(),
+                )
+                .returning(T_JOB_RUNS.c.id)
+            ).scalar_one()
+        )
+
+
+def finish_run(
+    store: Store, run_id: int, outcome: str, counts: Mapping[str, Any], error: str | None = None
+) -> None:
+    with store.write() as conn:
+        conn.execute(
+            update(T_JOB_RUNS)
+            .where(T_JOB_RUNS.c.id == run_id)
+            .values(
+                finished_at=utcnow(),
+                outcome=outcome,
+                counts=jsonable(dict(counts)),
+                error=error[:2000] if error else None,
+            )
+        )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def mark_crashed_runs(store: Store) -> int:
+    """Runs left 'running' by a process of this host that no longer exists (kill -9, power
+    loss) are marked 'crashed', so `onchain status` tells the truth."""
+    host = socket.gethostname()[:255]
+    with store.write() as conn:
+        rows = conn.execute(
+            select(T_JOB_RUNS.c.id, T_JOB_RUNS.c.pid).where(
+                (T_JOB_RUNS.c.outcome == "running") & (T_JOB_RUNS.c.host == host)
+            )
+        ).all()
+        dead = [r.id for r in rows if r.pid != os.getpid() and not _alive(r.pid)]
+        if dead:
+            conn.execute(
+                update(T_JOB_RUNS)
+                .where(T_JOB_RUNS.c.id.in_(dead))
+                .values(outcome="crashed", error="the process ended during the run")
+            )
+    return len(dead)
+
+
+# -- risk tiers and alerts --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredHealth:
+    """A stored position's health, as `assess` reads it."""
+
+    account_id: int
+    market_key: str
+    account: str
+    health_factor: int | None
+    liquidatable: bool
+    risk_tier: str
+    risk_reason: str
+
+
+def latest_health(store: Store, market_id: int) -> tuple[int, int, list[StoredHealth]] | None:
+    """(snapshot id, block number, positions) of the market's newest snapshot."""
+    with store.read() as conn:
+        head = conn.execute(
+            select(T_SNAPSHOTS.c.id, T_SNAPSHOTS.c.block_number)
+            .where(T_SNAPSHOTS.c.market_id == market_id)
+            .order_by(T_SNAPSHOTS.c.block_number.desc())
+            .limit(1)
+        ).first()
+        if head is None:
+            return None
+        p = T_POSITIONS
+        rows = conn.execute(
+            select(
+                p.c.account_id,
+                p.c.market_key,
+                T_ACCOUNTS.c.address,
+                p.c.health_factor,
+                p.c.liquidatable,
+                p.c.risk_tier,
+                p.c.risk_reason,
+            )
+            .join(T_ACCOUNTS, T_ACCOUNTS.c.id == p.c.account_id)
+            .where(p.c.snapshot_id == head.id)
+            .order_by(T_ACCOUNTS.c.address, p.c.market_key)
+        )
+        return head.id, head.block_number, [StoredHealth(*r) for r in rows]
+
+
+def apply_assessment(
+    store: Store,
+    market_id: int,
+    snapshot_id: int,
+    block_number: int,
+    stored: Sequence[StoredHealth],
+    assessed: Sequence[Assessed],
+) -> tuple[int, int]:
+    """Write changed tiers into the snapshot and record an alert for every position whose tier
+    differs from the last one alerted for it (never twice for the same state; no alert while
+    it stays SAFE). One transaction. Returns (tiers changed, alerts recorded)."""
+    with store.write() as conn:
+        # the snapshot may have been replaced (reorg) or pruned since it was read
+        still = conn.execute(select(T_SNAPSHOTS.c.id).where(T_SNAPSHOTS.c.id == snapshot_id))
+        if still.first() is None:
+            return 0, 0
+        changes = [
+            {
+                "b_sid": snapshot_id,
+                "b_aid": s.account_id,
+                "b_key": s.market_key,
+                "b_tier": a.tier,
+                "b_reason": a.reason,
+            }
+            for s, a in zip(stored, assessed, strict=True)
+            if (s.risk_tier, s.risk_reason) != (a.tier, a.reason)
+        ]
+        if changes:
+            conn.execute(
+                update(T_POSITIONS)
+                .where(
+                    (T_POSITIONS.c.snapshot_id == bindparam("b_sid"))
+                    & (T_POSITIONS.c.account_id == bindparam("b_aid"))
+                    & (T_POSITIONS.c.market_key == bindparam("b_key"))
+                )
+                .values(risk_tier=bindparam("b_tier"), risk_reason=bindparam("b_reason")),
+                changes,
+            )
+        last_ids = (
+            select(func.max(T_ALERTS.c.id))
+            .where(T_ALERTS.c.market_id == market_id)
+            .group_by(T_ALERTS.c.account_id, T_ALERTS.c.market_key)
+        )
+        last = {
+            (aid, key): tier
+            for aid, key, tier in conn.execute(
+                select(T_ALERTS.c.account_id, T_ALERTS.c.market_key, T_ALERTS.c.tier).where(
+                    T_ALERTS.c.id.in_(last_ids)
+                )
+            )
+        }
+        now = utcnow()
+        alerts = [
+            {
+                "market_id": market_id,
+                "account_id": s.account_id,
+                "market_key": s.market_key,
+                "block_number": block_number,
+                "created_at": now,
+                "tier": a.tier,
+                "previous_tier": last.get((s.account_id, s.market_key), "SAFE"),
+                "health_factor": s.health_factor,
+                "reason": a.reason,
+                "delivered_at": None,
+            }
+            for s, a in zip(stored, assessed, strict=True)
+            if a.tier != last.get((s.account_id, s.market_key), "SAFE")
+        ]
+        if alerts:
+            conn.execute(T_ALERTS.insert(), alerts)
+    return len(changes), len(alerts)
+
+
+# -- retention --------------------------------------------------------------------------------
+
+
+def prune_market(
+    store: Store, market_id: int, *, full_s: float, downsample_s: int, keep_s: float
+) -> int:
+    """Keep every snapshot of the newest `full_s` seconds of chain time, then the last one of
+    each `downsample_s` bucket; drop everything older than `keep_s` (0: keep forever).
+    Chain time, not wall time: the newest snapshot's block timestamp is "now", so a devnet or
+    a paused daemon prunes the same way. Deletes in chunks, one transaction each."""
+    with store.read() as conn:
+        newest = conn.execute(
+            select(func.max(T_SNAPSHOTS.c.block_timestamp)).where(
+                T_SNAPSHOTS.c.market_id == market_id
+            )
+        ).scalar()
+        if newest is None:
+            return 0
+        rows = conn.execute(
+            select(T_SNAPSHOTS.c.id, T_SNAPSHOTS.c.block_number, T_SNAPSHOTS.c.block_timestamp)
+            .where(
+                (T_SNAPSHOTS.c.market_id == market_id)
+                & (T_SNAPSHOTS.c.block_timestamp < newest - full_s)
+            )
+            .order_by(T_SNAPSHOTS.c.block_number)
+        ).all()
+    keep_last: dict[int, int] = {}
+    for sid, _number, ts in rows:  # ordered by block: the last one per bucket wins
+        keep_last[ts // downsample_s] = sid
+    kept = set(keep_last.values())
+    doomed = [
+        sid for sid, _number, ts in rows if sid not in kept or (keep_s and ts < newest - keep_s)
+    ]
+    for chunk in _chunks(doomed, 200):
+        with store.write() as conn:
+            _delete_snapshots(conn, chunk)
+    return len(doomed)
+
+
+def prune_job_runs(store: Store, older_than_days: float) -> int:
+    cutoff = utcnow() - timedelta(days=older_than_days)
+    with store.write() as conn:
+        result = conn.execute(
+            delete(T_JOB_RUNS).where(
+                (T_JOB_RUNS.c.started_at < cutoff) & (T_JOB_RUNS.c.outcome != "running")
+            )
+        )
+    return int(result.rowcount or 0)

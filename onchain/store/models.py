@@ -1,0 +1,267 @@
+"""The tables. Protocol-neutral by construction: a position is protocol + market + account +
+assets at a block, and whatever one protocol alone knows goes in a JSON column, so a new protocol
+needs no schema change. The schema itself is made and changed only by migrations/ (Alembic).
+
+A refresh of one market at one block writes one `market_snapshots` row (the block's commit
+marker, with counts) and its `position_snapshots`, `asset_positions` and `reserve_snapshots`,
+all in one transaction: a block is in the store whole or not at all."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Double,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from onchain.store.types import Address, Hash, Id, Json, Uint256, UtcDateTime
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Risk tiers, most severe first; `assess` assigns them, queries rank by this order.
+TIERS = ("LIQUIDATABLE", "CRITICAL", "HIGH", "WATCH", "SAFE")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Chain(Base):
+    """An EVM chain, keyed by its EIP-155 chain id."""
+
+    __tablename__ = "chains"
+
+    chain_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Market(Base):
+    """A lending market: protocol family, the rules version and its contract addresses.
+    `scope` is the part of the deployment at `address` it covers: '' for all of it, or one
+    market id where a contract holds many (MarketRef.market_id)."""
+
+    __tablename__ = "markets"
+    __table_args__ = (UniqueConstraint("chain_id", "protocol", "address", "scope"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    chain_id: Mapped[int] = mapped_column(ForeignKey("chains.chain_id"))
+    name: Mapped[str] = mapped_column(String(128), index=True)
+    protocol: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str | None] = mapped_column(String(64))
+    address: Mapped[str] = mapped_column(Address)
+    scope: Mapped[str] = mapped_column(Hash)
+    addresses: Mapped[dict[str, Any]] = mapped_column(Json)
+    settings: Mapped[dict[str, Any]] = mapped_column(Json)
+    base_currency_decimals: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Asset(Base):
+    __tablename__ = "assets"
+    __table_args__ = (UniqueConstraint("chain_id", "address"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    chain_id: Mapped[int] = mapped_column(ForeignKey("chains.chain_id"))
+    address: Mapped[str] = mapped_column(Address)
+    symbol: Mapped[str] = mapped_column(String(64))
+    decimals: Mapped[int] = mapped_column(Integer)
+
+
+class Account(Base):
+    """A wallet on one chain; it may hold positions in several markets."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (UniqueConstraint("chain_id", "address"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    chain_id: Mapped[int] = mapped_column(ForeignKey("chains.chain_id"))
+    address: Mapped[str] = mapped_column(Address)
+
+
+class MarketAccount(Base):
+    """An account discovery found in a market, from the first block it showed up in: a
+    snapshot at block B covers every account first seen at or before B."""
+
+    __tablename__ = "market_accounts"
+    __table_args__ = (Index(None, "market_id", "first_seen_block"),)
+
+    market_id: Mapped[int] = mapped_column(ForeignKey("markets.id"), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    first_seen_block: Mapped[int] = mapped_column(BigInteger)
+    discovered_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Cursor(Base):
+    """How far a job got in a market ('discover': logs scanned up to; 'refresh': last block
+    snapshotted). The daemon resumes from these after a restart."""
+
+    __tablename__ = "cursors"
+
+    market_id: Mapped[int] = mapped_column(ForeignKey("markets.id"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[str | None] = mapped_column(Hash)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class MarketSnapshot(Base):
+    """One market at one block: the commit marker of a refresh, with what it holds."""
+
+    __tablename__ = "market_snapshots"
+    __table_args__ = (
+        UniqueConstraint("market_id", "block_number"),
+        Index(None, "market_id", "block_timestamp"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    market_id: Mapped[int] = mapped_column(ForeignKey("markets.id"))
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[str] = mapped_column(Hash)
+    block_timestamp: Mapped[int] = mapped_column(BigInteger)
+    positions: Mapped[int] = mapped_column(Integer)
+    asset_rows: Mapped[int] = mapped_column(Integer)
+    with_debt: Mapped[int] = mapped_column(Integer)
+    liquidatable: Mapped[int] = mapped_column(Integer)
+    at_risk: Mapped[int] = mapped_column(Integer)
+    details: Mapped[dict[str, Any]] = mapped_column(Json)
+    taken_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ReserveSnapshot(Base):
+    """One reserve (lendable asset) of a market snapshot: price, indexes, liquidity."""
+
+    __tablename__ = "reserve_snapshots"
+
+    snapshot_id: Mapped[int] = mapped_column(
+        ForeignKey("market_snapshots.id", ondelete="CASCADE"), primary_key=True
+    )
+    asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id"), primary_key=True)
+    price_base: Mapped[int] = mapped_column(Uint256)
+    supply_index: Mapped[int | None] = mapped_column(Uint256)
+    borrow_index: Mapped[int | None] = mapped_column(Uint256)
+    available_liquidity_raw: Mapped[int | None] = mapped_column(Uint256)
+    total_debt_raw: Mapped[int | None] = mapped_column(Uint256)
+    utilization: Mapped[float | None] = mapped_column(Double)
+    extra: Mapped[dict[str, Any]] = mapped_column(Json)
+
+
+class PositionSnapshot(Base):
+    """One account's position at one block. `market_key` is the protocol's own key of the book
+    the position is in (Position.market): the market's address where a market is one book
+    (Aave), a market id where one contract holds many (Morpho Blue). Amounts are in that
+    book's base currency (`base_currency_decimals`). `health_factor` is the exact wad (NULL:
+    no debt); `health_factor_float` is its twin for range queries and charts."""
+
+    __tablename__ = "position_snapshots"
+    __table_args__ = (
+        Index(None, "account_id", "market_id", "block_number"),  # history; latest per account
+        Index(None, "snapshot_id", "health_factor_float"),  # at risk now, riskiest first
+    )
+
+    snapshot_id: Mapped[int] = mapped_column(
+        ForeignKey("market_snapshots.id", ondelete="CASCADE"), primary_key=True
+    )
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    market_key: Mapped[str] = mapped_column(Hash, primary_key=True)
+    market_id: Mapped[int] = mapped_column(ForeignKey("markets.id"))
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[str] = mapped_column(Hash)
+    block_timestamp: Mapped[int] = mapped_column(BigInteger)
+    base_currency_decimals: Mapped[int] = mapped_column(Integer)
+    health_factor: Mapped[int | None] = mapped_column(Uint256)
+    health_factor_float: Mapped[float | None] = mapped_column(Double)
+    liquidatable: Mapped[bool] = mapped_column(Boolean)
+    total_collateral_base: Mapped[int] = mapped_column(Uint256)
+    total_debt_base: Mapped[int] = mapped_column(Uint256)
+    available_borrows_base: Mapped[int] = mapped_column(Uint256)
+    liquidation_threshold_bps: Mapped[int] = mapped_column(Integer)
+    ltv_bps: Mapped[int] = mapped_column(Integer)
+    risk_tier: Mapped[str] = mapped_column(String(16))
+    risk_reason: Mapped[str] = mapped_column(Text)
+    extra: Mapped[dict[str, Any]] = mapped_column(Json)
+
+
+class AssetPosition(Base):
+    """One asset of one position: raw token amounts and their value in the base currency."""
+
+    __tablename__ = "asset_positions"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["snapshot_id", "account_id", "market_key"],
+            [
+                "position_snapshots.snapshot_id",
+                "position_snapshots.account_id",
+                "position_snapshots.market_key",
+            ],
+            name="fk_asset_positions_position_snapshots",  # the default is over 63 chars
+            ondelete="CASCADE",
+        ),
+    )
+
+    snapshot_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    account_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    market_key: Mapped[str] = mapped_column(Hash, primary_key=True)
+    asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id"), primary_key=True)
+    price_base: Mapped[int] = mapped_column(Uint256)
+    collateral_raw: Mapped[int] = mapped_column(Uint256)
+    debt_raw: Mapped[int] = mapped_column(Uint256)
+    collateral_base: Mapped[int] = mapped_column(Uint256)
+    debt_base: Mapped[int] = mapped_column(Uint256)
+    collateral_enabled: Mapped[bool] = mapped_column(Boolean)
+    liquidation_threshold_bps: Mapped[int] = mapped_column(Integer)
+    liquidation_price_base: Mapped[float | None] = mapped_column(Double)
+
+
+class JobRun(Base):
+    """One run of a scheduled job: when, how it ended, what it did."""
+
+    __tablename__ = "job_runs"
+    __table_args__ = (Index(None, "job", "started_at"), Index(None, "outcome"))
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    job: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    outcome: Mapped[str] = mapped_column(String(16))  # running, ok, error, interrupted, crashed
+    counts: Mapped[dict[str, Any]] = mapped_column(Json)
+    error: Mapped[str | None] = mapped_column(Text)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+
+
+class Alert(Base):
+    """A change of an account's risk tier, recorded once; delivery is the alerts module's job."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index(None, "market_id", "account_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    market_id: Mapped[int] = mapped_column(ForeignKey("markets.id"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    market_key: Mapped[str] = mapped_column(Hash)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    tier: Mapped[str] = mapped_column(String(16))
+    previous_tier: Mapped[str | None] = mapped_column(String(16))
+    health_factor: Mapped[int | None] = mapped_column(Uint256)
+    reason: Mapped[str] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

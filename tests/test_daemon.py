@@ -1,0 +1,527 @@
+"""`onchain run` as a real subprocess over a moving devnet (prices change every few blocks), on
+SQLite and on PostgreSQL: one complete snapshot per block with the health factors the Pool
+itself reports; kill -9 in the middle of refreshes never leaves a partial or duplicate block and
+the daemon catches up after each restart; a reorg made on anvil replaces the orphaned blocks."""
+
+from __future__ import annotations
+
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import func, select
+
+from onchain.config import load_config
+from onchain.devnet.build import DevnetInfo
+from onchain.devnet.chain import DevChain, calldata
+from onchain.devnet.control import set_prices
+from onchain.jobs import daemon
+from onchain.jobs.context import JobContext
+from onchain.jobs.refresh import refresh_job
+from onchain.store import crud
+from onchain.store.db import Store, make_engine, open_store, parse_db_url, upgrade
+from tests.aave_oracle import UINT256_MAX, pool_account_data
+from tests.test_store_fixtures import db_url_fixture, store_fixture  # noqa: F401
+
+ONCHAIN = [str(Path(sys.executable).with_name("onchain"))]
+BORROWERS = 300
+KILLS = 5  # per database: 10 kill -9s in all
+
+
+def write_config(tmp_path: Path, info: DevnetInfo, db_url: str, every_s: float = 0.2) -> Path:
+    path = tmp_path / "daemon.toml"
+    path.write_text(
+        f'[chains.devnet]\nchain_id = {info.chain_id}\nrpc_url = "{info.rpc_url}"\n\n'
+        f'[[markets]]\nname = "aave-v3-devnet"\nprotocol = "aave-v3"\nchain = "devnet"\n'
+        f'address = "{info.aave.addresses_provider}"\n\n'
+        f'[store]\nurl = "{db_url}"\n\n'
+        f'[jobs.refresh]\nat = "each-block"\nevery_s = {every_s}\nmax_blocks_per_run = 50\n\n'
+        "[jobs.discover]\nevery_s = 5\n\n[jobs.assess]\nevery_s = 1\n\n"
+        "[jobs.prune]\nenabled = false\n"
+    )
+    return path
+
+
+class Daemon:
+    """`onchain run` in its own process; its log goes to a file the test prints on failure."""
+
+    def __init__(self, config: Path) -> None:
+        self.log = config.with_suffix(".log")
+        with self.log.open("a") as log:
+            self.process = subprocess.Popen(
+                [*ONCHAIN, "run", "--config", str(config)],
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def kill9(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> int:
+        """SIGTERM, then the exit code of a graceful stop."""
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=30)
+
+    def ensure_dead(self) -> None:
+        if self.process.poll() is None:
+            self.kill9()
+
+
+def wait_for(
+    condition: Callable[[], Any], timeout_s: float, what: str, poll_s: float = 0.02
+) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+class Mover:
+    """Moves the devnet: a random walk of WETH and WBTC prices, a new price every few blocks."""
+
+    def __init__(self, info: DevnetInfo, seed: int) -> None:
+        self.info = info
+        self.chain = DevChain(info.rpc_url)
+        self.rng = random.Random(seed)
+        self.prices = {"WETH": 3000.0, "WBTC": 60000.0}
+        self.n = 0
+
+    def step(self) -> int:
+        if self.n % 3 == 0:
+            for symbol in self.prices:
+                self.prices[symbol] *= 1 + self.rng.uniform(-0.04, 0.035)
+            set_prices(self.info.rpc_url, self.info.aave, self.prices)  # mines one block
+        else:
+            self.chain.mine(1)
+        self.n += 1
+        return self.chain.block_number()
+
+
+def stored_snapshots(store: Store) -> list[Any]:
+    s = crud.T_SNAPSHOTS
+    with store.read() as conn:
+        return conn.execute(
+            select(
+                s.c.id, s.c.block_number, s.c.block_hash, s.c.positions, s.c.asset_rows
+            ).order_by(s.c.block_number)
+        ).all()
+
+
+def assert_consistent(store: Store) -> list[Any]:
+    """No partial block (every snapshot holds all its rows, as its header counts them, each
+    with the header's block), no duplicate block, and the refresh cursor is never ahead of the
+    stored data. Returns the snapshots."""
+    snapshots = stored_snapshots(store)
+    numbers = [s.block_number for s in snapshots]
+    assert len(numbers) == len(set(numbers)), "a block is stored twice"
+    p, a = crud.T_POSITIONS, crud.T_ASSET_POSITIONS
+    with store.read() as conn:
+        positions = dict(
+            conn.execute(select(p.c.snapshot_id, func.count()).group_by(p.c.snapshot_id)).all()
+        )
+        assets = dict(
+            conn.execute(select(a.c.snapshot_id, func.count()).group_by(a.c.snapshot_id)).all()
+        )
+        hashes = dict(
+            conn.execute(
+                select(p.c.snapshot_id, func.max(p.c.block_hash))
+                .group_by(p.c.snapshot_id)
+                .having(func.count(p.c.block_hash.distinct()) == 1)
+            ).all()
+        )
+        cursor = conn.execute(
+            select(crud.T_CURSORS.c.block_number, crud.T_CURSORS.c.block_hash).where(
+                crud.T_CURSORS.c.kind == "refresh"
+            )
+        ).first()
+    for s in snapshots:
+        assert s.positions == BORROWERS == positions.get(s.id), f"partial block {s.block_number}"
+        assert s.asset_rows == assets.get(s.id) and s.asset_rows > BORROWERS
+        assert hashes.get(s.id) == s.block_hash
+    if snapshots:
+        assert cursor is not None and (cursor.block_number, cursor.block_hash) == (
+            snapshots[-1].block_number,
+            snapshots[-1].block_hash,
+        )
+    return snapshots
+
+
+def assert_exact(store: Store, info: DevnetInfo, blocks: list[int]) -> None:
+    """Every stored position equals Pool.getUserAccountData at its block, all six fields."""
+    chain = DevChain(info.rpc_url)
+    p = crud.T_POSITIONS
+    for number in blocks:
+        with store.read() as conn:
+            rows = conn.execute(
+                select(
+                    crud.T_ACCOUNTS.c.address,
+                    p.c.total_collateral_base,
+                    p.c.total_debt_base,
+                    p.c.available_borrows_base,
+                    p.c.liquidation_threshold_bps,
+                    p.c.ltv_bps,
+                    p.c.health_factor,
+                    p.c.liquidatable,
+                )
+                .join(crud.T_ACCOUNTS, crud.T_ACCOUNTS.c.id == p.c.account_id)
+                .where(p.c.block_number == number)
+                .order_by(crud.T_ACCOUNTS.c.address)
+            ).all()
+        assert len(rows) == BORROWERS
+        truth = pool_account_data(chain, info.aave.pool, [r[0] for r in rows], number)
+        ours = [(*r[1:6], UINT256_MAX if r[6] is None else r[6]) for r in rows]
+        assert ours == truth, f"block {number} differs from getUserAccountData"
+        assert [r[7] for r in rows] == [t[5] < 10**18 for t in truth]
+
+
+def assert_reserves_match_the_chain(store: Store, info: DevnetInfo, number: int) -> None:
+    """The market snapshot: each reserve's oracle price, liquidity and debt at the block."""
+    chain = DevChain(info.rpc_url)
+    r = crud.T_RESERVES
+    with store.read() as conn:
+        rows = conn.execute(
+            select(
+                crud.T_ASSETS.c.symbol,
+                r.c.price_base,
+                r.c.available_liquidity_raw,
+                r.c.total_debt_raw,
+                r.c.utilization,
+            )
+            .join(crud.T_ASSETS, crud.T_ASSETS.c.id == r.c.asset_id)
+            .join(crud.T_SNAPSHOTS, crud.T_SNAPSHOTS.c.id == r.c.snapshot_id)
+            .where(crud.T_SNAPSHOTS.c.block_number == number)
+        ).all()
+    assert {row.symbol for row in rows} == set(info.aave.tokens)
+    at = hex(number)
+    for row in rows:
+        token = info.aave.tokens[row.symbol]
+        price = chain.rpc(
+            "eth_call",
+            [
+                {
+                    "to": info.aave.oracle,
+                    "data": "0x" + calldata("getAssetPrice(address)", token).hex(),
+                },
+                at,
+            ],
+        )
+        held = chain.rpc(
+            "eth_call",
+            [
+                {
+                    "to": token,
+                    "data": "0x"
+                    + calldata("balanceOf(address)", info.aave.atokens[row.symbol]).hex(),
+                },
+                at,
+            ],
+        )
+        assert row.price_base == int(price, 16)
+        assert row.available_liquidity_raw == int(held, 16)
+        assert row.total_debt_raw > 0 and 0 < row.utilization < 1
+
+
+def refresh_cursor(store: Store) -> int | None:
+    with store.read() as conn:
+        return conn.execute(
+            select(crud.T_CURSORS.c.block_number).where(crud.T_CURSORS.c.kind == "refresh")
+        ).scalar()
+
+
+def refresh_running_in(store: Store, pid: int) -> bool:
+    r = crud.T_JOB_RUNS
+    with store.read() as conn:
+        return (
+            conn.execute(
+                select(func.count()).where(
+                    (r.c.job == "refresh") & (r.c.outcome == "running") & (r.c.pid == pid)
+                )
+            ).scalar_one()
+            > 0
+        )
+
+
+def in_write_transaction(db_url: str) -> bool:
+    """Whether some connection holds an open transaction that has written: SQLite's write lock
+    is taken (BEGIN IMMEDIATE fails at once), or a PostgreSQL backend has a transaction id."""
+    if db_url.startswith("sqlite"):
+        conn = sqlite3.connect(db_url.split(":///", 1)[1], timeout=0)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.rollback()
+            return False
+        except sqlite3.OperationalError:
+            return True
+        finally:
+            conn.close()
+    with psycopg.connect(db_url.replace("+psycopg", ""), autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()"
+        ).fetchone()
+        return bool(row and row[0])
+
+
+def upgrade_db(config: Path) -> None:
+    done = subprocess.run(
+        [*ONCHAIN, "db", "upgrade", "--config", str(config)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_daemon_stores_one_complete_exact_snapshot_per_block_of_a_moving_chain(
+    devnet: DevnetInfo, db_url: str, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, devnet, db_url)
+    upgrade_db(config)
+    store = open_store(db_url)
+    mover = Mover(devnet, seed=1)
+    start = DevChain(devnet.rpc_url).block_number()
+    daemon = Daemon(config)
+    try:
+        wait_for(lambda: stored_snapshots(store), 30, "the first snapshot")
+        for _ in range(12):
+            head = mover.step()
+            time.sleep(0.25)
+        wait_for(lambda: refresh_cursor(store) == head, 30, f"the daemon to reach block {head}")
+        assert daemon.stop() == 0, daemon.log.read_text()
+    finally:
+        daemon.ensure_dead()
+    snapshots = assert_consistent(store)
+    numbers = [s.block_number for s in snapshots]
+    assert numbers[0] <= start + 1 and numbers == list(range(numbers[0], head + 1))
+    assert_exact(store, devnet, numbers)
+    assert_reserves_match_the_chain(store, devnet, numbers[-1])
+    runs = Counter((r.job, r.outcome) for r in _runs(store))
+    assert runs[("refresh", "ok")] >= 5 and runs[("discover", "ok")] >= 1
+    assert runs[("assess", "ok")] >= 1
+    assert not any(outcome in ("running", "error", "crashed") for _job, outcome in runs)
+    status = subprocess.run(
+        [*ONCHAIN, "status", "--config", str(config), "--json"], capture_output=True, text=True
+    )
+    assert status.returncode == 0, status.stderr
+    assert f'"refresh_cursor": {head}' in status.stdout
+    assert "rpc_url" not in daemon.log.read_text() and devnet.rpc_url not in status.stdout
+    store.close()
+
+
+def _runs(store: Store) -> list[Any]:
+    with store.read() as conn:
+        return conn.execute(select(crud.T_JOB_RUNS)).all()
+
+
+def test_kill_9_in_the_middle_of_refreshes_never_leaves_a_partial_block(
+    devnet: DevnetInfo, db_url: str, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, devnet, db_url, every_s=0.1)
+    upgrade_db(config)
+    store = open_store(db_url)
+    once = subprocess.run(
+        [*ONCHAIN, "run", "--config", str(config), "--once"], capture_output=True, text=True
+    )
+    assert once.returncode == 0, once.stderr  # the cursors start here; no backfill before
+    first = assert_consistent(store)[0].block_number
+    mover = Mover(devnet, seed=2)
+    rng = random.Random(3)
+    mid_refresh = mid_write = 0
+    for _ in range(KILLS):
+        for _ in range(4):  # a backlog: the next refresh run writes several blocks
+            mover.step()
+        daemon = Daemon(config)
+        try:
+            wait_for(lambda d=daemon: refresh_running_in(store, d.pid), 30, "a refresh run")
+            time.sleep(rng.uniform(0.0, 0.15))
+            try:  # strike while a block is being written, if one is
+                wait_for(lambda: in_write_transaction(db_url), 1.0, "a write", poll_s=0.002)
+                mid_write += 1
+            except AssertionError:
+                pass
+            mid_refresh += refresh_running_in(store, daemon.pid)
+            daemon.kill9()
+        finally:
+            daemon.ensure_dead()
+        assert_consistent(store)
+    head = mover.step()
+    daemon = Daemon(config)
+    try:
+        wait_for(lambda: refresh_cursor(store) == head, 60, f"the daemon to catch up to {head}")
+        assert daemon.stop() == 0, daemon.log.read_text()
+    finally:
+        daemon.ensure_dead()
+    snapshots = assert_consistent(store)
+    numbers = [s.block_number for s in snapshots]
+    assert numbers == list(range(first, head + 1)), "a block was skipped"
+    assert_exact(store, devnet, [numbers[0], *rng.sample(numbers[1:-1], 2), head])
+    outcomes = Counter(r.outcome for r in _runs(store))
+    assert outcomes["running"] == 0 and outcomes["crashed"] >= KILLS  # marked at each restart
+    assert mid_refresh >= KILLS - 1, f"only {mid_refresh} kills landed during a refresh run"
+    assert mid_write >= KILLS // 2, f"only {mid_write} kills landed during a write transaction"
+    store.close()
+
+
+def test_a_reorg_replaces_the_orphaned_blocks_snapshots(
+    devnet: DevnetInfo, store: Store, tmp_path: Path
+) -> None:
+    cfg = load_config(write_config(tmp_path, devnet, store.engine.url.render_as_string(False)))
+    ctx = JobContext(cfg, store, crud.sync_markets(store, cfg))
+    chain = DevChain(devnet.rpc_url)
+
+    def refresh() -> Counter[str]:
+        counts: Counter[str] = Counter()
+        assert refresh_job(ctx, counts) == []
+        return counts
+
+    def canonical(numbers: list[int]) -> dict[int, str]:
+        return {n: chain.rpc("eth_getBlockByNumber", [hex(n), False])["hash"] for n in numbers}
+
+    refresh()
+    base = chain.block_number()
+    checkpoint = chain.rpc("evm_snapshot")
+    set_prices(devnet.rpc_url, devnet.aave, {"WETH": 2600.0})
+    chain.mine(2)
+    refresh()
+    orphans = crud.snapshot_hashes(ctx.store, ctx.markets[0].id, base + 1)
+    assert sorted(orphans) == [base + 1, base + 2, base + 3]
+
+    assert chain.rpc("evm_revert", [checkpoint]) is True  # another branch from `base`, longer
+    set_prices(devnet.rpc_url, devnet.aave, {"WETH": 3300.0})
+    chain.mine(3)
+    counts = refresh()
+    assert counts["blocks_orphaned"] == 3 and counts["blocks_replaced"] == 3
+    assert counts["blocks_written"] == 1
+    stored = crud.snapshot_hashes(ctx.store, ctx.markets[0].id, base + 1)
+    assert stored == canonical([base + 1, base + 2, base + 3, base + 4])
+    assert all(stored[n] != orphans[n] for n in orphans)
+    assert_consistent(store)
+    assert_exact(store, devnet, [base + 1, base + 4])
+
+    # a reorg to a SHORTER chain: the blocks past the new head are dropped, then refilled
+    checkpoint = chain.rpc("evm_snapshot")
+    chain.mine(3)
+    refresh()
+    assert chain.rpc("evm_revert", [checkpoint]) is True
+    set_prices(devnet.rpc_url, devnet.aave, {"WETH": 2900.0})  # one block: base + 5
+    counts = refresh()
+    assert counts["blocks_orphaned"] == 3 and counts["blocks_replaced"] == 1
+    assert max(crud.snapshot_hashes(ctx.store, ctx.markets[0].id)) == base + 5
+    assert refresh_cursor(store) == base + 5
+    chain.mine(2)
+    refresh()
+    stored = crud.snapshot_hashes(ctx.store, ctx.markets[0].id, base + 1)
+    assert stored == canonical(list(range(base + 1, base + 8)))
+    assert_consistent(store)
+    assert_exact(store, devnet, [base + 5, base + 7])
+
+
+def test_refresh_at_the_latest_block_and_at_a_safe_block(
+    devnet: DevnetInfo, store: Store, tmp_path: Path
+) -> None:
+    url = store.engine.url.render_as_string(False)
+    path = write_config(tmp_path, devnet, url)
+    path.write_text(path.read_text().replace('at = "each-block"', 'at = "latest"'))
+    cfg = load_config(path)
+    ctx = JobContext(cfg, store, crud.sync_markets(store, cfg))
+    chain = DevChain(devnet.rpc_url)
+    chain.mine(1)
+    counts: Counter[str] = Counter()
+    assert refresh_job(ctx, counts) == [] and counts["blocks_written"] == 1
+    assert refresh_cursor(store) == chain.block_number()
+    again: Counter[str] = Counter()
+    assert refresh_job(ctx, again) == []  # no new block: nothing read, nothing written
+    assert again["blocks_unchanged"] == 1 and again["positions"] == 0
+    assert again["rpc_requests"] <= 3
+
+    path.write_text(path.read_text().replace('at = "latest"', 'at = "safe"\nconfirmations = 3'))
+    ctx.config = load_config(path)
+    chain.mine(5)
+    assert refresh_job(ctx, Counter()) == []
+    assert refresh_cursor(store) == chain.block_number() - 3
+    assert_consistent(store)
+
+
+def test_an_unreachable_endpoint_is_a_recorded_error_that_never_shows_its_key(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "store.sqlite"
+    config = tmp_path / "daemon.toml"
+    config.write_text(
+        '[chains.c]\nchain_id = 1\nrpc_url = "http://127.0.0.1:1/v2/SECRETKEY123"\n\n'
+        '[[markets]]\nname = "m"\nprotocol = "aave-v3"\nchain = "c"\n'
+        'address = "0x5FbDB2315678afecb367f032d93F642f64180aa3"\n\n'
+        f'[store]\npath = "{db}"\n[jobs.prune]\nenabled = false\n[jobs.assess]\nenabled = false\n'
+    )
+    upgrade_db(config)
+    once = subprocess.run(
+        [*ONCHAIN, "run", "--config", str(config), "--once"], capture_output=True, text=True
+    )
+    assert once.returncode == 1
+    assert "did not answer" in once.stderr and "SECRETKEY123" not in once.stderr
+    status = subprocess.run(
+        [*ONCHAIN, "status", "--config", str(config), "--json"], capture_output=True, text=True
+    )
+    assert status.returncode == 0 and "SECRETKEY123" not in status.stdout
+    assert '"outcome": "error"' in status.stdout and "http://127.0.0.1:1 did not" in status.stdout
+
+
+def test_a_job_never_overlaps_itself_and_every_run_is_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job slower than its interval: runs never overlap, late runs collapse into one."""
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    engine = make_engine(parse_db_url(url), create_sqlite_dir=True)
+    upgrade(engine)
+    engine.dispose()
+    store = open_store(url)
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[chains.c]\nchain_id = 1\nrpc_url = "http://127.0.0.1:1"\n\n'
+        '[[markets]]\nname = "m"\nprotocol = "aave-v3"\nchain = "c"\n'
+        'address = "0x5FbDB2315678afecb367f032d93F642f64180aa3"\n\n'
+        "[jobs.assess]\nevery_s = 0.05\n"
+    )
+    ctx = JobContext(load_config(path), store, [])
+    lock = threading.Lock()
+    running = [0, 0]  # now, most at once
+
+    def slow(_ctx: JobContext, counts: Counter[str]) -> list[str]:
+        with lock:
+            running[0] += 1
+            running[1] = max(running)
+        time.sleep(0.25)
+        counts["slept"] += 1
+        with lock:
+            running[0] -= 1
+        return []
+
+    monkeypatch.setitem(daemon.JOBS, "assess", slow)
+    scheduler = daemon.build_scheduler(ctx, ["assess"])
+    scheduler.start()
+    time.sleep(1.2)
+    ctx.stop.set()
+    scheduler.shutdown(wait=True)
+    runs = sorted(_runs(store), key=lambda r: r.id)
+    assert running[1] == 1  # never two at once
+    assert 3 <= len(runs) <= 6  # about 1.2 s / 0.25 s: missed runs were not queued up
+    assert all(r.outcome == "ok" and r.counts == {"slept": 1} for r in runs)
+    assert all(a.finished_at <= b.started_at for a, b in pairwise(runs))
+    store.close()
