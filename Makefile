@@ -27,6 +27,8 @@ test: setup
 
 bench: setup
 	$(BIN)/python bench/bench_scan.py
+	$(BIN)/python bench/bench_risk.py
+	$(BIN)/python bench/bench_store.py
 
 lint: setup
 	$(BIN)/ruff check onchain tests bench
