@@ -469,8 +469,27 @@ class AaveV3Adapter:
                 "emode_category": emode,
                 "version": market_state.version,
                 "user_configuration": user_config,
+                # what the risk module needs to price a liquidation of this position (3.0.2)
+                "liquidation_bonus": {
+                    r.asset: (_bonus_bps(r, emode, category) - 10_000) / 10_000
+                    for r in market_state.reserves
+                    if math.is_using_as_collateral(user_config, r.reserve_id)
+                },
+                "liquidation_protocol_fee": {
+                    r.asset: r.config.liquidation_protocol_fee / 10_000
+                    for r in market_state.reserves
+                    if math.is_using_as_collateral(user_config, r.reserve_id)
+                },
+                "close_factor_rule": "HALF_ABOVE_HF_0_95",
             },
         )
+
+
+def _bonus_bps(reserve: AaveReserve, emode: int, category: math.EModeCategory | None) -> int:
+    """LiquidationLogic 3.0.2: the eMode bonus when the user's category holds the collateral."""
+    if category is not None and emode != 0 and reserve.config.emode_category == emode:
+        return category.liquidation_bonus
+    return reserve.config.liquidation_bonus
 
 
 def _decode_user_config(data: bytes) -> int:
