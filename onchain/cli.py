@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from onchain.config import ChainConfig, Config, MarketConfig, load_config
 from onchain.errors import ConfigError, InputError, OnchainError
 from onchain.output import (
+    advice_lines,
     breakdown_table,
     positions_csv,
     positions_json,
@@ -76,6 +77,23 @@ ChainIdOpt = Annotated[
     int | None, typer.Option("--chain-id", help="refuse an endpoint on another chain")
 ]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", help="seconds per RPC request")]
+HorizonOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--horizon",
+        help="risk horizon, e.g. 30m, 1h, 1d (default: the chain's confirmation latency)",
+    ),
+]
+PriceHistoryOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--price-history",
+        help="CSV timestamp,asset,price or a folder of hourly OHLC files (shared/data/prices layout)",
+    ),
+]
+NoRiskOpt = Annotated[
+    bool, typer.Option("--no-risk", help="skip the risk assessment (health only)")
+]
 
 
 def main() -> None:
@@ -278,8 +296,12 @@ def scan_cmd(
     show_all: Annotated[bool, typer.Option("--all", help="include accounts without debt")] = False,
     limit: Annotated[int, typer.Option("--limit", help="rows in the human table (0: all)")] = 50,
     timeout: TimeoutOpt = 10.0,
+    horizon: HorizonOpt = None,
+    price_history: PriceHistoryOpt = None,
+    no_risk: NoRiskOpt = False,
 ) -> None:
-    """List every discovered position of a market at one pinned block, riskiest first."""
+    """List every discovered position of a market at one pinned block, riskiest first, with its
+    risk tier and probability of liquidation within the horizon."""
     url, market_ref, expected = _resolve(rpc, protocol, market, config, chain_id, chain, deployment)
     client = _client(url, expected, timeout)
     with _progress(not (as_json or as_csv)) as progress:
@@ -292,19 +314,61 @@ def scan_cmd(
         )
     positions = _riskiest_first([p for p in result.positions if show_all or p.has_debt])
     _warn_skipped([result.market_state])
+    risk = (
+        None
+        if no_risk
+        else _risk(
+            client, result.block, positions, config, horizon, price_history, not (as_json or as_csv)
+        )
+    )
     if as_json:
-        print(positions_json(positions))
+        print(positions_json(positions, risk))
     elif as_csv:
         sys.stdout.write(positions_csv(positions))
     else:
-        _print_scan(result, positions, limit, url)
+        _print_scan(result, positions, limit, url, risk)
+
+
+def _risk(
+    client: RpcClient,
+    block: Any,
+    positions: list[Any],
+    config: Path | None,
+    horizon: str | None,
+    price_history: Path | None,
+    say_sources: bool,
+) -> list[dict[str, Any]] | None:
+    """Risk fields per position (same order); stderr says which inputs and defaults were used."""
+    from onchain.risk_context import RiskSettings, assess_positions, parse_horizon
+
+    if not positions:
+        return []
+    settings = RiskSettings.from_config(load_config(config).risk if config is not None else None)
+    report = assess_positions(
+        client,
+        block,
+        positions,
+        settings,
+        horizon_s=parse_horizon(horizon),
+        price_history=price_history,
+    )
+    if say_sources:
+        for note in report.sources:
+            err.print(f"[dim]{note}[/]", highlight=False)
+    return [report.fields(i) for i in range(len(positions))]
 
 
 def _riskiest_first(positions: list[Any]) -> list[Any]:
     return sorted(positions, key=lambda p: (p.health_factor is None, p.health_factor or 0))
 
 
-def _print_scan(result: ScanResult, positions: list[Any], limit: int, url: str) -> None:
+def _print_scan(
+    result: ScanResult,
+    positions: list[Any],
+    limit: int,
+    url: str,
+    risk: list[dict[str, Any]] | None = None,
+) -> None:
     state = result.market_state
     liquidatable = sum(p.liquidatable for p in positions)
     below_1_1 = sum(
@@ -316,13 +380,22 @@ def _print_scan(result: ScanResult, positions: list[Any], limit: int, url: str) 
         f"{result.positions[0].protocol if result.positions else ''} {where} "
         f"(rules {state.version}) at block {result.block.number} {result.block.hash[:12]}… via {redact_url(url)}"
     )
-    out.print(positions_table(shown, title))
+    out.print(positions_table(shown, title, None if risk is None else risk[: len(shown)]))
     hidden = len(result.positions) - len(positions)
     out.print(
         f"{len(positions)} positions with debt ({hidden} discovered accounts without debt hidden); "
         f"[bold red]{liquidatable} liquidatable now[/], {below_1_1} below 1.10"
         + (f"; showing {len(shown)} (--limit 0 for all)" if len(shown) < len(positions) else "")
     )
+    if risk:
+        counts: dict[str, int] = {}
+        for fields in risk:
+            counts[fields["tier"]] = counts.get(fields["tier"], 0) + 1
+        order = ["LIQUIDATABLE", "PENDING", "CRITICAL", "HIGH", "WATCH", "SAFE"]
+        out.print(
+            f"risk tiers within {risk[0]['horizon_s']:.0f}s: "
+            + ", ".join(f"{t} {counts[t]}" for t in order if t in counts)
+        )
 
 
 @app.command("watch")
@@ -338,23 +411,47 @@ def watch_cmd(
     deployment: DeploymentOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable JSON")] = False,
     timeout: TimeoutOpt = 10.0,
+    horizon: HorizonOpt = None,
+    price_history: PriceHistoryOpt = None,
+    no_risk: NoRiskOpt = False,
 ) -> None:
     """Your wallets' positions: with --config and no --market, in EVERY configured market of the
     chain (all protocols) in one table at one block; else in one market, asset by asset."""
     checked = [checked_address(w, "wallet address") for w in wallets]
     if config is not None and market is None and protocol is None:
-        _watch_everywhere(checked, rpc, config, chain, chain_id, block, as_json, timeout)
+        _watch_everywhere(
+            checked,
+            rpc,
+            config,
+            chain,
+            chain_id,
+            block,
+            as_json,
+            timeout,
+            horizon,
+            price_history,
+            no_risk,
+        )
         return
     url, market_ref, expected = _resolve(rpc, protocol, market, config, chain_id, chain, deployment)
     client = _client(url, expected, timeout)
     result = scan(client, market_ref, block_number=block, accounts=checked)
+    held = [p for p in result.positions if p.assets]
+    risk = (
+        None
+        if no_risk
+        else _risk(client, result.block, held, config, horizon, price_history, not as_json)
+    )
     if as_json:
-        print(positions_json(result.positions))
+        print(positions_json(held, risk))
         return
     _warn_skipped([result.market_state])
-    held = [p for p in result.positions if p.assets]
     if held:
-        out.print(watch_table(held, f"at block {result.block.number} {result.block.hash[:12]}…"))
+        out.print(
+            watch_table(held, f"at block {result.block.number} {result.block.hash[:12]}…", risk)
+        )
+        for line in advice_lines(held, risk or [{}] * len(held)):
+            out.print(line)
     for wallet in checked:
         mine = [p for p in held if p.account == wallet]
         if not mine:
@@ -372,6 +469,9 @@ def _watch_everywhere(
     block: int | None,
     as_json: bool,
     timeout: float,
+    horizon: str | None = None,
+    price_history: Path | None = None,
+    no_risk: bool = False,
 ) -> None:
     """Every market the config lists on the chain, every protocol, one pinned block."""
     cfg = load_config(config)
@@ -380,15 +480,22 @@ def _watch_everywhere(
     client = _client(_endpoint(rpc, chain), chain_id or chain.chain_id, timeout)
     result = watch_everywhere(client, refs, wallets, block_number=block)
     held = [p for p in result.positions if p.assets]
+    risk = (
+        None
+        if no_risk
+        else _risk(client, result.block, held, config, horizon, price_history, not as_json)
+    )
     if as_json:
-        print(positions_json(held))
+        print(positions_json(held, risk))
         return
     _warn_skipped([state for _ref, state in result.market_states])
     title = (
         f"{len(wallets)} wallet(s) in {len(refs)} configured market(s) on {chain.name} "
         f"at block {result.block.number} {result.block.hash[:12]}…"
     )
-    out.print(watch_table(held, title))
+    out.print(watch_table(held, title, risk))
+    for line in advice_lines(held, risk or [{}] * len(held)):
+        out.print(line)
     for wallet in wallets:
         if not any(p.account == wallet for p in held):
             out.print(f"{wallet}: no position in these markets at block {result.block.number}")
@@ -564,6 +671,7 @@ def _demo_other_markets(info: Any, first_state: Any) -> None:
 from onchain.cli_store import register as _register_store  # noqa: E402
 
 _register_store(app)
+__import__("onchain.cli_stress").cli_stress.register(app)  # `onchain stress`
 
 if __name__ == "__main__":
     main()

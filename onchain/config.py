@@ -47,6 +47,7 @@ class Config:
     store: StoreConfig = field(default_factory=lambda: StoreConfig())
     jobs: JobsConfig = field(default_factory=lambda: JobsConfig())
     tiers: TierThresholds = field(default_factory=lambda: TierThresholds())
+    risk: dict[str, Any] = field(default_factory=dict)  # [risk]: read by onchain.risk_context
 
     def market(self, name: str) -> MarketConfig:
         if name not in self.markets:
@@ -106,7 +107,10 @@ def load_config(path: str | Path) -> Config:
             version=table.get("version"),
             extra={k: v for k, v in table.items() if k not in known},
         )
-    return Config(path, chains, markets, *_store_jobs_tiers(raw, path, markets))
+    risk = raw.get("risk") or {}
+    if not isinstance(risk, dict):
+        raise ConfigError(f"{path}: [risk] must be a table")
+    return Config(path, chains, markets, *_store_jobs_tiers(raw, path, markets), risk=risk)
 
 
 # -- [store], [jobs.*] and [risk.tiers]: the daemon's settings ------------------------------------

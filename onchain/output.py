@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 from rich.table import Table
@@ -33,6 +34,13 @@ def asset_json(asset: AssetPosition) -> dict[str, Any]:
     }
 
 
+def _with_liquidation_price(row: dict[str, Any], decimals: int) -> dict[str, Any]:
+    """`liquidation_price`: the exact flip price in the market's base currency (decimal string)."""
+    raw = row["liquidation_price_base"]
+    row["liquidation_price"] = None if raw is None else str(Decimal(int(raw)).scaleb(-decimals))
+    return row
+
+
 def position_json(position: Position) -> dict[str, Any]:
     """The documented JSON contract: integers as decimal strings, health factor as a wad."""
     return {
@@ -52,7 +60,10 @@ def position_json(position: Position) -> dict[str, Any]:
         "base_currency_decimals": position.base_currency_decimals,
         "emode_category": position.extra.get("emode_category"),
         "protocol_version": position.extra.get("version"),
-        "assets": [asset_json(a) for a in position.assets],
+        "assets": [
+            _with_liquidation_price(asset_json(a), position.base_currency_decimals)
+            for a in position.assets
+        ],
         # protocol-specific figures the adapter publishes (integers as decimal strings), e.g.
         # Morpho's liquidation incentive factor, exact oracle liquidation price, bad debt
         "details": _json_safe(position.extra),
@@ -72,8 +83,15 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
-def positions_json(positions: Sequence[Position]) -> str:
-    return json.dumps([position_json(p) for p in positions], indent=1)
+def positions_json(
+    positions: Sequence[Position], risk: Sequence[dict[str, Any]] | None = None
+) -> str:
+    """`risk`: per position the risk fields (tier, reasons, probability...), same order."""
+    rows = [position_json(p) for p in positions]
+    if risk is not None:
+        for row, fields in zip(rows, risk, strict=True):
+            row.update(fields)
+    return json.dumps(rows, indent=1)
 
 
 CSV_FIELDS = [
@@ -127,7 +145,9 @@ def market_text(position: Position) -> str:
     return f"{label} {short}" if label else short
 
 
-def positions_table(positions: Sequence[Position], title: str) -> Table:
+def positions_table(
+    positions: Sequence[Position], title: str, risk: Sequence[dict[str, Any]] | None = None
+) -> Table:
     table = Table(title=title, title_justify="left")
     # e.g. every market of a deployment: say which market each row is in
     several = len({p.market for p in positions}) > 1 or any(
@@ -142,11 +162,16 @@ def positions_table(positions: Sequence[Position], title: str) -> Table:
         ("debt", "right"),
         ("LT", "right"),
         ("eMode", "right"),
+        *([("P(liq.)", "right")] if risk is not None else []),
         ("status", "left"),
     ]:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for p in positions:
+    for i, p in enumerate(positions):
         status = "LIQUIDATABLE" if p.liquidatable else ("no debt" if not p.has_debt else "ok")
+        extra_cells = []
+        if risk is not None:
+            extra_cells = [probability_text(risk[i]["liquidation_probability"])]
+            status = tier_text(p, risk[i])
         table.add_row(
             *([market_text(p)] if several else []),
             p.account,
@@ -155,9 +180,31 @@ def positions_table(positions: Sequence[Position], title: str) -> Table:
             money(p.total_debt_base, p.base_currency_decimals),
             f"{p.liquidation_threshold_bps / 100:.2f}%",
             str(p.extra.get("emode_category") or ""),
+            *extra_cells,
             status,
         )
     return table
+
+
+def probability_text(p: float) -> str:
+    return "<0.01%" if p < 1e-4 else f"{p:.2%}"
+
+
+def tier_text(position: Position, fields: dict[str, Any]) -> str:
+    """The exact verdict first: a float screen never overrides the contract's math."""
+    tier = "LIQUIDATABLE" if position.liquidatable else fields["tier"]
+    if tier == "LIQUIDATABLE" and not position.liquidatable:
+        tier = "CRITICAL"
+    style = {
+        "LIQUIDATABLE": "bold red",
+        "PENDING": "red",
+        "CRITICAL": "red",
+        "HIGH": "yellow",
+        "WATCH": "cyan",
+    }
+    reasons = ",".join(fields["reasons"][:2])
+    text = f"[{style.get(tier, 'green')}]{tier}[/]"
+    return f"{text} {reasons}" if reasons and tier != "SAFE" else text
 
 
 def breakdown_table(position: Position) -> Table:
@@ -201,7 +248,9 @@ def _amounts(assets: Sequence[AssetPosition], debt: bool) -> str:
     return f"{raw / 10**top.decimals:,.6g} {top.symbol}{more}"
 
 
-def watch_table(positions: Sequence[Position], title: str) -> Table:
+def watch_table(
+    positions: Sequence[Position], title: str, risk: Sequence[dict[str, Any]] | None = None
+) -> Table:
     """One row per position, any protocol: health, the liquidation price of its main collateral
     (others held) and how far that price may move before the position is liquidatable."""
     table = Table(title=title, title_justify="left")
@@ -214,10 +263,11 @@ def watch_table(positions: Sequence[Position], title: str) -> Table:
         ("health", "right"),
         ("liq. price", "right"),
         ("move to liq.", "right"),
+        *([("P(liq.)", "right"), ("safe HF", "right")] if risk is not None else []),
         ("status", "left"),
     ]:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for p in positions:
+    for i, p in enumerate(positions):
         main = _main_collateral(p)
         liq = main.liquidation_price_base if main else None
         scale = 10**p.base_currency_decimals
@@ -234,6 +284,41 @@ def watch_table(positions: Sequence[Position], title: str) -> Table:
             f"[{health_style(p)}]{health_text(p.health_factor)}[/]",
             f"{liq_text} ({main.symbol})" if liq_text and main else liq_text,
             move,
-            f"[{health_style(p)}]{status}[/]" if p.liquidatable else status,
+            *(
+                [probability_text(risk[i]["liquidation_probability"]), _safe_hf(risk[i])]
+                if risk is not None
+                else []
+            ),
+            tier_text(p, risk[i])
+            if risk is not None
+            else (f"[{health_style(p)}]{status}[/]" if p.liquidatable else status),
         )
     return table
+
+
+def _safe_hf(fields: dict[str, Any]) -> str:
+    safe = fields.get("safe_health_factor")
+    return "" if safe is None else f"{safe:.4f}"
+
+
+def advice_lines(positions: Sequence[Position], risk: Sequence[dict[str, Any]]) -> list[str]:
+    """What each borrower can do: repay or top up, either alone enough to reach the target."""
+    lines = []
+    for p, fields in zip(positions, risk, strict=True):
+        advice = fields.get("advice")
+        if not advice or p.liquidatable:
+            continue
+        decimals = {a.symbol: a.decimals for a in p.assets}
+        options = [
+            f"repay {int(v) / 10 ** decimals[s]:,.6g} {s}" for s, v in advice["repay_raw"].items()
+        ]
+        options += [
+            f"add {int(v) / 10 ** decimals[s]:,.6g} {s}" for s, v in advice["top_up_raw"].items()
+        ]
+        if options:
+            lines.append(
+                f"{p.account} ({p.protocol} {market_text(p)}): to bring P(liquidation within "
+                f"{fields['horizon_s']:.0f}s) under {advice['target_probability']:.0%}: "
+                + " or ".join(options)
+            )
+    return lines

@@ -17,6 +17,7 @@ def devnet_config_text(info: Any) -> str:
         )
         + _morpho_section(info)
         + _daemon_section()
+        + risk_section(info)
     )
 
 
@@ -39,6 +40,27 @@ def _daemon_section() -> str:
         "\n[jobs.discover]\nevery_s = 30\n\n[jobs.assess]\nevery_s = 10\n"
         "\n[jobs.prune]\nevery_s = 600\nfull_days = 7\ndownsample_s = 3600\n"
     )
+
+
+def risk_section(info: Any) -> str:
+    """The devnet's reference markets: its Uniswap V3 pools, and the feeds they run ahead of."""
+    uniswap = getattr(info, "uniswap", None)
+    if uniswap is None:
+        return ""
+    text = "\n[risk]\nreaction_s = 30\ntarget_probability = 0.01\n"
+    for symbol, pair, deviation, heartbeat in (
+        ("WETH", "WETH/USDC", 0.005, 3600),
+        ("WBTC", "WBTC/USDC", 0.005, 3600),
+        ("DAI", "DAI/USDC", 0.0025, 86400),
+    ):
+        pool = uniswap.pools.get(pair)
+        if pool is None:
+            continue
+        text += (
+            f'\n[risk.references.{symbol}]\npool = "{pool["pool"]}"\nquote = "USDC"\n'
+            f'feed = "{info.aave.price_feeds[symbol]}"\ndeviation = {deviation}\nheartbeat_s = {heartbeat}\n'
+        )
+    return text
 
 
 def write_devnet_config(path: Path, info: Any) -> None:

@@ -133,3 +133,23 @@ class MarketSnapshotPlanner(Protocol):
     (the plan returns a MarketSnapshot); the store keeps it as market history."""
 
     def plan_market_snapshot(self, market_state: Any, block: BlockRef) -> ReadPlan: ...
+
+
+@dataclass(frozen=True)
+class LiquidationQuote:
+    """One liquidation call priced with the protocol's exact integer math (adapters'
+    ``liquidation_quote``): what the liquidator repays and receives, in raw token units.
+
+    ``call_args`` are the amounts to pass to the protocol's liquidation function (names are the
+    protocol's, e.g. ``debt_to_cover`` or ``repaid_shares``/``seized_assets``)."""
+
+    collateral_asset: str
+    debt_asset: str
+    debt_to_cover_raw: int
+    collateral_seized_raw: int  # to the liquidator, protocol fee excluded
+    protocol_fee_raw: int  # collateral kept by the protocol
+    bonus: float  # fraction on top of the repaid value (0.05 = 5%)
+    close_factor: float  # fraction of the debt one call may repay
+    bad_debt_raw: int = 0  # debt left unbacked (and socialized) by this call
+    call_args: dict[str, int] = field(default_factory=dict)
+    gas_units: int = 0  # typical gas of the protocol's liquidation call

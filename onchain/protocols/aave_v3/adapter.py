@@ -17,6 +17,7 @@ from onchain.protocols.aave_v3 import math
 from onchain.protocols.aave_v3.liquidation_price import liquidation_price, priced_assets
 from onchain.protocols.base import (
     AssetPosition,
+    LiquidationQuote,
     MarketRef,
     MarketSnapshot,
     Position,
@@ -29,6 +30,9 @@ from onchain.rpc.logs import Log
 
 PROTOCOL = "aave-v3"
 ABI = "aave_v3"
+# gas of one Pool.liquidationCall (receiveAToken=false), measured on the devnet (3.0.2):
+# tests/test_targets.py checks real calls stay near it
+LIQUIDATION_GAS = 400_000
 
 _provider = {
     n: function(ABI, "PoolAddressesProvider", n)
@@ -406,26 +410,7 @@ class AaveV3Adapter:
         balances: dict[tuple[int, str], int],
         block: BlockRef,
     ) -> Position:
-        inputs = []
-        for reserve in market_state.reserves:
-            rid = reserve.reserve_id
-            if not math.is_using_as_collateral_or_borrowing(user_config, rid):
-                continue
-            inputs.append(
-                math.UserReserveInput(
-                    asset=reserve.asset,
-                    reserve_id=rid,
-                    config=reserve.config,
-                    price_base=reserve.price_base,
-                    normalized_income_ray=reserve.normalized_income_ray,
-                    normalized_debt_ray=reserve.normalized_debt_ray,
-                    scaled_atoken_balance=balances.get((rid, "a"), 0),
-                    scaled_variable_debt=balances.get((rid, "v"), 0),
-                    stable_debt=balances.get((rid, "s"), 0),
-                    using_as_collateral=math.is_using_as_collateral(user_config, rid),
-                    borrowing=math.is_borrowing(user_config, rid),
-                )
-            )
+        inputs = user_reserve_inputs(market_state, user_config, balances)
         category = market_state.emode_categories.get(emode)
         data = math.calculate_user_account_data(
             inputs, emode, category, market_state.emode_prices.get(emode) if emode else None
@@ -481,8 +466,145 @@ class AaveV3Adapter:
                     if math.is_using_as_collateral(user_config, r.reserve_id)
                 },
                 "close_factor_rule": "HALF_ABOVE_HF_0_95",
+                # (reserve id, "a"|"v"|"s") -> scaled aToken / scaled variable debt / stable debt
+                "scaled_balances": {f"{rid}:{kind}": v for (rid, kind), v in balances.items()},
             },
         )
+
+    def liquidation_quote(
+        self,
+        market_state: AaveMarketState,
+        position: Position,
+        collateral_asset: str,
+        debt_asset: str,
+        *,
+        prices: dict[str, int] | None = None,
+        health_factor: int | None = None,
+    ) -> LiquidationQuote | None:
+        """The largest single `liquidationCall` (3.0.2 rules) seizing `collateral_asset` for
+        `debt_asset`: close factor on the debt reserve's balance, then
+        `_calculateAvailableCollateralToLiquidate`, integers as the Pool computes them. `prices`
+        (asset -> base units) and `health_factor` (wad) replace the oracle's, e.g. the pending
+        prices; None when this pair cannot be liquidated."""
+        by_asset = {r.asset.lower(): r for r in market_state.reserves}
+        held = {a.asset.lower(): a for a in position.assets}
+        coll_r, debt_r = by_asset.get(collateral_asset.lower()), by_asset.get(debt_asset.lower())
+        coll_p, debt_p = held.get(collateral_asset.lower()), held.get(debt_asset.lower())
+        hf = position.health_factor if health_factor is None else health_factor
+        if coll_r is None or debt_r is None or coll_p is None or debt_p is None or hf is None:
+            return None
+        usable = all(r.config.active and not r.config.paused for r in (coll_r, debt_r))
+        if not usable or not coll_p.collateral_enabled or coll_p.collateral_raw == 0:
+            return None
+        if debt_p.debt_raw == 0 or not math.is_liquidatable(hf):
+            return None
+        emode = int(position.extra.get("emode_category", 0))
+        category = market_state.emode_categories.get(emode)
+        coll_src, debt_src, bonus = math.liquidation_configuration(
+            emode, category, coll_r.config, coll_r.asset, debt_r.asset
+        )
+        override = {k.lower(): v for k, v in (prices or {}).items()}
+
+        def price(reserve: AaveReserve, source: str) -> int:
+            if source != reserve.asset:  # the eMode category's price source
+                return market_state.emode_prices[emode]
+            return override.get(reserve.asset.lower(), reserve.price_base)
+
+        max_debt = math.max_debt_to_cover(debt_p.debt_raw, hf)
+        seized, repaid, fee = math.calculate_available_collateral_to_liquidate(
+            price(coll_r, coll_src),
+            price(debt_r, debt_src),
+            coll_r.config.decimals,
+            debt_r.config.decimals,
+            bonus,
+            max_debt,
+            coll_p.collateral_raw,
+            coll_r.config.liquidation_protocol_fee,
+        )
+        if repaid == 0 or seized == 0:
+            return None
+        return LiquidationQuote(
+            collateral_asset=coll_r.asset,
+            debt_asset=debt_r.asset,
+            debt_to_cover_raw=repaid,
+            collateral_seized_raw=seized,
+            protocol_fee_raw=fee,
+            bonus=(bonus - 10_000) / 10_000,
+            close_factor=math.close_factor(hf) / 10_000,
+            call_args={"debt_to_cover": max_debt},  # the Pool repays `repaid` of it
+            gas_units=LIQUIDATION_GAS,
+        )
+
+
+def user_reserve_inputs(
+    market_state: AaveMarketState, user_config: int, balances: dict[tuple[int, str], int]
+) -> list[math.UserReserveInput]:
+    """The per-reserve inputs of GenericLogic for one account: what its configuration bitmap
+    marks, with the scaled balances read at the block."""
+    inputs = []
+    for reserve in market_state.reserves:
+        rid = reserve.reserve_id
+        if not math.is_using_as_collateral_or_borrowing(user_config, rid):
+            continue
+        inputs.append(
+            math.UserReserveInput(
+                asset=reserve.asset,
+                reserve_id=rid,
+                config=reserve.config,
+                price_base=reserve.price_base,
+                normalized_income_ray=reserve.normalized_income_ray,
+                normalized_debt_ray=reserve.normalized_debt_ray,
+                scaled_atoken_balance=balances.get((rid, "a"), 0),
+                scaled_variable_debt=balances.get((rid, "v"), 0),
+                stable_debt=balances.get((rid, "s"), 0),
+                using_as_collateral=math.is_using_as_collateral(user_config, rid),
+                borrowing=math.is_borrowing(user_config, rid),
+            )
+        )
+    return inputs
+
+
+def health_after(
+    market_state: AaveMarketState,
+    position: Position,
+    *,
+    supply: dict[str, int] | None = None,
+    repay: dict[str, int] | None = None,
+) -> int:
+    """The exact health factor (wad) right after supplying or repaying these raw amounts in the
+    same block: the aToken mints `amount.rayDiv(index)` scaled units, the debt token burns
+    `amount.rayDiv(index)`; a first supply of an asset with LTV > 0 becomes collateral (3.0.2)."""
+    user_config = int(position.extra["user_configuration"])
+    balances = {
+        (int(k.split(":")[0]), k.split(":")[1]): int(v)
+        for k, v in position.extra["scaled_balances"].items()
+    }
+    by_asset = {r.asset.lower(): r for r in market_state.reserves}
+    for asset, amount in (supply or {}).items():
+        reserve = by_asset[asset.lower()]
+        rid = reserve.reserve_id
+        if not math.is_using_as_collateral(user_config, rid):
+            if reserve.config.ltv == 0:
+                raise ValueError(f"supplying {reserve.symbol} would not count as collateral")
+            user_config |= 1 << (rid * 2 + 1)
+        balances[(rid, "a")] = balances.get((rid, "a"), 0) + math.ray_div(
+            amount, reserve.normalized_income_ray
+        )
+    for asset, amount in (repay or {}).items():
+        reserve = by_asset[asset.lower()]
+        rid = reserve.reserve_id
+        scaled = balances.get((rid, "v"), 0) - math.ray_div(amount, reserve.normalized_debt_ray)
+        balances[(rid, "v")] = max(scaled, 0)
+        if scaled <= 0:
+            user_config &= ~(1 << (rid * 2))
+    emode = int(position.extra.get("emode_category") or 0)
+    data = math.calculate_user_account_data(
+        user_reserve_inputs(market_state, user_config, balances),
+        emode,
+        market_state.emode_categories.get(emode),
+        market_state.emode_prices.get(emode) if emode else None,
+    )
+    return data.health_factor
 
 
 def _bonus_bps(reserve: AaveReserve, emode: int, category: math.EModeCategory | None) -> int:

@@ -1,0 +1,207 @@
+"""`onchain stress`: the current book under historical extreme moves or given drops, and its
+liquidation curve. Human tables by default, --json for machines, --chart PATH.png for the curve.
+Bad input (unknown scenario, malformed --drop, unwritable chart path) is one line and exit 2,
+before any RPC call."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from onchain.errors import InputError
+
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def _money(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.2f}"
+
+
+def _moves(drops: dict[str, float]) -> str:
+    return ", ".join(f"{k} {-v * 100:+.1f}%" for k, v in drops.items())
+
+
+def print_report(report: dict[str, Any], chart: Path | None) -> None:
+    """Scenario totals, then per market and per asset (rows with something liquidated), then
+    the liquidation curve."""
+    out.print(
+        f"book: {report['positions']} positions with debt in {len(report['markets'])} market(s) "
+        f"at block {report['block']['number']} {report['block']['hash'][:12]}…"
+    )
+    summary = Table(title="Scenarios (USD; one liquidation call per position)")
+    for col in ("scenario", "moves", "liquidatable", "coll. seized", "debt repaid", "bad debt"):
+        summary.add_column(col, justify="left" if col in ("scenario", "moves") else "right")
+    summary.add_column("coll. at risk", justify="right")
+    for s in report["scenarios"]:
+        t = s["totals"]
+        summary.add_row(
+            s["name"],
+            _moves(s["drops"]),
+            str(t["positions_liquidatable"]),
+            _money(t["collateral_seized_usd"]),
+            _money(t["debt_repaid_usd"]),
+            _money(t["bad_debt_usd"]),
+            _money(t["collateral_at_risk_usd"]),
+        )
+    out.print(summary)
+    unpriced = [m["label"] for m in report["markets"] if m["usd_per_base"] is None]
+    if unpriced:
+        out.print(
+            f"USD figures leave out {', '.join(unpriced)}: no USD price for its base currency "
+            "in this book (see the per-market table, in base units)"
+        )
+    markets = Table(title="By market (base currency after the move)")
+    for col in ("scenario", "market", "base", "liq.", "coll. seized", "debt repaid", "bad debt"):
+        markets.add_column(
+            col, justify="left" if col in ("scenario", "market", "base") else "right"
+        )
+    assets = Table(title="By asset")
+    for col in ("scenario", "asset", "price", "seized (units)", "seized USD", "repaid (units)"):
+        assets.add_column(col, justify="left" if col in ("scenario", "asset") else "right")
+    assets.add_column("bad debt USD", justify="right")
+    for s in report["scenarios"]:
+        for m in s["by_market"]:
+            if m["positions_liquidatable"] or m["bad_debt_base"] > 0:
+                markets.add_row(
+                    s["name"],
+                    m["label"],
+                    m["base_currency"],
+                    f"{m['positions_liquidatable']}/{m['positions']}",
+                    _money(m["collateral_seized_base"]),
+                    _money(m["debt_repaid_base"]),
+                    _money(m["bad_debt_base"]),
+                )
+        for a in s["by_asset"]:
+            if a["collateral_seized_units"] or a["debt_repaid_units"] or a["bad_debt_usd"]:
+                assets.add_row(
+                    s["name"],
+                    a["symbol"],
+                    f"{(a['price_factor'] - 1) * 100:+.1f}%",
+                    f"{a['collateral_seized_units']:,.4f}",
+                    _money(a["collateral_seized_usd"]),
+                    f"{a['debt_repaid_units']:,.4f}",
+                    _money(a["bad_debt_usd"]),
+                )
+    out.print(markets if markets.row_count else "no position liquidatable under these scenarios")
+    if assets.row_count:
+        out.print(assets)
+    curve = report["curve"]
+    table = Table(title="Liquidation curve: uniform drop of volatile assets (stables held), USD")
+    for col in ("drop", "liquidatable", "collateral at risk", "debt at risk", "bad debt"):
+        table.add_column(col, justify="right")
+    for i, d in enumerate(curve["drops"]):
+        table.add_row(
+            f"-{d * 100:.0f}%",
+            str(curve["positions_liquidatable"][i]),
+            _money(curve["collateral_at_risk_usd"][i]),
+            _money(curve["debt_at_risk_usd"][i]),
+            _money(curve["bad_debt_usd"][i]),
+        )
+    out.print(table)
+    if chart is not None:
+        out.print(f"chart written to {chart}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `stress` to the main app (cli.py calls this; its helpers resolve markets)."""
+
+    @app.command("stress")
+    def stress_cmd(
+        scenario: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--scenario",
+                help="historical scenario DATE or DATE/WINDOW (1h, 4h, 24h), repeatable; "
+                "default: every event's worst 1h and 24h moves",
+            ),
+        ] = None,
+        drop: Annotated[
+            list[str] | None,
+            typer.Option("--drop", help="a move of your own, e.g. ETH=-30% (repeatable)"),
+        ] = None,
+        rpc: Annotated[str | None, typer.Option("--rpc", help="JSON-RPC URL")] = None,
+        protocol: Annotated[str | None, typer.Option("--protocol")] = None,
+        market: Annotated[
+            str | None,
+            typer.Option("--market", help="one market (default with --config: all of the chain)"),
+        ] = None,
+        block: Annotated[int | None, typer.Option("--block", help="block (default latest)")] = None,
+        config: Annotated[Path | None, typer.Option("--config", help="TOML config")] = None,
+        chain_id: Annotated[int | None, typer.Option("--chain-id")] = None,
+        chain: Annotated[str | None, typer.Option("--chain")] = None,
+        deployment: Annotated[str | None, typer.Option("--deployment")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="machine-readable JSON")] = False,
+        chart: Annotated[
+            Path | None, typer.Option("--chart", help="write the liquidation curve as a PNG")
+        ] = None,
+        curve_max: Annotated[
+            float, typer.Option("--curve-max", help="largest drop of the curve, %")
+        ] = 60.0,
+        curve_step: Annotated[float, typer.Option("--curve-step", help="curve step, %")] = 5.0,
+        timeout: Annotated[float, typer.Option("--timeout", help="seconds per request")] = 10.0,
+    ) -> None:
+        """Positions liquidated, collateral seized, debt repaid and bad debt under historical
+        moves (or --drop), per market and per asset, and the liquidation curve."""
+        from onchain import cli
+
+        if scenario and drop:
+            raise InputError("give --scenario or --drop, not both")
+        # imported here: numpy/scipy/matplotlib would slow every other command's start
+        from onchain.stress_report import (
+            check_drop_assets,
+            parse_drops,
+            read_book_positions,
+            select_scenarios,
+            stress_book,
+            stress_report,
+            write_curve_chart,
+        )
+
+        custom = parse_drops(drop) if drop else None
+        chosen = [custom] if custom is not None else select_scenarios(scenario or [])
+        if not (0 < curve_step <= curve_max <= 100):
+            raise InputError("--curve-step and --curve-max must satisfy 0 < step <= max <= 100")
+        if chart is not None:
+            if chart.suffix.lower() != ".png":
+                raise InputError(f"--chart {chart}: expected a .png path")
+            if not chart.parent.is_dir():
+                raise InputError(f"--chart {chart}: folder {chart.parent} does not exist")
+        if config is not None and market is None and protocol is None:
+            cfg = cli.load_config(config)
+            chain_cfg = cli._config_chain(cfg, chain)
+            refs = [cli._market_ref(m) for m in cfg.markets.values() if m.chain == chain_cfg.name]
+            url, expected = cli._endpoint(rpc, chain_cfg), chain_id or chain_cfg.chain_id
+        else:
+            url, ref, expected = cli._resolve(
+                rpc, protocol, market, config, chain_id, chain, deployment
+            )
+            refs = [ref]
+        client = cli._client(url, expected, timeout)
+        pinned, positions, states = read_book_positions(client, refs, block)
+        cli._warn_skipped(states)
+        sb = stress_book(pinned, positions)
+        if custom is not None:
+            chosen = [check_drop_assets(custom, sb.book)]
+        report = stress_report(
+            sb,
+            chosen,
+            curve_max=curve_max / 100.0,
+            curve_step=curve_step / 100.0,
+            unmapped_volatile="hold" if custom is not None else "max",
+        )
+        if chart is not None:
+            write_curve_chart(report, chart)
+            report["chart"] = str(chart)
+        if as_json:
+            print(json.dumps(report, indent=1))
+        else:
+            print_report(report, chart)

@@ -1,0 +1,402 @@
+"""The imperative shell around `onchain.risk`: gather what the pure risk functions need (a book of
+positions, a volatility model, the horizon, pending oracle prices) from the chain, files and
+config, run the assessment, and turn it into per-position fields for the CLI and JSON.
+
+Where an input is missing the assessment still runs on documented defaults, and `sources` says
+which were used, so a reader never mistakes a default for a measurement."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from eth_abi import decode
+from eth_utils import function_signature_to_4byte_selector, to_checksum_address
+
+from onchain.errors import ConfigError, InputError
+from onchain.market_data.blocks import recent_blocks
+from onchain.market_data.feeds import latest_round_call
+from onchain.market_data.uniswap_v3 import pool_state, pool_state_calls
+from onchain.protocols.base import Position
+from onchain.risk import assess, book_from_positions
+from onchain.risk.assess import Assessment
+from onchain.risk.book import Book
+from onchain.risk.latency import ChainLatency, estimate_chain_latency
+from onchain.risk.oracle_lag import PendingPrices, next_oracle_prices
+from onchain.risk.tiers import Tier, TierThresholds, reason_names
+from onchain.risk.volatility import VolatilityModel, fit_volatility_model
+from onchain.rpc.calls import Call, execute
+from onchain.rpc.client import BlockRef, RpcClient
+
+SECONDS_PER_YEAR = 365 * 24 * 3600
+HOUR_S = 3600.0
+
+# Annualised volatility used when no price history is given (documented defaults, not forecasts).
+DEFAULT_ANNUAL_VOLATILITY = {"ETH": 0.75, "BTC": 0.60, "LINK": 1.0, "STABLE": 0.02}
+# Drawdown tails as fitted on hourly ETH/BTC 2019-2025 (tests/test_risk_calibration.py).
+DEFAULT_TAIL_SCALE = 1.2
+DEFAULT_TAIL_DOF = 3.0
+STABLE_SYMBOLS = {"USDC", "USDT", "DAI", "USDS", "GHO", "LUSD", "FRAX", "PYUSD", "USDE"}
+# Token symbols that follow an underlying's price (wrappers and liquid staking tokens).
+ALIASES = {
+    "WETH": "ETH",
+    "STETH": "ETH",
+    "WSTETH": "ETH",
+    "RETH": "ETH",
+    "CBETH": "ETH",
+    "WEETH": "ETH",
+    "WBTC": "BTC",
+    "CBBTC": "BTC",
+    "TBTC": "BTC",
+}
+
+
+def underlying(symbol: str) -> str:
+    upper = symbol.upper()
+    if upper in STABLE_SYMBOLS:
+        return "STABLE"
+    return ALIASES.get(upper, upper)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A market price the oracle lags behind (a DEX pool) and the feed whose update it predicts."""
+
+    symbol: str
+    pool: str | None = None
+    quote: str = "USDC"
+    feed: str | None = None
+    deviation: float = 0.005
+    heartbeat_s: float = 3600.0
+
+
+@dataclass(frozen=True)
+class RiskSettings:
+    reaction_s: float = 30.0
+    target_probability: float = 0.01
+    correlation: float = 0.8
+    annual_volatility: dict[str, float] = field(default_factory=dict)  # symbol -> override
+    references: tuple[Reference, ...] = ()
+    thresholds: TierThresholds = field(default_factory=TierThresholds)
+
+    @classmethod
+    def from_config(cls, raw: Mapping[str, Any] | None) -> RiskSettings:
+        raw = raw or {}
+        try:
+            refs = tuple(
+                Reference(symbol=symbol.upper(), **{k: v for k, v in table.items()})
+                for symbol, table in (raw.get("references") or {}).items()
+            )
+            thresholds = TierThresholds(**(raw.get("probability_tiers") or {}))
+            return cls(
+                reaction_s=float(raw.get("reaction_s", 30.0)),
+                target_probability=float(raw.get("target_probability", 0.01)),
+                correlation=float(raw.get("correlation", 0.8)),
+                annual_volatility={
+                    k.upper(): float(v) for k, v in (raw.get("volatility") or {}).items()
+                },
+                references=refs,
+                thresholds=thresholds,
+            )
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"[risk] section: {exc}") from None
+
+
+@dataclass
+class RiskReport:
+    positions: list[Position]
+    book: Book
+    assessment: Assessment
+    horizon_s: float
+    latency: ChainLatency | None
+    sources: list[str]
+    settings: RiskSettings
+
+    def fields(self, row: int) -> dict[str, Any]:
+        """The risk part of a position's JSON row."""
+        a = self.assessment
+        tier = Tier(int(a.tier[row])).name
+        pending = None
+        if a.pending is not None and math.isfinite(float(a.pending.health_pending[row])):
+            pending = float(a.pending.health_pending[row])
+        out: dict[str, Any] = {
+            "tier": tier,
+            "reasons": reason_names(int(a.reasons[row])),
+            "liquidation_probability": float(a.probability.probability[row]),
+            "horizon_s": self.horizon_s,
+            "pending_health_factor": pending,
+            "safe_health_factor": None
+            if a.safe_health_factor is None or not math.isfinite(float(a.safe_health_factor[row]))
+            else float(a.safe_health_factor[row]),
+            "advice": self.advice(row),
+        }
+        return out
+
+    def advice(self, row: int) -> dict[str, Any] | None:
+        """Repay (per debt asset) or top up (per collateral asset), each alone reaching the target."""
+        a = self.assessment
+        if a.advice is None:
+            return None
+        hits = np.flatnonzero(a.advice_rows == row)
+        if hits.size == 0:
+            return None
+        k = int(hits[0])
+        position = self.positions[row]
+        column = {key: j for j, key in enumerate(self.book.assets)}
+        repay: dict[str, str] = {}
+        topup: dict[str, str] = {}
+        for asset in position.assets:
+            j = column[f"{position.market.lower()}:{asset.asset.lower()}"]
+            unit = 10**asset.decimals
+            r = float(a.advice.repay_units[k, j])
+            t = float(a.advice.topup_units[k, j])
+            if asset.debt_raw and math.isfinite(r) and r > 0:
+                repay[asset.symbol] = str(math.ceil(r * unit))
+            if asset.collateral_enabled and math.isfinite(t) and t > 0:
+                topup[asset.symbol] = str(math.ceil(t * unit))
+        return {
+            "target_probability": self.settings.target_probability,
+            "repay_raw": repay,
+            "top_up_raw": topup,
+        }
+
+
+def parse_horizon(text: str | None) -> float | None:
+    """`30m`, `1h`, `1d`, `90s` or plain seconds."""
+    if text is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        if text[-1].lower() in units:
+            value = float(text[:-1]) * units[text[-1].lower()]
+        else:
+            value = float(text)
+    except (ValueError, IndexError):
+        raise InputError(f"malformed horizon {text!r} (e.g. 30m, 1h, 1d)") from None
+    if not value > 0:
+        raise InputError(f"horizon must be positive, got {text!r}")
+    return value
+
+
+def volatility_from_history(path: Path, symbols: Sequence[str]) -> tuple[VolatilityModel, str]:
+    """Fit GARCH-t + drawdown tails from a CSV `timestamp,asset,price` or a folder of hourly OHLC
+    files named like `eth_usdt_1h.csv` (the shared/data/prices layout)."""
+    from onchain.risk_io import align_closes, load_long_price_csv, load_ohlc_csv
+
+    wanted = sorted({underlying(s) for s in symbols} - {"STABLE"})
+    series: dict[str, tuple[Any, Any]] = {}
+    lows: dict[str, Any] = {}
+    if path.is_dir():
+        for name in wanted:
+            files = sorted(path.glob(f"{name.lower()}_*1h.csv"))
+            if files:
+                hist = load_ohlc_csv(files[0])
+                series[name] = (hist.timestamp_s, hist.close)
+                lows[name] = (hist.timestamp_s, hist.low)
+    elif path.is_file():
+        try:
+            long = load_long_price_csv(path)
+        except (ValueError, KeyError) as exc:
+            raise InputError(f"price history {path}: {exc}") from None
+        for asset, data in long.items():
+            series[underlying(asset)] = data
+    else:
+        raise InputError(f"price history not found: {path}")
+    have = [n for n in wanted if n in series]
+    if not have:
+        raise InputError(
+            f"price history {path} has none of {', '.join(wanted) or 'the book assets'}"
+        )
+    ts, close = align_closes([series[n] for n in have])
+    keep = slice(max(0, len(ts) - 24 * 365 * 2), None)  # the last two years are enough to fit
+    low = None
+    if all(n in lows for n in have):
+        _ts2, low = align_closes([lows[n] for n in have])
+        low = low[keep] if low.shape == close.shape else None
+    model = fit_volatility_model(close[keep], ts[keep], have, low=low)
+    return (
+        model,
+        f"volatility: GARCH(1,1)-t and drawdown tails fitted on {path.name} ({', '.join(have)})",
+    )
+
+
+def default_volatility(
+    symbols: Sequence[str], settings: RiskSettings
+) -> tuple[VolatilityModel, str]:
+    names = sorted({underlying(s) for s in symbols})
+    annual = []
+    for n in names:
+        override = settings.annual_volatility.get(n)
+        annual.append(override if override is not None else DEFAULT_ANNUAL_VOLATILITY.get(n, 1.0))
+    m = len(names)
+    sigma2 = np.asarray(annual) ** 2 * HOUR_S / SECONDS_PER_YEAR
+    corr = np.full((m, m), settings.correlation)
+    stable = [i for i, n in enumerate(names) if n == "STABLE"]
+    corr[stable, :] = 0.0
+    corr[:, stable] = 0.0
+    np.fill_diagonal(corr, 1.0)
+    model = VolatilityModel(
+        assets=tuple(names),
+        step_s=HOUR_S,
+        sigma2_next=sigma2,
+        correlation=corr,
+        tail_steps=(1.0,),
+        tail_scale=np.full((1, m), DEFAULT_TAIL_SCALE),
+        tail_dof=np.full((1, m), DEFAULT_TAIL_DOF),
+    )
+    text = ", ".join(f"{n} {v:.0%}/yr" for n, v in zip(names, annual, strict=True))
+    return (
+        model,
+        f"volatility: config defaults ({text}; correlation {settings.correlation}; t tails dof {DEFAULT_TAIL_DOF:g})",
+    )
+
+
+def estimate_horizon(
+    client: RpcClient, block: BlockRef, settings: RiskSettings
+) -> tuple[float, ChainLatency | None, str]:
+    blocks = recent_blocks(client, block, 32)
+    if blocks.timestamps_s.size < 2:
+        return (
+            settings.reaction_s + 12.0,
+            None,
+            "horizon: reaction time + one 12 s block (too few blocks to measure)",
+        )
+    latency = estimate_chain_latency(
+        blocks.timestamps_s, blocks.gas_used, blocks.gas_limit, blocks.base_fee_wei
+    )
+    horizon = float(latency.horizon_s(settings.reaction_s))
+    return (
+        horizon,
+        latency,
+        (
+            f"horizon: {settings.reaction_s:g} s reaction + inclusion estimated from the last "
+            f"{blocks.timestamps_s.size} blocks = {horizon:.0f} s"
+        ),
+    )
+
+
+_TOKEN0 = function_signature_to_4byte_selector("token0()")
+_TOKEN1 = function_signature_to_4byte_selector("token1()")
+_DECIMALS = function_signature_to_4byte_selector("decimals()")
+
+
+def _address(data: bytes) -> str:
+    return to_checksum_address(decode(["address"], data)[0])
+
+
+def pending_prices(
+    client: RpcClient,
+    block: BlockRef,
+    book: Book,
+    references: Sequence[Reference],
+    horizon_s: float,
+) -> tuple[PendingPrices | None, str]:
+    """Reference prices from DEX pools, converted to the base currency with the quote asset's
+    oracle price, and what each feed will most likely publish next."""
+    usable = [r for r in references if r.pool]
+    if not usable:
+        return None, "pending health: no reference prices configured ([risk.references])"
+    calls: list[Call] = []
+    for ref in usable:
+        calls += [Call(ref.pool, _TOKEN0, _address), Call(ref.pool, _TOKEN1, _address)]  # type: ignore[arg-type]
+        calls += pool_state_calls(ref.pool)  # type: ignore[arg-type]
+        calls.append(latest_round_call(ref.feed) if ref.feed else Call(ref.pool, _TOKEN0, _address))  # type: ignore[arg-type]
+    results = execute(client, calls, block)
+    tokens = sorted({t for i in range(len(usable)) for t in results[5 * i : 5 * i + 2]})
+    decimals = dict(
+        zip(
+            tokens,
+            execute(
+                client,
+                [Call(t, _DECIMALS, lambda d: decode(["uint8"], d)[0]) for t in tokens],
+                block,
+            ),
+            strict=True,
+        )
+    )
+    symbol_price = {}
+    for j, sym in enumerate(book.symbols):
+        symbol_price.setdefault(sym.upper(), float(book.price_base[j]))
+    ref_by_symbol: dict[str, tuple[float, float | None, Reference]] = {}
+    for i, ref in enumerate(usable):
+        token0, token1, slot0, liquidity, feed_round = results[5 * i : 5 * i + 5]
+        state = pool_state(ref.pool, token0, token1, 0, [slot0, liquidity])  # type: ignore[arg-type]
+        quote_price = symbol_price.get(
+            ref.quote.upper(), 1.0 if ref.quote.upper() in STABLE_SYMBOLS else float("nan")
+        )
+        p01 = state.price_token1_per_token0_raw() * 10 ** (decimals[token0] - decimals[token1])
+        candidates = (p01, 1 / p01)
+        oracle = symbol_price.get(ref.symbol, float("nan"))
+        # choose the orientation closest to the oracle: the pool does not say which token is which symbol
+        price_quote = min(
+            candidates,
+            key=lambda c: abs(math.log(c * quote_price / oracle)) if oracle == oracle else 0,
+        )
+        since = None
+        if ref.feed and feed_round is not None and hasattr(feed_round, "updated_at"):
+            since = max(0.0, float(block.timestamp - feed_round.updated_at))
+        ref_by_symbol[ref.symbol] = (price_quote * quote_price, since, ref)
+    m = book.n_assets
+    ref_price = np.full(m, np.nan)
+    deviation = np.full(m, np.inf)
+    heartbeat = np.full(m, np.inf)
+    since_update = np.zeros(m)
+    for j, sym in enumerate(book.symbols):
+        hit = ref_by_symbol.get(sym.upper())
+        if hit is None:
+            continue
+        ref_price[j], since, ref = hit
+        deviation[j], heartbeat[j] = ref.deviation, ref.heartbeat_s
+        since_update[j] = since if since is not None else 0.0
+    pending = next_oracle_prices(
+        ref_price, book.price_base, deviation, heartbeat, since_update, horizon_s
+    )
+    named = ", ".join(sorted(ref_by_symbol))
+    return pending, f"pending health: reference prices from DEX pools for {named}"
+
+
+def assess_positions(
+    client: RpcClient,
+    block: BlockRef,
+    positions: Sequence[Position],
+    settings: RiskSettings,
+    *,
+    horizon_s: float | None = None,
+    price_history: Path | None = None,
+) -> RiskReport:
+    """Assess positions read at `block` (all protocols in one book, one column per market-asset)."""
+    positions = list(positions)
+    sources: list[str] = []
+    if horizon_s is None:
+        horizon_s, latency, note = estimate_horizon(client, block, settings)
+    else:
+        latency, note = None, f"horizon: {horizon_s:g} s (given)"
+    sources.append(note)
+    book = book_from_positions(
+        positions, per_market_columns=True, stable_assets=sorted(STABLE_SYMBOLS)
+    )
+    symbols = list(book.symbols)
+    if price_history is not None:
+        model, note = volatility_from_history(price_history, symbols)
+    else:
+        model, note = default_volatility(symbols, settings)
+    sources.append(note)
+    aligned = model.with_assets([underlying(s) for s in symbols])
+    covariance = aligned.effective_covariance(horizon_s)
+    tail_dof = aligned.horizon_tail_dof(horizon_s)
+    pending, note = pending_prices(client, block, book, settings.references, horizon_s)
+    sources.append(note)
+    assessment = assess(
+        book,
+        covariance,
+        tail_dof=tail_dof,
+        pending=pending,
+        thresholds=settings.thresholds,
+        target_probability=settings.target_probability,
+        workers=1,
+    )
+    return RiskReport(positions, book, assessment, horizon_s, latency, sources, settings)

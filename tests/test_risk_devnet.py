@@ -1,0 +1,202 @@
+"""The risk module against the real contracts: the JSON interface, the PENDING tier (one oracle
+update away, proven by pushing the oracle to the DEX price), and margin advice that, applied on
+chain, gives exactly the health factor we predicted and a probability under the target."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from eth_abi import decode
+
+from onchain.config import load_config
+from onchain.devnet.build import DevnetInfo
+from onchain.devnet.chain import DevChain, calldata
+from onchain.devnet.config_file import devnet_config_text
+from onchain.devnet.control import set_prices
+from onchain.pipeline import load_market, scan
+from onchain.protocols.aave_v3.adapter import health_after
+from onchain.protocols.base import MarketRef
+from onchain.risk_context import RiskSettings, assess_positions
+from onchain.rpc.client import RpcClient
+from tests.aave_oracle import pool_account_data
+
+ONCHAIN = str(Path(sys.executable).with_name("onchain"))
+UINT256_MAX = 2**256 - 1
+TRADER = "0x000000000000000000000000000000000000dEaD"
+
+
+@pytest.fixture(scope="module")
+def config_path(devnet: DevnetInfo, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cfg") / "devnet.toml"
+    path.write_text(devnet_config_text(devnet))
+    return path
+
+
+def _scan_and_assess(devnet: DevnetInfo, config_path: Path, horizon_s: float | None = None):
+    client = RpcClient(devnet.rpc_url)
+    result = scan(client, MarketRef("aave-v3", devnet.aave.addresses_provider))
+    positions = [p for p in result.positions if p.has_debt]
+    settings = RiskSettings.from_config(load_config(config_path).risk)
+    report = assess_positions(client, result.block, positions, settings, horizon_s=horizon_s)
+    return client, result, positions, report
+
+
+def test_scan_json_rows_carry_the_risk_fields(devnet: DevnetInfo, config_path: Path) -> None:
+    run = subprocess.run(
+        [
+            ONCHAIN,
+            "scan",
+            "--config",
+            str(config_path),
+            "--market",
+            "aave-v3-devnet",
+            "--json",
+            "--horizon",
+            "1d",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    rows = json.loads(run.stdout)
+    assert len(rows) == 300
+    tiers = {"LIQUIDATABLE", "PENDING", "CRITICAL", "HIGH", "WATCH", "SAFE"}
+    for row in rows:
+        assert row["tier"] in tiers
+        assert isinstance(row["reasons"], list)
+        assert 0.0 <= row["liquidation_probability"] <= 1.0
+        assert row["horizon_s"] == 86400
+        assert row["pending_health_factor"] is not None  # the devnet config names DEX references
+        for asset in row["assets"]:
+            assert "liquidation_price" in asset
+    # within a day some seeded positions (HF just above 1 on volatile collateral) are at risk
+    assert sum(r["liquidation_probability"] > 0.01 for r in rows) >= 5
+    assert sum(r["tier"] == "SAFE" for r in rows) >= 150
+
+
+def _swap_weth_for_usdc(devnet: DevnetInfo, amount_weth: int) -> None:
+    chain = DevChain(devnet.rpc_url)
+    weth, usdc = devnet.aave.tokens["WETH"], devnet.aave.tokens["USDC"]
+    router = devnet.uniswap.router
+    fee = devnet.uniswap.pools["WETH/USDC"]["fee"]
+    chain.set_balance([TRADER], 10**22)
+    chain.send(TRADER, weth, calldata("mint(uint256)", amount_weth), gas=200_000)
+    chain.send(TRADER, weth, calldata("approve(address,uint256)", router, UINT256_MAX), gas=100_000)
+    params = (weth, usdc, fee, TRADER, 2**40, amount_weth, 0, 0)
+    chain.send(
+        TRADER,
+        router,
+        calldata(
+            "exactInputSingle((address,address,uint24,address,uint256,uint256,uint256,uint160))",
+            params,
+        ),
+        gas=3_000_000,
+    )
+
+
+def _pool_weth_price_usd(devnet: DevnetInfo) -> float:
+    chain = DevChain(devnet.rpc_url)
+    info = devnet.uniswap.pools["WETH/USDC"]
+    sqrt_price = decode(["uint160"], chain.call(info["pool"], calldata("slot0()"))[:32])[0]
+    p01 = (sqrt_price / 2**96) ** 2  # token1 per token0, raw units
+    weth_is_token0 = info["token0"].lower() == devnet.aave.tokens["WETH"].lower()
+    raw = p01 if weth_is_token0 else 1 / p01
+    return raw * 10 ** (18 - 6)  # USDC per WETH
+
+
+def test_pending_tier_is_one_oracle_update_from_liquidation(
+    devnet: DevnetInfo, config_path: Path
+) -> None:
+    oracle_weth = 3000.0
+    # Sell WETH into the real pool until its price is well past the feed's 0.5% deviation threshold.
+    for _ in range(40):
+        if _pool_weth_price_usd(devnet) <= oracle_weth * 0.95:
+            break
+        _swap_weth_for_usdc(devnet, 300 * 10**18)
+    pool_price = _pool_weth_price_usd(devnet)
+    assert pool_price <= oracle_weth * 0.95
+    _client, result, positions, report = _scan_and_assess(devnet, config_path)
+    pending_rows = [i for i in range(len(positions)) if report.fields(i)["tier"] == "PENDING"]
+    assert len(pending_rows) >= 3
+    for i in pending_rows:
+        assert not positions[i].liquidatable  # healthy at the oracle price, exactly
+        assert "ONE_ORACLE_UPDATE_AWAY" in report.fields(i)["reasons"]
+    clearly = [
+        positions[i].account
+        for i in pending_rows
+        if report.fields(i)["pending_health_factor"] < 0.999
+    ]
+    assert clearly
+    # The next oracle update publishes the DEX price: the contract now calls them liquidatable.
+    block = set_prices(devnet.rpc_url, devnet.aave, {"WETH": round(pool_price, 8)})
+    chain = DevChain(devnet.rpc_url)
+    truth = pool_account_data(chain, devnet.aave.pool, clearly, block)
+    assert all(row[5] < 10**18 for row in truth), [row[5] for row in truth]
+    set_prices(devnet.rpc_url, devnet.aave, {"WETH": oracle_weth})  # leave the oracle as found
+    _ = result
+
+
+def test_applying_the_advised_top_up_gives_the_predicted_health_and_meets_the_target(
+    devnet: DevnetInfo, config_path: Path
+) -> None:
+    horizon_s = 86_400.0
+    client, result, positions, report = _scan_and_assess(devnet, config_path, horizon_s)
+    target = report.settings.target_probability
+    candidates = []
+    for i, position in enumerate(positions):
+        advice = report.fields(i)["advice"]
+        if position.liquidatable or not advice or not advice["top_up_raw"]:
+            continue
+        candidates.append((i, position, advice))
+    assert len(candidates) >= 3
+    state = load_market(client, MarketRef("aave-v3", devnet.aave.addresses_provider), result.block)
+    chain = DevChain(devnet.rpc_url)
+    by_symbol = devnet.aave.tokens
+    checked = 0
+    for _i, position, advice in candidates[:4]:
+        symbol, raw = next(iter(advice["top_up_raw"].items()))
+        amount = int(raw)
+        predicted = health_after(state, position, supply={by_symbol[symbol]: amount})
+        # the top-up lands in a block with the scan's timestamp: no interest accrues in between
+        head = chain.rpc("eth_getBlockByNumber", ["latest", False])
+        me, token = position.account, by_symbol[symbol]
+        chain.set_automine(False)
+        try:
+            chain.send_many(
+                [
+                    (me, token, calldata("mint(uint256)", amount), 200_000),
+                    (
+                        me,
+                        token,
+                        calldata("approve(address,uint256)", devnet.aave.pool, UINT256_MAX),
+                        100_000,
+                    ),
+                    (
+                        me,
+                        devnet.aave.pool,
+                        calldata("supply(address,uint256,address,uint16)", token, amount, me, 0),
+                        600_000,
+                    ),
+                ]
+            )
+            chain.rpc("evm_setNextBlockTimestamp", [head["timestamp"]])
+            chain.mine()
+        finally:
+            chain.set_automine(True)
+        block = chain.block_number()
+        actual = pool_account_data(chain, devnet.aave.pool, [me], block)[0][5]
+        assert actual == predicted, (me, symbol, amount, actual, predicted)
+        after = scan(client, MarketRef("aave-v3", devnet.aave.addresses_provider), accounts=[me])
+        again = assess_positions(
+            client, after.block, after.positions, report.settings, horizon_s=horizon_s
+        )
+        assert again.fields(0)["liquidation_probability"] <= target * 1.0001
+        checked += 1
+        # move the chain clock back onto its interval for the next candidate
+        chain.rpc("evm_setNextBlockTimestamp", [hex(int(head["timestamp"], 16))])
+    assert checked >= 3
