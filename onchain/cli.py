@@ -671,6 +671,7 @@ def _demo_other_markets(info: Any, first_state: Any) -> None:
 from onchain.cli_store import register as _register_store  # noqa: E402
 
 _register_store(app)
+__import__("onchain.cli_targets").cli_targets.register(app)  # `onchain targets`
 __import__("onchain.cli_stress").cli_stress.register(app)  # `onchain stress`
 
 if __name__ == "__main__":

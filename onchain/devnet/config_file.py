@@ -47,7 +47,11 @@ def risk_section(info: Any) -> str:
     uniswap = getattr(info, "uniswap", None)
     if uniswap is None:
         return ""
-    text = "\n[risk]\nreaction_s = 30\ntarget_probability = 0.01\n"
+    text = (
+        "\n[risk]\nreaction_s = 30\ntarget_probability = 0.01\n"
+        f"\n[risk.targets]  # where `onchain targets` sells seized collateral\n"
+        f'dex_factory = "{uniswap.factory}"\ndex_quoter = "{uniswap.quoter}"\n'
+    )
     for symbol, pair, deviation, heartbeat in (
         ("WETH", "WETH/USDC", 0.005, 3600),
         ("WBTC", "WBTC/USDC", 0.005, 3600),

@@ -68,3 +68,13 @@ def quote_call(quoter: str, token_in: str, token_out: str, fee: int, amount_in: 
         lambda d: Quote(*decode(["uint256", "uint160", "uint32", "uint256"], d)),
         allow_failure=True,
     )
+
+
+_GET_POOL = function_signature_to_4byte_selector("getPool(address,address,uint24)")
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+
+
+def get_pool_call(factory: str, token_a: str, token_b: str, fee: int) -> Call:
+    """`UniswapV3Factory.getPool`: the pool of a pair and fee tier (the zero address: none)."""
+    data = _GET_POOL + encode(["address", "address", "uint24"], [token_a, token_b, fee])
+    return Call(factory, data, lambda d: str(decode(["address"], d)[0]), allow_failure=True)

@@ -22,7 +22,19 @@ Modules, each named for what it computes (their docstrings document the model an
 * ``assess`` — all of the above in one call.
 """
 
-from onchain.risk.assess import Assessment, assess
+import importlib
+from typing import Any
+
 from onchain.risk.book import Book, CloseFactorRule, book_from_positions, make_book
 
 __all__ = ["Assessment", "Book", "CloseFactorRule", "assess", "book_from_positions", "make_book"]
+
+
+def __getattr__(name: str) -> Any:
+    """`assess` pulls in scipy: load it on first use so CLI commands that don't need it start fast."""
+    if name in ("Assessment", "assess"):
+        module = importlib.import_module("onchain.risk.assess")
+        # the submodule shares the function's name: bind the functions over it
+        globals().update(assess=module.assess, Assessment=module.Assessment)
+        return globals()[name]
+    raise AttributeError(name)

@@ -25,7 +25,14 @@ from eth_utils import to_checksum_address
 
 from onchain.abi import event, function
 from onchain.errors import InputError, NotAMarket
-from onchain.protocols.base import AssetPosition, LogQuery, MarketRef, Position, ReadPlan
+from onchain.protocols.base import (
+    AssetPosition,
+    LiquidationQuote,
+    LogQuery,
+    MarketRef,
+    Position,
+    ReadPlan,
+)
 from onchain.protocols.morpho_blue import math
 from onchain.rpc.calls import Call
 from onchain.rpc.client import BlockRef
@@ -36,6 +43,9 @@ ABI = "morpho_blue"
 ZERO_ID = "0x" + "00" * 32
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 MARKET_ID = re.compile(r"^0x[0-9a-fA-F]{64}$")
+# gas of one Morpho.liquidate (no callback), measured on the devnet; tests/test_targets.py
+# checks real calls stay near it
+LIQUIDATION_GAS = 150_000
 
 _morpho = {
     n: function(ABI, "Morpho", n)
@@ -436,6 +446,59 @@ class MorphoBlueAdapter:
                 "borrow_shares": borrow_shares,
                 "max_borrow": limit,
             },
+        )
+
+    def liquidation_quote(
+        self,
+        market_state: MorphoState,
+        position: Position,
+        collateral_asset: str,
+        debt_asset: str,
+        *,
+        prices: dict[str, int] | None = None,
+        health_factor: int | None = None,
+    ) -> LiquidationQuote | None:
+        """A full `liquidate` of the position (Morpho has no close factor): all borrow shares
+        repaid, or all collateral seized when it cannot cover debt plus incentive (then the rest
+        is bad debt, realised in the same call), exactly as the contract computes it on the
+        accrued market. `prices` (collateral -> loan-token units per whole collateral token)
+        replaces the oracle's price; None when the position is healthy at that price."""
+        m = next((x for x in market_state.priced_markets if x.id == position.market), None)
+        if m is None or m.price is None:
+            return None
+        if collateral_asset.lower() != m.collateral_token.lower():
+            return None
+        if debt_asset.lower() != m.loan_token.lower():
+            return None
+        collateral = next((a.collateral_raw for a in position.assets if a.collateral_raw), 0)
+        shares = int(position.extra.get("borrow_shares", 0))
+        override = {k.lower(): v for k, v in (prices or {}).items()}
+        price = m.price
+        if m.collateral_token.lower() in override:
+            price = override[m.collateral_token.lower()] * math.ORACLE_PRICE_SCALE
+            price //= 10**m.collateral_decimals
+        if shares == 0 or math.is_healthy(collateral, shares, m.accrued, price, m.lltv):
+            return None
+        full = math.full_liquidation(collateral, shares, m.accrued, price, m.lltv)
+        if full.seized_assets == 0 or full.repaid_assets == 0:
+            return None
+        by_seizing = full.seized_assets == collateral and full.repaid_shares < shares
+        args = (
+            {"seized_assets": collateral, "repaid_shares": 0}
+            if by_seizing
+            else {"seized_assets": 0, "repaid_shares": shares}
+        )
+        return LiquidationQuote(
+            collateral_asset=m.collateral_token,
+            debt_asset=m.loan_token,
+            debt_to_cover_raw=full.repaid_assets,
+            collateral_seized_raw=full.seized_assets,
+            protocol_fee_raw=0,
+            bonus=(m.liquidation_incentive_factor - math.WAD) / math.WAD,
+            close_factor=1.0,
+            bad_debt_raw=full.bad_debt_assets,
+            call_args=args,
+            gas_units=LIQUIDATION_GAS,
         )
 
 

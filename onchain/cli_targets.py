@@ -1,0 +1,270 @@
+"""`onchain targets`: liquidation targets ranked by net profit, for a liquidator bot. Flags follow
+`scan`/`watch` (--rpc, --protocol, --market, --config, --chain, --chain-id, --block); with
+--config and no --market every configured market of the chain is searched at one block. A
+human table by default, --json a stable list; bad input is one line on stderr and exit 2."""
+
+# no `from __future__ import annotations`: typer reads the option types defined in
+# onchain.cli (imported inside register, after cli.py has defined them) at definition time
+import json
+import math
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from onchain.errors import ConfigError, InputError
+from onchain.targets import DEFAULT_FEE_TIERS, DEFAULT_SWAP_GAS, DexConfig, TargetSettings
+
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, soft_wrap=True)
+
+# keys of the config's [risk.targets] table (all optional; flags win)
+TARGET_KEYS = {
+    "dex_factory",
+    "dex_quoter",
+    "fee_tiers",
+    "native_symbol",
+    "native_price_usd",
+    "priority_fee_gwei",
+    "swap_gas",
+    "liquidation_gas",
+}
+
+
+def register(app: typer.Typer) -> None:
+    """Add `targets` to the main CLI."""
+    from onchain.cli import (
+        BlockOpt,
+        ChainIdOpt,
+        ChainOpt,
+        ConfigOpt,
+        DeploymentOpt,
+        MarketOpt,
+        ProtocolOpt,
+        RpcOpt,
+        TimeoutOpt,
+    )
+
+    @app.command("targets")
+    def targets_cmd(
+        rpc: RpcOpt = None,
+        protocol: ProtocolOpt = None,
+        market: MarketOpt = None,
+        block: BlockOpt = None,
+        config: ConfigOpt = None,
+        chain_id: ChainIdOpt = None,
+        chain: ChainOpt = None,
+        deployment: DeploymentOpt = None,
+        as_json: Annotated[bool, typer.Option("--json", help="machine-readable JSON")] = False,
+        limit: Annotated[
+            int, typer.Option("--limit", help="rows in the human table (0: all)")
+        ] = 30,
+        profitable_only: Annotated[
+            bool, typer.Option("--profitable-only", help="leave out targets that lose money")
+        ] = False,
+        no_pending: Annotated[
+            bool, typer.Option("--no-pending", help="only positions liquidatable now")
+        ] = False,
+        dex_factory: Annotated[
+            str | None,
+            typer.Option("--dex-factory", help="UniswapV3Factory to sell seized collateral into"),
+        ] = None,
+        dex_quoter: Annotated[
+            str | None,
+            typer.Option("--dex-quoter", help="QuoterV2 for exact quotes (else a pool model)"),
+        ] = None,
+        native_price_usd: Annotated[
+            float | None,
+            typer.Option(
+                "--native-price-usd",
+                help="USD price of the gas token (default: the oracle price of --native-symbol)",
+            ),
+        ] = None,
+        native_symbol: Annotated[
+            str | None, typer.Option("--native-symbol", help="the gas token's symbol (WETH)")
+        ] = None,
+        priority_fee_gwei: Annotated[
+            float | None, typer.Option("--priority-fee-gwei", help="tip on top of the base fee")
+        ] = None,
+        swap_gas: Annotated[
+            int | None, typer.Option("--swap-gas", help=f"gas of the swap ({DEFAULT_SWAP_GAS})")
+        ] = None,
+        liquidation_gas: Annotated[
+            int | None,
+            typer.Option("--liquidation-gas", help="gas of the liquidation (adapter's default)"),
+        ] = None,
+        timeout: TimeoutOpt = 10.0,
+    ) -> None:
+        """Positions liquidatable now (and one oracle update away), each with its best call:
+        debt repaid, collateral seized with the bonus, gas, DEX slippage and net profit."""
+        from onchain import cli
+
+        flags = {
+            "dex_factory": dex_factory,
+            "dex_quoter": dex_quoter,
+            "native_price_usd": native_price_usd,
+            "native_symbol": native_symbol,
+            "priority_fee_gwei": priority_fee_gwei,
+            "swap_gas": swap_gas,
+            "liquidation_gas": liquidation_gas,
+        }
+        references: tuple[Any, ...] = ()
+        table: dict[str, Any] = {}
+        if config is not None:
+            cfg = cli.load_config(config)
+            table, references = _config_settings(cfg.risk)
+        settings = _settings(table, flags, references, include_pending=not no_pending)
+        if config is not None and market is None and protocol is None:
+            cfg = cli.load_config(config)
+            chain_cfg = cli._config_chain(cfg, chain)
+            refs = [cli._market_ref(m) for m in cfg.markets.values() if m.chain == chain_cfg.name]
+            url, expected = cli._endpoint(rpc, chain_cfg), chain_id or chain_cfg.chain_id
+        else:
+            url, ref, expected = cli._resolve(
+                rpc, protocol, market, config, chain_id, chain, deployment
+            )
+            refs = [ref]
+        if block is not None and block < 0:
+            raise InputError(f"--block must be >= 0, got {block}")
+        client = cli._client(url, expected, timeout)
+        from onchain.targets import find_targets
+
+        with cli._progress(not as_json) as progress:
+            result = find_targets(client, refs, settings, block_number=block, progress=progress)
+        targets = [t for t in result.targets if t.profitable or not profitable_only]
+        for note in result.notes:
+            err.print(f"[yellow]note:[/] {note}")
+        if as_json:
+            print(json.dumps([t.to_json() for t in targets], indent=1))
+            return
+        _print_table(result, targets, limit, cli.redact_url(url))
+
+
+def _config_settings(risk: dict[str, Any]) -> tuple[dict[str, Any], tuple[Any, ...]]:
+    """[risk.targets] (DEX, gas, native price) and [risk.references] (pending prices)."""
+    table = risk.get("targets") or {}
+    if not isinstance(table, dict):
+        raise ConfigError("[risk.targets] must be a table")
+    unknown = set(table) - TARGET_KEYS
+    if unknown:
+        raise ConfigError(
+            f"[risk.targets]: unknown key(s) {', '.join(sorted(unknown))} "
+            f"(known: {', '.join(sorted(TARGET_KEYS))})"
+        )
+    from onchain.risk_context import RiskSettings
+
+    return table, RiskSettings.from_config(risk).references
+
+
+def _settings(
+    table: dict[str, Any],
+    flags: dict[str, Any],
+    references: tuple[Any, ...],
+    *,
+    include_pending: bool,
+) -> TargetSettings:
+    """Flags over [risk.targets] over defaults, each value checked once."""
+    from onchain.pipeline import checked_address
+
+    def pick(key: str) -> Any:
+        return flags.get(key) if flags.get(key) is not None else table.get(key)
+
+    factory, quoter = pick("dex_factory"), pick("dex_quoter")
+    if quoter is not None and factory is None:
+        raise InputError("--dex-quoter needs --dex-factory (pools are found through the factory)")
+    dex = None
+    if factory is not None:
+        tiers = table.get("fee_tiers", list(DEFAULT_FEE_TIERS))
+        if not isinstance(tiers, list) or not all(isinstance(t, int) and t > 0 for t in tiers):
+            raise ConfigError(f"[risk.targets] fee_tiers must be positive integers, got {tiers!r}")
+        dex = DexConfig(
+            checked_address(str(factory), "DEX factory address"),
+            checked_address(str(quoter), "DEX quoter address") if quoter is not None else None,
+            tuple(tiers),
+        )
+    price = pick("native_price_usd")
+    if price is not None and not (isinstance(price, int | float) and math.isfinite(price)):
+        raise InputError(f"native price must be a number, got {price!r}")
+    if price is not None and price <= 0:
+        raise InputError(f"--native-price-usd must be > 0, got {price}")
+    tip = pick("priority_fee_gwei") or 0.0
+    if not isinstance(tip, int | float) or tip < 0:
+        raise InputError(f"--priority-fee-gwei must be >= 0, got {tip!r}")
+    gas = {k: pick(k) for k in ("swap_gas", "liquidation_gas")}
+    for key, value in gas.items():
+        if value is not None and (not isinstance(value, int) or value < 0):
+            raise InputError(f"--{key.replace('_', '-')} must be a non-negative integer")
+    return TargetSettings(
+        dex=dex,
+        native_symbol=str(pick("native_symbol") or "WETH"),
+        native_price_usd=float(price) if price is not None else None,
+        swap_gas=gas["swap_gas"] if gas["swap_gas"] is not None else DEFAULT_SWAP_GAS,
+        liquidation_gas=gas["liquidation_gas"],
+        priority_fee_wei=round(float(tip) * 1e9),
+        references=references,
+        include_pending=include_pending,
+    )
+
+
+def _short(value: str) -> str:
+    return value if len(value) <= 14 else f"{value[:8]}…{value[-4:]}"
+
+
+def _print_table(result: Any, targets: list[Any], limit: int, url: str) -> None:
+    shown = targets if limit <= 0 else targets[:limit]
+    title = (
+        f"liquidation targets at block {result.block.number} {result.block.hash[:12]}… via {url}: "
+        f"base fee {result.base_fee_wei / 1e9:.3g} gwei, native ${result.native_price_usd:,.2f}"
+    )
+    table = Table(title=title, title_justify="left")
+    for name in (
+        "#",
+        "tier",
+        "protocol",
+        "market",
+        "account",
+        "HF",
+        "coll/debt",
+        "repay",
+        "seize",
+        "bonus",
+        "gas",
+        "slip bps",
+        "net profit",
+        "",
+    ):
+        right = name in {"#", "HF", "repay", "seize", "bonus", "gas", "slip bps", "net profit"}
+        table.add_column(name, justify="right" if right else "left")
+    for rank, t in enumerate(shown, 1):
+        hf = "-" if t.health_factor is None else f"{t.health_factor / 1e18:.4f}"
+        if t.pending and t.health_factor_pending is not None:
+            hf += f"→{t.health_factor_pending:.4f}"
+        unit = t.base_currency if t.base_currency != "USD" else "$"
+        profit = f"{t.net_profit_base:,.2f} {unit}"
+        table.add_row(
+            str(rank),
+            t.tier,
+            t.protocol,
+            _short(t.market),
+            _short(t.account),
+            hf,
+            f"{t.collateral_symbol}/{t.debt_symbol}",
+            f"{t.debt_to_cover_base:,.2f}",
+            f"{t.collateral_seized_base:,.2f}",
+            f"{t.quote.bonus * 100:.2f}%",
+            f"{t.gas_cost_base:,.2f}",
+            f"{t.slippage_bps:.1f}" + ("" if t.dex_source in {"quoter", "same-asset"} else "*"),
+            f"[green]{profit}[/]" if t.profitable else f"[red]{profit}[/]",
+            "" if t.profitable else "unprofitable",
+        )
+    out.print(table)
+    profitable = sum(t.profitable for t in targets)
+    pending = sum(t.pending for t in targets)
+    out.print(
+        f"{len(targets)} targets from {result.positions_read} positions with debt: "
+        f"{profitable} profitable, {pending} pending (one oracle update away)"
+        + (f"; showing {len(shown)} (--limit 0 for all)" if len(shown) < len(targets) else "")
+        + "; * slippage from the pool model or the oracle price (no quoter / no pool)"
+    )
