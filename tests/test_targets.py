@@ -317,12 +317,8 @@ def test_cli_json_lists_the_same_targets_with_every_field(
     info = scenario.info
     assert info.uniswap is not None
     path = tmp_path / "devnet.toml"
-    write_devnet_config(path, info)
-    with path.open("a") as f:
-        f.write(
-            f'\n[risk.targets]\ndex_factory = "{info.uniswap.factory}"\n'
-            f'dex_quoter = "{info.uniswap.quoter}"\n'
-        )
+    write_devnet_config(path, info)  # names the devnet's Uniswap factory and quoter
+    assert info.uniswap.quoter in path.read_text()
     args = ["targets", "--config", str(path), "--block", str(scenario.block), "--json"]
     result = subprocess.run(ONCHAIN + args, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
