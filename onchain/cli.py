@@ -8,7 +8,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -318,7 +318,14 @@ def scan_cmd(
         None
         if no_risk
         else _risk(
-            client, result.block, positions, config, horizon, price_history, not (as_json or as_csv)
+            client,
+            result.block,
+            positions,
+            config,
+            horizon,
+            price_history,
+            not (as_json or as_csv),
+            [(market_ref.protocol, result.market_state)],
         )
     )
     if as_json:
@@ -329,6 +336,21 @@ def scan_cmd(
         _print_scan(result, positions, limit, url, risk)
 
 
+def _market_snapshots(
+    client: RpcClient, block: Any, states: Sequence[tuple[str, Any]]
+) -> list[Any]:
+    """Reserve liquidity from every adapter that can report it (no extra reads for Aave)."""
+    from onchain.pipeline import run_plan
+    from onchain.protocols.registry import get_adapter
+
+    snapshots = []
+    for protocol, state in states:
+        adapter = get_adapter(protocol)
+        if hasattr(adapter, "plan_market_snapshot"):
+            snapshots.append(run_plan(client, adapter.plan_market_snapshot(state, block), block))
+    return snapshots
+
+
 def _risk(
     client: RpcClient,
     block: Any,
@@ -337,8 +359,10 @@ def _risk(
     horizon: str | None,
     price_history: Path | None,
     say_sources: bool,
+    states: Sequence[tuple[str, Any]] = (),
 ) -> list[dict[str, Any]] | None:
-    """Risk fields per position (same order); stderr says which inputs and defaults were used."""
+    """Risk fields per position (same order); stderr says which inputs and defaults were used.
+    `states`: (protocol, market state) pairs whose reserve liquidity feeds the pool reasons."""
     from onchain.risk_context import RiskSettings, assess_positions, parse_horizon
 
     if not positions:
@@ -351,6 +375,7 @@ def _risk(
         settings,
         horizon_s=parse_horizon(horizon),
         price_history=price_history,
+        market_snapshots=_market_snapshots(client, block, states),
     )
     if say_sources:
         for note in report.sources:
@@ -437,10 +462,11 @@ def watch_cmd(
     client = _client(url, expected, timeout)
     result = scan(client, market_ref, block_number=block, accounts=checked)
     held = [p for p in result.positions if p.assets]
+    states = [(market_ref.protocol, result.market_state)]
     risk = (
         None
         if no_risk
-        else _risk(client, result.block, held, config, horizon, price_history, not as_json)
+        else _risk(client, result.block, held, config, horizon, price_history, not as_json, states)
     )
     if as_json:
         print(positions_json(held, risk))
@@ -480,10 +506,11 @@ def _watch_everywhere(
     client = _client(_endpoint(rpc, chain), chain_id or chain.chain_id, timeout)
     result = watch_everywhere(client, refs, wallets, block_number=block)
     held = [p for p in result.positions if p.assets]
+    states = [(ref.protocol, state) for ref, state in result.market_states]
     risk = (
         None
         if no_risk
-        else _risk(client, result.block, held, config, horizon, price_history, not as_json)
+        else _risk(client, result.block, held, config, horizon, price_history, not as_json, states)
     )
     if as_json:
         print(positions_json(held, risk))

@@ -21,7 +21,7 @@ from onchain.errors import ConfigError, InputError
 from onchain.market_data.blocks import recent_blocks
 from onchain.market_data.feeds import latest_round_call
 from onchain.market_data.uniswap_v3 import pool_state, pool_state_calls
-from onchain.protocols.base import Position
+from onchain.protocols.base import MarketSnapshot, Position
 from onchain.risk import assess, book_from_positions
 from onchain.risk.assess import Assessment
 from onchain.risk.book import Book
@@ -133,6 +133,8 @@ class RiskReport:
             if a.safe_health_factor is None or not math.isfinite(float(a.safe_health_factor[row]))
             else float(a.safe_health_factor[row]),
             "advice": self.advice(row),
+            # the uniform fall of every volatile collateral price (stables held) that liquidates
+            "volatile_drop_to_liquidation": _finite(a.uniform.drop_fraction[row]),
         }
         return out
 
@@ -163,6 +165,11 @@ class RiskReport:
             "repay_raw": repay,
             "top_up_raw": topup,
         }
+
+
+def _finite(value: Any) -> float | None:
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 def parse_horizon(text: str | None) -> float | None:
@@ -359,6 +366,32 @@ def pending_prices(
     return pending, f"pending health: reference prices from DEX pools for {named}"
 
 
+def pool_liquidity(
+    book: Book, positions: Sequence[Position], snapshots: Sequence[MarketSnapshot]
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Per book column: what the reserve could pay out now (asset units) and its utilisation.
+    A position's market is matched to the snapshot whose addresses include it; columns without
+    a snapshot get unlimited liquidity (no reason is raised for them)."""
+    if not snapshots:
+        return None, None
+    by_market: dict[str, dict[str, Any]] = {}
+    for snap in snapshots:
+        reserves = {r.asset.lower(): r for r in snap.reserves}
+        for address in snap.addresses.values():
+            by_market[str(address).lower()] = reserves
+    available = np.full(book.n_assets, np.inf)
+    utilization = np.zeros(book.n_assets)
+    for j, key in enumerate(book.assets):
+        market, _, asset = key.rpartition(":")
+        reserve = by_market.get(market, {}).get(asset)
+        if reserve is None or reserve.available_liquidity_raw is None:
+            continue
+        available[j] = reserve.available_liquidity_raw / 10**reserve.decimals
+        utilization[j] = reserve.utilization or 0.0
+    _ = positions
+    return available, utilization
+
+
 def assess_positions(
     client: RpcClient,
     block: BlockRef,
@@ -367,8 +400,10 @@ def assess_positions(
     *,
     horizon_s: float | None = None,
     price_history: Path | None = None,
+    market_snapshots: Sequence[MarketSnapshot] = (),
 ) -> RiskReport:
-    """Assess positions read at `block` (all protocols in one book, one column per market-asset)."""
+    """Assess positions read at `block` (all protocols in one book, one column per market-asset).
+    `market_snapshots` (the adapters' per-reserve liquidity) enable the pool-liquidity reasons."""
     positions = list(positions)
     sources: list[str] = []
     if horizon_s is None:
@@ -390,11 +425,18 @@ def assess_positions(
     tail_dof = aligned.horizon_tail_dof(horizon_s)
     pending, note = pending_prices(client, block, book, settings.references, horizon_s)
     sources.append(note)
+    available, utilization = pool_liquidity(book, positions, market_snapshots)
+    if available is not None:
+        sources.append(
+            "pool liquidity: available liquidity and utilisation per reserve at the block"
+        )
     assessment = assess(
         book,
         covariance,
         tail_dof=tail_dof,
         pending=pending,
+        pool_available=available,
+        pool_utilization=utilization,
         thresholds=settings.thresholds,
         target_probability=settings.target_probability,
         workers=1,

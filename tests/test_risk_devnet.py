@@ -66,6 +66,7 @@ def test_scan_json_rows_carry_the_risk_fields(devnet: DevnetInfo, config_path: P
     rows = json.loads(run.stdout)
     assert len(rows) == 300
     tiers = {"LIQUIDATABLE", "PENDING", "CRITICAL", "HIGH", "WATCH", "SAFE"}
+    checked_drops = 0
     for row in rows:
         assert row["tier"] in tiers
         assert isinstance(row["reasons"], list)
@@ -74,6 +75,23 @@ def test_scan_json_rows_carry_the_risk_fields(devnet: DevnetInfo, config_path: P
         assert row["pending_health_factor"] is not None  # the devnet config names DEX references
         for asset in row["assets"]:
             assert "liquidation_price" in asset
+        drop = row["volatile_drop_to_liquidation"]
+        assert drop is None or 0.0 <= drop <= 1.0
+        collateral = [
+            a for a in row["assets"] if a["collateral_enabled"] and int(a["collateral_raw"])
+        ]
+        stable_debt = all(
+            a["symbol"] in ("USDC", "DAI") for a in row["assets"] if int(a["debt_raw"])
+        )
+        single = len(collateral) == 1 and collateral[0]["symbol"] == "WETH" and stable_debt
+        if single and drop and not row["liquidatable"]:
+            # WETH the only collateral, debt in stables: the uniform drop is WETH's own
+            # distance to its exact flip price
+            weth = collateral[0]
+            exact = 1 - int(weth["liquidation_price_base"]) / int(weth["price_base"])
+            checked_drops += 1
+            assert abs(drop - exact) < 1e-6, (row["account"], row["assets"])
+    assert checked_drops >= 10
     # within a day some seeded positions (HF just above 1 on volatile collateral) are at risk
     assert sum(r["liquidation_probability"] > 0.01 for r in rows) >= 5
     assert sum(r["tier"] == "SAFE" for r in rows) >= 150
