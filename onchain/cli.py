@@ -636,10 +636,27 @@ def demo_cmd(
         result = scan(client, MarketRef("aave-v3", info.aave.addresses_provider))
         elapsed = time.monotonic() - started
         positions = _riskiest_first([p for p in result.positions if p.has_debt])
-        _print_scan(result, positions, 25, info.rpc_url)
         out.print(
             f"scan: {len(result.accounts)} accounts in {elapsed:.2f}s, {client.requests_sent} RPC requests"
         )
+        import tempfile
+
+        from onchain.devnet.config_file import write_devnet_config
+
+        with tempfile.TemporaryDirectory() as folder:
+            config = Path(folder) / "devnet.toml"
+            write_devnet_config(config, info)  # names the devnet's Uniswap pools as references
+            risk = _risk(
+                client,
+                result.block,
+                positions,
+                config,
+                "1h",
+                None,
+                True,
+                [("aave-v3", result.market_state)],
+            )
+        _print_scan(result, positions, 25, info.rpc_url, risk)
         for position in positions[:1] + [p for p in positions if not p.liquidatable][:1]:
             out.print(breakdown_table(position))
         _demo_other_markets(info, result.market_state)
@@ -686,13 +703,21 @@ def _demo_other_markets(info: Any, first_state: Any) -> None:
         client = _client(info.rpc_url, info.chain_id, 10.0)
         watched = watch_everywhere(client, refs, wallets)
         held = [p for p in watched.positions if p.assets]
+        states = [(ref.protocol, state) for ref, state in watched.market_states]
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "devnet.toml"
+            write_devnet_config(path, info)
+            risk = _risk(client, watched.block, held, path, "1h", None, False, states)
         out.print(
             watch_table(
                 held,
                 f"watch {len(wallets)} wallets across {len(refs)} markets at block "
-                f"{watched.block.number} (one table, every protocol)",
+                f"{watched.block.number} (one table, every protocol; risk within 1 h)",
+                risk,
             )
         )
+        for line in advice_lines(held, risk or [{}] * len(held)):
+            out.print(line)
 
 
 from onchain.cli_store import register as _register_store  # noqa: E402

@@ -301,9 +301,12 @@ def pending_prices(
     book: Book,
     references: Sequence[Reference],
     horizon_s: float,
+    usd_markets: set[str] | None = None,
 ) -> tuple[PendingPrices | None, str]:
     """Reference prices from DEX pools, converted to the base currency with the quote asset's
-    oracle price, and what each feed will most likely publish next."""
+    oracle price, and what each feed will most likely publish next. References are in USD, so
+    they only apply to columns of markets priced in USD or a stablecoin (`usd_markets`; None:
+    all), never to e.g. a market whose base currency is WETH."""
     usable = [r for r in references if r.pool]
     if not usable:
         return None, "pending health: no reference prices configured ([risk.references])"
@@ -327,7 +330,8 @@ def pending_prices(
     )
     symbol_price = {}
     for j, sym in enumerate(book.symbols):
-        symbol_price.setdefault(sym.upper(), float(book.price_base[j]))
+        if usd_markets is None or book.assets[j].rpartition(":")[0] in usd_markets:
+            symbol_price.setdefault(sym.upper(), float(book.price_base[j]))
     ref_by_symbol: dict[str, tuple[float, float | None, Reference]] = {}
     for i, ref in enumerate(usable):
         token0, token1, slot0, liquidity, feed_round = results[5 * i : 5 * i + 5]
@@ -354,7 +358,8 @@ def pending_prices(
     since_update = np.zeros(m)
     for j, sym in enumerate(book.symbols):
         hit = ref_by_symbol.get(sym.upper())
-        if hit is None:
+        market = book.assets[j].rpartition(":")[0]
+        if hit is None or (usd_markets is not None and market not in usd_markets):
             continue
         ref_price[j], since, ref = hit
         deviation[j], heartbeat[j] = ref.deviation, ref.heartbeat_s
@@ -423,7 +428,12 @@ def assess_positions(
     aligned = model.with_assets([underlying(s) for s in symbols])
     covariance = aligned.effective_covariance(horizon_s)
     tail_dof = aligned.horizon_tail_dof(horizon_s)
-    pending, note = pending_prices(client, block, book, settings.references, horizon_s)
+    usd_markets = {
+        p.market.lower()
+        for p in positions
+        if str(p.extra.get("base_currency") or "USD").upper() in STABLE_SYMBOLS | {"USD"}
+    }
+    pending, note = pending_prices(client, block, book, settings.references, horizon_s, usd_markets)
     sources.append(note)
     available, utilization = pool_liquidity(book, positions, market_snapshots)
     if available is not None:

@@ -218,3 +218,23 @@ def test_applying_the_advised_top_up_gives_the_predicted_health_and_meets_the_ta
         # move the chain clock back onto its interval for the next candidate
         chain.rpc("evm_setNextBlockTimestamp", [hex(int(head["timestamp"], 16))])
     assert checked >= 3
+
+
+def test_usd_reference_prices_never_apply_to_a_market_priced_in_weth(
+    devnet: DevnetInfo, config_path: Path
+) -> None:
+    run = subprocess.run(
+        [ONCHAIN, "scan", "--config", str(config_path), "--market", "morpho-blue-devnet", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    rows = json.loads(run.stdout)
+    in_weth = [r for r in rows if r["details"].get("base_currency") == "WETH"]
+    assert in_weth
+    for row in in_weth:
+        assert row["tier"] != "PENDING"
+        if row["pending_health_factor"] is not None and row["health_factor"] is not None:
+            now = int(row["health_factor"]) / 10**18
+            assert abs(row["pending_health_factor"] - now) < 1e-6 * max(1.0, now)
