@@ -239,6 +239,26 @@ def _resolve(
     )
 
 
+def resolve_markets(
+    rpc: str | None,
+    protocol: str | None,
+    market: str | None,
+    config: Path | None,
+    chain_id: int | None,
+    chain: str | None,
+    deployment: str | None,
+) -> tuple[str, list[MarketRef], int | None]:
+    """The endpoint, the markets and the chain id to insist on: with --config and neither
+    --market nor --protocol, every market the config lists on the chain; else the one named."""
+    if config is not None and market is None and protocol is None:
+        cfg = load_config(config)
+        chain_cfg = _config_chain(cfg, chain)
+        refs = [_market_ref(m) for m in cfg.markets.values() if m.chain == chain_cfg.name]
+        return _endpoint(rpc, chain_cfg), refs, chain_id or chain_cfg.chain_id
+    url, ref, expected = _resolve(rpc, protocol, market, config, chain_id, chain, deployment)
+    return url, [ref], expected
+
+
 def _warn_skipped(states: list[Any]) -> None:
     """Markets a deployment lists but that cannot be valued at this block (e.g. their oracle
     reverts) are left out of the figures; say so once, on stderr."""

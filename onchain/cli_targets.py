@@ -116,16 +116,9 @@ def register(app: typer.Typer) -> None:
             cfg = cli.load_config(config)
             table, references = _config_settings(cfg.risk)
         settings = _settings(table, flags, references, include_pending=not no_pending)
-        if config is not None and market is None and protocol is None:
-            cfg = cli.load_config(config)
-            chain_cfg = cli._config_chain(cfg, chain)
-            refs = [cli._market_ref(m) for m in cfg.markets.values() if m.chain == chain_cfg.name]
-            url, expected = cli._endpoint(rpc, chain_cfg), chain_id or chain_cfg.chain_id
-        else:
-            url, ref, expected = cli._resolve(
-                rpc, protocol, market, config, chain_id, chain, deployment
-            )
-            refs = [ref]
+        url, refs, expected = cli.resolve_markets(
+            rpc, protocol, market, config, chain_id, chain, deployment
+        )
         if block is not None and block < 0:
             raise InputError(f"--block must be >= 0, got {block}")
         client = cli._client(url, expected, timeout)
