@@ -517,6 +517,10 @@ def report_cmd(
                                 "liquidatable": a.liquidatable,
                                 "risk_tier": a.risk_tier,
                                 "reason": a.risk_reason,
+                                "reasons": a.risk_reasons,
+                                "liquidation_probability": a.liquidation_probability,
+                                "horizon_s": a.horizon_s,
+                                "pending_health_factor": a.pending_health_factor,
                                 "total_collateral_base": str(a.total_collateral_base),
                                 "total_debt_base": str(a.total_debt_base),
                             }
@@ -578,10 +582,11 @@ def report_cmd(
     if shown:
         decimals = {b.label: b.base_currency_decimals for b in books}
         table = Table(title=f"positions at risk ({len(shown)} of {len(risky)}), riskiest first")
-        for col in ("market", "account", "health factor", "tier", "collateral", "debt", "why"):
+        columns = ("market", "account", "health factor", "tier", "P(liq.)", "collateral", "debt")
+        for col in (*columns, "why"):
             table.add_column(
                 col,
-                justify="right" if col in ("collateral", "debt") else "left",
+                justify="right" if col in ("P(liq.)", "collateral", "debt") else "left",
                 no_wrap=col in ("account", "health factor"),
             )
         for a in shown:
@@ -590,6 +595,7 @@ def report_cmd(
                 a.account,
                 format_hf(a.health_factor),
                 a.risk_tier,
+                "-" if a.liquidation_probability is None else f"{a.liquidation_probability:.2%}",
                 format_base(a.total_collateral_base, decimals[a.label]),
                 format_base(a.total_debt_base, decimals[a.label]),
                 a.risk_reason,

@@ -25,6 +25,7 @@ from onchain.jobs.maintenance import assess_job
 from onchain.jobs.refresh import refresh_job
 from onchain.store import crud
 from onchain.store.db import Store
+from onchain.store.models import TIERS
 from tests.aave_oracle import UINT256_MAX, pool_account_data
 from tests.test_store_fixtures import db_url_fixture, store_fixture  # noqa: F401
 
@@ -153,10 +154,15 @@ def test_report_lists_what_is_at_risk_now_by_tier_and_market_with_exact_totals(
     assert liquidatable and tiers["LIQUIDATABLE"]["positions"] == len(liquidatable)
     at_risk = {r["account"]: r for r in book["at_risk"]}
     assert {a for a, r in at_risk.items() if r["risk_tier"] == "LIQUIDATABLE"} == liquidatable
-    below_watch = {a for a, t in with_debt if t[5] < 125 * 10**16}
-    assert set(at_risk) == below_watch
-    hfs = [int(r["health_factor"]) for r in book["at_risk"]]
-    assert hfs == sorted(hfs)  # riskiest first
+    # tiers are the risk module's (tests/test_daemon_risk.py): every position not SAFE is listed
+    # with its reason codes and probability, worst tier first, then likeliest, then lowest health
+    assert len(at_risk) == sum(t["positions"] for k, t in tiers.items() if k != "SAFE")
+    assert all(r["reasons"] and r["liquidation_probability"] is not None for r in at_risk.values())
+    ranks = [
+        (TIERS.index(r["risk_tier"]), -r["liquidation_probability"], int(r["health_factor"]))
+        for r in book["at_risk"]
+    ]
+    assert ranks == sorted(ranks)  # riskiest first
     assert all(t[5] != UINT256_MAX for _a, t in with_debt)
 
     code, out, err = cli(capsys, "report", "--config", str(config), "--limit", "3")

@@ -1,14 +1,24 @@
-"""Risk tiers for now: from the exact health factor, with thresholds from config, and a reason
-for every verdict. Small on purpose (positions in, tiers and reasons out): the risk module
-(onchain/risk) will replace the rule without touching the jobs or the store."""
+"""Risk tiers for stored snapshots, with a reason for every verdict.
+
+Where the chain is at hand (refresh), the risk module tiers a block's positions
+(`risk_tiers`): probability of liquidation within the horizon, one-oracle-update-away
+(PENDING), reason codes. The exact verdict still wins: a position the adapter's integer math
+calls liquidatable is LIQUIDATABLE whatever the float screen says, and one it calls healthy is
+never stored LIQUIDATABLE (CRITICAL then), as `onchain.output.tier_text` shows it.
+
+The health-factor rule (`tier_of`, thresholds from config) is the fallback when the risk
+assessment cannot run, and what the assess job applies to rows the risk module did not tier."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Protocol
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 from onchain.config import TierThresholds
-from onchain.store.crud import Assessed
+from onchain.protocols.base import MarketSnapshot, Position
+from onchain.risk_context import RiskReport, RiskSettings, assess_positions
+from onchain.rpc.client import BlockRef, RpcClient
+from onchain.store.crud import Assessed, StoredHealth
 
 WAD = 10**18
 
@@ -52,3 +62,81 @@ def tier_of(health_factor: int | None, liquidatable: bool, tiers: TierThresholds
 def assess(positions: Iterable[HasHealth], tiers: TierThresholds) -> list[Assessed]:
     """One (tier, reason) per position, in order."""
     return [tier_of(p.health_factor, p.liquidatable, tiers) for p in positions]
+
+
+def assess_stored(stored: Iterable[StoredHealth], tiers: TierThresholds) -> list[Assessed]:
+    """The assess job's rule for a stored snapshot: rows the risk module tiered keep their tier
+    (re-tiering them needs the chain at that block); the others get the health-factor rule, so
+    a change of [risk.tiers] still reaches them."""
+    return [
+        Assessed(s.risk_tier, s.risk_reason)
+        if s.liquidation_probability is not None
+        else tier_of(s.health_factor, s.liquidatable, tiers)
+        for s in stored
+    ]
+
+
+def _seconds(value: float) -> str:
+    return f"{value / 3600:.1f} h" if value >= 7200 else f"{value:.0f} s"
+
+
+def risk_assessed(position: Position, fields: Mapping[str, Any]) -> Assessed:
+    """One position's stored verdict from the risk module's fields, under the exact rule."""
+    tier = "LIQUIDATABLE" if position.liquidatable else str(fields["tier"])
+    codes = [str(c) for c in fields["reasons"]]
+    hf = position.health_factor
+    shown = "unknown" if hf is None else format_wad(hf)
+    if position.liquidatable:
+        if "HF_BELOW_1" not in codes:
+            codes.insert(0, "HF_BELOW_1")
+        text = f"liquidatable now: health factor {shown} < 1"
+    else:
+        screened_below_1 = "HF_BELOW_1" in codes or tier == "LIQUIDATABLE"
+        codes = [c for c in codes if c != "HF_BELOW_1"]  # the exact math says healthy
+        if tier == "LIQUIDATABLE":
+            tier = "CRITICAL"
+        if hf is None:
+            text = "no debt"
+        else:
+            text = f"health factor {shown}"
+            if screened_below_1:
+                text += " (the float screen put it below 1; the exact math does not)"
+    pending = fields.get("pending_health_factor")
+    probability = float(fields["liquidation_probability"])
+    horizon = float(fields["horizon_s"])
+    if hf is not None and not position.liquidatable:
+        if tier == "PENDING" and pending is not None:
+            text += f", {pending:.4f} at the next oracle price"
+        text += f", P(liquidation within {_seconds(horizon)}) {probability:.2%}"
+    if codes and tier != "SAFE":
+        text += f" [{', '.join(codes)}]"
+    return Assessed(
+        tier,
+        text,
+        reasons=codes,
+        probability=probability,
+        pending_health_factor=None if pending is None else float(pending),
+        horizon_s=horizon,
+    )
+
+
+def risk_tiers(
+    client: RpcClient,
+    block: BlockRef,
+    positions: Sequence[Position],
+    settings: RiskSettings,
+    market_snapshot: MarketSnapshot | None = None,
+) -> tuple[list[Assessed], RiskReport | None]:
+    """One risk assessment for all of a block's positions (one book, one call), then the exact
+    verdict applied per position. Raises when the assessment cannot run: the caller falls back
+    to `assess` and records why."""
+    if not positions:
+        return [], None
+    report = assess_positions(
+        client,
+        block,
+        positions,
+        settings,
+        market_snapshots=(market_snapshot,) if market_snapshot is not None else (),
+    )
+    return [risk_assessed(p, report.fields(i)) for i, p in enumerate(positions)], report

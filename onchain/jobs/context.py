@@ -39,6 +39,12 @@ class JobContext:
         )
 
 
+def note(counts: Counts, key: str, text: str) -> None:
+    """A run's note kept with its counts (why it degraded, e.g. a risk fallback): job_runs.counts
+    is JSON, so `onchain status` shows the text next to the numbers. The newest note wins."""
+    counts[key] = text  # type: ignore[assignment]
+
+
 def market_ref(market: MarketInfo) -> MarketRef:
     return MarketRef(
         market.protocol, market.address, market.start_block, market.version, market.market_id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from onchain.jobs.assess import assess
+from onchain.jobs.assess import assess_stored
 from onchain.jobs.context import Counts, JobContext
 from onchain.jobs.discover import one_line
 from onchain.store import crud
@@ -14,9 +14,10 @@ DAY_S = 86_400
 
 
 def assess_job(ctx: JobContext, counts: Counts) -> list[str]:
-    """Re-tier each market's newest snapshot with the configured thresholds (refresh tiers new
-    snapshots with the same rule; this catches threshold changes) and record an alert for every
-    account whose tier changed since its last alert."""
+    """Record an alert for every account of each market's newest snapshot whose tier changed
+    since its last alert. Tiers the risk module gave at refresh are kept; rows tiered by the
+    health-factor fallback (or written before it) are re-tiered with the configured thresholds,
+    which catches threshold changes."""
     errors = []
     for market in ctx.markets:
         try:
@@ -24,7 +25,7 @@ def assess_job(ctx: JobContext, counts: Counts) -> list[str]:
             if latest is None:
                 continue
             snapshot_id, block_number, stored = latest
-            assessed = assess(stored, ctx.config.tiers)
+            assessed = assess_stored(stored, ctx.config.tiers)
             changed, alerts = crud.apply_assessment(
                 ctx.store, market.id, snapshot_id, block_number, stored, assessed
             )

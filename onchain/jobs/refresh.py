@@ -9,15 +9,16 @@ import logging
 import time
 from typing import Any
 
-from onchain.jobs.assess import assess
-from onchain.jobs.context import Counts, JobContext, market_ref
+from onchain.jobs.assess import assess, risk_tiers
+from onchain.jobs.context import Counts, JobContext, market_ref, note
 from onchain.jobs.discover import discover_market, one_line
 from onchain.pipeline import load_market, read_positions, run_plan
-from onchain.protocols.base import MarketSnapshot, MarketSnapshotPlanner
+from onchain.protocols.base import MarketSnapshot, MarketSnapshotPlanner, Position
 from onchain.protocols.registry import get_adapter
+from onchain.risk_context import RiskSettings
 from onchain.rpc.client import BlockRef, RpcClient
 from onchain.store import crud
-from onchain.store.crud import MarketInfo, WriteResult
+from onchain.store.crud import Assessed, MarketInfo, WriteResult
 
 log = logging.getLogger("onchain.jobs.refresh")
 
@@ -63,6 +64,40 @@ def orphaned_blocks(
     return sorted(n for n, h in stored.items() if n > head.number or canonical.get(n) != h)
 
 
+def tier_block(
+    ctx: JobContext,
+    client: RpcClient,
+    market: MarketInfo,
+    block: BlockRef,
+    positions: list[Position],
+    snapshot: MarketSnapshot | None,
+    counts: Counts,
+) -> tuple[list[Assessed], dict[str, Any]]:
+    """The block's tiers from the risk module, or, when it cannot run, from the health-factor
+    rule; the fallback is never silent: the run's counts say how often and why, the snapshot's
+    details say so for that block, and the log warns."""
+    started = time.perf_counter()
+    try:
+        settings = RiskSettings.from_config(ctx.config.risk)
+        assessed, report = risk_tiers(client, block, positions, settings, snapshot)
+    except Exception as exc:  # a risk failure must not cost the block: fall back, say why
+        why = one_line(exc)
+        counts["risk_fallback_blocks"] += 1
+        note(counts, "risk_fallback_reason", why)
+        log.warning(
+            "%s block %d: risk assessment failed (%s); tiers from health factor thresholds",
+            market.name,
+            block.number,
+            why,
+        )
+        return assess(positions, ctx.config.tiers), {"risk": {"fallback": why}}
+    counts["risk_blocks"] += 1
+    counts["risk_ms"] += round((time.perf_counter() - started) * 1000)
+    if report is None:
+        return assessed, {"risk": {"positions": 0}}
+    return assessed, {"risk": {"horizon_s": report.horizon_s, "sources": report.sources}}
+
+
 def refresh_block(
     ctx: JobContext,
     client: RpcClient,
@@ -83,8 +118,8 @@ def refresh_block(
     accounts = crud.tracked_accounts(ctx.store, market.id, block.number)
     positions = read_positions(client, market.protocol, state, accounts, block)
     snapshot = read_market_snapshot(client, market.protocol, state, block)
-    assessed = assess(positions, ctx.config.tiers)
-    result = crud.write_snapshot(ctx.store, market, block, positions, assessed, snapshot)
+    assessed, details = tier_block(ctx, client, market, block, positions, snapshot, counts)
+    result = crud.write_snapshot(ctx.store, market, block, positions, assessed, snapshot, details)
     counts[f"blocks_{result.outcome}"] += 1
     counts["positions"] += result.positions
     counts["asset_rows"] += result.asset_rows

@@ -340,10 +340,15 @@ def newest_snapshot(store: Store, market_id: int) -> tuple[int, str] | None:
 
 @dataclass(frozen=True)
 class Assessed:
-    """What the store needs from a risk assessment of one position."""
+    """What the store needs from a risk assessment of one position. The optional fields are the
+    risk module's outputs; None where the tier came from the health-factor rule."""
 
     tier: str
     reason: str
+    reasons: list[str] | None = None
+    probability: float | None = None
+    pending_health_factor: float | None = None
+    horizon_s: float | None = None
 
 
 def _asset_ids(
@@ -423,12 +428,14 @@ def write_snapshot(
     positions: Sequence[Position],
     assessed: Sequence[Assessed],
     market_snapshot: MarketSnapshot | None,
+    details: Mapping[str, Any] | None = None,
 ) -> WriteResult:
     """All of block B's rows for one market, in ONE transaction, or none of them.
 
     The same block again (same hash) changes nothing; a stored block whose hash differs (it
     left the canonical chain) is replaced by this one. The refresh cursor moves in the same
-    transaction, so after a crash it never points past what is stored."""
+    transaction, so after a crash it never points past what is stored. `details` adds to the
+    snapshot header's details (e.g. how the block's risk tiers were computed)."""
     if len(assessed) != len(positions):
         raise ValueError("one assessment per position")
     with store.write() as conn:
@@ -480,6 +487,7 @@ def write_snapshot(
                     {
                         "version": market_snapshot.version if market_snapshot else None,
                         "protocol": market.protocol,
+                        **(details or {}),
                     }
                 ),
                 taken_at=utcnow(),
@@ -512,6 +520,10 @@ def write_snapshot(
                     "ltv_bps": p.ltv_bps,
                     "risk_tier": a.tier,
                     "risk_reason": a.reason,
+                    "risk_reasons": a.reasons,
+                    "liquidation_probability": a.probability,
+                    "pending_health_factor": a.pending_health_factor,
+                    "horizon_s": a.horizon_s,
                     "extra": jsonable(p.extra),
                 }
             )
@@ -658,6 +670,7 @@ class StoredHealth:
     liquidatable: bool
     risk_tier: str
     risk_reason: str
+    liquidation_probability: float | None = None  # None: tiered by the health-factor rule
 
 
 def latest_health(store: Store, market_id: int) -> tuple[int, int, list[StoredHealth]] | None:
@@ -681,6 +694,7 @@ def latest_health(store: Store, market_id: int) -> tuple[int, int, list[StoredHe
                 p.c.liquidatable,
                 p.c.risk_tier,
                 p.c.risk_reason,
+                p.c.liquidation_probability,
             )
             .join(T_ACCOUNTS, T_ACCOUNTS.c.id == p.c.account_id)
             .where(p.c.snapshot_id == head.id)

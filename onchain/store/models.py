@@ -36,8 +36,9 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-# Risk tiers, most severe first; `assess` assigns them, queries rank by this order.
-TIERS = ("LIQUIDATABLE", "CRITICAL", "HIGH", "WATCH", "SAFE")
+# Risk tiers, most severe first; `assess` assigns them, queries rank by this order. PENDING (one
+# oracle update from liquidation) comes from the risk module; the health-factor rule never gives it.
+TIERS = ("LIQUIDATABLE", "PENDING", "CRITICAL", "HIGH", "WATCH", "SAFE")
 
 
 class Base(DeclarativeBase):
@@ -169,7 +170,11 @@ class PositionSnapshot(Base):
     the position is in (Position.market): the market's address where a market is one book
     (Aave), a market id where one contract holds many (Morpho Blue). Amounts are in that
     book's base currency (`base_currency_decimals`). `health_factor` is the exact wad (NULL:
-    no debt); `health_factor_float` is its twin for range queries and charts."""
+    no debt); `health_factor_float` is its twin for range queries and charts.
+
+    `risk_tier`/`risk_reason` are always set; the risk module's own outputs (reason codes,
+    probability of liquidation within `horizon_s` seconds, health at the next oracle price) are
+    NULL where the tier came from the health-factor fallback rule."""
 
     __tablename__ = "position_snapshots"
     __table_args__ = (
@@ -197,6 +202,10 @@ class PositionSnapshot(Base):
     ltv_bps: Mapped[int] = mapped_column(Integer)
     risk_tier: Mapped[str] = mapped_column(String(16))
     risk_reason: Mapped[str] = mapped_column(Text)
+    risk_reasons: Mapped[list[str] | None] = mapped_column(Json)
+    liquidation_probability: Mapped[float | None] = mapped_column(Double)
+    pending_health_factor: Mapped[float | None] = mapped_column(Double)
+    horizon_s: Mapped[float | None] = mapped_column(Double)
     extra: Mapped[dict[str, Any]] = mapped_column(Json)
 
 

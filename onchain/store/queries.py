@@ -248,6 +248,9 @@ def account_history(
 
 @dataclass(frozen=True)
 class AtRiskPosition:
+    """A stored position as the report shows it; the risk module's fields are None where the
+    tier came from the health-factor rule."""
+
     label: str
     account: str
     health_factor: int | None
@@ -257,6 +260,10 @@ class AtRiskPosition:
     risk_reason: str
     total_collateral_base: int
     total_debt_base: int
+    risk_reasons: list[str] | None = None
+    liquidation_probability: float | None = None
+    pending_health_factor: float | None = None
+    horizon_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -288,9 +295,11 @@ class BookReport:
     at_risk: list[AtRiskPosition]
 
 
-def _rank(a: AtRiskPosition) -> tuple[int, int]:
+def _rank(a: AtRiskPosition) -> tuple[int, float, int]:
+    """Worst tier first; within a tier the likelier liquidation, then the lower health."""
     tier = TIERS.index(a.risk_tier) if a.risk_tier in TIERS else len(TIERS)
-    return tier, a.health_factor if a.health_factor is not None else 2**256
+    probability = a.liquidation_probability or 0.0
+    return tier, -probability, a.health_factor if a.health_factor is not None else 2**256
 
 
 def at_risk_report(store: Store, *, market: str | None = None) -> list[BookReport]:
@@ -338,6 +347,10 @@ def at_risk_report(store: Store, *, market: str | None = None) -> list[BookRepor
                     p.c.risk_reason,
                     p.c.total_collateral_base,
                     p.c.total_debt_base,
+                    p.c.risk_reasons,
+                    p.c.liquidation_probability,
+                    p.c.pending_health_factor,
+                    p.c.horizon_s,
                 )
                 .join(T_ACCOUNTS, T_ACCOUNTS.c.id == p.c.account_id)
                 .where(p.c.snapshot_id == head.id)
