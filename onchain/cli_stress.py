@@ -1,5 +1,6 @@
 """`onchain stress`: the current book under historical extreme moves or given drops, and its
-liquidation curve. Human tables by default, --json for machines, --chart PATH.png for the curve.
+liquidation curve, and the liquidation cascade through the configured reference pools
+([risk.references]). Human tables by default, --json for machines, --chart PATH.png for the curve.
 Bad input (unknown scenario, malformed --drop, unwritable chart path) is one line and exit 2,
 before any RPC call."""
 
@@ -107,8 +108,49 @@ def print_report(report: dict[str, Any], chart: Path | None) -> None:
             _money(curve["bad_debt_usd"][i]),
         )
     out.print(table)
+    print_cascade(report.get("cascade"))
     if chart is not None:
         out.print(f"chart written to {chart}")
+
+
+def print_cascade(cascade: dict[str, Any] | None) -> None:
+    """Per symbol and initial drop: the drop once seized collateral is sold into its pool."""
+    if not cascade:
+        return
+    if not cascade["by_symbol"]:
+        out.print(f"no liquidation cascade: {cascade['reason']}")
+        return
+    table = Table(
+        title="Liquidation cascade: one symbol drops, its seized collateral is sold into its "
+        "reference pool, the price falls further (fixed point)"
+    )
+    for col in ("symbol", "drop", "final drop", "seized (units)", "seized USD", "iter.", "note"):
+        table.add_column(col, justify="left" if col in ("symbol", "note") else "right")
+    for s in cascade["by_symbol"]:
+        for step in s["steps"]:
+            note = "wiped out" if step["wiped_out"] else ""
+            if step["seized_units"] and not step["within_range"]:
+                note = (note + " " if note else "") + "beyond the pool range: impact a lower bound"
+            table.add_row(
+                s["symbol"],
+                f"-{step['initial_drop'] * 100:.0f}%",
+                f"-{step['final_drop'] * 100:.1f}%",
+                f"{step['seized_units']:,.4f}",
+                _money(step["seized_value_usd"]),
+                str(step["iterations"]),
+                note,
+            )
+    out.print(table)
+    for s in cascade["by_symbol"]:
+        edge = "unknown" if s["range_drop"] is None else f"-{s['range_drop'] * 100:.1f}%"
+        out.print(
+            f"{s['symbol']}: pool {s['pool']} ({s['symbol']}/{s['quote']}, fee "
+            f"{s['fee'] * 100:g}%), virtual reserve {s['virtual_reserve_units']:,.2f} "
+            f"{s['symbol']}, current range ends at {edge}; {s['positions']} positions in "
+            f"{', '.join(s['markets'])}"
+        )
+    for skip in cascade["skipped"]:
+        out.print(f"{skip['symbol']}: no cascade ({skip['reason']})")
 
 
 def register(app: typer.Typer) -> None:
@@ -150,14 +192,17 @@ def register(app: typer.Typer) -> None:
         timeout: Annotated[float, typer.Option("--timeout", help="seconds per request")] = 10.0,
     ) -> None:
         """Positions liquidated, collateral seized, debt repaid and bad debt under historical
-        moves (or --drop), per market and per asset, and the liquidation curve."""
+        moves (or --drop), per market and per asset, the liquidation curve, and the cascade
+        (seized collateral sold into the config's reference pools, fed back into the drop)."""
         from onchain import cli
 
         if scenario and drop:
             raise InputError("give --scenario or --drop, not both")
         # imported here: numpy/scipy/matplotlib would slow every other command's start
         from onchain.stress_report import (
+            book_cascade,
             check_drop_assets,
+            no_cascade,
             parse_drops,
             read_book_positions,
             select_scenarios,
@@ -175,16 +220,14 @@ def register(app: typer.Typer) -> None:
                 raise InputError(f"--chart {chart}: expected a .png path")
             if not chart.parent.is_dir():
                 raise InputError(f"--chart {chart}: folder {chart.parent} does not exist")
-        if config is not None and market is None and protocol is None:
-            cfg = cli.load_config(config)
-            chain_cfg = cli._config_chain(cfg, chain)
-            refs = [cli._market_ref(m) for m in cfg.markets.values() if m.chain == chain_cfg.name]
-            url, expected = cli._endpoint(rpc, chain_cfg), chain_id or chain_cfg.chain_id
-        else:
-            url, ref, expected = cli._resolve(
-                rpc, protocol, market, config, chain_id, chain, deployment
-            )
-            refs = [ref]
+        references: tuple[Any, ...] = ()
+        if config is not None:
+            from onchain.risk_context import RiskSettings
+
+            references = RiskSettings.from_config(cli.load_config(config).risk).references
+        url, refs, expected = cli.resolve_markets(
+            rpc, protocol, market, config, chain_id, chain, deployment
+        )
         client = cli._client(url, expected, timeout)
         pinned, positions, states = read_book_positions(client, refs, block)
         cli._warn_skipped(states)
@@ -197,6 +240,11 @@ def register(app: typer.Typer) -> None:
             curve_max=curve_max / 100.0,
             curve_step=curve_step / 100.0,
             unmapped_volatile="hold" if custom is not None else "max",
+        )
+        report["cascade"] = (
+            book_cascade(client, sb, references)
+            if config is not None
+            else no_cascade("no config: reference pools come from [risk.references] (--config)")
         )
         if chart is not None:
             write_curve_chart(report, chart)

@@ -21,6 +21,10 @@ with a scan at the shocked prices).
 "Collateral seized" is what one liquidation call takes from the borrower (close factor, bonus;
 the protocol's share of the bonus included), "debt repaid" what it repays, "bad debt" the debt
 value above the collateral value at the shocked prices (before any liquidation).
+
+The cascade (:func:`book_cascade`) reads the config's reference Uniswap V3 pools at the same
+block and feeds the sale of each symbol's seized collateral back into its drop; see
+:class:`PoolDepth` for what the impact model is exact for and where it is only a lower bound.
 """
 
 from __future__ import annotations
@@ -34,11 +38,21 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from eth_abi import decode, encode
+from eth_utils import function_signature_to_4byte_selector
 
 from onchain.errors import InputError
+from onchain.market_data.uniswap_v3 import pool_state_calls
 from onchain.pipeline import discover_accounts, load_market, read_positions
 from onchain.protocols.base import MarketRef, Position
 from onchain.risk.book import DEFAULT_STABLE_SYMBOLS, Book, book_from_positions
+from onchain.risk.liquidity import (
+    cascade,
+    constant_product_spot_impact,
+    sqrt_price_from_x96,
+    tick_to_sqrt_price,
+    v3_virtual_reserves,
+)
 from onchain.risk.stress import (
     DEPEG_ASSETS,
     SYMBOL_ALIASES,
@@ -50,6 +64,7 @@ from onchain.risk.stress import (
     scenario_prices,
     shock_grid,
 )
+from onchain.rpc.calls import Call, execute
 from onchain.rpc.client import BlockRef, RpcClient
 
 DEFAULT_WINDOWS: tuple[str, ...] = ("1h", "24h")  # the worst hourly and daily moves
@@ -465,3 +480,277 @@ def write_curve_chart(report: Mapping[str, Any], path: Path) -> None:
         fig.savefig(path, format="png")
     finally:
         plt.close(fig)
+
+
+# -- the liquidation cascade -----------------------------------------------------------------------
+
+CASCADE_DROPS: tuple[float, ...] = tuple(float(d) for d in shock_grid(0.5, 0.05))  # 0..50%
+CASCADE_GRID = 1001  # seizures tabulated every 0.1% of drop, then interpolated
+_SEL = {
+    name: function_signature_to_4byte_selector(f"{name}()")
+    for name in ("token0", "token1", "fee", "tickSpacing", "decimals")
+}
+_TICK_BITMAP = function_signature_to_4byte_selector("tickBitmap(int16)")
+BITMAP_WORDS = 4  # words of the tick bitmap scanned for the edge of the current range
+
+
+def _address(data: bytes) -> str:
+    return str(decode(["address"], data)[0]).lower()
+
+
+def _uint(data: bytes) -> int:
+    return int(decode(["uint256"], data)[0])
+
+
+@dataclass(frozen=True)
+class PoolDepth:
+    """One reference Uniswap V3 pool as the depth a symbol's seized collateral is sold into.
+
+    Its current range acts as a constant-product pool on virtual reserves (x_v = L/sqrt(P) for
+    token0, y_v = L·sqrt(P) for token1): exact while the sale stays in the range
+    (``range_drop``: the fall of the symbol's pool price at which the range ends), a lower bound
+    on the impact beyond it where liquidity thins away from the price (the usual shape, not a
+    guarantee: the model does not read the ticks beyond)."""
+
+    symbol: str
+    pool: str
+    quote: str
+    token: str  # the symbol's token in the pool
+    sells_token0: bool
+    fee: float  # fraction
+    reserve_units: float  # virtual reserve of the symbol, whole units
+    range_drop: float | None  # None: no initialized tick within the scanned bitmap words
+
+    def spot_impact(self, units: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """Relative fall of the pool's price of the symbol after selling ``units`` at once."""
+        return constant_product_spot_impact(units, self.reserve_units, self.fee)
+
+
+def _range_edge(bitmap: Mapping[int, int], tick: int, spacing: int, downward: bool) -> int | None:
+    """The initialized tick that ends the current range in the swap direction (<= tick going
+    down, > tick going up, as the pool's own search does), from the scanned bitmap words."""
+    compressed = tick // spacing
+    for word in sorted(bitmap, reverse=downward):
+        bits = bitmap[word]
+        for bit in range(255, -1, -1) if downward else range(256):
+            t = word * 256 + bit
+            if (t <= compressed if downward else t > compressed) and bits >> bit & 1:
+                return t * spacing
+    return None
+
+
+def read_pool_depths(
+    client: RpcClient, block: BlockRef, sb: StressBook, references: Sequence[Any]
+) -> tuple[dict[str, PoolDepth], list[dict[str, str]]]:
+    """Each reference pool's state at the pinned block as a :class:`PoolDepth`, for the volatile
+    symbols the book holds as collateral; the others with the reason they are left out."""
+    held = {
+        sym.upper()
+        for j, sym in enumerate(sb.book.symbols)
+        if sb.book.collateral[:, j].any() and sym.upper() not in DEFAULT_STABLE_SYMBOLS
+    }
+    skipped: list[dict[str, str]] = []
+    usable = []
+    for ref in references:
+        sym = ref.symbol.upper()
+        if not ref.pool:
+            skipped.append({"symbol": sym, "reason": "no pool configured"})
+        elif sym in DEFAULT_STABLE_SYMBOLS:
+            skipped.append({"symbol": sym, "reason": "stable: not shocked"})
+        elif sym not in held:
+            skipped.append({"symbol": sym, "reason": "no collateral of it in the book"})
+        else:
+            usable.append(ref)
+    if not usable:
+        return {}, skipped
+    calls: list[Call] = []
+    for ref in usable:
+        calls += [
+            Call(ref.pool, _SEL["token0"], _address),
+            Call(ref.pool, _SEL["token1"], _address),
+            Call(ref.pool, _SEL["fee"], _uint),
+            Call(ref.pool, _SEL["tickSpacing"], lambda d: int(decode(["int24"], d)[0])),
+            *pool_state_calls(ref.pool),
+        ]
+    results = execute(client, calls, block)
+    states = [results[6 * i : 6 * i + 6] for i in range(len(usable))]
+    tokens = sorted({t for s in states for t in s[:2]})
+    decimals = dict(
+        zip(
+            tokens,
+            execute(client, [Call(t, _SEL["decimals"], _uint) for t in tokens], block),
+            strict=True,
+        )
+    )
+    # the symbol's token: an address of the book's columns of that symbol
+    book_tokens: dict[str, set[str]] = {}
+    for key, sym in zip(sb.book.assets, sb.book.symbols, strict=True):
+        book_tokens.setdefault(sym.upper(), set()).add(key.rsplit(":", 1)[-1].lower())
+    words: list[tuple[int, int]] = []  # (state index, word)
+    sides: dict[int, bool] = {}
+    for i, (ref, s) in enumerate(zip(usable, states, strict=True)):
+        token0, token1, _, spacing, (_, tick), _ = s
+        ours = book_tokens.get(ref.symbol.upper(), set())
+        if not ({token0, token1} & ours):
+            reason = f"pool {ref.pool} trades none of the book's {ref.symbol} tokens"
+            skipped.append({"symbol": ref.symbol.upper(), "reason": reason})
+            continue
+        sells_token0 = sides[i] = token0 in ours
+        start = (tick // spacing) >> 8
+        step = -1 if sells_token0 else 1  # selling token0 moves the tick down
+        words += [(i, start + step * k) for k in range(BITMAP_WORDS)]
+    bitmap_calls = [
+        Call(usable[i].pool, _TICK_BITMAP + encode(["int16"], [w]), _uint, allow_failure=True)
+        for i, w in words
+    ]
+    bitmaps: list[dict[int, int]] = [{} for _ in usable]
+    for (i, w), bits in zip(words, execute(client, bitmap_calls, block), strict=True):
+        bitmaps[i][w] = bits or 0
+    depths: dict[str, PoolDepth] = {}
+    for i, sells_token0 in sides.items():
+        ref = usable[i]
+        token0, token1, fee, spacing, (sqrt_x96, tick), liquidity = states[i]
+        x_v, y_v = v3_virtual_reserves(sqrt_x96, float(liquidity))
+        reserve = x_v / 10.0 ** decimals[token0] if sells_token0 else y_v / 10.0 ** decimals[token1]
+        edge = _range_edge(bitmaps[i], int(tick), int(spacing), downward=sells_token0)
+        range_drop = None
+        if edge is not None:
+            ratio = (float(tick_to_sqrt_price(edge)) / sqrt_price_from_x96(sqrt_x96)) ** 2
+            range_drop = 1.0 - (ratio if sells_token0 else 1.0 / ratio)
+        depths[ref.symbol.upper()] = PoolDepth(
+            ref.symbol.upper(),
+            ref.pool,
+            ref.quote,
+            token0 if sells_token0 else token1,
+            sells_token0,
+            fee / 1e6,
+            reserve,
+            range_drop,
+        )
+    return depths, skipped
+
+
+def merged_symbol_book(sb: StressBook, symbol: str) -> tuple[Book, float, list[str]] | None:
+    """The positions that hold ``symbol`` as collateral, with its per-market columns merged into
+    column 0, so :func:`onchain.risk.liquidity.cascade` moves it everywhere at once.
+
+    Each position lives in one market, so it has at most one column of the symbol; the merged
+    column is priced at one reference price (USD when a market gives it) and every other column
+    of the position is rescaled by reference / market price of the symbol. Health factors and
+    units seized are ratios of the position's own values, so they are unchanged. Columns where
+    the symbol is only a Morpho loan token are left out of the move (its collateral there is
+    priced in it; an LST would follow it anyway). Returns (book, reference price, market
+    labels), or None when no position holds the symbol as collateral."""
+    book = sb.book
+    cols = [
+        j
+        for j, s in enumerate(book.symbols)
+        if s.upper() == symbol.upper() and book.collateral[:, j].any()
+    ]
+    if not cols:
+        return None
+    groups = [sb.markets[int(sb.column_market[j])] for j in cols]
+    priced = [(j, g) for j, g in zip(cols, groups, strict=True) if g.usd_per_base is not None]
+    ref_j, ref_g = priced[0] if priced else (cols[0], groups[0])
+    p_ref = float(book.price_base[ref_j]) * (ref_g.usd_per_base or 1.0)
+    rows = np.concatenate([g.rows for g in groups])
+    others = np.array([j for g in groups for j in g.columns if j not in cols], dtype=np.int64)
+    own = np.empty(book.n_positions, dtype=np.int64)  # each row's column of the symbol
+    for j, g in zip(cols, groups, strict=True):
+        own[g.rows] = j
+    col = own[rows]
+    scale = p_ref / book.price_base[col]
+
+    def merge(a: npt.NDArray[Any], scaled: bool) -> npt.NDArray[Any]:
+        rest = a[rows][:, others] * (scale[:, None] if scaled else 1.0)
+        return np.column_stack([a[rows, col], rest])
+
+    merged = Book(
+        collateral=merge(book.collateral, True),
+        debt=merge(book.debt, True),
+        liquidation_threshold=merge(book.liquidation_threshold, False),
+        liquidation_bonus=merge(book.liquidation_bonus, False),
+        close_factor_rule=book.close_factor_rule[rows],
+        price_base=np.concatenate([[p_ref], book.price_base[others]]),
+        is_stable=np.concatenate([[False], book.is_stable[others]]),
+        symbols=(symbol, *(book.symbols[j] for j in others)),
+        protocol_fee=np.concatenate([[book.protocol_fee[cols[0]]], book.protocol_fee[others]]),
+    )
+    return merged, p_ref if priced else float("nan"), [g.label for g in groups]
+
+
+def cascade_report(
+    sb: StressBook,
+    depths: Mapping[str, PoolDepth],
+    skipped: Sequence[Mapping[str, str]],
+    drops: Sequence[float] = CASCADE_DROPS,
+) -> dict[str, Any]:
+    """Per symbol and initial drop of that symbol alone (everything else held): the drop after
+    selling the seized collateral into its reference pool, again and again to the fixed point
+    (:func:`onchain.risk.liquidity.cascade`), the units seized there and their USD value at the
+    final price. The pool is taken as it is at the block (not already moved by the initial
+    drop), and the seizures are each position's first liquidation call."""
+    grid = np.asarray(drops, dtype=np.float64)
+    out: list[dict[str, Any]] = []
+    for sym, depth in depths.items():
+        merged = merged_symbol_book(sb, sym)
+        if merged is None:  # held only as a loan token: nothing to seize
+            continue
+        book, p_ref, labels = merged
+        res = cascade(book, 0, grid, depth.spot_impact, grid_size=CASCADE_GRID)
+        # cumulative sums leave ~1e-12 of float dust where nothing is seized
+        dust = 1e-9 * float(book.collateral[:, 0].sum())
+        seized = np.where(res.seized_units > dust, res.seized_units, 0.0)
+        impact = depth.spot_impact(seized)
+        steps = []
+        for k in range(grid.size):
+            value = float(seized[k]) * p_ref * (1.0 - float(res.final_drop[k]))
+            steps.append(
+                {
+                    "initial_drop": float(grid[k]),
+                    "final_drop": float(res.final_drop[k]),
+                    "seized_units": float(seized[k]),
+                    "seized_value_usd": value if math.isfinite(value) else None,
+                    "pool_impact": float(impact[k]),
+                    "within_range": depth.range_drop is not None
+                    and float(impact[k]) <= depth.range_drop,
+                    "iterations": int(res.iterations[k]),
+                    "wiped_out": bool(res.collapsed[k]),
+                }
+            )
+        out.append(
+            {
+                "symbol": sym,
+                "pool": depth.pool,
+                "quote": depth.quote,
+                "token": depth.token,
+                "fee": depth.fee,
+                "virtual_reserve_units": depth.reserve_units,
+                "range_drop": depth.range_drop,
+                "price_usd": p_ref if math.isfinite(p_ref) else None,
+                "markets": labels,
+                "positions": book.n_positions,
+                "steps": steps,
+            }
+        )
+    return {
+        "available": bool(out),
+        "reason": None if out else "no reference pool for a volatile collateral of the book",
+        "model": "V3 current range as constant product on virtual reserves; exact within "
+        "range_drop, a lower bound on the impact beyond where liquidity thins",
+        "by_symbol": out,
+        "skipped": list(skipped),
+    }
+
+
+def no_cascade(reason: str) -> dict[str, Any]:
+    """The ``cascade`` key when there is nothing to sell into."""
+    return {"available": False, "reason": reason, "by_symbol": [], "skipped": []}
+
+
+def book_cascade(client: RpcClient, sb: StressBook, references: Sequence[Any]) -> dict[str, Any]:
+    """The ``cascade`` key of the report: pools read at the book's pinned block."""
+    if not any(r.pool for r in references):
+        return no_cascade("no reference pools configured ([risk.references.SYMBOL] pool = ...)")
+    depths, skipped = read_pool_depths(client, sb.block, sb, references)
+    return cascade_report(sb, depths, skipped)
