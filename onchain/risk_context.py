@@ -27,6 +27,7 @@ from onchain.risk.assess import Assessment
 from onchain.risk.book import Book
 from onchain.risk.latency import ChainLatency, estimate_chain_latency
 from onchain.risk.oracle_lag import PendingPrices, next_oracle_prices
+from onchain.risk.stress import SYMBOL_ALIASES
 from onchain.risk.tiers import Tier, TierThresholds, reason_names
 from onchain.risk.volatility import VolatilityModel, fit_volatility_model
 from onchain.rpc.calls import Call, execute
@@ -41,25 +42,15 @@ DEFAULT_ANNUAL_VOLATILITY = {"ETH": 0.75, "BTC": 0.60, "LINK": 1.0, "STABLE": 0.
 DEFAULT_TAIL_SCALE = 1.2
 DEFAULT_TAIL_DOF = 3.0
 STABLE_SYMBOLS = {"USDC", "USDT", "DAI", "USDS", "GHO", "LUSD", "FRAX", "PYUSD", "USDE"}
-# Token symbols that follow an underlying's price (wrappers and liquid staking tokens).
-ALIASES = {
-    "WETH": "ETH",
-    "STETH": "ETH",
-    "WSTETH": "ETH",
-    "RETH": "ETH",
-    "CBETH": "ETH",
-    "WEETH": "ETH",
-    "WBTC": "BTC",
-    "CBBTC": "BTC",
-    "TBTC": "BTC",
-}
 
 
 def underlying(symbol: str) -> str:
     upper = symbol.upper()
     if upper in STABLE_SYMBOLS:
         return "STABLE"
-    return ALIASES.get(upper, upper)
+    return SYMBOL_ALIASES.get(
+        upper, upper
+    )  # wrappers and liquid staking tokens follow their underlying
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,22 +11,7 @@ from eth_abi import decode
 from onchain.devnet.anvil import free_port
 from onchain.devnet.build import DevnetInfo
 from onchain.devnet.chain import DevChain, calldata
-
-ONCHAIN = [str(Path(sys.executable).with_name("onchain"))]
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(ONCHAIN + list(args), capture_output=True, text=True, timeout=120)
-
-
-def assert_one_clear_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
-    """Exit code 2, nothing on stdout, exactly one line on stderr naming the problem."""
-    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
-    assert result.stdout == ""
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    for word in words:
-        assert word.lower() in lines[0].lower(), lines[0]
+from tests.cli_support import assert_one_clear_error, run
 
 
 def test_scan_json_is_the_documented_machine_interface_and_exact(devnet: DevnetInfo) -> None:

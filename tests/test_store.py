@@ -3,8 +3,6 @@ refreshes, reorg replacement, protocol-neutral rows, retention, tiers and alerts
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +19,14 @@ from onchain.rpc.client import BlockRef
 from onchain.store import crud, queries
 from onchain.store.db import Store, StoreError, parse_db_url
 from onchain.store.types import UINT256_MAX
+from tests.cli_support import assert_one_clear_error
+from tests.cli_support import run as run_cli
 from tests.test_store_fixtures import db_url_fixture, store_fixture  # noqa: F401
 
 WAD = 10**18
 MARKET = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 WETH = "0xC02aaA39b223FE8D0A0e5C4F27eAD9083C756Cc2"
 USDC = "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48"
-ONCHAIN = [str(Path(sys.executable).with_name("onchain"))]
 
 
 def account(i: int) -> str:
@@ -380,19 +379,6 @@ def test_broken_daemon_config_is_one_clear_error(tmp_path: Path) -> None:
     ]:
         with pytest.raises(ConfigError, match=words.replace("(", r"\(").replace(")", r"\)")):
             config(tmp_path, extra)
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(ONCHAIN + list(args), capture_output=True, text=True, timeout=60, env=env)
-
-
-def assert_one_clear_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
-    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
-    assert result.stdout == ""
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    for word in words:
-        assert word.lower() in lines[0].lower(), lines[0]
 
 
 def test_cli_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path: Path) -> None:

@@ -14,8 +14,6 @@ thins on the devnet (a +-12% band on top of a wide one), so the real move must b
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +28,9 @@ from onchain.risk.liquidity import seized_units_at_prices
 from onchain.rpc.calls import execute
 from onchain.rpc.client import RpcClient
 from onchain.stress_report import merged_symbol_book, read_book_positions, stress_book
+from tests.cli_support import run
 
-ONCHAIN = [str(Path(sys.executable).with_name("onchain"))]
 PRICE_TOL = 1e-9  # relative price: float rounding of the model vs the pool's integer math
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(ONCHAIN + list(args), capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,6 @@ that is reverted afterwards.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -33,24 +31,10 @@ from onchain.pipeline import scan
 from onchain.protocols.base import MarketRef
 from onchain.rpc.client import RpcClient
 from tests.aave_oracle import pool_account_data
+from tests.cli_support import assert_one_clear_error, run
 
-ONCHAIN = [str(Path(sys.executable).with_name("onchain"))]
 WAD = 10**18
 REL = 1e-9
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(ONCHAIN + list(args), capture_output=True, text=True, timeout=120)
-
-
-def assert_one_clear_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
-    """Exit code 2, nothing on stdout, exactly one line on stderr naming the problem."""
-    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
-    assert result.stdout == ""
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    for word in words:
-        assert word.lower() in lines[0].lower(), lines[0]
 
 
 @pytest.fixture(scope="module")
