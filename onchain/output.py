@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -91,7 +92,18 @@ def positions_json(
     if risk is not None:
         for row, fields in zip(rows, risk, strict=True):
             row.update(fields)
-    return json.dumps(rows, indent=1)
+    return json.dumps(_no_nan(rows), indent=1, allow_nan=False)
+
+
+def _no_nan(value: Any) -> Any:
+    """JSON has no NaN or Infinity: a float that is not finite is reported as null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_nan(v) for v in value]
+    return value
 
 
 CSV_FIELDS = [
