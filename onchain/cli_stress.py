@@ -6,7 +6,6 @@ before any RPC call."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from onchain.errors import InputError
+from onchain.output import strict_json
 
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
@@ -250,6 +250,6 @@ def register(app: typer.Typer) -> None:
             write_curve_chart(report, chart)
             report["chart"] = str(chart)
         if as_json:
-            print(json.dumps(report, indent=1))
+            print(strict_json(report))
         else:
             print_report(report, chart)

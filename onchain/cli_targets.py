@@ -5,7 +5,6 @@ human table by default, --json a stable list; bad input is one line on stderr an
 
 # no `from __future__ import annotations`: typer reads the option types defined in
 # onchain.cli (imported inside register, after cli.py has defined them) at definition time
-import json
 import math
 import sys
 from typing import Annotated, Any
@@ -15,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from onchain.errors import ConfigError, InputError
+from onchain.output import strict_json
 from onchain.targets import DEFAULT_FEE_TIERS, DEFAULT_SWAP_GAS, DexConfig, TargetSettings
 
 out = Console(width=None if sys.stdout.isatty() else 200)
@@ -130,7 +130,7 @@ def register(app: typer.Typer) -> None:
         for note in result.notes:
             err.print(f"[yellow]note:[/] {note}")
         if as_json:
-            print(json.dumps([t.to_json() for t in targets], indent=1))
+            print(strict_json([t.to_json() for t in targets]))
             return
         _print_table(result, targets, limit, cli.redact_url(url))
 

@@ -92,7 +92,12 @@ def positions_json(
     if risk is not None:
         for row, fields in zip(rows, risk, strict=True):
             row.update(fields)
-    return json.dumps(_no_nan(rows), indent=1, allow_nan=False)
+    return strict_json(rows)
+
+
+def strict_json(value: Any) -> str:
+    """What every `--json` prints: strict JSON (non-finite floats as null), indented."""
+    return json.dumps(_no_nan(value), indent=1, allow_nan=False)
 
 
 def _no_nan(value: Any) -> Any:
