@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from onchain.config import ChainConfig, Config, MarketConfig, load_config
@@ -101,7 +102,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except OnchainError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(exc.exit_code)
     except typer.Abort:
         err.print("aborted")
@@ -109,12 +110,12 @@ def main() -> None:
     except (typer.BadParameter, typer.Exit) as exc:  # click usage errors
         if isinstance(exc, typer.Exit):
             sys.exit(exc.exit_code)
-        err.print(f"[red]error:[/] {exc}")
+        err.print(f"[red]error:[/] {escape(str(exc))}")
         sys.exit(2)
     except Exception as exc:  # click's own usage errors carry exit_code
         code = getattr(exc, "exit_code", None)
         if code is not None and hasattr(exc, "format_message"):
-            err.print(f"[red]error:[/] {exc.format_message()}")
+            err.print(f"[red]error:[/] {escape(exc.format_message())}")
             sys.exit(code)
         raise
 
@@ -322,6 +323,7 @@ def scan_cmd(
 ) -> None:
     """List every discovered position of a market at one pinned block, riskiest first, with its
     risk tier and probability of liquidation within the horizon."""
+    _check_risk_flags(horizon, price_history)
     url, market_ref, expected = _resolve(rpc, protocol, market, config, chain_id, chain, deployment)
     client = _client(url, expected, timeout)
     with _progress(not (as_json or as_csv)) as progress:
@@ -354,6 +356,15 @@ def scan_cmd(
         sys.stdout.write(positions_csv(positions))
     else:
         _print_scan(result, positions, limit, url, risk)
+
+
+def _check_risk_flags(horizon: str | None, price_history: Path | None) -> None:
+    """Bad risk flags fail before any chain read, one clear error."""
+    from onchain.risk_context import parse_horizon
+
+    parse_horizon(horizon)
+    if price_history is not None and not price_history.exists():
+        raise InputError(f"price history not found: {price_history}")
 
 
 def _market_snapshots(
@@ -399,7 +410,7 @@ def _risk(
     )
     if say_sources:
         for note in report.sources:
-            err.print(f"[dim]{note}[/]", highlight=False)
+            err.print(f"[dim]{escape(note)}[/]", highlight=False)
     return [report.fields(i) for i in range(len(positions))]
 
 
@@ -462,6 +473,7 @@ def watch_cmd(
 ) -> None:
     """Your wallets' positions: with --config and no --market, in EVERY configured market of the
     chain (all protocols) in one table at one block; else in one market, asset by asset."""
+    _check_risk_flags(horizon, price_history)
     checked = [checked_address(w, "wallet address") for w in wallets]
     if config is not None and market is None and protocol is None:
         _watch_everywhere(
@@ -580,6 +592,12 @@ def devnet_cmd(
             err.print(f"wrote {write_config}")
         if keep_running:
             err.print(f"serving on {info.rpc_url}; Ctrl-C stops it")
+            import signal
+
+            def stop(_signum: int, _frame: Any) -> None:
+                raise KeyboardInterrupt  # SIGTERM stops anvil too, like Ctrl-C
+
+            signal.signal(signal.SIGTERM, stop)
             try:
                 while True:
                     time.sleep(3600)
@@ -642,6 +660,8 @@ def demo_cmd(
     from onchain.devnet.control import set_prices
     from onchain.devnet.morpho import set_prices_everywhere
 
+    if not -95 <= eth_drop <= 200:
+        raise InputError(f"--eth-drop must be between -95 and 200 (percent), got {eth_drop}")
     with running_devnet(borrowers, 7) as info:
         how = "loaded from cache" if info.loaded_from_cache else "built (cold deploy + seed)"
         err.print(f"devnet {how} in {info.build_seconds:.2f}s on {info.rpc_url}")

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from onchain.errors import ConfigError, InputError
@@ -128,7 +129,7 @@ def register(app: typer.Typer) -> None:
             result = find_targets(client, refs, settings, block_number=block, progress=progress)
         targets = [t for t in result.targets if t.profitable or not profitable_only]
         for note in result.notes:
-            err.print(f"[yellow]note:[/] {note}")
+            err.print(f"[yellow]note:[/] {escape(note)}")
         if as_json:
             print(strict_json([t.to_json() for t in targets]))
             return

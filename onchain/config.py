@@ -69,6 +69,8 @@ def load_config(path: str | Path) -> Config:
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text())
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} cannot be read ({exc.__class__.__name__})") from None
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
     except tomllib.TOMLDecodeError as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,25 +76,42 @@ class RiskSettings:
 
     @classmethod
     def from_config(cls, raw: Mapping[str, Any] | None) -> RiskSettings:
+        """Validated once: every number converted and range-checked, one ConfigError otherwise."""
         raw = raw or {}
         try:
             refs = tuple(
-                Reference(symbol=symbol.upper(), **{k: v for k, v in table.items()})
-                for symbol, table in (raw.get("references") or {}).items()
+                _reference(symbol, table)
+                for symbol, table in dict(raw.get("references") or {}).items()
             )
-            thresholds = TierThresholds(**(raw.get("probability_tiers") or {}))
-            return cls(
+            tiers = {k: float(v) for k, v in dict(raw.get("probability_tiers") or {}).items()}
+            thresholds = TierThresholds(**tiers)
+            settings = cls(
                 reaction_s=float(raw.get("reaction_s", 30.0)),
                 target_probability=float(raw.get("target_probability", 0.01)),
                 correlation=float(raw.get("correlation", 0.8)),
                 annual_volatility={
-                    k.upper(): float(v) for k, v in (raw.get("volatility") or {}).items()
+                    underlying(k): float(v) for k, v in dict(raw.get("volatility") or {}).items()
                 },
                 references=refs,
                 thresholds=thresholds,
             )
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"[risk] section: {exc}") from None
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ConfigError(f"risk settings: {exc}") from None
+        if not 0 < settings.target_probability < 1:
+            raise ConfigError("risk settings: target_probability must be between 0 and 1")
+        if not -1 <= settings.correlation <= 1:
+            raise ConfigError("risk settings: correlation must be between -1 and 1")
+        if settings.reaction_s < 0 or any(v < 0 for v in settings.annual_volatility.values()):
+            raise ConfigError("risk settings: reaction_s and volatilities must not be negative")
+        return settings
+
+
+def _reference(symbol: str, table: Any) -> Reference:
+    table = dict(table)
+    for key in ("deviation", "heartbeat_s"):
+        if key in table:
+            table[key] = float(table[key])
+    return Reference(symbol=symbol.upper(), **table)
 
 
 @dataclass
@@ -175,8 +192,8 @@ def parse_horizon(text: str | None) -> float | None:
             value = float(text)
     except (ValueError, IndexError):
         raise InputError(f"malformed horizon {text!r} (e.g. 30m, 1h, 1d)") from None
-    if not value > 0:
-        raise InputError(f"horizon must be positive, got {text!r}")
+    if not (value > 0 and math.isfinite(value)):
+        raise InputError(f"horizon must be a positive, finite duration, got {text!r}")
     return value
 
 
@@ -188,38 +205,57 @@ def volatility_from_history(path: Path, symbols: Sequence[str]) -> tuple[Volatil
     wanted = sorted({underlying(s) for s in symbols} - {"STABLE"})
     series: dict[str, tuple[Any, Any]] = {}
     lows: dict[str, Any] = {}
-    if path.is_dir():
-        for name in wanted:
-            files = sorted(path.glob(f"{name.lower()}_*1h.csv"))
-            if files:
-                hist = load_ohlc_csv(files[0])
-                series[name] = (hist.timestamp_s, hist.close)
-                lows[name] = (hist.timestamp_s, hist.low)
-    elif path.is_file():
-        try:
-            long = load_long_price_csv(path)
-        except (ValueError, KeyError) as exc:
-            raise InputError(f"price history {path}: {exc}") from None
-        for asset, data in long.items():
-            series[underlying(asset)] = data
-    else:
-        raise InputError(f"price history not found: {path}")
-    have = [n for n in wanted if n in series]
-    if not have:
+    try:
+        if path.is_dir():
+            for name in wanted:
+                files = sorted(path.glob(f"{name.lower()}_*1h.csv"))
+                if files:
+                    hist = load_ohlc_csv(files[0])
+                    series[name] = (hist.timestamp_s, hist.close)
+                    lows[name] = (hist.timestamp_s, hist.low)
+        elif path.is_file():
+            for asset, data in load_long_price_csv(path).items():
+                series[underlying(asset)] = data
+        else:
+            raise InputError(f"price history not found: {path}")
+    except (ValueError, KeyError, TypeError, IndexError, OSError) as exc:
+        raise InputError(f"price history {path}: unreadable ({exc})") from None
+    for name, (_ts, prices) in series.items():
+        if not np.all(np.isfinite(prices)) or np.any(np.asarray(prices) <= 0):
+            raise InputError(f"price history {path}: {name} has a price that is not positive")
+    missing = [n for n in wanted if n not in series]
+    if missing:  # an asset without history must never look riskless
         raise InputError(
-            f"price history {path} has none of {', '.join(wanted) or 'the book assets'}"
+            f"price history {path} has no prices for {', '.join(missing)} "
+            "(add them, or leave out --price-history to use the configured defaults)"
         )
+    have = wanted
+    if not have:
+        raise InputError(f"price history {path}: the book holds no volatile asset to fit")
     ts, close = align_closes([series[n] for n in have])
+    if len(ts) < 200:
+        raise InputError(f"price history {path}: {len(ts)} common timestamps, need at least 200")
     keep = slice(max(0, len(ts) - 24 * 365 * 2), None)  # the last two years are enough to fit
     low = None
     if all(n in lows for n in have):
         _ts2, low = align_closes([lows[n] for n in have])
         low = low[keep] if low.shape == close.shape else None
-    model = fit_volatility_model(close[keep], ts[keep], have, low=low)
-    return (
-        model,
-        f"volatility: GARCH(1,1)-t and drawdown tails fitted on {path.name} ({', '.join(have)})",
-    )
+    if low is None:
+        # Closes alone censor the drawdowns the tail law is fitted on (it collapses); keep the
+        # tails fitted on hourly candle lows instead and fit only the variance.
+        model = fit_volatility_model(close[keep], ts[keep], have, fit_tails=False)
+        m = len(have)
+        model = replace(
+            model,
+            tail_steps=(1.0,),
+            tail_scale=np.full((1, m), DEFAULT_TAIL_SCALE),
+            tail_dof=np.full((1, m), DEFAULT_TAIL_DOF),
+        )
+        how = f"GARCH(1,1)-t on closes, default drawdown tails (dof {DEFAULT_TAIL_DOF:g})"
+    else:
+        model = fit_volatility_model(close[keep], ts[keep], have, low=low)
+        how = "GARCH(1,1)-t and drawdown tails fitted on candle lows"
+    return model, f"volatility: {how} from {path.name} ({', '.join(have)})"
 
 
 def default_volatility(
@@ -331,13 +367,21 @@ def pending_prices(
             ref.quote.upper(), 1.0 if ref.quote.upper() in STABLE_SYMBOLS else float("nan")
         )
         p01 = state.price_token1_per_token0_raw() * 10 ** (decimals[token0] - decimals[token1])
-        candidates = (p01, 1 / p01)
-        oracle = symbol_price.get(ref.symbol, float("nan"))
-        # choose the orientation closest to the oracle: the pool does not say which token is which symbol
-        price_quote = min(
-            candidates,
-            key=lambda c: abs(math.log(c * quote_price / oracle)) if oracle == oracle else 0,
-        )
+        addresses = {
+            key.rpartition(":")[2]
+            for key, sym in zip(book.assets, book.symbols, strict=True)
+            if sym.upper() == ref.symbol
+        }
+        if token0.lower() in addresses:  # the asset is token0: its price is token1 per token0
+            price_quote = p01
+        elif token1.lower() in addresses:
+            price_quote = 1 / p01
+        else:  # the book names the asset at another address: pick the side nearer the oracle
+            oracle = symbol_price.get(ref.symbol, float("nan"))
+            price_quote = min(
+                (p01, 1 / p01),
+                key=lambda c: abs(math.log(c * quote_price / oracle)) if oracle == oracle else 0,
+            )
         since = None
         if ref.feed and feed_round is not None and hasattr(feed_round, "updated_at"):
             since = max(0.0, float(block.timestamp - feed_round.updated_at))

@@ -238,3 +238,53 @@ def test_usd_reference_prices_never_apply_to_a_market_priced_in_weth(
         if row["pending_health_factor"] is not None and row["health_factor"] is not None:
             now = int(row["health_factor"]) / 10**18
             assert abs(row["pending_health_factor"] - now) < 1e-6 * max(1.0, now)
+
+
+def test_bad_risk_inputs_are_one_clear_error(
+    devnet: DevnetInfo, config_path: Path, tmp_path: Path
+) -> None:
+    from tests.cli_support import assert_one_clear_error, run
+
+    scan_args = ["scan", "--config", str(config_path), "--market", "aave-v3-devnet"]
+    assert_one_clear_error(run(*scan_args, "--horizon", "inf"), "horizon")
+    assert_one_clear_error(run(*scan_args, "--horizon", "soon"), "horizon")
+    assert_one_clear_error(
+        run(*scan_args, "--price-history", str(tmp_path / "nope.csv")), "not found"
+    )
+    only_eth = tmp_path / "eth_only.csv"
+    only_eth.write_text(
+        "timestamp,asset,price\n"
+        + "".join(f"{1_700_000_000 + 3600 * i},ETH,{3000 + i % 7}\n" for i in range(400))
+    )
+    # the book holds WBTC too: an asset without history must not look riskless
+    assert_one_clear_error(run(*scan_args, "--price-history", str(only_eth)), "BTC")
+    zero = tmp_path / "zero.csv"
+    zero.write_text("timestamp,asset,price\n1700000000,ETH,0\n1700003600,BTC,1\n")
+    assert_one_clear_error(run(*scan_args, "--price-history", str(zero)), "not positive")
+    assert_one_clear_error(
+        run(*scan_args[:-2], "--market", "m", "--config", str(tmp_path)), "cannot be read"
+    )
+    odd = tmp_path / "[bold]odd.toml"
+    odd.write_text("[chains.x\n")
+    result = run("scan", "--config", str(odd), "--market", "m")
+    assert_one_clear_error(result, "[bold]odd.toml")  # shown as written, not eaten as markup
+
+
+def test_closes_only_history_keeps_the_calibrated_tails(tmp_path: Path) -> None:
+    from onchain.risk_context import DEFAULT_TAIL_DOF, DEFAULT_TAIL_SCALE, volatility_from_history
+    from onchain.risk_io import load_ohlc_csv, shared_data_dir
+
+    eth = load_ohlc_csv(shared_data_dir() / "prices" / "eth_usdt_1h.csv")
+    csv = tmp_path / "eth_closes.csv"
+    rows = "".join(
+        f"{t},ETH,{c}\n" for t, c in zip(eth.timestamp_s[-5000:], eth.close[-5000:], strict=True)
+    )
+    csv.write_text("timestamp,asset,price\n" + rows)
+    model, note = volatility_from_history(csv, ["WETH"])
+    assert float(model.tail_scale[0, 0]) == DEFAULT_TAIL_SCALE
+    assert float(model.tail_dof[0, 0]) == DEFAULT_TAIL_DOF
+    assert "default drawdown tails" in note
+    folder_model, _ = volatility_from_history(shared_data_dir() / "prices", ["WETH"])
+    # the hourly variance from closes is of the same order as the one fitted on candles
+    ratio = model.horizon_variance(3600)[0] / folder_model.horizon_variance(3600)[0]
+    assert 0.2 < ratio < 5

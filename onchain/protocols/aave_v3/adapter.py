@@ -573,7 +573,8 @@ def health_after(
 ) -> int:
     """The exact health factor (wad) right after supplying or repaying these raw amounts in the
     same block: the aToken mints `amount.rayDiv(index)` scaled units, the debt token burns
-    `amount.rayDiv(index)`; a first supply of an asset with LTV > 0 becomes collateral (3.0.2)."""
+    `amount.rayDiv(index)`. Supplies only to assets already enabled as collateral (ValueError
+    otherwise); repaying covers variable debt."""
     user_config = int(position.extra["user_configuration"])
     balances = {
         (int(k.split(":")[0]), k.split(":")[1]): int(v)
@@ -584,9 +585,9 @@ def health_after(
         reserve = by_asset[asset.lower()]
         rid = reserve.reserve_id
         if not math.is_using_as_collateral(user_config, rid):
-            if reserve.config.ltv == 0:
-                raise ValueError(f"supplying {reserve.symbol} would not count as collateral")
-            user_config |= 1 << (rid * 2 + 1)
+            # Whether the supply turns collateral on depends on the account's existing aToken
+            # balance (only a first supply does) and isolation mode: not predicted here.
+            raise ValueError(f"{reserve.symbol} is not enabled as collateral for this account")
         balances[(rid, "a")] = balances.get((rid, "a"), 0) + math.ray_div(
             amount, reserve.normalized_income_ray
         )
@@ -595,7 +596,7 @@ def health_after(
         rid = reserve.reserve_id
         scaled = balances.get((rid, "v"), 0) - math.ray_div(amount, reserve.normalized_debt_ray)
         balances[(rid, "v")] = max(scaled, 0)
-        if scaled <= 0:
+        if scaled <= 0 and balances.get((rid, "s"), 0) == 0:  # all debt of the asset repaid
             user_config &= ~(1 << (rid * 2))
     emode = int(position.extra.get("emode_category") or 0)
     data = math.calculate_user_account_data(
