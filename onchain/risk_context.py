@@ -17,7 +17,7 @@ import numpy as np
 from eth_abi import decode
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 
-from onchain.errors import ConfigError, InputError
+from onchain.errors import CallReverted, ConfigError, InputError
 from onchain.market_data.blocks import recent_blocks
 from onchain.market_data.feeds import latest_round_call
 from onchain.market_data.uniswap_v3 import pool_state, pool_state_calls
@@ -342,7 +342,10 @@ def pending_prices(
         calls += [Call(ref.pool, _TOKEN0, _address), Call(ref.pool, _TOKEN1, _address)]  # type: ignore[arg-type]
         calls += pool_state_calls(ref.pool)  # type: ignore[arg-type]
         calls.append(latest_round_call(ref.feed) if ref.feed else Call(ref.pool, _TOKEN0, _address))  # type: ignore[arg-type]
-    results = execute(client, calls, block)
+    try:
+        results = execute(client, calls, block)
+    except CallReverted as exc:  # a misconfigured reference must not stop the whole assessment
+        return None, f"pending health: reference pools unreadable, skipped ({exc})"
     tokens = sorted({t for i in range(len(usable)) for t in results[5 * i : 5 * i + 2]})
     decimals = dict(
         zip(

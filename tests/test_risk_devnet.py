@@ -288,3 +288,22 @@ def test_closes_only_history_keeps_the_calibrated_tails(tmp_path: Path) -> None:
     # the hourly variance from closes is of the same order as the one fitted on candles
     ratio = model.horizon_variance(3600)[0] / folder_model.horizon_variance(3600)[0]
     assert 0.2 < ratio < 5
+
+
+def test_a_reference_pool_that_is_not_a_pool_is_skipped_with_a_note(
+    devnet: DevnetInfo, tmp_path: Path
+) -> None:
+    text = devnet_config_text(devnet).replace(
+        devnet.uniswap.pools["WETH/USDC"]["pool"], devnet.aave.tokens["WETH"]
+    )
+    config = tmp_path / "bad-reference.toml"
+    config.write_text(text)
+    run = subprocess.run(
+        [ONCHAIN, "scan", "--config", str(config), "--market", "aave-v3-devnet"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "reference pools unreadable, skipped" in run.stderr
+    assert "risk tiers" in run.stdout
