@@ -5,7 +5,6 @@ anything is written."""
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from collections.abc import Iterator, Sequence
@@ -22,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from onchain.config import Config, load_config
 from onchain.errors import InputError
 from onchain.jobs.assess import format_wad
+from onchain.output import strict_json
 from onchain.store import queries
 from onchain.store.db import (
     Store,
@@ -250,7 +250,7 @@ def status_cmd(
         recent = queries.recent_runs(store, runs)
     if as_json:
         print(
-            json.dumps(
+            strict_json(
                 {
                     "database": store.url,
                     "jobs": [
@@ -281,7 +281,6 @@ def status_cmd(
                     ],
                     "recent_runs": [_run_json(r) for r in recent],
                 },
-                indent=1,
             )
         )
         return
@@ -400,7 +399,7 @@ def history_cmd(
         histories = queries.account_history(store, address, market=market, limit=limit)
     if as_json:
         print(
-            json.dumps(
+            strict_json(
                 [
                     {
                         "market": h.market,
@@ -426,7 +425,6 @@ def history_cmd(
                     }
                     for h in histories
                 ],
-                indent=1,
             )
         )
         return
@@ -492,7 +490,7 @@ def report_cmd(
         books = queries.at_risk_report(store, market=market)
     if as_json:
         print(
-            json.dumps(
+            strict_json(
                 [
                     {
                         "market": b.market,
@@ -529,7 +527,6 @@ def report_cmd(
                     }
                     for b in books
                 ],
-                indent=1,
             )
         )
         return
