@@ -410,7 +410,7 @@ def pending_prices(
 
 
 def pool_liquidity(
-    book: Book, positions: Sequence[Position], snapshots: Sequence[MarketSnapshot]
+    book: Book, snapshots: Sequence[MarketSnapshot]
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Per book column: what the reserve could pay out now (asset units) and its utilisation.
     A position's market is matched to the snapshot whose addresses include it; columns without
@@ -431,7 +431,6 @@ def pool_liquidity(
             continue
         available[j] = reserve.available_liquidity_raw / 10**reserve.decimals
         utilization[j] = reserve.utilization or 0.0
-    _ = positions
     return available, utilization
 
 
@@ -473,7 +472,7 @@ def assess_positions(
     }
     pending, note = pending_prices(client, block, book, settings.references, horizon_s, usd_markets)
     sources.append(note)
-    available, utilization = pool_liquidity(book, positions, market_snapshots)
+    available, utilization = pool_liquidity(book, market_snapshots)
     if available is not None:
         sources.append(
             "pool liquidity: available liquidity and utilisation per reserve at the block"
