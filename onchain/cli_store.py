@@ -51,7 +51,7 @@ DbOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable JSON")]
-JOB_NAMES = ("discover", "refresh", "assess", "prune")
+JOB_NAMES = ("discover", "refresh", "assess", "prune", "deliver")
 SPARKS = "▁▂▃▄▅▆▇█"
 
 
