@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -94,17 +95,40 @@ class DeliveryConfig:
 
 @dataclass(frozen=True)
 class AlertsConfig:
+    """Rules and delivery settings are parsed with the file; channels are resolved from the
+    environment when first needed (`check`, at the start of `onchain run` and `alerts test`),
+    so commands that send nothing (db, status, report) need no alert secrets."""
+
     rules: tuple[RuleConfig, ...] = ()
-    channels: dict[str, ChannelConfig] = field(default_factory=dict)
+    channel_tables: tuple[tuple[str, dict[str, Any]], ...] = ()  # (where, table) as written
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     command: str = "onchain"  # how messages name the command to see more
 
     @property
+    def channel_names(self) -> tuple[str, ...]:
+        return tuple(str(t["name"]) for _, t in self.channel_tables)
+
+    @property
     def enabled(self) -> bool:
-        return bool(self.rules and self.channels)
+        return bool(self.rules and self.channel_tables)
+
+    @cached_property
+    def channels(self) -> dict[str, ChannelConfig]:
+        """Each channel with its URL and secret from the environment; a ConfigError names the
+        first one that cannot be used (bad URL, variable not set)."""
+        return {
+            c.name: c
+            for c in (
+                _channel(table, where, dict(os.environ)) for where, table in self.channel_tables
+            )
+        }
+
+    def check(self) -> None:
+        """At start-up: every channel usable, or one ConfigError before anything is sent."""
+        _ = self.channels
 
     def rule_channels(self, rule: RuleConfig) -> tuple[str, ...]:
-        return rule.channels or tuple(self.channels)
+        return rule.channels or self.channel_names
 
 
 def _hf(value: Any, where: str, key: str) -> int:
@@ -160,13 +184,19 @@ def check_apprise_url(url: str, where: str) -> None:
         raise ConfigError(f"{where}: Apprise cannot use this {urlsplit(url).scheme}:// URL")
 
 
-def _channel(table: Any, where: str, env: dict[str, str]) -> ChannelConfig:
+def _channel_table(table: Any, where: str) -> str:
+    """The checks that need no environment; returns the channel's name."""
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: must be a table")
     _only(table, {"name", "url", "url_env", "secret_env", "timeout_s"}, where)
     name = table.get("name")
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"{where}: missing 'name'")
+    if not isinstance(name, str) or not name or len(name) > 64:
+        raise ConfigError(f"{where}: 'name' must be a short string")
+    return name
+
+
+def _channel(table: dict[str, Any], where: str, env: dict[str, str]) -> ChannelConfig:
+    name = _channel_table(table, where)
     where = f"{where} ({name})"
     if ("url" in table) == ("url_env" in table):
         raise ConfigError(f"{where}: give exactly one of 'url' and 'url_env'")
@@ -203,9 +233,7 @@ def _channel(table: Any, where: str, env: dict[str, str]) -> ChannelConfig:
     return ChannelConfig(name, kind, Secret(url), secret, timeout)
 
 
-def _rule(
-    table: Any, i: int, path: Path, markets: set[str], channels: dict[str, ChannelConfig]
-) -> RuleConfig:
+def _rule(table: Any, i: int, path: Path, markets: set[str], channels: Any) -> RuleConfig:
     where = f"{path} [[alerts.rules]] #{i + 1}"
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: must be a table")
@@ -271,9 +299,7 @@ def _rule(
     )
 
 
-def parse_alerts(
-    raw: dict[str, Any], path: Path, markets: set[str], env: dict[str, str] | None = None
-) -> AlertsConfig:
+def parse_alerts(raw: dict[str, Any], path: Path, markets: set[str]) -> AlertsConfig:
     """The `[alerts]` section; every mistake is one ConfigError naming the file and key."""
     section = raw.get("alerts")
     if section is None:
@@ -282,16 +308,16 @@ def parse_alerts(
     if not isinstance(section, dict):
         raise ConfigError(f"{where}: must be a table")
     _only(section, {"rules", "channels", "delivery", "command"}, where)
-    env = dict(os.environ) if env is None else env
-    channels: dict[str, ChannelConfig] = {}
+    channels: dict[str, tuple[str, dict[str, Any]]] = {}
     raw_channels = section.get("channels") or []
     if not isinstance(raw_channels, list):
         raise ConfigError(f"{where}: 'channels' must be [[alerts.channels]] tables")
     for i, table in enumerate(raw_channels):
-        channel = _channel(table, f"{path} [[alerts.channels]] #{i + 1}", env)
-        if channel.name in channels:
-            raise ConfigError(f"{path} [[alerts.channels]]: duplicate name {channel.name!r}")
-        channels[channel.name] = channel
+        at = f"{path} [[alerts.channels]] #{i + 1}"
+        name = _channel_table(table, at)
+        if name in channels:
+            raise ConfigError(f"{path} [[alerts.channels]]: duplicate name {name!r}")
+        channels[name] = (at, table)
     raw_rules = section.get("rules") or []
     if not isinstance(raw_rules, list):
         raise ConfigError(f"{where}: 'rules' must be [[alerts.rules]] tables")
@@ -316,4 +342,4 @@ def parse_alerts(
     command = section.get("command", "onchain")
     if not isinstance(command, str):
         raise ConfigError(f"{where}: 'command' must be a string")
-    return AlertsConfig(rules, channels, delivery, command)
+    return AlertsConfig(rules, tuple(channels.values()), delivery, command)

@@ -130,15 +130,19 @@ def position_message(
     horizon_s: float | None,
     risk: Mapping[str, Any] | None,
     see_more: str,
+    below_hf_wad: int | None = None,
 ) -> tuple[dict[str, Any], str]:
     """(the webhook body, the short text) for one position's alert."""
     block = position.block
     prices = liquidation_prices(position)
     drop = None if not risk else risk.get("volatile_drop_to_liquidation")
     todo = advice(position, risk)
-    head = f"{HEADLINES.get(kind, kind).upper()} {tier}"
+    head = HEADLINES.get(kind, kind).upper() + ("" if tier == "SAFE" else f" {tier}")
     short = f"{position.account[:6]}…{position.account[-4:]}"
     lines = [f"{head}: {short} on {market_name}, HF {hf_text(position.health_factor)}"]
+    hf = position.health_factor
+    if kind in ("enter", "escalate") and below_hf_wad and hf is not None and hf < below_hf_wad:
+        lines[0] += f" < {hf_text(below_hf_wad)}"
     if previous_tier and kind in ("escalate", "recover"):
         lines[0] += f" (was {previous_tier})"
     if kind not in ("repaid",) and position.health_factor is not None:

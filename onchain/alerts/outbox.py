@@ -223,6 +223,7 @@ def record_block(conn: Connection, b: BlockAlerts) -> int:
                 horizon_s=a.horizon_s,
                 risk=b.risk(i) if b.risk is not None else None,
                 see_more=see_more(cfg, b.config_path, p.account, market.name),
+                below_hf_wad=rule.below_hf_wad,
             )
             queued += enqueue(
                 conn,
