@@ -700,6 +700,7 @@ def demo_cmd(
         for position in positions[:1] + [p for p in positions if not p.liquidatable][:1]:
             out.print(breakdown_table(position))
         _demo_other_markets(info, result.market_state)
+        __import__("onchain.alerts.demo").alerts.demo.demo_alerts(info, out)  # alerts arrive
 
 
 def _demo_other_markets(info: Any, first_state: Any) -> None:

@@ -356,3 +356,33 @@ def test_secrets_never_reach_the_repr_of_the_config(monkeypatch: pytest.MonkeyPa
     assert cfg.alerts.channels["slack"].shown == "slack (slack)"
     assert cfg.jobs.deliver.enabled  # rules and channels: the delivery job runs
     assert replace(cfg.alerts.rules[0]).name == "any"
+
+
+def test_digest_every_n_hours_lists_the_watched_positions_at_risk(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from onchain.config import load_config
+
+    monkeypatch.setenv("ONCHAIN_TEST_SECRET", SECRET)
+    rules = (
+        '[[alerts.rules]]\nname = "digest"\nfrom_tier = "WATCH"\ndigest_every_h = 6\n'
+        f'accounts = ["{account(0)}", "{account(1)}", "{account(2)}"]\n'
+    )
+    with Receiver(SECRET) as r:
+        cfg = load_config(alerts_config(tmp_path, webhook("hook", r.url), rules))
+        assert write_block(store, cfg, 1, [1.04, 1.2, 1.5, 1.01]) == 3  # 2 enters + digest
+        assert write_block(store, cfg, 2, [1.04, 1.2, 1.5, 1.01]) == 0  # 6 h not passed
+        with store.write() as conn:  # as if 6 hours had passed
+            conn.execute(
+                update(outbox.T_STATE)
+                .where(outbox.T_STATE.c.account == "")
+                .values(last_fired_at=datetime.now(UTC) - timedelta(hours=6, seconds=1))
+            )
+        assert write_block(store, cfg, 3, [1.3, 1.2, 1.5, 1.01]) == 2  # account 0 recovered; digest
+        deliver_all(store, cfg.alerts)
+    digests = [d.json for d in r.delivered if d.json["kind"] == "digest"]
+    assert [len(d["positions"]) for d in digests] == [2, 1]  # account 3 is not watched
+    assert [p["account"] for p in digests[0]["positions"]] == [account(0), account(1)]
+    assert digests[0]["text"].startswith("DIGEST m: 2 position(s) at risk")
+    kinds = [d.json["kind"] for d in r.delivered]
+    assert kinds == ["enter", "enter", "digest", "recover", "digest"]  # 1.3 >= 1.04 + 0.05

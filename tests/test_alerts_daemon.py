@@ -10,6 +10,7 @@ below HF 1.10 and re-arms above 1.15:
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,7 @@ from onchain.store import crud
 from onchain.store.db import Store, open_store
 from tests.aave_oracle import pool_account_data
 from tests.alert_receiver import Receiver
+from tests.cli_support import run as run_cli
 from tests.test_daemon import Daemon, upgrade_db, wait_for
 from tests.test_store_fixtures import db_url_fixture, empty_database  # noqa: F401
 
@@ -171,6 +173,17 @@ def test_crossing_1_10_and_1_0_and_back_gives_enter_escalate_recover(
     assert escalate["tier"] == "LIQUIDATABLE" and escalate["previous_tier"] == enter["tier"]
     assert recover["previous_tier"] == "LIQUIDATABLE" and "RECOVERED" in recover["text"]
     assert len({g["id"] for g in got}) == 3
+
+    # `onchain alerts list`: what was sent and how it went, with no secret in the environment
+    monkeypatch.delenv("ONCHAIN_ALERT_SECRET")
+    listed = run_cli("alerts", "list", "--config", str(config), "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert [r["id"] for r in rows] == [g["id"] for g in reversed(got)]
+    assert all(d["state"] == "delivered" and d["channel"] == "hook" for r in rows
+               for d in r["deliveries"])  # fmt: skip
+    human = run_cli("alerts", "list", "--config", str(config)).stdout
+    assert "escalate" in human and "hook: delivered (1 attempt(s))" in human
 
 
 def test_a_wobble_around_the_threshold_for_50_blocks_is_one_alert(

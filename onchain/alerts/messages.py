@@ -105,8 +105,8 @@ def _advice_text(a: dict[str, Any] | None) -> str:
     if not a:
         return ""
     if a["source"] == "risk":
-        options = [f"repay {v} {s}" for s, v in a["repay"].items()]
-        options += [f"add {v} {s}" for s, v in a["top_up"].items()]
+        options = [f"repay {float(v):,.6g} {s}" for s, v in a["repay"].items()]
+        options += [f"add {float(v):,.6g} {s}" for s, v in a["top_up"].items()]
         return ("Do: " + " or ".join(options[:3]) + ".") if options else ""
     text = f"Do: repay {float(a['repay_base']):,.2f}"
     if a["top_up_base"] is not None:
@@ -151,7 +151,9 @@ def position_message(
             for p in prices
             if p["move_pct"] is not None and p["liquidation_price"] is not None
         ]
-        if drop is not None and not position.liquidatable:
+        if position.liquidatable:
+            lines.append("Liquidatable now" + (f"; safe again at {moves[0]}." if moves else "."))
+        elif drop is not None:
             lines.append(f"Liquidated if volatile collateral falls {drop:.1%}.")
         elif moves:
             lines.append("Liquidation at " + ", ".join(moves[:2]) + ".")
