@@ -43,7 +43,10 @@ def hf(x: float) -> int:
 
 def obs(h: float | None, tier: str = "HIGH", debt: int = 100, coll: int = 200) -> Observation:
     wad = None if h is None else hf(h)
-    return Observation(wad, wad is not None and wad < WAD, tier, debt if h else 0, coll)
+    debts = {"DAI": debt} if h else {}
+    return Observation(
+        wad, wad is not None and wad < WAD, tier, debts, {"WETH": coll} if coll else {}
+    )
 
 
 def run_rule(rule: RuleConfig, steps: list[Observation], gap_s: float = 12) -> list[str | None]:

@@ -6,7 +6,8 @@ below HF 1.10 and re-arms above 1.15:
   the contract promises and the exact health factor the Pool reports;
 - prices wobble around 1.10 for 50 blocks: one alert, no storm;
 - the receiver answers 500 for a while: retried, delivered once it answers, same id;
-- kill -9 with undelivered alerts: delivered after the restart, none lost, none new."""
+- kill -9 with undelivered alerts: delivered after the restart, none lost, none new;
+- a real liquidationCall on the Pool: reported once, as `liquidated`."""
 
 from __future__ import annotations
 
@@ -271,3 +272,41 @@ def test_kill_9_with_undelivered_alerts_delivers_them_after_restart_none_lost_no
     got = [d.json for d in hook.delivered]
     assert [g["id"] for g in got] == [r.uid for r in before]  # none lost, same ids
     assert [g["kind"] for g in got] == ["enter", "escalate"]
+
+
+def test_a_real_liquidation_is_reported_once(
+    devnet: DevnetInfo, devchain: DevChain, sqlite_url: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    from onchain.devnet.chain import calldata
+    from tests.aave_oracle import UINT256_MAX
+    from tests.test_aave_exactness import LIQUIDATOR, _fund_liquidator
+
+    _fund_liquidator(devchain, devnet)
+    with Receiver(SECRET) as hook:
+        config = write_config(tmp_path, devnet, sqlite_url, hook.url)
+        upgrade_db(config)
+        store = open_store(sqlite_url)
+        try:
+            with Run(config, monkeypatch) as daemon:
+                move_to(devchain, devnet, store, 0.97)  # enter, liquidatable
+                data = calldata(
+                    "liquidationCall(address,address,address,uint256,bool)",
+                    devnet.aave.tokens["WETH"], devnet.aave.tokens["DAI"], BORROWER,
+                    UINT256_MAX, False,
+                )  # fmt: skip
+                receipt = devchain.send(LIQUIDATOR, devnet.aave.pool, data, gas=5_000_000)
+                assert int(receipt["status"], 16) == 1
+                liquidated_at = int(receipt["blockNumber"], 16)
+                devchain.mine(5)
+                wait_for(lambda: stored(store, devchain.block_number()), 30, "the daemon")
+                wait_for(lambda: all_delivered(store, 2), 30, "two alerts delivered")
+                time.sleep(1)
+                assert daemon.stop() == 0
+        finally:
+            store.close()
+    got = [d.json for d in hook.delivered]
+    assert [g["kind"] for g in got] == ["enter", "liquidated"], daemon.log.read_text()
+    assert got[1]["block_number"] == liquidated_at and "LIQUIDATED" in got[1]["text"]
+    (truth,) = pool_account_data(devchain, devnet.aave.pool, [BORROWER], liquidated_at)
+    assert int(got[1]["total_debt_base"]) == truth[1]  # what is left, as the Pool says

@@ -187,9 +187,7 @@ def record_block(conn: Connection, b: BlockAlerts) -> int:
                 continue
             key = _state_key(rule.name, p.account, p.market)
             old = states.get(key)
-            o = Observation(
-                p.health_factor, p.liquidatable, a.tier, p.total_debt_base, p.total_collateral_base
-            )
+            o = Observation.of(p, a.tier)
             if old is None and not in_danger(rule, o):
                 continue  # nothing to remember about a quiet position
             kind, new = step(rule, old or RuleState(), o, now)
@@ -256,9 +254,7 @@ def _digest(
     market = b.market
     rows = []
     for p, a in zip(b.positions, b.assessed, strict=True):
-        o = Observation(
-            p.health_factor, p.liquidatable, a.tier, p.total_debt_base, p.total_collateral_base
-        )
+        o = Observation.of(p, a.tier)
         if rule.watches(market.name, p.account) and in_danger(rule, o):
             rows.append((p, a))
     rows.sort(key=lambda r: (r[0].health_factor is None, r[0].health_factor or 0))

@@ -15,6 +15,7 @@ A position under a rule is either quiet or in an *episode*:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -29,8 +30,18 @@ class Observation:
     health_factor: int | None  # wad; None: no debt
     liquidatable: bool
     tier: str
-    debt_base: int
-    collateral_base: int
+    debt: Mapping[str, int]  # raw token amounts per asset: prices move base values, not these
+    collateral: Mapping[str, int]
+
+    @classmethod
+    def of(cls, position: Any, tier: str) -> Observation:
+        return cls(
+            position.health_factor,
+            position.liquidatable,
+            tier,
+            {a.asset: a.debt_raw for a in position.assets if a.debt_raw},
+            {a.asset: a.collateral_raw for a in position.assets if a.collateral_raw},
+        )
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,13 @@ class RuleState:
     rearm_wad: int | None = None
     last_fired_at: datetime | None = None
     observed: dict[str, Any] = field(default_factory=dict)
+
+
+def _fell(before: Any, now: Mapping[str, int]) -> bool:
+    """Some asset's raw amount went down (interest only ever raises debt)."""
+    if not isinstance(before, dict):
+        return False
+    return any(now.get(asset, 0) < int(raw) for asset, raw in before.items())
 
 
 def worse(a: str, b: str | None) -> bool:
@@ -61,8 +79,8 @@ def in_danger(rule: RuleConfig, o: Observation) -> bool:
 
 def _observed(o: Observation) -> dict[str, Any]:
     return {
-        "debt": str(o.debt_base),
-        "collateral": str(o.collateral_base),
+        "debt": {k: str(v) for k, v in o.debt.items()},
+        "collateral": {k: str(v) for k, v in o.collateral.items()},
         "liquidatable": o.liquidatable,
     }
 
@@ -85,12 +103,14 @@ def step(
         return "enter", RuleState(True, o.tier, rearm, now, seen)
 
     before = state.observed
-    debt_before = int(before.get("debt", 0))
-    coll_before = int(before.get("collateral", 0))
     if o.health_factor is None and not o.liquidatable:  # no debt left
-        kind = "liquidated" if o.collateral_base < coll_before else "repaid"
+        kind = "liquidated" if _fell(before.get("collateral"), o.collateral) else "repaid"
         return kind, RuleState(False, None, None, now, seen)
-    if before.get("liquidatable") and o.debt_base < debt_before and o.collateral_base < coll_before:
+    if (
+        before.get("liquidatable")
+        and _fell(before.get("debt"), o.debt)
+        and _fell(before.get("collateral"), o.collateral)
+    ):
         return "liquidated", replace(state, last_fired_at=now, observed=seen)
     if worse(o.tier, state.reported_tier):
         return "escalate", replace(state, reported_tier=o.tier, last_fired_at=now, observed=seen)
