@@ -389,3 +389,11 @@ def test_digest_every_n_hours_lists_the_watched_positions_at_risk(
     assert digests[0]["text"].startswith("DIGEST m: 2 position(s) at risk")
     kinds = [d.json["kind"] for d in r.delivered]
     assert kinds == ["enter", "enter", "digest", "recover", "digest"]  # 1.3 >= 1.04 + 0.05
+
+
+def test_a_console_channel_prints_the_message(capsys: pytest.CaptureFixture[str]) -> None:
+    from onchain.alerts.config import ChannelConfig, Secret
+
+    payload = {"id": "c0ffee" * 4, "kind": "enter", "text": "AT RISK HIGH: 0xabc"}
+    assert send(ChannelConfig("screen", "console", Secret("console://")), payload).ok
+    assert capsys.readouterr().out == "[alert screen c0ffeec0ffee]\nAT RISK HIGH: 0xabc\n"

@@ -7,6 +7,7 @@ record means the alert is sent again after the restart, with the same id: at lea
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -19,12 +20,12 @@ log = logging.getLogger("onchain.alerts")
 
 
 def deliver_channel(
-    store: Store, cfg: AlertsConfig, channel: ChannelConfig, stop: object | None = None
+    store: Store, cfg: AlertsConfig, channel: ChannelConfig, stop: threading.Event | None = None
 ) -> tuple[int, int, int]:
     """(delivered, retry later, failed for good) for one channel's due alerts."""
     delivered = retry = failed = 0
     for item in outbox.due(store, [channel.name], cfg.delivery.batch):
-        if stop is not None and getattr(stop, "is_set", lambda: False)():
+        if stop is not None and stop.is_set():
             break
         result = send(channel, item.payload)
         state = outbox.record(
@@ -64,7 +65,9 @@ def deliver_channel(
     return delivered, retry, failed
 
 
-def deliver_all(store: Store, cfg: AlertsConfig, stop: object | None = None) -> dict[str, int]:
+def deliver_all(
+    store: Store, cfg: AlertsConfig, stop: threading.Event | None = None
+) -> dict[str, int]:
     channels = list(cfg.channels.values())
     totals = {"delivered": 0, "retry": 0, "failed": 0}
     if not channels:
