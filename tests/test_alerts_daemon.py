@@ -310,3 +310,21 @@ def test_a_real_liquidation_is_reported_once(
     assert got[1]["block_number"] == liquidated_at and "LIQUIDATED" in got[1]["text"]
     (truth,) = pool_account_data(devchain, devnet.aave.pool, [BORROWER], liquidated_at)
     assert int(got[1]["total_debt_base"]) == truth[1]  # what is left, as the Pool says
+
+
+def test_the_demo_shows_alerts_arriving_on_its_signed_webhook(
+    devnet: DevnetInfo, devchain: DevChain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rich.console import Console
+
+    from onchain.alerts.demo import SECRET_ENV, demo_alerts
+
+    monkeypatch.setenv(SECRET_ENV, "")  # restored after the test; the demo sets its own
+    set_prices(devnet.rpc_url, devnet.aave, {"WETH": 2790.0})  # the demo's -7%
+    console = Console(record=True, width=200)
+    demo_alerts(devnet, console)
+    shown = console.export_text()
+    counted = [int(w) for w in shown.split("received ")[1].split()[:1]]
+    assert counted and counted[0] >= 3, shown
+    assert f"({counted[0]} signature(s) verified, 0 not delivered)" in shown
+    assert "AT RISK LIQUIDATABLE" in shown and "Liquidatable now" in shown
