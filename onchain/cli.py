@@ -700,6 +700,7 @@ def demo_cmd(
         for position in positions[:1] + [p for p in positions if not p.liquidatable][:1]:
             out.print(breakdown_table(position))
         _demo_other_markets(info, result.market_state)
+        __import__("onchain.alerts.demo").alerts.demo.demo_alerts(info, out)  # alerts arrive
 
 
 def _demo_other_markets(info: Any, first_state: Any) -> None:
@@ -765,6 +766,7 @@ from onchain.cli_store import register as _register_store  # noqa: E402
 _register_store(app)
 __import__("onchain.cli_targets").cli_targets.register(app)  # `onchain targets`
 __import__("onchain.cli_stress").cli_stress.register(app)  # `onchain stress`
+__import__("onchain.cli_alerts").cli_alerts.register(app)  # `onchain alerts`
 
 if __name__ == "__main__":
     main()

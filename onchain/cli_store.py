@@ -51,7 +51,7 @@ DbOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable JSON")]
-JOB_NAMES = ("discover", "refresh", "assess", "prune")
+JOB_NAMES = ("discover", "refresh", "assess", "prune", "deliver")
 SPARKS = "▁▂▃▄▅▆▇█"
 
 
@@ -160,6 +160,7 @@ def run_cmd(
     if not isinstance(level, int):
         raise InputError(f"unknown log level {log_level!r}")
     cfg = load_config(config)
+    cfg.alerts.check()  # alert channels: URLs and secrets usable, or one line and exit 2
     names = list(cfg.jobs.markets if cfg.jobs.markets is not None else cfg.markets)
     if not names:
         raise InputError(f"{config}: no [[markets]] to watch")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from eth_utils import is_address, to_checksum_address
 
+from onchain.alerts.config import AlertsConfig, parse_alerts
 from onchain.errors import ConfigError
 
 
@@ -48,6 +49,7 @@ class Config:
     jobs: JobsConfig = field(default_factory=lambda: JobsConfig())
     tiers: TierThresholds = field(default_factory=lambda: TierThresholds())
     risk: dict[str, Any] = field(default_factory=dict)  # [risk]: read by onchain.risk_context
+    alerts: AlertsConfig = field(default_factory=lambda: AlertsConfig())  # [alerts]
 
     def market(self, name: str) -> MarketConfig:
         if name not in self.markets:
@@ -112,7 +114,11 @@ def load_config(path: str | Path) -> Config:
     risk = raw.get("risk") or {}
     if not isinstance(risk, dict):
         raise ConfigError(f"{path}: [risk] must be a table")
-    return Config(path, chains, markets, *_store_jobs_tiers(raw, path, markets), risk=risk)
+    alerts = parse_alerts(raw, path, set(markets))
+    store, jobs, tiers = _store_jobs_tiers(raw, path, markets)
+    if "enabled" not in ((raw.get("jobs") or {}).get("deliver") or {}):  # on where rules are
+        jobs = replace(jobs, deliver=replace(jobs.deliver, enabled=alerts.enabled))
+    return Config(path, chains, markets, store, jobs, tiers, risk=risk, alerts=alerts)
 
 
 # -- [store], [jobs.*] and [risk.tiers]: the daemon's settings ------------------------------------
@@ -175,6 +181,8 @@ class JobsConfig:
     refresh: RefreshJobConfig = field(default_factory=RefreshJobConfig)
     assess: JobConfig = field(default_factory=JobConfig)
     prune: PruneJobConfig = field(default_factory=PruneJobConfig)
+    # sends the alerts outbox (onchain.alerts); on by default where [alerts] has rules
+    deliver: JobConfig = field(default_factory=lambda: JobConfig(enabled=False, every_s=2.0))
     markets: tuple[str, ...] | None = None  # None: every market in the config
 
 
@@ -248,7 +256,9 @@ def _store_jobs_tiers(
     )
 
     jobs_t = _section(raw, "jobs", str(path))
-    _only(jobs_t, {"discover", "refresh", "assess", "prune", "markets"}, f"{path} [jobs]")
+    _only(
+        jobs_t, {"discover", "refresh", "assess", "prune", "deliver", "markets"}, f"{path} [jobs]"
+    )
     names = jobs_t.get("markets")
     if names is not None:
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -299,7 +309,11 @@ def _store_jobs_tiers(
     )
     if prune.keep_days and prune.keep_days < prune.full_days:
         raise ConfigError(f"{w}: 'keep_days' must be 0 (forever) or >= 'full_days'")
-    jobs = JobsConfig(discover, refresh, assess, prune, tuple(names) if names is not None else None)
+    w = f"{path} [jobs.deliver]"
+    deliver = JobConfig(**_job(_section(jobs_t, "deliver", w), 2.0, w, set()))
+    jobs = JobsConfig(
+        discover, refresh, assess, prune, deliver, tuple(names) if names is not None else None
+    )
 
     w = f"{path} [risk.tiers]"
     tiers_t = _section(_section(raw, "risk", str(path)), "tiers", w)
