@@ -475,7 +475,12 @@ class RpcClient:
         return time.monotonic() - started >= self.retry_budget_s
 
     def _gave_up(
-        self, pending: list[_Pending], trouble: _Trouble, started: float, *, unavailable: bool = False
+        self,
+        pending: list[_Pending],
+        trouble: _Trouble,
+        started: float,
+        *,
+        unavailable: bool = False,
     ) -> RpcError:
         """One line: what failed, after how much trying, and each endpoint's last cause."""
         first = pending[0]

@@ -24,9 +24,12 @@ SET_ASIDE_AFTER = 3  # failed requests in a row before an endpoint is set aside
 _SECRET_LABEL = re.compile(r"^(?=.*\d)(?=.*[a-z]).{12,}$|^.{20,}$", re.IGNORECASE)
 
 
-def redact_url(url: str) -> str:
+def redact_url(url: str | EndpointSet) -> str:
     """scheme://host[:port] only: RPC URLs carry API keys in their path, query or userinfo,
-    and some providers in a host label (a long random-looking label becomes ***)."""
+    and some providers in a host label (a long random-looking label becomes ***). For several
+    endpoints, each so, comma-separated."""
+    if isinstance(url, EndpointSet):
+        return ", ".join(e.safe_url for e in url.endpoints)
     try:
         parts = urlsplit(url)
         host = parts.hostname
