@@ -31,7 +31,7 @@ from onchain.errors import (
     RpcUnavailable,
 )
 from onchain.rpc.endpoints import Budget, Endpoint, EndpointSet, redact_url
-from onchain.rpc.faults import LAG_TEXT, classify_error, classify_http
+from onchain.rpc.faults import LAG_TEXT, classify_error, classify_http, is_behind
 
 __all__ = ["BlockRef", "Budget", "EndpointSet", "RpcClient", "redact_url"]
 
@@ -75,14 +75,18 @@ def hex_to_bytes(value: Any) -> bytes:
 class _Pending:
     """One JSON-RPC call on its way, with the cause of its last transient failure."""
 
-    __slots__ = ("cause", "index", "method", "params", "pinned")
+    __slots__ = ("behind", "block", "cause", "index", "method", "params", "pinned")
 
     def __init__(self, index: int, method: str, params: list[Any]) -> None:
         self.index = index
         self.method = method
         self.params = params
-        self.pinned = any(isinstance(p, dict) and "blockHash" in p for p in params)
         self.cause = ""
+        self.behind = False  # the last failure said the endpoint lacks the pinned block
+        self.block = next(
+            (p["blockHash"] for p in params if isinstance(p, dict) and "blockHash" in p), None
+        )
+        self.pinned = self.block is not None
 
 
 class RpcClient:
@@ -140,6 +144,7 @@ class RpcClient:
         self._checked: set[int] = set()
         self._random = random.Random(seed)
         self._served_by: Endpoint = first
+        self._pinned_max = -1  # highest block pinned so far: every endpoint should know it
 
     @property
     def safe_url(self) -> str:
@@ -243,7 +248,9 @@ class RpcClient:
             if number is None:
                 raise RpcError(f"RPC endpoint {self.safe_url} returned no latest block")
             raise InputError(f"block {number} is beyond the chain head ({self.block_number()})")
-        return BlockRef(int(blk["number"], 16), str(blk["hash"]), int(blk["timestamp"], 16))
+        ref = BlockRef(int(blk["number"], 16), str(blk["hash"]), int(blk["timestamp"], 16))
+        self._pinned_max = max(self._pinned_max, ref.number)
+        return ref
 
     def _ask_others(self, method: str, params: list[Any]) -> Any:
         """The first non-null answer from the endpoints that did not just answer null."""
@@ -310,11 +317,17 @@ class RpcClient:
         pending = [_Pending(i, m, list(p or [])) for i, (m, p) in enumerate(calls)]
         started = time.monotonic()
         trouble = _Trouble()
+        block = pending[0].block
+        if block is not None:  # endpoints that said lately they lack this block come last
+            trouble.behind = {id(e) for e in self.endpoints.endpoints if e.lacks(block)}
         previous: Endpoint | None = None
         retry_after = 0.0
         while pending:
             candidates = [only] if only is not None else self.endpoints.ordered()
             candidates = [e for e in candidates if trouble.silent.get(id(e), 0) <= self.retries]
+            # An endpoint behind the pinned block is asked again only when no other is left.
+            current = [e for e in candidates if id(e) not in trouble.behind]
+            candidates = current or candidates
             if not candidates:
                 raise self._gave_up(pending, trouble, started, unavailable=True)
             endpoint = candidates[0]
@@ -337,6 +350,8 @@ class RpcClient:
                 trouble.failures += 1
                 if refused.kind == "silent":
                     trouble.silent[id(endpoint)] = trouble.silent.get(id(endpoint), 0) + 1
+                elif refused.kind == "behind" and self._others(endpoint, trouble):
+                    trouble.behind.add(id(endpoint))
                 elif refused.kind == "endpoint":
                     trouble.silent[id(endpoint)] = self.retries + 1  # not again in this call
                 else:
@@ -354,10 +369,24 @@ class RpcClient:
             trouble.causes[endpoint.safe_url] = cause
             endpoint.failed(cause)
             trouble.failures += 1
+            if all(p.behind for p in pending) and self._others(endpoint, trouble):
+                trouble.behind.add(id(endpoint))  # not overloaded: it lacks the block
+                if block is not None:
+                    endpoint.lacking(block)
+                continue
             trouble.attempts += 1
             if trouble.attempts >= self.max_attempts or self._late(started):
                 raise self._gave_up(pending, trouble, started)
         return results
+
+    def _others(self, endpoint: Endpoint, trouble: _Trouble) -> bool:
+        """Whether an endpoint other than this one may still serve the current call."""
+        return any(
+            e is not endpoint
+            and id(e) not in trouble.behind
+            and trouble.silent.get(id(e), 0) <= self.retries
+            for e in self.endpoints.ordered()
+        )
 
     def _prepare(self, endpoint: Endpoint, min_block: int | None) -> None:
         """Check the endpoint's chain id once; for log reads, that its head reached min_block."""
@@ -373,13 +402,14 @@ class RpcClient:
                         f"RPC endpoint {endpoint.safe_url} serves chain id {endpoint.chain_id}, "
                         f"expected {expected}"
                     )
+                    endpoint.failed(endpoint.wrong_chain, set_aside=True)
                     raise ChainMismatch(endpoint.wrong_chain)
             self._checked.add(id(endpoint))
         several = len(self.endpoints.endpoints) > 1
         if several and min_block is not None and endpoint.head < min_block:
             endpoint.head = max(endpoint.head, int(self._one(endpoint, "eth_blockNumber"), 16))
             if endpoint.head < min_block:
-                raise _Refused("transient", f"its head {endpoint.head} is behind {min_block}")
+                raise _Refused("behind", f"its head {endpoint.head} is behind block {min_block}")
 
     def _one(self, endpoint: Endpoint, method: str) -> Any:
         """One call without params to one endpoint, no retry; a failure raises _Refused."""
@@ -441,6 +471,7 @@ class RpcClient:
         else:
             answers = [body if isinstance(body, dict) else None]
         for p, answer in zip(pending, answers, strict=True):
+            p.behind = False
             if not isinstance(answer, dict) or ("error" not in answer and "result" not in answer):
                 p.cause = f"{p.method} missing from the answer"
             elif "error" in answer:
@@ -452,9 +483,20 @@ class RpcClient:
                     raise _Refused(kind, _cause(endpoint, error), http_status=status)
                 else:
                     p.cause = _cause(endpoint, error)
+                    p.behind = p.pinned and is_behind(error.get("code"), str(error.get("message")))
+            elif answer["result"] is None and self._lags_behind(p):
+                p.cause, p.behind = f"no block {p.params[0]} yet", True
             else:
                 results[p.index] = answer["result"]
         return 0.0
+
+    def _lags_behind(self, p: _Pending) -> bool:
+        """A null block by number at or below a block this client already pinned: with several
+        endpoints, that endpoint lags (a single node cannot lack what it served)."""
+        if p.method != "eth_getBlockByNumber" or len(self.endpoints.endpoints) == 1:
+            return False
+        tag = p.params[0] if p.params else None
+        return isinstance(tag, str) and tag.startswith("0x") and int(tag, 16) <= self._pinned_max
 
     def _classify(self, p: _Pending, error: Any) -> str:
         if not isinstance(error, dict):
@@ -537,6 +579,7 @@ class _Trouble:
         self.failures = 0  # every failed request (sets the backoff)
         self.attempts = 0  # failures where an endpoint answered (bounded by max_attempts)
         self.silent: dict[int, int] = {}  # endpoint -> requests it did not answer
+        self.behind: set[int] = set()  # endpoints that lack the block this call needs
         self.causes: dict[str, str] = {}  # safe url -> last cause
         self.status: int | None = None
 

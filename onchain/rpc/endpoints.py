@@ -91,6 +91,7 @@ class Endpoint:
         self.set_aside_until = 0.0  # time.time() seconds
         self.chain_id: int | None = None
         self.head = -1  # highest head seen (eth_blockNumber), for log reads
+        self._lacks: dict[str, float] = {}  # block hash -> until when we skip asking for it
         self.wrong_chain: str | None = None  # set once: a node does not change chains
         self._strikes = 0  # failed requests in a row
         self._penalty = 0  # set-asides in a row (doubles the next one)
@@ -105,6 +106,16 @@ class Endpoint:
         for secret in self.secrets:
             text = text.replace(secret, "***")
         return text
+
+    def lacking(self, block_hash: str) -> None:
+        """The endpoint said it does not know this block: ask others about it for a while."""
+        with self._lock:
+            if len(self._lacks) > 64:
+                self._lacks.clear()
+            self._lacks[block_hash] = time.time() + SET_ASIDE_S
+
+    def lacks(self, block_hash: str) -> bool:
+        return self._lacks.get(block_hash, 0.0) > time.time()
 
     def available(self, now: float | None = None) -> bool:
         return self.wrong_chain is None and (now or time.time()) >= self.set_aside_until

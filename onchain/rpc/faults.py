@@ -45,7 +45,10 @@ LOG_RANGE_TEXT = re.compile(
     r"limit exceeded|exceeds? (the )?(max|limit)|query timeout|timed out",
     re.IGNORECASE,
 )
-LOG_RATE_TEXT = re.compile(r"rate.?limit|per second|compute units|capacity", re.IGNORECASE)
+LOG_RATE_TEXT = re.compile(
+    r"rate.?limit|too many requests|per second|compute units|capacity|throttl|quota|\b429\b",
+    re.IGNORECASE,
+)
 LOG_RANGE_CODES = frozenset({-32005})
 # aggregate3 chunks refused for their size: split them rather than retry them.
 LIMIT_TEXT = re.compile(r"gas|limit|exceed|too large|too big|size", re.IGNORECASE)
@@ -72,7 +75,7 @@ def classify_error(method: str, code: Any, message: str, *, pinned: bool) -> Fau
         return "final"
     if method == "eth_getLogs" and is_log_range_refusal(code, message, None):
         return "final"
-    if pinned and (code in LAG_CODES or LAG_TEXT.search(message)):
+    if pinned and is_behind(code, message):
         return "transient"
     if code in (-32600, -32601, -32602, -32700):
         return "final"
@@ -81,6 +84,11 @@ def classify_error(method: str, code: Any, message: str, *, pinned: bool) -> Fau
     if code in TRANSIENT_CODES or RATE_LIMIT_TEXT.search(message):
         return "transient"
     return "final"
+
+
+def is_behind(code: Any, message: str) -> bool:
+    """Whether an error says the node lacks a block (lagging, or on another fork)."""
+    return code in LAG_CODES or LAG_TEXT.search(message) is not None
 
 
 def classify_http(status: int) -> Fault:

@@ -9,6 +9,7 @@ endpoint's budget in the client.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ from onchain.errors import InputError, RpcError, RpcResponseError
 from onchain.rpc.client import RpcClient, hex_to_bytes
 from onchain.rpc.faults import is_log_range_refusal
 
+_SINGLE_BLOCK_RETRIES = 3  # a one-block query refused for its "size": may be overload, ask again
 _GROW_AFTER = 4  # successes in a row at the ceiling before trying a larger span again
 
 
@@ -74,6 +76,7 @@ def iter_logs(
     span = min(initial_span, max_span)
     ceiling = max_span
     streak = 0
+    single_refusals = 0
     start = from_block
     while start <= to_block:
         end = min(start + span - 1, to_block)
@@ -84,12 +87,18 @@ def iter_logs(
             if not is_range_refusal(exc):
                 raise
             if end == start:
-                raise RpcError(
-                    f"provider refuses eth_getLogs even for the single block {start}: {exc}"
-                ) from exc
+                # Nothing smaller to ask: "limit exceeded" was a passing overload, or final.
+                single_refusals += 1
+                if single_refusals > _SINGLE_BLOCK_RETRIES:
+                    raise RpcError(
+                        f"provider refuses eth_getLogs even for the single block {start}: {exc}"
+                    ) from exc
+                time.sleep(0.2 * 2 ** (single_refusals - 1))
+                continue
             span = max(1, (end - start + 1) // 2)
             ceiling, streak = span, 0
             continue
+        single_refusals = 0
         yield LogPage(start, end, [parse_log(item) for item in raw or []])
         start = end + 1
         streak += 1
