@@ -283,3 +283,53 @@ def test_daemon_records_a_failed_refresh_then_resumes_and_shows_endpoint_health(
     human = run("status", "--config", str(config))
     assert human.returncode == 0 and "RPC endpoints" in human.stdout
     assert flaky_safe in human.stdout and SECRET not in human.stdout
+
+
+# -- the client itself: only failed items are asked again ---------------------------------------
+
+
+def test_a_batch_asks_again_only_its_failed_items(
+    devnet: DevnetInfo, proxies: list[FaultProxy]
+) -> None:
+    from onchain.rpc import RpcClient
+
+    proxy = start(devnet, proxies, Faults(item_error_rate=0.3, seed=8))
+    accounts = devnet.borrowers[:200]
+    with RpcClient(devnet.rpc_url) as direct:
+        block = direct.pin_block()
+        truth = direct.batch([("eth_getBalance", [a, {"blockHash": block.hash}]) for a in accounts])
+    with RpcClient(proxy.url, backoff_s=0.01) as client:
+        got = client.batch([("eth_getBalance", [a, {"blockHash": block.hash}]) for a in accounts])
+    assert got == truth
+    assert proxy.injected >= 30
+    # Every call once, plus exactly one more for each item the proxy failed.
+    assert client.calls_sent == len(accounts) + proxy.injected
+
+
+def test_aggregate3_asks_again_only_the_chunks_a_provider_failed(
+    devnet: DevnetInfo, proxies: list[FaultProxy]
+) -> None:
+    from eth_abi import encode
+    from eth_utils import function_signature_to_4byte_selector
+
+    from onchain.rpc import MULTICALL3_ADDRESS, Call, RpcClient, execute
+
+    proxy = start(devnet, proxies, Faults(item_error_rate=0.3, seed=12))
+    selector = function_signature_to_4byte_selector("getEthBalance(address)")
+
+    def uint(data: bytes) -> int:
+        return int.from_bytes(data, "big")
+
+    calls = [
+        Call(MULTICALL3_ADDRESS, selector + encode(["address"], [a]), uint)
+        for a in devnet.borrowers * 4
+    ]
+    with RpcClient(devnet.rpc_url) as direct:
+        block = direct.pin_block()
+        truth = execute(direct, calls, block, chunk_size=60, use_multicall=True)
+    with RpcClient(proxy.url, backoff_s=0.01) as client:
+        got = execute(client, calls, block, chunk_size=60, use_multicall=True)
+    assert got == truth
+    assert proxy.injected >= 3
+    chunks = -(-len(calls) // 60)
+    assert client.calls_sent == chunks + proxy.injected

@@ -532,11 +532,11 @@ class RpcClient:
             url, cause = next(iter(trouble.causes.items()))
             if trouble.status:
                 return RpcResponseError(
-                    f"RPC endpoint {url} answered {cause} after {self.retries + 1} attempts",
+                    f"RPC endpoint {url} answered {cause} after {trouble.failures} attempt(s)",
                     http_status=trouble.status,
                 )
             return RpcUnavailable(
-                f"RPC endpoint {url} did not answer ({cause}) after {self.retries + 1} attempts"
+                f"RPC endpoint {url} did not answer ({cause}) after {trouble.failures} attempts"
             )
         if unavailable:
             return RpcUnavailable(f"{what} failed: no RPC endpoint answered: {where}")
