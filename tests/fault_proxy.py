@@ -9,6 +9,7 @@ API key from the URL. Everything else is forwarded unchanged.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import socket
@@ -30,6 +31,11 @@ OVERLOAD_ERRORS = [
 ]
 
 
+def _other(block_hash: str) -> str:
+    """The hash the other fork has at the same height."""
+    return "0x" + hashlib.sha256(block_hash.encode()).hexdigest()
+
+
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -49,6 +55,7 @@ class Faults:
     stall_s: float = 3.0
     chain_id: int | None = None  # eth_chainId answers this instead
     lag_blocks: int = 0  # claims a head this many blocks behind and knows nothing newer
+    fork_blocks: int = 0  # the last blocks are other blocks here: other hashes, same numbers
     unauthorized: bool = False  # every request: HTTP 401 with a body echoing the URL's key
     seed: int = 1
     skip_methods: frozenset[str] = field(default_factory=frozenset)  # never fault these
@@ -64,6 +71,7 @@ class FaultProxy:
         self.injected = 0
         self.max_batch = 0  # most calls seen in one request
         self.lag_answers = 0  # answers that a lagging node gives (null, header not found, cut logs)
+        self.fork_answers = 0  # answers about our blocks from the other fork
         self._rng = random.Random(faults.seed)
         self._lock = threading.Lock()
         self._numbers: dict[str, int] = {}
@@ -175,7 +183,48 @@ class FaultProxy:
             return {**reply, "result": hex(f.chain_id)}
         if f.lag_blocks:
             return self._lagging_answer(item)
+        if f.fork_blocks:
+            return self._forked_answer(item)
         return None
+
+    def _forked_answer(self, item: dict[str, Any]) -> dict[str, Any] | None:
+        """What a node on another fork for the last `fork_blocks` blocks would answer: its own
+        hashes for those numbers, and no knowledge of ours."""
+        fork_from = self._head() - self.faults.fork_blocks + 1
+        method, params = item.get("method"), item.get("params") or []
+        reply = {"jsonrpc": "2.0", "id": item.get("id")}
+        for p in params:
+            if isinstance(p, dict) and "blockHash" in p:
+                number = self._number_of(p["blockHash"])
+                if number is None or number >= fork_from:
+                    self._count_fork()
+                    return {**reply, "error": {"code": -32000, "message": "header not found"}}
+        if method == "eth_getBlockByNumber":
+            answer = self._forward(item)
+            blk = answer.get("result")
+            if isinstance(blk, dict) and int(blk["number"], 16) >= fork_from:
+                self._count_fork()
+                return {**answer, "result": {**blk, "hash": _other(blk["hash"])}}
+            return answer
+        if method == "eth_getLogs":
+            answer = self._forward(item)
+            logs = answer.get("result")
+            if isinstance(logs, list):
+                moved = [
+                    {**g, "blockHash": _other(g["blockHash"])}
+                    if int(g["blockNumber"], 16) >= fork_from
+                    else g
+                    for g in logs
+                ]
+                if moved != logs:
+                    self._count_fork()
+                return {**answer, "result": moved}
+            return answer
+        return None
+
+    def _count_fork(self) -> None:
+        with self._lock:
+            self.fork_answers += 1
 
     def _answer(self, body: bytes) -> tuple[int, bytes] | None:
         """(status, body) to send, or None to reset the connection."""

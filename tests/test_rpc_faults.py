@@ -158,6 +158,21 @@ def test_a_lagging_endpoint_never_answers_for_a_block_it_does_not_know(
     assert_one_clear_error(result, "beyond the chain head")
 
 
+def test_an_endpoint_on_another_fork_is_never_mixed_in(
+    devnet: DevnetInfo, clean: dict[str, str], proxies: list[FaultProxy]
+) -> None:
+    """The fallback has other blocks at the last two heights (same numbers, other hashes): the
+    preferred endpoint drops 30% of requests, so the fallback is asked, but nothing it says
+    about those heights is used."""
+    head = ("--block", str(clean_head(devnet)))
+    flaky = start(devnet, proxies, Faults(error_rate=0.3, item_error_rate=0.3, seed=21))
+    fork = start(devnet, proxies, Faults(fork_blocks=2))
+    result = scan(devnet, flaky.url, fork.url, extra=head)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == clean["scan"]
+    assert fork.fork_answers >= 1, "the fork was asked about the pinned block"
+
+
 def clean_head(devnet: DevnetInfo) -> int:
     from onchain.rpc import RpcClient
 

@@ -37,6 +37,7 @@ __all__ = ["BlockRef", "Budget", "EndpointSet", "RpcClient", "redact_url"]
 
 _MAX_RETRY_AFTER_S = 10.0
 _MAX_DELAY_S = 2.0
+_BEHIND_ATTEMPTS = 3  # asks of the only endpoint left that lacks the pinned block
 _ERROR_STRING = bytes.fromhex("08c379a0")  # Error(string)
 _PANIC = bytes.fromhex("4e487b71")  # Panic(uint256)
 
@@ -145,6 +146,8 @@ class RpcClient:
         self._random = random.Random(seed)
         self._served_by: Endpoint = first
         self._pinned_max = -1  # highest block pinned so far: every endpoint should know it
+        self._pinned: dict[int, str] = {}  # number -> hash of every block pinned
+        self._repinning = False
 
     @property
     def safe_url(self) -> str:
@@ -241,15 +244,20 @@ class RpcClient:
             raise InputError(f"block must be a non-negative integer, got {number!r}")
         else:
             tag = hex(number)
-        blk = self.request("eth_getBlockByNumber", [tag, False])
-        if blk is None and number is not None and len(self.endpoints.endpoints) > 1:
-            blk = self._ask_others("eth_getBlockByNumber", [tag, False])
+        self._repinning = True  # a new pin may see a reorg: it is the new truth, not a fork
+        try:
+            blk = self.request("eth_getBlockByNumber", [tag, False])
+            if blk is None and number is not None and len(self.endpoints.endpoints) > 1:
+                blk = self._ask_others("eth_getBlockByNumber", [tag, False])
+        finally:
+            self._repinning = False
         if blk is None:
             if number is None:
                 raise RpcError(f"RPC endpoint {self.safe_url} returned no latest block")
             raise InputError(f"block {number} is beyond the chain head ({self.block_number()})")
         ref = BlockRef(int(blk["number"], 16), str(blk["hash"]), int(blk["timestamp"], 16))
         self._pinned_max = max(self._pinned_max, ref.number)
+        self._pinned[ref.number] = ref.hash
         return ref
 
     def _ask_others(self, method: str, params: list[Any]) -> Any:
@@ -369,11 +377,14 @@ class RpcClient:
             trouble.causes[endpoint.safe_url] = cause
             endpoint.failed(cause)
             trouble.failures += 1
-            if all(p.behind for p in pending) and self._others(endpoint, trouble):
-                trouble.behind.add(id(endpoint))  # not overloaded: it lacks the block
-                if block is not None:
-                    endpoint.lacking(block)
-                continue
+            if all(p.behind for p in pending):
+                if self._others(endpoint, trouble):
+                    trouble.behind.add(id(endpoint))  # not overloaded: it lacks the block
+                    if block is not None:
+                        endpoint.lacking(block)
+                    continue
+                # No one else to ask: a lagging backend catches up within a block or two.
+                trouble.attempts = max(trouble.attempts, self.max_attempts - _BEHIND_ATTEMPTS)
             trouble.attempts += 1
             if trouble.attempts >= self.max_attempts or self._late(started):
                 raise self._gave_up(pending, trouble, started)
@@ -486,9 +497,32 @@ class RpcClient:
                     p.behind = p.pinned and is_behind(error.get("code"), str(error.get("message")))
             elif answer["result"] is None and self._lags_behind(p):
                 p.cause, p.behind = f"no block {p.params[0]} yet", True
+            elif self._disagrees(p, answer["result"]):
+                p.cause, p.behind = "another block under a pinned block's number", True
             else:
                 results[p.index] = answer["result"]
         return 0.0
+
+    def _disagrees(self, p: _Pending, result: Any) -> bool:
+        """Whether a by-number answer names a block we pinned with another hash: that endpoint
+        is on another fork (or behind a reorg), and its answers must not be mixed in."""
+        if not self._pinned or self._repinning or len(self.endpoints.endpoints) == 1:
+            return False
+        if p.method == "eth_getBlockByNumber" and isinstance(result, dict):
+            items = [result]
+        elif p.method == "eth_getLogs" and isinstance(result, list):
+            items = result
+        else:
+            return False
+        for item in items:
+            try:
+                number = int(item.get("number") or item.get("blockNumber"), 16)
+                block_hash = item.get("hash") or item.get("blockHash")
+            except (AttributeError, TypeError, ValueError):
+                continue
+            if number in self._pinned and block_hash != self._pinned[number]:
+                return True
+        return False
 
     def _lags_behind(self, p: _Pending) -> bool:
         """A null block by number at or below a block this client already pinned: with several
