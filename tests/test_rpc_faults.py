@@ -276,6 +276,10 @@ def test_daemon_records_a_failed_refresh_then_resumes_and_shows_endpoint_health(
     with sqlite3.connect(db) as conn:
         assert conn.execute("select count(*) from position_snapshots").fetchone() == (0,)
         assert conn.execute("select count(*) from market_snapshots").fetchone() == (0,)
+        errors = conn.execute("select job, error from job_runs where outcome = 'error'").fetchall()
+    assert {job for job, _ in errors} == {"discover", "refresh"}
+    for _, error in errors:  # the reason: the endpoint (no key) and its last cause
+        assert dead.split("/v3")[0] in error and "refused" in error and SECRET not in error
 
     flaky = start(devnet, proxies, Faults(error_rate=0.3, item_error_rate=0.3, seed=9))
     write_config(config, devnet, f'rpc_urls = ["{dead}", "{flaky.url}"]\n')

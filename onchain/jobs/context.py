@@ -31,9 +31,6 @@ class JobContext:
     endpoint_sets: dict[str, EndpointSet] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def rpc_url(self, market: MarketInfo) -> str:
-        return self.endpoints(market).endpoints[0].url
-
     def endpoints(self, market: MarketInfo) -> EndpointSet:
         chain = self.config.chains[market.chain_name]
         with self._lock:
