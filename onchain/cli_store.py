@@ -227,9 +227,12 @@ def _endpoints(jobs: list[queries.JobSummary]) -> list[dict[str, Any]]:
 
 
 def _epoch(value: Any) -> str:
+    """A Unix time from the endpoints' health; set-aside times may lie ahead."""
     if not isinstance(value, (int, float)):
         return str(value) if value else "-"
-    return _when(datetime.fromtimestamp(value, UTC))
+    when = datetime.fromtimestamp(value, UTC)
+    ahead = (when - datetime.now(UTC)).total_seconds()
+    return f"{when:%Y-%m-%d %H:%M:%S} (in {ahead:.0f}s)" if ahead > 0 else _when(when)
 
 
 OUTCOME_STYLE = {"ok": "green", "error": "red", "crashed": "red", "interrupted": "yellow"}
