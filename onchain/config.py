@@ -17,16 +17,35 @@ from onchain.errors import ConfigError
 
 @dataclass(frozen=True)
 class ChainConfig:
+    """A chain and its RPC endpoints. Endpoints in order of preference: the URLs in the env vars
+    `rpc_url_env` then `rpc_url_envs` (those that are set), then `rpc_url` then `rpc_urls`.
+    Literal URLs are for local nodes and keyless endpoints; real URLs carry keys: use env vars.
+    The budget (`rpc_max_rps`, `rpc_max_batch`) applies to each endpoint on its own."""
+
     name: str
     chain_id: int
     rpc_url_env: str | None = None
-    rpc_url: str | None = None  # only for local nodes; real URLs carry keys: use rpc_url_env
+    rpc_url: str | None = None
     block_time_s: float = 12.0
+    rpc_url_envs: tuple[str, ...] = ()
+    rpc_urls: tuple[str, ...] = ()
+    rpc_max_rps: float | None = None
+    rpc_max_batch: int = 500
+
+    def resolve_rpc_urls(self) -> list[str]:
+        envs = ([self.rpc_url_env] if self.rpc_url_env else []) + list(self.rpc_url_envs)
+        urls = [os.environ[e] for e in envs if os.environ.get(e)]
+        urls += ([self.rpc_url] if self.rpc_url else []) + list(self.rpc_urls)
+        return list(dict.fromkeys(urls))
 
     def resolve_rpc_url(self) -> str | None:
-        if self.rpc_url_env and os.environ.get(self.rpc_url_env):
-            return os.environ[self.rpc_url_env]
-        return self.rpc_url
+        urls = self.resolve_rpc_urls()
+        return urls[0] if urls else None
+
+    def rpc_hint(self) -> str:
+        """How to give this chain an endpoint, for error messages."""
+        envs = ([self.rpc_url_env] if self.rpc_url_env else []) + list(self.rpc_url_envs)
+        return f"set {' or '.join(envs)}" if envs else "give rpc_url_env or rpc_urls"
 
 
 @dataclass(frozen=True)
@@ -82,13 +101,7 @@ def load_config(path: str | Path) -> Config:
         where = f"{path} [chains.{name}]"
         if not isinstance(table, dict):
             raise ConfigError(f"{where}: must be a table")
-        chains[name] = ChainConfig(
-            name=name,
-            chain_id=_require(table, "chain_id", int, where),
-            rpc_url_env=table.get("rpc_url_env"),
-            rpc_url=table.get("rpc_url"),
-            block_time_s=float(table.get("block_time_s", 12.0)),
-        )
+        chains[name] = _chain(name, table, where)
     markets: dict[str, MarketConfig] = {}
     for i, table in enumerate(raw.get("markets") or []):
         where = f"{path} [[markets]] #{i + 1}"
@@ -119,6 +132,46 @@ def load_config(path: str | Path) -> Config:
     if "enabled" not in ((raw.get("jobs") or {}).get("deliver") or {}):  # on where rules are
         jobs = replace(jobs, deliver=replace(jobs.deliver, enabled=alerts.enabled))
     return Config(path, chains, markets, store, jobs, tiers, risk=risk, alerts=alerts)
+
+
+_CHAIN_KEYS = {
+    "chain_id",
+    "rpc_url_env",
+    "rpc_url",
+    "rpc_url_envs",
+    "rpc_urls",
+    "rpc_max_rps",
+    "rpc_max_batch",
+    "block_time_s",
+}
+
+
+def _strings(table: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{where}: '{key}' must be a list of non-empty strings")
+    return tuple(value)
+
+
+def _chain(name: str, table: dict[str, Any], where: str) -> ChainConfig:
+    _only(table, _CHAIN_KEYS, where)
+    for key in ("rpc_url_env", "rpc_url"):
+        if key in table and not (isinstance(table[key], str) and table[key]):
+            raise ConfigError(f"{where}: '{key}' must be a non-empty string")
+    rps = table.get("rpc_max_rps")
+    if rps is not None:
+        rps = _number(table, "rpc_max_rps", 0, where, minimum=0.001)
+    return ChainConfig(
+        name=name,
+        chain_id=_require(table, "chain_id", int, where),
+        rpc_url_env=table.get("rpc_url_env"),
+        rpc_url=table.get("rpc_url"),
+        block_time_s=_number(table, "block_time_s", 12.0, where, minimum=0.001),
+        rpc_url_envs=_strings(table, "rpc_url_envs", where),
+        rpc_urls=_strings(table, "rpc_urls", where),
+        rpc_max_rps=rps,
+        rpc_max_batch=_number(table, "rpc_max_batch", 500, where, integer=True, minimum=1),
+    )
 
 
 # -- [store], [jobs.*] and [risk.tiers]: the daemon's settings ------------------------------------

@@ -46,6 +46,12 @@ def run_recorded(ctx: JobContext, name: str) -> str:
         errors = JOBS[name](ctx, counts)
     except Exception as exc:
         errors = [one_line(exc)]
+    health = ctx.endpoint_health()
+    if health and name in (
+        "discover",
+        "refresh",
+    ):  # the endpoints' health as this run leaves it, for `onchain status`
+        counts["rpc_endpoints"] = health  # type: ignore[assignment]
     if errors:
         outcome = "error"
     elif counts.pop("stopped_early", 0):
