@@ -171,12 +171,27 @@ def borrower_transactions(
 
 def seed_borrowers(chain: DevChain, market: AaveDeployment, plans: list[BorrowerPlan]) -> None:
     """Send each group's transactions into one block; check every borrow landed."""
-    chain.set_balance([p.address for p in plans], 10**21)
+    seed_in_blocks(
+        chain,
+        market.pool,
+        [(p.address, borrower_transactions(p, market), len(p.debt)) for p in plans],
+    )
+
+
+def seed_in_blocks(
+    chain: DevChain,
+    pool: str,
+    borrowers: list[tuple[str, list[tuple[str, str, bytes, int]], int]],
+    per_block: int = BORROWERS_PER_BLOCK,
+) -> None:
+    """(address, transactions, borrows) per borrower: `per_block` borrowers a block; every
+    transaction must land and `pool` must log every borrow."""
+    chain.set_balance([b[0] for b in borrowers], 10**21)
     chain.set_automine(False)
     try:
-        for start in range(0, len(plans), BORROWERS_PER_BLOCK):
-            group = plans[start : start + BORROWERS_PER_BLOCK]
-            txs = [tx for plan in group for tx in borrower_transactions(plan, market)]
+        for start in range(0, len(borrowers), per_block):
+            group = borrowers[start : start + per_block]
+            txs = [tx for _address, plan_txs, _n in group for tx in plan_txs]
             chain.send_many(txs)
             chain.mine()
             block = chain.rpc("eth_getBlockByNumber", ["latest", False])
@@ -188,14 +203,14 @@ def seed_borrowers(chain: DevChain, market: AaveDeployment, plans: list[Borrower
                 "eth_getLogs",
                 [
                     {
-                        "address": market.pool,
+                        "address": pool,
                         "fromBlock": block["number"],
                         "toBlock": block["number"],
                         "topics": [BORROW_TOPIC],
                     }
                 ],
             )
-            expected = sum(len(p.debt) for p in group)
+            expected = sum(n for _address, _txs, n in group)
             if len(logs) != expected:
                 raise DevnetError(
                     f"block {int(block['number'], 16)}: {len(logs)} of {expected} borrows succeeded"

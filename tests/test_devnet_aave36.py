@@ -1,0 +1,200 @@
+"""The devnet's Aave V3.6.0 market: compiled from the npm sources, deployed beside 3.0.2 on the
+same anvil, and every scenario borrower shaped as the Pool itself reports it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from fractions import Fraction
+
+import pytest
+from eth_utils import to_checksum_address
+
+from onchain.devnet.aave36 import LIBRARIES, POOL_REVISION, RESERVE_DATA, Aave36Deployment
+from onchain.devnet.aave36_build import compile_aave36
+from onchain.devnet.aave36_seed import SCENARIO_GROUPS
+from onchain.devnet.build import DevnetInfo, running_devnet
+from onchain.devnet.chain import DevChain
+from onchain.devnet.control import set_prices
+
+BASE_2000 = 2000 * 10**8
+
+
+@pytest.fixture(scope="module")
+def chain(devnet: DevnetInfo) -> DevChain:
+    return DevChain(devnet.rpc_url)
+
+
+@pytest.fixture(scope="module")
+def d(devnet: DevnetInfo) -> Aave36Deployment:
+    assert devnet.aave36 is not None, "the devnet has no Aave V3.6 market"
+    return devnet.aave36
+
+
+def _account(chain: DevChain, d: Aave36Deployment, user: str) -> tuple[int, ...]:
+    return tuple(chain.view(d.pool, "getUserAccountData(address)", ["uint256"] * 6, user))
+
+
+def _balances_base(chain: DevChain, d: Aave36Deployment, user: str) -> tuple[dict, dict]:
+    """Per-reserve collateral and debt of `user` in base units (USD, 8 decimals)."""
+    coll, debt = {}, {}
+    for s, asset in d.tokens.items():
+        price = chain.view(d.oracle, "getAssetPrice(address)", ["uint256"], asset)
+        unit = 10 ** d.decimals[s]
+        a = chain.view(d.atokens[s], "balanceOf(address)", ["uint256"], user)
+        v = chain.view(d.variable_debt_tokens[s], "balanceOf(address)", ["uint256"], user)
+        if a:
+            coll[s] = a * price // unit
+        if v:
+            debt[s] = v * price // unit
+    return coll, debt
+
+
+def test_pool_is_revision_10_built_from_the_npm_sources(
+    devnet: DevnetInfo, chain: DevChain, d: Aave36Deployment
+) -> None:
+    assert chain.view(d.pool, "POOL_REVISION()", ["uint256"]) == POOL_REVISION == 10
+    assert (d.version, d.pool_revision) == ("3.6.0", 10)
+    assert d.addresses_provider != devnet.aave.addresses_provider
+    assert to_checksum_address(chain.view(d.addresses_provider, "getPool()", ["address"])) == d.pool
+    compiled = compile_aave36()
+    for name, address in d.libraries.items():
+        runtime = bytes.fromhex(chain.rpc("eth_getCode", [address, "latest"])[2:])
+        # a library's runtime code starts with PUSH20 <its own address> (call protection)
+        assert runtime[1:21] == bytes.fromhex(address[2:]), name
+        if compiled[name].link_references:  # FlashLoanLogic calls BorrowLogic, linked in
+            assert bytes.fromhex(d.libraries["BorrowLogic"][2:]) in runtime
+            continue
+        assert runtime[:1] + bytes(20) + runtime[21:] == compiled[name].deployed_bytecode, name
+    assert set(d.libraries) == set(LIBRARIES) and len(LIBRARIES) == 6
+    # no stable debt token since 3.2: the legacy getter returns the zero address
+    for s, asset in d.tokens.items():
+        data = chain.view(d.pool, "getReserveData(address)", [RESERVE_DATA], asset)
+        assert int(data[9], 16) == 0 and data[7] == d.reserve_ids[s]
+    # the same tokens and feeds as the 3.0.2 market
+    assert d.tokens == {s: devnet.aave.tokens[s] for s in d.tokens}
+    assert d.price_feeds == {s: devnet.aave.price_feeds[s] for s in d.price_feeds}
+
+
+def test_emode_categories_use_the_32_bitmaps(chain: DevChain, d: Aave36Deployment) -> None:
+    def bitmap(symbols: list[str]) -> int:
+        return sum(1 << d.reserve_ids[s] for s in symbols)
+
+    for e in d.emodes:
+        ltv, lt, bonus = chain.view(
+            d.pool,
+            "getEModeCategoryCollateralConfig(uint8)",
+            ["(uint16,uint16,uint16)"],
+            e["id"],
+        )
+        assert (ltv, lt, bonus) == (e["ltv"], e["liquidation_threshold"], e["liquidation_bonus"])
+        for getter, members in (
+            ("getEModeCategoryCollateralBitmap", e["collateral"]),
+            ("getEModeCategoryBorrowableBitmap", e["borrowable"]),
+            ("getEModeCategoryLtvzeroBitmap", e["ltvzero"]),
+        ):
+            assert chain.view(d.pool, f"{getter}(uint8)", ["uint128"], e["id"]) == bitmap(members)
+    members = [s for e in d.emodes for s in e["collateral"]]
+    assert members.count("WETH") == 2  # an asset in two categories
+    assert any(e["ltvzero"] for e in d.emodes)
+    dai = chain.view(d.pool, "getConfiguration(address)", ["uint256"], d.tokens["DAI"])
+    assert dai & 0xFFFF == 0 and (dai >> 16) & 0xFFFF == 0  # DAI: LTV 0 and LT 0 outside eMode
+    assert "DAI" in d.emode(1)["collateral"]
+
+
+def test_every_borrower_exists_with_debt(chain: DevChain, d: Aave36Deployment) -> None:
+    assert len(d.borrowers) == 300
+    assert set(SCENARIO_GROUPS) == set(d.scenarios)
+    users = d.all_borrowers
+    assert len(users) == 300 + len(d.scenario_plans)
+    replies = chain.rpc_batch(
+        [
+            (
+                "eth_call",
+                [{"to": d.pool, "data": "0xbf92857c" + "0" * 24 + u[2:].lower()}, "latest"],
+            )
+            for u in users
+        ]
+    )
+    debts = [int(r[2 + 64 : 2 + 128], 16) for r in replies]
+    assert all(debt > 0 for debt in debts)
+
+
+def test_scenario_borrowers_have_the_intended_shape(chain: DevChain, d: Aave36Deployment) -> None:
+    groups = {p["address"]: p["group"] for p in d.scenario_plans}
+    for plan in d.scenario_plans:
+        user, group = plan["address"], plan["group"]
+        assert chain.view(d.pool, "getUserEMode(address)", ["uint256"], user) == plan["emode"]
+        coll_base, debt_base, _avail, _lt, _ltv, hf = _account(chain, d, user)
+        health = Fraction(hf, 10**18)
+        assert abs(health - Fraction(str(plan["target_health"]))) < Fraction(1, 1000), plan
+        coll, debt = _balances_base(chain, d, user)
+        assert set(debt) == set(plan["debt"])
+        if group in ("multi_collateral_near_hf1",):
+            assert len(coll) >= 2 and 0.96 < health < 1.045
+        elif group == "small_under_2000":
+            assert coll_base < BASE_2000 and health < 1
+        elif group == "dust_line":
+            # a reserve debt, or what half the position leaves, is within $100 of the $1,000 line
+            assert health < 1 and min(*debt.values(), debt_base // 2) < 1100 * 10**8
+        elif group == "bad_debt":
+            bonus = d.reserves[next(iter(coll))]["liquidation_bonus"]
+            assert coll_base * 10_000 < debt_base * bonus  # liquidation takes all collateral
+        elif group == "half_close_factor":
+            assert 0.95 < health < 1
+            assert min(coll.values()) >= BASE_2000 and max(debt.values()) >= BASE_2000
+        elif group == "two_debt_reserves":
+            assert len(debt) == 2 and health < 1
+        elif group == "below_095":
+            assert health < 0.95 and min(coll.values()) >= BASE_2000
+        elif group == "emode_lt0_collateral":
+            assert plan["emode"] == 1 and "DAI" in coll
+            config = chain.view(d.pool, "getUserConfiguration(address)", ["uint256"], user)
+            assert config >> (2 * d.reserve_ids["DAI"] + 1) & 1  # DAI enabled as collateral
+            # DAI counts at the category's LT: the Pool's HF exceeds what the USDC part alone gives
+            assert health > Fraction(coll.get("USDC", 0) * 9500, debt_base * 10_000)
+        elif group.startswith("emode_"):
+            assert plan["emode"] in (1, 2, 3)
+    # random eMode borrowers are listed too, each in its own category
+    for group, category in (("emode_stablecoins", 1), ("emode_majors", 2), ("emode_eth", 3)):
+        assert len(d.scenarios[group]) >= 3
+        for user in d.scenarios[group]:
+            assert groups.get(user, group) == group
+            assert chain.view(d.pool, "getUserEMode(address)", ["uint256"], user) == category
+
+
+def test_ltvzero_member_adds_no_borrowing_power(chain: DevChain, d: Aave36Deployment) -> None:
+    """A WBTC-only user of category 2 (WBTC ltvzero there): LTV 0, still the category's LT."""
+    plan = next(
+        p
+        for p in d.scenario_plans
+        if p["group"] == "emode_majors" and set(p["collateral"]) == {"WBTC"}
+    )
+    _coll, _debt, available, lt, ltv, _hf = _account(chain, d, plan["address"])
+    assert (ltv, available) == (0, 0)
+    assert lt == d.emode(2)["liquidation_threshold"]
+
+
+def test_set_price_moves_both_markets(
+    devnet: DevnetInfo, chain: DevChain, d: Aave36Deployment
+) -> None:
+    weth = d.tokens["WETH"]
+    set_prices(devnet.rpc_url, devnet.aave, {"WETH": 2841.0})
+    try:
+        for oracle in (devnet.aave.oracle, d.oracle):
+            assert (
+                chain.view(oracle, "getAssetPrice(address)", ["uint256"], weth) == 284_100_000_000
+            )
+    finally:
+        set_prices(devnet.rpc_url, devnet.aave, {"WETH": 3000.0})
+
+
+@pytest.fixture
+def second_devnet() -> Iterator[DevnetInfo]:
+    with running_devnet(300, 7) as info:
+        yield info
+
+
+def test_build_is_cached(second_devnet: DevnetInfo, d: Aave36Deployment) -> None:
+    assert second_devnet.loaded_from_cache
+    assert second_devnet.aave36 is not None
+    assert second_devnet.aave36.to_json() == d.to_json()
