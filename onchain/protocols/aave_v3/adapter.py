@@ -600,6 +600,14 @@ class AaveV3Adapter:
             result = outcome(cover)
         if result.debt_repaid == 0 or result.collateral_to_liquidator == 0:
             return None
+        if result.collateral_to_liquidator + result.protocol_fee >= collateral.balance:
+            limited_by = "collateral"
+        elif cover < result.max_liquidatable_debt:
+            limited_by = "dust"
+        elif result.max_liquidatable_debt >= debt.balance:
+            limited_by = "debt"
+        else:
+            limited_by = "close_factor"
         if rules.liquidation_33 and cover == debt.balance:
             cover = math.UINT256_MAX  # the whole debt, including interest accrued until mined
         return LiquidationQuote(
@@ -612,6 +620,7 @@ class AaveV3Adapter:
             close_factor=result.max_liquidatable_debt / debt.balance,
             bad_debt_raw=result.deficit.get(debt_r.asset, 0),
             bad_debt_by_asset=dict(result.deficit),
+            limited_by=limited_by,
             call_args={"debt_to_cover": cover},  # the Pool repays `debt_to_cover_raw` of it
             gas_units=LIQUIDATION_GAS,
         )
