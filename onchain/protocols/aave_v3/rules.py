@@ -52,7 +52,7 @@ class AaveRules:
     @property
     def close_factor_rule(self) -> str:
         """The risk module's name of this release's close-factor rule."""
-        return "AAVE_33_POSITION" if self.liquidation_33 else "HALF_ABOVE_HF_0_95"
+        return "HALF_OF_POSITION_ABOVE_HF_0_95" if self.liquidation_33 else "HALF_ABOVE_HF_0_95"
 
 
 _ORDER = ("3.0.2", "3.1", "3.2", "3.2.1", "3.3", "3.4", "3.5", "3.6")
