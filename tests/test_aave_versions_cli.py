@@ -74,6 +74,27 @@ def test_a_pin_that_contradicts_the_pool_is_refused_and_nothing_is_written(
             assert conn.execute(f"select count(*) from {table}").fetchone() == (0,), table
 
 
+def test_stored_snapshots_record_the_release_the_pool_runs(
+    devnet: DevnetInfo, tmp_path: Path
+) -> None:
+    assert devnet.aave36 is not None
+    db = tmp_path / "store.sqlite"
+    assert run("db", "upgrade", "--db", f"sqlite:///{db}").returncode == 0
+    config = _config(tmp_path, devnet, "3.6.0", db)  # the pin agrees with revision 10
+    daemon = run("run", "--config", str(config), "--once", "--job", "discover", "--job", "refresh")
+    assert daemon.returncode == 0, daemon.stderr
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select version from markets").fetchall() == [("3.6",)]
+        ((details, positions),) = conn.execute("select details, positions from market_snapshots")
+        assert json.loads(details)["version"] == "3.6" and positions == len(
+            devnet.aave36.all_borrowers
+        )
+        extras = [json.loads(e) for (e,) in conn.execute("select extra from position_snapshots")]
+        assert {(e["version"], e["pool_revision"]) for e in extras} == {("3.6", 10)}
+        assert {e["close_factor_rule"] for e in extras} == {"HALF_OF_POSITION_ABOVE_HF_0_95"}
+        assert {e["emode_category"] for e in extras} == {0, 1, 2, 3}
+
+
 def test_an_unknown_pool_revision_is_one_clear_error_naming_it(devnet: DevnetInfo) -> None:
     """Runs last in this module: it points the 3.6 provider at the stand-in Pool."""
     assert devnet.aave36 is not None
