@@ -587,11 +587,12 @@ class AssetBreakdown:
     """One reserve's contribution, to explain a health factor.
 
     ``collateral_*`` are 0 unless the reserve counts as collateral (collateral bit set and
-    liquidation threshold != 0), exactly when the contract adds it. ``collateral_amount_raw`` is
-    ``scaled.rayMul(normalizedIncome)`` (= ``aToken.balanceOf``), ``debt_amount_raw`` is
-    ``scaled.rayMul(normalizedDebt) + stableDebt``. ``ltv_used`` is 0 when the reserve LTV is
-    0 (the eMode LTV is then ignored too). ``price_base`` is the price the contract used (the
-    eMode price when it overrides the asset's).
+    liquidation threshold != 0; from 3.6 the bit alone), exactly when the contract adds it.
+    ``collateral_amount_raw`` is ``scaled.rayMul(normalizedIncome)`` (= ``aToken.balanceOf``;
+    ``rayMulFloor`` from 3.5), ``debt_amount_raw`` is ``scaled.rayMul(normalizedDebt) +
+    stableDebt`` (``rayMulCeil`` from 3.5). ``ltv_used`` is the LTV the contract averaged (0
+    for zero-LTV collateral). ``price_base`` is the price the contract used (the eMode price
+    when it overrides the asset's, 3.0.2/3.1).
     """
 
     asset: str
