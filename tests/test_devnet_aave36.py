@@ -3,20 +3,28 @@ same anvil, and every scenario borrower shaped as the Pool itself reports it."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 from eth_utils import to_checksum_address
 
+from onchain.config import load_config
 from onchain.devnet.aave36 import LIBRARIES, POOL_REVISION, RESERVE_DATA, Aave36Deployment
 from onchain.devnet.aave36_build import compile_aave36
 from onchain.devnet.aave36_seed import SCENARIO_GROUPS
+from onchain.devnet.anvil import PROJECT_ROOT
 from onchain.devnet.build import DevnetInfo, running_devnet
 from onchain.devnet.chain import DevChain
+from onchain.devnet.config_file import devnet_config_text, write_devnet_config
 from onchain.devnet.control import set_prices
 
 BASE_2000 = 2000 * 10**8
+ONCHAIN = str(Path(sys.executable).with_name("onchain"))
+CHECKED_IN = PROJECT_ROOT / "config" / "devnet.toml"
 
 
 @pytest.fixture(scope="module")
@@ -198,3 +206,32 @@ def test_build_is_cached(second_devnet: DevnetInfo, d: Aave36Deployment) -> None
     assert second_devnet.loaded_from_cache
     assert second_devnet.aave36 is not None
     assert second_devnet.aave36.to_json() == d.to_json()
+
+
+def test_write_config_names_both_aave_markets_with_versions(
+    devnet: DevnetInfo, d: Aave36Deployment, tmp_path: Path
+) -> None:
+    path = tmp_path / "devnet.toml"
+    write_devnet_config(path, devnet, with_aave36=True)
+    markets = {m.name: m for m in load_config(path).markets.values()}
+    assert (markets["aave-v3-devnet"].version, markets["aave-v3.6-devnet"].version) == (
+        "3.0.2",
+        "3.6.0",
+    )
+    assert markets["aave-v3.6-devnet"].address == d.addresses_provider
+    assert markets["aave-v3.6-devnet"].protocol == "aave-v3"
+    # the checked-in config names the same deterministic addresses
+    checked_in = {m.name: m.address for m in load_config(CHECKED_IN).markets.values()}
+    assert checked_in == {
+        "aave-v3-devnet": devnet.aave.addresses_provider,
+        "aave-v3.6-devnet": d.addresses_provider,
+    }
+    # without the flag (the default while the Aave reader follows 3.0.2 only): 3.0.2 alone
+    assert d.addresses_provider not in devnet_config_text(devnet)
+
+
+def test_demo_shows_both_aave_markets() -> None:
+    proc = subprocess.run([ONCHAIN, "demo"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "(rules 3.0.2)" in proc.stdout
+    assert "aave-v3.6-devnet (version 3.6.0)" in proc.stdout
