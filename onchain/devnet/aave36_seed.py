@@ -23,7 +23,7 @@ from onchain.devnet.aave36 import (
 )
 from onchain.devnet.chain import DEPLOYER, DevChain, calldata
 from onchain.devnet.contracts_build import devnet_contract
-from onchain.devnet.seed import UINT256_MAX, seed_in_blocks, seeded_address
+from onchain.devnet.seed import UINT256_MAX, seed_in_blocks, seeded_address, supply_from
 from onchain.errors import DevnetError
 
 PRICES = {"WETH": 3000, "WBTC": 60000, "USDC": 1, "DAI": 1}  # the devnet's build prices
@@ -257,27 +257,16 @@ def _seed_group(chain: DevChain, d: Aave36Deployment, plans: list[Plan36]) -> No
     seed_in_blocks(chain, d.pool, [(p.address, _transactions(p, d), len(p.debt)) for p in plans])
 
 
-def _supply_whale(chain: DevChain, d: Aave36Deployment, whale: str, n_borrowers: int) -> None:
-    chain.set_balance([whale], 10**24)
-    for r in RESERVES:
-        token = d.tokens[r.symbol]
-        amount = _raw(WHALE_SUPPLY_USD_PER_BORROWER * max(n_borrowers, 100), r.symbol, d.decimals)
-        chain.send(whale, token, calldata("mint(uint256)", amount), gas=200_000)
-        chain.send(
-            whale, token, calldata("approve(address,uint256)", d.pool, UINT256_MAX), gas=100_000
-        )
-        chain.send(
-            whale,
-            d.pool,
-            calldata("supply(address,uint256,address,uint16)", token, amount, whale, 0),
-            gas=1_000_000,
-        )
-
-
 def seed_aave36(chain: DevChain, d: Aave36Deployment, seed: int, n_borrowers: int) -> None:
     """Whale, random borrowers, then scenarios phase by phase; records them in `d`."""
     d.whale = seeded_address(seed, "aave36-whale", 0)
-    _supply_whale(chain, d, d.whale, n_borrowers)
+    per_asset_usd = WHALE_SUPPLY_USD_PER_BORROWER * max(n_borrowers, 100)
+    supply_from(
+        chain,
+        d.pool,
+        d.whale,
+        {d.tokens[r.symbol]: _raw(per_asset_usd, r.symbol, d.decimals) for r in RESERVES},
+    )
     randoms = plan_random_borrowers(n_borrowers, seed, d.decimals)
     _seed_group(chain, d, randoms)
     scenarios = plan_scenarios(seed, d.decimals)
