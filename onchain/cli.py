@@ -583,7 +583,12 @@ def devnet_cmd(
 
     with running_devnet(borrowers, seed, rebuild=rebuild) as info:
         how = "loaded from cache" if info.loaded_from_cache else "built (cold deploy + seed)"
-        err.print(f"devnet {how} in {info.build_seconds:.2f}s: {len(info.borrowers)} borrowers")
+        extra = ""
+        if info.aave36 is not None:
+            extra = f"; Aave {info.aave36.version}: {len(info.aave36.all_borrowers)} borrowers"
+        err.print(
+            f"devnet {how} in {info.build_seconds:.2f}s: {len(info.borrowers)} borrowers{extra}"
+        )
         print(json.dumps(info.to_json(), indent=1))
         if write_config:
             from onchain.devnet.config_file import write_devnet_config
