@@ -31,8 +31,9 @@ WHALE_SUPPLY_USD_PER_BORROWER = 22_000
 OPEN_MARGIN = 1.02  # borrow at most 1/1.02 of the borrowing power at opening prices
 _RESERVES = {r.symbol: r for r in RESERVES}
 _EMODES = {e.id: e for e in EMODES}
+_EMODE_GROUP = {1: "emode_stablecoins", 2: "emode_majors", 3: "emode_eth"}
 
-# Scenario groups: what each exercises (the docstring is copied into the deployment's meta)
+# Scenario groups and what each exercises (`Aave36Deployment.scenarios` maps each to borrowers)
 SCENARIO_GROUPS: dict[str, str] = {
     "emode_stablecoins": "eMode 1 users (USDC/DAI collateral vs USDC/DAI debt)",
     "emode_lt0_collateral": "eMode 1 users with DAI collateral: LT 0 outside eMode, counts inside (3.6)",
@@ -42,7 +43,10 @@ SCENARIO_GROUPS: dict[str, str] = {
     "small_under_2000": "collateral and debt under $2,000, HF < 1: whole reserve debt (3.3)",
     "dust_line": "debt or collateral near $1,000, HF < 1: partial calls leave dust (3.3)",
     "bad_debt": "liquidation seizes all collateral; remaining debt burns into deficit (3.3)",
-    "half_close_factor": "collateral and debt reserves >= $2,000, HF in (0.95, 1): 50% of position debt",
+    "half_close_factor": (
+        "collateral and debt reserves >= $2,000, HF in (0.95, 1): 50% of position debt; "
+        "the second one's cap would leave dust, so the largest call reverts"
+    ),
     "two_debt_reserves": "WETH vs USDC + DAI ($1,300 each) near HF 0.99 and 0.93",
     "below_095": "large positions with HF < 0.95: whole reserve debt",
 }
@@ -298,9 +302,6 @@ def seed_aave36(chain: DevChain, d: Aave36Deployment, seed: int, n_borrowers: in
             d.scenarios[_EMODE_GROUP[p.emode]].append(p.address)
         if p.emode == 1 and "DAI" in p.collateral:
             d.scenarios["emode_lt0_collateral"].append(p.address)
-
-
-_EMODE_GROUP = {1: "emode_stablecoins", 2: "emode_majors", 3: "emode_eth"}
 
 
 def deploy_and_seed_aave36(
