@@ -3,20 +3,30 @@ same anvil, and every scenario borrower shaped as the Pool itself reports it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
-from eth_utils import to_checksum_address
+from eth_abi import decode
+from eth_utils import keccak, to_checksum_address
 
+from onchain.config import load_config
 from onchain.devnet.aave36 import LIBRARIES, POOL_REVISION, RESERVE_DATA, Aave36Deployment
 from onchain.devnet.aave36_build import compile_aave36
 from onchain.devnet.aave36_seed import SCENARIO_GROUPS
+from onchain.devnet.anvil import PROJECT_ROOT
 from onchain.devnet.build import DevnetInfo, running_devnet
-from onchain.devnet.chain import DevChain
+from onchain.devnet.chain import DevChain, calldata
+from onchain.devnet.config_file import devnet_config_text, write_devnet_config
 from onchain.devnet.control import set_prices
+from onchain.errors import DevnetError
 
 BASE_2000 = 2000 * 10**8
+ONCHAIN = str(Path(sys.executable).with_name("onchain"))
+CHECKED_IN = PROJECT_ROOT / "config" / "devnet.toml"
 
 
 @pytest.fixture(scope="module")
@@ -198,3 +208,193 @@ def test_build_is_cached(second_devnet: DevnetInfo, d: Aave36Deployment) -> None
     assert second_devnet.loaded_from_cache
     assert second_devnet.aave36 is not None
     assert second_devnet.aave36.to_json() == d.to_json()
+
+
+def test_write_config_names_both_aave_markets_with_versions(
+    devnet: DevnetInfo, d: Aave36Deployment, tmp_path: Path
+) -> None:
+    path = tmp_path / "devnet.toml"
+    write_devnet_config(path, devnet, with_aave36=True)
+    markets = {m.name: m for m in load_config(path).markets.values()}
+    assert (markets["aave-v3-devnet"].version, markets["aave-v3.6-devnet"].version) == (
+        "3.0.2",
+        "3.6.0",
+    )
+    assert markets["aave-v3.6-devnet"].address == d.addresses_provider
+    assert markets["aave-v3.6-devnet"].protocol == "aave-v3"
+    # the checked-in config names the same deterministic addresses
+    checked_in = {m.name: m.address for m in load_config(CHECKED_IN).markets.values()}
+    assert checked_in == {
+        "aave-v3-devnet": devnet.aave.addresses_provider,
+        "aave-v3.6-devnet": d.addresses_provider,
+    }
+    # without the flag (the default while the Aave reader follows 3.0.2 only): 3.0.2 alone
+    assert d.addresses_provider not in devnet_config_text(devnet)
+
+
+def test_demo_shows_both_aave_markets() -> None:
+    proc = subprocess.run([ONCHAIN, "demo"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "(rules 3.0.2)" in proc.stdout
+    assert "aave-v3.6-devnet (version 3.6.0)" in proc.stdout
+
+
+# --- the scenarios do what they are named for: liquidations on the 3.6 Pool itself ---
+
+LIQUIDATOR = "0x00000000000000000000000000000000000A1fee"
+UINT256_MAX = 2**256 - 1
+
+
+@pytest.fixture
+def snapshot(chain: DevChain) -> Iterator[None]:
+    """Each liquidation test leaves the module's chain as it found it."""
+    snap = chain.rpc("evm_snapshot")
+    yield
+    assert chain.rpc("evm_revert", [snap])
+
+
+def _scenario(d: Aave36Deployment, group: str, index: int = 0) -> dict:
+    return [p for p in d.scenario_plans if p["group"] == group][index]
+
+
+def _fund(chain: DevChain, d: Aave36Deployment, debt: str, sender: str = LIQUIDATOR) -> None:
+    token = d.tokens[debt]
+    chain.set_balance([sender], 10**20)
+    chain.send(sender, token, calldata("mint(uint256)", 10**30), gas=200_000)
+    chain.send(sender, token, calldata("approve(address,uint256)", d.pool, UINT256_MAX))
+
+
+def _liquidate(
+    chain: DevChain,
+    d: Aave36Deployment,
+    user: str,
+    collateral: str,
+    debt: str,
+    amount: int,
+    sender: str = LIQUIDATOR,
+) -> dict:
+    """liquidationCall in a block with the head's timestamp: no interest accrues since the last
+    read, so figures read before the call are the ones the Pool uses."""
+    head = chain.rpc("eth_getBlockByNumber", ["latest", False])
+    chain.rpc("evm_setNextBlockTimestamp", [head["timestamp"]])
+    return chain.send(
+        sender,
+        d.pool,
+        calldata(
+            "liquidationCall(address,address,address,uint256,bool)",
+            d.tokens[collateral],
+            d.tokens[debt],
+            user,
+            amount,
+            False,
+        ),
+        gas=3_000_000,
+    )
+
+
+def _liquidation_event(receipt: dict) -> tuple[int, int]:
+    """(debtToCover, liquidatedCollateralAmount) of the receipt's LiquidationCall event."""
+    topic = (
+        "0x"
+        + keccak(text="LiquidationCall(address,address,address,uint256,uint256,address,bool)").hex()
+    )
+    (log,) = [log for log in receipt["logs"] if log["topics"][0] == topic]
+    repaid, seized, _liquidator, _receive = decode(
+        ["uint256", "uint256", "address", "bool"], bytes.fromhex(log["data"][2:])
+    )
+    return repaid, seized
+
+
+def _debt(chain: DevChain, d: Aave36Deployment, user: str, symbol: str) -> int:
+    return chain.view(d.variable_debt_tokens[symbol], "balanceOf(address)", ["uint256"], user)
+
+
+def _reverts_with(error: str, call: Callable[[], object]) -> None:
+    selector = "0x" + keccak(text=f"{error}()")[:4].hex()
+    with pytest.raises(DevnetError, match=selector[2:]):
+        call()
+
+
+def test_half_close_factor_caps_at_half_the_whole_position(
+    chain: DevChain, d: Aave36Deployment, snapshot: None
+) -> None:
+    """Both reserves >= $2,000 and HF in (0.95, 1): at most 50% of the position's debt."""
+    user = _scenario(d, "half_close_factor", 0)["address"]  # WETH 20,000 vs USDC 16,800
+    _fund(chain, d, "USDC")
+    total_debt_base = _account(chain, d, user)[1]
+    price = chain.view(d.oracle, "getAssetPrice(address)", ["uint256"], d.tokens["USDC"])
+    repaid, _seized = _liquidation_event(_liquidate(chain, d, user, "WETH", "USDC", UINT256_MAX))
+    half = (total_debt_base * 5000 + 5000) // 10_000  # percentMul, half up
+    assert repaid == half * 10**6 // price
+    assert _debt(chain, d, user, "USDC") > 8_000 * 10**6
+
+
+def test_half_of_the_position_can_leave_dust_in_the_reserve(
+    chain: DevChain, d: Aave36Deployment, snapshot: None
+) -> None:
+    """WETH + WBTC vs USDC 9,000 + DAI 7,500: the 50% cap (8,250 USDC) would leave 750 USDC, under
+    the $1,000 line, so the largest call reverts; a call leaving $1,000 succeeds."""
+    user = _scenario(d, "half_close_factor", 1)["address"]
+    _fund(chain, d, "USDC")
+    _reverts_with(
+        "MustNotLeaveDust", lambda: _liquidate(chain, d, user, "WETH", "USDC", UINT256_MAX)
+    )
+    amount = _debt(chain, d, user, "USDC") - 1_001 * 10**6
+    repaid, _seized = _liquidation_event(_liquidate(chain, d, user, "WETH", "USDC", amount))
+    assert repaid == amount
+
+
+def test_two_small_debt_reserves_repay_the_whole_reserve(
+    chain: DevChain, d: Aave36Deployment, snapshot: None
+) -> None:
+    """The measured case: WETH vs 1,300 USDC + 1,300 DAI, HF 0.99: all the USDC is repaid."""
+    user = _scenario(d, "two_debt_reserves", 0)["address"]
+    _fund(chain, d, "USDC")
+    assert 0.95e18 < _account(chain, d, user)[5] < 1e18
+    _liquidate(chain, d, user, "WETH", "USDC", UINT256_MAX)
+    assert _debt(chain, d, user, "USDC") == 0 and _debt(chain, d, user, "DAI") > 0
+
+
+def test_dust_line_refuses_a_partial_call(
+    chain: DevChain, d: Aave36Deployment, snapshot: None
+) -> None:
+    user = _scenario(d, "dust_line", 0)["address"]  # WETH 1,250 vs USDC 1,060
+    _fund(chain, d, "USDC")
+    _reverts_with(
+        "MustNotLeaveDust", lambda: _liquidate(chain, d, user, "WETH", "USDC", 500 * 10**6)
+    )
+    _liquidate(chain, d, user, "WETH", "USDC", UINT256_MAX)
+    assert _debt(chain, d, user, "USDC") == 0
+
+
+def test_bad_debt_seizes_all_collateral_and_creates_a_deficit(
+    chain: DevChain, d: Aave36Deployment, snapshot: None
+) -> None:
+    user = _scenario(d, "bad_debt", 0)["address"]  # WETH 2,000 vs USDC 2,300
+    _fund(chain, d, "USDC")
+    usdc = d.tokens["USDC"]
+    deficit_before = chain.view(d.pool, "getReserveDeficit(address)", ["uint256"], usdc)
+    receipt = _liquidate(chain, d, user, "WETH", "USDC", UINT256_MAX)
+    assert chain.view(d.atokens["WETH"], "balanceOf(address)", ["uint256"], user) == 0
+    assert _debt(chain, d, user, "USDC") == 0  # the rest burned
+    created = chain.view(d.pool, "getReserveDeficit(address)", ["uint256"], usdc) - deficit_before
+    assert 200 * 10**6 < created < 400 * 10**6
+    topic = "0x" + keccak(text="DeficitCreated(address,address,uint256)").hex()
+    assert any(log["topics"][0] == topic for log in receipt["logs"])
+
+
+def test_no_self_liquidation_and_no_liquidation_of_healthy_users(
+    chain: DevChain, d: Aave36Deployment, snapshot: None
+) -> None:
+    user = _scenario(d, "below_095", 0)["address"]
+    _fund(chain, d, "USDC", sender=user)
+    _fund(chain, d, "USDC")
+    _reverts_with(
+        "SelfLiquidation",
+        lambda: _liquidate(chain, d, user, "WETH", "USDC", UINT256_MAX, sender=user),
+    )
+    healthy = _scenario(d, "emode_lt0_collateral", 0)["address"]  # DAI in eMode 1, HF 1.0556
+    _reverts_with(
+        "HealthFactorNotBelowThreshold",
+        lambda: _liquidate(chain, d, healthy, "DAI", "USDC", UINT256_MAX),
+    )

@@ -23,7 +23,7 @@ from onchain.devnet.aave36 import (
 )
 from onchain.devnet.chain import DEPLOYER, DevChain, calldata
 from onchain.devnet.contracts_build import devnet_contract
-from onchain.devnet.seed import UINT256_MAX, seed_in_blocks, seeded_address
+from onchain.devnet.seed import UINT256_MAX, seed_in_blocks, seeded_address, supply_from
 from onchain.errors import DevnetError
 
 PRICES = {"WETH": 3000, "WBTC": 60000, "USDC": 1, "DAI": 1}  # the devnet's build prices
@@ -31,8 +31,9 @@ WHALE_SUPPLY_USD_PER_BORROWER = 22_000
 OPEN_MARGIN = 1.02  # borrow at most 1/1.02 of the borrowing power at opening prices
 _RESERVES = {r.symbol: r for r in RESERVES}
 _EMODES = {e.id: e for e in EMODES}
+_EMODE_GROUP = {1: "emode_stablecoins", 2: "emode_majors", 3: "emode_eth"}
 
-# Scenario groups: what each exercises (the docstring is copied into the deployment's meta)
+# Scenario groups and what each exercises (`Aave36Deployment.scenarios` maps each to borrowers)
 SCENARIO_GROUPS: dict[str, str] = {
     "emode_stablecoins": "eMode 1 users (USDC/DAI collateral vs USDC/DAI debt)",
     "emode_lt0_collateral": "eMode 1 users with DAI collateral: LT 0 outside eMode, counts inside (3.6)",
@@ -42,7 +43,10 @@ SCENARIO_GROUPS: dict[str, str] = {
     "small_under_2000": "collateral and debt under $2,000, HF < 1: whole reserve debt (3.3)",
     "dust_line": "debt or collateral near $1,000, HF < 1: partial calls leave dust (3.3)",
     "bad_debt": "liquidation seizes all collateral; remaining debt burns into deficit (3.3)",
-    "half_close_factor": "collateral and debt reserves >= $2,000, HF in (0.95, 1): 50% of position debt",
+    "half_close_factor": (
+        "collateral and debt reserves >= $2,000, HF in (0.95, 1): 50% of position debt; "
+        "the second one's cap would leave dust, so the largest call reverts"
+    ),
     "two_debt_reserves": "WETH vs USDC + DAI ($1,300 each) near HF 0.99 and 0.93",
     "below_095": "large positions with HF < 0.95: whole reserve debt",
 }
@@ -257,27 +261,16 @@ def _seed_group(chain: DevChain, d: Aave36Deployment, plans: list[Plan36]) -> No
     seed_in_blocks(chain, d.pool, [(p.address, _transactions(p, d), len(p.debt)) for p in plans])
 
 
-def _supply_whale(chain: DevChain, d: Aave36Deployment, whale: str, n_borrowers: int) -> None:
-    chain.set_balance([whale], 10**24)
-    for r in RESERVES:
-        token = d.tokens[r.symbol]
-        amount = _raw(WHALE_SUPPLY_USD_PER_BORROWER * max(n_borrowers, 100), r.symbol, d.decimals)
-        chain.send(whale, token, calldata("mint(uint256)", amount), gas=200_000)
-        chain.send(
-            whale, token, calldata("approve(address,uint256)", d.pool, UINT256_MAX), gas=100_000
-        )
-        chain.send(
-            whale,
-            d.pool,
-            calldata("supply(address,uint256,address,uint16)", token, amount, whale, 0),
-            gas=1_000_000,
-        )
-
-
 def seed_aave36(chain: DevChain, d: Aave36Deployment, seed: int, n_borrowers: int) -> None:
     """Whale, random borrowers, then scenarios phase by phase; records them in `d`."""
     d.whale = seeded_address(seed, "aave36-whale", 0)
-    _supply_whale(chain, d, d.whale, n_borrowers)
+    per_asset_usd = WHALE_SUPPLY_USD_PER_BORROWER * max(n_borrowers, 100)
+    supply_from(
+        chain,
+        d.pool,
+        d.whale,
+        {d.tokens[r.symbol]: _raw(per_asset_usd, r.symbol, d.decimals) for r in RESERVES},
+    )
     randoms = plan_random_borrowers(n_borrowers, seed, d.decimals)
     _seed_group(chain, d, randoms)
     scenarios = plan_scenarios(seed, d.decimals)
@@ -309,9 +302,6 @@ def seed_aave36(chain: DevChain, d: Aave36Deployment, seed: int, n_borrowers: in
             d.scenarios[_EMODE_GROUP[p.emode]].append(p.address)
         if p.emode == 1 and "DAI" in p.collateral:
             d.scenarios["emode_lt0_collateral"].append(p.address)
-
-
-_EMODE_GROUP = {1: "emode_stablecoins", 2: "emode_majors", 3: "emode_eth"}
 
 
 def deploy_and_seed_aave36(

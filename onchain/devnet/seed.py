@@ -109,24 +109,33 @@ def supply_whale_liquidity(
     chain: DevChain, market: AaveDeployment, seed: int, n_borrowers: int
 ) -> str:
     whale = seeded_address(seed, "whale", 0)
-    chain.set_balance([whale], 10**24)
-    for spec in DEFAULT_ASSETS:
-        token = market.tokens[spec.symbol]
-        amount = _raw(WHALE_SUPPLY_USD_PER_BORROWER * max(n_borrowers, 100), spec)
-        chain.send(whale, token, calldata("mint(uint256)", amount), gas=200_000)
+    amounts = {
+        market.tokens[spec.symbol]: _raw(
+            WHALE_SUPPLY_USD_PER_BORROWER * max(n_borrowers, 100), spec
+        )
+        for spec in DEFAULT_ASSETS
+    }
+    supply_from(chain, market.pool, whale, amounts)
+    return whale
+
+
+def supply_from(chain: DevChain, pool: str, supplier: str, amounts: dict[str, int]) -> None:
+    """Mint each token (address -> raw amount) to `supplier` and supply it to an Aave pool."""
+    chain.set_balance([supplier], 10**24)
+    for token, amount in amounts.items():
+        chain.send(supplier, token, calldata("mint(uint256)", amount), gas=200_000)
         chain.send(
-            whale,
+            supplier,
             token,
-            calldata("approve(address,uint256)", market.pool, UINT256_MAX),
+            calldata("approve(address,uint256)", pool, UINT256_MAX),
             gas=100_000,
         )
         chain.send(
-            whale,
-            market.pool,
-            calldata("supply(address,uint256,address,uint16)", token, amount, whale, 0),
+            supplier,
+            pool,
+            calldata("supply(address,uint256,address,uint16)", token, amount, supplier, 0),
             gas=1_000_000,
         )
-    return whale
 
 
 def borrower_transactions(
