@@ -617,7 +617,11 @@ class AaveV3Adapter:
             collateral_seized_raw=result.collateral_to_liquidator,
             protocol_fee_raw=result.protocol_fee,
             bonus=(bonus - 10_000) / 10_000,
-            close_factor=result.max_liquidatable_debt / debt.balance,
+            close_factor=(
+                result.max_liquidatable_debt / debt.balance
+                if rules.liquidation_33
+                else math.close_factor(hf) / 10_000
+            ),
             bad_debt_raw=result.deficit.get(debt_r.asset, 0),
             bad_debt_by_asset=dict(result.deficit),
             limited_by=limited_by,
