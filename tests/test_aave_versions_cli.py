@@ -11,6 +11,10 @@ from pathlib import Path
 from onchain.devnet.build import DevnetInfo
 from onchain.devnet.chain import DEPLOYER, DevChain, calldata
 from onchain.devnet.solc import compile_sources
+from onchain.pipeline import scan
+from onchain.protocols.base import MarketRef
+from onchain.rpc.client import RpcClient
+from tests.aave_oracle import ours_as_pool_tuple, pool_account_data
 from tests.cli_support import assert_one_clear_error, run
 
 # A stand-in for a Pool release that does not exist yet (revision 11): it answers the three
@@ -93,6 +97,34 @@ def test_stored_snapshots_record_the_release_the_pool_runs(
         assert {(e["version"], e["pool_revision"]) for e in extras} == {("3.6", 10)}
         assert {e["close_factor_rule"] for e in extras} == {"HALF_OF_POSITION_ABOVE_HF_0_95"}
         assert {e["emode_category"] for e in extras} == {0, 1, 2, 3}
+
+
+def test_an_account_in_a_category_no_reserve_names_is_read_not_fatal(devnet: DevnetInfo) -> None:
+    """3.0.2: categories are listed from the reserves' eMode bits; an account in a category
+    that no reserve names (here a new, empty category 7) is read at its block, and the scan
+    goes on with every other account."""
+    chain = DevChain(devnet.rpc_url)
+    aave = devnet.aave
+    sig = "setEModeCategory(uint8,uint16,uint16,uint16,address,string)"
+    zero = "0x" + "00" * 20
+    chain.send(DEPLOYER, aave.pool_configurator, calldata(sig, 7, 9000, 9300, 10100, zero, "new"))
+    user = "0x00000000000000000000000000000000000e0de7"
+    weth = aave.tokens["WETH"]
+    chain.set_balance([user], 10**20)
+    chain.send(user, weth, calldata("mint(uint256)", 10**18), gas=200_000)
+    chain.send(user, weth, calldata("approve(address,uint256)", aave.pool, 2**256 - 1))
+    supply = calldata("supply(address,uint256,address,uint16)", weth, 10**18, user, 0)
+    chain.send(user, aave.pool, supply, gas=800_000)
+    chain.send(user, aave.pool, calldata("setUserEMode(uint8)", 7), gas=800_000)
+    client = RpcClient(devnet.rpc_url)
+    result = scan(client, MarketRef("aave-v3", aave.addresses_provider), accounts=[user])
+    (position,) = result.positions
+    assert position.extra["emode_category"] == 7
+    assert result.market_state.emode_categories[7].label == "new"
+    truth = pool_account_data(chain, aave.pool, [user], result.block.number)[0]
+    assert ours_as_pool_tuple(position) == truth
+    everyone = scan(client, MarketRef("aave-v3", aave.addresses_provider))
+    assert len(everyone.positions) == len(devnet.borrowers)
 
 
 def test_an_unknown_pool_revision_is_one_clear_error_naming_it(devnet: DevnetInfo) -> None:
