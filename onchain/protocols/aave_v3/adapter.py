@@ -536,7 +536,7 @@ class AaveV3Adapter:
             market_state,
             int(position.extra["user_configuration"]),
             emode,
-            _balances(position),
+            scaled_balances(position),
             override,
         )
         hf = data.health_factor if health_factor is None else health_factor
@@ -550,7 +550,7 @@ class AaveV3Adapter:
                 return market_state.emode_prices[emode]
             return override.get(reserve.asset.lower(), reserve.price_base)
 
-        scaled = _balances(position)
+        scaled = scaled_balances(position)
         collateral = math.LiquidationSide(
             coll_part.collateral_amount_raw,
             price(coll_r, coll_src),
@@ -655,7 +655,7 @@ def _largest_accepted(outcome: Any, cap: int) -> int:
     return lo
 
 
-def _balances(position: Position) -> dict[tuple[int, str], int]:
+def scaled_balances(position: Position) -> dict[tuple[int, str], int]:
     """The scaled balances a Position keeps: (reserve id, "a"|"v"|"s") -> raw value."""
     return {
         (int(k.split(":")[0]), k.split(":")[1]): int(v)
@@ -725,7 +725,7 @@ def health_after(
     `amount.rayDiv(index)` (both `rayDivFloor` from 3.5, TokenMath). Supplies only to assets
     already enabled as collateral (ValueError otherwise); repaying covers variable debt."""
     user_config = int(position.extra["user_configuration"])
-    balances = _balances(position)
+    balances = scaled_balances(position)
     to_scaled = math.ray_div_floor if market_state.rules.directional_rounding else math.ray_div
     by_asset = {r.asset.lower(): r for r in market_state.reserves}
     for asset, amount in (supply or {}).items():
