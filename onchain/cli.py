@@ -613,12 +613,17 @@ def devnet_cmd(
 
     with running_devnet(borrowers, seed, rebuild=rebuild) as info:
         how = "loaded from cache" if info.loaded_from_cache else "built (cold deploy + seed)"
-        err.print(f"devnet {how} in {info.build_seconds:.2f}s: {len(info.borrowers)} borrowers")
+        extra = ""
+        if info.aave36 is not None:
+            extra = f"; Aave {info.aave36.version}: {len(info.aave36.all_borrowers)} borrowers"
+        err.print(
+            f"devnet {how} in {info.build_seconds:.2f}s: {len(info.borrowers)} borrowers{extra}"
+        )
         print(json.dumps(info.to_json(), indent=1))
         if write_config:
             from onchain.devnet.config_file import write_devnet_config
 
-            write_devnet_config(write_config, info)
+            write_devnet_config(write_config, info, with_aave36=True)
             err.print(f"wrote {write_config}")
         if keep_running:
             err.print(f"serving on {info.rpc_url}; Ctrl-C stops it")
@@ -743,18 +748,26 @@ def _demo_other_markets(info: Any, first_state: Any) -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "devnet.toml"
-        write_devnet_config(path, info)
+        write_devnet_config(path, info, with_aave36=True)
         cfg = load_config(path)
     chain = _config_chain(cfg, None)
-    refs = [_market_ref(m) for m in cfg.markets.values() if m.chain == chain.name]
+    named = [(m.name, _market_ref(m)) for m in cfg.markets.values() if m.chain == chain.name]
     first = getattr(first_state, "addresses_provider", None)
     risky: list[str] = []
-    for ref in refs:
+    refs: list[MarketRef] = []
+    for name, ref in named:
         if ref.address == first:
+            refs.append(ref)
             continue  # scanned above
+        out.print(f"\n[bold]{name}[/] (version {ref.version or 'from the chain'})")
         client = _client(info.rpc_url, info.chain_id, 10.0)
         started = time.monotonic()
-        result = scan(client, ref)
+        try:
+            result = scan(client, ref)
+        except OnchainError as exc:  # e.g. a Pool revision the Aave math does not follow yet
+            out.print(f"{name}: not scanned: {exc}")
+            continue
+        refs.append(ref)
         elapsed = time.monotonic() - started
         positions = _riskiest_first([p for p in result.positions if p.has_debt])
         _print_scan(result, positions, 15, info.rpc_url)
