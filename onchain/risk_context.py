@@ -468,7 +468,7 @@ def assess_positions(
     usd_markets = {
         p.market.lower()
         for p in positions
-        if str(p.extra.get("base_currency") or "USD").upper() in STABLE_SYMBOLS | {"USD"}
+        if (p.base_currency or "USD").upper() in STABLE_SYMBOLS | {"USD"}
     }
     pending, note = pending_prices(client, block, book, settings.references, horizon_s, usd_markets)
     sources.append(note)

@@ -248,8 +248,7 @@ def find_targets(
 
 def _base_symbol(position: Position) -> str | None:
     """The base currency's symbol when it is a token (Morpho: the loan token); None: USD."""
-    value = position.extra.get("base_currency")
-    return str(value) if value else None
+    return position.base_currency or None
 
 
 def _usd_prices(positions: Sequence[Position]) -> dict[str, float]:
