@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from onchain.protocols.base import Position
+from onchain.model import Position
 
 WAD = 10**18
 SAFE_TARGET_WAD = 125 * 10**16  # the fallback advice aims here when the risk module gives none

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Table, and_, select, update
 from onchain.alerts.config import AlertsConfig, DeliveryConfig, RuleConfig
 from onchain.alerts.messages import alert_uid, hf_text, position_message
 from onchain.alerts.rules import Observation, RuleState, in_danger, step
-from onchain.protocols.base import Position
+from onchain.model import Position
 from onchain.rpc.client import BlockRef
 from onchain.store import models as m
 from onchain.store.crud import Assessed, MarketInfo, _insert, utcnow
