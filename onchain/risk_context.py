@@ -27,11 +27,11 @@ from onchain.risk.assess import Assessment
 from onchain.risk.book import Book
 from onchain.risk.latency import ChainLatency, estimate_chain_latency
 from onchain.risk.oracle_lag import PendingPrices, next_oracle_prices
-from onchain.risk.stress import SYMBOL_ALIASES
 from onchain.risk.tiers import Tier, TierThresholds, reason_names
 from onchain.risk.volatility import VolatilityModel, fit_volatility_model
 from onchain.rpc.calls import Call, execute
 from onchain.rpc.client import BlockRef, RpcClient
+from onchain.symbols import STABLE_SYMBOLS, underlying
 
 SECONDS_PER_YEAR = 365 * 24 * 3600
 HOUR_S = 3600.0
@@ -41,16 +41,6 @@ DEFAULT_ANNUAL_VOLATILITY = {"ETH": 0.75, "BTC": 0.60, "LINK": 1.0, "STABLE": 0.
 # Drawdown tails as fitted on hourly ETH/BTC 2019-2025 (tests/test_risk_calibration.py).
 DEFAULT_TAIL_SCALE = 1.2
 DEFAULT_TAIL_DOF = 3.0
-STABLE_SYMBOLS = {"USDC", "USDT", "DAI", "USDS", "GHO", "LUSD", "FRAX", "PYUSD", "USDE"}
-
-
-def underlying(symbol: str) -> str:
-    upper = symbol.upper()
-    if upper in STABLE_SYMBOLS:
-        return "STABLE"
-    return SYMBOL_ALIASES.get(
-        upper, upper
-    )  # wrappers and liquid staking tokens follow their underlying
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from onchain.model import CloseFactorRule
+from onchain.symbols import STABLE_SYMBOLS
 
 if TYPE_CHECKING:
     from onchain.model import Position
@@ -55,27 +56,7 @@ POSITION_RULE_MIN_BASE = 2000.0
 POSITION_RULE_MIN_LEFTOVER_BASE = 1000.0
 
 
-DEFAULT_STABLE_SYMBOLS: frozenset[str] = frozenset(
-    s.upper()
-    for s in (
-        "USDC",
-        "USDC.E",
-        "USDBC",
-        "USDT",
-        "USDT0",
-        "DAI",
-        "SDAI",
-        "USDS",
-        "GHO",
-        "LUSD",
-        "FRAX",
-        "PYUSD",
-        "USDE",
-        "CRVUSD",
-        "RLUSD",
-        "USD",
-    )
-)
+DEFAULT_STABLE_SYMBOLS: frozenset[str] = STABLE_SYMBOLS  # one list: onchain.symbols
 
 
 @dataclass(frozen=True, eq=False)
