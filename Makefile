@@ -35,6 +35,7 @@ bench: setup
 lint: setup
 	$(BIN)/ruff check onchain tests bench
 	$(BIN)/ruff format --check onchain tests bench
+	$(BIN)/mypy
 
 format: setup
 	$(BIN)/ruff format onchain tests bench

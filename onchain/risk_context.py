@@ -22,8 +22,8 @@ from onchain.market_data.blocks import recent_blocks
 from onchain.market_data.feeds import latest_round_call
 from onchain.market_data.uniswap_v3 import pool_state, pool_state_calls
 from onchain.protocols.base import MarketSnapshot, Position
-from onchain.risk import assess, book_from_positions
-from onchain.risk.assess import Assessment
+from onchain.risk import book_from_positions
+from onchain.risk.assess import Assessment, assess
 from onchain.risk.book import Book
 from onchain.risk.latency import ChainLatency, estimate_chain_latency
 from onchain.risk.oracle_lag import PendingPrices, next_oracle_prices
@@ -329,9 +329,10 @@ def pending_prices(
         return None, "pending health: no reference prices configured ([risk.references])"
     calls: list[Call] = []
     for ref in usable:
-        calls += [Call(ref.pool, _TOKEN0, _address), Call(ref.pool, _TOKEN1, _address)]  # type: ignore[arg-type]
-        calls += pool_state_calls(ref.pool)  # type: ignore[arg-type]
-        calls.append(latest_round_call(ref.feed) if ref.feed else Call(ref.pool, _TOKEN0, _address))  # type: ignore[arg-type]
+        pool = str(ref.pool)
+        calls += [Call(pool, _TOKEN0, _address), Call(pool, _TOKEN1, _address)]
+        calls += pool_state_calls(pool)
+        calls.append(latest_round_call(ref.feed) if ref.feed else Call(pool, _TOKEN0, _address))
     try:
         results = execute(client, calls, block)
     except CallReverted as exc:  # a misconfigured reference must not stop the whole assessment
@@ -348,14 +349,14 @@ def pending_prices(
             strict=True,
         )
     )
-    symbol_price = {}
+    symbol_price: dict[str, float] = {}
     for j, sym in enumerate(book.symbols):
         if usd_markets is None or book.assets[j].rpartition(":")[0] in usd_markets:
             symbol_price.setdefault(sym.upper(), float(book.price_base[j]))
     ref_by_symbol: dict[str, tuple[float, float | None, Reference]] = {}
     for i, ref in enumerate(usable):
         token0, token1, slot0, liquidity, feed_round = results[5 * i : 5 * i + 5]
-        state = pool_state(ref.pool, token0, token1, 0, [slot0, liquidity])  # type: ignore[arg-type]
+        state = pool_state(str(ref.pool), token0, token1, 0, [slot0, liquidity])
         quote_price = symbol_price.get(
             ref.quote.upper(), 1.0 if ref.quote.upper() in STABLE_SYMBOLS else float("nan")
         )

@@ -66,7 +66,7 @@ class JobContext:
 def note(counts: Counts, key: str, text: str) -> None:
     """A run's note kept with its counts (why it degraded, e.g. a risk fallback): job_runs.counts
     is JSON, so `onchain status` shows the text next to the numbers. The newest note wins."""
-    counts[key] = text  # type: ignore[assignment]
+    counts[key] = text  # type: ignore[assignment]  # a note rides in the JSON counts
 
 
 def market_ref(market: MarketInfo) -> MarketRef:

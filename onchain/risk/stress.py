@@ -709,13 +709,20 @@ def apply_shock(book: Book, price_base: npt.ArrayLike) -> StressResult:
     liq = hf < 1.0
     plan = plan_liquidations(book, p, health=hf, eligible=liq)
     m = book.n_assets
-    seized = np.bincount(
-        plan.collateral_index[plan.eligible],
-        plan.collateral_seized_units[plan.eligible],
-        minlength=m,
+    # weighted bincounts are float64 (numpy's stubs say int): asarray tells the type checker
+    seized = np.asarray(
+        np.bincount(
+            plan.collateral_index[plan.eligible],
+            plan.collateral_seized_units[plan.eligible],
+            minlength=m,
+        ),
+        dtype=np.float64,
     )
-    repaid = np.bincount(
-        plan.debt_index[plan.eligible], plan.debt_repaid_units[plan.eligible], minlength=m
+    repaid = np.asarray(
+        np.bincount(
+            plan.debt_index[plan.eligible], plan.debt_repaid_units[plan.eligible], minlength=m
+        ),
+        dtype=np.float64,
     )
     bad = np.maximum(d - c, 0.0)
     debt_val = book.debt * p

@@ -529,7 +529,7 @@ def _pairs(logs: list[Log]) -> list[tuple[str, str]]:
             who = log.topics[3]  # SupplyCollateral(id, caller indexed, onBehalf indexed, assets)
         else:
             continue
-        out.append(("0x" + log.topics[1].hex(), to_checksum_address(who[-20:])))
+        out.append(("0x" + log.topics[1].hex(), str(to_checksum_address(who[-20:]))))
     return out
 
 
