@@ -542,6 +542,7 @@ def write_snapshot(
                         "collateral_enabled": asset.collateral_enabled,
                         "liquidation_threshold_bps": asset.liquidation_threshold_bps,
                         "liquidation_price_base": asset.liquidation_price_base,
+                        "liquidation_price_base_exact": asset.liquidation_price_base,
                     }
                 )
         _bulk_insert(conn, T_POSITIONS, position_rows)

@@ -1,0 +1,39 @@
+"""What the HTTP API reads fast and exactly: an index for positions by tier within a snapshot
+(tier filters and tier counts over time), and each asset's liquidation price as the exact
+integer the adapter computed (the float column loses digits past 2**53, e.g. prices in an
+18-decimal loan token), so a stored position reads back equal to `scan --json`.
+
+Nullable: rows written before this revision keep only the float. Self-contained, as 0001.
+
+Revision ID: 0003_api
+Revises: 0002
+Create Date: 2026-12-06 00:00:00
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0003_api"
+down_revision: str | None = "0002"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+UINT256 = sa.String(78).with_variant(sa.Numeric(78, 0), "postgresql")
+INDEX = "ix_position_snapshots_snapshot_id_risk_tier"
+
+
+def upgrade() -> None:
+    # plain ALTER TABLE (see 0002: a batch rebuild would cascade on SQLite)
+    op.add_column(
+        "asset_positions", sa.Column("liquidation_price_base_exact", UINT256, nullable=True)
+    )
+    op.create_index(INDEX, "position_snapshots", ["snapshot_id", "risk_tier"])
+
+
+def downgrade() -> None:
+    op.drop_index(INDEX, table_name="position_snapshots")
+    op.drop_column("asset_positions", "liquidation_price_base_exact")
