@@ -432,6 +432,38 @@ def wait_for_chart(browser: Any, element_id: str) -> int:
     return chart_points(browser, element_id)
 
 
+def click(browser: Any, css: str) -> str:
+    """Click the first element matching `css` and return its text; the page's live refresh may
+    replace the element between finding and clicking it, so a stale one is found again."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    clicked: list[str] = []
+
+    def attempt(b: Any) -> bool:
+        element = b.find_element("css selector", css)
+        text = element.text
+        element.click()
+        clicked.append(text)
+        return True
+
+    WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,)).until(attempt)
+    return clicked[-1]
+
+
+def save_small_screenshot(browser: Any, path: Path) -> None:
+    """The page as a PNG small enough to commit: half size, 64-colour palette."""
+    from PIL import Image
+
+    path.parent.mkdir(exist_ok=True)
+    raw = path.with_suffix(".full.png")
+    browser.save_screenshot(str(raw))
+    with Image.open(raw) as image:
+        small = image.convert("RGB").resize((image.width // 2, image.height // 2))
+        small.quantize(colors=64).save(path, optimize=True)
+    raw.unlink()
+
+
 def test_the_dashboard_renders_its_charts_and_links_in_chromium(served: Served) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -450,29 +482,24 @@ def test_the_dashboard_renders_its_charts_and_links_in_chromium(served: Served) 
             lambda _b: int(stamp.get_attribute("data-refreshes") or 0) >= 2
         )
         if served.backend == "sqlite":
-            SCREENSHOT.parent.mkdir(exist_ok=True)
-            browser.save_screenshot(str(SCREENSHOT))
+            save_small_screenshot(browser, SCREENSHOT)
             assert SCREENSHOT.stat().st_size > 10_000
 
-        link = browser.find_element("css selector", "#markets-table a.market")
-        name = link.text
-        link.click()
+        name = click(browser, "#markets-table a.market")
         WebDriverWait(browser, 30).until(lambda b: b.current_url.endswith(f"/markets/{name}"))
         assert wait_for_chart(browser, "chart-curve") >= 13  # 0..60% every 5%
         assert wait_for_chart(browser, "chart-tiers") >= 8
         rows = browser.find_elements("css selector", "#positions-table tbody tr")
         assert len(rows) == 50
-        browser.find_element("id", "all-positions").click()
+        click(browser, "#all-positions")
         WebDriverWait(browser, 30).until(lambda b: "/positions?market=" in b.current_url)
         info = browser.find_element("id", "page-info").text
         total = served.json(f"/api/positions?market={name}&limit=1")["total"]
         assert info.endswith(f"of {total}")
-        browser.find_element("id", "next-page").click()
+        click(browser, "#next-page")
         WebDriverWait(browser, 30).until(lambda b: "offset=50" in b.current_url)
 
-        account_link = browser.find_element("css selector", "#positions-table a.account")
-        account = account_link.text
-        account_link.click()
+        account = click(browser, "#positions-table a.account")
         WebDriverWait(browser, 30).until(lambda b: b.current_url.endswith(f"/accounts/{account}"))
         points = wait_for_chart(browser, "chart-hf-0")
         assert points == 8 + 8  # the health factor and its threshold line at each block

@@ -93,7 +93,7 @@ def mount_dashboard(app: FastAPI, settings: ApiSettings) -> None:
         )
 
     def not_found(request: Request, message: str) -> Response:
-        return render(request, "error.html", "error", 404, status=404, message=message)
+        return render(request, "error.html", "error", 404, code=404, message=message)
 
     store = app.state.store
 
@@ -131,7 +131,7 @@ def mount_dashboard(app: FastAPI, settings: ApiSettings) -> None:
         try:
             filters = _filters(params, {m.name for m in markets})
         except (InputError, ValidationError, ValueError) as exc:
-            return render(request, "error.html", "error", 400, status=400, message=str(exc))
+            return render(request, "error.html", "error", 400, code=400, message=str(exc))
         limit, offset = filters["limit"], filters["offset"]
         page = Q.positions_page(
             store,
@@ -169,7 +169,7 @@ def mount_dashboard(app: FastAPI, settings: ApiSettings) -> None:
         try:
             address = api._checksum(account)
         except InputError as exc:
-            return render(request, "error.html", "error", 400, status=400, message=str(exc))
+            return render(request, "error.html", "error", 400, code=400, message=str(exc))
         if not Q.account_known(store, address):
             return not_found(request, f"unknown account {address}")
         from onchain.store import queries

@@ -7,7 +7,7 @@ const TIER_COLORS = {
   LIQUIDATABLE: "#c0392b", PENDING: "#e67e22", CRITICAL: "#f39c12",
   HIGH: "#f4d03f", WATCH: "#85c1e9", SAFE: "#58d68d",
 };
-const PLOT_CONFIG = { displaylogo: false, responsive: true };
+const PLOT_CONFIG = { displaylogo: false, responsive: true, displayModeBar: false };
 
 async function api(path) {
   const reply = await fetch(path, { headers: { Accept: "application/json" } });
@@ -47,17 +47,13 @@ async function drawMarketCharts(element) {
   const history = await api(`/api/markets/${encodeURIComponent(market)}/history?limit=500`);
   const kind = element.dataset.kind;
   if (kind === "tiers") {
-    const traces = [];
-    for (const book of history.books) {
-      const x = book.points.map((p) => p.block_number);
-      for (const tier of TIERS) {
-        if (tier === "SAFE" && history.books.length > 1) continue;
-        traces.push({
-          x, y: book.points.map((p) => p.tiers[tier] || 0), name: `${tier} · ${book.label}`,
-          type: "scatter", mode: "lines", stackgroup: book.label, line: { color: TIER_COLORS[tier] },
-        });
-      }
-    }
+    // counts add up across the books of a market (one block, one snapshot)
+    const blocks = history.books.length ? history.books[0].points.map((p) => p.block_number) : [];
+    const traces = TIERS.map((tier) => ({
+      x: blocks,
+      y: blocks.map((_b, i) => history.books.reduce((n, book) => n + ((((book.points[i] || {}).tiers || {})[tier]) || 0), 0)),
+      name: tier, type: "scatter", mode: "lines", stackgroup: "tiers", line: { color: TIER_COLORS[tier] },
+    }));
     Plotly.react(element, traces, layout(`${market}: positions with debt by tier`, "block", "positions"), PLOT_CONFIG);
   } else {
     const traces = history.books.map((book) => ({
