@@ -1,6 +1,6 @@
-"""What the HTTP API reads fast and exactly: an index for positions by tier within a snapshot
-(tier filters and tier counts over time), and each asset's liquidation price as the exact
-integer the adapter computed (the float column loses digits past 2**53, e.g. prices in an
+"""What the HTTP API reads fast and exactly: an index for positions by tier and health within
+a snapshot (tier filters, the riskiest first, tier counts over time), and each asset's
+liquidation price as the exact integer the adapter computed (the float column loses digits past 2**53, e.g. prices in an
 18-decimal loan token), so a stored position reads back equal to `scan --json`.
 
 Nullable: rows written before this revision keep only the float. Self-contained, as 0001.
@@ -23,7 +23,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 UINT256 = sa.String(78).with_variant(sa.Numeric(78, 0), "postgresql")
-INDEX = "ix_position_snapshots_snapshot_id_risk_tier"
+INDEX = "ix_position_snapshots_snapshot_id_risk_tier_health_factor_float"
 
 
 def upgrade() -> None:
@@ -31,7 +31,9 @@ def upgrade() -> None:
     op.add_column(
         "asset_positions", sa.Column("liquidation_price_base_exact", UINT256, nullable=True)
     )
-    op.create_index(INDEX, "position_snapshots", ["snapshot_id", "risk_tier"])
+    op.create_index(
+        INDEX, "position_snapshots", ["snapshot_id", "risk_tier", "health_factor_float"]
+    )
 
 
 def downgrade() -> None:

@@ -76,7 +76,7 @@ def book_metrics(store: Store) -> Iterator[Metric]:
         block.add_metric([m.name], m.head.block_number)
         age.add_metric([m.name], max(0.0, now - m.head.block_timestamp))
         written.add_metric([m.name], max(0.0, now - m.head.taken_at.timestamp()))
-        for book in Q.tier_series(store, m.name, limit=1):
+        for book in Q.tier_series(store, m.name, limit=1, exact=False):
             point = book.points[-1]
             for tier in TIERS:
                 positions.add_metric([m.name, book.label, tier], point.tiers.get(tier, 0))

@@ -13,7 +13,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, String, and_, case, func, or_, select, type_coerce
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Double,
+    String,
+    and_,
+    case,
+    cast,
+    func,
+    or_,
+    select,
+    type_coerce,
+)
 
 from onchain.protocols.base import AssetPosition, Position
 from onchain.risk.book import DEFAULT_STABLE_SYMBOLS
@@ -237,27 +249,54 @@ def _position_columns() -> list[Any]:
     ]
 
 
-def _order(conn: Connection, sort: str, descending: bool) -> list[Any]:
-    """ORDER BY for a sort key; a stable order whatever the key (then account and book).
-    No debt (a NULL health factor) counts as the healthiest; risk is the worst tier first,
-    then the lower health factor, as `onchain report` ranks."""
+def _segments(conn: Connection, sort: str, descending: bool) -> list[tuple[list[Any], list[Any]]]:
+    """The sort as consecutive segments (conditions, ORDER BY), each one an index range: risk is
+    tier by tier (worst first), each with the lower health factor first; no debt (a NULL health
+    factor, a NULL probability) comes last in ascending order on both backends. A page is read
+    segment by segment, so the database never sorts the whole book. Ties: account, then book."""
     p = T_POSITIONS
-    if sort == "health_factor":
-        terms = [p.c.health_factor_float.is_(None), p.c.health_factor_float]
-    elif sort == "debt":
-        terms = uint_order(conn, p.c.total_debt_base)
-    elif sort == "collateral":
-        terms = uint_order(conn, p.c.total_collateral_base)
-    elif sort == "account":
-        terms = [T_ACCOUNTS.c.address]
+    tie = [p.c.account_id, p.c.market_key]
+    hf = p.c.health_factor_float
+    if sort == "risk":
+        segments = [
+            part
+            for tier in TIERS
+            for part in (
+                ([p.c.risk_tier == tier, hf.is_not(None)], [hf, *tie]),
+                ([p.c.risk_tier == tier, hf.is_(None)], tie),
+            )
+        ]
+    elif sort == "health_factor":
+        segments = [([hf.is_not(None)], [hf, *tie]), ([hf.is_(None)], tie)]
     elif sort == "probability":
-        terms = [p.c.liquidation_probability.is_not(None), p.c.liquidation_probability]
+        prob = p.c.liquidation_probability
+        segments = [([prob.is_not(None)], [prob, *tie]), ([prob.is_(None)], tie)]
+    elif sort == "account":
+        segments = [([], [T_ACCOUNTS.c.address, p.c.market_key])]
     else:
-        rank = case({t: i for i, t in enumerate(TIERS)}, value=p.c.risk_tier, else_=len(TIERS))
-        terms = [rank, p.c.health_factor_float.is_(None), p.c.health_factor_float]
+        column = p.c.total_debt_base if sort == "debt" else p.c.total_collateral_base
+        segments = [([], [*uint_order(conn, column), *tie])]
+    if descending:
+        segments = [(where, [t.desc() for t in order]) for where, order in reversed(segments)]
+    return segments
+
+
+def _whole_order(conn: Connection, sort: str, descending: bool) -> list[Any]:
+    """The segments' order as one ORDER BY (for a few rows: one account's positions)."""
+    p = T_POSITIONS
+    hf, prob = p.c.health_factor_float, p.c.liquidation_probability
+    rank = case({t: i for i, t in enumerate(TIERS)}, value=p.c.risk_tier, else_=len(TIERS))
+    terms = {
+        "risk": [rank, hf.is_(None), hf],
+        "health_factor": [hf.is_(None), hf],
+        "probability": [prob.is_(None), prob],
+        "account": [T_ACCOUNTS.c.address],
+        "debt": uint_order(conn, p.c.total_debt_base),
+        "collateral": uint_order(conn, p.c.total_collateral_base),
+    }[sort]
     if descending:
         terms = [t.desc() for t in terms]
-    return [*terms, T_ACCOUNTS.c.address, p.c.market_key]
+    return [*terms, p.c.account_id, p.c.market_key]
 
 
 def head_snapshot_ids(conn: Connection, market: str | None = None) -> dict[int, int]:
@@ -296,25 +335,56 @@ def positions_page(
         if where.tier is not None:
             conditions.append(p.c.risk_tier == where.tier)
         if where.account is not None:
-            conditions.append(T_ACCOUNTS.c.address == where.account)
+            ids = list(
+                conn.execute(
+                    select(T_ACCOUNTS.c.id).where(T_ACCOUNTS.c.address == where.account)
+                ).scalars()
+            )
+            if not ids:
+                return PositionPage(0)
+            conditions.append(p.c.account_id.in_(ids))
         if where.min_debt_base is not None:
             conditions.append(uint_ge(conn, p.c.total_debt_base, where.min_debt_base))
-        base = (
-            select(*_position_columns())
-            .join(T_ACCOUNTS, T_ACCOUNTS.c.id == p.c.account_id)
-            .join(T_MARKETS, T_MARKETS.c.id == p.c.market_id)
-            .where(*conditions)
-        )
-        total = conn.execute(
-            select(func.count())
-            .select_from(p)
-            .join(T_ACCOUNTS, T_ACCOUNTS.c.id == p.c.account_id)
-            .where(*conditions)
-        ).scalar_one()
-        rows = conn.execute(
-            base.order_by(*_order(conn, sort, descending)).limit(limit).offset(offset)
-        ).all()
-        return PositionPage(int(total), _with_assets(conn, rows))
+        keys: list[tuple[int, int, str]] = []
+        total, skip, need = 0, offset, limit
+        segments = _segments(conn, sort, descending)
+        if where.account is not None:  # a handful of rows: one segment, sorted whole
+            segments = [([], _whole_order(conn, sort, descending))]
+        for extra, order in segments:
+            n = conn.execute(select(func.count()).where(*conditions, *extra)).scalar_one()
+            total += n
+            if need <= 0 or skip >= n:
+                skip = max(0, skip - n)
+                continue
+            query = select(p.c.snapshot_id, p.c.account_id, p.c.market_key).where(
+                *conditions, *extra
+            )
+            if sort == "account" or where.account is not None:
+                query = query.join(T_ACCOUNTS, T_ACCOUNTS.c.id == p.c.account_id)
+            got = conn.execute(query.order_by(*order).limit(need).offset(skip)).all()
+            keys += [tuple(r) for r in got]  # type: ignore[misc]
+            need -= len(got)
+            skip = 0
+        return PositionPage(int(total), _rows_in_order(conn, keys))
+
+
+def _rows_in_order(conn: Connection, keys: list[tuple[int, int, str]]) -> list[StoredPosition]:
+    """The positions of these (snapshot, account, book) keys, in the keys' order."""
+    if not keys:
+        return []
+    p = T_POSITIONS
+    rows: dict[tuple[int, int, str], Any] = {}
+    for sid in sorted({k[0] for k in keys}):
+        accounts = sorted({k[1] for k in keys if k[0] == sid})
+        for chunk in _chunks(accounts):
+            for r in conn.execute(
+                select(*_position_columns())
+                .join(T_ACCOUNTS, T_ACCOUNTS.c.id == p.c.account_id)
+                .join(T_MARKETS, T_MARKETS.c.id == p.c.market_id)
+                .where((p.c.snapshot_id == sid) & p.c.account_id.in_(chunk))
+            ):
+                rows[(r.snapshot_id, r.account_id, r.market_key)] = r
+    return _with_assets(conn, [rows[k] for k in keys if k in rows])
 
 
 def _with_assets(conn: Connection, rows: Sequence[Any]) -> list[StoredPosition]:
@@ -468,8 +538,11 @@ def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
         yield items[start : start + IN_CHUNK]
 
 
-def tier_series(store: Store, market: str, limit: int = 500) -> list[BookSeries]:
-    """The market's newest `limit` snapshots, oldest first, per book."""
+def tier_series(
+    store: Store, market: str, limit: int = 500, *, exact: bool = True
+) -> list[BookSeries]:
+    """The market's newest `limit` snapshots, oldest first, per book. `exact=False` sums the
+    amounts at risk as floats in the database (for metrics: one query, no integer per row)."""
     s, p = T_SNAPSHOTS, T_POSITIONS
     with store.read() as conn:
         m = conn.execute(select(T_MARKETS).where(T_MARKETS.c.name == market)).first()
@@ -484,7 +557,7 @@ def tier_series(store: Store, market: str, limit: int = 500) -> list[BookSeries]
         if not snaps:
             return []
         ids = [r.id for r in snaps]
-        with_debt = or_(p.c.health_factor.is_not(None), p.c.liquidatable)
+        with_debt = or_(p.c.health_factor_float.is_not(None), p.c.liquidatable)
         counts: dict[tuple[int, str], dict[str, int]] = {}
         for chunk in _chunks(ids):
             for sid, key, tier, n in conn.execute(
@@ -493,8 +566,21 @@ def tier_series(store: Store, market: str, limit: int = 500) -> list[BookSeries]
                 .group_by(p.c.snapshot_id, p.c.market_key, p.c.risk_tier)
             ):
                 counts.setdefault((sid, key), {})[tier] = int(n)
-        amounts: dict[tuple[int, str], dict[str, list[int]]] = {}
-        for chunk in _chunks(ids):
+        amounts: dict[tuple[int, str], dict[str, list[Any]]] = {}
+        for chunk in _chunks(ids) if not exact else ():
+            for sid, key, tier, coll, debt in conn.execute(
+                select(
+                    p.c.snapshot_id,
+                    p.c.market_key,
+                    p.c.risk_tier,
+                    func.sum(cast(p.c.total_collateral_base, Double)),
+                    func.sum(cast(p.c.total_debt_base, Double)),
+                )
+                .where(p.c.snapshot_id.in_(chunk) & (p.c.risk_tier != "SAFE") & with_debt)
+                .group_by(p.c.snapshot_id, p.c.market_key, p.c.risk_tier)
+            ):
+                amounts.setdefault((sid, key), {})[tier] = [float(coll), float(debt)]
+        for chunk in _chunks(ids) if exact else ():
             for sid, key, tier, coll, debt in conn.execute(
                 select(
                     p.c.snapshot_id,
@@ -550,16 +636,21 @@ def _book_currencies(
     """market_key -> (base currency symbol, decimals) of the books in a snapshot: "USD" unless
     the adapter names the base token (`extra.base_currency`, e.g. a Morpho loan token)."""
     p = T_POSITIONS
-    out: dict[str, tuple[str, int]] = {}
-    for key, decimals, extra in conn.execute(
-        select(p.c.market_key, p.c.base_currency_decimals, p.c.extra).where(
-            (p.c.snapshot_id == snapshot_id) & (p.c.market_id == market_id)
-        )
-    ):
-        if key not in out:
-            extra = extra or {}
-            label = extra.get("market_label")
-            out[key] = (str(extra.get("base_currency", "USD")), int(decimals), label)
+    out: dict[str, tuple[str, int, str | None]] = {}
+    keys = conn.execute(
+        select(p.c.market_key)
+        .where((p.c.snapshot_id == snapshot_id) & (p.c.market_id == market_id))
+        .distinct()
+    ).scalars()
+    for key in list(keys):  # one row per book: its extras name the book's base currency
+        decimals, extra = conn.execute(
+            select(p.c.base_currency_decimals, p.c.extra)
+            .where((p.c.snapshot_id == snapshot_id) & (p.c.market_key == key))
+            .limit(1)
+        ).one()
+        extra = extra or {}
+        label = extra.get("market_label")
+        out[key] = (str(extra.get("base_currency", "USD")), int(decimals), label)
     return out
 
 

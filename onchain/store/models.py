@@ -180,7 +180,7 @@ class PositionSnapshot(Base):
     __table_args__ = (
         Index(None, "account_id", "market_id", "block_number"),  # history; latest per account
         Index(None, "snapshot_id", "health_factor_float"),  # at risk now, riskiest first
-        Index(None, "snapshot_id", "risk_tier"),  # a tier now; tier counts over time
+        Index(None, "snapshot_id", "risk_tier", "health_factor_float"),  # riskiest; tier counts
     )
 
     snapshot_id: Mapped[int] = mapped_column(
