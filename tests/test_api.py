@@ -555,3 +555,47 @@ def test_the_store_is_read_only_for_the_server(served: Served) -> None:
     finally:
         store.close()
     assert served.json("/api/runs")["runs"]
+
+
+def test_the_daemon_exposes_its_own_counters_on_its_metrics_port(served: Served) -> None:
+    """`onchain run --metrics-port` over the same store (it writes only job runs here: every
+    block is stored already). Last in this module: it adds runs to the store."""
+    import signal
+    import time
+
+    port = free_port()
+    daemon = subprocess.Popen(
+        [*ONCHAIN, "run", "--config", str(served.config), "--metrics-port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            except requests.ConnectionError:
+                time.sleep(0.5)
+                continue
+            samples = {
+                (s.name, tuple(sorted(s.labels.items()))): s.value
+                for f in text_string_to_metric_families(text)
+                for s in f.samples
+            }
+            if ("onchain_daemon_lag_blocks", (("market", "morpho-blue-devnet"),)) in samples:
+                break
+            time.sleep(0.5)
+        for market in ("aave-v3-devnet", "morpho-blue-devnet"):
+            assert samples[("onchain_daemon_head_block", (("market", market),))] == served.head
+            assert samples[("onchain_daemon_refreshed_block", (("market", market),))] == served.head
+            assert samples[("onchain_daemon_lag_blocks", (("market", market),))] == 0
+        key = ("onchain_daemon_job_runs_total", (("job", "refresh"), ("outcome", "ok")))
+        assert samples[key] >= 1
+        assert samples[("onchain_daemon_job_duration_seconds_count", (("job", "refresh"),))] >= 1
+        assert served.rpc_url not in text
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        _out, err = daemon.communicate(timeout=60)
+    assert daemon.returncode == 0, err[-2000:]
