@@ -181,6 +181,7 @@ class PositionSnapshot(Base):
         Index(None, "account_id", "market_id", "block_number"),  # history; latest per account
         Index(None, "snapshot_id", "health_factor_float"),  # at risk now, riskiest first
         Index(None, "snapshot_id", "risk_tier", "health_factor_float"),  # riskiest; tier counts
+        Index(None, "snapshot_id", "total_debt_base"),  # by debt (SQLite: also by digits, 0003)
     )
 
     snapshot_id: Mapped[int] = mapped_column(
