@@ -454,12 +454,11 @@ def stress_of(
 ) -> dict[str, Any]:
     """`onchain stress`'s report over the stored newest block of a market."""
     from onchain.stress_report import (
-        check_drop_assets,
         no_cascade,
         parse_drops,
         select_scenarios,
         stress_book,
-        stress_report,
+        stress_chosen,
     )
 
     if scenario and drop:
@@ -475,15 +474,7 @@ def stress_of(
         raise HTTPException(404, f"no snapshot of market {market!r} yet")
     block = stored[0].position.block
     sb = stress_book(block, [s.position for s in stored])
-    if custom is not None:
-        chosen = [check_drop_assets(custom, sb.book)]
-    report = stress_report(
-        sb,
-        chosen,
-        curve_max=curve_max / 100.0,
-        curve_step=curve_step / 100.0,
-        unmapped_volatile="hold" if custom is not None else "max",
-    )
+    report = stress_chosen(sb, chosen, custom, curve_max_pct=curve_max, curve_step_pct=curve_step)
     report["cascade"] = no_cascade("the cascade reads reference pools over RPC: `onchain stress`")
     return report
 
