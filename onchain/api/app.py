@@ -336,8 +336,8 @@ def create_app(store: Store, settings: ApiSettings) -> FastAPI:
             list[str] | None, Query(description="DATE or DATE/1h|4h|24h, repeatable")
         ] = None,
         drop: Annotated[list[str] | None, Query(description="e.g. ETH=-30%, repeatable")] = None,
-        curve_max: Annotated[float, Query(gt=0, le=100)] = 60.0,
-        curve_step: Annotated[float, Query(gt=0, le=100)] = 5.0,
+        curve_max: Annotated[float, Query(ge=0.1, le=100, description="%")] = 60.0,
+        curve_step: Annotated[float, Query(ge=0.1, le=100, description="%, at least 0.1")] = 5.0,
     ) -> Response:
         """`onchain stress --json` over the newest stored block of the market (same code): the
         scenarios, per market and per asset, and the liquidation curve. The cascade needs the
@@ -354,8 +354,8 @@ def create_app(store: Store, settings: ApiSettings) -> FastAPI:
     )
     def market_curve(
         market: str,
-        curve_max: Annotated[float, Query(gt=0, le=100)] = 60.0,
-        curve_step: Annotated[float, Query(gt=0, le=100)] = 5.0,
+        curve_max: Annotated[float, Query(ge=0.1, le=100, description="%")] = 60.0,
+        curve_step: Annotated[float, Query(ge=0.1, le=100, description="%, at least 0.1")] = 5.0,
     ) -> Response:
         """The liquidation curve alone: collateral liquidatable vs a uniform drop of volatile
         assets (stables held), per book and in USD."""
@@ -403,12 +403,45 @@ def create_app(store: Store, settings: ApiSettings) -> FastAPI:
         body = {"ready": ready, "reason": reason, "newest_snapshot_age_s": age}
         return JSONResponse(body, status_code=200 if ready else 503)
 
+    default_openapi = app.openapi
+
+    def openapi_with_stored_examples() -> dict[str, Any]:
+        """The document, with a stored market and account as the examples of the `market` and
+        `account` parameters (read when the document is first asked for), so generated
+        requests reach real rows, not only 404s."""
+        schema = default_openapi()
+        examples = _stored_examples(store)
+        for item in schema.get("paths", {}).values():
+            for operation in item.values():
+                for parameter in operation.get("parameters", []):
+                    value = examples.get(parameter.get("name"))
+                    if value is not None:
+                        parameter["example"] = value
+        return schema
+
+    app.openapi = openapi_with_stored_examples  # type: ignore[method-assign]
+
     from onchain.api.dashboard import mount_dashboard
     from onchain.api.metrics import mount_metrics
 
     mount_metrics(app, store)
     mount_dashboard(app, settings)
     return app
+
+
+def _stored_examples(store: Store) -> dict[str, str]:
+    """A market that has a snapshot and an account of it."""
+    try:
+        markets = [m for m in Q.markets(store) if m.head is not None]
+        if not markets:
+            return {}
+        page = Q.positions_page(store, Q.PositionFilter(market=markets[0].name), limit=1)
+    except SQLAlchemyError:
+        return {}
+    out = {"market": markets[0].name}
+    if page.positions:
+        out["account"] = page.positions[0].position.account
+    return out
 
 
 def _json(value: Any) -> Response:
