@@ -810,6 +810,7 @@ _register_store(app)
 __import__("onchain.cli_targets").cli_targets.register(app)  # `onchain targets`
 __import__("onchain.cli_stress").cli_stress.register(app)  # `onchain stress`
 __import__("onchain.cli_alerts").cli_alerts.register(app)  # `onchain alerts`
+__import__("onchain.cli_serve").cli_serve.register(app)  # `onchain serve`
 
 if __name__ == "__main__":
     main()

@@ -145,6 +145,13 @@ def run_cmd(
         typer.Option("--job", help=f"only this job (repeatable): {', '.join(JOB_NAMES)}"),
     ] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning")] = "info",
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            help="serve this process's Prometheus counters on http://127.0.0.1:PORT/metrics",
+        ),
+    ] = None,
 ) -> None:
     """The scheduler daemon: discover, refresh, assess, prune until SIGINT/SIGTERM.
 
@@ -171,7 +178,17 @@ def run_cmd(
         chain = cfg.chains[market.chain]
         if not chain.resolve_rpc_urls():
             raise InputError(f"{config}: no RPC URL for chain {chain.name} ({chain.rpc_hint()})")
+    if metrics_port is not None and not 0 < metrics_port < 65536:
+        raise InputError(f"--metrics-port must be 1..65535, got {metrics_port}")
     store = open_store(resolve_db_url(db, cfg))
+    if metrics_port is not None:
+        from onchain.jobs.metrics import serve_metrics
+
+        try:
+            serve_metrics(metrics_port)
+        except OSError as exc:
+            store.close()
+            raise InputError(f"--metrics-port {metrics_port}: {exc.strerror}") from None
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )

@@ -201,13 +201,12 @@ def register(app: typer.Typer) -> None:
         # imported here: numpy/scipy/matplotlib would slow every other command's start
         from onchain.stress_report import (
             book_cascade,
-            check_drop_assets,
             no_cascade,
             parse_drops,
             read_book_positions,
             select_scenarios,
             stress_book,
-            stress_report,
+            stress_chosen,
             write_curve_chart,
         )
 
@@ -232,14 +231,8 @@ def register(app: typer.Typer) -> None:
         pinned, positions, states = read_book_positions(client, refs, block)
         cli._warn_skipped(states)
         sb = stress_book(pinned, positions)
-        if custom is not None:
-            chosen = [check_drop_assets(custom, sb.book)]
-        report = stress_report(
-            sb,
-            chosen,
-            curve_max=curve_max / 100.0,
-            curve_step=curve_step / 100.0,
-            unmapped_volatile="hold" if custom is not None else "max",
+        report = stress_chosen(
+            sb, chosen, custom, curve_max_pct=curve_max, curve_step_pct=curve_step
         )
         report["cascade"] = (
             book_cascade(client, sb, references)

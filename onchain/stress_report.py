@@ -429,6 +429,27 @@ def stress_report(
     }
 
 
+def stress_chosen(
+    sb: StressBook,
+    chosen: Sequence[Scenario],
+    custom: Scenario | None,
+    *,
+    curve_max_pct: float,
+    curve_step_pct: float,
+) -> dict[str, Any]:
+    """The report for historical scenarios, or for a custom move (checked against the book's
+    assets; then volatile assets it does not name are held, not given the largest drop)."""
+    if custom is not None:
+        chosen = [check_drop_assets(custom, sb.book)]
+    return stress_report(
+        sb,
+        chosen,
+        curve_max=curve_max_pct / 100.0,
+        curve_step=curve_step_pct / 100.0,
+        unmapped_volatile="hold" if custom is not None else "max",
+    )
+
+
 def _empty_scenario(scenario: Scenario) -> dict[str, Any]:
     """A scenario over a book without debt: nothing to liquidate."""
     zero = {f"{k}_usd": 0.0 for k in _FIGURES}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from types import FrameType
 from typing import Any
 
 from onchain.alerts.delivery import deliver_job
+from onchain.jobs import metrics
 from onchain.jobs.context import Counts, JobContext
 from onchain.jobs.discover import discover_job, one_line
 from onchain.jobs.maintenance import assess_job, prune_job
@@ -36,10 +38,12 @@ JOBS: dict[str, JobFn] = {
 def run_recorded(ctx: JobContext, name: str) -> str:
     """Run one job and record it: start, end, outcome (ok, error, interrupted), counts."""
     counts: Counts = Counter()
+    started = time.monotonic()
     try:
         run_id = crud.start_run(ctx.store, name)
     except Exception as exc:  # the store is unreachable: nothing to record into
         log.error("%s: cannot record the run: %s", name, one_line(exc))
+        metrics.record_run(name, "error", time.monotonic() - started)
         return "error"
     errors: list[str] = []
     try:
@@ -64,6 +68,7 @@ def run_recorded(ctx: JobContext, name: str) -> str:
         crud.finish_run(ctx.store, run_id, outcome, counts, "; ".join(errors) or None)
     except Exception as exc:
         log.error("%s: cannot record the end of run %d: %s", name, run_id, one_line(exc))
+    metrics.record_run(name, outcome, time.monotonic() - started)
     return outcome
 
 
