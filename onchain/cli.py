@@ -97,16 +97,21 @@ NoRiskOpt = Annotated[
 ]
 
 
-def main() -> None:
+INTERRUPTED = 130  # the shell's code for SIGINT; never 0, so a cron job sees it
+
+
+def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: map our errors to one line on stderr and an exit code."""
     try:
-        app(standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
+    except KeyboardInterrupt:  # raised outside typer's own handler (e.g. while it unwinds)
+        code = INTERRUPTED
     except OnchainError as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(exc.exit_code)
-    except typer.Abort:
+    except typer.Abort:  # end of input at a prompt
         err.print("aborted")
-        sys.exit(130)
+        sys.exit(INTERRUPTED)
     except (typer.BadParameter, typer.Exit) as exc:  # click usage errors
         if isinstance(exc, typer.Exit):
             sys.exit(exc.exit_code)
@@ -115,9 +120,31 @@ def main() -> None:
     except Exception as exc:  # click's own usage errors carry exit_code
         code = getattr(exc, "exit_code", None)
         if code is not None and hasattr(exc, "format_message"):
+            if type(exc).__name__ == "NoArgsIsHelpError":  # the help is already printed
+                message = exc.format_message().strip()
+                if message:
+                    print(message)
+                sys.exit(code)
             err.print(f"[red]error:[/] {escape(exc.format_message())}")
             sys.exit(code)
         raise
+    # with standalone_mode=False typer *returns* what a command's typer.Exit carried, and 130
+    # for a KeyboardInterrupt it caught: both must reach the shell
+    if code == INTERRUPTED:
+        interrupted()
+    if isinstance(code, int) and not isinstance(code, bool) and code:
+        sys.exit(code)
+
+
+def interrupted() -> None:
+    """Ctrl-C: one line, exit 130, at once (no traceback, no wait for requests in flight)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not print a traceback
+    err.print("interrupted")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(INTERRUPTED)
 
 
 def _names_markets_by_id(protocol: str) -> bool:

