@@ -172,10 +172,16 @@ def run_cmd(
                 f"{config}: no RPC URL for chain {chain.name}"
                 + (f" (set {chain.rpc_url_env})" if chain.rpc_url_env else "")
             )
-    store = open_store(resolve_db_url(db, cfg))
+    db_url = resolve_db_url(db, cfg)
+    store = open_store(db_url)
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    from onchain.log_redaction import redact_logs
+
+    # urllib3 logs every request path at debug level: API keys must not reach the log
+    rpc_urls = [cfg.chains[cfg.market(n).chain].resolve_rpc_url() for n in names]
+    redact_logs(rpc_urls, [db_url.password])
     logging.getLogger("apscheduler").setLevel(logging.DEBUG if level <= logging.DEBUG else 40)
     _quiet_alembic()
     try:

@@ -18,7 +18,7 @@ import pytest
 
 from onchain.devnet.build import DevnetInfo
 from onchain.devnet.config_file import write_devnet_config
-from tests.cli_support import ONCHAIN
+from tests.cli_support import ONCHAIN, run
 
 
 @contextmanager
@@ -113,3 +113,29 @@ def test_ctrl_c_during_start_up_is_exit_130_and_one_line() -> None:
     assert proc.returncode == 130, (proc.returncode, stdout, stderr)
     assert stderr.strip() == "interrupted", stderr
     assert "Traceback" not in stdout + stderr
+
+
+def _config_via(devnet: DevnetInfo, tmp_path: Path, url: str) -> Path:
+    """The devnet's config with its RPC URL replaced (e.g. by a keyed URL through the proxy)."""
+    config = tmp_path / "devnet.toml"
+    write_devnet_config(config, devnet)
+    config.write_text(config.read_text().replace(f'"{devnet.rpc_url}"', f'"{url}"'))
+    return config
+
+
+def test_debug_logs_of_a_run_never_carry_the_endpoint_key(
+    devnet: DevnetInfo, tmp_path: Path
+) -> None:
+    with rpc_proxy(devnet.rpc_url, lambda _body: False) as (url, _held):
+        assert "SECRETKEY123" in url
+        config = _config_via(devnet, tmp_path, url)
+        upgraded = run("db", "upgrade", "--config", str(config))
+        assert upgraded.returncode == 0, upgraded.stderr
+        result = run("run", "--config", str(config), "--once", "--log-level", "debug")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    # debug logging was on: urllib3's request lines are there, without their path
+    requests_logged = [line for line in output.splitlines() if '"POST ' in line]
+    assert len(requests_logged) > 10, output[-3000:]
+    assert "SECRETKEY123" not in output
+    assert "SECRETKEY" not in output
