@@ -237,6 +237,8 @@ def _resolve(
             return _endpoint(rpc, chain), ref, chain_id or chain.chain_id
         if market is None:
             raise InputError("--market is required (a market name from the config or an address)")
+        if not market.lower().startswith("0x"):
+            cfg.market(market)  # not a name in the config: the error lists the names
     url = rpc or os.environ.get("ONCHAIN_RPC_URL")
     if not url:
         raise InputError("no RPC endpoint: pass --rpc URL (or set ONCHAIN_RPC_URL)")

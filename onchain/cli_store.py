@@ -6,6 +6,7 @@ anything is written."""
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -345,6 +346,29 @@ def status_cmd(
 
 # -- history ----------------------------------------------------------------------------------
 
+MARKET_ID = re.compile(r"^0x[0-9a-fA-F]{64}$")
+
+
+def _select_market(store: Store, market: str | None) -> tuple[str | None, str | None]:
+    """--market of history/report as (market name, book key): a config name the store knows,
+    or a market id (0x + 64 hex: one Morpho book); anything else is an error naming them."""
+    if market is None:
+        return None, None
+    names = queries.market_names(store)
+    if market in names:
+        return market, None
+    if MARKET_ID.match(market):
+        return None, market.lower()
+    raise InputError(
+        f"market {market!r} is not in {store.url} (known: {', '.join(names) or 'none yet'}; "
+        "or a market id, 0x + 64 hex)"
+    )
+
+
+def _no_book(store: Store, key: str) -> InputError:
+    names = ", ".join(queries.market_names(store)) or "none yet"
+    return InputError(f"no stored book with market id {key} in {store.url} (markets: {names})")
+
 
 def format_hf(value: int | None) -> str:
     """Four decimals, truncated: 0.99999 must never print as 1.0000."""
@@ -402,7 +426,16 @@ def history_cmd(
     if limit < 1:
         raise InputError("--limit must be at least 1")
     with _store(db, config) as store:
-        histories = queries.account_history(store, address, market=market, limit=limit)
+        name, key = _select_market(store, market)
+        histories = queries.account_history(store, address, market=name, limit=limit)
+        if key is not None:
+            histories = [h for h in histories if h.market_key.lower() == key]
+        if not histories:
+            where = f" in market {market}" if market else ""
+            raise InputError(
+                f"no snapshots of {address}{where} in {store.url} (an account the daemon "
+                "never tracked, or a market it is not in)"
+            )
     if as_json:
         print(
             strict_json(
@@ -433,9 +466,6 @@ def history_cmd(
                 ],
             )
         )
-        return
-    if not histories:
-        err.print(f"no snapshots of {address} in {store.url}", highlight=False)
         return
     for h in histories:
         points = h.points
@@ -493,7 +523,12 @@ def report_cmd(
     from onchain.store.models import TIERS
 
     with _store(db, config) as store:
-        books = queries.at_risk_report(store, market=market)
+        name, key = _select_market(store, market)
+        books = queries.at_risk_report(store, market=name)
+        if key is not None:
+            books = [b for b in books if b.market_key.lower() == key]
+            if not books:
+                raise _no_book(store, key)
     if as_json:
         print(
             strict_json(

@@ -4,6 +4,7 @@ input is one line and exit 2 (never a traceback)."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import threading
@@ -18,7 +19,7 @@ import pytest
 
 from onchain.devnet.build import DevnetInfo
 from onchain.devnet.config_file import write_devnet_config
-from tests.cli_support import ONCHAIN, run
+from tests.cli_support import ONCHAIN, assert_one_clear_error, run
 
 
 @contextmanager
@@ -139,3 +140,55 @@ def test_debug_logs_of_a_run_never_carry_the_endpoint_key(
     assert len(requests_logged) > 10, output[-3000:]
     assert "SECRETKEY123" not in output
     assert "SECRETKEY" not in output
+
+
+@pytest.fixture(scope="module")
+def stored(devnet: DevnetInfo, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The devnet's config with a store filled by one `onchain run --once`."""
+    config = tmp_path_factory.mktemp("stored") / "devnet.toml"
+    write_devnet_config(config, devnet)
+    assert run("db", "upgrade", "--config", str(config)).returncode == 0
+    once = run("run", "--config", str(config), "--once")
+    assert once.returncode == 0, once.stderr[-2000:]
+    return config
+
+
+def test_wrong_market_names_list_the_known_ones(stored: Path, devnet: DevnetInfo) -> None:
+    for command in (["scan"], ["watch", devnet.borrowers[0]], ["targets"], ["stress"]):
+        result = run(*command, "--config", str(stored), "--market", "nosuch")
+        assert_one_clear_error(result, "nosuch", "aave-v3-devnet", "morpho-blue-devnet")
+    for command in (["report"], ["history", devnet.borrowers[0]]):
+        result = run(*command, "--config", str(stored), "--market", "nosuch")
+        assert_one_clear_error(result, "nosuch", "aave-v3-devnet", "morpho-blue-devnet")
+
+
+def test_report_and_history_select_a_morpho_book_by_its_market_id(
+    stored: Path, devnet: DevnetInfo
+) -> None:
+    books = json.loads(run("report", "--config", str(stored), "--json").stdout)
+    morpho = [b for b in books if b["protocol"] == "morpho-blue"]
+    assert len(morpho) >= 2
+    key = morpho[0]["market_key"]
+    result = run(
+        "report", "--config", str(stored), "--market", key.upper().replace("0X", "0x"), "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    assert [b["market_key"] for b in json.loads(result.stdout)] == [key]
+    assert morpho[0]["positions"] > 0
+    table = run("report", "--config", str(stored), "--market", key)
+    assert table.returncode == 0 and "no snapshots" not in table.stderr
+    unknown = "0x" + "ab" * 32
+    assert_one_clear_error(
+        run("report", "--config", str(stored), "--market", unknown), unknown, "morpho-blue-devnet"
+    )
+    holder = next(a["account"] for b in morpho for a in b["at_risk"])
+    history = run("history", holder, "--config", str(stored), "--market", key, "--json")
+    assert history.returncode == 0, history.stderr
+    assert {h["market_key"] for h in json.loads(history.stdout)} == {key}
+
+
+def test_history_of_an_account_never_stored_is_exit_2(stored: Path) -> None:
+    stranger = "0x000000000000000000000000000000000000dEaD"
+    for extra in ([], ["--json"]):
+        result = run("history", stranger, "--config", str(stored), *extra)
+        assert_one_clear_error(result, stranger, "no snapshots")
