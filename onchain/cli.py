@@ -4,6 +4,7 @@ codes that mean something (2: bad input or unreachable RPC, 3: devnet failure)."
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
@@ -19,7 +20,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from onchain.config import ChainConfig, Config, MarketConfig, load_config
-from onchain.errors import ConfigError, InputError, OnchainError
+from onchain.errors import ConfigError, InputError, OnchainError, RpcUnavailable
 from onchain.output import (
     advice_lines,
     breakdown_table,
@@ -610,6 +611,9 @@ def devnet_cmd(
         return
     from onchain.devnet.build import running_devnet
 
+    if write_config is not None:  # refuse before minutes of building, not after
+        _check_writable(write_config, "--write-config")
+
     with running_devnet(borrowers, seed, rebuild=rebuild) as info:
         how = "loaded from cache" if info.loaded_from_cache else "built (cold deploy + seed)"
         err.print(f"devnet {how} in {info.build_seconds:.2f}s: {len(info.borrowers)} borrowers")
@@ -617,7 +621,10 @@ def devnet_cmd(
         if write_config:
             from onchain.devnet.config_file import write_devnet_config
 
-            write_devnet_config(write_config, info)
+            try:
+                write_devnet_config(write_config, info)
+            except OSError as exc:
+                raise InputError(f"--write-config {write_config}: {exc.strerror}") from None
             err.print(f"wrote {write_config}")
         if keep_running:
             err.print(f"serving on {info.rpc_url}; Ctrl-C stops it")
@@ -632,6 +639,17 @@ def devnet_cmd(
                     time.sleep(3600)
             except KeyboardInterrupt:
                 pass
+
+
+def _check_writable(path: Path, flag: str) -> None:
+    """A file we are asked to write: its folder exists and takes files, and it is not a folder."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise InputError(f"{flag} {path}: is a folder")
+    if not folder.is_dir():
+        raise InputError(f"{flag} {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise InputError(f"{flag} {path}: not writable")
 
 
 @devnet_app.command("set-price")
@@ -653,20 +671,37 @@ def devnet_set_price(
             parsed[symbol.upper()] = float(value)
         except ValueError:
             raise InputError(f"expected SYMBOL=USD, got {item!r}") from None
+        if not (math.isfinite(parsed[symbol.upper()]) and parsed[symbol.upper()] > 0):
+            raise InputError(f"{item}: a price must be a positive number of USD")
     aave, morpho = cached_deployment(borrowers, seed), cached_morpho(borrowers, seed)
-    if morpho is None:
-        block = set_prices(rpc, aave, parsed)
-    else:  # every protocol's oracles move together, in one block
-        spelled = {s.upper(): s for s in [*morpho.tokens, *aave.price_feeds]}
-        block = set_prices_everywhere(
-            rpc, aave, morpho, {spelled.get(k, k): v for k, v in parsed.items()}
-        )
+    with _devnet_answers(rpc):
+        if morpho is None:
+            block = set_prices(rpc, aave, parsed)
+        else:  # every protocol's oracles move together, in one block
+            spelled = {s.upper(): s for s in [*morpho.tokens, *aave.price_feeds]}
+            block = set_prices_everywhere(
+                rpc, aave, morpho, {spelled.get(k, k): v for k, v in parsed.items()}
+            )
     err.print(f"prices set in block {block}")
+
+
+@contextmanager
+def _devnet_answers(rpc: str) -> Iterator[None]:
+    """A --rpc that is not a running devnet is one line (exit 2), not a requests traceback."""
+    import requests
+
+    try:
+        yield
+    except requests.RequestException as exc:
+        raise RpcUnavailable(
+            f"no devnet answers at {redact_url(rpc)} ({type(exc).__name__}): start one with "
+            "`onchain devnet --keep-running`"
+        ) from None
 
 
 @devnet_app.command("mine")
 def devnet_mine(
-    blocks: Annotated[int, typer.Argument(help="blocks to mine")] = 1,
+    blocks: Annotated[int, typer.Argument(help="blocks to mine (at least 1)")] = 1,
     rpc: Annotated[str, typer.Option("--rpc", help="the devnet's URL")] = "",
 ) -> None:
     """Mine blocks on a running devnet."""
@@ -674,7 +709,11 @@ def devnet_mine(
 
     if not rpc:
         raise InputError("--rpc is required")
-    err.print(f"head is now block {mine(rpc, blocks)}")
+    if blocks < 1:
+        raise InputError(f"blocks to mine must be at least 1, got {blocks}")
+    with _devnet_answers(rpc):
+        head = mine(rpc, blocks)
+    err.print(f"head is now block {head}")
 
 
 @app.command("demo")

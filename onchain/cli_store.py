@@ -81,6 +81,24 @@ def _quiet_alembic() -> None:
 # -- db ---------------------------------------------------------------------------------------
 
 
+@contextmanager
+def _migrating(url: Any) -> Iterator[None]:
+    """Alembic and the database speak in tracebacks: an unknown revision is bad input, a
+    refused write (a read-only file, a read-only role) one line naming the database."""
+    from alembic.util.exc import CommandError
+
+    try:
+        yield
+    except CommandError as exc:
+        raise InputError(f"revision: {str(exc).splitlines()[0]}") from None
+    except SQLAlchemyError as exc:
+        inner = getattr(exc, "orig", None) or exc
+        first = next((ln for ln in str(inner).splitlines() if ln.strip()), type(inner).__name__)
+        raise StoreError(f"database {safe_url(url)}: {first.strip()}") from None
+    except OSError as exc:
+        raise StoreError(f"database {safe_url(url)}: {exc.strerror or exc}") from None
+
+
 def db_upgrade(
     revision: Annotated[str, typer.Argument(help="target revision")] = "head",
     config: ConfigOpt = None,
@@ -89,34 +107,54 @@ def db_upgrade(
     """Create the schema or migrate it to the newest revision (the only way it changes)."""
     _quiet_alembic()
     url = resolve_db_url(db, _config(config))
-    engine = make_engine(url, create_sqlite_dir=True)
-    try:
-        before = current_revision(engine)
-        after = upgrade(engine, revision)
-    finally:
-        engine.dispose()
+    with _migrating(url):
+        engine = make_engine(url, create_sqlite_dir=True)
+        try:
+            before = current_revision(engine)
+            after = upgrade(engine, revision)
+        finally:
+            engine.dispose()
     head = head_revision()
     note = " (head)" if after == head else ""
     err.print(f"database {safe_url(url)}: {before or 'empty'} -> {after}{note}", highlight=False)
 
 
 def db_downgrade(
-    revision: Annotated[str, typer.Argument(help="target revision, e.g. -1 or base")],
+    revision: Annotated[
+        str, typer.Argument(help="target revision: -1 (one step back), a revision id, or base")
+    ],
     config: ConfigOpt = None,
     db: DbOpt = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="do not ask: the tables dropped lose their data")
+    ] = False,
 ) -> None:
-    """Migrate the schema back (`base` drops every table: all stored data is lost)."""
+    """Migrate the schema back (`base` drops every table: all stored data is lost). Asks first;
+    without a terminal it refuses unless --yes is given."""
+    if revision.startswith("--"):  # -1 is a revision, so unknown options arrive here
+        raise InputError(f"no such option: {revision}")
     _quiet_alembic()
     url = resolve_db_url(db, _config(config))
-    engine = make_engine(url)
-    try:
-        before = current_revision(engine)
-        after = downgrade(engine, revision)
-    finally:
-        engine.dispose()
+    with _migrating(url):
+        engine = make_engine(url)
+        try:
+            before = current_revision(engine)
+            if not yes:
+                _confirm_downgrade(safe_url(url), before, revision)
+            after = downgrade(engine, revision)
+        finally:
+            engine.dispose()
     err.print(
         f"database {safe_url(url)}: {before or 'empty'} -> {after or 'base'}", highlight=False
     )
+
+
+def _confirm_downgrade(url: str, before: str | None, revision: str) -> None:
+    what = f"downgrade {url} from {before or 'empty'} to {revision}"
+    if not sys.stdin.isatty():
+        raise InputError(f"{what} drops tables and their data: pass --yes to confirm")
+    if not typer.confirm(f"{what}? Dropped tables lose their data", default=False):
+        raise InputError("downgrade cancelled: nothing changed")
 
 
 def db_current(config: ConfigOpt = None, db: DbOpt = None) -> None:
@@ -647,7 +685,8 @@ def register(app: typer.Typer) -> None:
     """Add the store and daemon commands to the `onchain` app."""
     db_app = typer.Typer(help="The snapshot database: create or migrate its schema (Alembic).")
     db_app.command("upgrade")(db_upgrade)
-    db_app.command("downgrade")(db_downgrade)
+    # `db downgrade -1`: a negative revision is an argument, not an unknown option
+    db_app.command("downgrade", context_settings={"ignore_unknown_options": True})(db_downgrade)
     db_app.command("current")(db_current)
     app.add_typer(db_app, name="db")
     app.command("run")(run_cmd)

@@ -20,6 +20,7 @@ import pytest
 from onchain.devnet.build import DevnetInfo
 from onchain.devnet.config_file import write_devnet_config
 from tests.cli_support import ONCHAIN, assert_one_clear_error, run
+from tests.test_store_fixtures import _admin, empty_database
 
 
 @contextmanager
@@ -192,3 +193,53 @@ def test_history_of_an_account_never_stored_is_exit_2(stored: Path) -> None:
     for extra in ([], ["--json"]):
         result = run("history", stranger, "--config", str(stored), *extra)
         assert_one_clear_error(result, stranger, "no snapshots")
+
+
+def test_db_downgrade_asks_first_and_takes_minus_one(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    assert run("db", "upgrade", "--db", db).returncode == 0
+    refused = subprocess.run(
+        [*ONCHAIN, "db", "downgrade", "base", "--db", db],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+    assert_one_clear_error(refused, "--yes")
+    assert run("db", "current", "--db", db).stdout.split()[0] == "0002"  # nothing changed
+    stepped = run("db", "downgrade", "-1", "--db", db, "--yes")
+    assert stepped.returncode == 0, stepped.stderr
+    assert "0002 -> 0001" in stepped.stderr
+    assert_one_clear_error(run("db", "downgrade", "nosuch", "--db", db, "--yes"), "nosuch")
+    assert_one_clear_error(run("db", "downgrade", "--yess", "--db", db), "--yess")
+
+
+def test_db_downgrade_of_a_read_only_database_is_one_line(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """A database that refuses writes (PostgreSQL's read-only default, as a replica would)."""
+    url = empty_database("postgresql", request.config, tmp_path)
+    assert run("db", "upgrade", "--db", url).returncode == 0
+    name = url.rsplit("/", 1)[1]
+    with _admin() as conn:
+        conn.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+    try:
+        result = run("db", "downgrade", "base", "--db", url, "--yes")
+    finally:
+        with _admin() as conn:
+            conn.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
+    assert_one_clear_error(result, "read-only")
+    assert "Traceback" not in result.stderr
+
+
+def test_devnet_commands_refuse_bad_input_in_one_line(devnet: DevnetInfo, tmp_path: Path) -> None:
+    for price in ("WETH=-5", "WETH=0", "WETH=nan", "WETH=abc"):
+        assert_one_clear_error(run("devnet", "set-price", "--rpc", devnet.rpc_url, price), "WETH")
+    nobody = "http://127.0.0.1:1/v3/SECRETKEY123"
+    for args in (["set-price", "WETH=2500"], ["mine", "2"]):
+        result = run("devnet", *args, "--rpc", nobody)
+        assert_one_clear_error(result, "127.0.0.1:1")
+        assert "SECRETKEY123" not in result.stderr
+    assert_one_clear_error(run("devnet", "mine", "--rpc", devnet.rpc_url, "--", "-3"), "-3")
+    for target in (tmp_path / "missing" / "x.toml", tmp_path):
+        assert_one_clear_error(run("devnet", "--write-config", str(target)), str(target))
