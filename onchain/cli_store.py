@@ -9,7 +9,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -188,7 +188,7 @@ def run_cmd(
 
     Every run is recorded (see `onchain status`); a restart resumes from the stored cursors."""
     from onchain.jobs.context import JobContext
-    from onchain.jobs.daemon import run_daemon, run_once
+    from onchain.jobs.daemon import exclusive, run_daemon, run_once
     from onchain.protocols.registry import get_adapter
     from onchain.store import crud
 
@@ -211,6 +211,13 @@ def run_cmd(
                 f"{config}: no RPC URL for chain {chain.name}"
                 + (f" (set {chain.rpc_url_env})" if chain.rpc_url_env else "")
             )
+    if once:  # an endpoint that does not answer is exit 2, as for every other command
+        from onchain.rpc.client import RpcClient
+
+        for chain_name in sorted({cfg.market(n).chain for n in names}):
+            chain = cfg.chains[chain_name]
+            url = str(chain.resolve_rpc_url())
+            RpcClient(url, timeout_s=10.0, expected_chain_id=chain.chain_id).chain_id()
     db_url = resolve_db_url(db, cfg)
     store = open_store(db_url)
     logging.basicConfig(
@@ -224,15 +231,16 @@ def run_cmd(
     logging.getLogger("apscheduler").setLevel(logging.DEBUG if level <= logging.DEBUG else 40)
     _quiet_alembic()
     try:
-        markets = crud.sync_markets(store, cfg, names)
-        ctx = JobContext(cfg, store, markets)
-        if once:
-            outcomes = run_once(ctx, job)
-            err.print(", ".join(f"{k}: {v}" for k, v in outcomes.items()), highlight=False)
-            if any(v != "ok" for v in outcomes.values()):
-                sys.exit(1)  # a job failed: cron and scripts must see it
-            return
-        run_daemon(ctx, job)
+        with exclusive(store):
+            markets = crud.sync_markets(store, cfg, names)
+            ctx = JobContext(cfg, store, markets)
+            if once:
+                outcomes = run_once(ctx, job)
+                err.print(", ".join(f"{k}: {v}" for k, v in outcomes.items()), highlight=False)
+                if any(v != "ok" for v in outcomes.values()):
+                    sys.exit(1)  # a job failed: cron and scripts must see it
+                return
+            run_daemon(ctx, job)
     except SQLAlchemyError as exc:
         raise StoreError(f"database {store.url}: {str(exc).splitlines()[0]}") from None
     finally:
@@ -282,6 +290,15 @@ def _run_json(run: queries.RunRow) -> dict[str, Any]:
     }
 
 
+def _mark_crashed(store: Store) -> None:
+    """Runs left 'running' by a process that is gone (kill -9) are shown, and kept, as crashed;
+    a database that refuses the write (read-only) is shown as it is."""
+    from onchain.store import crud
+
+    with suppress(SQLAlchemyError):
+        crud.mark_crashed_runs(store)
+
+
 def status_cmd(
     config: ConfigOpt = None,
     db: DbOpt = None,
@@ -290,6 +307,7 @@ def status_cmd(
 ) -> None:
     """What ran, when, and how it ended; how far each market's cursors got."""
     with _store(db, config) as store:
+        _mark_crashed(store)
         jobs = queries.job_summaries(store)
         markets = queries.market_statuses(store)
         recent = queries.recent_runs(store, runs)

@@ -243,3 +243,67 @@ def test_devnet_commands_refuse_bad_input_in_one_line(devnet: DevnetInfo, tmp_pa
     assert_one_clear_error(run("devnet", "mine", "--rpc", devnet.rpc_url, "--", "-3"), "-3")
     for target in (tmp_path / "missing" / "x.toml", tmp_path):
         assert_one_clear_error(run("devnet", "--write-config", str(target)), str(target))
+
+
+def test_run_once_with_the_rpc_down_is_exit_2_without_the_key(
+    devnet: DevnetInfo, tmp_path: Path
+) -> None:
+    config = _config_via(devnet, tmp_path, "http://127.0.0.1:1/v3/SECRETKEY123")
+    assert run("db", "upgrade", "--config", str(config)).returncode == 0
+    result = run("run", "--config", str(config), "--once")
+    assert_one_clear_error(result, "127.0.0.1:1")
+    assert "SECRETKEY123" not in result.stderr
+
+
+def test_one_daemon_per_database_and_a_killed_one_shows_as_crashed(
+    devnet: DevnetInfo, tmp_path: Path
+) -> None:
+    with rpc_proxy(devnet.rpc_url, _is_call) as (url, held):
+        config = _config_via(devnet, tmp_path, url)
+        assert run("db", "upgrade", "--config", str(config)).returncode == 0
+        daemon = subprocess.Popen(
+            [*ONCHAIN, "run", "--config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert held.wait(60), "the daemon never read the chain"
+            second = run("run", "--config", str(config), "--once")
+            assert_one_clear_error(second, "another `onchain run`")
+            during = json.loads(run("status", "--config", str(config), "--json").stdout)
+            assert "running" in {j["last"]["outcome"] for j in during["jobs"]}
+        finally:
+            daemon.kill()
+            daemon.communicate(timeout=20)
+        after = json.loads(run("status", "--config", str(config), "--json").stdout)
+        outcomes = {r["outcome"] for r in after["recent_runs"]}
+        assert "running" not in outcomes and "crashed" in outcomes, after["recent_runs"]
+        table = run("status", "--config", str(config))
+        assert "crashed" in table.stdout
+
+
+def test_the_daemon_backs_off_while_the_rpc_is_down(devnet: DevnetInfo, tmp_path: Path) -> None:
+    config = _config_via(devnet, tmp_path, "http://127.0.0.1:1/v3/SECRETKEY123")
+    assert run("db", "upgrade", "--config", str(config)).returncode == 0
+    daemon = subprocess.Popen(
+        [*ONCHAIN, "run", "--config", str(config), "--job", "refresh"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(14)  # refresh runs every 2 s: 7 failures without a backoff
+    finally:
+        daemon.send_signal(signal.SIGINT)
+        _, stderr = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0, stderr
+    failed_runs = [line for line in stderr.splitlines() if "failed run(s) in a row" in line]
+    assert 1 <= len(failed_runs) <= 3, stderr  # at 0 s, 4 s, 12 s
+    assert "next try in 4s" in stderr and "next try in 8s" in stderr, stderr
+    assert "SECRETKEY123" not in stderr
+    status = run("status", "--config", str(config), "--json")
+    assert status.returncode == 0 and "SECRETKEY123" not in status.stdout
+    recorded = json.loads(status.stdout)["recent_runs"]
+    assert [r["outcome"] for r in recorded] == ["error"] * len(failed_runs)
+    assert all("http://127.0.0.1:1 did not" in r["error"] for r in recorded)
