@@ -37,7 +37,7 @@ from onchain.rpc.client import RpcClient, redact_url
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 devnet_app = typer.Typer(help="A local anvil chain with the real protocol contracts deployed.")
 app.add_typer(devnet_app, name="devnet")
-out = Console(width=None if sys.stdout.isatty() else 160)
+out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, soft_wrap=True)
 
 RpcOpt = Annotated[str | None, typer.Option("--rpc", help="JSON-RPC URL (or env ONCHAIN_RPC_URL)")]
@@ -424,11 +424,13 @@ def _risk(
 ) -> list[dict[str, Any]] | None:
     """Risk fields per position (same order); stderr says which inputs and defaults were used.
     `states`: (protocol, market state) pairs whose reserve liquidity feeds the pool reasons."""
+    from onchain.jobs.assess import floored
     from onchain.risk_context import RiskSettings, assess_positions, parse_horizon
 
     if not positions:
         return []
-    settings = RiskSettings.from_config(load_config(config).risk if config is not None else None)
+    cfg = load_config(config) if config is not None else None
+    settings = RiskSettings.from_config(cfg.risk if cfg is not None else None)
     report = assess_positions(
         client,
         block,
@@ -441,7 +443,14 @@ def _risk(
     if say_sources:
         for note in report.sources:
             err.print(f"[dim]{escape(note)}[/]", highlight=False)
-    return [report.fields(i) for i in range(len(positions))]
+    rows = [report.fields(i) for i in range(len(positions))]
+    floors = cfg.health_floors if cfg is not None else None
+    for position, fields in zip(positions, rows, strict=True):
+        if not position.liquidatable:  # [risk.tiers]: a health factor floor under the tier
+            fields["tier"], fields["reasons"] = floored(
+                fields["tier"], fields["reasons"], position.health_factor, False, floors
+            )
+    return rows
 
 
 def _riskiest_first(positions: list[Any]) -> list[Any]:
@@ -535,9 +544,7 @@ def watch_cmd(
         return
     _warn_skipped([result.market_state])
     if held:
-        out.print(
-            watch_table(held, f"at block {result.block.number} {result.block.hash[:12]}…", risk)
-        )
+        _print_watch(held, f"at block {result.block.number} {result.block.hash[:12]}…", risk)
         for line in advice_lines(held, risk or [{}] * len(held)):
             out.print(line)
     for wallet in checked:
@@ -546,6 +553,33 @@ def watch_cmd(
             out.print(f"{wallet}: no position in this market at block {result.block.number}")
         for position in mine:
             out.print(breakdown_table(position))
+
+
+WIDE = 170  # columns a one-table watch needs without folding a cell
+
+
+def _print_watch(
+    held: list[Any],
+    title: str,
+    risk: list[dict[str, Any]] | None,
+    names: dict[str, str] | None = None,
+) -> None:
+    """One table; on a narrow terminal one per wallet, the full address in its title."""
+    if out.width >= WIDE or not held:
+        out.print(watch_table(held, title, risk, names))
+        return
+    out.print(title, highlight=False)
+    for wallet in dict.fromkeys(p.account for p in held):
+        rows = [i for i, p in enumerate(held) if p.account == wallet]
+        out.print(
+            watch_table(
+                [held[i] for i in rows],
+                f"wallet {wallet}",
+                None if risk is None else [risk[i] for i in rows],
+                names,
+                wallet_column=False,
+            )
+        )
 
 
 def _watch_everywhere(
@@ -582,7 +616,8 @@ def _watch_everywhere(
         f"{len(wallets)} wallet(s) in {len(refs)} configured market(s) on {chain.name} "
         f"at block {result.block.number} {result.block.hash[:12]}…"
     )
-    out.print(watch_table(held, title, risk))
+    names = {m.address.lower(): m.name for m in cfg.markets.values()}
+    _print_watch(held, title, risk, names)
     for line in advice_lines(held, risk or [{}] * len(held)):
         out.print(line)
     for wallet in wallets:

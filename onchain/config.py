@@ -48,6 +48,9 @@ class Config:
     jobs: JobsConfig = field(default_factory=lambda: JobsConfig())
     tiers: TierThresholds = field(default_factory=lambda: TierThresholds())
     risk: dict[str, Any] = field(default_factory=dict)  # [risk]: read by onchain.risk_context
+    # [risk.tiers] when the file has it: health factors below which a position is at least
+    # CRITICAL / HIGH / WATCH whatever its probability (scan, watch and the daemon honour it)
+    health_floors: TierThresholds | None = None
 
     def market(self, name: str) -> MarketConfig:
         if name not in self.markets:
@@ -112,7 +115,9 @@ def load_config(path: str | Path) -> Config:
     risk = raw.get("risk") or {}
     if not isinstance(risk, dict):
         raise ConfigError(f"{path}: [risk] must be a table")
-    return Config(path, chains, markets, *_store_jobs_tiers(raw, path, markets), risk=risk)
+    store, jobs, tiers = _store_jobs_tiers(raw, path, markets)
+    floors = tiers if "tiers" in risk else None
+    return Config(path, chains, markets, store, jobs, tiers, risk=risk, health_floors=floors)
 
 
 # -- [store], [jobs.*] and [risk.tiers]: the daemon's settings ------------------------------------

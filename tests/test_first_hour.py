@@ -307,3 +307,45 @@ def test_the_daemon_backs_off_while_the_rpc_is_down(devnet: DevnetInfo, tmp_path
     recorded = json.loads(status.stdout)["recent_runs"]
     assert [r["outcome"] for r in recorded] == ["error"] * len(failed_runs)
     assert all("http://127.0.0.1:1 did not" in r["error"] for r in recorded)
+
+
+def test_risk_tiers_of_the_config_are_a_health_factor_floor_in_scan_and_watch(
+    devnet: DevnetInfo, tmp_path: Path
+) -> None:
+    config = tmp_path / "devnet.toml"
+    write_devnet_config(config, devnet)
+    plain = json.loads(
+        run("scan", "--config", str(config), "--market", "aave-v3-devnet", "--json").stdout
+    )
+    config.write_text(
+        config.read_text() + "\n[risk.tiers]\ncritical = 1.05\nhigh = 1.10\nwatch = 5.0\n"
+    )
+    result = run("scan", "--config", str(config), "--market", "aave-v3-devnet", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    wad = 10**18
+    with_debt = [r for r in rows if r["health_factor"] is not None and not r["liquidatable"]]
+    assert len(with_debt) > 100
+    for row in with_debt:
+        hf = int(row["health_factor"])
+        if hf < 5 * wad:
+            assert row["tier"] != "SAFE", row
+        if hf < 105 * wad // 100:
+            assert row["tier"] in ("PENDING", "CRITICAL"), row
+    before = {r["account"]: r["tier"] for r in plain}
+    raised = [r for r in with_debt if before[r["account"]] == "SAFE" and r["tier"] != "SAFE"]
+    assert raised and all(r["reasons"][0].startswith("HF_BELOW_") for r in raised)
+    near = min(with_debt, key=lambda r: int(r["health_factor"]))
+    watched = run("watch", near["account"], "--config", str(config))
+    assert watched.returncode == 0, watched.stderr
+    assert "SAFE" not in watched.stdout
+    assert "P(liq.) in " in watched.stdout and "move to liq." in watched.stdout
+    assert near["account"] in watched.stdout  # the whole address, never cut
+
+
+def test_health_factors_are_truncated_never_rounded_up_across_1() -> None:
+    from onchain.output import health_text
+
+    assert health_text(999_995 * 10**12) == "0.9999"
+    assert health_text(10**18) == "1.0000"
+    assert health_text(1_234_567_890_123_456_789) == "1.2345"
