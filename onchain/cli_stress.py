@@ -168,7 +168,11 @@ def register(app: typer.Typer) -> None:
         ] = None,
         drop: Annotated[
             list[str] | None,
-            typer.Option("--drop", help="a move of your own, e.g. ETH=-30% (repeatable)"),
+            typer.Option(
+                "--drop",
+                help="a move of your own, signed: ETH=-30% is a 30% fall, ETH=+10% a rise "
+                "(repeatable)",
+            ),
         ] = None,
         rpc: Annotated[str | None, typer.Option("--rpc", help="JSON-RPC URL")] = None,
         protocol: Annotated[str | None, typer.Option("--protocol")] = None,

@@ -349,3 +349,24 @@ def test_health_factors_are_truncated_never_rounded_up_across_1() -> None:
     assert health_text(999_995 * 10**12) == "0.9999"
     assert health_text(10**18) == "1.0000"
     assert health_text(1_234_567_890_123_456_789) == "1.2345"
+
+
+def test_targets_warn_when_the_dex_oracle_gap_makes_the_profit(
+    devnet: DevnetInfo, tmp_path: Path
+) -> None:
+    """The oracle moves, the DEX pools do not: the seized WETH sells above its oracle value."""
+    config = tmp_path / "devnet.toml"
+    write_devnet_config(config, devnet)
+    moved = run("devnet", "set-price", "--rpc", devnet.rpc_url, "WETH=2700")
+    assert moved.returncode == 0, moved.stderr
+    try:
+        result = run("targets", "--config", str(config), "--json")
+    finally:
+        run("devnet", "set-price", "--rpc", devnet.rpc_url, "WETH=3000")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    gapped = [r for r in rows if r["profit_from_oracle_gap"]]
+    assert gapped, [(r["dex_oracle_gap_base"], r["bonus"]) for r in rows[:5]]
+    assert f"warning: {len(gapped)} target(s) earn more from the DEX" in result.stderr
+    for row in gapped:
+        assert row["profitable"] and row["dex_oracle_gap_base"] > 0
