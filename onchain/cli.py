@@ -345,7 +345,9 @@ def scan_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable JSON")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="CSV, one row per account")] = False,
     show_all: Annotated[bool, typer.Option("--all", help="include accounts without debt")] = False,
-    limit: Annotated[int, typer.Option("--limit", help="rows in the human table (0: all)")] = 50,
+    limit: Annotated[
+        int, typer.Option("--limit", help="rows in the human table (0: all; JSON/CSV: all)")
+    ] = 50,
     timeout: TimeoutOpt = 10.0,
     horizon: HorizonOpt = None,
     price_history: PriceHistoryOpt = None,
@@ -353,6 +355,7 @@ def scan_cmd(
 ) -> None:
     """List every discovered position of a market at one pinned block, riskiest first, with its
     risk tier and probability of liquidation within the horizon."""
+    _check_output_flags(as_json, as_csv, limit)
     _check_risk_flags(horizon, price_history)
     url, market_ref, expected = _resolve(rpc, protocol, market, config, chain_id, chain, deployment)
     client = _client(url, expected, timeout)
@@ -383,9 +386,17 @@ def scan_cmd(
     if as_json:
         print(positions_json(positions, risk))
     elif as_csv:
-        sys.stdout.write(positions_csv(positions))
+        sys.stdout.write(positions_csv(positions, risk))
     else:
         _print_scan(result, positions, limit, url, risk)
+
+
+def _check_output_flags(as_json: bool, as_csv: bool, limit: int | None = None) -> None:
+    """One output format at a time; a negative --limit is a mistake, not "all" (that is 0)."""
+    if as_json and as_csv:
+        raise InputError("give --json or --csv, not both")
+    if limit is not None and limit < 0:
+        raise InputError(f"--limit must be 0 (all) or more, got {limit}")
 
 
 def _check_risk_flags(horizon: str | None, price_history: Path | None) -> None:

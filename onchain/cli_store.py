@@ -512,6 +512,7 @@ def history_cmd(
                                 else str(p.health_factor),
                                 "liquidatable": p.liquidatable,
                                 "risk_tier": p.risk_tier,
+                                "tier": p.risk_tier,  # the key scan/watch/targets use
                                 "total_collateral_base": str(p.total_collateral_base),
                                 "total_debt_base": str(p.total_debt_base),
                             }
@@ -578,6 +579,8 @@ def report_cmd(
     """Positions at risk now (each market's newest snapshot): by tier, by market, with totals."""
     from onchain.store.models import TIERS
 
+    if limit < 0:
+        raise InputError(f"--limit must be 0 (all) or more, got {limit}")
     with _store(db, config) as store:
         name, key = _select_market(store, market)
         books = queries.at_risk_report(store, market=name)
@@ -611,6 +614,7 @@ def report_cmd(
                                 else str(a.health_factor),
                                 "liquidatable": a.liquidatable,
                                 "risk_tier": a.risk_tier,
+                                "tier": a.risk_tier,  # the key scan/watch/targets use
                                 "reason": a.risk_reason,
                                 "reasons": a.risk_reasons,
                                 "liquidation_probability": a.liquidation_probability,

@@ -253,6 +253,7 @@ def register(app: typer.Typer) -> None:
         if chart is not None:
             write_curve_chart(report, chart)
             report["chart"] = str(chart)
+        report.setdefault("block_number", report["block"]["number"])  # as in every other JSON
         if as_json:
             print(strict_json(report))
         else:

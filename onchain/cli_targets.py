@@ -102,6 +102,7 @@ def register(app: typer.Typer) -> None:
         debt repaid, collateral seized with the bonus, gas, DEX slippage and net profit."""
         from onchain import cli
 
+        cli._check_output_flags(as_json, False, limit)
         flags = {
             "dex_factory": dex_factory,
             "dex_quoter": dex_quoter,

@@ -124,16 +124,27 @@ CSV_FIELDS = [
     "available_borrows_base",
     "liquidation_threshold_bps",
     "ltv_bps",
+    "base_currency_decimals",
+    "tier",
+    "liquidation_probability",
+    "horizon_s",
 ]
 
 
-def positions_csv(positions: Sequence[Position]) -> str:
+def positions_csv(
+    positions: Sequence[Position], risk: Sequence[dict[str, Any]] | None = None
+) -> str:
+    """One row per position, the JSON's flat fields; booleans as true/false like the JSON, and
+    the risk columns empty with --no-risk."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    for p in positions:
+    for i, p in enumerate(positions):
         row = position_json(p)
+        if risk is not None:
+            row.update(risk[i])
         row["health_factor"] = row["health_factor"] or ""
+        row["liquidatable"] = "true" if row["liquidatable"] else "false"
         writer.writerow(row)
     return out.getvalue()
 

@@ -370,3 +370,27 @@ def test_targets_warn_when_the_dex_oracle_gap_makes_the_profit(
     assert f"warning: {len(gapped)} target(s) earn more from the DEX" in result.stderr
     for row in gapped:
         assert row["profitable"] and row["dex_oracle_gap_base"] > 0
+
+
+def test_scan_csv_carries_the_risk_columns_and_true_false(devnet: DevnetInfo) -> None:
+    args = ["scan", "--rpc", devnet.rpc_url, "--market", devnet.aave.addresses_provider]
+    result = run(*args, "--csv", "--horizon", "1d")
+    assert result.returncode == 0, result.stderr
+    import csv
+
+    rows = list(csv.DictReader(result.stdout.splitlines()))
+    assert len(rows) == 300
+    assert {r["liquidatable"] for r in rows} <= {"true", "false"}
+    assert {r["tier"] for r in rows} <= {
+        "LIQUIDATABLE",
+        "PENDING",
+        "CRITICAL",
+        "HIGH",
+        "WATCH",
+        "SAFE",
+    }
+    assert all(0 <= float(r["liquidation_probability"]) <= 1 for r in rows)
+    assert {r["horizon_s"] for r in rows} == {"86400.0"}
+    assert {r["base_currency_decimals"] for r in rows} == {"8"}
+    assert_one_clear_error(run(*args, "--json", "--csv"), "--json", "--csv")
+    assert_one_clear_error(run(*args, "--limit", "-3"), "--limit")
