@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -24,6 +23,7 @@ from onchain.errors import ConfigError, InputError, OnchainError, RpcUnavailable
 from onchain.output import (
     advice_lines,
     breakdown_table,
+    console,
     positions_csv,
     positions_json,
     positions_table,
@@ -37,8 +37,8 @@ from onchain.rpc.client import RpcClient, redact_url
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 devnet_app = typer.Typer(help="A local anvil chain with the real protocol contracts deployed.")
 app.add_typer(devnet_app, name="devnet")
-out = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, soft_wrap=True)
+out = console(pipe_width=200)
+err = console(stderr=True)
 
 RpcOpt = Annotated[str | None, typer.Option("--rpc", help="JSON-RPC URL (or env ONCHAIN_RPC_URL)")]
 DEFAULT_PROTOCOL = "aave-v3"
@@ -524,7 +524,7 @@ def watch_cmd(
     """Your wallets' positions: with --config and no --market, in EVERY configured market of the
     chain (all protocols) in one table at one block; else in one market, asset by asset."""
     _check_risk_flags(horizon, price_history)
-    checked = [checked_address(w, "wallet address") for w in wallets]
+    checked = list(dict.fromkeys(checked_address(w, "wallet address") for w in wallets))
     if config is not None and market is None and protocol is None:
         _watch_everywhere(
             checked,

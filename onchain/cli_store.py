@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from onchain.config import Config, load_config
 from onchain.errors import InputError
 from onchain.jobs.assess import format_wad
-from onchain.output import strict_json
+from onchain.output import console, strict_json
 from onchain.store import queries
 from onchain.store.db import (
     Store,
@@ -37,8 +36,8 @@ from onchain.store.db import (
     upgrade,
 )
 
-out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, soft_wrap=True)
+out = console(pipe_width=160)
+err = console(stderr=True)
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", help="TOML config (its \\[store] names the database)")

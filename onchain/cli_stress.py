@@ -6,19 +6,17 @@ before any RPC call."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from onchain.errors import InputError
-from onchain.output import strict_json
+from onchain.output import console, strict_json
 
-out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, soft_wrap=True)
+out = console(pipe_width=160)
+err = console(stderr=True)
 
 
 def _money(value: float | None) -> str:

@@ -6,20 +6,18 @@ human table by default, --json a stable list; bad input is one line on stderr an
 # no `from __future__ import annotations`: typer reads the option types defined in
 # onchain.cli (imported inside register, after cli.py has defined them) at definition time
 import math
-import sys
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from onchain.errors import ConfigError, InputError
-from onchain.output import health_text, strict_json
+from onchain.output import console, health_text, strict_json
 from onchain.targets import DEFAULT_FEE_TIERS, DEFAULT_SWAP_GAS, DexConfig, TargetSettings
 
-out = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, soft_wrap=True)
+out = console(pipe_width=200)
+err = console(stderr=True)
 
 # keys of the config's [risk.targets] table (all optional; flags win)
 TARGET_KEYS = {

@@ -5,6 +5,7 @@ input is one line and exit 2 (never a traceback)."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import threading
@@ -394,3 +395,32 @@ def test_scan_csv_carries_the_risk_columns_and_true_false(devnet: DevnetInfo) ->
     assert {r["base_currency_decimals"] for r in rows} == {"8"}
     assert_one_clear_error(run(*args, "--json", "--csv"), "--json", "--csv")
     assert_one_clear_error(run(*args, "--limit", "-3"), "--limit")
+
+
+def test_small_surprises_are_gone(devnet: DevnetInfo, tmp_path: Path) -> None:
+    config = tmp_path / "devnet.toml"
+    write_devnet_config(config, devnet)
+    text = config.read_text()
+    typo = tmp_path / "typo.toml"
+    typo.write_text(text.replace("block_time_s = 12", "block_time = 12"))
+    assert_one_clear_error(run("scan", "--config", str(typo)), "block_time", "did you mean")
+    typo.write_text(text.replace("address = ", "adress = ", 1))
+    assert_one_clear_error(run("scan", "--config", str(typo)), "missing 'address'", "adress")
+    # a mixed-case address is a checksum: a wrong one is a mistyped address
+    wallet = devnet.borrowers[0]
+    letter = next(i for i, c in enumerate(wallet) if i > 1 and c.isalpha())
+    wrong = wallet[:letter] + wallet[letter].swapcase() + wallet[letter + 1 :]
+    assert_one_clear_error(run("watch", wrong, "--config", str(config)), "checksum")
+    # the same wallet twice (any case) is one wallet
+    twice = run("watch", wallet, wallet.lower(), "--config", str(config), "--json", "--no-risk")
+    assert twice.returncode == 0, twice.stderr
+    rows = json.loads(twice.stdout)
+    assert len(rows) == len({(r["market"], r["account"]) for r in rows}) >= 1
+    # `onchain` alone: the help, and no empty error line
+    alone = run()
+    assert "Usage" in alone.stdout and "error" not in alone.stderr.lower()
+    # NO_COLOR drops every style (bold too), even where colour is forced
+    env = {**os.environ, "FORCE_COLOR": "1", "COLUMNS": "200"}
+    styled = run("watch", wallet, "--config", str(config), "--no-risk", env=env)
+    plain = run("watch", wallet, "--config", str(config), "--no-risk", env={**env, "NO_COLOR": "1"})
+    assert "\x1b[" in styled.stdout and "\x1b[" not in plain.stdout + plain.stderr
