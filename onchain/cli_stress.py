@@ -222,6 +222,7 @@ def register(app: typer.Typer) -> None:
                 raise InputError(f"--chart {chart}: expected a .png path")
             if not chart.parent.is_dir():
                 raise InputError(f"--chart {chart}: folder {chart.parent} does not exist")
+            cli._check_writable(chart, "--chart")
         references: tuple[Any, ...] = ()
         if config is not None:
             from onchain.risk_context import RiskSettings
@@ -249,7 +250,10 @@ def register(app: typer.Typer) -> None:
             else no_cascade("no config: reference pools come from [risk.references] (--config)")
         )
         if chart is not None:
-            write_curve_chart(report, chart)
+            try:
+                write_curve_chart(report, chart)
+            except OSError as exc:
+                raise InputError(f"--chart {chart}: {exc.strerror or exc}") from None
             report["chart"] = str(chart)
         report.setdefault("block_number", report["block"]["number"])  # as in every other JSON
         if as_json:

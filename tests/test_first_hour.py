@@ -424,3 +424,13 @@ def test_small_surprises_are_gone(devnet: DevnetInfo, tmp_path: Path) -> None:
     styled = run("watch", wallet, "--config", str(config), "--no-risk", env=env)
     plain = run("watch", wallet, "--config", str(config), "--no-risk", env={**env, "NO_COLOR": "1"})
     assert "\x1b[" in styled.stdout and "\x1b[" not in plain.stdout + plain.stderr
+
+
+def test_a_bad_price_history_row_is_named_by_its_line(devnet: DevnetInfo, tmp_path: Path) -> None:
+    history = tmp_path / "prices.csv"
+    history.write_text("timestamp,asset,price\n1,ETH,3000\n2,ETH,abc\n")
+    args = ["scan", "--rpc", devnet.rpc_url, "--market", devnet.aave.addresses_provider]
+    result = run(*args, "--price-history", str(history))
+    assert_one_clear_error(result, "line 3", "abc")
+    history.write_text("timestamp,asset,price\n1,ETH,3000\n2,ETH,-4\n")
+    assert_one_clear_error(run(*args, "--price-history", str(history)), "line 3", "> 0")
