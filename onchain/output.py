@@ -263,11 +263,15 @@ def probability_text(p: float) -> str:
     return "<0.01%" if p < 1e-4 else f"{p:.2%}"
 
 
-def tier_text(position: Position, fields: dict[str, Any]) -> str:
+def verdict_tier(position: Position, fields: dict[str, Any]) -> str:
     """The exact verdict first: a float screen never overrides the contract's math."""
-    tier = "LIQUIDATABLE" if position.liquidatable else fields["tier"]
-    if tier == "LIQUIDATABLE" and not position.liquidatable:
-        tier = "CRITICAL"
+    tier = "LIQUIDATABLE" if position.liquidatable else str(fields["tier"])
+    return "CRITICAL" if tier == "LIQUIDATABLE" and not position.liquidatable else tier
+
+
+def tier_text(position: Position, fields: dict[str, Any]) -> str:
+    """The tier as printed (`verdict_tier`), coloured, with its first reasons."""
+    tier = verdict_tier(position, fields)
     style = {
         "LIQUIDATABLE": "bold red",
         "PENDING": "red",

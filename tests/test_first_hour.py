@@ -434,3 +434,78 @@ def test_a_bad_price_history_row_is_named_by_its_line(devnet: DevnetInfo, tmp_pa
     assert_one_clear_error(result, "line 3", "abc")
     history.write_text("timestamp,asset,price\n1,ETH,3000\n2,ETH,-4\n")
     assert_one_clear_error(run(*args, "--price-history", str(history)), "line 3", "> 0")
+
+
+def _read_line(proc: subprocess.Popen, timeout: float) -> str:
+    """The next stdout line of a running command, or a failure after `timeout` seconds."""
+    box: list[str] = []
+    reader = threading.Thread(target=lambda: box.append(proc.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    assert box and box[0], f"no output within {timeout}s"
+    return box[0]
+
+
+def test_watch_follow_fail_on_exits_4_when_the_price_moves(
+    devnet: DevnetInfo, tmp_path: Path
+) -> None:
+    config = tmp_path / "devnet.toml"
+    write_devnet_config(config, devnet)
+    rows = json.loads(
+        run(
+            "scan", "--config", str(config), "--market", "aave-v3-devnet", "--json", "--no-risk"
+        ).stdout
+    )
+
+    def weth_liquidation_price(row: dict) -> int | None:
+        weth = [a for a in row["assets"] if a["symbol"] == "WETH" and int(a["collateral_raw"])]
+        debt_in_weth = any(a["symbol"] == "WETH" and int(a["debt_raw"]) for a in row["assets"])
+        if len(weth) != 1 or debt_in_weth or weth[0]["liquidation_price_base"] is None:
+            return None
+        return int(weth[0]["liquidation_price_base"])
+
+    near = [r for r in rows if not r["liquidatable"] and weth_liquidation_price(r)]
+    target = max(near, key=lambda r: weth_liquidation_price(r))  # the first to go as ETH falls
+    wallet, flip = target["account"], weth_liquidation_price(target)
+    safe = run("watch", wallet, "--config", str(config), "--no-risk", "--fail-on", "LIQUIDATABLE")
+    assert safe.returncode == 0, safe.stderr
+    flagged = run("watch", wallet, "--config", str(config), "--no-risk", "--fail-on", "SAFE")
+    assert flagged.returncode == 2 and "--fail-on" in flagged.stderr
+
+    lines_file = tmp_path / "wallets.txt"
+    lines_file.write_text(f"# the wallet to follow\n{wallet.lower()}\n\n")
+    proc = subprocess.Popen(
+        [
+            *ONCHAIN,
+            "watch",
+            "--wallets-from",
+            str(lines_file),
+            "--config",
+            str(config),
+            "--no-risk",
+            "--json",
+            "--follow",
+            "--interval",
+            "1",
+            "--fail-on",
+            "LIQUIDATABLE",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = json.loads(_read_line(proc, 60))
+        assert [r["liquidatable"] for r in first] == [False] * len(first) and first
+        second = json.loads(_read_line(proc, 30))  # it keeps watching
+        assert second[0]["account"] == wallet
+        below = (flip - 10**8) / 10**8  # one dollar under the flip price: liquidatable
+        moved = run("devnet", "set-price", "--rpc", devnet.rpc_url, f"WETH={below}")
+        assert moved.returncode == 0, moved.stderr
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        run("devnet", "set-price", "--rpc", devnet.rpc_url, "WETH=3000")
+    assert proc.returncode == 4, stderr
+    assert "at or worse than LIQUIDATABLE" in stderr
