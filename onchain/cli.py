@@ -873,8 +873,10 @@ def _check_writable(path: Path, flag: str) -> None:
 def devnet_set_price(
     prices: Annotated[list[str], typer.Argument(help="SYMBOL=USD pairs, e.g. WETH=2500")],
     rpc: Annotated[str, typer.Option("--rpc", help="the devnet's URL")],
-    borrowers: Annotated[int, typer.Option("--borrowers")] = 300,
-    seed: Annotated[int, typer.Option("--seed")] = 7,
+    borrowers: Annotated[
+        int, typer.Option("--borrowers", help="borrowers the devnet was built with")
+    ] = 300,
+    seed: Annotated[int, typer.Option("--seed", help="seed the devnet was built with")] = 7,
 ) -> None:
     """Publish new oracle prices on a running devnet (one block)."""
     from onchain.devnet.build import cached_deployment
@@ -935,7 +937,7 @@ def devnet_mine(
 
 @app.command("demo")
 def demo_cmd(
-    borrowers: Annotated[int, typer.Option("--borrowers")] = 300,
+    borrowers: Annotated[int, typer.Option("--borrowers", help="number of seeded borrowers")] = 300,
     eth_drop: Annotated[
         float, typer.Option("--eth-drop", help="WETH price move applied, in %")
     ] = -7.0,

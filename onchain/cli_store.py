@@ -568,6 +568,9 @@ def _tiers_json(tiers: dict[str, queries.TierTotals]) -> dict[str, Any]:
     }
 
 
+NARROW = 130  # columns under which `report` lists positions as lines, not a table
+
+
 def report_cmd(
     config: ConfigOpt = None,
     db: DbOpt = None,
@@ -635,7 +638,9 @@ def report_cmd(
         return
     by_market = Table(title="at risk now, by market (amounts in each market's base currency)")
     for col in ("market", "block", "written", "with debt", *TIERS[:-1], "debt at risk", "debt"):
-        by_market.add_column(col, justify="left" if col in ("market", "written") else "right")
+        by_market.add_column(
+            col, justify="left" if col in ("market", "written") else "right", overflow="fold"
+        )
     for b in books:
         risky_debt = sum(t.debt_base for k, t in b.tiers.items() if k != "SAFE")
         by_market.add_row(
@@ -651,7 +656,9 @@ def report_cmd(
     by_tier = Table(title="by tier (positions with debt)")
     for col in ("market", "tier", "positions", "collateral", "debt"):
         by_tier.add_column(
-            col, justify="right" if col in ("positions", "collateral", "debt") else "left"
+            col,
+            justify="right" if col in ("positions", "collateral", "debt") else "left",
+            overflow="fold",
         )
     for b in books:
         for tier in TIERS:
@@ -676,7 +683,21 @@ def report_cmd(
         (a for b in books for a in b.at_risk), key=queries._rank
     )  # riskiest first across markets
     shown = risky if limit <= 0 else risky[:limit]
-    if shown:
+    if shown and out.width < NARROW:  # a table would squeeze its columns to nothing
+        decimals = {b.label: b.base_currency_decimals for b in books}
+        out.print(f"positions at risk ({len(shown)} of {len(risky)}), riskiest first")
+        for a in shown:
+            chance = (
+                "-" if a.liquidation_probability is None else f"{a.liquidation_probability:.2%}"
+            )
+            out.print(f"{a.account}  {a.label}", highlight=False)
+            out.print(
+                f"  health {format_hf(a.health_factor)}  {a.risk_tier}  P {chance}  collateral "
+                f"{format_base(a.total_collateral_base, decimals[a.label])}  debt "
+                f"{format_base(a.total_debt_base, decimals[a.label])}  {a.risk_reason}",
+                highlight=False,
+            )
+    elif shown:
         decimals = {b.label: b.base_currency_decimals for b in books}
         table = Table(title=f"positions at risk ({len(shown)} of {len(risky)}), riskiest first")
         columns = ("market", "account", "health factor", "tier", "P(liq.)", "collateral", "debt")
@@ -685,6 +706,7 @@ def report_cmd(
                 col,
                 justify="right" if col in ("P(liq.)", "collateral", "debt") else "left",
                 no_wrap=col in ("account", "health factor"),
+                overflow="fold",  # a narrow terminal folds figures onto more lines, never cuts
             )
         for a in shown:
             table.add_row(

@@ -173,16 +173,25 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         rpc: Annotated[str | None, typer.Option("--rpc", help="JSON-RPC URL")] = None,
-        protocol: Annotated[str | None, typer.Option("--protocol")] = None,
+        protocol: Annotated[
+            str | None, typer.Option("--protocol", help="protocol adapter (aave-v3, morpho-blue)")
+        ] = None,
         market: Annotated[
             str | None,
             typer.Option("--market", help="one market (default with --config: all of the chain)"),
         ] = None,
         block: Annotated[int | None, typer.Option("--block", help="block (default latest)")] = None,
         config: Annotated[Path | None, typer.Option("--config", help="TOML config")] = None,
-        chain_id: Annotated[int | None, typer.Option("--chain-id")] = None,
-        chain: Annotated[str | None, typer.Option("--chain")] = None,
-        deployment: Annotated[str | None, typer.Option("--deployment")] = None,
+        chain_id: Annotated[
+            int | None, typer.Option("--chain-id", help="refuse an endpoint on another chain")
+        ] = None,
+        chain: Annotated[
+            str | None, typer.Option("--chain", help="chain name from the config")
+        ] = None,
+        deployment: Annotated[
+            str | None,
+            typer.Option("--deployment", help="the protocol's contract when --market is an id"),
+        ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="machine-readable JSON")] = False,
         chart: Annotated[
             Path | None, typer.Option("--chart", help="write the liquidation curve as a PNG")
