@@ -410,7 +410,8 @@ def scan_cmd(
     elif as_csv:
         sys.stdout.write(positions_csv(positions, risk))
     else:
-        _print_scan(result, positions, limit, url, risk)
+        named = market if config is not None and market and not market.startswith("0x") else None
+        _print_scan(result, positions, limit, url, risk, named)
 
 
 def _check_output_flags(as_json: bool, as_csv: bool, limit: int | None = None) -> None:
@@ -496,7 +497,9 @@ def _print_scan(
     limit: int,
     url: str,
     risk: list[dict[str, Any]] | None = None,
+    name: str | None = None,
 ) -> None:
+    """`name`: the market's config name, shown before the address."""
     state = result.market_state
     liquidatable = sum(p.liquidatable for p in positions)
     below_1_1 = sum(
@@ -504,6 +507,7 @@ def _print_scan(
     )
     shown = positions if limit <= 0 else positions[:limit]
     where = getattr(state, "description", None) or f"market {state.addresses_provider}"
+    where = f"{name} ({where})" if name else where
     title = (
         f"{result.positions[0].protocol if result.positions else ''} {where} "
         f"(rules {state.version}) at block {result.block.number} {result.block.hash[:12]}… via {redact_url(url)}"
@@ -834,8 +838,7 @@ def devnet_cmd(
     with running_devnet(borrowers, seed, rebuild=rebuild) as info:
         how = "loaded from cache" if info.loaded_from_cache else "built (cold deploy + seed)"
         err.print(f"devnet {how} in {info.build_seconds:.2f}s: {len(info.borrowers)} borrowers")
-        print(json.dumps(info.to_json(), indent=1))
-        if write_config:
+        if write_config:  # before the JSON: whoever reads it may open the config at once
             from onchain.devnet.config_file import write_devnet_config
 
             try:
@@ -843,6 +846,7 @@ def devnet_cmd(
             except OSError as exc:
                 raise InputError(f"--write-config {write_config}: {exc.strerror}") from None
             err.print(f"wrote {write_config}")
+        print(json.dumps(info.to_json(), indent=1), flush=True)
         if keep_running:
             err.print(f"serving on {info.rpc_url}; Ctrl-C stops it")
             import signal

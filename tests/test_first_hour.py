@@ -416,6 +416,9 @@ def test_small_surprises_are_gone(devnet: DevnetInfo, tmp_path: Path) -> None:
     assert twice.returncode == 0, twice.stderr
     rows = json.loads(twice.stdout)
     assert len(rows) == len({(r["market"], r["account"]) for r in rows}) >= 1
+    # a market is shown by its config name, not only its address
+    table = run("scan", "--config", str(config), "--market", "aave-v3-devnet", "--no-risk")
+    assert table.returncode == 0 and "aave-v3-devnet (market 0x" in table.stdout, table.stderr
     # `onchain` alone: the help, and no empty error line
     alone = run()
     assert "Usage" in alone.stdout and "error" not in alone.stderr.lower()
