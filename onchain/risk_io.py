@@ -104,7 +104,7 @@ def load_long_price_csv(
                     f"{row['timestamp']!r},{row['asset']!r},{row['price']!r}"
                 ) from None
             if not (math.isfinite(price) and price > 0):
-                raise ValueError(f"line {reader.line_num}: price must be > 0, got {price!r}")
+                raise ValueError(f"line {reader.line_num}: price {price!r} is not positive")
             by_asset.setdefault(row["asset"], []).append((stamp, price))
     out: dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]] = {}
     for asset, rows in by_asset.items():

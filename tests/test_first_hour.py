@@ -436,7 +436,7 @@ def test_a_bad_price_history_row_is_named_by_its_line(devnet: DevnetInfo, tmp_pa
     result = run(*args, "--price-history", str(history))
     assert_one_clear_error(result, "line 3", "abc")
     history.write_text("timestamp,asset,price\n1,ETH,3000\n2,ETH,-4\n")
-    assert_one_clear_error(run(*args, "--price-history", str(history)), "line 3", "> 0")
+    assert_one_clear_error(run(*args, "--price-history", str(history)), "line 3", "not positive")
 
 
 def _read_line(proc: subprocess.Popen, timeout: float) -> str:
