@@ -82,7 +82,9 @@ def tier_block(
     started = time.perf_counter()
     try:
         settings = RiskSettings.from_config(ctx.config.risk)
-        assessed, report = risk_tiers(client, block, positions, settings, snapshot)
+        assessed, report = risk_tiers(
+            client, block, positions, settings, snapshot, ctx.config.health_floors
+        )
     except Exception as exc:  # a risk failure must not cost the block: fall back, say why
         why = one_line(exc)
         counts["risk_fallback_blocks"] += 1
