@@ -17,6 +17,12 @@ def format_wad(value: int, places: int = 4, *, trim: bool = True) -> str:
     return text.rstrip("0").rstrip(".") if trim else text
 
 
+def format_base(value: int, decimals: int) -> str:
+    """An amount in base-currency units with two decimals (truncated), exact at any size."""
+    whole, rest = divmod(value, 10**decimals)
+    return f"{whole:,}.{rest * 100 // 10**decimals:02d}"
+
+
 def health_text(health_factor: int | None, places: int = 4, *, none: str = "no debt") -> str:
     """An exact health factor (wad) for tables and messages: fixed places, truncated."""
     if health_factor is None:
