@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench lint format clean
+.PHONY: setup demo test test-fast bench lint format clean
 
 setup: $(STAMP) node_modules/.installed
 
@@ -25,6 +25,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# The quick loop: unit tests only (no devnet, no PostgreSQL, no programs started), under a minute.
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not devnet and not postgres and not slow"
 
 bench: setup
 	$(BIN)/python bench/bench_scan.py

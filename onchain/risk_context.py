@@ -22,8 +22,9 @@ from onchain.market_data.blocks import recent_blocks
 from onchain.market_data.feeds import latest_round_call
 from onchain.market_data.uniswap_v3 import pool_state, pool_state_calls
 from onchain.protocols.base import MarketSnapshot, Position
-from onchain.risk import book_from_positions
-from onchain.risk.assess import Assessment, assess
+
+# through the package: it binds the function `assess` over the submodule of the same name
+from onchain.risk import Assessment, assess, book_from_positions
 from onchain.risk.book import Book
 from onchain.risk.latency import ChainLatency, estimate_chain_latency
 from onchain.risk.oracle_lag import PendingPrices, next_oracle_prices

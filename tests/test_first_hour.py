@@ -17,11 +17,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
 
 from onchain.devnet.build import DevnetInfo
 from onchain.devnet.config_file import write_devnet_config
-from tests.cli_support import ONCHAIN, assert_one_clear_error, run
-from tests.test_store_fixtures import _admin, empty_database
+from onchain.store.db import alembic_config, head_revision
+from tests.helpers.cli_support import ONCHAIN, assert_one_clear_error, run
+from tests.helpers.store_db import admin, empty_database
 
 
 @contextmanager
@@ -207,10 +209,12 @@ def test_db_downgrade_asks_first_and_takes_minus_one(tmp_path: Path) -> None:
         timeout=60,
     )
     assert_one_clear_error(refused, "--yes")
-    assert run("db", "current", "--db", db).stdout.split()[0] == "0002"  # nothing changed
+    head = run("db", "current", "--db", db).stdout.split()[0]
+    assert head == head_revision()  # nothing changed
+    below = ScriptDirectory.from_config(alembic_config()).get_revision(head).down_revision
     stepped = run("db", "downgrade", "-1", "--db", db, "--yes")
     assert stepped.returncode == 0, stepped.stderr
-    assert "0002 -> 0001" in stepped.stderr
+    assert f"{head} -> {below}" in stepped.stderr
     assert_one_clear_error(run("db", "downgrade", "nosuch", "--db", db, "--yes"), "nosuch")
     assert_one_clear_error(run("db", "downgrade", "--yess", "--db", db), "--yess")
 
@@ -222,12 +226,12 @@ def test_db_downgrade_of_a_read_only_database_is_one_line(
     url = empty_database("postgresql", request.config, tmp_path)
     assert run("db", "upgrade", "--db", url).returncode == 0
     name = url.rsplit("/", 1)[1]
-    with _admin() as conn:
+    with admin() as conn:
         conn.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
     try:
         result = run("db", "downgrade", "base", "--db", url, "--yes")
     finally:
-        with _admin() as conn:
+        with admin() as conn:
             conn.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
     assert_one_clear_error(result, "read-only")
     assert "Traceback" not in result.stderr
