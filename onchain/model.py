@@ -122,3 +122,25 @@ class LiquidationQuote:
     limited_by: str = ""
     call_args: dict[str, int] = field(default_factory=dict)
     gas_units: int = 0  # typical gas of the protocol's liquidation call
+
+
+def fields_from_details(details: Mapping[str, Any]) -> dict[str, Any]:
+    """The typed fields of a Position rebuilt from its stored JSON ``details`` (what a reader of
+    the store gets back): the same names adapters write there, protocol-neutral."""
+    out: dict[str, Any] = {}
+    bonus = details.get("liquidation_bonus")
+    rule = details.get("close_factor_rule")
+    if isinstance(bonus, Mapping) and isinstance(rule, str) and rule in CloseFactorRule.__members__:
+        fee = details.get("liquidation_protocol_fee")
+        out["terms"] = RiskTerms(
+            liquidation_bonus={str(k): float(v) for k, v in bonus.items()},
+            close_factor_rule=CloseFactorRule[rule],
+            protocol_fee=(
+                {str(k): float(v) for k, v in fee.items()} if isinstance(fee, Mapping) else {}
+            ),
+        )
+    for name in ("base_currency", "market_label", "version"):
+        value = details.get(name)
+        if isinstance(value, str) and value:
+            out[name] = value
+    return out

@@ -27,7 +27,7 @@ from sqlalchemy import (
     type_coerce,
 )
 
-from onchain.protocols.base import AssetPosition, Position
+from onchain.model import AssetPosition, Position, fields_from_details
 from onchain.risk.book import DEFAULT_STABLE_SYMBOLS
 from onchain.rpc.client import BlockRef
 from onchain.store.crud import (
@@ -460,6 +460,7 @@ def _with_assets(conn: Connection, rows: Sequence[Any]) -> list[StoredPosition]:
             base_currency_decimals=r.base_currency_decimals,
             assets=tuple(assets.get((r.snapshot_id, r.account_id, r.market_key), ())),
             extra=dict(r.extra or {}),
+            **fields_from_details(r.extra or {}),
         )
         out.append(
             StoredPosition(
