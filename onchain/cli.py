@@ -765,6 +765,7 @@ from onchain.cli_store import register as _register_store  # noqa: E402
 _register_store(app)
 __import__("onchain.cli_targets").cli_targets.register(app)  # `onchain targets`
 __import__("onchain.cli_stress").cli_stress.register(app)  # `onchain stress`
+__import__("onchain.cli_backtest").cli_backtest.register(app)  # `onchain backtest`
 
 if __name__ == "__main__":
     main()
