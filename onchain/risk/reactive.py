@@ -45,12 +45,14 @@ def reactive_volatility(
     assets: Sequence[str],
     *,
     step_s: float = 3600.0,
-    fast_lambda: float = 0.9,
+    fast_lambda: float = 0.8,
     slow_lambda: float = 0.99,
     fast_correlation_lambda: float = 0.97,
     slow_correlation_lambda: float = 0.995,
-    dof: float = 4.0,
-    tail_scale: float = 1.0,
+    dof: float = 6.0,
+    tail_scale: float = 1.15,
+    trend_steps: int = 6,
+    trend_lambda: float = 0.8,
 ) -> VolatilityModel:
     """The model from ``close`` (k, m), oldest first, past data only (see module doc)."""
     px = np.asarray(close, dtype=np.float64)
@@ -62,6 +64,12 @@ def reactive_volatility(
     fast = np.column_stack([ewma_variance(r[:, j], fast_lambda) for j in range(m)])
     slow = np.column_stack([ewma_variance(r[:, j], slow_lambda) for j in range(m)])
     sigma2 = np.maximum(fast[-1], slow[-1])
+    if trend_steps > 1 and px.shape[0] > 2 * trend_steps:
+        # moves that persist: the per-step variance of overlapping trend_steps-step returns
+        lp = np.log(px)
+        rk = (lp[trend_steps:] - lp[:-trend_steps]) / np.sqrt(trend_steps)
+        trend = np.array([ewma_variance(rk[:, j], trend_lambda)[-1] for j in range(m)])
+        sigma2 = np.maximum(sigma2, trend)
     if m > 1:
         z = r / np.sqrt(np.maximum(slow[:-1], 1e-300))
         corr = np.maximum(
