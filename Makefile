@@ -27,8 +27,10 @@ test: setup
 
 bench: setup
 	$(BIN)/python bench/bench_scan.py
+	$(BIN)/python bench/bench_scan_versions.py
 	$(BIN)/python bench/bench_risk.py
 	$(BIN)/python bench/bench_store.py
+	$(BIN)/python bench/bench_rpc_faults.py
 
 lint: setup
 	$(BIN)/ruff check onchain tests bench

@@ -32,6 +32,7 @@ from onchain.pipeline import ScanResult, checked_address, scan, watch_everywhere
 from onchain.protocols.base import MarketRef
 from onchain.protocols.registry import ADAPTERS
 from onchain.rpc.client import RpcClient, redact_url
+from onchain.rpc.endpoints import Budget, EndpointSet
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 devnet_app = typer.Typer(help="A local anvil chain with the real protocol contracts deployed.")
@@ -39,7 +40,13 @@ app.add_typer(devnet_app, name="devnet")
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
 
-RpcOpt = Annotated[str | None, typer.Option("--rpc", help="JSON-RPC URL (or env ONCHAIN_RPC_URL)")]
+RpcOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--rpc",
+        help="JSON-RPC URL (or env ONCHAIN_RPC_URL); repeat for fallbacks, in order of preference",
+    ),
+]
 DEFAULT_PROTOCOL = "aave-v3"
 ProtocolOpt = Annotated[
     str | None,
@@ -101,6 +108,7 @@ def main() -> None:
     """Console entry point: map our errors to one line on stderr and an exit code."""
     try:
         app(standalone_mode=False)
+        _endpoint_notes()
     except OnchainError as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(exc.exit_code)
@@ -124,13 +132,22 @@ def _names_markets_by_id(protocol: str) -> bool:
     return bool(getattr(ADAPTERS.get(protocol), "markets_by_id", False))
 
 
-def _endpoint(rpc: str | None, chain: ChainConfig) -> str:
-    url = rpc or os.environ.get("ONCHAIN_RPC_URL") or chain.resolve_rpc_url()
-    if not url:
-        raise InputError(
-            f"no RPC URL for chain {chain.name}: pass --rpc or set {chain.rpc_url_env}"
-        )
-    return url
+def _endpoint(rpc: list[str] | None, chain: ChainConfig) -> EndpointSet:
+    """The chain's endpoints in order of preference: --rpc (each), else ONCHAIN_RPC_URL, else
+    the config's; with the chain's request budget."""
+    urls = _flag_urls(rpc) or chain.resolve_rpc_urls()
+    if not urls:
+        raise InputError(f"no RPC URL for chain {chain.name}: pass --rpc or {chain.rpc_hint()}")
+    return EndpointSet.of(urls, Budget(chain.rpc_max_rps, chain.rpc_max_batch))
+
+
+def _flag_urls(rpc: list[str] | str | None) -> list[str]:
+    if isinstance(rpc, str):
+        rpc = [rpc]
+    urls = [u for u in rpc or [] if u]
+    if not urls and os.environ.get("ONCHAIN_RPC_URL"):
+        urls = [os.environ["ONCHAIN_RPC_URL"]]
+    return urls
 
 
 def _market_ref(m: MarketConfig, market_id: str | None = None) -> MarketRef:
@@ -182,14 +199,14 @@ def _config_deployment(
 
 
 def _resolve(
-    rpc: str | None,
+    rpc: list[str] | None,
     protocol: str | None,
     market: str | None,
     config: Path | None,
     chain_id: int | None,
     chain_name: str | None = None,
     deployment: str | None = None,
-) -> tuple[str, MarketRef, int | None]:
+) -> tuple[EndpointSet, MarketRef, int | None]:
     """The endpoint, the market and the chain id to insist on, from flags and config.
 
     --market is a config name, a deployment's address, or a market id (0x + 64 hex) inside a
@@ -210,9 +227,10 @@ def _resolve(
             return _endpoint(rpc, chain), ref, chain_id or chain.chain_id
         if market is None:
             raise InputError("--market is required (a market name from the config or an address)")
-    url = rpc or os.environ.get("ONCHAIN_RPC_URL")
-    if not url:
+    urls = _flag_urls(rpc)
+    if not urls:
         raise InputError("no RPC endpoint: pass --rpc URL (or set ONCHAIN_RPC_URL)")
+    url = EndpointSet.of(urls)
     if market is None:
         raise InputError("--market is required")
     if is_id:
@@ -241,14 +259,14 @@ def _resolve(
 
 
 def resolve_markets(
-    rpc: str | None,
+    rpc: list[str] | None,
     protocol: str | None,
     market: str | None,
     config: Path | None,
     chain_id: int | None,
     chain: str | None,
     deployment: str | None,
-) -> tuple[str, list[MarketRef], int | None]:
+) -> tuple[EndpointSet, list[MarketRef], int | None]:
     """The endpoint, the markets and the chain id to insist on: with --config and neither
     --market nor --protocol, every market the config lists on the chain; else the one named."""
     if config is not None and market is None and protocol is None:
@@ -296,10 +314,22 @@ def _progress(enabled: bool) -> Iterator[Callable[[str], Callable[[int, int], No
         yield factory
 
 
-def _client(url: str, chain_id: int | None, timeout: float) -> RpcClient:
+_CLIENTS: list[RpcClient] = []
+
+
+def _client(url: str | EndpointSet, chain_id: int | None, timeout: float) -> RpcClient:
     client = RpcClient(url, timeout_s=timeout, expected_chain_id=chain_id)
     client.chain_id()  # fail fast: unreachable endpoint or wrong chain, before any work
+    _CLIENTS.append(client)
     return client
+
+
+def _endpoint_notes() -> None:
+    """After a command that succeeded: one line per endpoint that failed on the way (set aside,
+    wrong chain), so a degraded fallback does not go unnoticed."""
+    for client in _CLIENTS:
+        for line in client.set_aside_notes():
+            err.print(f"[yellow]warning:[/] {escape(line)}", highlight=False)
 
 
 @app.command("scan")
@@ -422,7 +452,7 @@ def _print_scan(
     result: ScanResult,
     positions: list[Any],
     limit: int,
-    url: str,
+    url: str | EndpointSet,
     risk: list[dict[str, Any]] | None = None,
 ) -> None:
     state = result.market_state
@@ -520,7 +550,7 @@ def watch_cmd(
 
 def _watch_everywhere(
     wallets: list[str],
-    rpc: str | None,
+    rpc: list[str] | None,
     config: Path,
     chain_name: str | None,
     chain_id: int | None,
@@ -583,12 +613,17 @@ def devnet_cmd(
 
     with running_devnet(borrowers, seed, rebuild=rebuild) as info:
         how = "loaded from cache" if info.loaded_from_cache else "built (cold deploy + seed)"
-        err.print(f"devnet {how} in {info.build_seconds:.2f}s: {len(info.borrowers)} borrowers")
+        extra = ""
+        if info.aave36 is not None:
+            extra = f"; Aave {info.aave36.version}: {len(info.aave36.all_borrowers)} borrowers"
+        err.print(
+            f"devnet {how} in {info.build_seconds:.2f}s: {len(info.borrowers)} borrowers{extra}"
+        )
         print(json.dumps(info.to_json(), indent=1))
         if write_config:
             from onchain.devnet.config_file import write_devnet_config
 
-            write_devnet_config(write_config, info)
+            write_devnet_config(write_config, info, with_aave36=True)
             err.print(f"wrote {write_config}")
         if keep_running:
             err.print(f"serving on {info.rpc_url}; Ctrl-C stops it")
@@ -700,6 +735,7 @@ def demo_cmd(
         for position in positions[:1] + [p for p in positions if not p.liquidatable][:1]:
             out.print(breakdown_table(position))
         _demo_other_markets(info, result.market_state)
+        __import__("onchain.alerts.demo").alerts.demo.demo_alerts(info, out)  # alerts arrive
 
 
 def _demo_other_markets(info: Any, first_state: Any) -> None:
@@ -712,18 +748,26 @@ def _demo_other_markets(info: Any, first_state: Any) -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "devnet.toml"
-        write_devnet_config(path, info)
+        write_devnet_config(path, info, with_aave36=True)
         cfg = load_config(path)
     chain = _config_chain(cfg, None)
-    refs = [_market_ref(m) for m in cfg.markets.values() if m.chain == chain.name]
+    named = [(m.name, _market_ref(m)) for m in cfg.markets.values() if m.chain == chain.name]
     first = getattr(first_state, "addresses_provider", None)
     risky: list[str] = []
-    for ref in refs:
+    refs: list[MarketRef] = []
+    for name, ref in named:
         if ref.address == first:
+            refs.append(ref)
             continue  # scanned above
+        out.print(f"\n[bold]{name}[/] (version {ref.version or 'from the chain'})")
         client = _client(info.rpc_url, info.chain_id, 10.0)
         started = time.monotonic()
-        result = scan(client, ref)
+        try:
+            result = scan(client, ref)
+        except OnchainError as exc:  # e.g. a Pool revision the Aave math does not follow yet
+            out.print(f"{name}: not scanned: {exc}")
+            continue
+        refs.append(ref)
         elapsed = time.monotonic() - started
         positions = _riskiest_first([p for p in result.positions if p.has_debt])
         _print_scan(result, positions, 15, info.rpc_url)
@@ -765,6 +809,7 @@ from onchain.cli_store import register as _register_store  # noqa: E402
 _register_store(app)
 __import__("onchain.cli_targets").cli_targets.register(app)  # `onchain targets`
 __import__("onchain.cli_stress").cli_stress.register(app)  # `onchain stress`
+__import__("onchain.cli_alerts").cli_alerts.register(app)  # `onchain alerts`
 __import__("onchain.cli_backtest").cli_backtest.register(app)  # `onchain backtest`
 
 if __name__ == "__main__":

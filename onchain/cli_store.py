@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -51,7 +52,7 @@ DbOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable JSON")]
-JOB_NAMES = ("discover", "refresh", "assess", "prune")
+JOB_NAMES = ("discover", "refresh", "assess", "prune", "deliver")
 SPARKS = "▁▂▃▄▅▆▇█"
 
 
@@ -160,6 +161,7 @@ def run_cmd(
     if not isinstance(level, int):
         raise InputError(f"unknown log level {log_level!r}")
     cfg = load_config(config)
+    cfg.alerts.check()  # alert channels: URLs and secrets usable, or one line and exit 2
     names = list(cfg.jobs.markets if cfg.jobs.markets is not None else cfg.markets)
     if not names:
         raise InputError(f"{config}: no [[markets]] to watch")
@@ -167,11 +169,8 @@ def run_cmd(
         market = cfg.market(name)
         get_adapter(market.protocol)
         chain = cfg.chains[market.chain]
-        if not chain.resolve_rpc_url():
-            raise InputError(
-                f"{config}: no RPC URL for chain {chain.name}"
-                + (f" (set {chain.rpc_url_env})" if chain.rpc_url_env else "")
-            )
+        if not chain.resolve_rpc_urls():
+            raise InputError(f"{config}: no RPC URL for chain {chain.name} ({chain.rpc_hint()})")
     store = open_store(resolve_db_url(db, cfg))
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
@@ -213,7 +212,28 @@ def _when(value: datetime | None) -> str:
 
 
 def _counts(counts: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted(counts.items()) if v) or "-"
+    shown = sorted((k, v) for k, v in counts.items() if v and k != "rpc_endpoints")
+    return ", ".join(f"{k}={v}" for k, v in shown) or "-"
+
+
+def _endpoints(jobs: list[queries.JobSummary]) -> list[dict[str, Any]]:
+    """Each RPC endpoint's health as the newest run that used the chain left it."""
+    runs = [j.last for j in jobs if isinstance(j.last.counts.get("rpc_endpoints"), dict)]
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for run in sorted(runs, key=lambda r: r.id):
+        for chain, endpoints in run.counts["rpc_endpoints"].items():
+            for e in endpoints:
+                rows[(chain, e["endpoint"])] = {"chain": chain, **e, "run": run.id}
+    return list(rows.values())
+
+
+def _epoch(value: Any) -> str:
+    """A Unix time from the endpoints' health; set-aside times may lie ahead."""
+    if not isinstance(value, (int, float)):
+        return str(value) if value else "-"
+    when = datetime.fromtimestamp(value, UTC)
+    ahead = (when - datetime.now(UTC)).total_seconds()
+    return f"{when:%Y-%m-%d %H:%M:%S} (in {ahead:.0f}s)" if ahead > 0 else _when(when)
 
 
 OUTCOME_STYLE = {"ok": "green", "error": "red", "crashed": "red", "interrupted": "yellow"}
@@ -279,6 +299,7 @@ def status_cmd(
                         }
                         for m in markets
                     ],
+                    "endpoints": _endpoints(jobs),
                     "recent_runs": [_run_json(r) for r in recent],
                 },
             )
@@ -319,6 +340,23 @@ def status_cmd(
                 f"block {m.newest_block}, written {_when(m.newest_taken_at)}"
                 if m.newest_block is not None
                 else "-",
+            )
+        out.print(table)
+    endpoints = _endpoints(jobs)
+    if endpoints:
+        table = Table(title="RPC endpoints")
+        for col in ("chain", "endpoint", "requests", "errors", "last error", "set aside until"):
+            table.add_column(col)
+        for e in endpoints:
+            table.add_row(
+                e["chain"],
+                e["endpoint"],
+                str(e["requests"]),
+                str(e["errors"]),
+                escape(str(e["last_error"] or "-")) + f"\n{_epoch(e['last_error_at'])}"
+                if e["last_error"]
+                else "-",
+                _epoch(e["set_aside_until"]),
             )
         out.print(table)
     if recent:

@@ -4,28 +4,48 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from eth_utils import is_address, to_checksum_address
 
+from onchain.alerts.config import AlertsConfig, parse_alerts
 from onchain.errors import ConfigError
 
 
 @dataclass(frozen=True)
 class ChainConfig:
+    """A chain and its RPC endpoints. Endpoints in order of preference: the URLs in the env vars
+    `rpc_url_env` then `rpc_url_envs` (those that are set), then `rpc_url` then `rpc_urls`.
+    Literal URLs are for local nodes and keyless endpoints; real URLs carry keys: use env vars.
+    The budget (`rpc_max_rps`, `rpc_max_batch`) applies to each endpoint on its own."""
+
     name: str
     chain_id: int
     rpc_url_env: str | None = None
-    rpc_url: str | None = None  # only for local nodes; real URLs carry keys: use rpc_url_env
+    rpc_url: str | None = None
     block_time_s: float = 12.0
+    rpc_url_envs: tuple[str, ...] = ()
+    rpc_urls: tuple[str, ...] = ()
+    rpc_max_rps: float | None = None
+    rpc_max_batch: int = 500
+
+    def resolve_rpc_urls(self) -> list[str]:
+        envs = ([self.rpc_url_env] if self.rpc_url_env else []) + list(self.rpc_url_envs)
+        urls = [os.environ[e] for e in envs if os.environ.get(e)]
+        urls += ([self.rpc_url] if self.rpc_url else []) + list(self.rpc_urls)
+        return list(dict.fromkeys(urls))
 
     def resolve_rpc_url(self) -> str | None:
-        if self.rpc_url_env and os.environ.get(self.rpc_url_env):
-            return os.environ[self.rpc_url_env]
-        return self.rpc_url
+        urls = self.resolve_rpc_urls()
+        return urls[0] if urls else None
+
+    def rpc_hint(self) -> str:
+        """How to give this chain an endpoint, for error messages."""
+        envs = ([self.rpc_url_env] if self.rpc_url_env else []) + list(self.rpc_url_envs)
+        return f"set {' or '.join(envs)}" if envs else "give rpc_url_env or rpc_urls"
 
 
 @dataclass(frozen=True)
@@ -48,6 +68,7 @@ class Config:
     jobs: JobsConfig = field(default_factory=lambda: JobsConfig())
     tiers: TierThresholds = field(default_factory=lambda: TierThresholds())
     risk: dict[str, Any] = field(default_factory=dict)  # [risk]: read by onchain.risk_context
+    alerts: AlertsConfig = field(default_factory=lambda: AlertsConfig())  # [alerts]
 
     def market(self, name: str) -> MarketConfig:
         if name not in self.markets:
@@ -80,13 +101,7 @@ def load_config(path: str | Path) -> Config:
         where = f"{path} [chains.{name}]"
         if not isinstance(table, dict):
             raise ConfigError(f"{where}: must be a table")
-        chains[name] = ChainConfig(
-            name=name,
-            chain_id=_require(table, "chain_id", int, where),
-            rpc_url_env=table.get("rpc_url_env"),
-            rpc_url=table.get("rpc_url"),
-            block_time_s=float(table.get("block_time_s", 12.0)),
-        )
+        chains[name] = _chain(name, table, where)
     markets: dict[str, MarketConfig] = {}
     for i, table in enumerate(raw.get("markets") or []):
         where = f"{path} [[markets]] #{i + 1}"
@@ -112,7 +127,51 @@ def load_config(path: str | Path) -> Config:
     risk = raw.get("risk") or {}
     if not isinstance(risk, dict):
         raise ConfigError(f"{path}: [risk] must be a table")
-    return Config(path, chains, markets, *_store_jobs_tiers(raw, path, markets), risk=risk)
+    alerts = parse_alerts(raw, path, set(markets))
+    store, jobs, tiers = _store_jobs_tiers(raw, path, markets)
+    if "enabled" not in ((raw.get("jobs") or {}).get("deliver") or {}):  # on where rules are
+        jobs = replace(jobs, deliver=replace(jobs.deliver, enabled=alerts.enabled))
+    return Config(path, chains, markets, store, jobs, tiers, risk=risk, alerts=alerts)
+
+
+_CHAIN_KEYS = {
+    "chain_id",
+    "rpc_url_env",
+    "rpc_url",
+    "rpc_url_envs",
+    "rpc_urls",
+    "rpc_max_rps",
+    "rpc_max_batch",
+    "block_time_s",
+}
+
+
+def _strings(table: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{where}: '{key}' must be a list of non-empty strings")
+    return tuple(value)
+
+
+def _chain(name: str, table: dict[str, Any], where: str) -> ChainConfig:
+    _only(table, _CHAIN_KEYS, where)
+    for key in ("rpc_url_env", "rpc_url"):
+        if key in table and not (isinstance(table[key], str) and table[key]):
+            raise ConfigError(f"{where}: '{key}' must be a non-empty string")
+    rps = table.get("rpc_max_rps")
+    if rps is not None:
+        rps = _number(table, "rpc_max_rps", 0, where, minimum=0.001)
+    return ChainConfig(
+        name=name,
+        chain_id=_require(table, "chain_id", int, where),
+        rpc_url_env=table.get("rpc_url_env"),
+        rpc_url=table.get("rpc_url"),
+        block_time_s=_number(table, "block_time_s", 12.0, where, minimum=0.001),
+        rpc_url_envs=_strings(table, "rpc_url_envs", where),
+        rpc_urls=_strings(table, "rpc_urls", where),
+        rpc_max_rps=rps,
+        rpc_max_batch=_number(table, "rpc_max_batch", 500, where, integer=True, minimum=1),
+    )
 
 
 # -- [store], [jobs.*] and [risk.tiers]: the daemon's settings ------------------------------------
@@ -175,6 +234,8 @@ class JobsConfig:
     refresh: RefreshJobConfig = field(default_factory=RefreshJobConfig)
     assess: JobConfig = field(default_factory=JobConfig)
     prune: PruneJobConfig = field(default_factory=PruneJobConfig)
+    # sends the alerts outbox (onchain.alerts); on by default where [alerts] has rules
+    deliver: JobConfig = field(default_factory=lambda: JobConfig(enabled=False, every_s=2.0))
     markets: tuple[str, ...] | None = None  # None: every market in the config
 
 
@@ -248,7 +309,9 @@ def _store_jobs_tiers(
     )
 
     jobs_t = _section(raw, "jobs", str(path))
-    _only(jobs_t, {"discover", "refresh", "assess", "prune", "markets"}, f"{path} [jobs]")
+    _only(
+        jobs_t, {"discover", "refresh", "assess", "prune", "deliver", "markets"}, f"{path} [jobs]"
+    )
     names = jobs_t.get("markets")
     if names is not None:
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -299,7 +362,11 @@ def _store_jobs_tiers(
     )
     if prune.keep_days and prune.keep_days < prune.full_days:
         raise ConfigError(f"{w}: 'keep_days' must be 0 (forever) or >= 'full_days'")
-    jobs = JobsConfig(discover, refresh, assess, prune, tuple(names) if names is not None else None)
+    w = f"{path} [jobs.deliver]"
+    deliver = JobConfig(**_job(_section(jobs_t, "deliver", w), 2.0, w, set()))
+    jobs = JobsConfig(
+        discover, refresh, assess, prune, deliver, tuple(names) if names is not None else None
+    )
 
     w = f"{path} [risk.tiers]"
     tiers_t = _section(_section(raw, "risk", str(path)), "tiers", w)

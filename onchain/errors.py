@@ -35,6 +35,11 @@ class NotAMarket(InputError):
     """The address given is not the contract the configuration says it is."""
 
 
+class UnknownProtocolVersion(InputError):
+    """A market runs a protocol release (or revision) whose rules onchain does not implement,
+    or the configured version contradicts the one read on-chain."""
+
+
 class DevnetError(OnchainError):
     """The local devnet could not be started or deployed."""
 

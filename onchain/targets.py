@@ -5,8 +5,8 @@ This is the I/O shell around the exact adapter math and `onchain.risk`:
 
 * positions of every market at ONE pinned block (`pipeline`);
 * the call: each (collateral, debt) pair is priced by the adapter's ``liquidation_quote`` with the
-  protocol's own integer math (Aave 3.0.2: close factor, ``_calculateAvailableCollateralToLiquidate``
-  with bonus and protocol fee; Morpho Blue: a full ``liquidate`` with its incentive factor and
+  protocol's own integer math (Aave, by the Pool's release: close factor, 3.3+ dust and deficit,
+  ``_calculateAvailableCollateralToLiquidate`` with bonus and protocol fee; Morpho Blue: a full ``liquidate`` with its incentive factor and
   the bad debt it realises); the pair with the best net profit wins;
 * the sale of the seized collateral for the debt asset: Uniswap V3 pools found through the
   factory (every fee tier), each quoted with QuoterV2 by ``eth_call`` at the pinned block

@@ -366,6 +366,7 @@ HAND_LAYOUT: dict[str, tuple[int, int]] = {
     "emode_category": (168, 8),
     "unbacked_mint_cap": (176, 36),
     "debt_ceiling": (212, 40),
+    "virtual_accounting": (252, 1),  # 3.1+ (VIRTUAL_ACC_START_BIT_POSITION); unused in 3.0.2
 }
 
 
@@ -393,6 +394,7 @@ def test_layout_matches_the_solidity_masks_and_start_bits() -> None:
     ).read_text()
     masks = dict(re.findall(r"constant (\w+)_MASK\s*=\s*(0x[0-9A-Fa-f]{64})", source))
     assert set(masks) == set(SOL_MASK_NAMES), "a field was added or renamed in the contract"
+    assert set(HAND_LAYOUT) - set(SOL_MASK_NAMES.values()) == {"virtual_accounting"}
     starts = {
         k: int(v) for k, v in re.findall(r"constant (\w+)_START_BIT_POSITION = (\d+)", source)
     }
@@ -425,7 +427,7 @@ def test_decode_isolates_every_field_and_ignores_unused_top_bits() -> None:
                 assert value == (True if width == 1 else all_ones)
             else:
                 assert not value, f"setting {name} leaked into {other}"
-    top_bits = 0xF << 252
+    top_bits = 0xE << 252  # 253..255 are unused in every release; 252 is 3.1's flag
     assert decode_reserve_configuration(top_bits) == decode_reserve_configuration(0)
 
 

@@ -5,6 +5,7 @@ the daemon catches up after each restart; a reorg made on anvil replaces the orp
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import sqlite3
@@ -29,6 +30,7 @@ from onchain.devnet.control import set_prices
 from onchain.jobs import daemon
 from onchain.jobs.context import JobContext
 from onchain.jobs.refresh import refresh_job
+from onchain.rpc import redact_url
 from onchain.store import crud
 from onchain.store.db import Store, make_engine, open_store, parse_db_url, upgrade
 from tests.aave_oracle import UINT256_MAX, pool_account_data
@@ -321,7 +323,14 @@ def test_daemon_stores_one_complete_exact_snapshot_per_block_of_a_moving_chain(
     )
     assert status.returncode == 0, status.stderr
     assert f'"refresh_cursor": {head}' in status.stdout
-    assert "rpc_url" not in daemon.log.read_text() and devnet.rpc_url not in status.stdout
+    assert "rpc_url" not in daemon.log.read_text()
+    # The endpoint appears only in the endpoints' health, as scheme://host:port.
+    shown = json.loads(status.stdout)
+    assert [e["endpoint"] for e in shown.pop("endpoints")] == [redact_url(devnet.rpc_url)]
+    for run in [j["last"] for j in shown["jobs"]] + shown["recent_runs"]:
+        for health in run["counts"].pop("rpc_endpoints", {}).values():
+            assert [e["endpoint"] for e in health] == [redact_url(devnet.rpc_url)]
+    assert devnet.rpc_url not in json.dumps(shown)
     store.close()
 
 

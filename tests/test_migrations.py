@@ -37,6 +37,10 @@ TABLES = {
     "asset_positions",
     "job_runs",
     "alerts",
+    "alert_outbox",
+    "alert_deliveries",
+    "alert_attempts",
+    "alert_rule_state",
 }
 
 

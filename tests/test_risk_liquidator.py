@@ -114,3 +114,39 @@ def test_not_eligible_and_gas() -> None:
     assert plan.collateral_index.tolist() == [-1, -1]
     assert plan.ranking().size == 0
     assert gas_cost_base(300_000, 20e9, 3000.0) == pytest.approx(18.0)
+
+
+POSITION_RULE = CloseFactorRule.HALF_OF_POSITION_ABOVE_HF_0_95
+PRICES4 = np.array([3000.0, 60000.0, 1.0, 1.0])  # WETH, WBTC, USDC, DAI
+LT4 = [0.83, 0.78, 0.78, 0.0]
+
+
+def _plan4(collateral: list[float], debt: list[float], rule: int) -> object:
+    book = make_book([collateral], [debt], LT4, PRICES4, close_factor_rule=rule)
+    return plan_liquidations(book)
+
+
+def test_position_rule_repays_small_debts_whole() -> None:
+    # $1,550 of WETH vs 1,300 USDC + 100 DAI: HF 0.92; under $2,000 -> all the USDC debt
+    plan = _plan4([1550 / 3000, 0, 0, 0], [0, 0, 1300.0, 100.0], POSITION_RULE)
+    assert plan.debt_repaid_base[0] == pytest.approx(1300.0) and plan.close_factor[0] == 1.0
+    old = _plan4([1550 / 3000, 0, 0, 0], [0, 0, 1300.0, 100.0], CloseFactorRule.HALF_ABOVE_HF_0_95)
+    assert old.debt_repaid_base[0] == pytest.approx(1300.0)  # HF < 0.95: both rules whole
+    # $1,650 of WETH at HF 0.978 > 0.95: 3.0.2's half vs the position rule's whole
+    plan = _plan4([1650 / 3000, 0, 0, 0], [0, 0, 1300.0, 100.0], POSITION_RULE)
+    old = _plan4([1650 / 3000, 0, 0, 0], [0, 0, 1300.0, 100.0], CloseFactorRule.HALF_ABOVE_HF_0_95)
+    assert (plan.debt_repaid_base[0], old.debt_repaid_base[0]) == pytest.approx((1300.0, 650.0))
+
+
+def test_position_rule_caps_large_positions_at_half_the_total_debt() -> None:
+    # $10,000 of WETH vs 8,400 USDC + 100 DAI: HF 0.976 -> 50% of $8,500
+    plan = _plan4([10_000 / 3000, 0, 0, 0], [0, 0, 8400.0, 100.0], POSITION_RULE)
+    assert plan.debt_repaid_base[0] == pytest.approx(4250.0)
+    assert plan.close_factor[0] == pytest.approx(4250.0 / 8400.0)
+
+
+def test_position_rule_leaves_no_dust() -> None:
+    # $4,900 of WETH vs 2,100 USDC + 2,000 DAI: HF 0.99; the cap (2,050) would leave $50 of
+    # USDC debt: the call shrinks to leave $1,000
+    plan = _plan4([4900 / 3000, 0, 0, 0], [0, 0, 2100.0, 2000.0], POSITION_RULE)
+    assert plan.debt_repaid_base[0] == pytest.approx(1100.0)

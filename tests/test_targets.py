@@ -175,15 +175,18 @@ class Realised:
     profit_base: float
 
 
-def _execute(chain: DevChain, info: DevnetInfo, t: Target, native_usd: float) -> Realised:
+def _execute(
+    chain: DevChain, info: DevnetInfo, t: Target, native_usd: float, aave_pool: str | None = None
+) -> Realised:
     """liquidate + sell the seized collateral on the real router, from a funded liquidator;
-    gas is charged at each block's base fee, set to the one we estimated with."""
+    gas is charged at each block's base fee, set to the one we estimated with. `aave_pool`: the
+    Pool of the target's Aave market (default: the 3.0.2 market's)."""
     q = t.quote
     coll, debt = q.collateral_asset, q.debt_asset
     assert info.uniswap is not None
     _give(chain, info, debt, LIQUIDATOR, 2 * q.debt_to_cover_raw + 10**6)
     if t.protocol == "aave-v3":
-        spender = info.aave.pool
+        spender = aave_pool or info.aave.pool
         data = calldata(
             "liquidationCall(address,address,address,uint256,bool)",
             coll,

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from onchain.devnet.aave import AaveDeployment, deploy_aave_market
+from onchain.devnet.aave36 import Aave36Deployment
+from onchain.devnet.aave36_seed import deploy_and_seed_aave36
 from onchain.devnet.anvil import DEVNET_CHAIN_ID, PROJECT_ROOT, Anvil
 from onchain.devnet.chain import DevChain
 from onchain.devnet.morpho import MorphoDeployment, deploy_and_seed_morpho
@@ -46,6 +48,7 @@ class DevnetInfo:
     loaded_from_cache: bool = False
     uniswap: UniswapDeployment | None = None
     morpho: MorphoDeployment | None = None
+    aave36: Aave36Deployment | None = None  # the Aave V3.6.0 market (Pool revision 10)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -54,6 +57,7 @@ class DevnetInfo:
             "aave_v3": self.aave.to_json(),
             "uniswap_v3": self.uniswap.to_json() if self.uniswap else None,
             "morpho_blue": self.morpho.to_json() if self.morpho else None,
+            "aave_v3_6": self.aave36.to_json() if self.aave36 else None,
             "borrowers": self.borrowers,
             "whale": self.whale,
         }
@@ -71,6 +75,7 @@ class DevnetInfo:
             morpho=MorphoDeployment.from_json(meta["morpho_blue"])
             if meta.get("morpho_blue")
             else None,
+            aave36=Aave36Deployment.from_json(meta["aave_v3_6"]) if meta.get("aave_v3_6") else None,
         )
 
 
@@ -98,6 +103,8 @@ def _build(node: Anvil, n_borrowers: int, seed: int) -> DevnetInfo:
     info.uniswap = deploy_uniswap(chain, market, seeded_address(seed, "uniswap-lp", 0))
     # Morpho Blue on the same chain: two borrowers for every three Aave ones, half shared
     info.morpho = deploy_and_seed_morpho(chain, seed, max(8, 2 * n_borrowers // 3), info.borrowers)
+    # Aave V3.6.0 last, so every address above stays where it was: as many borrowers, plus scenarios
+    info.aave36 = deploy_and_seed_aave36(chain, market, seed, n_borrowers)
     return info
 
 

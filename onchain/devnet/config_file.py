@@ -6,8 +6,12 @@ from pathlib import Path
 from typing import Any
 
 
-def devnet_config_text(info: Any) -> str:
-    """Chains and markets of the devnet; sections are added here as protocols join the devnet."""
+def devnet_config_text(info: Any, *, with_aave36: bool = False) -> str:
+    """Chains and markets of the devnet; sections are added here as protocols join the devnet.
+
+    `with_aave36` adds the Aave V3.6.0 market. It is off by default while the Aave adapter
+    follows 3.0.2 only (it cannot load a 3.6 Pool: no stable debt token); `onchain devnet
+    --write-config` and the demo turn it on."""
     return (
         (
             "# Written by `onchain devnet --write-config`: the local chain and its markets.\n"
@@ -15,9 +19,22 @@ def devnet_config_text(info: Any) -> str:
             f'[[markets]]\nname = "aave-v3-devnet"\nprotocol = "aave-v3"\nchain = "devnet"\n'
             f'address = "{info.aave.addresses_provider}"\nstart_block = 0\nversion = "3.0.2"\n'
         )
+        + (_aave36_section(info) if with_aave36 else "")
         + _morpho_section(info)
         + _daemon_section()
         + risk_section(info)
+    )
+
+
+def _aave36_section(info: Any) -> str:
+    """The devnet's Aave V3.6.0 market (Pool revision 10), beside the 3.0.2 one."""
+    market = getattr(info, "aave36", None)
+    if market is None:
+        return ""
+    return (
+        f'\n[[markets]]\nname = "aave-v3.6-devnet"\nprotocol = "aave-v3"\nchain = "devnet"\n'
+        f'address = "{market.addresses_provider}"\nstart_block = {market.deploy_block}\n'
+        f'version = "{market.version}"\n'
     )
 
 
@@ -67,5 +84,5 @@ def risk_section(info: Any) -> str:
     return text
 
 
-def write_devnet_config(path: Path, info: Any) -> None:
-    path.write_text(devnet_config_text(info))
+def write_devnet_config(path: Path, info: Any, *, with_aave36: bool = False) -> None:
+    path.write_text(devnet_config_text(info, with_aave36=with_aave36))

@@ -109,24 +109,33 @@ def supply_whale_liquidity(
     chain: DevChain, market: AaveDeployment, seed: int, n_borrowers: int
 ) -> str:
     whale = seeded_address(seed, "whale", 0)
-    chain.set_balance([whale], 10**24)
-    for spec in DEFAULT_ASSETS:
-        token = market.tokens[spec.symbol]
-        amount = _raw(WHALE_SUPPLY_USD_PER_BORROWER * max(n_borrowers, 100), spec)
-        chain.send(whale, token, calldata("mint(uint256)", amount), gas=200_000)
+    amounts = {
+        market.tokens[spec.symbol]: _raw(
+            WHALE_SUPPLY_USD_PER_BORROWER * max(n_borrowers, 100), spec
+        )
+        for spec in DEFAULT_ASSETS
+    }
+    supply_from(chain, market.pool, whale, amounts)
+    return whale
+
+
+def supply_from(chain: DevChain, pool: str, supplier: str, amounts: dict[str, int]) -> None:
+    """Mint each token (address -> raw amount) to `supplier` and supply it to an Aave pool."""
+    chain.set_balance([supplier], 10**24)
+    for token, amount in amounts.items():
+        chain.send(supplier, token, calldata("mint(uint256)", amount), gas=200_000)
         chain.send(
-            whale,
+            supplier,
             token,
-            calldata("approve(address,uint256)", market.pool, UINT256_MAX),
+            calldata("approve(address,uint256)", pool, UINT256_MAX),
             gas=100_000,
         )
         chain.send(
-            whale,
-            market.pool,
-            calldata("supply(address,uint256,address,uint16)", token, amount, whale, 0),
+            supplier,
+            pool,
+            calldata("supply(address,uint256,address,uint16)", token, amount, supplier, 0),
             gas=1_000_000,
         )
-    return whale
 
 
 def borrower_transactions(
@@ -171,12 +180,27 @@ def borrower_transactions(
 
 def seed_borrowers(chain: DevChain, market: AaveDeployment, plans: list[BorrowerPlan]) -> None:
     """Send each group's transactions into one block; check every borrow landed."""
-    chain.set_balance([p.address for p in plans], 10**21)
+    seed_in_blocks(
+        chain,
+        market.pool,
+        [(p.address, borrower_transactions(p, market), len(p.debt)) for p in plans],
+    )
+
+
+def seed_in_blocks(
+    chain: DevChain,
+    pool: str,
+    borrowers: list[tuple[str, list[tuple[str, str, bytes, int]], int]],
+    per_block: int = BORROWERS_PER_BLOCK,
+) -> None:
+    """(address, transactions, borrows) per borrower: `per_block` borrowers a block; every
+    transaction must land and `pool` must log every borrow."""
+    chain.set_balance([b[0] for b in borrowers], 10**21)
     chain.set_automine(False)
     try:
-        for start in range(0, len(plans), BORROWERS_PER_BLOCK):
-            group = plans[start : start + BORROWERS_PER_BLOCK]
-            txs = [tx for plan in group for tx in borrower_transactions(plan, market)]
+        for start in range(0, len(borrowers), per_block):
+            group = borrowers[start : start + per_block]
+            txs = [tx for _address, plan_txs, _n in group for tx in plan_txs]
             chain.send_many(txs)
             chain.mine()
             block = chain.rpc("eth_getBlockByNumber", ["latest", False])
@@ -188,14 +212,14 @@ def seed_borrowers(chain: DevChain, market: AaveDeployment, plans: list[Borrower
                 "eth_getLogs",
                 [
                     {
-                        "address": market.pool,
+                        "address": pool,
                         "fromBlock": block["number"],
                         "toBlock": block["number"],
                         "topics": [BORROW_TOPIC],
                     }
                 ],
             )
-            expected = sum(len(p.debt) for p in group)
+            expected = sum(n for _address, _txs, n in group)
             if len(logs) != expected:
                 raise DevnetError(
                     f"block {int(block['number'], 16)}: {len(logs)} of {expected} borrows succeeded"

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Compile a solc standard-JSON input read from stdin with the npm solc-js, offline.
 //
-// Usage: node solc_compile.js [--include-path DIR]...
+// Usage: node solc_compile.js [--solc PACKAGE] [--include-path DIR]...
+// PACKAGE is the npm package providing solc-js ("solc", or an alias such as "solc-0.8.27").
 // Imports the input does not carry (e.g. "@morpho-org/morpho-blue/src/Morpho.sol") are read
 // from the include paths by the import callback, so node_modules packages compile as-is.
 // The standard-JSON output goes to stdout; exit code 0 even when it reports compile errors
@@ -13,14 +14,17 @@ const path = require("path");
 
 function parseArgs(argv) {
   const includePaths = [];
+  let compiler = "solc";
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === "--include-path" && i + 1 < argv.length) {
       includePaths.push(path.resolve(argv[++i]));
+    } else if (argv[i] === "--solc" && i + 1 < argv.length) {
+      compiler = argv[++i];
     } else {
       throw new Error(`unknown argument: ${argv[i]}`);
     }
   }
-  return { includePaths };
+  return { includePaths, compiler };
 }
 
 function makeImportCallback(includePaths) {
@@ -38,9 +42,10 @@ function makeImportCallback(includePaths) {
 }
 
 function main() {
-  const { includePaths } = parseArgs(process.argv.slice(2));
+  const { includePaths, compiler } = parseArgs(process.argv.slice(2));
   const input = fs.readFileSync(0, "utf8");
-  const solc = require("solc");
+  if (!/^solc(-[0-9.]+)?$/.test(compiler)) throw new Error(`not a solc-js package: ${compiler}`);
+  const solc = require(compiler);
   const output = solc.compile(input, { import: makeImportCallback(includePaths) });
   process.stdout.write(output);
 }

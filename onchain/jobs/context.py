@@ -1,5 +1,7 @@
 """What every job run gets: the config, the store, the markets it covers, a stop flag, and a
-fresh RPC client per chain (clients are not thread-safe and jobs run in parallel threads)."""
+fresh RPC client per chain (clients are not thread-safe and jobs run in parallel threads).
+The clients of one chain share its endpoints for the daemon's whole life, so an endpoint set
+aside by one run stays aside for the next, and each run records the endpoints' health."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from onchain.config import Config
 from onchain.errors import ConfigError
 from onchain.protocols.base import MarketRef
 from onchain.rpc.client import RpcClient
+from onchain.rpc.endpoints import Budget, EndpointSet
 from onchain.store.crud import MarketInfo
 from onchain.store.db import Store
 
@@ -24,19 +27,37 @@ class JobContext:
     markets: list[MarketInfo]
     stop: threading.Event = field(default_factory=threading.Event)
     rpc_timeout_s: float = 10.0
+    rpc_retry_budget_s: float = 60.0
+    endpoint_sets: dict[str, EndpointSet] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def rpc_url(self, market: MarketInfo) -> str:
+    def endpoints(self, market: MarketInfo) -> EndpointSet:
         chain = self.config.chains[market.chain_name]
-        url = chain.resolve_rpc_url()
-        if not url:
-            hint = f"set {chain.rpc_url_env}" if chain.rpc_url_env else "give rpc_url_env"
-            raise ConfigError(f"{self.config.path}: no RPC URL for chain {chain.name} ({hint})")
-        return url
+        with self._lock:
+            found = self.endpoint_sets.get(chain.name)
+            if found is None:
+                urls = chain.resolve_rpc_urls()
+                if not urls:
+                    raise ConfigError(
+                        f"{self.config.path}: no RPC URL for chain {chain.name} "
+                        f"({chain.rpc_hint()})"
+                    )
+                budget = Budget(chain.rpc_max_rps, chain.rpc_max_batch)
+                found = self.endpoint_sets[chain.name] = EndpointSet.of(urls, budget)
+            return found
 
     def client(self, market: MarketInfo) -> RpcClient:
         return RpcClient(
-            self.rpc_url(market), timeout_s=self.rpc_timeout_s, expected_chain_id=market.chain_id
+            self.endpoints(market),
+            timeout_s=self.rpc_timeout_s,
+            expected_chain_id=market.chain_id,
+            retry_budget_s=self.rpc_retry_budget_s,
         )
+
+    def endpoint_health(self) -> dict[str, list[dict[str, object]]]:
+        """Per chain, each endpoint's requests, errors, last error and set-aside time."""
+        with self._lock:
+            return {name: s.health() for name, s in self.endpoint_sets.items()}
 
 
 def note(counts: Counts, key: str, text: str) -> None:

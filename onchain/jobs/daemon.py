@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
+from onchain.alerts.delivery import deliver_job
 from onchain.jobs.context import Counts, JobContext
 from onchain.jobs.discover import discover_job, one_line
 from onchain.jobs.maintenance import assess_job, prune_job
@@ -28,6 +29,7 @@ JOBS: dict[str, JobFn] = {
     "refresh": refresh_job,
     "assess": assess_job,
     "prune": prune_job,
+    "deliver": deliver_job,  # the alerts outbox
 }
 
 
@@ -44,6 +46,12 @@ def run_recorded(ctx: JobContext, name: str) -> str:
         errors = JOBS[name](ctx, counts)
     except Exception as exc:
         errors = [one_line(exc)]
+    health = ctx.endpoint_health()
+    if health and name in (
+        "discover",
+        "refresh",
+    ):  # the endpoints' health as this run leaves it, for `onchain status`
+        counts["rpc_endpoints"] = health  # type: ignore[assignment]
     if errors:
         outcome = "error"
     elif counts.pop("stopped_early", 0):

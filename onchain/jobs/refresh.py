@@ -9,13 +9,14 @@ import logging
 import time
 from typing import Any
 
+from onchain.alerts.outbox import block_alerts
 from onchain.jobs.assess import assess, risk_tiers
 from onchain.jobs.context import Counts, JobContext, market_ref, note
 from onchain.jobs.discover import discover_market, one_line
 from onchain.pipeline import load_market, read_positions, run_plan
 from onchain.protocols.base import MarketSnapshot, MarketSnapshotPlanner, Position
 from onchain.protocols.registry import get_adapter
-from onchain.risk_context import RiskSettings
+from onchain.risk_context import RiskReport, RiskSettings
 from onchain.rpc.client import BlockRef, RpcClient
 from onchain.store import crud
 from onchain.store.crud import Assessed, MarketInfo, WriteResult
@@ -72,10 +73,11 @@ def tier_block(
     positions: list[Position],
     snapshot: MarketSnapshot | None,
     counts: Counts,
-) -> tuple[list[Assessed], dict[str, Any]]:
+) -> tuple[list[Assessed], dict[str, Any], RiskReport | None]:
     """The block's tiers from the risk module, or, when it cannot run, from the health-factor
     rule; the fallback is never silent: the run's counts say how often and why, the snapshot's
-    details say so for that block, and the log warns."""
+    details say so for that block, and the log warns. The report (None on the fallback) gives
+    the alerts their advice and price moves."""
     started = time.perf_counter()
     try:
         settings = RiskSettings.from_config(ctx.config.risk)
@@ -90,12 +92,13 @@ def tier_block(
             block.number,
             why,
         )
-        return assess(positions, ctx.config.tiers), {"risk": {"fallback": why}}
+        return assess(positions, ctx.config.tiers), {"risk": {"fallback": why}}, None
     counts["risk_blocks"] += 1
     counts["risk_ms"] += round((time.perf_counter() - started) * 1000)
     if report is None:
-        return assessed, {"risk": {"positions": 0}}
-    return assessed, {"risk": {"horizon_s": report.horizon_s, "sources": report.sources}}
+        return assessed, {"risk": {"positions": 0}}, None
+    details = {"risk": {"horizon_s": report.horizon_s, "sources": report.sources}}
+    return assessed, details, report
 
 
 def refresh_block(
@@ -118,8 +121,11 @@ def refresh_block(
     accounts = crud.tracked_accounts(ctx.store, market.id, block.number)
     positions = read_positions(client, market.protocol, state, accounts, block)
     snapshot = read_market_snapshot(client, market.protocol, state, block)
-    assessed, details = tier_block(ctx, client, market, block, positions, snapshot, counts)
-    result = crud.write_snapshot(ctx.store, market, block, positions, assessed, snapshot, details)
+    assessed, details, report = tier_block(ctx, client, market, block, positions, snapshot, counts)
+    alerts = block_alerts(ctx, market, block, positions, assessed, report, counts)
+    result = crud.write_snapshot(
+        ctx.store, market, block, positions, assessed, snapshot, details, alerts
+    )
     counts[f"blocks_{result.outcome}"] += 1
     counts["positions"] += result.positions
     counts["asset_rows"] += result.asset_rows

@@ -151,5 +151,10 @@ class LiquidationQuote:
     bonus: float  # fraction on top of the repaid value (0.05 = 5%)
     close_factor: float  # fraction of the debt one call may repay
     bad_debt_raw: int = 0  # debt left unbacked (and socialized) by this call
+    # every debt asset this call leaves unbacked -> raw amount (bad_debt_raw is the debt asset's)
+    bad_debt_by_asset: dict[str, int] = field(default_factory=dict)
+    # what bounded the amount: "debt" (all the debt of that asset), "close_factor", "collateral"
+    # (all of it seized), "dust" (shrunk so the call leaves enough of both); "" if not said
+    limited_by: str = ""
     call_args: dict[str, int] = field(default_factory=dict)
     gas_units: int = 0  # typical gas of the protocol's liquidation call

@@ -52,11 +52,21 @@ class CloseFactorRule(IntEnum):
 
     ``HALF_ABOVE_HF_0_95``: 50% of the debt asset's balance when HF > 0.95, else 100% (the rule of
     Aave 3.0.x ``LiquidationLogic``). ``FULL``: any amount up to the whole debt (Morpho-like
-    markets, with the incentive factor as the bonus).
+    markets, with the incentive factor as the bonus). ``HALF_OF_POSITION_ABOVE_HF_0_95``: up to
+    the whole debt asset's balance, but at most 50% of the position's total debt when HF > 0.95
+    and the collateral and the debt asset are each worth at least
+    :data:`POSITION_RULE_MIN_BASE`; a call that clears neither must leave at least
+    :data:`POSITION_RULE_MIN_LEFTOVER_BASE` of both (Aave 3.3+).
     """
 
     HALF_ABOVE_HF_0_95 = 0
     FULL = 1
+    HALF_OF_POSITION_ABOVE_HF_0_95 = 2
+
+
+# HALF_OF_POSITION_ABOVE_HF_0_95 thresholds, in base currency units (USD on USD markets)
+POSITION_RULE_MIN_BASE = 2000.0
+POSITION_RULE_MIN_LEFTOVER_BASE = 1000.0
 
 
 DEFAULT_STABLE_SYMBOLS: frozenset[str] = frozenset(

@@ -5,6 +5,9 @@ One liquidation call repays debt of one asset j and seizes collateral of one ass
 * close factor (per position, :class:`~onchain.risk.book.CloseFactorRule`):
   ``HALF_ABOVE_HF_0_95`` repays at most 50% of the debt asset's balance when HF > 0.95, else
   100% (Aave 3.0.x, per reserve); ``FULL`` repays up to all of it (Morpho-like markets);
+  ``HALF_OF_POSITION_ABOVE_HF_0_95`` repays up to all of it, but at most 50% of the position's
+  total debt when HF > 0.95 and both the collateral and the debt asset are worth at least 2,000
+  base units, and a call that clears neither leaves at least 1,000 of both (Aave 3.3+);
 * collateral seized = repaid value × (1 + bonus_i) / p_i, capped by the collateral held (then
   the repaid debt shrinks to match); the protocol keeps ``protocol_fee_i`` of the bonus part;
 * the repay asset: the largest debt (value) is always best, since every payoff grows with the
@@ -25,7 +28,15 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from onchain.risk.book import Book, BoolArray, CloseFactorRule, FloatArray, IntArray
+from onchain.risk.book import (
+    POSITION_RULE_MIN_BASE,
+    POSITION_RULE_MIN_LEFTOVER_BASE,
+    Book,
+    BoolArray,
+    CloseFactorRule,
+    FloatArray,
+    IntArray,
+)
 from onchain.risk.health import health_factor
 from onchain.risk.liquidity import DexDepth
 
@@ -33,11 +44,34 @@ CLOSE_FACTOR_HF_THRESHOLD = 0.95
 
 
 def close_factor(rule: npt.ArrayLike, health: npt.ArrayLike) -> FloatArray:
-    """Fraction of a debt asset's balance one call may repay, per position."""
+    """Fraction of a debt asset's balance one call may repay, per position, before the
+    position-wide limits of ``HALF_OF_POSITION_ABOVE_HF_0_95`` (see :func:`max_repay_base`)."""
     r = np.asarray(rule)
     hf = np.asarray(health, dtype=np.float64)
     half = (r == CloseFactorRule.HALF_ABOVE_HF_0_95) & (hf > CLOSE_FACTOR_HF_THRESHOLD)
     return np.where(half, 0.5, 1.0)
+
+
+def max_repay_base(
+    rule: npt.ArrayLike,
+    health: npt.ArrayLike,
+    debt_base: npt.ArrayLike,
+    collateral_base: npt.ArrayLike,
+    total_debt_base: npt.ArrayLike,
+) -> FloatArray:
+    """Most debt value one call may repay against each collateral (n, m), for a debt asset
+    worth ``debt_base`` (n,) in a position owing ``total_debt_base`` (n,) in all."""
+    r = np.asarray(rule)[:, None]
+    hf = np.asarray(health, dtype=np.float64)[:, None]
+    d = np.asarray(debt_base, dtype=np.float64)[:, None]
+    c = np.asarray(collateral_base, dtype=np.float64)
+    total = np.asarray(total_debt_base, dtype=np.float64)[:, None]
+    cf = close_factor(rule, health)[:, None]
+    out = np.broadcast_to(cf * d, c.shape).copy()
+    position = r == CloseFactorRule.HALF_OF_POSITION_ABOVE_HF_0_95
+    large = (c >= POSITION_RULE_MIN_BASE) & (d >= POSITION_RULE_MIN_BASE) & (hf > 0.95)
+    half_total = np.minimum(d, 0.5 * total)
+    return np.where(position & large, half_total, out)
 
 
 @dataclass(frozen=True)
@@ -100,12 +134,25 @@ def plan_liquidations(
     debt_val = book.debt * p
     j = np.argmax(debt_val, axis=1)
     d_max = np.take_along_axis(debt_val, j[:, None], axis=1)[:, 0]
-    r_max = cf * d_max  # most debt value one call may repay
     bonus = book.liquidation_bonus
     net_bonus = bonus * (1.0 - book.protocol_fee[None, :])
     coll_val = book.collateral * p
+    r_max = max_repay_base(book.close_factor_rule, hf, d_max, coll_val, debt_val.sum(axis=1))
     # repay limited by the collateral: seized gross value = R (1 + b) <= collateral value
-    r = np.minimum(r_max[:, None], coll_val / (1.0 + bonus))
+    coll_repay = coll_val / (1.0 + bonus)
+    r = np.minimum(r_max, coll_repay)
+    # the position rule's dust test: a call clearing neither side leaves enough of both
+    dusty = (
+        (book.close_factor_rule == CloseFactorRule.HALF_OF_POSITION_ABOVE_HF_0_95)[:, None]
+        & (r < d_max[:, None])
+        & (r < coll_repay)
+    )
+    leftover = POSITION_RULE_MIN_LEFTOVER_BASE
+    shrunk = np.minimum(
+        r, np.minimum(d_max[:, None] - leftover, (coll_val - leftover) / (1.0 + bonus))
+    )
+    r = np.where(dusty, np.maximum(shrunk, 0.0), r)
+    cf_pair = np.divide(r_max, d_max[:, None], out=np.ones_like(r_max), where=d_max[:, None] > 0)
     seized_val = r * (1.0 + net_bonus)  # to the liquidator
     if dex is None:
         profit = r * net_bonus
@@ -146,7 +193,7 @@ def plan_liquidations(
         eligible=elig,
         collateral_index=np.where(elig, i, -1),
         debt_index=np.where(elig, j, -1),
-        close_factor=cf,
+        close_factor=np.where(elig, cf_pair[rows, i], cf),
         debt_repaid_units=np.divide(r_i, p_j, out=zero.copy(), where=p_j > 0),
         debt_repaid_base=r_i,
         collateral_seized_units=np.divide(seized_i, p_i, out=zero.copy(), where=p_i > 0),

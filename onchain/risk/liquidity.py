@@ -31,7 +31,13 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from onchain.risk.book import Book, BoolArray, CloseFactorRule, FloatArray
+from onchain.risk.book import (
+    POSITION_RULE_MIN_BASE,
+    Book,
+    BoolArray,
+    CloseFactorRule,
+    FloatArray,
+)
 
 Q96 = float(2**96)
 
@@ -344,7 +350,12 @@ def seized_units_at_prices(
     d_rest = d @ p_wo
     d_max = (d * p_wo).max(axis=1) if book.n_assets else np.zeros(cand.size)
     repay_value = d_max * (1.0 + book.liquidation_bonus[cand, i])  # A
-    full_rule = book.close_factor_rule[cand] == CloseFactorRule.FULL
+    rule = book.close_factor_rule[cand]
+    # the position rule repays all of a debt worth under its threshold (the collateral side of
+    # that test is not followed along the price grid: above it the 50% branch is assumed)
+    full_rule = (rule == CloseFactorRule.FULL) | (
+        (rule == CloseFactorRule.HALF_OF_POSITION_ABOVE_HF_0_95) & (d_max < POSITION_RULE_MIN_BASE)
+    )
     # liquidatable: (d_rest - w_rest) + q (d_i - clt_i) > 0 and d_rest + q d_i > 0
     la, lb = _linear_interval(d_rest - w_rest, d_i - clt_i, q, strict=True)
     da, db = _linear_interval(d_rest, d_i, q, strict=True)

@@ -2,6 +2,15 @@
 
 Thousands of reads per snapshot are the norm here, so calldata is built by callers with raw
 eth_abi and aggregate3 is encoded and decoded once per chunk, not once per call.
+
+A revert and a provider's failure are told apart as follows. Every aggregate3 entry is sent
+with allowFailure=true, so the aggregate3 call itself cannot revert: a JSON-RPC error on a
+chunk is always the provider's (overload, lag: retried by the client, that chunk alone; a gas
+cap or size limit: the chunk is split). Inside a chunk's answer, (success=false, data) was
+written by the EVM at the pinned block, where a provider cannot inject an error: with revert
+data it is the call's revert. Only an entry that failed with no data is ambiguous (a bare
+`revert()` or a call starved of gas by the 63/64 rule under the provider's gas cap), so those
+are asked again as plain eth_calls, whose own errors are classified like any other.
 """
 
 from __future__ import annotations
@@ -134,10 +143,13 @@ def _via_multicall(
             )
             for lo, hi in spans
         ]
-        # A few aggregate3 chunks per HTTP request: nodes cap request bodies (anvil ~2 MB).
+        # A few aggregate3 chunks per HTTP request: nodes cap request bodies (anvil ~2 MB), and
+        # the endpoints' budget caps calls per batch. A chunk answered with a transient error
+        # object is asked again by the client on its own; what comes back here is final.
+        per_request = min(CHUNKS_PER_REQUEST, client.max_batch_size)
         answers: list[Any] = []
-        for g in range(0, len(requests), CHUNKS_PER_REQUEST):
-            answers += client.batch(requests[g : g + CHUNKS_PER_REQUEST], return_errors=True)
+        for g in range(0, len(requests), per_request):
+            answers += client.batch(requests[g : g + per_request], return_errors=True)
         retry: list[tuple[int, int]] = []
         for (lo, hi), answer in zip(spans, answers, strict=True):
             if isinstance(answer, RpcError):

@@ -2,26 +2,23 @@
 
 Providers cap eth_getLogs differently (block span, result count, response size) and say so in
 free text, so the pager halves the span on any such refusal and grows it again after successes.
+Each page is asked of an endpoint whose head has reached the page's last block (a lagging node
+answers a range past its head with fewer logs, not an error); requests per second follow the
+endpoint's budget in the client.
 """
 
 from __future__ import annotations
 
-import re
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from onchain.errors import InputError, RpcError, RpcResponseError
 from onchain.rpc.client import RpcClient, hex_to_bytes
+from onchain.rpc.faults import is_log_range_refusal
 
-# Wording seen from geth/erigon/reth, Alchemy, Infura, QuickNode, Ankr, public RPCs.
-_REFUSAL_TEXT = re.compile(
-    r"range|too many|more than \d+ results|\d+ results|response size|size exceeded|too large|"
-    r"limit exceeded|exceeds? (the )?(max|limit)|query timeout|timed out",
-    re.IGNORECASE,
-)
-_RATE_LIMIT_TEXT = re.compile(r"rate.?limit|per second|compute units|capacity", re.IGNORECASE)
-_REFUSAL_CODES = frozenset({-32005})
+_SINGLE_BLOCK_RETRIES = 3  # a one-block query refused for its "size": may be overload, ask again
 _GROW_AFTER = 4  # successes in a row at the ceiling before trying a larger span again
 
 
@@ -51,14 +48,7 @@ def is_range_refusal(exc: RpcError) -> bool:
     """Whether the provider refused the query for its size (a smaller span may pass)."""
     if not isinstance(exc, RpcResponseError):
         return False
-    if exc.http_status == 413:
-        return True
-    if exc.http_status == 429:
-        return False
-    text = str(exc)
-    if _RATE_LIMIT_TEXT.search(text):
-        return False
-    return exc.code in _REFUSAL_CODES or _REFUSAL_TEXT.search(text) is not None
+    return is_log_range_refusal(exc.code, str(exc), exc.http_status)
 
 
 def iter_logs(
@@ -86,22 +76,29 @@ def iter_logs(
     span = min(initial_span, max_span)
     ceiling = max_span
     streak = 0
+    single_refusals = 0
     start = from_block
     while start <= to_block:
         end = min(start + span - 1, to_block)
         params = {**flt, "fromBlock": hex(start), "toBlock": hex(end)}
         try:
-            raw = client.request("eth_getLogs", [params])
+            raw = client.logs(params, min_block=end)
         except RpcError as exc:
             if not is_range_refusal(exc):
                 raise
             if end == start:
-                raise RpcError(
-                    f"provider refuses eth_getLogs even for the single block {start}: {exc}"
-                ) from exc
+                # Nothing smaller to ask: "limit exceeded" was a passing overload, or final.
+                single_refusals += 1
+                if single_refusals > _SINGLE_BLOCK_RETRIES:
+                    raise RpcError(
+                        f"provider refuses eth_getLogs even for the single block {start}: {exc}"
+                    ) from exc
+                time.sleep(0.2 * 2 ** (single_refusals - 1))
+                continue
             span = max(1, (end - start + 1) // 2)
             ceiling, streak = span, 0
             continue
+        single_refusals = 0
         yield LogPage(start, end, [parse_log(item) for item in raw or []])
         start = end + 1
         streak += 1

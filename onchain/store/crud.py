@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -429,13 +429,16 @@ def write_snapshot(
     assessed: Sequence[Assessed],
     market_snapshot: MarketSnapshot | None,
     details: Mapping[str, Any] | None = None,
+    in_transaction: Callable[[Connection], Any] | None = None,
 ) -> WriteResult:
     """All of block B's rows for one market, in ONE transaction, or none of them.
 
     The same block again (same hash) changes nothing; a stored block whose hash differs (it
     left the canonical chain) is replaced by this one. The refresh cursor moves in the same
     transaction, so after a crash it never points past what is stored. `details` adds to the
-    snapshot header's details (e.g. how the block's risk tiers were computed)."""
+    snapshot header's details (e.g. how the block's risk tiers were computed).
+    `in_transaction` runs last, inside the same transaction (the alerts outbox: a block is
+    stored with the alerts it caused, or neither is)."""
     if len(assessed) != len(positions):
         raise ValueError("one assessment per position")
     with store.write() as conn:
@@ -566,6 +569,8 @@ def write_snapshot(
                 ],
             )
         _set_cursor(conn, market.id, "refresh", block.number, block.hash)
+        if in_transaction is not None:
+            in_transaction(conn)
     return WriteResult(
         "replaced" if existing is not None else "written", len(position_rows), len(asset_rows)
     )

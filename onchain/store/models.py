@@ -274,3 +274,81 @@ class Alert(Base):
     health_factor: Mapped[int | None] = mapped_column(Uint256)
     reason: Mapped[str] = mapped_column(Text)
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class AlertOutbox(Base):
+    """An alert a rule fired, written in the same transaction as the snapshot that caused it.
+    `uid` is its public id: the same on every delivery attempt, so receivers can dedupe.
+    `payload` is the complete webhook body; `text` the short human line."""
+
+    __tablename__ = "alert_outbox"
+    __table_args__ = (UniqueConstraint("uid"), Index(None, "created_at"))
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    uid: Mapped[str] = mapped_column(String(64))
+    rule: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    market_id: Mapped[int | None] = mapped_column(BigInteger)
+    account: Mapped[str | None] = mapped_column(Address)
+    market_key: Mapped[str | None] = mapped_column(Hash)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[str] = mapped_column(Hash)
+    tier: Mapped[str | None] = mapped_column(String(16))
+    previous_tier: Mapped[str | None] = mapped_column(String(16))
+    health_factor: Mapped[int | None] = mapped_column(Uint256)
+    text: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(Json)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class AlertDelivery(Base):
+    """One alert to one channel: pending until a channel acknowledges it (delivered) or the
+    attempts run out (failed). Each channel has its own row, so one failing channel never
+    holds back another."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (Index(None, "state", "next_attempt_at"),)
+
+    outbox_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))  # pending, delivered, failed
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class AlertAttempt(Base):
+    """Every delivery attempt, successful or not: when, how it ended, how long it took."""
+
+    __tablename__ = "alert_attempts"
+    __table_args__ = (Index(None, "outbox_id", "channel"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    outbox_id: Mapped[int] = mapped_column(BigInteger)
+    channel: Mapped[str] = mapped_column(String(64))
+    attempted_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    status: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+
+
+class AlertRuleState(Base):
+    """Where a rule stands for one position (or, with account '', for a market's digest): in
+    an episode or not, the worst tier reported, the re-arm level, the last message. Kept in the
+    store so a restart neither repeats nor forgets an alert."""
+
+    __tablename__ = "alert_rule_state"
+
+    rule: Mapped[str] = mapped_column(String(64), primary_key=True)
+    market_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    account: Mapped[str] = mapped_column(String(42), primary_key=True)
+    market_key: Mapped[str] = mapped_column(Hash, primary_key=True)
+    active: Mapped[bool] = mapped_column(Boolean)
+    reported_tier: Mapped[str | None] = mapped_column(String(16))
+    rearm_wad: Mapped[int | None] = mapped_column(Uint256)
+    last_fired_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    observed: Mapped[dict[str, Any]] = mapped_column(Json)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)

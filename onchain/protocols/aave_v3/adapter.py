@@ -1,8 +1,9 @@
 """Aave V3 adapter: plans the reads of a market and its accounts at one block, and turns the
 results into protocol-neutral positions with health computed by `math` exactly as the Pool does.
 
-Market version: the math follows Aave V3.0.2 (see `math.AAVE_VERSION`); the adapter records the
-Pool's revision so a report says which rules were applied."""
+Market version: the Pool's `POOL_REVISION` chooses the rules (`rules.rules_for`: 3.0.2, 3.1 ...
+3.6); an unknown revision is refused. The adapter reads what that release has and nothing it
+lacks, and records the release so a report says which rules were applied."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from onchain.abi import event, function
 from onchain.errors import NotAMarket
 from onchain.protocols.aave_v3 import math
 from onchain.protocols.aave_v3.liquidation_price import liquidation_price, priced_assets
+from onchain.protocols.aave_v3.rules import V3_0_2, AaveRules, rules_for
 from onchain.protocols.base import (
     AssetPosition,
     LiquidationQuote,
@@ -30,8 +32,8 @@ from onchain.rpc.logs import Log
 
 PROTOCOL = "aave-v3"
 ABI = "aave_v3"
-# gas of one Pool.liquidationCall (receiveAToken=false), measured on the devnet (3.0.2):
-# tests/test_targets.py checks real calls stay near it
+# gas of one Pool.liquidationCall (receiveAToken=false), measured on the devnet (3.0.2; 3.6 uses
+# 340-370k): tests/test_targets.py and test_targets_aave36.py check real calls stay near it
 LIQUIDATION_GAS = 400_000
 
 _provider = {
@@ -46,6 +48,14 @@ _pool = {
         "getUserConfiguration",
         "getUserEMode",
         "getEModeCategoryData",
+        "getEModeCategoryCollateralConfig",
+        "getEModeCategoryLabel",
+        "getEModeCategoryCollateralBitmap",
+        "getEModeCategoryBorrowableBitmap",
+        "getEModeCategoryLtvzeroBitmap",
+        "getVirtualUnderlyingBalance",
+        "getLiquidationGracePeriod",
+        "getReserveDeficit",
         "getReserveNormalizedIncome",
         "getReserveNormalizedVariableDebt",
         "POOL_REVISION",
@@ -62,9 +72,6 @@ _stable_balance_of = function(ABI, "StableDebtToken", "balanceOf")
 _total_supply = function(ABI, "StableDebtToken", "totalSupply")
 _symbol = function(ABI, "ERC20", "symbol")
 BORROW_EVENT = event(ABI, "Pool", "Borrow")
-
-# Pool revision -> the Aave release whose rules it runs; the math here implements 3.0.2.
-KNOWN_REVISIONS = {1: "3.0.2"}
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,8 @@ class AaveReserve:
     )
     total_debt_raw: int = 0
     price_feed: str | None = None  # the AaveOracle source (a Chainlink-style feed)
+    deficit_raw: int = 0  # 3.3+: Pool.getReserveDeficit, bad debt not yet covered
+    liquidation_grace_until: int = 0  # 3.1+: no liquidation with this reserve until after it
 
     @property
     def utilization(self) -> float:
@@ -106,6 +115,7 @@ class AaveMarketState:
     emode_categories: dict[int, math.EModeCategory] = field(default_factory=dict)
     emode_prices: dict[int, int] = field(default_factory=dict)
     start_block: int = 0
+    rules: AaveRules = V3_0_2
 
     @property
     def base_currency_decimals(self) -> int:
@@ -185,6 +195,8 @@ class AaveV3Adapter:
             or to_checksum_address(back) != provider
         ):
             raise NotAMarket(f"{provider} does not lead to an Aave V3 Pool and AaveOracle")
+        rev = int(revision) if revision is not None else None
+        rules = rules_for(rev, market.version, market=provider)
         assets = [to_checksum_address(a) for a in reserves_list]
         calls: list[Call] = []
         for asset in assets:
@@ -210,23 +222,23 @@ class AaveV3Adapter:
         for i, asset in enumerate(assets):
             data, income, debt, price, symbol = results[5 * i : 5 * i + 5]
             raw_reserves.append((asset, data, income, debt, price, symbol or asset[:10]))
-        supply_calls: list[Call] = []
-        for asset, data, *_ in raw_reserves:
-            supply_calls += [
-                Call(to_checksum_address(data[9]), _total_supply.encode(), _total_supply.decode),
-                Call(to_checksum_address(data[10]), _total_supply.encode(), _total_supply.decode),
-                Call(asset, _balance_of.encode(to_checksum_address(data[8])), _balance_of.decode),
-                Call(
-                    oracle,
-                    _oracle["getSourceOfAsset"].encode(asset),
-                    _oracle["getSourceOfAsset"].decode,
-                    allow_failure=True,
-                ),
-            ]
-        supplies = yield supply_calls
+        per_reserve = [_reserve_calls(pool, oracle, rules, r) for r in raw_reserves]
+        supplies = yield [call for calls in per_reserve for call in calls]
         reserves = []
-        for i, (asset, data, income, debt, price, symbol) in enumerate(raw_reserves):
-            stable_supply, variable_supply, available, source = supplies[4 * i : 4 * i + 4]
+        cursor = 0
+        for (asset, data, income, debt, price, symbol), calls in zip(
+            raw_reserves, per_reserve, strict=True
+        ):
+            values = supplies[cursor : cursor + len(calls)]
+            cursor += len(calls)
+            (
+                stable_supply,
+                variable_supply,
+                available,
+                source,
+                deficit,
+                grace,
+            ) = _reserve_values(rules, values)
             bitmap = data[0][0] if isinstance(data[0], tuple) else data[0]
             reserves.append(
                 AaveReserve(
@@ -244,53 +256,35 @@ class AaveV3Adapter:
                     available_liquidity_raw=int(available),
                     total_debt_raw=int(stable_supply) + int(variable_supply),
                     price_feed=to_checksum_address(source) if source else None,
+                    deficit_raw=int(deficit),
+                    liquidation_grace_until=int(grace),
                 )
             )
         reserves.sort(key=lambda r: r.reserve_id)
-        category_ids = sorted(
-            {r.config.emode_category for r in reserves if r.config.emode_category}
+        # 3.0.2/3.1: the categories the reserves name; 3.2+ has no such list (a reserve may be
+        # in several): categories are read when an account is found in one (plan_positions)
+        category_ids = (
+            []
+            if rules.emode_bitmaps
+            else sorted({r.config.emode_category for r in reserves if r.config.emode_category})
         )
-        categories_raw = yield [
-            Call(
-                pool,
-                _pool["getEModeCategoryData"].encode(cid),
-                _pool["getEModeCategoryData"].decode,
-            )
-            for cid in category_ids
-        ]
-        categories = {}
-        for cid, raw in zip(category_ids, categories_raw, strict=True):
-            ltv, lt, bonus, source, label = raw if len(raw) == 5 else raw[0]
-            categories[cid] = math.EModeCategory(
-                cid, ltv, lt, bonus, to_checksum_address(source), label
-            )
-        sourced = [c for c in categories.values() if c.has_price_source]
+        categories: dict[int, math.EModeCategory] = {}
         emode_prices: dict[int, int] = {}
-        if sourced:
-            prices = yield [
-                Call(
-                    oracle,
-                    _oracle["getAssetPrice"].encode(c.price_source),
-                    _oracle["getAssetPrice"].decode,
-                )
-                for c in sourced
-            ]
-            emode_prices = {c.id: int(p) for c, p in zip(sourced, prices, strict=True)}
-        rev = int(revision) if revision is not None else None
+        yield from _load_categories(pool, oracle, rules, category_ids, categories, emode_prices)
         return AaveMarketState(
             addresses_provider=provider,
             pool=pool,
             oracle=oracle,
             market_id=str(market_id or ""),
             pool_revision=rev,
-            version=market.version
-            or KNOWN_REVISIONS.get(rev or -1, f"unknown (Pool revision {rev})"),
+            version=rules.version,
             base_currency_unit=int(unit),
             block=block,
             reserves=tuple(reserves),
             emode_categories=categories,
             emode_prices=emode_prices,
             start_block=market.start_block,
+            rules=rules,
         )
 
     def plan_market_snapshot(self, market_state: AaveMarketState, block: BlockRef) -> ReadPlan:
@@ -313,8 +307,13 @@ class AaveV3Adapter:
                     "ltv_bps": r.config.ltv,
                     "liquidation_threshold_bps": r.config.liquidation_threshold,
                     "liquidation_bonus_bps": r.config.liquidation_bonus,
-                    "emode_category": r.config.emode_category,
+                    "emode_category": (
+                        None if market_state.rules.emode_bitmaps else r.config.emode_category
+                    ),
                     "price_feed": r.price_feed,
+                    "pool_revision": market_state.pool_revision,
+                    "deficit_raw": r.deficit_raw,
+                    "liquidation_grace_until": r.liquidation_grace_until,
                 },
             )
             for r in market_state.reserves
@@ -348,16 +347,29 @@ class AaveV3Adapter:
             calls.append(Call(pool, get_emode.encode(account), get_emode.decode))
         first = yield calls
         user_configs = first[0::2]
-        emodes = first[1::2]
+        emodes = [int(e) for e in first[1::2]]
+        # the categories these accounts are in, read at this block (any category, loaded or not)
+        fresh: dict[int, math.EModeCategory] = {}
+        prices: dict[int, int] = {}
+        yield from _load_categories(
+            pool,
+            market_state.oracle,
+            market_state.rules,
+            sorted({e for e in emodes if e}),
+            fresh,
+            prices,
+        )
+        market_state.emode_categories.update(fresh)
+        market_state.emode_prices.update(prices)
         balance_calls: list[Call] = []
         wanted: list[list[tuple[AaveReserve, str]]] = []
         for account, user_config in zip(accounts, user_configs, strict=True):
             keys: list[tuple[AaveReserve, str]] = []
             for reserve in market_state.reserves:
                 rid = reserve.reserve_id
-                if (
-                    math.is_using_as_collateral(user_config, rid)
-                    and reserve.config.liquidation_threshold != 0
+                if math.is_using_as_collateral(user_config, rid) and (
+                    reserve.config.liquidation_threshold != 0
+                    or market_state.rules.lt_zero_collateral
                 ):
                     keys.append((reserve, "a"))
                     balance_calls.append(
@@ -410,13 +422,10 @@ class AaveV3Adapter:
         balances: dict[tuple[int, str], int],
         block: BlockRef,
     ) -> Position:
-        inputs = user_reserve_inputs(market_state, user_config, balances)
+        data = account_data(market_state, user_config, emode, balances)
         category = market_state.emode_categories.get(emode)
-        data = math.calculate_user_account_data(
-            inputs, emode, category, market_state.emode_prices.get(emode) if emode else None
-        )
         by_asset = {r.asset: r for r in market_state.reserves}
-        flips = _liquidation_prices(data, by_asset)
+        flips = _liquidation_prices(data, by_asset, market_state.rules)
         assets = []
         for part, flip in zip(data.assets, flips, strict=True):
             reserve = by_asset[part.asset]
@@ -453,10 +462,11 @@ class AaveV3Adapter:
             extra={
                 "emode_category": emode,
                 "version": market_state.version,
+                "pool_revision": market_state.pool_revision,
                 "user_configuration": user_config,
-                # what the risk module needs to price a liquidation of this position (3.0.2)
+                # what the risk module needs to price a liquidation of this position
                 "liquidation_bonus": {
-                    r.asset: (_bonus_bps(r, emode, category) - 10_000) / 10_000
+                    r.asset: (_bonus_bps(market_state.rules, r, emode, category) - 10_000) / 10_000
                     for r in market_state.reserves
                     if math.is_using_as_collateral(user_config, r.reserve_id)
                 },
@@ -465,7 +475,7 @@ class AaveV3Adapter:
                     for r in market_state.reserves
                     if math.is_using_as_collateral(user_config, r.reserve_id)
                 },
-                "close_factor_rule": "HALF_ABOVE_HF_0_95",
+                "close_factor_rule": market_state.rules.close_factor_rule,
                 # (reserve id, "a"|"v"|"s") -> scaled aToken / scaled variable debt / stable debt
                 "scaled_balances": {f"{rid}:{kind}": v for (rid, kind), v in balances.items()},
             },
@@ -480,67 +490,206 @@ class AaveV3Adapter:
         *,
         prices: dict[str, int] | None = None,
         health_factor: int | None = None,
+        liquidator: str | None = None,
     ) -> LiquidationQuote | None:
-        """The largest single `liquidationCall` (3.0.2 rules) seizing `collateral_asset` for
-        `debt_asset`: close factor on the debt reserve's balance, then
-        `_calculateAvailableCollateralToLiquidate`, integers as the Pool computes them. `prices`
-        (asset -> base units) and `health_factor` (wad) replace the oracle's, e.g. the pending
-        prices; None when this pair cannot be liquidated."""
+        """The largest single `liquidationCall` seizing `collateral_asset` for `debt_asset` that
+        the Pool accepts, under the release's rules (`math.execute_liquidation_call`): 3.0.2's
+        50%/100% of the reserve debt, or 3.3+'s whole reserve debt / 50% of the position,
+        shrunk below the cap when the cap would revert `MustNotLeaveDust`. `prices` (asset ->
+        base units) replace the oracle's, e.g. the pending prices: the account is then
+        recomputed at them; `health_factor` (wad) replaces the resulting HF. None when this pair
+        cannot be liquidated (healthy, inactive/paused reserve, grace period, the liquidator is
+        the borrower from 3.4, or every amount would revert)."""
+        rules = market_state.rules
         by_asset = {r.asset.lower(): r for r in market_state.reserves}
         held = {a.asset.lower(): a for a in position.assets}
         coll_r, debt_r = by_asset.get(collateral_asset.lower()), by_asset.get(debt_asset.lower())
         coll_p, debt_p = held.get(collateral_asset.lower()), held.get(debt_asset.lower())
-        hf = position.health_factor if health_factor is None else health_factor
-        if coll_r is None or debt_r is None or coll_p is None or debt_p is None or hf is None:
+        if coll_r is None or debt_r is None or coll_p is None or debt_p is None:
+            return None
+        if (
+            rules.no_self_liquidation
+            and liquidator
+            and liquidator.lower() == position.account.lower()
+        ):
             return None
         usable = all(r.config.active and not r.config.paused for r in (coll_r, debt_r))
         if not usable or not coll_p.collateral_enabled or coll_p.collateral_raw == 0:
             return None
-        if debt_p.debt_raw == 0 or not math.is_liquidatable(hf):
+        if rules.grace_period and any(
+            r.liquidation_grace_until >= market_state.block.timestamp for r in (coll_r, debt_r)
+        ):
             return None
         emode = int(position.extra.get("emode_category", 0))
         category = market_state.emode_categories.get(emode)
         coll_src, debt_src, bonus = math.liquidation_configuration(
-            emode, category, coll_r.config, coll_r.asset, debt_r.asset
+            emode,
+            category,
+            coll_r.config,
+            coll_r.asset,
+            debt_r.asset,
+            collateral_reserve_id=coll_r.reserve_id,
+            rules=rules,
         )
         override = {k.lower(): v for k, v in (prices or {}).items()}
+        data = account_data(
+            market_state,
+            int(position.extra["user_configuration"]),
+            emode,
+            scaled_balances(position),
+            override,
+        )
+        hf = data.health_factor if health_factor is None else health_factor
+        parts = {p.asset.lower(): p for p in data.assets}
+        coll_part, debt_part = parts[coll_r.asset.lower()], parts[debt_r.asset.lower()]
+        if debt_part.debt_amount_raw == 0 or not math.is_liquidatable(hf):
+            return None
 
         def price(reserve: AaveReserve, source: str) -> int:
-            if source != reserve.asset:  # the eMode category's price source
+            if source != reserve.asset:  # the eMode category's price source (3.0.2/3.1)
                 return market_state.emode_prices[emode]
             return override.get(reserve.asset.lower(), reserve.price_base)
 
-        max_debt = math.max_debt_to_cover(debt_p.debt_raw, hf)
-        seized, repaid, fee = math.calculate_available_collateral_to_liquidate(
+        scaled = scaled_balances(position)
+        collateral = math.LiquidationSide(
+            coll_part.collateral_amount_raw,
             price(coll_r, coll_src),
-            price(debt_r, debt_src),
             coll_r.config.decimals,
-            debt_r.config.decimals,
-            bonus,
-            max_debt,
-            coll_p.collateral_raw,
-            coll_r.config.liquidation_protocol_fee,
+            scaled.get((coll_r.reserve_id, "a"), 0),
+            coll_r.normalized_income_ray,
         )
-        if repaid == 0 or seized == 0:
+        debt = math.LiquidationSide(
+            debt_part.debt_amount_raw, price(debt_r, debt_src), debt_r.config.decimals
+        )
+        other_debts = {
+            p.asset: p.debt_amount_raw
+            for p in data.assets
+            if p.debt_amount_raw
+            and p.asset != debt_r.asset
+            and by_asset[p.asset.lower()].config.active
+        }
+
+        def outcome(debt_to_cover: int) -> math.LiquidationOutcome:
+            return math.execute_liquidation_call(
+                health_factor=hf,
+                total_collateral_base=data.total_collateral_base,
+                total_debt_base=data.total_debt_base,
+                collateral=collateral,
+                debt=debt,
+                liquidation_bonus=bonus,
+                liquidation_protocol_fee=coll_r.config.liquidation_protocol_fee,
+                debt_to_cover=debt_to_cover,
+                debt_asset=debt_r.asset,
+                other_debts=other_debts,
+                rules=rules,
+            )
+
+        try:
+            result = outcome(math.UINT256_MAX)
+            cover = result.max_liquidatable_debt
+        except math.LiquidationReverted as exc:
+            if exc.reason != "MustNotLeaveDust":
+                return None
+            # the cap leaves dust: the largest smaller amount that leaves enough of both
+            cover = _largest_accepted(
+                outcome,
+                math.close_factor_max_debt_3_3(hf, data.total_debt_base, collateral, debt, rules),
+            )
+            if cover == 0:
+                return None
+            result = outcome(cover)
+        if result.debt_repaid == 0 or result.collateral_to_liquidator == 0:
             return None
+        if result.collateral_to_liquidator + result.protocol_fee >= collateral.balance:
+            limited_by = "collateral"
+        elif cover < result.max_liquidatable_debt:
+            limited_by = "dust"
+        elif result.max_liquidatable_debt >= debt.balance:
+            limited_by = "debt"
+        else:
+            limited_by = "close_factor"
+        if rules.liquidation_33 and cover == debt.balance:
+            cover = math.UINT256_MAX  # the whole debt, including interest accrued until mined
         return LiquidationQuote(
             collateral_asset=coll_r.asset,
             debt_asset=debt_r.asset,
-            debt_to_cover_raw=repaid,
-            collateral_seized_raw=seized,
-            protocol_fee_raw=fee,
+            debt_to_cover_raw=result.debt_repaid,
+            collateral_seized_raw=result.collateral_to_liquidator,
+            protocol_fee_raw=result.protocol_fee,
             bonus=(bonus - 10_000) / 10_000,
-            close_factor=math.close_factor(hf) / 10_000,
-            call_args={"debt_to_cover": max_debt},  # the Pool repays `repaid` of it
+            close_factor=(
+                result.max_liquidatable_debt / debt.balance
+                if rules.liquidation_33
+                else math.close_factor(hf) / 10_000
+            ),
+            bad_debt_raw=result.deficit.get(debt_r.asset, 0),
+            bad_debt_by_asset=dict(result.deficit),
+            limited_by=limited_by,
+            call_args={"debt_to_cover": cover},  # the Pool repays `debt_to_cover_raw` of it
             gas_units=LIQUIDATION_GAS,
         )
 
 
+def _largest_accepted(outcome: Any, cap: int) -> int:
+    """The largest debt_to_cover in [0, cap) the Pool accepts, 0 if none. Past the cap the
+    MustNotLeaveDust test fails; below it the leftovers only grow as the amount shrinks, so the
+    accepted amounts are a prefix and bisection finds its end."""
+
+    def accepted(amount: int) -> bool:
+        try:
+            outcome(amount)
+        except math.LiquidationReverted:
+            return False
+        return True
+
+    lo, hi = 0, cap  # accepted(lo) or lo == 0; not accepted(hi)
+    if not accepted(1):
+        return 0
+    lo = 1
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if accepted(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def scaled_balances(position: Position) -> dict[tuple[int, str], int]:
+    """The scaled balances a Position keeps: (reserve id, "a"|"v"|"s") -> raw value."""
+    return {
+        (int(k.split(":")[0]), k.split(":")[1]): int(v)
+        for k, v in position.extra["scaled_balances"].items()
+    }
+
+
+def account_data(
+    market_state: AaveMarketState,
+    user_config: int,
+    emode: int,
+    balances: dict[tuple[int, str], int],
+    prices: dict[str, int] | None = None,
+) -> math.UserAccountData:
+    """`getUserAccountData` of one account under the market's rules; `prices` (lower-case
+    asset -> base units) replace oracle prices."""
+    return math.calculate_user_account_data(
+        user_reserve_inputs(market_state, user_config, balances, prices),
+        emode,
+        market_state.emode_categories.get(emode),
+        market_state.emode_prices.get(emode) if emode else None,
+        market_state.rules,
+    )
+
+
 def user_reserve_inputs(
-    market_state: AaveMarketState, user_config: int, balances: dict[tuple[int, str], int]
+    market_state: AaveMarketState,
+    user_config: int,
+    balances: dict[tuple[int, str], int],
+    prices: dict[str, int] | None = None,
 ) -> list[math.UserReserveInput]:
     """The per-reserve inputs of GenericLogic for one account: what its configuration bitmap
     marks, with the scaled balances read at the block."""
+    prices = prices or {}
     inputs = []
     for reserve in market_state.reserves:
         rid = reserve.reserve_id
@@ -551,7 +700,7 @@ def user_reserve_inputs(
                 asset=reserve.asset,
                 reserve_id=rid,
                 config=reserve.config,
-                price_base=reserve.price_base,
+                price_base=prices.get(reserve.asset.lower(), reserve.price_base),
                 normalized_income_ray=reserve.normalized_income_ray,
                 normalized_debt_ray=reserve.normalized_debt_ray,
                 scaled_atoken_balance=balances.get((rid, "a"), 0),
@@ -573,13 +722,11 @@ def health_after(
 ) -> int:
     """The exact health factor (wad) right after supplying or repaying these raw amounts in the
     same block: the aToken mints `amount.rayDiv(index)` scaled units, the debt token burns
-    `amount.rayDiv(index)`. Supplies only to assets already enabled as collateral (ValueError
-    otherwise); repaying covers variable debt."""
+    `amount.rayDiv(index)` (both `rayDivFloor` from 3.5, TokenMath). Supplies only to assets
+    already enabled as collateral (ValueError otherwise); repaying covers variable debt."""
     user_config = int(position.extra["user_configuration"])
-    balances = {
-        (int(k.split(":")[0]), k.split(":")[1]): int(v)
-        for k, v in position.extra["scaled_balances"].items()
-    }
+    balances = scaled_balances(position)
+    to_scaled = math.ray_div_floor if market_state.rules.directional_rounding else math.ray_div
     by_asset = {r.asset.lower(): r for r in market_state.reserves}
     for asset, amount in (supply or {}).items():
         reserve = by_asset[asset.lower()]
@@ -588,31 +735,155 @@ def health_after(
             # Whether the supply turns collateral on depends on the account's existing aToken
             # balance (only a first supply does) and isolation mode: not predicted here.
             raise ValueError(f"{reserve.symbol} is not enabled as collateral for this account")
-        balances[(rid, "a")] = balances.get((rid, "a"), 0) + math.ray_div(
+        balances[(rid, "a")] = balances.get((rid, "a"), 0) + to_scaled(
             amount, reserve.normalized_income_ray
         )
     for asset, amount in (repay or {}).items():
         reserve = by_asset[asset.lower()]
         rid = reserve.reserve_id
-        scaled = balances.get((rid, "v"), 0) - math.ray_div(amount, reserve.normalized_debt_ray)
+        scaled = balances.get((rid, "v"), 0) - to_scaled(amount, reserve.normalized_debt_ray)
         balances[(rid, "v")] = max(scaled, 0)
         if scaled <= 0 and balances.get((rid, "s"), 0) == 0:  # all debt of the asset repaid
             user_config &= ~(1 << (rid * 2))
     emode = int(position.extra.get("emode_category") or 0)
-    data = math.calculate_user_account_data(
-        user_reserve_inputs(market_state, user_config, balances),
-        emode,
-        market_state.emode_categories.get(emode),
-        market_state.emode_prices.get(emode) if emode else None,
-    )
-    return data.health_factor
+    return account_data(market_state, user_config, emode, balances).health_factor
 
 
-def _bonus_bps(reserve: AaveReserve, emode: int, category: math.EModeCategory | None) -> int:
-    """LiquidationLogic 3.0.2: the eMode bonus when the user's category holds the collateral."""
-    if category is not None and emode != 0 and reserve.config.emode_category == emode:
+def _bonus_bps(
+    rules: AaveRules, reserve: AaveReserve, emode: int, category: math.EModeCategory | None
+) -> int:
+    """LiquidationLogic: the eMode bonus when the user's category holds the collateral (by the
+    reserve's eMode bits before 3.2, by the category's collateral bitmap from 3.2)."""
+    if category is None or emode == 0:
+        return reserve.config.liquidation_bonus
+    if rules.emode_bitmaps:
+        if math.is_reserve_enabled_on_bitmap(category.collateral_bitmap, reserve.reserve_id):
+            return category.liquidation_bonus
+    elif reserve.config.emode_category == emode:
         return category.liquidation_bonus
     return reserve.config.liquidation_bonus
+
+
+def _is_contract(address: str) -> bool:
+    return int(address, 16) != 0
+
+
+def _reserve_calls(
+    pool: str, oracle: str, rules: AaveRules, reserve: tuple[Any, ...]
+) -> list[Call]:
+    """Per reserve, what this release has: debt supplies (stable only up to 3.1, and only when
+    the token exists), available liquidity (the virtual balance from 3.1 where virtual accounting
+    is on, else the underlying held by the aToken), the oracle source, deficit (3.3+) and the
+    liquidation grace period (3.1+)."""
+    asset, data = reserve[0], reserve[1]
+    bitmap = data[0][0] if isinstance(data[0], tuple) else data[0]
+    stable, variable, atoken = (to_checksum_address(a) for a in (data[9], data[10], data[8]))
+    calls = []
+    if rules.stable_debt and _is_contract(stable):
+        calls.append(Call(stable, _total_supply.encode(), _total_supply.decode))
+    calls.append(Call(variable, _total_supply.encode(), _total_supply.decode))
+    if rules.virtual_balance and math.decode_reserve_configuration(bitmap).virtual_accounting:
+        get = _pool["getVirtualUnderlyingBalance"]
+        calls.append(Call(pool, get.encode(asset), get.decode))
+    else:
+        calls.append(Call(asset, _balance_of.encode(atoken), _balance_of.decode))
+    calls.append(
+        Call(
+            oracle,
+            _oracle["getSourceOfAsset"].encode(asset),
+            _oracle["getSourceOfAsset"].decode,
+            allow_failure=True,
+        )
+    )
+    if rules.liquidation_33:
+        get = _pool["getReserveDeficit"]
+        calls.append(Call(pool, get.encode(asset), get.decode))
+    if rules.grace_period:
+        get = _pool["getLiquidationGracePeriod"]
+        calls.append(Call(pool, get.encode(asset), get.decode))
+    return calls
+
+
+def _reserve_values(rules: AaveRules, values: list[Any]) -> tuple[int, int, int, Any, int, int]:
+    """(stable supply, variable supply, available, oracle source, deficit, grace until) from the
+    results of `_reserve_calls`, 0 for what the release lacks."""
+    it = iter(values)
+    stable = next(it) if len(values) == _calls_per_reserve(rules) + 1 else 0
+    variable, available, source = next(it), next(it), next(it)
+    deficit = next(it) if rules.liquidation_33 else 0
+    grace = next(it) if rules.grace_period else 0
+    return int(stable), int(variable), int(available), source, int(deficit), int(grace)
+
+
+def _calls_per_reserve(rules: AaveRules) -> int:
+    """Calls of `_reserve_calls` without the stable supply."""
+    return 3 + int(rules.liquidation_33) + int(rules.grace_period)
+
+
+def _load_categories(
+    pool: str,
+    oracle: str,
+    rules: AaveRules,
+    category_ids: list[int],
+    categories: dict[int, math.EModeCategory],
+    emode_prices: dict[int, int],
+) -> ReadPlan:
+    """Read eMode categories into `categories` (and, 3.0.2/3.1, the prices of their price
+    sources into `emode_prices`): getEModeCategoryData before 3.2; from 3.2 the collateral
+    config, label and bitmaps (the ltvzero bitmap from 3.6)."""
+    ids = [cid for cid in category_ids if cid not in categories]
+    if not ids:
+        return None
+    if not rules.emode_bitmaps:
+        raw_list = yield [
+            Call(
+                pool, _pool["getEModeCategoryData"].encode(c), _pool["getEModeCategoryData"].decode
+            )
+            for c in ids
+        ]
+        for cid, raw in zip(ids, raw_list, strict=True):
+            ltv, lt, bonus, source, label = raw if len(raw) == 5 else raw[0]
+            categories[cid] = math.EModeCategory(
+                cid, ltv, lt, bonus, to_checksum_address(source), label
+            )
+        sourced = [categories[c] for c in ids if categories[c].has_price_source]
+        if sourced:
+            prices = yield [
+                Call(
+                    oracle,
+                    _oracle["getAssetPrice"].encode(c.price_source),
+                    _oracle["getAssetPrice"].decode,
+                )
+                for c in sourced
+            ]
+            emode_prices.update({c.id: int(p) for c, p in zip(sourced, prices, strict=True)})
+        return None
+    names = [
+        "getEModeCategoryCollateralConfig",
+        "getEModeCategoryLabel",
+        "getEModeCategoryCollateralBitmap",
+        "getEModeCategoryBorrowableBitmap",
+    ] + (["getEModeCategoryLtvzeroBitmap"] if rules.ltvzero_bitmap else [])
+    results = yield [
+        Call(pool, _pool[n].encode(c), _pool[n].decode, allow_failure=n == "getEModeCategoryLabel")
+        for c in ids
+        for n in names
+    ]
+    k = len(names)
+    for i, cid in enumerate(ids):
+        config, label, collateral, borrowable, *ltvzero = results[k * i : k * i + k]
+        ltv, lt, bonus = config[0] if isinstance(config[0], tuple) else config
+        categories[cid] = math.EModeCategory(
+            cid,
+            int(ltv),
+            int(lt),
+            int(bonus),
+            label=str(label or ""),
+            collateral_bitmap=int(collateral),
+            borrowable_bitmap=int(borrowable),
+            ltvzero_bitmap=int(ltvzero[0]) if ltvzero else 0,
+        )
+    return None
 
 
 def _decode_user_config(data: bytes) -> int:
@@ -621,7 +892,7 @@ def _decode_user_config(data: bytes) -> int:
 
 
 def _liquidation_prices(
-    data: math.UserAccountData, reserves: dict[str, AaveReserve]
+    data: math.UserAccountData, reserves: dict[str, AaveReserve], rules: AaveRules
 ) -> list[int | None]:
     """Exact flip price per asset; None where an eMode price source overrides the asset's own
     oracle price (moving it then changes nothing) or where its price alone cannot liquidate."""
@@ -629,6 +900,8 @@ def _liquidation_prices(
         return [None] * len(data.assets)
     parts = priced_assets(data.assets, [reserves[a.asset].config.decimals for a in data.assets])
     return [
-        None if part.price_base != reserves[part.asset].price_base else liquidation_price(parts, i)
+        None
+        if part.price_base != reserves[part.asset].price_base
+        else liquidation_price(parts, i, rules)
         for i, part in enumerate(data.assets)
     ]

@@ -3,7 +3,8 @@ integer math flips the position to liquidatable. Setting the oracle one unit pas
 one unit short of it does not.
 
 Moving one price only changes that asset's base values, so the health factor at a trial price
-is recomputed from the breakdown in a few integer operations (same floors as GenericLogic)
+is recomputed from the breakdown in a few integer operations (same roundings as the release's
+GenericLogic: 3.0.2's truncated average LT, or 3.5's Σ collateral·LT with debt rounded up)
 instead of re-running the whole account computation."""
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from dataclasses import dataclass
 from onchain.protocols.aave_v3.math import (
     HEALTH_FACTOR_LIQUIDATION_THRESHOLD,
     AssetBreakdown,
+    calculate_health_factor_3_5,
     percent_mul,
     wad_div,
 )
+from onchain.protocols.aave_v3.rules import V3_0_2, AaveRules
 
 MAX_PRICE = 2**128  # far beyond any oracle answer; bounds the search
 
@@ -32,16 +35,25 @@ class PricedAsset:
     price_base: int
 
 
-def _liquidatable(parts: Sequence[PricedAsset], index: int, price: int) -> bool:
+def _liquidatable(
+    parts: Sequence[PricedAsset], index: int, price: int, rules: AaveRules = V3_0_2
+) -> bool:
     total_collateral = total_debt = weighted_lt = 0
     for i, part in enumerate(parts):
         p = price if i == index else part.price_base
         collateral = part.collateral_amount_raw * p // part.unit
         total_collateral += collateral
         weighted_lt += collateral * part.liquidation_threshold
-        total_debt += p * part.debt_amount_raw // part.unit
+        if rules.directional_rounding:  # MathUtils.mulDivCeil
+            total_debt += -(-(p * part.debt_amount_raw) // part.unit)
+        else:
+            total_debt += p * part.debt_amount_raw // part.unit
     if total_debt == 0:
         return False
+    if rules.directional_rounding:
+        return calculate_health_factor_3_5(weighted_lt, total_debt) < (
+            HEALTH_FACTOR_LIQUIDATION_THRESHOLD
+        )
     avg_lt = weighted_lt // total_collateral if total_collateral else 0
     return (
         wad_div(percent_mul(total_collateral, avg_lt), total_debt)
@@ -69,18 +81,20 @@ def _estimate(parts: Sequence[PricedAsset], index: int) -> int | None:
     return int(estimate) if 0 < estimate < MAX_PRICE else None
 
 
-def liquidation_price(parts: Sequence[PricedAsset], index: int) -> int | None:
+def liquidation_price(
+    parts: Sequence[PricedAsset], index: int, rules: AaveRules = V3_0_2
+) -> int | None:
     """The flip price of asset `index`, in oracle units, or None if its price alone cannot flip
     the verdict. For an asset whose fall liquidates (net collateral) it is the HIGHEST price at
     which the position is liquidatable; for one whose rise liquidates (net debt) it is the
     LOWEST such price."""
-    low_bad = _liquidatable(parts, index, 0)
-    high_bad = _liquidatable(parts, index, MAX_PRICE)
+    low_bad = _liquidatable(parts, index, 0, rules)
+    high_bad = _liquidatable(parts, index, MAX_PRICE, rules)
     if low_bad == high_bad:
         return None  # this price alone never changes the verdict
 
     def bad(price: int) -> bool:
-        return _liquidatable(parts, index, price)
+        return _liquidatable(parts, index, price, rules)
 
     start = _estimate(parts, index) or parts[index].price_base
     # Gallop from the estimate to a bracket (a, b) with bad(a) != bad(b), then bisect.

@@ -28,46 +28,25 @@ division truncates at the same place. Where the contract reverts, this module ra
 
 Both ``OverflowError`` and ``ZeroDivisionError`` are subclasses of ``ArithmeticError``.
 
-What differs in later versions
-------------------------------
-Checked against github.com/aave-dao/aave-v3-origin tags v3.1.0 ... v3.5.0; this module does NOT
-implement any of it.
-
-* 3.1: ``GenericLogic`` and the math libraries are unchanged; ``LiquidationLogic`` only switches
-  to ``updateInterestRatesAndVirtualBalance``. New: a liquidation grace period per reserve
-  (checked in ``ValidationLogic.validateLiquidationCall``), LTV set to 0 on freeze, and a
-  virtual-accounting flag at bit 252 of the reserve configuration.
-* 3.2: stable debt removed (debt = variable debt only); eMode becomes "liquid": per-category
-  collateral/borrowable bitmaps replace the reserve's single ``eModeCategory`` field (now
-  deprecated), and the eMode price source (oracle) is removed, so every asset is priced by its
-  own oracle. The eMode LT/LTV/bonus apply only to reserves enabled in the category's collateral
-  bitmap. ``calculateAvailableBorrows`` compares with ``<=`` (same numbers).
-* 3.3: close factor is decided on the whole position: 100% by default; 50% of the *total* debt
-  (in base currency) only when the reserve's collateral and debt are both
-  ``>= MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD = 2000e8`` and HF > 0.95. A liquidation must either
-  clear the debt or the collateral of the reserve, or leave ``>= MIN_LEFTOVER_BASE = 1000e8`` of
-  both (else ``MUST_NOT_LEAVE_DUST``). Bad-debt cleanup (debt burned into a reserve deficit when
-  no collateral is left). ``GenericLogic`` prices GHO debt (no virtual accounting) with the
-  debt token's ``balanceOf``. Reserve-configuration masks are inverted; the remaining fields
-  keep their bit positions, bit 59 (stable borrowing) and bits 168-175 (eMode category) no
-  longer have getters.
-* 3.4: ``MathUtils.calculateCompoundedInterest`` uses a different (unchecked) approximation,
-  ``RAY + x + x.rayMul(x / 2 + x.rayMul(x / 6))`` with ``x = rate * exp / SECONDS_PER_YEAR``, so
-  variable borrow indexes can differ from 3.0.2 (size of the difference not checked). The
-  user-configuration loop walks the bitmap instead of ``reservesCount`` (same result).
-* 3.5: directional rounding: aToken balances round down (``rayMulFloor``), debt-token balances
-  round up (``rayMulCeil``), and debt in base currency is rounded up
-  (``MathUtils.mulDivCeil``) in ``GenericLogic``, so HFs can be lower than with 3.0.2 rules.
-  (Debt rounding up is 3.5, not 3.3: 3.3's ``GenericLogic`` still truncates it.)
-* Not checked: 3.6 and later, L2 ``PriceOracleSentinel`` behaviour, GHO discount details.
+Later releases (3.1 ... 3.6)
+---------------------------
+Each rule that changed is mirrored beside the 3.0.2 one, in a function named after the contract
+function (suffix = the release that introduced it), and chosen by an
+:class:`~onchain.protocols.aave_v3.rules.AaveRules` (from the Pool's revision, see ``rules.py``
+for the list of changes). Sources: npm ``@aave-dao/aave-v3-origin`` 3.6.0 and the tagged
+releases v3.1.0 ... v3.5.0 of aave-dao/aave-v3-origin. Not mirrored: GHO's discounted debt under
+3.3 (``GenericLogic`` then reads the GHO debt token's ``balanceOf``), the L2
+``PriceOracleSentinel``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-AAVE_VERSION = "3.0.2"
+from onchain.protocols.aave_v3.rules import V3_0_2, AaveRules
+
+AAVE_VERSION = "3.0.2"  # the release the functions without a suffix mirror
 
 UINT256_MAX = 2**256 - 1
 UINT40_MAX = 2**40 - 1
@@ -93,6 +72,10 @@ MAX_LIQUIDATION_CLOSE_FACTOR = 10**4
 CLOSE_FACTOR_HF_THRESHOLD = 95 * 10**16
 HEALTH_FACTOR_LIQUIDATION_THRESHOLD = 10**18
 MINIMUM_HEALTH_FACTOR_LIQUIDATION_THRESHOLD = 95 * 10**16
+
+# LiquidationLogic 3.3+
+MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD = 2000 * 10**8
+MIN_LEFTOVER_BASE = MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD // 2
 
 # ReserveConfiguration / UserConfiguration
 MAX_RESERVES_COUNT = 128
@@ -217,6 +200,95 @@ def percent_div(value: int, percentage: int) -> int:
     return _half_up_div(_uint(value, "value"), _uint(percentage, "percentage"), PERCENTAGE_FACTOR)
 
 
+def _floor_ceil_mul_guard(a: int, b: int) -> None:
+    # Assembly guard of the Floor/Ceil variants (3.5): revert if b != 0 and a > MAX / b.
+    if b != 0 and a > UINT256_MAX // b:
+        raise OverflowError("multiplication overflow (assembly revert)")
+
+
+def ray_mul_floor(a: int, b: int) -> int:
+    """WadRayMath.rayMulFloor (3.5): ``a * b / RAY`` truncated (aToken balances)."""
+    _floor_ceil_mul_guard(_uint(a, "a"), _uint(b, "b"))
+    return a * b // RAY
+
+
+def ray_mul_ceil(a: int, b: int) -> int:
+    """WadRayMath.rayMulCeil (3.5): ``a * b / RAY`` rounded up (debt-token balances)."""
+    _floor_ceil_mul_guard(_uint(a, "a"), _uint(b, "b"))
+    return -(-(a * b) // RAY)
+
+
+def _floor_ceil_div_guard(a: int, b: int, unit: int) -> None:
+    if b == 0:
+        raise ZeroDivisionError("division by zero (assembly revert)")
+    if a > UINT256_MAX // unit:
+        raise OverflowError("division overflow (assembly revert)")
+
+
+def ray_div_floor(a: int, b: int) -> int:
+    """WadRayMath.rayDivFloor (3.5): ``a * RAY / b`` truncated (aToken mint, debt burn)."""
+    _floor_ceil_div_guard(_uint(a, "a"), _uint(b, "b"), RAY)
+    return a * RAY // b
+
+
+def ray_div_ceil(a: int, b: int) -> int:
+    """WadRayMath.rayDivCeil (3.5): ``a * RAY / b`` rounded up (aToken burn, debt mint)."""
+    _floor_ceil_div_guard(_uint(a, "a"), _uint(b, "b"), RAY)
+    return -(-(a * RAY) // b)
+
+
+def percent_mul_floor(value: int, percentage: int) -> int:
+    """PercentageMath.percentMulFloor (3.5): ``value * pct / 1e4`` truncated."""
+    _floor_ceil_mul_guard(_uint(value, "value"), _uint(percentage, "percentage"))
+    return value * percentage // PERCENTAGE_FACTOR
+
+
+def percent_mul_ceil(value: int, percentage: int) -> int:
+    """PercentageMath.percentMulCeil (3.5): ``value * pct / 1e4`` rounded up."""
+    _floor_ceil_mul_guard(_uint(value, "value"), _uint(percentage, "percentage"))
+    return -(-(value * percentage) // PERCENTAGE_FACTOR)
+
+
+def percent_div_ceil(value: int, percentage: int) -> int:
+    """PercentageMath.percentDivCeil (3.5): ``value * 1e4 / pct`` rounded up."""
+    _floor_ceil_div_guard(_uint(value, "value"), _uint(percentage, "percentage"), PERCENTAGE_FACTOR)
+    return -(-(value * PERCENTAGE_FACTOR) // percentage)
+
+
+def mul_div_ceil(a: int, b: int, c: int) -> int:
+    """MathUtils.mulDivCeil (3.5): ``a * b / c`` rounded up; debt in base currency."""
+    _uint(a, "a")
+    _uint(b, "b")
+    if _uint(c, "c") == 0:
+        raise ZeroDivisionError("division by zero (assembly revert)")
+    _floor_ceil_mul_guard(a, b)
+    return -(-(a * b) // c)
+
+
+def get_atoken_balance(scaled_amount: int, liquidity_index: int) -> int:
+    """TokenMath.getATokenBalance (3.5): ``scaled.rayMulFloor(index)``."""
+    return ray_mul_floor(scaled_amount, liquidity_index)
+
+
+def get_vtoken_balance(scaled_amount: int, variable_borrow_index: int) -> int:
+    """TokenMath.getVTokenBalance (3.5): ``scaled.rayMulCeil(index)``."""
+    return ray_mul_ceil(scaled_amount, variable_borrow_index)
+
+
+def collateral_balance(scaled_amount: int, liquidity_index: int, rules: AaveRules) -> int:
+    """The aToken balance the release's GenericLogic/LiquidationLogic use."""
+    if rules.directional_rounding:
+        return get_atoken_balance(scaled_amount, liquidity_index)
+    return ray_mul(scaled_amount, liquidity_index)
+
+
+def debt_balance(scaled_amount: int, variable_borrow_index: int, rules: AaveRules) -> int:
+    """The variable-debt balance the release's GenericLogic/LiquidationLogic use."""
+    if rules.directional_rounding:
+        return get_vtoken_balance(scaled_amount, variable_borrow_index)
+    return ray_mul(scaled_amount, variable_borrow_index) if scaled_amount else 0
+
+
 # --------------------------------------------------------------------------------------------
 # MathUtils / ReserveLogic
 # --------------------------------------------------------------------------------------------
@@ -262,6 +334,19 @@ def calculate_compounded_interest(rate_ray: int, last_update_ts: int, current_ts
     return _add(_add(_add(RAY, linear), second_term), third_term)
 
 
+def calculate_compounded_interest_3_4(rate_ray: int, last_update_ts: int, current_ts: int) -> int:
+    """MathUtils.calculateCompoundedInterest of 3.4+: ``x = rate * dt / year``,
+    ``RAY + x + x.rayMul(x / 2 + x.rayMul(x / 6))`` (an unchecked block, rayMul still guarded)."""
+    _uint(rate_ray, "rate_ray")
+    _uint(last_update_ts, "last_update_ts", 40)
+    _uint(current_ts, "current_ts")
+    exp = _sub(current_ts, last_update_ts)
+    if exp == 0:
+        return RAY
+    x = (rate_ray * exp % 2**256) // SECONDS_PER_YEAR
+    return (RAY + x + ray_mul(x, (x // 2 + ray_mul(x, x // 6)) % 2**256)) % 2**256
+
+
 def get_normalized_income(
     liquidity_index: int, current_liquidity_rate: int, last_update_ts: int, block_ts: int
 ) -> int:
@@ -285,8 +370,10 @@ def get_normalized_debt(
     current_variable_borrow_rate: int,
     last_update_ts: int,
     block_ts: int,
+    rules: AaveRules = V3_0_2,
 ) -> int:
-    """ReserveLogic.getNormalizedDebt: the variable debt index at ``block_ts`` (compounded).
+    """ReserveLogic.getNormalizedDebt: the variable debt index at ``block_ts`` (compounded with
+    the release's ``calculateCompoundedInterest``).
 
     Returns the stored index unchanged when the reserve was updated in that very block.
     """
@@ -295,9 +382,13 @@ def get_normalized_debt(
     _uint(block_ts, "block_ts")
     if last_update_ts == block_ts:
         return variable_borrow_index
+    compound = (
+        calculate_compounded_interest_3_4
+        if rules.compounded_interest_34
+        else calculate_compounded_interest
+    )
     return ray_mul(
-        calculate_compounded_interest(current_variable_borrow_rate, last_update_ts, block_ts),
-        variable_borrow_index,
+        compound(current_variable_borrow_rate, last_update_ts, block_ts), variable_borrow_index
     )
 
 
@@ -306,7 +397,8 @@ def get_normalized_debt(
 # --------------------------------------------------------------------------------------------
 
 # field name -> (start bit, width in bits); taken from the *_MASK / *_START_BIT_POSITION
-# constants of ReserveConfiguration.sol 3.0.2. Bits 252..255 are unused in 3.0.2.
+# constants of ReserveConfiguration.sol 3.0.2; bit 252 (virtual accounting) is 3.1+. Since 3.2 bits
+# 59 (stable) and 168-175 (eMode category) are deprecated and no longer maintained.
 RESERVE_CONFIGURATION_LAYOUT: dict[str, tuple[int, int]] = {
     "ltv": (0, 16),
     "liquidation_threshold": (16, 16),
@@ -327,6 +419,7 @@ RESERVE_CONFIGURATION_LAYOUT: dict[str, tuple[int, int]] = {
     "emode_category": (168, 8),
     "unbacked_mint_cap": (176, 36),
     "debt_ceiling": (212, 40),
+    "virtual_accounting": (252, 1),  # 3.1+; always 0 before
 }
 
 _BOOL_FIELDS = frozenset(
@@ -360,6 +453,7 @@ class ReserveConfiguration:
     emode_category: int
     unbacked_mint_cap: int
     debt_ceiling: int
+    virtual_accounting: bool = False
 
 
 def decode_reserve_configuration(bitmap: int) -> ReserveConfiguration:
@@ -468,7 +562,9 @@ class UserReserveInput:
 
 @dataclass(frozen=True, slots=True)
 class EModeCategory:
-    """``Pool.getEModeCategoryData(id)`` of 3.0.2; ``price_source`` zero address = no override."""
+    """An eMode category: ``getEModeCategoryData(id)`` of 3.0.2/3.1 (``price_source`` zero
+    address = no override), or ``getEModeCategoryCollateralConfig`` + the bitmaps of 3.2+
+    (bit ``i`` = reserve id ``i``; ``ltvzero_bitmap`` exists from 3.6)."""
 
     id: int
     ltv: int
@@ -476,6 +572,9 @@ class EModeCategory:
     liquidation_bonus: int
     price_source: str = ZERO_ADDRESS
     label: str = ""
+    collateral_bitmap: int = 0
+    borrowable_bitmap: int = 0
+    ltvzero_bitmap: int = 0
 
     @property
     def has_price_source(self) -> bool:
@@ -488,11 +587,12 @@ class AssetBreakdown:
     """One reserve's contribution, to explain a health factor.
 
     ``collateral_*`` are 0 unless the reserve counts as collateral (collateral bit set and
-    liquidation threshold != 0), exactly when the contract adds it. ``collateral_amount_raw`` is
-    ``scaled.rayMul(normalizedIncome)`` (= ``aToken.balanceOf``), ``debt_amount_raw`` is
-    ``scaled.rayMul(normalizedDebt) + stableDebt``. ``ltv_used`` is 0 when the reserve LTV is
-    0 (the eMode LTV is then ignored too). ``price_base`` is the price the contract used (the
-    eMode price when it overrides the asset's).
+    liquidation threshold != 0; from 3.6 the bit alone), exactly when the contract adds it.
+    ``collateral_amount_raw`` is ``scaled.rayMul(normalizedIncome)`` (= ``aToken.balanceOf``;
+    ``rayMulFloor`` from 3.5), ``debt_amount_raw`` is ``scaled.rayMul(normalizedDebt) +
+    stableDebt`` (``rayMulCeil`` from 3.5). ``ltv_used`` is the LTV the contract averaged (0
+    for zero-LTV collateral). ``price_base`` is the price the contract used (the eMode price
+    when it overrides the asset's, 3.0.2/3.1).
     """
 
     asset: str
@@ -534,14 +634,63 @@ class UserAccountData:
 
 
 def is_in_emode_category(user_emode_category: int, asset_emode_category: int) -> bool:
-    """EModeLogic.isInEModeCategory: the user is in an eMode and the asset belongs to it."""
+    """EModeLogic.isInEModeCategory (3.0.2, 3.1): the user is in an eMode and the asset's
+    reserve configuration names that category."""
     return user_emode_category != 0 and asset_emode_category == user_emode_category
 
 
-def calculate_available_borrows(total_collateral_base: int, total_debt_base: int, ltv: int) -> int:
-    """GenericLogic.calculateAvailableBorrows: ``collateral.percentMul(ltv) - debt``, floor 0."""
-    available = percent_mul(total_collateral_base, ltv)
-    if available < total_debt_base:
+def is_reserve_enabled_on_bitmap(bitmap: int, reserve_index: int) -> bool:
+    """EModeConfiguration.isReserveEnabledOnBitmap (3.2+): bit ``reserve_index`` of an eMode
+    bitmap (uint128)."""
+    _uint(bitmap, "bitmap", 128)
+    return (bitmap >> _reserve_index(reserve_index)) & 1 != 0
+
+
+def in_emode_collateral(
+    user_emode_category: int,
+    emode: EModeCategory | None,
+    config: ReserveConfiguration,
+    reserve_id: int,
+    rules: AaveRules = V3_0_2,
+) -> bool:
+    """Whether the user's eMode LT/LTV/bonus apply to this collateral: by the category's
+    collateral bitmap from 3.2 on, by the reserve's eMode bits before."""
+    if user_emode_category == 0:
+        return False
+    if not rules.emode_bitmaps:
+        return is_in_emode_category(user_emode_category, config.emode_category)
+    if emode is None or emode.id != user_emode_category:
+        raise ValueError(f"user is in eMode {user_emode_category}: pass its EModeCategory")
+    return is_reserve_enabled_on_bitmap(emode.collateral_bitmap, reserve_id)
+
+
+def get_user_reserve_ltv(
+    reserve_ltv: int, emode: EModeCategory | None, user_emode_category: int, reserve_id: int
+) -> int:
+    """ValidationLogic.getUserReserveLtv (3.6): in the category's collateral bitmap, 0 if in
+    its ltvzero bitmap, else the category LTV (even when the reserve LTV is 0); otherwise the
+    reserve LTV."""
+    if (
+        user_emode_category != 0
+        and emode is not None
+        and is_reserve_enabled_on_bitmap(emode.collateral_bitmap, reserve_id)
+    ):
+        if is_reserve_enabled_on_bitmap(emode.ltvzero_bitmap, reserve_id):
+            return 0
+        return emode.ltv
+    return reserve_ltv
+
+
+def calculate_available_borrows(
+    total_collateral_base: int, total_debt_base: int, ltv: int, rules: AaveRules = V3_0_2
+) -> int:
+    """GenericLogic.calculateAvailableBorrows: ``collateral.percentMul(ltv) - debt``, floor 0;
+    ``percentMulFloor`` from 3.5."""
+    if rules.directional_rounding:
+        available = percent_mul_floor(total_collateral_base, ltv)
+    else:
+        available = percent_mul(total_collateral_base, ltv)
+    if available <= total_debt_base:
         return 0
     return available - total_debt_base
 
@@ -555,20 +704,34 @@ def calculate_health_factor(
     return wad_div(percent_mul(total_collateral_base, avg_liquidation_threshold), total_debt_base)
 
 
+def calculate_health_factor_3_5(weighted_liquidation_threshold: int, total_debt_base: int) -> int:
+    """GenericLogic HF of 3.5+: ``Σ(collateral_i · LT_i).wadDiv(debt) / 1e4`` (no truncated
+    average LT), uint256 max if no debt."""
+    if total_debt_base == 0:
+        return UINT256_MAX
+    return wad_div(weighted_liquidation_threshold, total_debt_base) // PERCENTAGE_FACTOR
+
+
 def calculate_user_account_data(
     reserves: Sequence[UserReserveInput],
     user_emode_category: int = 0,
     emode: EModeCategory | None = None,
     emode_asset_price: int | None = None,
+    rules: AaveRules = V3_0_2,
 ) -> UserAccountData:
-    """Mirror of ``Pool.getUserAccountData`` (PoolLogic + GenericLogic, 3.0.2), bit for bit.
+    """Mirror of ``Pool.getUserAccountData`` (PoolLogic + GenericLogic of ``rules``'s release),
+    bit for bit.
 
     ``reserves``: the reserves with a collateral or borrowing bit set (others are ignored, as in
     the contract); they are visited by ascending ``reserve_id``. ``emode``: the user's category
-    data, required when ``user_emode_category != 0``. ``emode_asset_price``: the oracle price of
-    ``emode.price_source``, required when that source is not the zero address; when it is
-    non-zero it replaces the price of every reserve whose eMode category is the user's (for
-    collateral *and* debt).
+    data, required when ``user_emode_category != 0``. 3.0.2/3.1 only: ``emode_asset_price`` is
+    the oracle price of ``emode.price_source``, required when that source is not the zero
+    address; when it is non-zero it replaces the price of every reserve whose eMode category is
+    the user's (for collateral *and* debt).
+
+    By release: eMode membership by the category's collateral bitmap and no price source (3.2);
+    directional rounding and HF = ``Σ collateral·LT`` wad-divided by debt / 1e4 (3.5); LTV from
+    ``getUserReserveLtv`` and collateral with reserve LT 0 counted (3.6).
     """
     _uint(user_emode_category, "user_emode_category", 8)
     ordered = sorted(reserves, key=lambda r: r.reserve_id)
@@ -591,7 +754,7 @@ def calculate_user_account_data(
                 f"eMode data is for category {emode.id}, user is in {user_emode_category}"
             )
         emode_ltv, emode_lt = emode.ltv, emode.liquidation_threshold
-        if emode.has_price_source:
+        if emode.has_price_source and not rules.emode_bitmaps:
             if emode_asset_price is None:
                 raise ValueError("eMode has a price source: pass emode_asset_price")
             emode_price = _uint(emode_asset_price, "emode_asset_price")
@@ -610,16 +773,25 @@ def calculate_user_account_data(
             if emode_price != 0 and user_emode_category == cfg.emode_category
             else _uint(r.price_base, "price_base")
         )
-        in_emode = is_in_emode_category(user_emode_category, cfg.emode_category)
+        in_emode = in_emode_collateral(user_emode_category, emode, cfg, r.reserve_id, rules)
 
         collateral_base = collateral_amount = ltv_used = lt_used = 0
-        counts_as_collateral = cfg.liquidation_threshold != 0 and r.using_as_collateral
+        counts_as_collateral = r.using_as_collateral and (
+            rules.lt_zero_collateral or cfg.liquidation_threshold != 0
+        )
         if counts_as_collateral:
-            collateral_amount = ray_mul(r.scaled_atoken_balance, r.normalized_income_ray)
+            collateral_amount = collateral_balance(
+                _uint(r.scaled_atoken_balance, "scaled_atoken_balance"),
+                r.normalized_income_ray,
+                rules,
+            )
             collateral_base = _div(_mul(collateral_amount, asset_price), asset_unit)
             total_collateral = _add(total_collateral, collateral_base)
-            if cfg.ltv != 0:
+            if rules.ltvzero_bitmap:
+                ltv_used = get_user_reserve_ltv(cfg.ltv, emode, user_emode_category, r.reserve_id)
+            elif cfg.ltv != 0:
                 ltv_used = emode_ltv if in_emode else cfg.ltv
+            if ltv_used != 0:
                 avg_ltv = _add(avg_ltv, _mul(collateral_base, ltv_used))
             else:
                 has_zero_ltv_collateral = True
@@ -628,11 +800,14 @@ def calculate_user_account_data(
 
         debt_base = debt_amount = 0
         if r.borrowing:
-            debt_amount = _uint(r.scaled_variable_debt, "scaled_variable_debt")
-            if debt_amount != 0:
-                debt_amount = ray_mul(debt_amount, r.normalized_debt_ray)
+            debt_amount = debt_balance(
+                _uint(r.scaled_variable_debt, "scaled_variable_debt"), r.normalized_debt_ray, rules
+            )
             debt_amount = _add(debt_amount, _uint(r.stable_debt, "stable_debt"))
-            debt_base = _div(_mul(asset_price, debt_amount), asset_unit)
+            if rules.directional_rounding:
+                debt_base = mul_div_ceil(debt_amount, asset_price, asset_unit)
+            else:
+                debt_base = _div(_mul(asset_price, debt_amount), asset_unit)
             total_debt = _add(total_debt, debt_base)
 
         breakdown.append(
@@ -651,12 +826,15 @@ def calculate_user_account_data(
             )
         )
 
+    if rules.directional_rounding:  # from the sum, before the average is truncated
+        health_factor = calculate_health_factor_3_5(avg_lt, total_debt)
     # unchecked divisions, guarded by the != 0 test
     avg_ltv = avg_ltv // total_collateral if total_collateral != 0 else 0
     avg_lt = avg_lt // total_collateral if total_collateral != 0 else 0
+    if not rules.directional_rounding:
+        health_factor = calculate_health_factor(total_collateral, total_debt, avg_lt)
 
-    health_factor = calculate_health_factor(total_collateral, total_debt, avg_lt)
-    available = calculate_available_borrows(total_collateral, total_debt, avg_ltv)
+    available = calculate_available_borrows(total_collateral, total_debt, avg_ltv, rules)
     return UserAccountData(
         total_collateral_base=total_collateral,
         total_debt_base=total_debt,
@@ -710,17 +888,26 @@ def liquidation_configuration(
     collateral_config: ReserveConfiguration,
     collateral_asset: str,
     debt_asset: str,
+    *,
+    collateral_reserve_id: int = -1,
+    rules: AaveRules = V3_0_2,
 ) -> tuple[str, str, int]:
     """LiquidationLogic._getConfigurationData: (collateral price source, debt price source, bonus).
 
-    In eMode, a collateral of the user's category uses the category bonus (and its price source
-    if set); the debt asset uses the category price source whenever one is set.
+    3.0.2/3.1: in eMode, a collateral of the user's category uses the category bonus (and its
+    price source if set); the debt asset uses the category price source whenever one is set.
+    3.2+: the category bonus when its collateral bitmap holds the collateral's reserve id; each
+    asset is priced by its own oracle source.
     """
     liquidation_bonus = collateral_config.liquidation_bonus
     collateral_source, debt_source = collateral_asset, debt_asset
     if user_emode_category != 0:
         if emode is None or emode.id != user_emode_category:
             raise ValueError(f"user is in eMode {user_emode_category}: pass its EModeCategory")
+        if rules.emode_bitmaps:
+            if is_reserve_enabled_on_bitmap(emode.collateral_bitmap, collateral_reserve_id):
+                liquidation_bonus = emode.liquidation_bonus
+            return collateral_source, debt_source, liquidation_bonus
         if is_in_emode_category(user_emode_category, collateral_config.emode_category):
             liquidation_bonus = emode.liquidation_bonus
             if emode.has_price_source:
@@ -739,8 +926,10 @@ def calculate_available_collateral_to_liquidate(
     debt_to_cover: int,
     user_collateral_balance: int,
     liquidation_protocol_fee: int,
+    rules: AaveRules = V3_0_2,
 ) -> tuple[int, int, int]:
-    """LiquidationLogic._calculateAvailableCollateralToLiquidate of 3.0.2.
+    """LiquidationLogic._calculateAvailableCollateralToLiquidate (3.0.2; 3.5+ rounds the debt
+    needed for the whole balance up with ``percentDivCeil``).
 
     Returns ``(collateral_amount, debt_amount_needed, liquidation_protocol_fee_amount)``:
     collateral sent to the liquidator (fee already deducted), debt actually repaid, and
@@ -769,7 +958,7 @@ def calculate_available_collateral_to_liquidate(
 
     if max_collateral_to_liquidate > user_collateral_balance:
         collateral_amount = user_collateral_balance
-        debt_amount_needed = percent_div(
+        debt_amount_needed = (percent_div_ceil if rules.directional_rounding else percent_div)(
             _div(
                 _mul(_mul(collateral_price, collateral_amount), debt_unit),
                 _mul(debt_asset_price, collateral_unit),
@@ -787,3 +976,175 @@ def calculate_available_collateral_to_liquidate(
         protocol_fee = percent_mul(bonus_collateral, liquidation_protocol_fee)
         return _sub(collateral_amount, protocol_fee), debt_amount_needed, protocol_fee
     return collateral_amount, debt_amount_needed, 0
+
+
+# --------------------------------------------------------------------------------------------
+# LiquidationLogic.executeLiquidationCall, every release: the amounts of one call, or its revert
+# --------------------------------------------------------------------------------------------
+
+
+class LiquidationReverted(Exception):
+    """The Pool would revert this liquidationCall; ``reason`` is the contract's error name."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class LiquidationSide:
+    """One reserve of the call as LiquidationLogic reads it: the borrower's balance (aToken for
+    the collateral, variable + stable debt for the debt), the oracle price, decimals; and, for
+    the protocol-fee cap, the scaled aToken balance and liquidity index (0 = not given)."""
+
+    balance: int
+    price: int
+    decimals: int
+    scaled_balance: int = 0
+    index_ray: int = 0
+
+    @property
+    def unit(self) -> int:
+        return _unit(self.decimals)
+
+
+@dataclass(frozen=True, slots=True)
+class LiquidationOutcome:
+    """What one liquidationCall does: ``debt_repaid`` and ``collateral_to_liquidator`` are the
+    ``LiquidationCall`` event's amounts; ``deficit`` maps debt asset -> ``DeficitCreated`` amount
+    (3.3+, when the call seizes all the borrower's collateral)."""
+
+    debt_repaid: int
+    collateral_to_liquidator: int
+    protocol_fee: int
+    max_liquidatable_debt: int
+    deficit: dict[str, int] = field(default_factory=dict)
+
+
+def close_factor_max_debt_3_3(
+    health_factor: int,
+    total_debt_base: int,
+    collateral: LiquidationSide,
+    debt: LiquidationSide,
+    rules: AaveRules,
+) -> int:
+    """``maxLiquidatableDebt`` of executeLiquidationCall 3.3+: the borrower's whole debt in the
+    reserve, except when the collateral and the debt reserve are each worth at least
+    ``MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD`` (2000e8 base) and HF > 0.95: then at most 50% of the
+    whole position's debt (``totalDebt.percentMul(5000)`` converted back to the debt asset).
+    The reserve debt in base rounds up from 3.5 (``mulDivCeil``)."""
+    if rules.directional_rounding:
+        debt_base = mul_div_ceil(debt.balance, debt.price, debt.unit)
+    else:
+        debt_base = _div(_mul(debt.balance, debt.price), debt.unit)
+    collateral_base = _div(_mul(collateral.balance, collateral.price), collateral.unit)
+    max_debt = debt.balance
+    if (
+        collateral_base >= MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD
+        and debt_base >= MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD
+        and health_factor > CLOSE_FACTOR_HF_THRESHOLD
+    ):
+        half_base = percent_mul(total_debt_base, DEFAULT_LIQUIDATION_CLOSE_FACTOR)
+        if debt_base > half_base:
+            max_debt = _div(_mul(half_base, debt.unit), debt.price)
+    return max_debt
+
+
+def leaves_dust_3_3(
+    debt_repaid: int,
+    collateral_out: int,
+    collateral: LiquidationSide,
+    debt: LiquidationSide,
+    rules: AaveRules,
+) -> bool:
+    """The ``MustNotLeaveDust`` test of 3.3+: a call that neither clears the reserve debt nor
+    the collateral must leave at least ``MIN_LEFTOVER_BASE`` (1000e8) of both (debt leftover
+    rounded up from 3.5). ``collateral_out`` = to the liquidator + protocol fee."""
+    if debt_repaid >= debt.balance or collateral_out >= collateral.balance:
+        return False
+    left_debt = _sub(debt.balance, debt_repaid)
+    if rules.directional_rounding:
+        left_debt_base = mul_div_ceil(left_debt, debt.price, debt.unit)
+    else:
+        left_debt_base = _div(_mul(left_debt, debt.price), debt.unit)
+    left_collateral_base = _div(
+        _mul(_sub(collateral.balance, collateral_out), collateral.price), collateral.unit
+    )
+    return left_debt_base < MIN_LEFTOVER_BASE or left_collateral_base < MIN_LEFTOVER_BASE
+
+
+def _capped_protocol_fee(
+    collateral_amount: int, fee: int, collateral: LiquidationSide, rules: AaveRules
+) -> int:
+    """The fee transfer is capped to what the borrower still holds after the collateral burn
+    (receiveAToken = false), in scaled units: rayDiv/rayMul (3.0.2) or Ceil/Floor (3.5)."""
+    if fee == 0 or collateral.scaled_balance == 0 or collateral.index_ray == 0:
+        return fee
+    to_scaled = ray_div_ceil if rules.directional_rounding else ray_div
+    left = collateral.scaled_balance - to_scaled(collateral_amount, collateral.index_ray)
+    if to_scaled(fee, collateral.index_ray) > left:
+        left = max(left, 0)
+        if rules.directional_rounding:
+            return get_atoken_balance(left, collateral.index_ray)
+        return ray_mul(left, collateral.index_ray)
+    return fee
+
+
+def execute_liquidation_call(
+    *,
+    health_factor: int,
+    total_collateral_base: int,
+    total_debt_base: int,
+    collateral: LiquidationSide,
+    debt: LiquidationSide,
+    liquidation_bonus: int,
+    liquidation_protocol_fee: int,
+    debt_to_cover: int,
+    debt_asset: str = "",
+    other_debts: dict[str, int] | None = None,
+    rules: AaveRules = V3_0_2,
+) -> LiquidationOutcome:
+    """LiquidationLogic.executeLiquidationCall's amounts for ``rules``'s release, or
+    :class:`LiquidationReverted` where the Pool reverts on them (HF, no debt, dust).
+
+    ``total_*_base`` and ``health_factor`` are the borrower's ``calculateUserAccountData`` at
+    the call; ``other_debts`` (asset -> balance) are the borrower's other active debt reserves,
+    burned into the deficit when the call seizes all collateral (3.3+). Reserve state checks
+    (active, paused, grace period, self-liquidation) are the caller's.
+    """
+    _uint(debt_to_cover, "debt_to_cover")
+    if not is_liquidatable(health_factor):
+        raise LiquidationReverted("HealthFactorNotBelowThreshold")
+    if debt.balance == 0:
+        raise LiquidationReverted("SpecifiedCurrencyNotBorrowedByUser")
+    if rules.liquidation_33:
+        max_debt = close_factor_max_debt_3_3(
+            health_factor, total_debt_base, collateral, debt, rules
+        )
+    else:
+        max_debt = max_debt_to_cover(debt.balance, health_factor)
+    actual = min(debt_to_cover, max_debt)
+    seized, repaid, fee = calculate_available_collateral_to_liquidate(
+        collateral.price,
+        debt.price,
+        collateral.decimals,
+        debt.decimals,
+        liquidation_bonus,
+        actual,
+        collateral.balance,
+        liquidation_protocol_fee,
+        rules,
+    )
+    deficit: dict[str, int] = {}
+    if rules.liquidation_33:
+        if leaves_dust_3_3(repaid, seized + fee, collateral, debt, rules):
+            raise LiquidationReverted("MustNotLeaveDust")
+        seized_base = _div(_mul(seized + fee, collateral.price), collateral.unit)
+        if total_collateral_base == seized_base:  # hasNoCollateralLeft: bad debt is burned
+            if debt.balance - repaid:
+                deficit[debt_asset] = debt.balance - repaid
+            for asset, amount in (other_debts or {}).items():
+                if amount:
+                    deficit[asset] = deficit.get(asset, 0) + amount
+    fee = _capped_protocol_fee(seized, fee, collateral, rules)
+    return LiquidationOutcome(repaid, seized, fee, max_debt, deficit)
