@@ -1,5 +1,6 @@
 """`onchain backtest`: how good are the liquidation probabilities on real price history? Replays
-a window of hourly ETH/BTC prices on the devnet's real Aave V3 and Morpho Blue contracts, scores
+a window of hourly ETH/BTC prices on the devnet's real Aave V3 (3.0.2 and 3.6) and Morpho
+Blue contracts, scores
 every position at a cadence with the models (using only the 30 days of closes before each hour),
 takes the outcome from the contracts, and reports Brier score and skills, log loss, AUC, tier
 recall/precision and the reliability table. --json for machines, --chart DIR for the PNGs.
@@ -25,6 +26,8 @@ err = Console(stderr=True, soft_wrap=True)
 MARKETS = {
     "aave-v3": "aave-v3",
     "aave": "aave-v3",
+    "aave-v3.0.2": "aave-v3",
+    "aave-v3.6": "aave-v3.6",
     "morpho-blue": "morpho-blue",
     "morpho": "morpho-blue",
 }
@@ -165,7 +168,10 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option("--seed", help="devnet book and bootstrap seed")] = 7,
         markets: Annotated[
             list[str] | None,
-            typer.Option("--markets", help="aave-v3 and/or morpho-blue (repeatable; default both)"),
+            typer.Option(
+                "--markets",
+                help="aave-v3 (3.0.2), aave-v3.6, morpho-blue (repeatable; default all)",
+            ),
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="machine-readable JSON")] = False,
         chart: Annotated[
@@ -181,9 +187,11 @@ def register(app: typer.Typer) -> None:
         if not 1 <= borrowers <= 5000:
             raise InputError(f"--borrowers: expected 1 to 5000, got {borrowers}")
         chosen = []
-        for m in markets or ["aave-v3", "morpho-blue"]:
+        for m in markets or ["aave-v3", "aave-v3.6", "morpho-blue"]:
             if m.lower() not in MARKETS:
-                raise InputError(f"--markets: unknown market {m!r} (aave-v3, morpho-blue)")
+                raise InputError(
+                    f"--markets: unknown market {m!r} (aave-v3, aave-v3.6, morpho-blue)"
+                )
             chosen.append(MARKETS[m.lower()])
         if chart is not None and chart.exists() and not chart.is_dir():
             raise InputError(f"--chart {chart}: not a folder")

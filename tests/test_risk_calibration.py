@@ -252,7 +252,7 @@ def test_calibration_on_real_price_paths(forecasts: Forecasts) -> None:
 
 def test_backtest_on_the_devnet_beats_the_simple_reference(tmp_path: Path) -> None:
     """Two days of the June 2022 crash (ETH -20%) replayed hour by hour on the devnet's Aave V3
-    and Morpho Blue oracles; every position scored every 6 h on the 30 days of closes before.
+    (3.0.2 and 3.6) and Morpho Blue oracles; every position scored every 6 h on the 30 days of closes before.
     The metrics are computed, the health factors matched the contracts' getUserAccountData, and
     the model's Brier skill is not below the simple reference's (EWMA + Gaussian) measured in
     the same run."""
@@ -273,7 +273,7 @@ def test_backtest_on_the_devnet_beats_the_simple_reference(tmp_path: Path) -> No
     report = json.loads(result.stdout)
     assert report["samples"] > 1000 and report["liquidations"] > 50, report
     assert report["verified_against_getUserAccountData"] > 0
-    assert set(report["protocols"]) == {"aave-v3", "morpho-blue"}
+    assert set(report["protocols"]) == {"aave-v3", "aave-v3.6", "morpho-blue"}
     models = report["models"]
     for scores in models.values():
         for key in ("brier", "skill_vs_climatology", "skill_vs_best_hf_rule", "log_loss", "auc"):

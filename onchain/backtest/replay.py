@@ -40,7 +40,7 @@ class _Held:
     """What one position holds: enough to re-evaluate it at any later block."""
 
     key: str
-    protocol: str
+    market: str  # the market name the replay uses (aave-v3, aave-v3.6, morpho-blue)
     evaluate: Callable[[Any, BlockRef], Position]
 
 
@@ -60,7 +60,7 @@ class ReplayResult:
     seconds: float = 0.0
 
 
-def _aave_holder(adapter: Any, p: Position) -> _Held:
+def _aave_holder(adapter: Any, p: Position, name: str) -> _Held:
     cfg = int(p.extra["user_configuration"])
     emode = int(p.extra["emode_category"])
     balances = {
@@ -72,7 +72,7 @@ def _aave_holder(adapter: Any, p: Position) -> _Held:
     def evaluate(state: Any, block: BlockRef) -> Position:
         return adapter.position(state, account, cfg, emode, balances, block)
 
-    return _Held(f"aave-v3:{account}", "aave-v3", evaluate)
+    return _Held(f"{name}:{account}", name, evaluate)
 
 
 def _morpho_holder(adapter: Any, p: Position) -> _Held:
@@ -99,7 +99,7 @@ def replay(
     prices_usd: Sequence[dict[str, float]],
     keep_rows: set[int],
     *,
-    protocols: Sequence[str] = ("aave-v3", "morpho-blue"),
+    protocols: Sequence[str] = ("aave-v3", "aave-v3.6", "morpho-blue"),
     verify_rows: set[int] | None = None,
     verify_accounts: int = 8,
     progress: Callable[[int, int], None] | None = None,
@@ -115,11 +115,20 @@ def replay(
     refs: list[tuple[str, MarketRef]] = []
     if "aave-v3" in protocols:
         refs.append(("aave-v3", MarketRef("aave-v3", info.aave.addresses_provider)))
+    if "aave-v3.6" in protocols and getattr(info, "aave36", None) is not None:
+        m36 = info.aave36
+        refs.append(
+            (
+                "aave-v3.6",
+                MarketRef("aave-v3", m36.addresses_provider, m36.deploy_block, m36.version),
+            )
+        )
     if "morpho-blue" in protocols and info.morpho is not None:
         refs.append(("morpho-blue", MarketRef("morpho-blue", info.morpho.morpho)))
     head = chain.rpc("eth_getBlockByNumber", ["latest", False])
     t0 = int(head["timestamp"], 16) + HOUR_S
     held: list[_Held] = []
+    first_states: dict[str, Any] = {}
     result_rows_h: list[npt.NDArray[np.float64]] = []
     result_rows_l: list[npt.NDArray[np.bool_]] = []
     out = ReplayResult(
@@ -143,20 +152,29 @@ def replay(
         out.blocks.append(number)
         states = {name: load_market(client, ref, block) for name, ref in refs}
         if k == 0:
-            for name, _ref in refs:
-                adapter = get_adapter(name)
-                accounts = discover_accounts(client, name, states[name], block)
-                for p in read_positions(client, name, states[name], accounts, block):
+            for name, ref in refs:
+                adapter = get_adapter(ref.protocol)
+                accounts = discover_accounts(client, ref.protocol, states[name], block)
+                for p in read_positions(client, ref.protocol, states[name], accounts, block):
                     if not p.has_debt:
                         continue
                     held.append(
-                        _aave_holder(adapter, p)
-                        if name == "aave-v3"
-                        else _morpho_holder(adapter, p)
+                        _morpho_holder(adapter, p)
+                        if name == "morpho-blue"
+                        else _aave_holder(adapter, p, name)
                     )
             out.keys = [h.key for h in held]
-            out.protocols = [h.protocol for h in held]
-        positions = [h.evaluate(states[h.protocol], block) for h in held]
+            out.protocols = [h.market for h in held]
+            first_states = states
+        for name, state in states.items():
+            # eMode categories that only accounts name were read with the positions at row 0;
+            # they do not change while nobody governs (an eMode price source would be re-read)
+            for attr in ("emode_categories", "emode_prices"):
+                known = getattr(first_states[name], attr, None)
+                if known is not None:
+                    for cid, value in known.items():
+                        getattr(state, attr).setdefault(cid, value)
+        positions = [h.evaluate(states[h.market], block) for h in held]
         result_rows_h.append(np.array([_health(p) for p in positions]))
         result_rows_l.append(np.array([p.liquidatable for p in positions], dtype=bool))
         if k in keep_rows:
@@ -184,13 +202,26 @@ class ExactnessError(AssertionError):
 def _verify(
     chain: DevChain, info: DevnetInfo, positions: list[Position], block: int, n: int
 ) -> int:
-    """Compare our Aave HF with `getUserAccountData` at ``block`` for the riskiest accounts."""
+    """Compare our Aave HF with `getUserAccountData` at ``block`` for the riskiest accounts of
+    each Aave market."""
+    pools = {info.aave.addresses_provider.lower(): info.aave.pool}
+    if getattr(info, "aave36", None) is not None:
+        pools[info.aave36.addresses_provider.lower()] = info.aave36.pool
+    checked = 0
+    for provider, pool in pools.items():
+        checked += _verify_pool(
+            chain, pool, [p for p in positions if p.market.lower() == provider], block, n
+        )
+    return checked
+
+
+def _verify_pool(chain: DevChain, pool: str, positions: list[Position], block: int, n: int) -> int:
     aave = [p for p in positions if p.protocol == "aave-v3" and p.health_factor is not None]
     aave.sort(key=lambda p: p.health_factor or 0)
     checked = 0
     for p in aave[:n]:
         data = chain.call(
-            info.aave.pool,
+            pool,
             calldata("getUserAccountData(address)", p.account),
             hex(block),
         )

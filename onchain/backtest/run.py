@@ -199,7 +199,7 @@ def replay_window(
     cadence_h: int = 6,
     borrowers: int = 300,
     seed: int = 7,
-    protocols: Sequence[str] = ("aave-v3", "morpho-blue"),
+    protocols: Sequence[str] = ("aave-v3", "aave-v3.6", "morpho-blue"),
     progress: Callable[[int, int], None] | None = None,
 ) -> WindowReplay:
     """Start the devnet, replay the window (and one horizon beyond it) hour by hour."""
@@ -303,7 +303,7 @@ def run_backtest(
     cadence_h: int = 6,
     borrowers: int = 300,
     seed: int = 7,
-    protocols: Sequence[str] = ("aave-v3", "morpho-blue"),
+    protocols: Sequence[str] = ("aave-v3", "aave-v3.6", "morpho-blue"),
     models: Sequence[str] = MODELS,
     reactive_params: dict[str, float] | None = None,
     thresholds: TierThresholds = DEFAULT_THRESHOLDS,

@@ -3,15 +3,15 @@ and prices what the protocol actually sees: oracle prices in steps.
 
 Volatility. Three EWMA variances per asset: hourly log returns with a fast lambda (0.9,
 half-life ~6.6 h) and a slow one (0.99, ~3 days), and overlapping ``trend_steps``-hour returns
-(per hour, lambda 0.9), which see moves that persist hour after hour (a crash is a trend: six
-hourly -2% moves are a -12% move, not the -4.9% that sqrt(6) hourly sds suggest). The forecast
+(12 h, per hour, lambda 0.9), which see moves that persist hour after hour (a crash is a trend:
+six hourly -2% moves are a -12% move, not the -4.9% that sqrt(6) hourly sds suggest). The forecast
 variance is the largest: in calm markets the slow one rules, when a crash starts the fast and
 trend ones jump within a few hours, where a GARCH fitted on 30 days, or a long EWMA, needs a day
 or more. Correlation: the larger of a fast and a slow EWMA correlation of standardized returns,
 since assets move together when markets fall.
 
 Tails. The horizon move is a unit-variance Student-t (a normal variance mixture: jumps and
-volatility surprises), with ``dof`` (4) and a ``tail_scale`` on the sd (1); the reflection principle
+volatility surprises), with ``dof`` (4) and a ``tail_scale`` on the sd (1.15); the reflection principle
 holds for it exactly (see ``probability``).
 
 Monitoring in steps. A position is liquidated only when the oracle publishes a price below its
@@ -55,8 +55,8 @@ def reactive_volatility(
     fast_correlation_lambda: float = 0.97,
     slow_correlation_lambda: float = 0.995,
     dof: float = 4.0,
-    tail_scale: float = 1.0,
-    trend_steps: int = 6,
+    tail_scale: float = 1.15,
+    trend_steps: int = 12,
     trend_lambda: float = 0.9,
 ) -> VolatilityModel:
     """The model from ``close`` (k, m), oldest first, past data only (see module doc)."""
