@@ -21,6 +21,7 @@ node_modules/.installed: package.json package-lock.json
 
 demo: setup
 	$(BIN)/onchain demo
+	$(BIN)/onchain serve --demo  # serves in a terminal (Ctrl-C stops); else checks and exits
 
 test: setup
 	$(BIN)/python -m pytest -q
@@ -31,6 +32,7 @@ bench: setup
 	$(BIN)/python bench/bench_risk.py
 	$(BIN)/python bench/bench_store.py
 	$(BIN)/python bench/bench_rpc_faults.py
+	$(BIN)/python bench/bench_api.py
 
 lint: setup
 	$(BIN)/ruff check onchain tests bench

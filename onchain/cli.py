@@ -1,9 +1,11 @@
 """`onchain ...`: human tables by default, --json/--csv for machines, one-line errors with exit
-codes that mean something (2: bad input or unreachable RPC, 3: devnet failure)."""
+codes that mean something (1: a job of `run --once` failed, 2: bad input or unreachable RPC,
+3: devnet failure, 4: `watch --fail-on` found a position at risk, 130: interrupted)."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
@@ -14,15 +16,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from onchain.config import ChainConfig, Config, MarketConfig, load_config
-from onchain.errors import ConfigError, InputError, OnchainError
+from onchain.errors import ConfigError, InputError, OnchainError, RpcError, RpcUnavailable
 from onchain.output import (
     advice_lines,
     breakdown_table,
+    console,
     positions_csv,
     positions_json,
     positions_table,
@@ -37,8 +39,29 @@ from onchain.rpc.endpoints import Budget, EndpointSet
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 devnet_app = typer.Typer(help="A local anvil chain with the real protocol contracts deployed.")
 app.add_typer(devnet_app, name="devnet")
-out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, soft_wrap=True)
+out = console(pipe_width=200)
+err = console(stderr=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"onchain {version('onchain')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    pass
+
 
 RpcOpt = Annotated[
     list[str] | None,
@@ -104,17 +127,22 @@ NoRiskOpt = Annotated[
 ]
 
 
-def main() -> None:
+INTERRUPTED = 130  # the shell's code for SIGINT; never 0, so a cron job sees it
+
+
+def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: map our errors to one line on stderr and an exit code."""
     try:
-        app(standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
         _endpoint_notes()
+    except KeyboardInterrupt:  # raised outside typer's own handler (e.g. while it unwinds)
+        code = INTERRUPTED
     except OnchainError as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(exc.exit_code)
-    except typer.Abort:
+    except typer.Abort:  # end of input at a prompt
         err.print("aborted")
-        sys.exit(130)
+        sys.exit(INTERRUPTED)
     except (typer.BadParameter, typer.Exit) as exc:  # click usage errors
         if isinstance(exc, typer.Exit):
             sys.exit(exc.exit_code)
@@ -123,9 +151,31 @@ def main() -> None:
     except Exception as exc:  # click's own usage errors carry exit_code
         code = getattr(exc, "exit_code", None)
         if code is not None and hasattr(exc, "format_message"):
+            if type(exc).__name__ == "NoArgsIsHelpError":  # the help is already printed
+                message = exc.format_message().strip()
+                if message:
+                    print(message)
+                sys.exit(code)
             err.print(f"[red]error:[/] {escape(exc.format_message())}")
             sys.exit(code)
         raise
+    # with standalone_mode=False typer *returns* what a command's typer.Exit carried, and 130
+    # for a KeyboardInterrupt it caught: both must reach the shell
+    if code == INTERRUPTED:
+        interrupted()
+    if isinstance(code, int) and not isinstance(code, bool) and code:
+        sys.exit(code)
+
+
+def interrupted() -> None:
+    """Ctrl-C: one line, exit 130, at once (no traceback, no wait for requests in flight)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not print a traceback
+    err.print("interrupted")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(INTERRUPTED)
 
 
 def _names_markets_by_id(protocol: str) -> bool:
@@ -227,6 +277,8 @@ def _resolve(
             return _endpoint(rpc, chain), ref, chain_id or chain.chain_id
         if market is None:
             raise InputError("--market is required (a market name from the config or an address)")
+        if not market.lower().startswith("0x"):
+            cfg.market(market)  # not a name in the config: the error lists the names
     urls = _flag_urls(rpc)
     if not urls:
         raise InputError("no RPC endpoint: pass --rpc URL (or set ONCHAIN_RPC_URL)")
@@ -345,7 +397,9 @@ def scan_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable JSON")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="CSV, one row per account")] = False,
     show_all: Annotated[bool, typer.Option("--all", help="include accounts without debt")] = False,
-    limit: Annotated[int, typer.Option("--limit", help="rows in the human table (0: all)")] = 50,
+    limit: Annotated[
+        int, typer.Option("--limit", help="rows in the human table (0: all; JSON/CSV: all)")
+    ] = 50,
     timeout: TimeoutOpt = 10.0,
     horizon: HorizonOpt = None,
     price_history: PriceHistoryOpt = None,
@@ -353,6 +407,7 @@ def scan_cmd(
 ) -> None:
     """List every discovered position of a market at one pinned block, riskiest first, with its
     risk tier and probability of liquidation within the horizon."""
+    _check_output_flags(as_json, as_csv, limit)
     _check_risk_flags(horizon, price_history)
     url, market_ref, expected = _resolve(rpc, protocol, market, config, chain_id, chain, deployment)
     client = _client(url, expected, timeout)
@@ -383,9 +438,18 @@ def scan_cmd(
     if as_json:
         print(positions_json(positions, risk))
     elif as_csv:
-        sys.stdout.write(positions_csv(positions))
+        sys.stdout.write(positions_csv(positions, risk))
     else:
-        _print_scan(result, positions, limit, url, risk)
+        named = market if config is not None and market and not market.startswith("0x") else None
+        _print_scan(result, positions, limit, url, risk, named)
+
+
+def _check_output_flags(as_json: bool, as_csv: bool, limit: int | None = None) -> None:
+    """One output format at a time; a negative --limit is a mistake, not "all" (that is 0)."""
+    if as_json and as_csv:
+        raise InputError("give --json or --csv, not both")
+    if limit is not None and limit < 0:
+        raise InputError(f"--limit must be 0 (all) or more, got {limit}")
 
 
 def _check_risk_flags(horizon: str | None, price_history: Path | None) -> None:
@@ -424,11 +488,13 @@ def _risk(
 ) -> list[dict[str, Any]] | None:
     """Risk fields per position (same order); stderr says which inputs and defaults were used.
     `states`: (protocol, market state) pairs whose reserve liquidity feeds the pool reasons."""
+    from onchain.jobs.assess import floored
     from onchain.risk_context import RiskSettings, assess_positions, parse_horizon
 
     if not positions:
         return []
-    settings = RiskSettings.from_config(load_config(config).risk if config is not None else None)
+    cfg = load_config(config) if config is not None else None
+    settings = RiskSettings.from_config(cfg.risk if cfg is not None else None)
     report = assess_positions(
         client,
         block,
@@ -441,7 +507,14 @@ def _risk(
     if say_sources:
         for note in report.sources:
             err.print(f"[dim]{escape(note)}[/]", highlight=False)
-    return [report.fields(i) for i in range(len(positions))]
+    rows = [report.fields(i) for i in range(len(positions))]
+    floors = cfg.health_floors if cfg is not None else None
+    for position, fields in zip(positions, rows, strict=True):
+        if not position.liquidatable:  # [risk.tiers]: a health factor floor under the tier
+            fields["tier"], fields["reasons"] = floored(
+                fields["tier"], fields["reasons"], position.health_factor, False, floors
+            )
+    return rows
 
 
 def _riskiest_first(positions: list[Any]) -> list[Any]:
@@ -454,7 +527,9 @@ def _print_scan(
     limit: int,
     url: str | EndpointSet,
     risk: list[dict[str, Any]] | None = None,
+    name: str | None = None,
 ) -> None:
+    """`name`: the market's config name, shown before the address."""
     state = result.market_state
     liquidatable = sum(p.liquidatable for p in positions)
     below_1_1 = sum(
@@ -462,6 +537,7 @@ def _print_scan(
     )
     shown = positions if limit <= 0 else positions[:limit]
     where = getattr(state, "description", None) or f"market {state.addresses_provider}"
+    where = f"{name} ({where})" if name else where
     title = (
         f"{result.positions[0].protocol if result.positions else ''} {where} "
         f"(rules {state.version}) at block {result.block.number} {result.block.hash[:12]}… via {redact_url(url)}"
@@ -484,9 +560,16 @@ def _print_scan(
         )
 
 
+FAIL_EXIT = 4  # `watch --fail-on`: a position is at or worse than the tier given
+TIER_ORDER = ("LIQUIDATABLE", "PENDING", "CRITICAL", "HIGH", "WATCH", "SAFE")  # worst first
+
+
 @app.command("watch")
 def watch_cmd(
-    wallets: Annotated[list[str], typer.Argument(help="wallet addresses to watch")],
+    wallets: Annotated[
+        list[str] | None,
+        typer.Argument(help="wallet addresses to watch (or --wallets-from FILE)"),
+    ] = None,
     rpc: RpcOpt = None,
     protocol: ProtocolOpt = None,
     market: MarketOpt = None,
@@ -500,26 +583,163 @@ def watch_cmd(
     horizon: HorizonOpt = None,
     price_history: PriceHistoryOpt = None,
     no_risk: NoRiskOpt = False,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            help="keep watching: read again every --interval seconds until Ctrl-C (with --json "
+            "one JSON document per line and read)",
+        ),
+    ] = False,
+    interval: Annotated[
+        float | None,
+        typer.Option(
+            "--interval",
+            help="seconds between reads with --follow (default: the config's block time, else 12)",
+        ),
+    ] = None,
+    fail_on: Annotated[
+        str | None,
+        typer.Option(
+            "--fail-on",
+            help=f"exit {FAIL_EXIT} when a position is at or worse than this tier "
+            f"({', '.join(TIER_ORDER[:-1])}); with --follow, as soon as one is",
+        ),
+    ] = None,
+    wallets_from: Annotated[
+        Path | None,
+        typer.Option("--wallets-from", help="a file of wallet addresses, one a line ('-': stdin)"),
+    ] = None,
 ) -> None:
     """Your wallets' positions: with --config and no --market, in EVERY configured market of the
     chain (all protocols) in one table at one block; else in one market, asset by asset."""
     _check_risk_flags(horizon, price_history)
-    checked = [checked_address(w, "wallet address") for w in wallets]
-    if config is not None and market is None and protocol is None:
-        _watch_everywhere(
-            checked,
-            rpc,
-            config,
-            chain,
-            chain_id,
-            block,
-            as_json,
-            timeout,
-            horizon,
-            price_history,
-            no_risk,
-        )
+    fail_tier = None if fail_on is None else _tier_name(fail_on)
+    if follow and block is not None:
+        raise InputError("--follow reads each new head: it cannot be pinned with --block")
+    if interval is not None and not (follow and interval > 0):
+        raise InputError("--interval needs --follow and a number of seconds > 0")
+    checked = _wallet_list(wallets or [], wallets_from)
+
+    def read_once() -> list[str]:
+        common: dict[str, Any] = {
+            "block": block,
+            "as_json": as_json,
+            "timeout": timeout,
+            "horizon": horizon,
+            "price_history": price_history,
+            "no_risk": no_risk,
+            "one_line": follow,
+        }
+        if config is not None and market is None and protocol is None:
+            held, risk = _watch_everywhere(checked, rpc, config, chain, chain_id, **common)
+        else:
+            held, risk = _watch_market(
+                checked, rpc, protocol, market, config, chain_id, chain, deployment, **common
+            )
+        return _tiers(held, risk, config)
+
+    if not follow:
+        _fail_on(fail_tier, read_once())
         return
+    every = interval or (_block_time(config) if config is not None else 12.0)
+    while True:
+        if out.is_terminal and not as_json:
+            out.clear()
+        try:
+            tiers = read_once()
+        except RpcError as exc:  # one failed read does not end the watch
+            err.print(f"[yellow]warning:[/] {escape(str(exc))}; next read in {every:g}s")
+            tiers = []
+        _fail_on(fail_tier, tiers)
+        time.sleep(every)
+
+
+def _tier_name(value: str) -> str:
+    tier = value.upper()
+    if tier not in TIER_ORDER[:-1]:
+        raise InputError(f"--fail-on {value}: expected one of {', '.join(TIER_ORDER[:-1])}")
+    return tier
+
+
+def _wallet_list(wallets: list[str], source: Path | None) -> list[str]:
+    """Arguments, then the file's (or stdin's) lines; blank lines and # comments skipped; each
+    wallet once, checksummed."""
+    given = list(wallets)
+    if source is not None:
+        try:
+            text = sys.stdin.read() if str(source) == "-" else source.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(
+                f"--wallets-from {source}: cannot be read ({type(exc).__name__})"
+            ) from None
+        for number, line in enumerate(text.splitlines(), 1):
+            entry = line.split("#", 1)[0].strip()
+            if entry:
+                try:
+                    given.append(checked_address(entry, "wallet address"))
+                except InputError as exc:
+                    raise InputError(f"--wallets-from {source} line {number}: {exc}") from None
+    if not given:
+        raise InputError("no wallet to watch: give addresses or --wallets-from FILE")
+    return list(dict.fromkeys(checked_address(w, "wallet address") for w in given))
+
+
+def _block_time(config: Path) -> float:
+    cfg = load_config(config)
+    used = {m.chain for m in cfg.markets.values()}
+    times = [c.block_time_s for name, c in cfg.chains.items() if name in used]
+    return min(times) if times else 12.0
+
+
+def _tiers(held: list[Any], risk: list[dict[str, Any]] | None, config: Path | None) -> list[str]:
+    """Each position's tier as printed: the risk module's under the exact verdict, or with
+    --no-risk the health-factor thresholds ([risk.tiers] or their defaults)."""
+    from onchain.config import TierThresholds
+    from onchain.jobs.assess import tier_of
+    from onchain.output import verdict_tier
+
+    if risk is not None:
+        return [verdict_tier(p, fields) for p, fields in zip(held, risk, strict=True)]
+    floors = (load_config(config).health_floors if config is not None else None) or TierThresholds()
+    return [tier_of(p.health_factor, p.liquidatable, floors).tier for p in held]
+
+
+def _fail_on(tier: str | None, tiers: list[str]) -> None:
+    if tier is None:
+        return
+    hits = [t for t in tiers if TIER_ORDER.index(t) <= TIER_ORDER.index(tier)]
+    if hits:
+        worst = min(hits, key=TIER_ORDER.index)
+        err.print(f"{len(hits)} position(s) at or worse than {tier} (worst: {worst})")
+        sys.stdout.flush()
+        sys.exit(FAIL_EXIT)
+
+
+def _print_json(text: str, one_line: bool) -> None:
+    """The JSON document; with --follow one line per read (JSON lines), flushed at once."""
+    print(json.dumps(json.loads(text), separators=(",", ":")) if one_line else text, flush=True)
+
+
+def _watch_market(
+    checked: list[str],
+    rpc: str | None,
+    protocol: str | None,
+    market: str | None,
+    config: Path | None,
+    chain_id: int | None,
+    chain: str | None,
+    deployment: str | None,
+    block: int | None,
+    as_json: bool,
+    timeout: float,
+    horizon: str | None,
+    price_history: Path | None,
+    no_risk: bool,
+    *,
+    one_line: bool = False,
+) -> tuple[list[Any], list[dict[str, Any]] | None]:
+    """One market, asset by asset; returns what it printed (positions, risk fields)."""
     url, market_ref, expected = _resolve(rpc, protocol, market, config, chain_id, chain, deployment)
     client = _client(url, expected, timeout)
     result = scan(client, market_ref, block_number=block, accounts=checked)
@@ -531,13 +751,11 @@ def watch_cmd(
         else _risk(client, result.block, held, config, horizon, price_history, not as_json, states)
     )
     if as_json:
-        print(positions_json(held, risk))
-        return
+        _print_json(positions_json(held, risk), one_line)
+        return held, risk
     _warn_skipped([result.market_state])
     if held:
-        out.print(
-            watch_table(held, f"at block {result.block.number} {result.block.hash[:12]}…", risk)
-        )
+        _print_watch(held, f"at block {result.block.number} {result.block.hash[:12]}…", risk)
         for line in advice_lines(held, risk or [{}] * len(held)):
             out.print(line)
     for wallet in checked:
@@ -546,6 +764,34 @@ def watch_cmd(
             out.print(f"{wallet}: no position in this market at block {result.block.number}")
         for position in mine:
             out.print(breakdown_table(position))
+    return held, risk
+
+
+WIDE = 170  # columns a one-table watch needs without folding a cell
+
+
+def _print_watch(
+    held: list[Any],
+    title: str,
+    risk: list[dict[str, Any]] | None,
+    names: dict[str, str] | None = None,
+) -> None:
+    """One table; on a narrow terminal one per wallet, the full address in its title."""
+    if out.width >= WIDE or not held:
+        out.print(watch_table(held, title, risk, names))
+        return
+    out.print(title, highlight=False)
+    for wallet in dict.fromkeys(p.account for p in held):
+        rows = [i for i, p in enumerate(held) if p.account == wallet]
+        out.print(
+            watch_table(
+                [held[i] for i in rows],
+                f"wallet {wallet}",
+                None if risk is None else [risk[i] for i in rows],
+                names,
+                wallet_column=False,
+            )
+        )
 
 
 def _watch_everywhere(
@@ -560,8 +806,11 @@ def _watch_everywhere(
     horizon: str | None = None,
     price_history: Path | None = None,
     no_risk: bool = False,
-) -> None:
-    """Every market the config lists on the chain, every protocol, one pinned block."""
+    *,
+    one_line: bool = False,
+) -> tuple[list[Any], list[dict[str, Any]] | None]:
+    """Every market the config lists on the chain, every protocol, one pinned block; returns
+    what it printed (positions, risk fields)."""
     cfg = load_config(config)
     chain = _config_chain(cfg, chain_name)
     refs = [_market_ref(m) for m in cfg.markets.values() if m.chain == chain.name]
@@ -575,14 +824,15 @@ def _watch_everywhere(
         else _risk(client, result.block, held, config, horizon, price_history, not as_json, states)
     )
     if as_json:
-        print(positions_json(held, risk))
-        return
+        _print_json(positions_json(held, risk), one_line)
+        return held, risk
     _warn_skipped([state for _ref, state in result.market_states])
     title = (
         f"{len(wallets)} wallet(s) in {len(refs)} configured market(s) on {chain.name} "
         f"at block {result.block.number} {result.block.hash[:12]}…"
     )
-    out.print(watch_table(held, title, risk))
+    names = {m.address.lower(): m.name for m in cfg.markets.values()}
+    _print_watch(held, title, risk, names)
     for line in advice_lines(held, risk or [{}] * len(held)):
         out.print(line)
     for wallet in wallets:
@@ -590,6 +840,7 @@ def _watch_everywhere(
             out.print(f"{wallet}: no position in these markets at block {result.block.number}")
     liquidatable = sum(p.liquidatable for p in held)
     out.print(f"{len(held)} positions; [bold red]{liquidatable} liquidatable now[/]")
+    return held, risk
 
 
 @devnet_app.callback(invoke_without_command=True)
@@ -611,6 +862,9 @@ def devnet_cmd(
         return
     from onchain.devnet.build import running_devnet
 
+    if write_config is not None:  # refuse before minutes of building, not after
+        _check_writable(write_config, "--write-config")
+
     with running_devnet(borrowers, seed, rebuild=rebuild) as info:
         how = "loaded from cache" if info.loaded_from_cache else "built (cold deploy + seed)"
         extra = ""
@@ -619,12 +873,15 @@ def devnet_cmd(
         err.print(
             f"devnet {how} in {info.build_seconds:.2f}s: {len(info.borrowers)} borrowers{extra}"
         )
-        print(json.dumps(info.to_json(), indent=1))
-        if write_config:
+        if write_config:  # before the JSON: whoever reads it may open the config at once
             from onchain.devnet.config_file import write_devnet_config
 
-            write_devnet_config(write_config, info, with_aave36=True)
+            try:
+                write_devnet_config(write_config, info, with_aave36=True)
+            except OSError as exc:
+                raise InputError(f"--write-config {write_config}: {exc.strerror}") from None
             err.print(f"wrote {write_config}")
+        print(json.dumps(info.to_json(), indent=1), flush=True)
         if keep_running:
             err.print(f"serving on {info.rpc_url}; Ctrl-C stops it")
             import signal
@@ -640,12 +897,25 @@ def devnet_cmd(
                 pass
 
 
+def _check_writable(path: Path, flag: str) -> None:
+    """A file we are asked to write: its folder exists and takes files, and it is not a folder."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise InputError(f"{flag} {path}: is a folder")
+    if not folder.is_dir():
+        raise InputError(f"{flag} {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise InputError(f"{flag} {path}: not writable")
+
+
 @devnet_app.command("set-price")
 def devnet_set_price(
     prices: Annotated[list[str], typer.Argument(help="SYMBOL=USD pairs, e.g. WETH=2500")],
     rpc: Annotated[str, typer.Option("--rpc", help="the devnet's URL")],
-    borrowers: Annotated[int, typer.Option("--borrowers")] = 300,
-    seed: Annotated[int, typer.Option("--seed")] = 7,
+    borrowers: Annotated[
+        int, typer.Option("--borrowers", help="borrowers the devnet was built with")
+    ] = 300,
+    seed: Annotated[int, typer.Option("--seed", help="seed the devnet was built with")] = 7,
 ) -> None:
     """Publish new oracle prices on a running devnet (one block)."""
     from onchain.devnet.build import cached_deployment
@@ -659,20 +929,37 @@ def devnet_set_price(
             parsed[symbol.upper()] = float(value)
         except ValueError:
             raise InputError(f"expected SYMBOL=USD, got {item!r}") from None
+        if not (math.isfinite(parsed[symbol.upper()]) and parsed[symbol.upper()] > 0):
+            raise InputError(f"{item}: a price must be a positive number of USD")
     aave, morpho = cached_deployment(borrowers, seed), cached_morpho(borrowers, seed)
-    if morpho is None:
-        block = set_prices(rpc, aave, parsed)
-    else:  # every protocol's oracles move together, in one block
-        spelled = {s.upper(): s for s in [*morpho.tokens, *aave.price_feeds]}
-        block = set_prices_everywhere(
-            rpc, aave, morpho, {spelled.get(k, k): v for k, v in parsed.items()}
-        )
+    with _devnet_answers(rpc):
+        if morpho is None:
+            block = set_prices(rpc, aave, parsed)
+        else:  # every protocol's oracles move together, in one block
+            spelled = {s.upper(): s for s in [*morpho.tokens, *aave.price_feeds]}
+            block = set_prices_everywhere(
+                rpc, aave, morpho, {spelled.get(k, k): v for k, v in parsed.items()}
+            )
     err.print(f"prices set in block {block}")
+
+
+@contextmanager
+def _devnet_answers(rpc: str) -> Iterator[None]:
+    """A --rpc that is not a running devnet is one line (exit 2), not a requests traceback."""
+    import requests
+
+    try:
+        yield
+    except requests.RequestException as exc:
+        raise RpcUnavailable(
+            f"no devnet answers at {redact_url(rpc)} ({type(exc).__name__}): start one with "
+            "`onchain devnet --keep-running`"
+        ) from None
 
 
 @devnet_app.command("mine")
 def devnet_mine(
-    blocks: Annotated[int, typer.Argument(help="blocks to mine")] = 1,
+    blocks: Annotated[int, typer.Argument(help="blocks to mine (at least 1)")] = 1,
     rpc: Annotated[str, typer.Option("--rpc", help="the devnet's URL")] = "",
 ) -> None:
     """Mine blocks on a running devnet."""
@@ -680,12 +967,16 @@ def devnet_mine(
 
     if not rpc:
         raise InputError("--rpc is required")
-    err.print(f"head is now block {mine(rpc, blocks)}")
+    if blocks < 1:
+        raise InputError(f"blocks to mine must be at least 1, got {blocks}")
+    with _devnet_answers(rpc):
+        head = mine(rpc, blocks)
+    err.print(f"head is now block {head}")
 
 
 @app.command("demo")
 def demo_cmd(
-    borrowers: Annotated[int, typer.Option("--borrowers")] = 300,
+    borrowers: Annotated[int, typer.Option("--borrowers", help="number of seeded borrowers")] = 300,
     eth_drop: Annotated[
         float, typer.Option("--eth-drop", help="WETH price move applied, in %")
     ] = -7.0,
@@ -810,6 +1101,7 @@ _register_store(app)
 __import__("onchain.cli_targets").cli_targets.register(app)  # `onchain targets`
 __import__("onchain.cli_stress").cli_stress.register(app)  # `onchain stress`
 __import__("onchain.cli_alerts").cli_alerts.register(app)  # `onchain alerts`
+__import__("onchain.cli_serve").cli_serve.register(app)  # `onchain serve`
 __import__("onchain.cli_backtest").cli_backtest.register(app)  # `onchain backtest`
 
 if __name__ == "__main__":

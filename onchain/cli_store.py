@@ -6,15 +6,15 @@ anything is written."""
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from onchain.config import Config, load_config
 from onchain.errors import InputError
 from onchain.jobs.assess import format_wad
-from onchain.output import strict_json
+from onchain.output import console, strict_json
 from onchain.store import queries
 from onchain.store.db import (
     Store,
@@ -37,8 +37,8 @@ from onchain.store.db import (
     upgrade,
 )
 
-out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, soft_wrap=True)
+out = console(pipe_width=160)
+err = console(stderr=True)
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", help="TOML config (its \\[store] names the database)")
@@ -81,6 +81,24 @@ def _quiet_alembic() -> None:
 # -- db ---------------------------------------------------------------------------------------
 
 
+@contextmanager
+def _migrating(url: Any) -> Iterator[None]:
+    """Alembic and the database speak in tracebacks: an unknown revision is bad input, a
+    refused write (a read-only file, a read-only role) one line naming the database."""
+    from alembic.util.exc import CommandError
+
+    try:
+        yield
+    except CommandError as exc:
+        raise InputError(f"revision: {str(exc).splitlines()[0]}") from None
+    except SQLAlchemyError as exc:
+        inner = getattr(exc, "orig", None) or exc
+        first = next((ln for ln in str(inner).splitlines() if ln.strip()), type(inner).__name__)
+        raise StoreError(f"database {safe_url(url)}: {first.strip()}") from None
+    except OSError as exc:
+        raise StoreError(f"database {safe_url(url)}: {exc.strerror or exc}") from None
+
+
 def db_upgrade(
     revision: Annotated[str, typer.Argument(help="target revision")] = "head",
     config: ConfigOpt = None,
@@ -89,34 +107,54 @@ def db_upgrade(
     """Create the schema or migrate it to the newest revision (the only way it changes)."""
     _quiet_alembic()
     url = resolve_db_url(db, _config(config))
-    engine = make_engine(url, create_sqlite_dir=True)
-    try:
-        before = current_revision(engine)
-        after = upgrade(engine, revision)
-    finally:
-        engine.dispose()
+    with _migrating(url):
+        engine = make_engine(url, create_sqlite_dir=True)
+        try:
+            before = current_revision(engine)
+            after = upgrade(engine, revision)
+        finally:
+            engine.dispose()
     head = head_revision()
     note = " (head)" if after == head else ""
     err.print(f"database {safe_url(url)}: {before or 'empty'} -> {after}{note}", highlight=False)
 
 
 def db_downgrade(
-    revision: Annotated[str, typer.Argument(help="target revision, e.g. -1 or base")],
+    revision: Annotated[
+        str, typer.Argument(help="target revision: -1 (one step back), a revision id, or base")
+    ],
     config: ConfigOpt = None,
     db: DbOpt = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="do not ask: the tables dropped lose their data")
+    ] = False,
 ) -> None:
-    """Migrate the schema back (`base` drops every table: all stored data is lost)."""
+    """Migrate the schema back (`base` drops every table: all stored data is lost). Asks first;
+    without a terminal it refuses unless --yes is given."""
+    if revision.startswith("--"):  # -1 is a revision, so unknown options arrive here
+        raise InputError(f"no such option: {revision}")
     _quiet_alembic()
     url = resolve_db_url(db, _config(config))
-    engine = make_engine(url)
-    try:
-        before = current_revision(engine)
-        after = downgrade(engine, revision)
-    finally:
-        engine.dispose()
+    with _migrating(url):
+        engine = make_engine(url)
+        try:
+            before = current_revision(engine)
+            if not yes:
+                _confirm_downgrade(safe_url(url), before, revision)
+            after = downgrade(engine, revision)
+        finally:
+            engine.dispose()
     err.print(
         f"database {safe_url(url)}: {before or 'empty'} -> {after or 'base'}", highlight=False
     )
+
+
+def _confirm_downgrade(url: str, before: str | None, revision: str) -> None:
+    what = f"downgrade {url} from {before or 'empty'} to {revision}"
+    if not sys.stdin.isatty():
+        raise InputError(f"{what} drops tables and their data: pass --yes to confirm")
+    if not typer.confirm(f"{what}? Dropped tables lose their data", default=False):
+        raise InputError("downgrade cancelled: nothing changed")
 
 
 def db_current(config: ConfigOpt = None, db: DbOpt = None) -> None:
@@ -145,12 +183,19 @@ def run_cmd(
         typer.Option("--job", help=f"only this job (repeatable): {', '.join(JOB_NAMES)}"),
     ] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning")] = "info",
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            help="serve this process's Prometheus counters on http://127.0.0.1:PORT/metrics",
+        ),
+    ] = None,
 ) -> None:
     """The scheduler daemon: discover, refresh, assess, prune until SIGINT/SIGTERM.
 
     Every run is recorded (see `onchain status`); a restart resumes from the stored cursors."""
     from onchain.jobs.context import JobContext
-    from onchain.jobs.daemon import run_daemon, run_once
+    from onchain.jobs.daemon import exclusive, run_daemon, run_once
     from onchain.protocols.registry import get_adapter
     from onchain.store import crud
 
@@ -171,22 +216,46 @@ def run_cmd(
         chain = cfg.chains[market.chain]
         if not chain.resolve_rpc_urls():
             raise InputError(f"{config}: no RPC URL for chain {chain.name} ({chain.rpc_hint()})")
-    store = open_store(resolve_db_url(db, cfg))
+    if metrics_port is not None and not 0 < metrics_port < 65536:
+        raise InputError(f"--metrics-port must be 1..65535, got {metrics_port}")
+    if once:  # no endpoint of a chain answers: exit 2, as for every other command
+        from onchain.rpc.client import RpcClient
+
+        for chain_name in sorted({cfg.market(n).chain for n in names}):
+            chain = cfg.chains[chain_name]
+            urls = chain.resolve_rpc_urls()
+            RpcClient(urls, timeout_s=10.0, expected_chain_id=chain.chain_id).chain_id()
+    db_url = resolve_db_url(db, cfg)
+    store = open_store(db_url)
+    if metrics_port is not None:
+        from onchain.jobs.metrics import serve_metrics
+
+        try:
+            serve_metrics(metrics_port)
+        except OSError as exc:
+            store.close()
+            raise InputError(f"--metrics-port {metrics_port}: {exc.strerror}") from None
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    from onchain.log_redaction import redact_logs
+
+    # urllib3 logs every request path at debug level: API keys must not reach the log
+    rpc_urls = [u for n in names for u in cfg.chains[cfg.market(n).chain].resolve_rpc_urls()]
+    redact_logs(rpc_urls, [db_url.password])
     logging.getLogger("apscheduler").setLevel(logging.DEBUG if level <= logging.DEBUG else 40)
     _quiet_alembic()
     try:
-        markets = crud.sync_markets(store, cfg, names)
-        ctx = JobContext(cfg, store, markets)
-        if once:
-            outcomes = run_once(ctx, job)
-            err.print(", ".join(f"{k}: {v}" for k, v in outcomes.items()), highlight=False)
-            if any(v != "ok" for v in outcomes.values()):
-                sys.exit(1)  # a job failed: cron and scripts must see it
-            return
-        run_daemon(ctx, job)
+        with exclusive(store):
+            markets = crud.sync_markets(store, cfg, names)
+            ctx = JobContext(cfg, store, markets)
+            if once:
+                outcomes = run_once(ctx, job)
+                err.print(", ".join(f"{k}: {v}" for k, v in outcomes.items()), highlight=False)
+                if any(v != "ok" for v in outcomes.values()):
+                    sys.exit(1)  # a job failed: cron and scripts must see it
+                return
+            run_daemon(ctx, job)
     except SQLAlchemyError as exc:
         raise StoreError(f"database {store.url}: {str(exc).splitlines()[0]}") from None
     finally:
@@ -257,6 +326,15 @@ def _run_json(run: queries.RunRow) -> dict[str, Any]:
     }
 
 
+def _mark_crashed(store: Store) -> None:
+    """Runs left 'running' by a process that is gone (kill -9) are shown, and kept, as crashed;
+    a database that refuses the write (read-only) is shown as it is."""
+    from onchain.store import crud
+
+    with suppress(SQLAlchemyError):
+        crud.mark_crashed_runs(store)
+
+
 def status_cmd(
     config: ConfigOpt = None,
     db: DbOpt = None,
@@ -265,6 +343,7 @@ def status_cmd(
 ) -> None:
     """What ran, when, and how it ended; how far each market's cursors got."""
     with _store(db, config) as store:
+        _mark_crashed(store)
         jobs = queries.job_summaries(store)
         markets = queries.market_statuses(store)
         recent = queries.recent_runs(store, runs)
@@ -377,6 +456,29 @@ def status_cmd(
 
 # -- history ----------------------------------------------------------------------------------
 
+MARKET_ID = re.compile(r"^0x[0-9a-fA-F]{64}$")
+
+
+def _select_market(store: Store, market: str | None) -> tuple[str | None, str | None]:
+    """--market of history/report as (market name, book key): a config name the store knows,
+    or a market id (0x + 64 hex: one Morpho book); anything else is an error naming them."""
+    if market is None:
+        return None, None
+    names = queries.market_names(store)
+    if market in names:
+        return market, None
+    if MARKET_ID.match(market):
+        return None, market.lower()
+    raise InputError(
+        f"market {market!r} is not in {store.url} (known: {', '.join(names) or 'none yet'}; "
+        "or a market id, 0x + 64 hex)"
+    )
+
+
+def _no_book(store: Store, key: str) -> InputError:
+    names = ", ".join(queries.market_names(store)) or "none yet"
+    return InputError(f"no stored book with market id {key} in {store.url} (markets: {names})")
+
 
 def format_hf(value: int | None) -> str:
     """Four decimals, truncated: 0.99999 must never print as 1.0000."""
@@ -434,7 +536,16 @@ def history_cmd(
     if limit < 1:
         raise InputError("--limit must be at least 1")
     with _store(db, config) as store:
-        histories = queries.account_history(store, address, market=market, limit=limit)
+        name, key = _select_market(store, market)
+        histories = queries.account_history(store, address, market=name, limit=limit)
+        if key is not None:
+            histories = [h for h in histories if h.market_key.lower() == key]
+        if not histories:
+            where = f" in market {market}" if market else ""
+            raise InputError(
+                f"no snapshots of {address}{where} in {store.url} (an account the daemon "
+                "never tracked, or a market it is not in)"
+            )
     if as_json:
         print(
             strict_json(
@@ -455,6 +566,7 @@ def history_cmd(
                                 else str(p.health_factor),
                                 "liquidatable": p.liquidatable,
                                 "risk_tier": p.risk_tier,
+                                "tier": p.risk_tier,  # the key scan/watch/targets use
                                 "total_collateral_base": str(p.total_collateral_base),
                                 "total_debt_base": str(p.total_debt_base),
                             }
@@ -465,9 +577,6 @@ def history_cmd(
                 ],
             )
         )
-        return
-    if not histories:
-        err.print(f"no snapshots of {address} in {store.url}", highlight=False)
         return
     for h in histories:
         points = h.points
@@ -514,6 +623,9 @@ def _tiers_json(tiers: dict[str, queries.TierTotals]) -> dict[str, Any]:
     }
 
 
+NARROW = 130  # columns under which `report` lists positions as lines, not a table
+
+
 def report_cmd(
     config: ConfigOpt = None,
     db: DbOpt = None,
@@ -524,8 +636,15 @@ def report_cmd(
     """Positions at risk now (each market's newest snapshot): by tier, by market, with totals."""
     from onchain.store.models import TIERS
 
+    if limit < 0:
+        raise InputError(f"--limit must be 0 (all) or more, got {limit}")
     with _store(db, config) as store:
-        books = queries.at_risk_report(store, market=market)
+        name, key = _select_market(store, market)
+        books = queries.at_risk_report(store, market=name)
+        if key is not None:
+            books = [b for b in books if b.market_key.lower() == key]
+            if not books:
+                raise _no_book(store, key)
     if as_json:
         print(
             strict_json(
@@ -552,6 +671,7 @@ def report_cmd(
                                 else str(a.health_factor),
                                 "liquidatable": a.liquidatable,
                                 "risk_tier": a.risk_tier,
+                                "tier": a.risk_tier,  # the key scan/watch/targets use
                                 "reason": a.risk_reason,
                                 "reasons": a.risk_reasons,
                                 "liquidation_probability": a.liquidation_probability,
@@ -573,7 +693,9 @@ def report_cmd(
         return
     by_market = Table(title="at risk now, by market (amounts in each market's base currency)")
     for col in ("market", "block", "written", "with debt", *TIERS[:-1], "debt at risk", "debt"):
-        by_market.add_column(col, justify="left" if col in ("market", "written") else "right")
+        by_market.add_column(
+            col, justify="left" if col in ("market", "written") else "right", overflow="fold"
+        )
     for b in books:
         risky_debt = sum(t.debt_base for k, t in b.tiers.items() if k != "SAFE")
         by_market.add_row(
@@ -589,7 +711,9 @@ def report_cmd(
     by_tier = Table(title="by tier (positions with debt)")
     for col in ("market", "tier", "positions", "collateral", "debt"):
         by_tier.add_column(
-            col, justify="right" if col in ("positions", "collateral", "debt") else "left"
+            col,
+            justify="right" if col in ("positions", "collateral", "debt") else "left",
+            overflow="fold",
         )
     for b in books:
         for tier in TIERS:
@@ -614,7 +738,21 @@ def report_cmd(
         (a for b in books for a in b.at_risk), key=queries._rank
     )  # riskiest first across markets
     shown = risky if limit <= 0 else risky[:limit]
-    if shown:
+    if shown and out.width < NARROW:  # a table would squeeze its columns to nothing
+        decimals = {b.label: b.base_currency_decimals for b in books}
+        out.print(f"positions at risk ({len(shown)} of {len(risky)}), riskiest first")
+        for a in shown:
+            chance = (
+                "-" if a.liquidation_probability is None else f"{a.liquidation_probability:.2%}"
+            )
+            out.print(f"{a.account}  {a.label}", highlight=False)
+            out.print(
+                f"  health {format_hf(a.health_factor)}  {a.risk_tier}  P {chance}  collateral "
+                f"{format_base(a.total_collateral_base, decimals[a.label])}  debt "
+                f"{format_base(a.total_debt_base, decimals[a.label])}  {a.risk_reason}",
+                highlight=False,
+            )
+    elif shown:
         decimals = {b.label: b.base_currency_decimals for b in books}
         table = Table(title=f"positions at risk ({len(shown)} of {len(risky)}), riskiest first")
         columns = ("market", "account", "health factor", "tier", "P(liq.)", "collateral", "debt")
@@ -623,6 +761,7 @@ def report_cmd(
                 col,
                 justify="right" if col in ("P(liq.)", "collateral", "debt") else "left",
                 no_wrap=col in ("account", "health factor"),
+                overflow="fold",  # a narrow terminal folds figures onto more lines, never cuts
             )
         for a in shown:
             table.add_row(
@@ -644,7 +783,8 @@ def register(app: typer.Typer) -> None:
     """Add the store and daemon commands to the `onchain` app."""
     db_app = typer.Typer(help="The snapshot database: create or migrate its schema (Alembic).")
     db_app.command("upgrade")(db_upgrade)
-    db_app.command("downgrade")(db_downgrade)
+    # `db downgrade -1`: a negative revision is an argument, not an unknown option
+    db_app.command("downgrade", context_settings={"ignore_unknown_options": True})(db_downgrade)
     db_app.command("current")(db_current)
     app.add_typer(db_app, name="db")
     app.command("run")(run_cmd)

@@ -6,19 +6,17 @@ before any RPC call."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from onchain.errors import InputError
-from onchain.output import strict_json
+from onchain.output import console, strict_json
 
-out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, soft_wrap=True)
+out = console(pipe_width=160)
+err = console(stderr=True)
 
 
 def _money(value: float | None) -> str:
@@ -168,19 +166,32 @@ def register(app: typer.Typer) -> None:
         ] = None,
         drop: Annotated[
             list[str] | None,
-            typer.Option("--drop", help="a move of your own, e.g. ETH=-30% (repeatable)"),
+            typer.Option(
+                "--drop",
+                help="a move of your own, signed: ETH=-30% is a 30% fall, ETH=+10% a rise "
+                "(repeatable)",
+            ),
         ] = None,
         rpc: Annotated[str | None, typer.Option("--rpc", help="JSON-RPC URL")] = None,
-        protocol: Annotated[str | None, typer.Option("--protocol")] = None,
+        protocol: Annotated[
+            str | None, typer.Option("--protocol", help="protocol adapter (aave-v3, morpho-blue)")
+        ] = None,
         market: Annotated[
             str | None,
             typer.Option("--market", help="one market (default with --config: all of the chain)"),
         ] = None,
         block: Annotated[int | None, typer.Option("--block", help="block (default latest)")] = None,
         config: Annotated[Path | None, typer.Option("--config", help="TOML config")] = None,
-        chain_id: Annotated[int | None, typer.Option("--chain-id")] = None,
-        chain: Annotated[str | None, typer.Option("--chain")] = None,
-        deployment: Annotated[str | None, typer.Option("--deployment")] = None,
+        chain_id: Annotated[
+            int | None, typer.Option("--chain-id", help="refuse an endpoint on another chain")
+        ] = None,
+        chain: Annotated[
+            str | None, typer.Option("--chain", help="chain name from the config")
+        ] = None,
+        deployment: Annotated[
+            str | None,
+            typer.Option("--deployment", help="the protocol's contract when --market is an id"),
+        ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="machine-readable JSON")] = False,
         chart: Annotated[
             Path | None, typer.Option("--chart", help="write the liquidation curve as a PNG")
@@ -201,13 +212,12 @@ def register(app: typer.Typer) -> None:
         # imported here: numpy/scipy/matplotlib would slow every other command's start
         from onchain.stress_report import (
             book_cascade,
-            check_drop_assets,
             no_cascade,
             parse_drops,
             read_book_positions,
             select_scenarios,
             stress_book,
-            stress_report,
+            stress_chosen,
             write_curve_chart,
         )
 
@@ -220,6 +230,7 @@ def register(app: typer.Typer) -> None:
                 raise InputError(f"--chart {chart}: expected a .png path")
             if not chart.parent.is_dir():
                 raise InputError(f"--chart {chart}: folder {chart.parent} does not exist")
+            cli._check_writable(chart, "--chart")
         references: tuple[Any, ...] = ()
         if config is not None:
             from onchain.risk_context import RiskSettings
@@ -232,14 +243,8 @@ def register(app: typer.Typer) -> None:
         pinned, positions, states = read_book_positions(client, refs, block)
         cli._warn_skipped(states)
         sb = stress_book(pinned, positions)
-        if custom is not None:
-            chosen = [check_drop_assets(custom, sb.book)]
-        report = stress_report(
-            sb,
-            chosen,
-            curve_max=curve_max / 100.0,
-            curve_step=curve_step / 100.0,
-            unmapped_volatile="hold" if custom is not None else "max",
+        report = stress_chosen(
+            sb, chosen, custom, curve_max_pct=curve_max, curve_step_pct=curve_step
         )
         report["cascade"] = (
             book_cascade(client, sb, references)
@@ -247,8 +252,12 @@ def register(app: typer.Typer) -> None:
             else no_cascade("no config: reference pools come from [risk.references] (--config)")
         )
         if chart is not None:
-            write_curve_chart(report, chart)
+            try:
+                write_curve_chart(report, chart)
+            except OSError as exc:
+                raise InputError(f"--chart {chart}: {exc.strerror or exc}") from None
             report["chart"] = str(chart)
+        report.setdefault("block_number", report["block"]["number"])  # as in every other JSON
         if as_json:
             print(strict_json(report))
         else:

@@ -6,20 +6,18 @@ human table by default, --json a stable list; bad input is one line on stderr an
 # no `from __future__ import annotations`: typer reads the option types defined in
 # onchain.cli (imported inside register, after cli.py has defined them) at definition time
 import math
-import sys
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from onchain.errors import ConfigError, InputError
-from onchain.output import strict_json
+from onchain.output import console, health_text, strict_json
 from onchain.targets import DEFAULT_FEE_TIERS, DEFAULT_SWAP_GAS, DexConfig, TargetSettings
 
-out = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, soft_wrap=True)
+out = console(pipe_width=200)
+err = console(stderr=True)
 
 # keys of the config's [risk.targets] table (all optional; flags win)
 TARGET_KEYS = {
@@ -102,6 +100,7 @@ def register(app: typer.Typer) -> None:
         debt repaid, collateral seized with the bonus, gas, DEX slippage and net profit."""
         from onchain import cli
 
+        cli._check_output_flags(as_json, False, limit)
         flags = {
             "dex_factory": dex_factory,
             "dex_quoter": dex_quoter,
@@ -130,10 +129,36 @@ def register(app: typer.Typer) -> None:
         targets = [t for t in result.targets if t.profitable or not profitable_only]
         for note in result.notes:
             err.print(f"[yellow]note:[/] {escape(note)}")
+        gapped = [t for t in targets if gap_made(t)]
+        if gapped:
+            err.print(
+                f"[yellow]warning:[/] {len(gapped)} target(s) earn more from the DEX paying above "
+                "the oracle price than from the liquidation bonus: that gap can close before "
+                "the call lands (see dex_oracle_gap_base)"
+            )
         if as_json:
-            print(strict_json([t.to_json() for t in targets]))
+            print(strict_json([_json_row(t) for t in targets]))
             return
         _print_table(result, targets, limit, cli.redact_url(url))
+
+
+def oracle_gap_base(target: Any) -> float:
+    """What the DEX pays for the seized collateral above its oracle value (base currency); the
+    bonus is what the protocol pays, this part is a price gap that may close first."""
+    return max(0.0, target.dex_out_base - target.collateral_seized_base)
+
+
+def gap_made(target: Any) -> bool:
+    """The profit rests on the DEX-oracle gap more than on the bonus."""
+    bonus = target.collateral_seized_base - target.debt_to_cover_base
+    return target.profitable and oracle_gap_base(target) > max(bonus, 0.0)
+
+
+def _json_row(target: Any) -> dict[str, Any]:
+    row: dict[str, Any] = target.to_json()
+    row["dex_oracle_gap_base"] = oracle_gap_base(target)
+    row["profit_from_oracle_gap"] = gap_made(target)
+    return row
 
 
 def _config_settings(risk: dict[str, Any]) -> tuple[dict[str, Any], tuple[Any, ...]]:
@@ -232,7 +257,7 @@ def _print_table(result: Any, targets: list[Any], limit: int, url: str) -> None:
         right = name in {"#", "HF", "repay", "seize", "bonus", "gas", "slip bps", "net profit"}
         table.add_column(name, justify="right" if right else "left")
     for rank, t in enumerate(shown, 1):
-        hf = "-" if t.health_factor is None else f"{t.health_factor / 1e18:.4f}"
+        hf = "-" if t.health_factor is None else health_text(t.health_factor)
         if t.pending and t.health_factor_pending is not None:
             hf += f"→{t.health_factor_pending:.4f}"
         unit = t.base_currency if t.base_currency != "USD" else "$"
@@ -251,7 +276,7 @@ def _print_table(result: Any, targets: list[Any], limit: int, url: str) -> None:
             f"{t.gas_cost_base:,.2f}",
             f"{t.slippage_bps:.1f}" + ("" if t.dex_source in {"quoter", "same-asset"} else "*"),
             f"[green]{profit}[/]" if t.profitable else f"[red]{profit}[/]",
-            "" if t.profitable else "unprofitable",
+            "unprofitable" if not t.profitable else ("oracle gap" if gap_made(t) else ""),
         )
     out.print(table)
     profitable = sum(t.profitable for t in targets)

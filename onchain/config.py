@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -9,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from eth_utils import is_address, to_checksum_address
+from eth_utils import is_address, is_checksum_address, to_checksum_address
 
 from onchain.alerts.config import AlertsConfig, parse_alerts
 from onchain.errors import ConfigError
@@ -69,6 +70,9 @@ class Config:
     tiers: TierThresholds = field(default_factory=lambda: TierThresholds())
     risk: dict[str, Any] = field(default_factory=dict)  # [risk]: read by onchain.risk_context
     alerts: AlertsConfig = field(default_factory=lambda: AlertsConfig())  # [alerts]
+    # [risk.tiers] when the file has it: health factors below which a position is at least
+    # CRITICAL / HIGH / WATCH whatever its probability (scan, watch and the daemon honour it)
+    health_floors: TierThresholds | None = None
 
     def market(self, name: str) -> MarketConfig:
         if name not in self.markets:
@@ -77,9 +81,17 @@ class Config:
         return self.markets[name]
 
 
+def _did_you_mean(key: str, candidates: Any) -> str:
+    """' (did you mean 'address'?)' for a misspelt key, else ''."""
+    close = difflib.get_close_matches(key, [str(c) for c in candidates], n=1, cutoff=0.75)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
 def _require(table: dict[str, Any], key: str, kind: type, where: str) -> Any:
     if key not in table:
-        raise ConfigError(f"{where}: missing '{key}'")
+        typo = difflib.get_close_matches(key, [str(k) for k in table], n=1, cutoff=0.75)
+        hint = f" ('{typo[0]}' is not a known key: misspelt?)" if typo else ""
+        raise ConfigError(f"{where}: missing '{key}'{hint}")
     value = table[key]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ConfigError(f"{where}: '{key}' must be {kind.__name__}, got {value!r}")
@@ -110,8 +122,10 @@ def load_config(path: str | Path) -> Config:
         if chain not in chains:
             raise ConfigError(f"{where}: chain {chain!r} is not defined under [chains]")
         address = _require(table, "address", str, where)
-        if not is_address(address):
-            raise ConfigError(f"{where}: malformed address {address!r}")
+        digits = address[2:]
+        mixed = digits != digits.lower() and digits != digits.upper()
+        if not is_address(address) or (mixed and not is_checksum_address(address)):
+            raise ConfigError(f"{where}: malformed address {address!r} (or a wrong checksum)")
         if name in markets:
             raise ConfigError(f"{where}: duplicate market name {name!r}")
         known = {"name", "protocol", "chain", "address", "start_block", "version"}
@@ -129,9 +143,12 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"{path}: [risk] must be a table")
     alerts = parse_alerts(raw, path, set(markets))
     store, jobs, tiers = _store_jobs_tiers(raw, path, markets)
+    floors = tiers if "tiers" in risk else None
     if "enabled" not in ((raw.get("jobs") or {}).get("deliver") or {}):  # on where rules are
         jobs = replace(jobs, deliver=replace(jobs.deliver, enabled=alerts.enabled))
-    return Config(path, chains, markets, store, jobs, tiers, risk=risk, alerts=alerts)
+    return Config(
+        path, chains, markets, store, jobs, tiers, risk=risk, alerts=alerts, health_floors=floors
+    )
 
 
 _CHAIN_KEYS = {
@@ -260,7 +277,8 @@ def _only(table: dict[str, Any], allowed: set[str], where: str) -> None:
     unknown = sorted(set(table) - allowed)
     if unknown:
         raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(allowed))})"
+            f"{where}: unknown key(s) {', '.join(unknown)}{_did_you_mean(unknown[0], allowed)} "
+            f"(known: {', '.join(sorted(allowed))})"
         )
 
 

@@ -6,15 +6,28 @@ import csv
 import io
 import json
 import math
-from collections.abc import Sequence
+import os
+import sys
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+from rich.console import Console
 from rich.table import Table
 
 from onchain.protocols.base import AssetPosition, Position
 
 WAD = 10**18
+
+
+def console(*, stderr: bool = False, pipe_width: int = 160) -> Console:
+    """Where every command prints: stdout tables at the terminal's width (`pipe_width` when
+    piped), or stderr messages unwrapped. NO_COLOR (any value) drops every style, bold too."""
+    plain = bool(os.environ.get("NO_COLOR"))
+    if stderr:
+        return Console(stderr=True, soft_wrap=True, color_system=None if plain else "auto")
+    width = None if sys.stdout.isatty() else pipe_width
+    return Console(width=width, color_system=None if plain else "auto")
 
 
 def asset_json(asset: AssetPosition) -> dict[str, Any]:
@@ -124,24 +137,58 @@ CSV_FIELDS = [
     "available_borrows_base",
     "liquidation_threshold_bps",
     "ltv_bps",
+    "base_currency_decimals",
+    "tier",
+    "liquidation_probability",
+    "horizon_s",
 ]
 
 
-def positions_csv(positions: Sequence[Position]) -> str:
+def positions_csv(
+    positions: Sequence[Position], risk: Sequence[dict[str, Any]] | None = None
+) -> str:
+    """One row per position, the JSON's flat fields; booleans as true/false like the JSON, and
+    the risk columns empty with --no-risk."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    for p in positions:
+    for i, p in enumerate(positions):
         row = position_json(p)
+        if risk is not None:
+            row.update(risk[i])
         row["health_factor"] = row["health_factor"] or ""
+        row["liquidatable"] = "true" if row["liquidatable"] else "false"
         writer.writerow(row)
     return out.getvalue()
 
 
 def health_text(health_factor: int | None) -> str:
+    """Four decimals, truncated in integer math: 0.999995 must never print as 1.0000."""
     if health_factor is None:
         return "no debt"
-    return f"{health_factor / WAD:.4f}"
+    whole, rest = divmod(health_factor, WAD)
+    return f"{whole}.{rest // 10**14:04d}"
+
+
+def horizon_text(seconds: float) -> str:
+    """A risk horizon as people say it: 42s, 30m, 1h, 1d."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds / 60:.0f}m" if seconds >= 600 else f"{seconds:.0f}s"
+
+
+NEAR_MOVE = 0.05  # a liquidation price closer than this move is flagged, whatever the tier
+
+
+def move_text(move: float | None) -> str:
+    """The price move to liquidation, red when it is within NEAR_MOVE, yellow within 3x."""
+    if move is None:
+        return ""
+    text = f"{move * 100:+.2f}%"
+    if abs(move) < NEAR_MOVE:
+        return f"[bold red]{text}[/]"
+    return f"[yellow]{text}[/]" if abs(move) < 3 * NEAR_MOVE else text
 
 
 def money(value_base: int, decimals: int) -> str:
@@ -162,6 +209,14 @@ def market_text(position: Position) -> str:
     return f"{label} {short}" if label else short
 
 
+def _never_cut(address: bool) -> dict[str, Any]:
+    """Column settings so a narrow terminal folds cells onto more lines instead of cutting them
+    with an ellipsis: an address keeps its full width (42 characters) on one line."""
+    if address:
+        return {"no_wrap": True, "min_width": 42}
+    return {"overflow": "fold"}
+
+
 def positions_table(
     positions: Sequence[Position], title: str, risk: Sequence[dict[str, Any]] | None = None
 ) -> Table:
@@ -179,11 +234,12 @@ def positions_table(
         ("debt", "right"),
         ("LT", "right"),
         ("eMode", "right"),
-        *([("P(liq.)", "right")] if risk is not None else []),
+        *([(f"P(liq.) in {horizon_text(risk[0]['horizon_s'])}", "right")] if risk else []),
         ("status", "left"),
     ]:
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        table.add_column(name, justify=justify, **_never_cut(name == "account"))  # type: ignore[arg-type]
     for i, p in enumerate(positions):
+        unit = f" {p.extra['base_currency']}" if p.extra.get("base_currency") else ""
         status = "LIQUIDATABLE" if p.liquidatable else ("no debt" if not p.has_debt else "ok")
         extra_cells = []
         if risk is not None:
@@ -193,8 +249,8 @@ def positions_table(
             *([market_text(p)] if several else []),
             p.account,
             f"[{health_style(p)}]{health_text(p.health_factor)}[/]",
-            money(p.total_collateral_base, p.base_currency_decimals),
-            money(p.total_debt_base, p.base_currency_decimals),
+            money(p.total_collateral_base, p.base_currency_decimals) + unit,
+            money(p.total_debt_base, p.base_currency_decimals) + unit,
             f"{p.liquidation_threshold_bps / 100:.2f}%",
             str(p.extra.get("emode_category") or ""),
             *extra_cells,
@@ -207,11 +263,15 @@ def probability_text(p: float) -> str:
     return "<0.01%" if p < 1e-4 else f"{p:.2%}"
 
 
-def tier_text(position: Position, fields: dict[str, Any]) -> str:
+def verdict_tier(position: Position, fields: dict[str, Any]) -> str:
     """The exact verdict first: a float screen never overrides the contract's math."""
-    tier = "LIQUIDATABLE" if position.liquidatable else fields["tier"]
-    if tier == "LIQUIDATABLE" and not position.liquidatable:
-        tier = "CRITICAL"
+    tier = "LIQUIDATABLE" if position.liquidatable else str(fields["tier"])
+    return "CRITICAL" if tier == "LIQUIDATABLE" and not position.liquidatable else tier
+
+
+def tier_text(position: Position, fields: dict[str, Any]) -> str:
+    """The tier as printed (`verdict_tier`), coloured, with its first reasons."""
+    tier = verdict_tier(position, fields)
     style = {
         "LIQUIDATABLE": "bold red",
         "PENDING": "red",
@@ -235,18 +295,25 @@ def breakdown_table(position: Position) -> Table:
     for name in ["asset", "collateral", "debt", "price", "LT", "liq. price", "move to liq."]:
         table.add_column(name, justify="left" if name == "asset" else "right")
     scale = 10**position.base_currency_decimals
+    unit = position.extra.get("base_currency") or ""
     for a in position.assets:
         liq = a.liquidation_price_base
-        fall = "" if liq is None else f"{(liq / a.price_base - 1) * 100:+.2f}%"
+        move = None if liq is None else liq / a.price_base - 1
+        held = position.has_debt and not position.liquidatable and liq is None
         table.add_row(
             a.symbol,
             f"{a.collateral_raw / 10**a.decimals:,.6g}" if a.collateral_raw else "",
             f"{a.debt_raw / 10**a.decimals:,.6g}" if a.debt_raw else "",
-            f"{a.price_base / scale:,.4f}",
+            f"{a.price_base / scale:,.4f} {unit}".strip(),
             f"{a.liquidation_threshold_bps / 100:.2f}%" if a.collateral_enabled else "",
-            "" if liq is None else f"{liq / scale:,.4f}",
-            fall,
+            "none" if held else ("" if liq is None else f"{liq / scale:,.4f}"),
+            move_text(move),
         )
+    table.caption = (
+        "liq. price: the price of that asset alone (others held) at which the position becomes "
+        "liquidatable; none: its price alone cannot make it liquidatable"
+    )
+    table.caption_justify = "left"
     return table
 
 
@@ -266,41 +333,55 @@ def _amounts(assets: Sequence[AssetPosition], debt: bool) -> str:
 
 
 def watch_table(
-    positions: Sequence[Position], title: str, risk: Sequence[dict[str, Any]] | None = None
+    positions: Sequence[Position],
+    title: str,
+    risk: Sequence[dict[str, Any]] | None = None,
+    names: Mapping[str, str] | None = None,
+    wallet_column: bool = True,
 ) -> Table:
-    """One row per position, any protocol: health, the liquidation price of its main collateral
-    (others held) and how far that price may move before the position is liquidatable."""
+    """One row per position, any protocol: health, how far the main collateral's price may
+    move before the position is liquidatable (next to the health, coloured when near), its
+    liquidation price (others held), and the probability within the horizon the header names.
+    `names`: market address (lower case) -> its config name, shown instead of the address.
+    Without `wallet_column` (narrow terminals, one table per wallet) the title names it."""
+    horizon = horizon_text(risk[0]["horizon_s"]) if risk else ""
     table = Table(title=title, title_justify="left")
     for name, justify in [
-        ("wallet", "left"),
+        *([("wallet", "left")] if wallet_column else []),
         ("protocol", "left"),
         ("market", "left"),
         ("collateral", "right"),
         ("debt", "right"),
         ("health", "right"),
-        ("liq. price", "right"),
         ("move to liq.", "right"),
-        *([("P(liq.)", "right"), ("safe HF", "right")] if risk is not None else []),
+        ("liq. price", "right"),
+        *(
+            [(f"P(liq.) in {horizon}", "right"), (f"safe HF ({horizon})", "right")]
+            if risk is not None
+            else []
+        ),
         ("status", "left"),
     ]:
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        table.add_column(name, justify=justify, **_never_cut(name == "wallet"))  # type: ignore[arg-type]
     for i, p in enumerate(positions):
         main = _main_collateral(p)
         liq = main.liquidation_price_base if main else None
         scale = 10**p.base_currency_decimals
         unit = p.extra.get("base_currency") or ""
         liq_text = "" if main is None or liq is None else f"{liq / scale:,.4f} {unit}".strip()
-        move = "" if main is None or liq is None else f"{(liq / main.price_base - 1) * 100:+.2f}%"
+        move = None if main is None or liq is None else liq / main.price_base - 1
+        if p.has_debt and main is not None and liq is None and not p.liquidatable:
+            liq_text = f"none: {main.symbol} alone cannot liquidate it"
         status = "LIQUIDATABLE" if p.liquidatable else ("no debt" if not p.has_debt else "ok")
         table.add_row(
-            p.account,
+            *([p.account] if wallet_column else []),
             p.protocol,
-            p.extra.get("market_label") or market_text(p),
+            p.extra.get("market_label") or (names or {}).get(p.market.lower()) or market_text(p),
             _amounts(p.assets, debt=False),
             _amounts(p.assets, debt=True),
             f"[{health_style(p)}]{health_text(p.health_factor)}[/]",
-            f"{liq_text} ({main.symbol})" if liq_text and main else liq_text,
-            move,
+            move_text(move),
+            f"{liq_text} ({main.symbol})" if liq is not None and main else liq_text,
             *(
                 [probability_text(risk[i]["liquidation_probability"]), _safe_hf(risk[i])]
                 if risk is not None

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from eth_utils import is_address, to_checksum_address
+from eth_utils import is_address, is_checksum_address, to_checksum_address
 
 from onchain.errors import InputError, NotAMarket
 from onchain.protocols.base import LogQuery, MarketRef, Position, ReadPlan
@@ -24,6 +24,13 @@ def checked_address(value: str, what: str = "address") -> str:
     """Checksum at the boundary; anything else is one clear InputError."""
     if not isinstance(value, str) or not is_address(value) or not value.startswith("0x"):
         raise InputError(f"malformed {what}: {value!r} (expected 0x followed by 40 hex digits)")
+    digits = value[2:]
+    if digits != digits.lower() and digits != digits.upper() and not is_checksum_address(value):
+        # mixed case is a checksum (EIP-55): a wrong one means a mistyped address
+        raise InputError(
+            f"{what} {value} has a wrong checksum (its mixed case must match EIP-55): "
+            "it is probably mistyped"
+        )
     return to_checksum_address(value)
 
 

@@ -17,6 +17,7 @@ Two layouts:
 from __future__ import annotations
 
 import csv
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -95,9 +96,16 @@ def load_long_price_csv(
         if missing:
             raise ValueError(f"{path}: missing columns {sorted(missing)}")
         for row in reader:
-            by_asset.setdefault(row["asset"], []).append(
-                (int(float(row["timestamp"])), float(row["price"]))
-            )
+            try:
+                stamp, price = int(float(row["timestamp"])), float(row["price"])
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"line {reader.line_num}: expected timestamp,asset,price numbers, got "
+                    f"{row['timestamp']!r},{row['asset']!r},{row['price']!r}"
+                ) from None
+            if not (math.isfinite(price) and price > 0):
+                raise ValueError(f"line {reader.line_num}: price {price!r} is not positive")
+            by_asset.setdefault(row["asset"], []).append((stamp, price))
     out: dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]] = {}
     for asset, rows in by_asset.items():
         rows.sort()

@@ -111,7 +111,8 @@ def select_scenarios(names: Sequence[str]) -> list[Scenario]:
 
 
 def parse_drops(items: Sequence[str]) -> Scenario:
-    """``--drop ETH=-30%`` (repeatable) as one scenario; ``ETH=+10%`` is a rise. Names are
+    """``--drop ETH=-30%`` (repeatable) as one scenario; ``ETH=+10%`` is a rise; an unsigned
+    ``ETH=30`` is refused (read either way, it has surprised users). Names are
     scenario assets (ETH, BTC, LINK, USDC/USD, stETH/ETH...) or book symbols; a book symbol with
     an alias (WETH -> ETH) moves the whole family. Malformed input is an InputError."""
     drops: dict[str, float] = {}
@@ -120,6 +121,11 @@ def parse_drops(items: Sequence[str]) -> Scenario:
         if not match:
             raise InputError(f"malformed --drop {item!r}: expected ASSET=-30% (e.g. ETH=-30%)")
         name, pct = match.group(1), float(match.group(2))
+        if match.group(2)[0] not in "+-" and pct != 0:  # ETH=30: a fall or a rise?
+            raise InputError(
+                f"--drop {item!r}: give the sign: {name}=-{match.group(2)}% for a fall, "
+                f"{name}=+{match.group(2)}% for a rise"
+            )
         if not pct > -100.0 or not math.isfinite(pct):
             raise InputError(f"malformed --drop {item!r}: a price cannot fall 100% or more")
         key = canonical_asset(name)
@@ -427,6 +433,27 @@ def stress_report(
         ],
         "curve": curve_report(sb, drops),
     }
+
+
+def stress_chosen(
+    sb: StressBook,
+    chosen: Sequence[Scenario],
+    custom: Scenario | None,
+    *,
+    curve_max_pct: float,
+    curve_step_pct: float,
+) -> dict[str, Any]:
+    """The report for historical scenarios, or for a custom move (checked against the book's
+    assets; then volatile assets it does not name are held, not given the largest drop)."""
+    if custom is not None:
+        chosen = [check_drop_assets(custom, sb.book)]
+    return stress_report(
+        sb,
+        chosen,
+        curve_max=curve_max_pct / 100.0,
+        curve_step=curve_step_pct / 100.0,
+        unmapped_volatile="hold" if custom is not None else "max",
+    )
 
 
 def _empty_scenario(scenario: Scenario) -> dict[str, Any]:

@@ -74,7 +74,7 @@ def test_upgrade_then_downgrade_base_then_upgrade_again(db_url: str) -> None:
     assert up.returncode == 0, up.stderr
     assert f"empty -> {head_revision()} (head)" in up.stderr
     assert tables(db_url) == TABLES
-    down = onchain("db", "downgrade", "base", "--db", db_url)
+    down = onchain("db", "downgrade", "base", "--db", db_url, "--yes")  # it drops every table
     assert down.returncode == 0, down.stderr
     assert tables(db_url) == set()
     again = onchain("db", "upgrade", "--db", db_url)

@@ -203,6 +203,7 @@ def test_default_run_prints_every_library_scenario(devnet: DevnetInfo, config: P
         (["--scenario", "1999-01-01"], ["unknown scenario", "2020-03-12", "2025-10-10"]),
         (["--drop", "ETH30"], ["malformed --drop", "ETH=-30%"]),
         (["--drop", "ETH=-120%"], ["malformed --drop"]),
+        (["--drop", "ETH=30"], ["give the sign", "ETH=-30% for a fall", "ETH=+30% for a rise"]),
         (["--drop", "ETH=-1%", "--drop", "WETH=-2%"], ["twice"]),
         (["--drop", "ETH=-10%", "--scenario", "2022-11-08"], ["not both"]),
         (["--chart", "/nonexistent-folder/x.png"], ["does not exist"]),

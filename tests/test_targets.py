@@ -358,6 +358,12 @@ def test_cli_json_lists_the_same_targets_with_every_field(
     assert any(not r["profitable"] and r["net_profit_base"] < 0 for r in rows)
     profits = [r["net_profit_usd"] for r in rows]
     assert profits == sorted(profits, reverse=True)
+    # a profit resting on the DEX paying above the oracle (not on the bonus) is flagged
+    gapped = [r for r in rows if r["profit_from_oracle_gap"]]
+    assert all(r["dex_oracle_gap_base"] >= 0 for r in rows)
+    assert all(r["profitable"] and r["dex_oracle_gap_base"] > 0 for r in gapped)
+    assert ("DEX paying above the oracle price" in result.stderr) == bool(gapped)
+    print(f"\n{len(gapped)} of {len(rows)} targets profit mostly from the DEX-oracle gap")
     table = subprocess.run(
         [*ONCHAIN, *args[:-1], "--limit", "0"], capture_output=True, text=True, timeout=120
     )

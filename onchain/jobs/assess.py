@@ -19,6 +19,7 @@ from onchain.protocols.base import MarketSnapshot, Position
 from onchain.risk_context import RiskReport, RiskSettings, assess_positions
 from onchain.rpc.client import BlockRef, RpcClient
 from onchain.store.crud import Assessed, StoredHealth
+from onchain.store.models import TIERS
 
 WAD = 10**18
 
@@ -59,6 +60,24 @@ def tier_of(health_factor: int | None, liquidatable: bool, tiers: TierThresholds
     return Assessed("SAFE", f"health factor {shown} >= {format_wad(tiers.watch_wad)}")
 
 
+def floored(
+    tier: str,
+    reasons: list[str],
+    health_factor: int | None,
+    liquidatable: bool,
+    floors: TierThresholds | None,
+) -> tuple[str, list[str]]:
+    """[risk.tiers] as a floor under the risk module's tier: a position whose exact health
+    factor is below a threshold is at least that tier, whatever its probability within a short
+    horizon says (a position 1% from liquidation is not SAFE). Adds the reason HF_BELOW_<TIER>."""
+    if floors is None or liquidatable or health_factor is None:
+        return tier, reasons
+    by_health = tier_of(health_factor, False, floors).tier
+    if by_health != "SAFE" and TIERS.index(by_health) < TIERS.index(tier):
+        return by_health, [f"HF_BELOW_{by_health}", *reasons]
+    return tier, reasons
+
+
 def assess(positions: Iterable[HasHealth], tiers: TierThresholds) -> list[Assessed]:
     """One (tier, reason) per position, in order."""
     return [tier_of(p.health_factor, p.liquidatable, tiers) for p in positions]
@@ -80,11 +99,16 @@ def _seconds(value: float) -> str:
     return f"{value / 3600:.1f} h" if value >= 7200 else f"{value:.0f} s"
 
 
-def risk_assessed(position: Position, fields: Mapping[str, Any]) -> Assessed:
-    """One position's stored verdict from the risk module's fields, under the exact rule."""
+def risk_assessed(
+    position: Position, fields: Mapping[str, Any], floors: TierThresholds | None = None
+) -> Assessed:
+    """One position's stored verdict from the risk module's fields, under the exact rule and
+    the [risk.tiers] health-factor floors (`floored`)."""
     tier = "LIQUIDATABLE" if position.liquidatable else str(fields["tier"])
     codes = [str(c) for c in fields["reasons"]]
     hf = position.health_factor
+    if tier != "LIQUIDATABLE":
+        tier, codes = floored(tier, codes, hf, position.liquidatable, floors)
     shown = "unknown" if hf is None else format_wad(hf)
     if position.liquidatable:
         if "HF_BELOW_1" not in codes:
@@ -126,6 +150,7 @@ def risk_tiers(
     positions: Sequence[Position],
     settings: RiskSettings,
     market_snapshot: MarketSnapshot | None = None,
+    floors: TierThresholds | None = None,
 ) -> tuple[list[Assessed], RiskReport | None]:
     """One risk assessment for all of a block's positions (one book, one call), then the exact
     verdict applied per position. Raises when the assessment cannot run: the caller falls back
@@ -139,4 +164,5 @@ def risk_tiers(
         settings,
         market_snapshots=(market_snapshot,) if market_snapshot is not None else (),
     )
-    return [risk_assessed(p, report.fields(i)) for i, p in enumerate(positions)], report
+    assessed = [risk_assessed(p, report.fields(i), floors) for i, p in enumerate(positions)]
+    return assessed, report

@@ -6,20 +6,28 @@ loses at most the block being written, which its transaction rolls back."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
+import time
+import zlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
 from onchain.alerts.delivery import deliver_job
+from onchain.errors import InputError
+from onchain.jobs import metrics
 from onchain.jobs.context import Counts, JobContext
 from onchain.jobs.discover import discover_job, one_line
 from onchain.jobs.maintenance import assess_job, prune_job
 from onchain.jobs.refresh import refresh_job
 from onchain.store import crud
+from onchain.store.db import Store, safe_url
 
 log = logging.getLogger("onchain.jobs.daemon")
 
@@ -36,10 +44,12 @@ JOBS: dict[str, JobFn] = {
 def run_recorded(ctx: JobContext, name: str) -> str:
     """Run one job and record it: start, end, outcome (ok, error, interrupted), counts."""
     counts: Counts = Counter()
+    started = time.monotonic()
     try:
         run_id = crud.start_run(ctx.store, name)
     except Exception as exc:  # the store is unreachable: nothing to record into
         log.error("%s: cannot record the run: %s", name, one_line(exc))
+        metrics.record_run(name, "error", time.monotonic() - started)
         return "error"
     errors: list[str] = []
     try:
@@ -64,7 +74,82 @@ def run_recorded(ctx: JobContext, name: str) -> str:
         crud.finish_run(ctx.store, run_id, outcome, counts, "; ".join(errors) or None)
     except Exception as exc:
         log.error("%s: cannot record the end of run %d: %s", name, run_id, one_line(exc))
+    metrics.record_run(name, outcome, time.monotonic() - started)
     return outcome
+
+
+MAX_BACKOFF_S = 300.0
+
+
+@dataclass
+class Backoff:
+    """A job that keeps failing (the RPC is down) waits longer after each failure: its interval
+    doubles up to MAX_BACKOFF_S, and the first success brings it back."""
+
+    every_s: float
+    failures: int = 0
+    next_try: float = 0.0
+
+    def due(self) -> bool:
+        return time.monotonic() >= self.next_try
+
+    def record(self, name: str, outcome: str) -> None:
+        if outcome != "error":
+            if self.failures:
+                log.info("%s: working again after %d failed run(s)", name, self.failures)
+            self.failures, self.next_try = 0, 0.0
+            return
+        self.failures += 1
+        wait = min(self.every_s * 2**self.failures, max(MAX_BACKOFF_S, self.every_s))
+        self.next_try = time.monotonic() + wait
+        log.warning("%s: %d failed run(s) in a row; next try in %.0fs", name, self.failures, wait)
+
+
+def run_backing_off(ctx: JobContext, name: str, backoff: Backoff) -> str:
+    """What the scheduler calls: a job whose backoff has not elapsed is skipped (not recorded)."""
+    if not backoff.due():
+        return "skipped"
+    outcome = run_recorded(ctx, name)
+    backoff.record(name, outcome)
+    return outcome
+
+
+@contextmanager
+def exclusive(store: Store) -> Iterator[None]:
+    """One `onchain run` per database: a second one would write the same blocks and move the
+    same cursors. SQLite: an flock on a file beside the database; PostgreSQL: an advisory lock
+    held by one connection for the life of the process."""
+    refused = InputError(
+        f"another `onchain run` is using the database {safe_url(store.engine.url)}: "
+        "stop it first (one daemon per database)"
+    )
+    if store.engine.dialect.name == "sqlite":
+        import fcntl
+
+        path = f"{store.engine.url.database}.run.lock"
+        with open(path, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise refused from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+            yield
+        return
+    from sqlalchemy import text
+
+    key = zlib.crc32(b"onchain run")
+    with store.engine.connect() as conn:
+        if not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
+            raise refused
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            conn.commit()
 
 
 def enabled_jobs(ctx: JobContext, only: list[str] | None = None) -> list[str]:
@@ -79,9 +164,10 @@ def run_once(ctx: JobContext, only: list[str] | None = None) -> dict[str, str]:
 
 
 def build_scheduler(ctx: JobContext, names: list[str]) -> Any:
-    """APScheduler 3 with one interval job per name, each recorded by `run_recorded`: never two
-    runs of a job at once (max_instances=1), missed runs collapsed into one (coalesce), a late
-    run still runs (no misfire limit); jobs of different names run in parallel threads."""
+    """APScheduler 3 with one interval job per name, each recorded by `run_recorded` and backing
+    off while it fails (`Backoff`): never two runs of a job at once (max_instances=1), missed
+    runs collapsed into one (coalesce), a late run still runs (no misfire limit); jobs of
+    different names run in parallel threads."""
     from apscheduler.executors.pool import ThreadPoolExecutor
     from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -92,11 +178,12 @@ def build_scheduler(ctx: JobContext, names: list[str]) -> Any:
     )
     now = datetime.now(UTC)
     for name in names:
+        every_s = getattr(ctx.config.jobs, name).every_s
         scheduler.add_job(
-            run_recorded,
+            run_backing_off,
             "interval",
-            seconds=getattr(ctx.config.jobs, name).every_s,
-            args=[ctx, name],
+            seconds=every_s,
+            args=[ctx, name, Backoff(every_s)],
             id=name,
             name=name,
             next_run_time=now,

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from onchain.alerts.outbox import block_alerts
+from onchain.jobs import metrics
 from onchain.jobs.assess import assess, risk_tiers
 from onchain.jobs.context import Counts, JobContext, market_ref, note
 from onchain.jobs.discover import discover_market, one_line
@@ -81,7 +82,9 @@ def tier_block(
     started = time.perf_counter()
     try:
         settings = RiskSettings.from_config(ctx.config.risk)
-        assessed, report = risk_tiers(client, block, positions, settings, snapshot)
+        assessed, report = risk_tiers(
+            client, block, positions, settings, snapshot, ctx.config.health_floors
+        )
     except Exception as exc:  # a risk failure must not cost the block: fall back, say why
         why = one_line(exc)
         counts["risk_fallback_blocks"] += 1
@@ -185,6 +188,8 @@ def refresh_market(ctx: JobContext, client: RpcClient, market: MarketInfo, count
         else:
             blocks.append(block)
     if not blocks:
+        cursor = crud.get_cursor(ctx.store, market.id, "refresh")
+        metrics.record_head(market.name, head.number, cursor.block_number if cursor else None)
         return
 
     # discover once up to the last block, so each block below finds the cursor ahead of it
@@ -204,6 +209,7 @@ def refresh_market(ctx: JobContext, client: RpcClient, market: MarketInfo, count
             counts,
             market_state=last_state if block == last else None,
         )
+        metrics.record_head(market.name, head.number, block.number)
 
 
 def refresh_job(ctx: JobContext, counts: Counts) -> list[str]:

@@ -545,6 +545,7 @@ def write_snapshot(
                         "collateral_enabled": asset.collateral_enabled,
                         "liquidation_threshold_bps": asset.liquidation_threshold_bps,
                         "liquidation_price_base": asset.liquidation_price_base,
+                        "liquidation_price_base_exact": _exact(asset.liquidation_price_base),
                     }
                 )
         _bulk_insert(conn, T_POSITIONS, position_rows)
@@ -574,6 +575,11 @@ def write_snapshot(
     return WriteResult(
         "replaced" if existing is not None else "written", len(position_rows), len(asset_rows)
     )
+
+
+def _exact(value: Any) -> int | None:
+    """An adapter's exact integer; anything else (None, a float estimate) has no exact twin."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def delete_snapshots_from(store: Store, market_id: int, block_numbers: Sequence[int]) -> int:

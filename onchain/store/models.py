@@ -180,6 +180,8 @@ class PositionSnapshot(Base):
     __table_args__ = (
         Index(None, "account_id", "market_id", "block_number"),  # history; latest per account
         Index(None, "snapshot_id", "health_factor_float"),  # at risk now, riskiest first
+        Index(None, "snapshot_id", "risk_tier", "health_factor_float"),  # riskiest; tier counts
+        Index(None, "snapshot_id", "total_debt_base"),  # by debt (SQLite: also by digits, 0003)
     )
 
     snapshot_id: Mapped[int] = mapped_column(
@@ -238,6 +240,8 @@ class AssetPosition(Base):
     collateral_enabled: Mapped[bool] = mapped_column(Boolean)
     liquidation_threshold_bps: Mapped[int] = mapped_column(Integer)
     liquidation_price_base: Mapped[float | None] = mapped_column(Double)
+    # the same price exactly (the float twin above is for charts and range queries)
+    liquidation_price_base_exact: Mapped[int | None] = mapped_column(Uint256)
 
 
 class JobRun(Base):

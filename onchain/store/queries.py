@@ -109,6 +109,12 @@ def job_summaries(store: Store) -> list[JobSummary]:
     return out
 
 
+def market_names(store: Store) -> list[str]:
+    """The config names of every market the store knows, sorted."""
+    with store.read() as conn:
+        return list(conn.execute(select(T_MARKETS.c.name).order_by(T_MARKETS.c.name)).scalars())
+
+
 def market_statuses(store: Store) -> list[MarketStatus]:
     mk, s = T_MARKETS, T_SNAPSHOTS
     out = []
