@@ -1102,6 +1102,7 @@ __import__("onchain.cli_targets").cli_targets.register(app)  # `onchain targets`
 __import__("onchain.cli_stress").cli_stress.register(app)  # `onchain stress`
 __import__("onchain.cli_alerts").cli_alerts.register(app)  # `onchain alerts`
 __import__("onchain.cli_serve").cli_serve.register(app)  # `onchain serve`
+__import__("onchain.cli_backtest").cli_backtest.register(app)  # `onchain backtest`
 
 if __name__ == "__main__":
     main()

@@ -29,6 +29,7 @@ from onchain.api.server import open_read_only, serving_in_thread
 from onchain.api.settings import ApiSettings
 from onchain.devnet.build import DevnetInfo
 from onchain.devnet.chain import DevChain
+from onchain.rpc.endpoints import redact_url
 from onchain.store.db import make_engine, open_store, parse_db_url, upgrade
 from onchain.store.models import TIERS
 from tests.helpers.cli_support import assert_one_clear_error, run
@@ -282,7 +283,15 @@ def test_tiers_over_time_stress_and_targets_come_from_the_stored_history(served:
         ("refresh", "ok"),
         ("assess", "ok"),
     }
+    endpoints = [  # per-endpoint health, per chain, names an endpoint by scheme://host:port only
+        e
+        for r in runs["runs"]
+        for chain in ((r.get("counts") or {}).pop("rpc_endpoints", None) or {}).values()
+        for e in chain
+    ]
+    assert endpoints and all(e["endpoint"] == redact_url(served.rpc_url) for e in endpoints)
     text = json.dumps(runs) + json.dumps(served.json("/api/markets"))
+    text = text.replace(f'"endpoint": "{redact_url(served.rpc_url)}"', "")  # health, as above
     assert served.rpc_url not in text and "rpc_url" not in text
 
 

@@ -270,8 +270,14 @@ def test_daemon_records_a_failed_refresh_then_resumes_and_shows_endpoint_health(
     config = write_config(tmp_path / "d.toml", devnet, f'rpc_urls = ["{dead}"]\n')
     db = tmp_path / "d.sqlite"
     assert run("db", "upgrade", "--config", str(config)).returncode == 0
+    once = run("run", "--config", str(config), "--once")  # nothing answers: refused up front
+    assert once.returncode == 2 and "refused" in once.stderr
+    assert SECRET not in once.stderr
+    # An endpoint that answers eth_chainId and then fails every read: the runs fail, recorded.
+    broken = start(devnet, proxies, Faults(error_rate=1.0, skip_methods=frozenset({"eth_chainId"})))
+    write_config(config, devnet, f'rpc_urls = ["{broken.url}"]\n')
     once = run("run", "--config", str(config), "--once")
-    assert once.returncode == 1 and "refused" in once.stderr
+    assert once.returncode == 1, once.stderr
     assert SECRET not in once.stderr
     with sqlite3.connect(db) as conn:
         assert conn.execute("select count(*) from position_snapshots").fetchone() == (0,)
@@ -279,7 +285,7 @@ def test_daemon_records_a_failed_refresh_then_resumes_and_shows_endpoint_health(
         errors = conn.execute("select job, error from job_runs where outcome = 'error'").fetchall()
     assert {job for job, _ in errors} == {"discover", "refresh"}
     for _, error in errors:  # the reason: the endpoint (no key) and its last cause
-        assert dead.split("/v3")[0] in error and "refused" in error and SECRET not in error
+        assert broken.url.split("/v3")[0] in error and SECRET not in error
 
     flaky = start(devnet, proxies, Faults(error_rate=0.3, item_error_rate=0.3, seed=9))
     write_config(config, devnet, f'rpc_urls = ["{dead}", "{flaky.url}"]\n')

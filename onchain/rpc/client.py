@@ -117,7 +117,7 @@ class RpcClient:
         expected_chain_id: int | None = None,
         max_batch_size: int | None = None,
         backoff_s: float = 0.2,
-        max_attempts: int = 8,
+        max_attempts: int = 12,
         retry_budget_s: float = 60.0,
         budget: Budget | None = None,
         seed: int | None = None,
