@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench lint format clean
+.PHONY: setup demo test test-fast bench lint format clean
 
 setup: $(STAMP) node_modules/.installed
 
@@ -26,6 +26,10 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
+# The quick loop: unit tests only (no devnet, no PostgreSQL, no programs started), under a minute.
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not devnet and not postgres and not slow"
+
 bench: setup
 	$(BIN)/python bench/bench_scan.py
 	$(BIN)/python bench/bench_scan_versions.py
@@ -37,6 +41,7 @@ bench: setup
 lint: setup
 	$(BIN)/ruff check onchain tests bench
 	$(BIN)/ruff format --check onchain tests bench
+	$(BIN)/mypy
 
 format: setup
 	$(BIN)/ruff format onchain tests bench

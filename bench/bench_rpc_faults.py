@@ -16,7 +16,7 @@ from onchain.devnet.build import running_devnet
 from onchain.pipeline import scan
 from onchain.protocols.base import MarketRef
 from onchain.rpc.client import RpcClient
-from tests.fault_proxy import FaultProxy, Faults
+from tests.helpers.fault_proxy import FaultProxy, Faults
 
 
 def one_scan(upstream: str, provider: str, block: int, rate: float, seed: int) -> tuple:

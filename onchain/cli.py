@@ -182,7 +182,7 @@ def _names_markets_by_id(protocol: str) -> bool:
     return bool(getattr(ADAPTERS.get(protocol), "markets_by_id", False))
 
 
-def _endpoint(rpc: list[str] | None, chain: ChainConfig) -> EndpointSet:
+def _endpoint(rpc: list[str] | str | None, chain: ChainConfig) -> EndpointSet:
     """The chain's endpoints in order of preference: --rpc (each), else ONCHAIN_RPC_URL, else
     the config's; with the chain's request budget."""
     urls = _flag_urls(rpc) or chain.resolve_rpc_urls()
@@ -249,7 +249,7 @@ def _config_deployment(
 
 
 def _resolve(
-    rpc: list[str] | None,
+    rpc: list[str] | str | None,
     protocol: str | None,
     market: str | None,
     config: Path | None,
@@ -723,7 +723,7 @@ def _print_json(text: str, one_line: bool) -> None:
 
 def _watch_market(
     checked: list[str],
-    rpc: str | None,
+    rpc: list[str] | str | None,
     protocol: str | None,
     market: str | None,
     config: Path | None,

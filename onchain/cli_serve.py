@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -111,7 +111,7 @@ def _record_demo(folder: Path) -> Path:
     return config
 
 
-def _check_once(app: object, settings: object, where: str) -> None:
+def _check_once(app: object, settings: Any, where: str) -> None:
     """Non-interactive demo: serve, fetch the dashboard and /readyz once, stop."""
     import requests
 

@@ -21,7 +21,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from onchain.config import Config, load_config
 from onchain.errors import InputError
-from onchain.jobs.assess import format_wad
+from onchain.numbers import format_base as format_base
+from onchain.numbers import format_wad
 from onchain.output import console, strict_json
 from onchain.store import queries
 from onchain.store.db import (
@@ -485,12 +486,6 @@ def format_hf(value: int | None) -> str:
     if value is None:
         return "∞ (no debt)"
     return format_wad(value, 4, trim=False)
-
-
-def format_base(value: int, decimals: int) -> str:
-    """An amount in base-currency units with two decimals (truncated), exact at any size."""
-    whole, rest = divmod(value, 10**decimals)
-    return f"{whole:,}.{rest * 100 // 10**decimals:02d}"
 
 
 def sparkline(values: Sequence[float | None], width: int = 80) -> str:

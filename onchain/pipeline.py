@@ -3,6 +3,7 @@ layer, discover accounts from logs, and return positions. Library users call the
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +15,7 @@ from onchain.protocols.base import LogQuery, MarketRef, Position, ReadPlan
 from onchain.protocols.registry import get_adapter
 from onchain.rpc.calls import execute
 from onchain.rpc.client import BlockRef, RpcClient
-from onchain.rpc.logs import Log, iter_logs
+from onchain.rpc.logs import Log, LogPage, iter_logs
 
 Progress = Callable[[int, int], None]  # (done, total)
 ACCOUNTS_PER_PLAN = 2_000
@@ -72,6 +73,41 @@ def load_market(client: RpcClient, market: MarketRef, block: BlockRef) -> Any:
     return run_plan(client, adapter.plan_market(market, block), block)
 
 
+def discovery_logs(
+    client: RpcClient,
+    protocol: str,
+    market_state: Any,
+    from_block: int,
+    to_block: int,
+    *,
+    on_page: Callable[[LogPage], None] | None = None,
+) -> dict[str, int]:
+    """The one discovery every command and the daemon use: accounts the adapter's discovery logs
+    name between two blocks, each with the first block it appears in.
+
+    Adapters that key positions by (market, account) note which market each account used
+    (``note_discovery_logs``), so reading positions asks only for those pairs."""
+    adapter = get_adapter(protocol)
+    addresses, topics = adapter.discovery_filter(market_state)
+    note = getattr(adapter, "note_discovery_logs", None)
+    found: dict[str, int] = {}
+    for page in iter_logs(
+        client, address=addresses, topics=topics, from_block=from_block, to_block=to_block
+    ):
+        if page.logs:
+            by_block: dict[int, list[Any]] = defaultdict(list)
+            for item in page.logs:
+                by_block[item.block_number].append(item)
+            for number in sorted(by_block):
+                for account in adapter.accounts_from_logs(by_block[number]):
+                    found.setdefault(account, number)
+            if note is not None:
+                note(market_state, page.logs)
+        if on_page is not None:
+            on_page(page)
+    return found
+
+
 def discover_accounts(
     client: RpcClient,
     protocol: str,
@@ -82,21 +118,15 @@ def discover_accounts(
     progress: Progress | None = None,
 ) -> list[str]:
     """Accounts that ever borrowed, from event logs up to the pinned block, in a stable order."""
-    adapter = get_adapter(protocol)
-    addresses, topics = adapter.discovery_filter(market_state)
-    # optional: adapters that key positions by (market, account) note which market each
-    # account used, so reading positions asks only for those pairs
-    note = getattr(adapter, "note_discovery_logs", None)
-    found: set[str] = set()
     total = max(block.number - from_block + 1, 1)
-    for page in iter_logs(
-        client, address=addresses, topics=topics, from_block=from_block, to_block=block.number
-    ):
-        found |= adapter.accounts_from_logs(page.logs)
-        if note is not None:
-            note(market_state, page.logs)
+
+    def on_page(page: LogPage) -> None:
         if progress:
             progress(page.to_block - from_block + 1, total)
+
+    found = discovery_logs(
+        client, protocol, market_state, from_block, block.number, on_page=on_page
+    )
     return sorted(found)
 
 

@@ -22,16 +22,17 @@ from onchain.market_data.blocks import recent_blocks
 from onchain.market_data.feeds import latest_round_call
 from onchain.market_data.uniswap_v3 import pool_state, pool_state_calls
 from onchain.protocols.base import MarketSnapshot, Position
-from onchain.risk import assess, book_from_positions
-from onchain.risk.assess import Assessment
+
+# through the package: it binds the function `assess` over the submodule of the same name
+from onchain.risk import Assessment, assess, book_from_positions
 from onchain.risk.book import Book
 from onchain.risk.latency import ChainLatency, estimate_chain_latency
 from onchain.risk.oracle_lag import PendingPrices, next_oracle_prices
-from onchain.risk.stress import SYMBOL_ALIASES
 from onchain.risk.tiers import Tier, TierThresholds, reason_names
 from onchain.risk.volatility import VolatilityModel, fit_volatility_model
 from onchain.rpc.calls import Call, execute
 from onchain.rpc.client import BlockRef, RpcClient
+from onchain.symbols import STABLE_SYMBOLS, underlying
 
 SECONDS_PER_YEAR = 365 * 24 * 3600
 HOUR_S = 3600.0
@@ -41,16 +42,6 @@ DEFAULT_ANNUAL_VOLATILITY = {"ETH": 0.75, "BTC": 0.60, "LINK": 1.0, "STABLE": 0.
 # Drawdown tails as fitted on hourly ETH/BTC 2019-2025 (tests/test_risk_calibration.py).
 DEFAULT_TAIL_SCALE = 1.2
 DEFAULT_TAIL_DOF = 3.0
-STABLE_SYMBOLS = {"USDC", "USDT", "DAI", "USDS", "GHO", "LUSD", "FRAX", "PYUSD", "USDE"}
-
-
-def underlying(symbol: str) -> str:
-    upper = symbol.upper()
-    if upper in STABLE_SYMBOLS:
-        return "STABLE"
-    return SYMBOL_ALIASES.get(
-        upper, upper
-    )  # wrappers and liquid staking tokens follow their underlying
 
 
 @dataclass(frozen=True)
@@ -339,9 +330,10 @@ def pending_prices(
         return None, "pending health: no reference prices configured ([risk.references])"
     calls: list[Call] = []
     for ref in usable:
-        calls += [Call(ref.pool, _TOKEN0, _address), Call(ref.pool, _TOKEN1, _address)]  # type: ignore[arg-type]
-        calls += pool_state_calls(ref.pool)  # type: ignore[arg-type]
-        calls.append(latest_round_call(ref.feed) if ref.feed else Call(ref.pool, _TOKEN0, _address))  # type: ignore[arg-type]
+        pool = str(ref.pool)
+        calls += [Call(pool, _TOKEN0, _address), Call(pool, _TOKEN1, _address)]
+        calls += pool_state_calls(pool)
+        calls.append(latest_round_call(ref.feed) if ref.feed else Call(pool, _TOKEN0, _address))
     try:
         results = execute(client, calls, block)
     except CallReverted as exc:  # a misconfigured reference must not stop the whole assessment
@@ -358,14 +350,14 @@ def pending_prices(
             strict=True,
         )
     )
-    symbol_price = {}
+    symbol_price: dict[str, float] = {}
     for j, sym in enumerate(book.symbols):
         if usd_markets is None or book.assets[j].rpartition(":")[0] in usd_markets:
             symbol_price.setdefault(sym.upper(), float(book.price_base[j]))
     ref_by_symbol: dict[str, tuple[float, float | None, Reference]] = {}
     for i, ref in enumerate(usable):
         token0, token1, slot0, liquidity, feed_round = results[5 * i : 5 * i + 5]
-        state = pool_state(ref.pool, token0, token1, 0, [slot0, liquidity])  # type: ignore[arg-type]
+        state = pool_state(str(ref.pool), token0, token1, 0, [slot0, liquidity])
         quote_price = symbol_price.get(
             ref.quote.upper(), 1.0 if ref.quote.upper() in STABLE_SYMBOLS else float("nan")
         )
@@ -468,7 +460,7 @@ def assess_positions(
     usd_markets = {
         p.market.lower()
         for p in positions
-        if str(p.extra.get("base_currency") or "USD").upper() in STABLE_SYMBOLS | {"USD"}
+        if (p.base_currency or "USD").upper() in STABLE_SYMBOLS | {"USD"}
     }
     pending, note = pending_prices(client, block, book, settings.references, horizon_s, usd_markets)
     sources.append(note)

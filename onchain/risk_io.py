@@ -59,11 +59,20 @@ class OhlcHistory:
 
 
 def shared_data_dir() -> Path:
-    """``$ONCHAIN_SHARED_DATA`` or ``shared/data`` beside the repository (as CI lays it out)."""
+    """``$ONCHAIN_SHARED_DATA``, else the nearest ``shared/data`` above the checkout.
+
+    CI lays ``shared/`` beside the repository; a git worktree sits a level or two deeper, so the
+    folders above are searched outward rather than one fixed parent (no env var needed).
+    """
     env = os.environ.get("ONCHAIN_SHARED_DATA")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "shared" / "data"
+    here = Path(__file__).resolve()
+    for parent in here.parents[1:]:
+        candidate = parent / "shared" / "data"
+        if candidate.is_dir():
+            return candidate
+    return here.parents[2] / "shared" / "data"
 
 
 def load_ohlc_csv(

@@ -6,7 +6,7 @@ one column per (market, asset) because Morpho markets price a token with their o
 the results are regrouped per market, per asset and as totals.
 
 Units. A market's figures are in its base currency: USD for Aave V3 (its oracle's base currency
-on every deployment), the loan token for a Morpho market (``extra["base_currency"]``). A scenario
+on every deployment), the loan token for a Morpho market (``Position.base_currency``). A scenario
 moves every column by its symbol (:data:`onchain.risk.stress.SYMBOL_ALIASES`: WETH and LSTs
 follow ETH, LSTs also take the stETH/ETH discount when the scenario has one, WBTC/cbBTC follow
 BTC, USDC/DAI take their depeg), the loan token of a Morpho market included, so a market's
@@ -203,9 +203,8 @@ class StressBook:
 
 
 def _label(p: Position) -> str:
-    extra = p.extra or {}
-    if extra.get("market_label"):
-        return f"{p.protocol} {extra['market_label']}"
+    if p.market_label:
+        return f"{p.protocol} {p.market_label}"
     return f"{p.protocol} {p.market[:10]}…"
 
 
@@ -216,7 +215,7 @@ def stress_book(block: BlockRef, positions: Sequence[Position]) -> StressBook:
     # USD per unit of each symbol, from USD-based (Aave) markets; stables default to 1
     usd: dict[str, float] = {}
     for p in held:
-        if "base_currency" not in (p.extra or {}):
+        if p.base_currency is None:
             for a in p.assets:
                 usd.setdefault(a.symbol.upper(), a.price_base / 10.0**p.base_currency_decimals)
     order: dict[str, int] = {}
@@ -228,7 +227,7 @@ def stress_book(block: BlockRef, positions: Sequence[Position]) -> StressBook:
     markets: list[MarketGroup] = []
     for key, i in order.items():
         first = next(p for p in held if p.market == key)
-        base = (first.extra or {}).get("base_currency", "USD")
+        base = first.base_currency or "USD"
         rate = 1.0 if base == "USD" else usd.get(str(base).upper())
         if rate is None and str(base).upper() in DEFAULT_STABLE_SYMBOLS:
             rate = 1.0

@@ -48,11 +48,11 @@ from onchain.risk.liquidity import v3_swap_exact_in
 from onchain.risk.oracle_lag import pending_health
 from onchain.rpc.calls import execute
 from onchain.rpc.client import BlockRef, RpcClient
+from onchain.symbols import STABLE_SYMBOLS
 
 DEFAULT_FEE_TIERS = (100, 500, 3000, 10000)
 # gas of one SwapRouter.exactInputSingle, measured on the devnet (tests/test_targets.py)
 DEFAULT_SWAP_GAS = 125_000
-STABLE_SYMBOLS = frozenset({"USDC", "USDT", "DAI", "USDS", "GHO", "LUSD", "FRAX", "PYUSD", "USDE"})
 QUOTES_PER_CHUNK = 40  # QuoterV2 simulates a swap (~100k+ gas each): keep chunks under caps
 
 Progress = Callable[[str], Callable[[int, int], None]]
@@ -248,8 +248,7 @@ def find_targets(
 
 def _base_symbol(position: Position) -> str | None:
     """The base currency's symbol when it is a token (Morpho: the loan token); None: USD."""
-    value = position.extra.get("base_currency")
-    return str(value) if value else None
+    return position.base_currency or None
 
 
 def _usd_prices(positions: Sequence[Position]) -> dict[str, float]:

@@ -18,7 +18,7 @@ from onchain.pipeline import scan
 from onchain.protocols.aave_v3.adapter import AaveV3Adapter
 from onchain.protocols.base import MarketRef, Position
 from onchain.rpc.client import RpcClient
-from tests.aave36_support import (
+from tests.helpers.aave36_support import (
     UINT256_MAX,
     fund_liquidator,
     largest_pair,
@@ -26,7 +26,7 @@ from tests.aave36_support import (
     quotes,
     simulate,
 )
-from tests.aave_oracle import ours_as_pool_tuple, pool_account_data
+from tests.helpers.aave_oracle import ours_as_pool_tuple, pool_account_data
 
 WAD = 10**18
 # (label, USD prices, seconds first): stablecoins move both ways so eMode-1 users cross too

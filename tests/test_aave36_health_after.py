@@ -12,7 +12,7 @@ from onchain.pipeline import scan
 from onchain.protocols.aave_v3.adapter import health_after
 from onchain.protocols.base import MarketRef, Position
 from onchain.rpc.client import RpcClient
-from tests.aave_oracle import pool_account_data
+from tests.helpers.aave_oracle import pool_account_data
 
 UINT256_MAX = 2**256 - 1
 

@@ -18,7 +18,7 @@ from onchain.pipeline import scan
 from onchain.protocols.aave_v3.adapter import AaveV3Adapter
 from onchain.protocols.base import LiquidationQuote, MarketRef, Position
 from onchain.rpc.client import RpcClient
-from tests.aave36_support import (
+from tests.helpers.aave36_support import (
     LIQUIDATOR,
     fund_liquidator,
     liquidation_call_data,

@@ -14,8 +14,8 @@ from onchain.protocols.aave_v3.adapter import scaled_balances, user_reserve_inpu
 from onchain.protocols.aave_v3.rules import V3_0_2
 from onchain.protocols.base import MarketRef
 from onchain.rpc.client import RpcClient
-from tests.aave36_support import fund_liquidator, liquidation_call_data, simulate
-from tests.aave_oracle import ours_as_pool_tuple, pool_account_data
+from tests.helpers.aave36_support import fund_liquidator, liquidation_call_data, simulate
+from tests.helpers.aave_oracle import ours_as_pool_tuple, pool_account_data
 
 WAD = 10**18
 USER = "0x0000000000000000000000000000000000035035"

@@ -12,8 +12,8 @@ from pathlib import Path
 from onchain.devnet.build import DevnetInfo
 from onchain.devnet.chain import DevChain
 from onchain.devnet.control import set_prices
-from tests.aave_oracle import pool_account_data
-from tests.cli_support import run
+from tests.helpers.aave_oracle import pool_account_data
+from tests.helpers.cli_support import run
 
 WAD = 10**18
 REL = 1e-9

@@ -14,7 +14,7 @@ from onchain.devnet.control import set_prices
 from onchain.pipeline import scan
 from onchain.protocols.base import MarketRef, Position
 from onchain.rpc.client import RpcClient
-from tests.aave_oracle import ours_as_pool_tuple, pool_account_data
+from tests.helpers.aave_oracle import ours_as_pool_tuple, pool_account_data
 
 UINT256_MAX = 2**256 - 1
 LIQUIDATOR = "0x000000000000000000000000000000000000Beef"

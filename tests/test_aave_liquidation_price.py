@@ -11,7 +11,7 @@ from onchain.devnet.control import set_raw_price
 from onchain.pipeline import scan
 from onchain.protocols.base import MarketRef
 from onchain.rpc.client import RpcClient
-from tests.aave_oracle import pool_account_data
+from tests.helpers.aave_oracle import pool_account_data
 
 WAD = 10**18
 

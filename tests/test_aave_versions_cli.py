@@ -14,8 +14,8 @@ from onchain.devnet.solc import compile_sources
 from onchain.pipeline import scan
 from onchain.protocols.base import MarketRef
 from onchain.rpc.client import RpcClient
-from tests.aave_oracle import ours_as_pool_tuple, pool_account_data
-from tests.cli_support import assert_one_clear_error, run
+from tests.helpers.aave_oracle import ours_as_pool_tuple, pool_account_data
+from tests.helpers.cli_support import assert_one_clear_error, run
 
 # A stand-in for a Pool release that does not exist yet (revision 11): it answers the three
 # reads that come before the rules are chosen, as a real Pool does.

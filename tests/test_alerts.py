@@ -26,11 +26,10 @@ from onchain.alerts.rules import Observation, RuleState, step
 from onchain.jobs.assess import assess
 from onchain.store import crud
 from onchain.store.db import Store
-from tests.alert_receiver import Mailbox, Receiver
-from tests.cli_support import assert_one_clear_error
-from tests.cli_support import run as run_cli
+from tests.helpers.alert_receiver import Mailbox, Receiver
+from tests.helpers.cli_support import assert_one_clear_error
+from tests.helpers.cli_support import run as run_cli
 from tests.test_store import MARKET, account, block, market_snapshot, position
-from tests.test_store_fixtures import db_url_fixture, store_fixture  # noqa: F401
 
 WAD = 10**18
 SECRET = "s3cret-for-tests"

@@ -28,11 +28,11 @@ from onchain.devnet.config_file import risk_section
 from onchain.devnet.control import set_prices
 from onchain.store import crud
 from onchain.store.db import Store, open_store
-from tests.aave_oracle import pool_account_data
-from tests.alert_receiver import Receiver
-from tests.cli_support import run as run_cli
+from tests.helpers.aave_oracle import pool_account_data
+from tests.helpers.alert_receiver import Receiver
+from tests.helpers.cli_support import run as run_cli
+from tests.helpers.store_db import empty_database
 from tests.test_daemon import Daemon, upgrade_db, wait_for
-from tests.test_store_fixtures import db_url_fixture, empty_database  # noqa: F401
 
 WAD = 10**18
 SECRET = "daemon-test-secret"
@@ -279,7 +279,7 @@ def test_a_real_liquidation_is_reported_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     from onchain.devnet.chain import calldata
-    from tests.aave_oracle import UINT256_MAX
+    from tests.helpers.aave_oracle import UINT256_MAX
     from tests.test_aave_exactness import LIQUIDATOR, _fund_liquidator
 
     _fund_liquidator(devchain, devnet)

@@ -32,8 +32,8 @@ from onchain.devnet.chain import DevChain
 from onchain.rpc.endpoints import redact_url
 from onchain.store.db import make_engine, open_store, parse_db_url, upgrade
 from onchain.store.models import TIERS
-from tests.cli_support import assert_one_clear_error, run
-from tests.test_store_fixtures import BACKENDS, empty_database
+from tests.helpers.cli_support import assert_one_clear_error, run
+from tests.helpers.store_db import BACKENDS, empty_database
 
 ONCHAIN = [str(Path(sys.executable).with_name("onchain"))]
 POSITION_FIELDS = (

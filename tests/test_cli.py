@@ -11,7 +11,7 @@ from eth_abi import decode
 from onchain.devnet.anvil import free_port
 from onchain.devnet.build import DevnetInfo
 from onchain.devnet.chain import DevChain, calldata
-from tests.cli_support import assert_one_clear_error, run
+from tests.helpers.cli_support import assert_one_clear_error, run
 
 
 def test_scan_json_is_the_documented_machine_interface_and_exact(devnet: DevnetInfo) -> None:

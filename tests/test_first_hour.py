@@ -20,8 +20,8 @@ import pytest
 
 from onchain.devnet.build import DevnetInfo
 from onchain.devnet.config_file import write_devnet_config
-from tests.cli_support import ONCHAIN, assert_one_clear_error, run
-from tests.test_store_fixtures import _admin, empty_database
+from tests.helpers.cli_support import ONCHAIN, assert_one_clear_error, run
+from tests.helpers.store_db import admin, empty_database
 
 
 @contextmanager
@@ -222,12 +222,12 @@ def test_db_downgrade_of_a_read_only_database_is_one_line(
     url = empty_database("postgresql", request.config, tmp_path)
     assert run("db", "upgrade", "--db", url).returncode == 0
     name = url.rsplit("/", 1)[1]
-    with _admin() as conn:
+    with admin() as conn:
         conn.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
     try:
         result = run("db", "downgrade", "base", "--db", url, "--yes")
     finally:
-        with _admin() as conn:
+        with admin() as conn:
             conn.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
     assert_one_clear_error(result, "read-only")
     assert "Traceback" not in result.stderr

@@ -26,8 +26,7 @@ from onchain.jobs.refresh import refresh_job
 from onchain.store import crud
 from onchain.store.db import Store
 from onchain.store.models import TIERS
-from tests.aave_oracle import UINT256_MAX, pool_account_data
-from tests.test_store_fixtures import db_url_fixture, store_fixture  # noqa: F401
+from tests.helpers.aave_oracle import UINT256_MAX, pool_account_data
 
 ONCHAIN = [str(Path(sys.executable).with_name("onchain"))]
 WAD = 10**18

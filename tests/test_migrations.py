@@ -21,7 +21,6 @@ from onchain.store.db import (
     upgrade,
 )
 from onchain.store.models import Base
-from tests.test_store_fixtures import db_url_fixture  # noqa: F401
 
 ONCHAIN = [str(Path(sys.executable).with_name("onchain"))]
 TABLES = {

@@ -29,7 +29,7 @@ import pytest
 from onchain.risk import probability, volatility
 from onchain.risk.book import make_book
 from onchain.risk_io import OhlcHistory, load_ohlc_csv, shared_data_dir
-from tests.cli_support import assert_one_clear_error, run
+from tests.helpers.cli_support import assert_one_clear_error, run
 
 HOUR = 3600
 EVAL_START_TS = 1_546_300_800  # 2019-01-01: one year of history before the first forecast

@@ -22,7 +22,7 @@ from onchain.protocols.aave_v3.adapter import health_after
 from onchain.protocols.base import MarketRef
 from onchain.risk_context import RiskSettings, assess_positions
 from onchain.rpc.client import RpcClient
-from tests.aave_oracle import pool_account_data
+from tests.helpers.aave_oracle import pool_account_data
 
 ONCHAIN = str(Path(sys.executable).with_name("onchain"))
 UINT256_MAX = 2**256 - 1
@@ -243,7 +243,7 @@ def test_usd_reference_prices_never_apply_to_a_market_priced_in_weth(
 def test_bad_risk_inputs_are_one_clear_error(
     devnet: DevnetInfo, config_path: Path, tmp_path: Path
 ) -> None:
-    from tests.cli_support import assert_one_clear_error, run
+    from tests.helpers.cli_support import assert_one_clear_error, run
 
     scan_args = ["scan", "--config", str(config_path), "--market", "aave-v3-devnet"]
     assert_one_clear_error(run(*scan_args, "--horizon", "inf"), "horizon")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from onchain.model import AssetPosition, Position, RiskTerms
 from onchain.protocols.aave_v3 import math as aave
-from onchain.protocols.base import AssetPosition, Position
 from onchain.risk.book import CloseFactorRule, book_from_positions, make_book
 from onchain.risk.distance import exact_flip_price, liquidation_price, uniform_shock
 from onchain.risk.health import health_factor, liquidatable_mask
@@ -35,7 +35,17 @@ def _asset(
     )
 
 
-def _position(account: str, assets: tuple[AssetPosition, ...], **extra: object) -> Position:
+def _position(
+    account: str,
+    assets: tuple[AssetPosition, ...],
+    liquidation_bonus: dict[str, float] | None = None,
+    close_factor_rule: CloseFactorRule | None = None,
+    protocol_fee: dict[str, float] | None = None,
+) -> Position:
+    terms = None
+    if liquidation_bonus is not None or close_factor_rule is not None or protocol_fee is not None:
+        rule = close_factor_rule or CloseFactorRule.HALF_ABOVE_HF_0_95
+        terms = RiskTerms(liquidation_bonus or {}, rule, protocol_fee or {})
     return Position(
         protocol="proto-x",
         market="0xmarket",
@@ -50,7 +60,7 @@ def _position(account: str, assets: tuple[AssetPosition, ...], **extra: object) 
         ltv_bps=0,
         base_currency_decimals=8,
         assets=assets,
-        extra=dict(extra),
+        terms=terms,
     )
 
 
@@ -77,6 +87,7 @@ def test_book_from_positions_maps_assets_by_address_and_units() -> None:
             _asset(USDC, "USDC", 6, 10**8, 0, 3000 * 10**6, 0),
         ),
         liquidation_bonus={WETH: 0.075},
+        protocol_fee={WETH: 0.1},
     )
     p2 = _position(
         "0xB",
@@ -84,7 +95,7 @@ def test_book_from_positions_maps_assets_by_address_and_units() -> None:
             _asset(WBTC.lower(), "WBTC", 8, 60000 * 10**8, 10**7, 0, 7800),
             _asset(USDC, "USDC", 6, 10**8, 0, 10**9, 0),
         ),
-        close_factor_rule="FULL",
+        close_factor_rule=CloseFactorRule.FULL,
     )
     book = book_from_positions([p1, p2], bonus_by_asset={"WBTC": 0.1})
     assert book.assets == (WETH.lower(), USDC.lower(), WBTC.lower())
@@ -93,7 +104,8 @@ def test_book_from_positions_maps_assets_by_address_and_units() -> None:
     np.testing.assert_allclose(book.collateral, [[2.0, 0, 0], [0, 0, 0.1]])
     np.testing.assert_allclose(book.debt, [[0, 3000.0, 0], [0, 1000.0, 0]])
     np.testing.assert_allclose(book.liquidation_threshold[0], [0.83, 0.0, 0.0])
-    assert book.liquidation_bonus[0, 0] == 0.075  # from the adapter's extra
+    assert book.liquidation_bonus[0, 0] == 0.075  # from the adapter's terms
+    np.testing.assert_allclose(book.protocol_fee, [0.1, 0.0, 0.0])  # published by p1's terms
     assert book.liquidation_bonus[1, 2] == 0.1  # from config, by symbol
     assert book.liquidation_bonus[1, 1] == 0.05  # default
     assert list(book.close_factor_rule) == [

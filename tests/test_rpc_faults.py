@@ -17,8 +17,8 @@ import pytest
 
 from onchain.devnet.anvil import free_port
 from onchain.devnet.build import DevnetInfo
-from tests.cli_support import assert_one_clear_error, run
-from tests.fault_proxy import SECRET, FaultProxy, Faults
+from tests.helpers.cli_support import assert_one_clear_error, run
+from tests.helpers.fault_proxy import SECRET, FaultProxy, Faults
 
 WALLET_INDEX = 5
 

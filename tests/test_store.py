@@ -19,9 +19,8 @@ from onchain.rpc.client import BlockRef
 from onchain.store import crud, queries
 from onchain.store.db import Store, StoreError, parse_db_url
 from onchain.store.types import UINT256_MAX
-from tests.cli_support import assert_one_clear_error
-from tests.cli_support import run as run_cli
-from tests.test_store_fixtures import db_url_fixture, store_fixture  # noqa: F401
+from tests.helpers.cli_support import assert_one_clear_error
+from tests.helpers.cli_support import run as run_cli
 
 WAD = 10**18
 MARKET = "0x5FbDB2315678afecb367f032d93F642f64180aa3"

@@ -28,7 +28,7 @@ from onchain.risk.liquidity import seized_units_at_prices
 from onchain.rpc.calls import execute
 from onchain.rpc.client import RpcClient
 from onchain.stress_report import merged_symbol_book, read_book_positions, stress_book
-from tests.cli_support import run
+from tests.helpers.cli_support import run
 
 PRICE_TOL = 1e-9  # relative price: float rounding of the model vs the pool's integer math
 

@@ -30,8 +30,8 @@ from onchain.devnet.morpho import oracle_prices, set_prices_everywhere
 from onchain.pipeline import scan
 from onchain.protocols.base import MarketRef
 from onchain.rpc.client import RpcClient
-from tests.aave_oracle import pool_account_data
-from tests.cli_support import assert_one_clear_error, run
+from tests.helpers.aave_oracle import pool_account_data
+from tests.helpers.cli_support import assert_one_clear_error, run
 
 WAD = 10**18
 REL = 1e-9

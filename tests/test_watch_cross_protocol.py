@@ -16,7 +16,7 @@ from onchain.devnet.morpho import set_prices_everywhere
 from onchain.pipeline import watch_everywhere
 from onchain.protocols.base import MarketRef, Position
 from onchain.rpc.client import RpcClient
-from tests.aave_oracle import pool_account_data
+from tests.helpers.aave_oracle import pool_account_data
 from tests.test_cli import run
 from tests.test_morpho_exactness import contract_debts, contract_verdicts, fund_liquidator
 

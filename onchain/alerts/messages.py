@@ -9,7 +9,8 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from onchain.protocols.base import Position
+from onchain.model import Position
+from onchain.numbers import health_text
 
 WAD = 10**18
 SAFE_TARGET_WAD = 125 * 10**16  # the fallback advice aims here when the risk module gives none
@@ -31,10 +32,7 @@ def alert_uid(*parts: object) -> str:
 
 
 def hf_text(wad: int | None) -> str:
-    if wad is None:
-        return "none (no debt)"
-    whole, rest = divmod(wad, WAD)
-    return f"{whole}.{rest // 10**14:04d}"
+    return health_text(wad, none="none (no debt)")
 
 
 def _decimal(value: int, decimals: int) -> str:

@@ -10,23 +10,23 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, Table, and_, select, update
 
 from onchain.alerts.config import AlertsConfig, DeliveryConfig, RuleConfig
 from onchain.alerts.messages import alert_uid, hf_text, position_message
 from onchain.alerts.rules import Observation, RuleState, in_danger, step
-from onchain.protocols.base import Position
+from onchain.model import Position
 from onchain.rpc.client import BlockRef
 from onchain.store import models as m
 from onchain.store.crud import Assessed, MarketInfo, _insert, utcnow
 from onchain.store.db import Store
 
-T_OUTBOX: Table = m.AlertOutbox.__table__  # type: ignore[assignment]
-T_DELIVERIES: Table = m.AlertDelivery.__table__  # type: ignore[assignment]
-T_ATTEMPTS: Table = m.AlertAttempt.__table__  # type: ignore[assignment]
-T_STATE: Table = m.AlertRuleState.__table__  # type: ignore[assignment]
+T_OUTBOX = cast(Table, m.AlertOutbox.__table__)
+T_DELIVERIES = cast(Table, m.AlertDelivery.__table__)
+T_ATTEMPTS = cast(Table, m.AlertAttempt.__table__)
+T_STATE = cast(Table, m.AlertRuleState.__table__)
 DIGEST_LIMIT = 10  # positions named in a digest's text (the JSON lists them all)
 
 RiskFields = Callable[[int], Mapping[str, Any]]
@@ -364,6 +364,7 @@ def record(
     failed once the attempts run out), in one transaction. Returns the new state."""
     now = utcnow()
     attempts = item.attempts + 1
+    values: dict[str, Any]
     if ok:
         state, values = "delivered", {"delivered_at": now, "last_error": None}
     elif attempts >= delivery.max_attempts:

@@ -102,7 +102,7 @@ def position_out(sp: Q.StoredPosition) -> dict[str, Any]:
             "pending_health_factor": sp.pending_health_factor,
         }
     )
-    return _no_nan(row)  # type: ignore[no-any-return]
+    return _no_nan(row)
 
 
 def run_out(r: queries.RunRow) -> dict[str, Any]:
@@ -530,7 +530,7 @@ def stored_targets(store: Store, market: str | None, limit: int) -> list[dict[st
     for g in sb.markets:
         for r in g.rows:
             group[int(r)] = g
-    rows = []
+    rows: list[dict[str, Any]] = []
     for i in np.flatnonzero(eligible):
         s, g = stored[i], group[int(i)]
         bonus = float(plan.bonus_base[i])
@@ -559,7 +559,7 @@ def stored_targets(store: Store, market: str | None, limit: int) -> list[dict[st
             }
         )
     rows.sort(key=lambda r: (-(r["bonus_usd"] or 0.0), TIERS.index(r["tier"]), r["account"]))
-    return _no_nan(rows[:limit])  # type: ignore[no-any-return]
+    return _no_nan(rows[:limit])
 
 
 def plain_text(message: str, status: int = 200) -> PlainTextResponse:

@@ -17,8 +17,8 @@ from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
 from onchain.api.settings import ApiSettings
-from onchain.cli_store import format_base
 from onchain.errors import InputError
+from onchain.numbers import format_base
 from onchain.store import api_queries as Q
 from onchain.store.models import TIERS
 

@@ -168,7 +168,7 @@ class StoreCollector:
 
 def mount_metrics(app: FastAPI, store: Store) -> None:
     registry = CollectorRegistry()
-    registry.register(StoreCollector(store))  # type: ignore[arg-type]
+    registry.register(StoreCollector(store))
 
     @app.get("/metrics", tags=["health"], response_class=Response)
     def metrics() -> Any:

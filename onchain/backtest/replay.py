@@ -115,8 +115,8 @@ def replay(
     refs: list[tuple[str, MarketRef]] = []
     if "aave-v3" in protocols:
         refs.append(("aave-v3", MarketRef("aave-v3", info.aave.addresses_provider)))
-    if "aave-v3.6" in protocols and getattr(info, "aave36", None) is not None:
-        m36 = info.aave36
+    m36 = getattr(info, "aave36", None)
+    if "aave-v3.6" in protocols and m36 is not None:
         refs.append(
             (
                 "aave-v3.6",
@@ -205,8 +205,9 @@ def _verify(
     """Compare our Aave HF with `getUserAccountData` at ``block`` for the riskiest accounts of
     each Aave market."""
     pools = {info.aave.addresses_provider.lower(): info.aave.pool}
-    if getattr(info, "aave36", None) is not None:
-        pools[info.aave36.addresses_provider.lower()] = info.aave36.pool
+    m36 = getattr(info, "aave36", None)
+    if m36 is not None:
+        pools[m36.addresses_provider.lower()] = m36.pool
     checked = 0
     for provider, pool in pools.items():
         checked += _verify_pool(

@@ -141,7 +141,8 @@ def score_models(
     out: dict[str, npt.NDArray[np.float64]] = {}
     for name in models:
         if name == "reactive":
-            model = reactive_volatility(close, ts, ASSETS, **(reactive_params or {}))
+            params: dict[str, Any] = dict(reactive_params or {})
+            model = reactive_volatility(close, ts, ASSETS, **params)
             out[name] = stepped_probability(book, model, horizon_s, HOUR_S, keys).probability
             continue
         model = _onchain_model(ts, close) if name == "onchain" else _reference_model(ts, close)

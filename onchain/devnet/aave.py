@@ -68,7 +68,13 @@ DEFAULT_ASSETS: tuple[AssetSpec, ...] = (
     AssetSpec("USDC", 6, 1.0, 7700, 8000, 10450, 1000, stable=True, emode_category=1),
     AssetSpec("DAI", 18, 1.0, 6300, 7700, 10500, 1000, stable=True, emode_category=1),
 )
-STABLE_EMODE = {"id": 1, "ltv": 9300, "lt": 9500, "bonus": 10100, "label": "Stablecoins"}
+STABLE_EMODE: dict[str, Any] = {
+    "id": 1,
+    "ltv": 9300,
+    "lt": 9500,
+    "bonus": 10100,
+    "label": "Stablecoins",
+}
 
 
 @dataclass

@@ -7,7 +7,6 @@ and block hashes are deterministic."""
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import time
 from collections.abc import Iterator
@@ -19,7 +18,8 @@ from typing import Any
 from onchain.devnet.aave import AaveDeployment, deploy_aave_market
 from onchain.devnet.aave36 import Aave36Deployment
 from onchain.devnet.aave36_seed import deploy_and_seed_aave36
-from onchain.devnet.anvil import DEVNET_CHAIN_ID, PROJECT_ROOT, Anvil
+from onchain.devnet.anvil import DEVNET_CHAIN_ID, Anvil
+from onchain.devnet.cache import CACHE_DIR, cache_key
 from onchain.devnet.chain import DevChain
 from onchain.devnet.morpho import MorphoDeployment, deploy_and_seed_morpho
 from onchain.devnet.multicall import install_multicall3
@@ -31,7 +31,6 @@ from onchain.devnet.seed import (
 )
 from onchain.devnet.uniswap import UniswapDeployment, deploy_uniswap
 
-CACHE_DIR = PROJECT_ROOT / ".cache" / "devnet"
 BLOCK_INTERVAL_S = 12
 
 
@@ -77,17 +76,6 @@ class DevnetInfo:
             else None,
             aave36=Aave36Deployment.from_json(meta["aave_v3_6"]) if meta.get("aave_v3_6") else None,
         )
-
-
-def cache_key(n_borrowers: int, seed: int) -> str:
-    digest = hashlib.sha256(f"{n_borrowers}/{seed}".encode())
-    lock = PROJECT_ROOT / "package-lock.json"
-    if lock.exists():
-        digest.update(lock.read_bytes())
-    for path in sorted((Path(__file__).resolve().parent).rglob("*")):
-        if path.suffix in {".py", ".sol", ".js"}:
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 def _build(node: Anvil, n_borrowers: int, seed: int) -> DevnetInfo:

@@ -54,7 +54,12 @@ class DevChain:
         self._ids = itertools.count(1)
 
     def rpc(self, method: str, params: Sequence[Any] = ()) -> Any:
-        body = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
+        body: dict[str, Any] = {
+            "jsonrpc": "2.0",
+            "id": next(self._ids),
+            "method": method,
+            "params": list(params),
+        }
         reply = self.session.post(self.url, json=body, timeout=120).json()
         if "error" in reply:
             raise DevnetError(f"{method} failed: {reply['error'].get('message')}")
@@ -63,7 +68,7 @@ class DevChain:
     def rpc_batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
         if not calls:
             return []
-        body = [
+        body: list[dict[str, Any]] = [
             {"jsonrpc": "2.0", "id": i, "method": m, "params": list(p)}
             for i, (m, p) in enumerate(calls)
         ]
@@ -124,7 +129,7 @@ class DevChain:
         return self.rpc_batch(calls)
 
     def revert_reason(self, sender: str, to: str | None, data: bytes, value: int = 0) -> str:
-        body = {
+        body: dict[str, Any] = {
             "jsonrpc": "2.0",
             "id": 0,
             "method": "eth_call",

@@ -23,6 +23,7 @@ from typing import Any
 from eth_utils import keccak
 
 from onchain.devnet.aave import AaveDeployment
+from onchain.devnet.cache import CACHE_DIR, cache_key
 from onchain.devnet.chain import DEPLOYER, DevChain, calldata
 from onchain.devnet.seed import seeded_address
 from onchain.devnet.solc import CONTRACTS_DIR, CompiledContract, compile_sources
@@ -513,8 +514,6 @@ def set_prices_everywhere(
 
 def cached_morpho(n_borrowers: int = 300, seed: int = 7) -> MorphoDeployment | None:
     """The Morpho addresses of a devnet built before with these parameters (None: none there)."""
-    from onchain.devnet.build import CACHE_DIR, cache_key  # build imports this module
-
     meta_path = CACHE_DIR / cache_key(n_borrowers, seed) / "meta.json"
     if not meta_path.exists():
         return None

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from onchain.config import TierThresholds
+from onchain.numbers import format_wad as format_wad
+from onchain.numbers import truncated
 from onchain.protocols.base import MarketSnapshot, Position
 from onchain.risk_context import RiskReport, RiskSettings, assess_positions
 from onchain.rpc.client import BlockRef, RpcClient
@@ -32,14 +34,6 @@ class HasHealth(Protocol):
 
     @property
     def liquidatable(self) -> bool: ...
-
-
-def format_wad(value: int, places: int = 4, *, trim: bool = True) -> str:
-    """A wad as a decimal, truncated (never rounded up across a threshold), in integer math:
-    uint256 values have more digits than a default Decimal context keeps."""
-    whole, rest = divmod(value, WAD)
-    text = f"{whole}.{rest // 10 ** (18 - places):0{places}d}"
-    return text.rstrip("0").rstrip(".") if trim else text
 
 
 def tier_of(health_factor: int | None, liquidatable: bool, tiers: TierThresholds) -> Assessed:
@@ -130,7 +124,7 @@ def risk_assessed(
     horizon = float(fields["horizon_s"])
     if hf is not None and not position.liquidatable:
         if tier == "PENDING" and pending is not None:
-            text += f", {pending:.4f} at the next oracle price"
+            text += f", {truncated(float(pending))} at the next oracle price"
         text += f", P(liquidation within {_seconds(horizon)}) {probability:.2%}"
     if codes and tier != "SAFE":
         text += f" [{', '.join(codes)}]"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from onchain.config import Config
 from onchain.errors import ConfigError
@@ -29,6 +30,8 @@ class JobContext:
     rpc_timeout_s: float = 10.0
     rpc_retry_budget_s: float = 60.0
     endpoint_sets: dict[str, EndpointSet] = field(default_factory=dict)
+    # market id -> the adapter's discovery notes (DiscoveryNotes), carried from block to block
+    discovery_notes: dict[int, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def endpoints(self, market: MarketInfo) -> EndpointSet:
@@ -63,7 +66,7 @@ class JobContext:
 def note(counts: Counts, key: str, text: str) -> None:
     """A run's note kept with its counts (why it degraded, e.g. a risk fallback): job_runs.counts
     is JSON, so `onchain status` shows the text next to the numbers. The newest note wins."""
-    counts[key] = text  # type: ignore[assignment]
+    counts[key] = text  # type: ignore[assignment]  # a note rides in the JSON counts
 
 
 def market_ref(market: MarketInfo) -> MarketRef:

@@ -61,6 +61,7 @@ def run_recorded(ctx: JobContext, name: str) -> str:
         "discover",
         "refresh",
     ):  # the endpoints' health as this run leaves it, for `onchain status`
+        # job_runs.counts is JSON: the health list rides with the numbers (Counter says int)
         counts["rpc_endpoints"] = health  # type: ignore[assignment]
     if errors:
         outcome = "error"

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from typing import Any
 
 from onchain.errors import InputError
 from onchain.jobs.context import Counts, JobContext, market_ref
-from onchain.pipeline import load_market
+from onchain.pipeline import discovery_logs, load_market
+from onchain.protocols.base import DiscoveryNotes
 from onchain.protocols.registry import get_adapter
 from onchain.rpc.client import BlockRef, RpcClient
-from onchain.rpc.logs import iter_logs
+from onchain.rpc.logs import LogPage
 from onchain.store import crud
 from onchain.store.crud import MarketInfo
 
@@ -25,6 +25,25 @@ def _is_canonical(client: RpcClient, number: int, block_hash: str) -> bool:
         return False
 
 
+def _carry_notes(
+    ctx: JobContext, client: RpcClient, market: MarketInfo, market_state: Any, cursor: Any
+) -> None:
+    """Give this block's market state the notes discovery made so far (Morpho: the markets each
+    account used). After a restart they are rebuilt once from the logs up to the cursor."""
+    adapter = get_adapter(market.protocol)
+    if not isinstance(adapter, DiscoveryNotes):
+        return
+    notes = ctx.discovery_notes.get(market.id)
+    if notes is None:
+        if cursor is not None and cursor.block_number >= market.start_block:
+            discovery_logs(
+                client, market.protocol, market_state, market.start_block, cursor.block_number
+            )
+        ctx.discovery_notes[market.id] = adapter.discovery_notes(market_state)
+    else:
+        adapter.adopt_discovery_notes(market_state, notes)
+
+
 def discover_market(
     ctx: JobContext,
     client: RpcClient,
@@ -34,9 +53,11 @@ def discover_market(
     counts: Counts,
 ) -> int:
     """Scan logs from the cursor to `up_to` and track the accounts found, each with the first
-    block it appeared in. Idempotent; rescans the reorg window when the cursor's block left the
-    canonical chain. Returns the number of accounts new to the market."""
+    block it appeared in (the same discovery as `scan`). Idempotent; rescans the reorg window
+    when the cursor's block left the canonical chain. Returns the number of accounts new to the
+    market."""
     cursor = crud.get_cursor(ctx.store, market.id, "discover")
+    _carry_notes(ctx, client, market, market_state, cursor)
     rewound = False
     if cursor is None:
         start = market.start_block
@@ -48,19 +69,13 @@ def discover_market(
         log.warning("%s: discovery cursor left the canonical chain, rescanning", market.name)
     else:
         start = cursor.block_number + 1
-    adapter = get_adapter(market.protocol)
-    addresses, topics = adapter.discovery_filter(market_state)
-    found: dict[str, int] = {}
-    for page in iter_logs(
-        client, address=addresses, topics=topics, from_block=start, to_block=up_to.number
-    ):
-        by_block: dict[int, list[Any]] = defaultdict(list)
-        for item in page.logs:
-            by_block[item.block_number].append(item)
-        for number in sorted(by_block):
-            for account in adapter.accounts_from_logs(by_block[number]):
-                found.setdefault(account, number)
+
+    def on_page(page: LogPage) -> None:
         counts["log_blocks_scanned"] += page.to_block - page.from_block + 1
+
+    found = discovery_logs(
+        client, market.protocol, market_state, start, up_to.number, on_page=on_page
+    )
     new = crud.record_discovery(ctx.store, market, found, up_to, forward_only=not rewound)
     counts["accounts_new"] += new
     if new:

@@ -6,6 +6,7 @@ pinned block; QuoterV2 simulates a swap and reverts internally, so it is only ev
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from eth_abi import decode, encode
 from eth_utils import function_signature_to_4byte_selector
@@ -53,9 +54,9 @@ def pool_state_calls(pool: str) -> list[Call]:
     ]
 
 
-def pool_state(pool: str, token0: str, token1: str, fee: int, results: list[object]) -> PoolState:
+def pool_state(pool: str, token0: str, token1: str, fee: int, results: list[Any]) -> PoolState:
     (sqrt_price, tick), liquidity = results
-    return PoolState(pool, token0, token1, fee, int(sqrt_price), int(tick), int(liquidity))  # type: ignore[call-overload]
+    return PoolState(pool, token0, token1, fee, int(sqrt_price), int(tick), int(liquidity))
 
 
 def quote_call(quoter: str, token_in: str, token_out: str, fee: int, amount_in: int) -> Call:

@@ -1,5 +1,6 @@
-"""What flows out of every protocol adapter: protocol-neutral positions at one pinned block, and
-the read plans adapters hand to the pipeline (adapters never touch the network)."""
+"""The adapter interface: the read plans adapters hand to the pipeline (adapters never touch the
+network). What they publish — positions, quotes, risk terms — is :mod:`onchain.model`,
+re-exported here for the adapters' convenience."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from onchain.model import AssetPosition as AssetPosition
+from onchain.model import CloseFactorRule as CloseFactorRule
+from onchain.model import LiquidationQuote as LiquidationQuote
+from onchain.model import Position as Position
+from onchain.model import RiskTerms as RiskTerms
 from onchain.rpc.calls import Call
 from onchain.rpc.client import BlockRef
 
@@ -24,49 +30,6 @@ class LogQuery:
     address: tuple[str, ...]
     topics: tuple[Any, ...]
     from_block: int = 0
-
-
-@dataclass(frozen=True)
-class AssetPosition:
-    """One asset of one account, in raw token units and in the market's base currency."""
-
-    asset: str
-    symbol: str
-    decimals: int
-    price_base: int
-    collateral_raw: int
-    debt_raw: int
-    collateral_base: int
-    debt_base: int
-    collateral_enabled: bool
-    liquidation_threshold_bps: int  # the threshold this account's collateral counts with
-    # the oracle price (base units) at which this asset alone flips the verdict: the highest
-    # liquidatable price for collateral, the lowest for debt; None if it cannot
-    liquidation_price_base: int | None = None
-
-
-@dataclass(frozen=True)
-class Position:
-    """An account's position in one market at one block; exact integers where the chain is exact."""
-
-    protocol: str
-    market: str
-    account: str
-    block: BlockRef
-    health_factor: int | None  # wad; None when there is no debt
-    liquidatable: bool
-    total_collateral_base: int
-    total_debt_base: int
-    available_borrows_base: int
-    liquidation_threshold_bps: int
-    ltv_bps: int
-    base_currency_decimals: int
-    assets: tuple[AssetPosition, ...]
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def has_debt(self) -> bool:
-        return self.total_debt_base > 0
 
 
 @dataclass(frozen=True)
@@ -135,26 +98,15 @@ class MarketSnapshotPlanner(Protocol):
     def plan_market_snapshot(self, market_state: Any, block: BlockRef) -> ReadPlan: ...
 
 
-@dataclass(frozen=True)
-class LiquidationQuote:
-    """One liquidation call priced with the protocol's exact integer math (adapters'
-    ``liquidation_quote``): what the liquidator repays and receives, in raw token units.
+@runtime_checkable
+class DiscoveryNotes(Protocol):
+    """Optional for adapters whose discovery logs say which positions an account holds (Morpho:
+    which markets it used; ``note_discovery_logs`` fills that into the market state). A caller
+    that loads a fresh market state per block (the daemon) carries the notes from one state to
+    the next, so every read asks for the same pairs a one-shot scan asks for."""
 
-    ``call_args`` are the amounts to pass to the protocol's liquidation function (names are the
-    protocol's, e.g. ``debt_to_cover`` or ``repaid_shares``/``seized_assets``)."""
+    def note_discovery_logs(self, market_state: Any, logs: list[Any]) -> None: ...
 
-    collateral_asset: str
-    debt_asset: str
-    debt_to_cover_raw: int
-    collateral_seized_raw: int  # to the liquidator, protocol fee excluded
-    protocol_fee_raw: int  # collateral kept by the protocol
-    bonus: float  # fraction on top of the repaid value (0.05 = 5%)
-    close_factor: float  # fraction of the debt one call may repay
-    bad_debt_raw: int = 0  # debt left unbacked (and socialized) by this call
-    # every debt asset this call leaves unbacked -> raw amount (bad_debt_raw is the debt asset's)
-    bad_debt_by_asset: dict[str, int] = field(default_factory=dict)
-    # what bounded the amount: "debt" (all the debt of that asset), "close_factor", "collateral"
-    # (all of it seized), "dust" (shrunk so the call leaves enough of both); "" if not said
-    limited_by: str = ""
-    call_args: dict[str, int] = field(default_factory=dict)
-    gas_units: int = 0  # typical gas of the protocol's liquidation call
+    def discovery_notes(self, market_state: Any) -> Any: ...
+
+    def adopt_discovery_notes(self, market_state: Any, notes: Any) -> None: ...

@@ -15,7 +15,7 @@ ADAPTERS: dict[str, type] = {
 
 def get_adapter(name: str) -> ProtocolAdapter:
     try:
-        return ADAPTERS[name]()  # type: ignore[no-any-return]
+        return ADAPTERS[name]()
     except KeyError:
         known = ", ".join(sorted(ADAPTERS))
         raise InputError(f"unknown protocol {name!r} (known: {known})") from None

@@ -23,9 +23,12 @@ Modules, each named for what it computes (their docstrings document the model an
 """
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from onchain.risk.book import Book, CloseFactorRule, book_from_positions, make_book
+
+if TYPE_CHECKING:  # what __getattr__ binds at run time (the type checker cannot see it)
+    from onchain.risk.assess import Assessment, assess
 
 __all__ = ["Assessment", "Book", "CloseFactorRule", "assess", "book_from_positions", "make_book"]
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields, is_dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -187,7 +187,7 @@ def _merge(parts: list[Any]) -> Any:
             },
         )
     if is_dataclass(first):
-        return type(first)(
+        return cast(Any, type(first))(
             **{f.name: _merge([getattr(x, f.name) for x in parts]) for f in fields(first)}
         )
     if isinstance(first, np.ndarray):

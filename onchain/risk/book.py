@@ -32,36 +32,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from enum import IntEnum
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
+from onchain.model import CloseFactorRule
+from onchain.symbols import STABLE_SYMBOLS
+
 if TYPE_CHECKING:
-    from onchain.protocols.base import Position
+    from onchain.model import Position
+
+__all__ = ["Book", "CloseFactorRule", "book_from_positions", "make_book"]
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
-
-
-class CloseFactorRule(IntEnum):
-    """How much of a debt one liquidation call may repay (per position, from its adapter).
-
-    ``HALF_ABOVE_HF_0_95``: 50% of the debt asset's balance when HF > 0.95, else 100% (the rule of
-    Aave 3.0.x ``LiquidationLogic``). ``FULL``: any amount up to the whole debt (Morpho-like
-    markets, with the incentive factor as the bonus). ``HALF_OF_POSITION_ABOVE_HF_0_95``: up to
-    the whole debt asset's balance, but at most 50% of the position's total debt when HF > 0.95
-    and the collateral and the debt asset are each worth at least
-    :data:`POSITION_RULE_MIN_BASE`; a call that clears neither must leave at least
-    :data:`POSITION_RULE_MIN_LEFTOVER_BASE` of both (Aave 3.3+).
-    """
-
-    HALF_ABOVE_HF_0_95 = 0
-    FULL = 1
-    HALF_OF_POSITION_ABOVE_HF_0_95 = 2
 
 
 # HALF_OF_POSITION_ABOVE_HF_0_95 thresholds, in base currency units (USD on USD markets)
@@ -69,27 +56,7 @@ POSITION_RULE_MIN_BASE = 2000.0
 POSITION_RULE_MIN_LEFTOVER_BASE = 1000.0
 
 
-DEFAULT_STABLE_SYMBOLS: frozenset[str] = frozenset(
-    s.upper()
-    for s in (
-        "USDC",
-        "USDC.E",
-        "USDBC",
-        "USDT",
-        "USDT0",
-        "DAI",
-        "SDAI",
-        "USDS",
-        "GHO",
-        "LUSD",
-        "FRAX",
-        "PYUSD",
-        "USDE",
-        "CRVUSD",
-        "RLUSD",
-        "USD",
-    )
-)
+DEFAULT_STABLE_SYMBOLS: frozenset[str] = STABLE_SYMBOLS  # one list: onchain.symbols
 
 
 @dataclass(frozen=True, eq=False)
@@ -258,10 +225,12 @@ def book_from_positions(
     only where ``collateral_enabled`` (as the protocol counts it).
 
     Liquidation bonus of a position-asset (fraction), first match wins:
-    ``position.extra["liquidation_bonus"][asset]`` (adapters may publish it),
+    ``position.terms.liquidation_bonus[asset]`` (the adapter's :class:`~onchain.model.RiskTerms`),
     ``bonus_by_asset[address or symbol]`` (config), then ``default_bonus``.
-    Close factor rule: ``position.extra["close_factor_rule"]`` (a :class:`CloseFactorRule` or its
-    name), ``close_factor_rule_by_protocol[position.protocol]`` (config), then the default.
+    Close factor rule: ``position.terms.close_factor_rule``,
+    ``close_factor_rule_by_protocol[position.protocol]`` (config), then the default.
+    Protocol fee of an asset column: ``protocol_fee_by_asset[address or symbol]`` (config), else
+    the first position whose terms publish one for that asset, else 0.
     Stable assets: addresses or symbols in ``stable_assets``; by default
     :data:`DEFAULT_STABLE_SYMBOLS` matched on symbol.
     """
@@ -292,23 +261,27 @@ def book_from_positions(
     lt = np.zeros((n, m))
     bonus = np.full((n, m), float(default_bonus))
     rule = np.full(n, int(default_close_factor_rule), dtype=np.int8)
+    published_fee: dict[int, float] = {}
     for r, pos in enumerate(positions):
-        extra_bonus = pos.extra.get("liquidation_bonus") if pos.extra else None
-        rule_value = (pos.extra or {}).get("close_factor_rule")
+        terms = pos.terms
+        term_bonus = terms.liquidation_bonus if terms is not None else None
+        rule_value = terms.close_factor_rule if terms is not None else None
         if rule_value is None:
             rule_value = _lookup(close_factor_rule_by_protocol, pos.protocol)
         if rule_value is not None:
-            rule[r] = int(
-                CloseFactorRule[rule_value] if isinstance(rule_value, str) else rule_value
-            )
+            rule[r] = int(rule_value)
         for a in pos.assets:
             j = columns[column(pos, a)]
+            if terms is not None and j not in published_fee:
+                published = _lookup(terms.protocol_fee, a.asset)
+                if published is not None:
+                    published_fee[j] = float(published)
             unit = 10.0**a.decimals
             if a.collateral_enabled:
                 collateral[r, j] = a.collateral_raw / unit
             debt[r, j] = a.debt_raw / unit
             lt[r, j] = a.liquidation_threshold_bps / 1e4
-            b = _lookup(extra_bonus, a.asset)
+            b = _lookup(term_bonus, a.asset)
             if b is None:
                 b = _lookup(bonus_by_asset, a.asset, a.symbol)
             if b is not None:
@@ -329,6 +302,8 @@ def book_from_positions(
         f = _lookup(protocol_fee_by_asset, key.split(":")[-1], symbols[j])
         if f is not None:
             fee[j] = float(f)
+        elif j in published_fee:
+            fee[j] = published_fee[j]
     return Book(
         collateral=collateral,
         debt=debt,

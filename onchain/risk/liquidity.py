@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -266,7 +267,7 @@ def grid_count_below(grid: FloatArray, t: FloatArray, inclusive: bool) -> npt.ND
     by index arithmetic when the grid is evenly spaced (the usual price/drop grids), corrected
     by one comparison each way so the result is exact despite rounding."""
     k = grid.shape[0]
-    side = "right" if inclusive else "left"
+    side: Literal["left", "right"] = "right" if inclusive else "left"
     if k < 3:
         return np.searchsorted(grid, t, side=side)
     step = (grid[-1] - grid[0]) / (k - 1)

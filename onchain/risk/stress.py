@@ -38,6 +38,8 @@ from onchain.risk.book import Book, BoolArray, FloatArray
 from onchain.risk.health import health_factor_from_values
 from onchain.risk.liquidator import plan_liquidations
 from onchain.risk.liquidity import grid_count_below
+from onchain.symbols import LST_SYMBOLS as LST_SYMBOLS
+from onchain.symbols import SYMBOL_ALIASES as SYMBOL_ALIASES
 
 
 @dataclass(frozen=True)
@@ -602,33 +604,7 @@ HISTORICAL_MOVES: tuple[HistoricalMove, ...] = (
     ),
 )
 
-# Book symbols -> the scenario asset whose move they follow. Upper-case keys.
-SYMBOL_ALIASES: dict[str, str] = {
-    "ETH": "ETH",
-    "WETH": "ETH",
-    "STETH": "ETH",
-    "WSTETH": "ETH",
-    "RETH": "ETH",
-    "CBETH": "ETH",
-    "WEETH": "ETH",
-    "EZETH": "ETH",
-    "OSETH": "ETH",
-    "BTC": "BTC",
-    "WBTC": "BTC",
-    "CBBTC": "BTC",
-    "TBTC": "BTC",
-    "BTCB": "BTC",
-    "LINK": "LINK",
-    "USDC": "USDC/USD",
-    "USDC.E": "USDC/USD",
-    "DAI": "DAI/USD",
-    "SDAI": "DAI/USD",
-}
-# Liquid staking tokens: on top of the ETH move they take the stETH/ETH discount (a proxy for
-# the others, which had no reported figure in these events).
-LST_SYMBOLS: frozenset[str] = frozenset(
-    {"STETH", "WSTETH", "RETH", "CBETH", "WEETH", "EZETH", "OSETH"}
-)
+# SYMBOL_ALIASES and LST_SYMBOLS: one vocabulary, in onchain.symbols
 DEPEG_ASSETS: frozenset[str] = frozenset({"stETH/ETH", "USDC/USD", "DAI/USD"})
 
 
@@ -733,13 +709,20 @@ def apply_shock(book: Book, price_base: npt.ArrayLike) -> StressResult:
     liq = hf < 1.0
     plan = plan_liquidations(book, p, health=hf, eligible=liq)
     m = book.n_assets
-    seized = np.bincount(
-        plan.collateral_index[plan.eligible],
-        plan.collateral_seized_units[plan.eligible],
-        minlength=m,
+    # weighted bincounts are float64 (numpy's stubs say int): asarray tells the type checker
+    seized = np.asarray(
+        np.bincount(
+            plan.collateral_index[plan.eligible],
+            plan.collateral_seized_units[plan.eligible],
+            minlength=m,
+        ),
+        dtype=np.float64,
     )
-    repaid = np.bincount(
-        plan.debt_index[plan.eligible], plan.debt_repaid_units[plan.eligible], minlength=m
+    repaid = np.asarray(
+        np.bincount(
+            plan.debt_index[plan.eligible], plan.debt_repaid_units[plan.eligible], minlength=m
+        ),
+        dtype=np.float64,
     )
     bad = np.maximum(d - c, 0.0)
     debt_val = book.debt * p

@@ -31,7 +31,7 @@ from onchain.errors import (
     RpcUnavailable,
 )
 from onchain.rpc.endpoints import Budget, Endpoint, EndpointSet, redact_url
-from onchain.rpc.faults import LAG_TEXT, classify_error, classify_http, is_behind
+from onchain.rpc.faults import LAG_TEXT, Fault, classify_error, classify_http, is_behind
 
 __all__ = ["BlockRef", "Budget", "EndpointSet", "RpcClient", "redact_url"]
 
@@ -471,10 +471,10 @@ class RpcClient:
         if as_batch and isinstance(body, dict):
             # One error object for the whole batch (a refused batch).
             error = body.get("error")
-            exc = self._error(endpoint, "batch", error, status)
+            batch_error = self._error(endpoint, "batch", error, status)
             kind = self._classify(pending[0], error)
             if kind == "final":
-                raise exc
+                raise batch_error
             raise _Refused(kind, _cause(endpoint, error), http_status=status)
         if as_batch:
             by_id = {a.get("id"): a for a in body if isinstance(a, dict)}
@@ -516,7 +516,7 @@ class RpcClient:
             return False
         for item in items:
             try:
-                number = int(item.get("number") or item.get("blockNumber"), 16)
+                number = int(str(item.get("number") or item.get("blockNumber")), 16)
                 block_hash = item.get("hash") or item.get("blockHash")
             except (AttributeError, TypeError, ValueError):
                 continue
@@ -532,7 +532,7 @@ class RpcClient:
         tag = p.params[0] if p.params else None
         return isinstance(tag, str) and tag.startswith("0x") and int(tag, 16) <= self._pinned_max
 
-    def _classify(self, p: _Pending, error: Any) -> str:
+    def _classify(self, p: _Pending, error: Any) -> Fault:
         if not isinstance(error, dict):
             return "transient"
         return classify_error(

@@ -27,7 +27,7 @@ from sqlalchemy import (
     type_coerce,
 )
 
-from onchain.protocols.base import AssetPosition, Position
+from onchain.model import AssetPosition, Position, fields_from_details
 from onchain.risk.book import DEFAULT_STABLE_SYMBOLS
 from onchain.rpc.client import BlockRef
 from onchain.store.crud import (
@@ -53,7 +53,7 @@ SORTS = ("risk", "health_factor", "debt", "collateral", "account", "probability"
 def uint_ge(conn: Connection, column: Any, value: int) -> ColumnElement[bool]:
     """column >= value, exactly, for a Uint256 column on either backend."""
     if conn.dialect.name == "postgresql":
-        return column >= value  # type: ignore[no-any-return]
+        return column >= value
     text = str(value)
     as_text = type_coerce(column, String(78))  # compare the stored digits, not an int
     length = func.length(as_text)
@@ -131,7 +131,7 @@ def _markets(conn: Connection) -> list[MarketRow]:
             )
         )
     }
-    tracked = dict(
+    tracked: dict[Any, Any] = dict(
         conn.execute(
             select(T_MARKET_ACCOUNTS.c.market_id, func.count()).group_by(
                 T_MARKET_ACCOUNTS.c.market_id
@@ -286,14 +286,15 @@ def _whole_order(conn: Connection, sort: str, descending: bool) -> list[Any]:
     p = T_POSITIONS
     hf, prob = p.c.health_factor_float, p.c.liquidation_probability
     rank = case({t: i for i, t in enumerate(TIERS)}, value=p.c.risk_tier, else_=len(TIERS))
-    terms = {
+    by_sort: dict[str, list[Any]] = {
         "risk": [rank, hf.is_(None), hf],
         "health_factor": [hf.is_(None), hf],
         "probability": [prob.is_(None), prob],
         "account": [T_ACCOUNTS.c.address],
         "debt": uint_order(conn, p.c.total_debt_base),
         "collateral": uint_order(conn, p.c.total_collateral_base),
-    }[sort]
+    }
+    terms = by_sort[sort]
     if descending:
         terms = [t.desc() for t in terms]
     return [*terms, p.c.account_id, p.c.market_key]
@@ -362,7 +363,7 @@ def positions_page(
             if sort == "account" or where.account is not None:
                 query = query.join(T_ACCOUNTS, T_ACCOUNTS.c.id == p.c.account_id)
             got = conn.execute(query.order_by(*order).limit(need).offset(skip)).all()
-            keys += [tuple(r) for r in got]  # type: ignore[misc]
+            keys += [tuple(r) for r in got]
             need -= len(got)
             skip = 0
         return PositionPage(int(total), _rows_in_order(conn, keys))
@@ -459,6 +460,7 @@ def _with_assets(conn: Connection, rows: Sequence[Any]) -> list[StoredPosition]:
             base_currency_decimals=r.base_currency_decimals,
             assets=tuple(assets.get((r.snapshot_id, r.account_id, r.market_key), ())),
             extra=dict(r.extra or {}),
+            **fields_from_details(r.extra or {}),
         )
         out.append(
             StoredPosition(
@@ -622,7 +624,7 @@ def tier_series(
                         debt,
                         None if rate is None else coll / scale * rate,
                         None if rate is None else debt / scale * rate,
-                        by_tier,  # type: ignore[arg-type]
+                        by_tier,
                         rate,
                     )
                 )

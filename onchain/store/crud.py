@@ -10,7 +10,7 @@ import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -35,18 +35,18 @@ WAD = 10**18
 IN_CHUNK = 900  # values per IN (...) list: below SQLite's old 999-variable limit
 COPY_MIN_ROWS = 200  # PostgreSQL: COPY beats INSERT from about this many rows
 
-T_CHAINS: Table = m.Chain.__table__  # type: ignore[assignment]
-T_MARKETS: Table = m.Market.__table__  # type: ignore[assignment]
-T_ASSETS: Table = m.Asset.__table__  # type: ignore[assignment]
-T_ACCOUNTS: Table = m.Account.__table__  # type: ignore[assignment]
-T_MARKET_ACCOUNTS: Table = m.MarketAccount.__table__  # type: ignore[assignment]
-T_CURSORS: Table = m.Cursor.__table__  # type: ignore[assignment]
-T_SNAPSHOTS: Table = m.MarketSnapshot.__table__  # type: ignore[assignment]
-T_RESERVES: Table = m.ReserveSnapshot.__table__  # type: ignore[assignment]
-T_POSITIONS: Table = m.PositionSnapshot.__table__  # type: ignore[assignment]
-T_ASSET_POSITIONS: Table = m.AssetPosition.__table__  # type: ignore[assignment]
-T_JOB_RUNS: Table = m.JobRun.__table__  # type: ignore[assignment]
-T_ALERTS: Table = m.Alert.__table__  # type: ignore[assignment]
+T_CHAINS = cast(Table, m.Chain.__table__)
+T_MARKETS = cast(Table, m.Market.__table__)
+T_ASSETS = cast(Table, m.Asset.__table__)
+T_ACCOUNTS = cast(Table, m.Account.__table__)
+T_MARKET_ACCOUNTS = cast(Table, m.MarketAccount.__table__)
+T_CURSORS = cast(Table, m.Cursor.__table__)
+T_SNAPSHOTS = cast(Table, m.MarketSnapshot.__table__)
+T_RESERVES = cast(Table, m.ReserveSnapshot.__table__)
+T_POSITIONS = cast(Table, m.PositionSnapshot.__table__)
+T_ASSET_POSITIONS = cast(Table, m.AssetPosition.__table__)
+T_JOB_RUNS = cast(Table, m.JobRun.__table__)
+T_ALERTS = cast(Table, m.Alert.__table__)
 
 
 def utcnow() -> datetime:
@@ -392,7 +392,7 @@ def _bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> 
 
 def _copy_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
     columns = list(rows[0])
-    kinds = []
+    kinds: list[str] = []
     for name in columns:
         kind = table.c[name].type
         kinds.append("u" if isinstance(kind, Uint256) else "j" if isinstance(kind, JSON) else "")
@@ -403,12 +403,12 @@ def _copy_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> No
         with cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
             for row in rows:
                 values = []
-                for name, kind in zip(columns, kinds, strict=True):
+                for name, how in zip(columns, kinds, strict=True):
                     value = row[name]
-                    if value is not None and kind == "u":
+                    if value is not None and how == "u":
                         if isinstance(value, bool) or not 0 <= value <= UINT256_MAX:
                             raise ValueError(f"{table.name}.{name}: {value} is outside uint256")
-                    elif value is not None and kind == "j":
+                    elif value is not None and how == "j":
                         value = json.dumps(value)
                     values.append(value)
                 copy.write_row(values)
@@ -500,7 +500,7 @@ def write_snapshot(
 
         position_rows = []
         asset_rows = []
-        for p, a in zip(positions, assessed, strict=True):
+        for p, verdict in zip(positions, assessed, strict=True):
             account_id = account_ids[p.account]
             hf = p.health_factor
             position_rows.append(
@@ -521,12 +521,12 @@ def write_snapshot(
                     "available_borrows_base": p.available_borrows_base,
                     "liquidation_threshold_bps": p.liquidation_threshold_bps,
                     "ltv_bps": p.ltv_bps,
-                    "risk_tier": a.tier,
-                    "risk_reason": a.reason,
-                    "risk_reasons": a.reasons,
-                    "liquidation_probability": a.probability,
-                    "pending_health_factor": a.pending_health_factor,
-                    "horizon_s": a.horizon_s,
+                    "risk_tier": verdict.tier,
+                    "risk_reason": verdict.reason,
+                    "risk_reasons": verdict.reasons,
+                    "liquidation_probability": verdict.probability,
+                    "pending_health_factor": verdict.pending_health_factor,
+                    "horizon_s": verdict.horizon_s,
                     "extra": jsonable(p.extra),
                 }
             )

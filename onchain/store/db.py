@@ -16,9 +16,9 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlch
 
 from onchain.errors import OnchainError
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
-ALEMBIC_INI = PROJECT_ROOT / "alembic.ini"
+# Inside the package so an installed wheel migrates; alembic.ini is optional (a checkout has one).
+MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
+ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
 DEFAULT_SQLITE_FILE = "onchain.sqlite"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 

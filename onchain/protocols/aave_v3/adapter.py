@@ -14,6 +14,7 @@ from eth_utils import to_checksum_address
 
 from onchain.abi import event, function
 from onchain.errors import NotAMarket
+from onchain.model import CloseFactorRule, RiskTerms
 from onchain.protocols.aave_v3 import math
 from onchain.protocols.aave_v3.liquidation_price import liquidation_price, priced_assets
 from onchain.protocols.aave_v3.rules import V3_0_2, AaveRules, rules_for
@@ -445,6 +446,20 @@ class AaveV3Adapter:
                 )
             )
         has_debt = data.total_debt_base > 0
+        used = [
+            r
+            for r in market_state.reserves
+            if math.is_using_as_collateral(user_config, r.reserve_id)
+        ]
+        # what the risk module needs to price a liquidation of this position
+        terms = RiskTerms(
+            liquidation_bonus={
+                r.asset: (_bonus_bps(market_state.rules, r, emode, category) - 10_000) / 10_000
+                for r in used
+            },
+            close_factor_rule=CloseFactorRule[market_state.rules.close_factor_rule],
+            protocol_fee={r.asset: r.config.liquidation_protocol_fee / 10_000 for r in used},
+        )
         return Position(
             protocol=PROTOCOL,
             market=market_state.addresses_provider,
@@ -459,23 +474,17 @@ class AaveV3Adapter:
             ltv_bps=data.ltv,
             base_currency_decimals=market_state.base_currency_decimals,
             assets=tuple(assets),
+            terms=terms,
+            version=market_state.version,
             extra={
                 "emode_category": emode,
                 "version": market_state.version,
                 "pool_revision": market_state.pool_revision,
                 "user_configuration": user_config,
-                # what the risk module needs to price a liquidation of this position
-                "liquidation_bonus": {
-                    r.asset: (_bonus_bps(market_state.rules, r, emode, category) - 10_000) / 10_000
-                    for r in market_state.reserves
-                    if math.is_using_as_collateral(user_config, r.reserve_id)
-                },
-                "liquidation_protocol_fee": {
-                    r.asset: r.config.liquidation_protocol_fee / 10_000
-                    for r in market_state.reserves
-                    if math.is_using_as_collateral(user_config, r.reserve_id)
-                },
-                "close_factor_rule": market_state.rules.close_factor_rule,
+                # the same terms, kept in the JSON details as before
+                "liquidation_bonus": dict(terms.liquidation_bonus),
+                "liquidation_protocol_fee": dict(terms.protocol_fee),
+                "close_factor_rule": terms.close_factor_rule.name,
                 # (reserve id, "a"|"v"|"s") -> scaled aToken / scaled variable debt / stable debt
                 "scaled_balances": {f"{rid}:{kind}": v for (rid, kind), v in balances.items()},
             },

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from onchain.protocols.aave_v3.rules import V3_0_2, AaveRules
 
@@ -459,11 +460,11 @@ class ReserveConfiguration:
 def decode_reserve_configuration(bitmap: int) -> ReserveConfiguration:
     """Unpack ``getConfiguration(asset).data`` exactly like the ReserveConfiguration getters."""
     _uint(bitmap, "bitmap")
-    values: dict[str, int | bool] = {}
+    values: dict[str, Any] = {}  # int or bool per field, as the dataclass declares
     for name, (start, width) in RESERVE_CONFIGURATION_LAYOUT.items():
         raw = (bitmap >> start) & ((1 << width) - 1)
         values[name] = raw != 0 if name in _BOOL_FIELDS else raw
-    return ReserveConfiguration(**values)  # type: ignore[arg-type]
+    return ReserveConfiguration(**values)
 
 
 # --------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from eth_utils import to_checksum_address
 
 from onchain.abi import event, function
 from onchain.errors import InputError, NotAMarket
+from onchain.model import CloseFactorRule, RiskTerms
 from onchain.protocols.base import (
     AssetPosition,
     LiquidationQuote,
@@ -343,6 +344,13 @@ class MorphoBlueAdapter:
         for market_id, account in _pairs(logs):
             market_state.account_markets.setdefault(account, set()).add(market_id)
 
+    def discovery_notes(self, market_state: MorphoState) -> dict[str, set[str]]:
+        return market_state.account_markets
+
+    def adopt_discovery_notes(self, market_state: MorphoState, notes: dict[str, set[str]]) -> None:
+        """Share ``notes`` (kept by the caller across blocks): later notes land in it too."""
+        object.__setattr__(market_state, "account_markets", notes)
+
     def plan_positions(
         self, market_state: MorphoState, accounts: list[str], block: BlockRef
     ) -> ReadPlan:
@@ -430,6 +438,13 @@ class MorphoBlueAdapter:
             ltv_bps=lltv_bps,
             base_currency_decimals=m.loan_decimals,
             assets=tuple(assets),
+            terms=RiskTerms(
+                liquidation_bonus={m.collateral_token.lower(): (lif - math.WAD) / math.WAD},
+                close_factor_rule=CloseFactorRule.FULL,
+            ),
+            version=market_state.version,
+            base_currency=m.loan_symbol,
+            market_label=m.label,
             extra={
                 "version": market_state.version,
                 "morpho": market_state.morpho,
@@ -514,7 +529,7 @@ def _pairs(logs: list[Log]) -> list[tuple[str, str]]:
             who = log.topics[3]  # SupplyCollateral(id, caller indexed, onBehalf indexed, assets)
         else:
             continue
-        out.append(("0x" + log.topics[1].hex(), to_checksum_address(who[-20:])))
+        out.append(("0x" + log.topics[1].hex(), str(to_checksum_address(who[-20:]))))
     return out
 
 

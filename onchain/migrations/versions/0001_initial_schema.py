@@ -12,6 +12,7 @@ Create Date: 2025-01-01 00:00:00
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -58,7 +59,7 @@ def upgrade() -> None:
     op.create_index("ix_job_runs_job_started_at", "job_runs", ["job", "started_at"])
     op.create_index("ix_job_runs_outcome", "job_runs", ["outcome"])
     for table in ("accounts", "assets"):
-        extra = (
+        extra: list[Any] = (
             [
                 sa.Column("symbol", sa.String(64), nullable=False),
                 sa.Column("decimals", sa.Integer(), nullable=False),

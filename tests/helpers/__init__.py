@@ -1,0 +1,1 @@
+"""Helpers tests share (plain functions and classes; fixtures live in tests/conftest.py)."""
