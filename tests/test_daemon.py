@@ -305,6 +305,9 @@ def test_daemon_stores_one_complete_exact_snapshot_per_block_of_a_moving_chain(
             head = mover.step()
             time.sleep(0.25)
         wait_for(lambda: refresh_cursor(store) == head, 30, f"the daemon to reach block {head}")
+        # how many runs fit in the moves above depends on the machine's load: wait for them
+        wait_for(lambda: _ok_runs(store, "refresh") >= 5, 30, "five finished refresh runs")
+        wait_for(lambda: _ok_runs(store, "assess") >= 1, 30, "a finished assess run")
         assert daemon.stop() == 0, daemon.log.read_text()
     finally:
         daemon.ensure_dead()
@@ -336,6 +339,10 @@ def test_daemon_stores_one_complete_exact_snapshot_per_block_of_a_moving_chain(
 def _runs(store: Store) -> list[Any]:
     with store.read() as conn:
         return conn.execute(select(crud.T_JOB_RUNS)).all()
+
+
+def _ok_runs(store: Store, job: str) -> int:
+    return sum(1 for r in _runs(store) if r.job == job and r.outcome == "ok")
 
 
 def test_kill_9_in_the_middle_of_refreshes_never_leaves_a_partial_block(
