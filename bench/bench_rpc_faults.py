@@ -12,8 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from onchain.app.pipeline import scan
 from onchain.devnet.build import running_devnet
-from onchain.pipeline import scan
 from onchain.protocols.base import MarketRef
 from onchain.rpc.client import RpcClient
 from tests.helpers.fault_proxy import FaultProxy, Faults

@@ -12,9 +12,9 @@ import time
 
 from eth_abi import decode
 
+from onchain.app.pipeline import discover_accounts, load_market, read_positions
 from onchain.devnet.build import running_devnet
 from onchain.devnet.chain import calldata
-from onchain.pipeline import discover_accounts, load_market, read_positions
 from onchain.protocols.base import MarketRef
 from onchain.rpc.client import RpcClient
 

@@ -11,8 +11,8 @@ import argparse
 
 from bench_scan import UINT256_MAX, naive, ours
 
+from onchain.app.pipeline import discover_accounts, load_market
 from onchain.devnet.build import running_devnet
-from onchain.pipeline import discover_accounts, load_market
 from onchain.protocols.base import MarketRef
 from onchain.rpc.client import RpcClient
 

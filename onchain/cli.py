@@ -19,6 +19,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from onchain.app.pipeline import ScanResult, checked_address, scan, watch_everywhere
 from onchain.config import ChainConfig, Config, MarketConfig, load_config
 from onchain.errors import ConfigError, InputError, OnchainError, RpcError, RpcUnavailable
 from onchain.output import (
@@ -30,7 +31,6 @@ from onchain.output import (
     positions_table,
     watch_table,
 )
-from onchain.pipeline import ScanResult, checked_address, scan, watch_everywhere
 from onchain.protocols.base import MarketRef
 from onchain.protocols.registry import ADAPTERS
 from onchain.rpc.client import RpcClient, redact_url
@@ -454,7 +454,7 @@ def _check_output_flags(as_json: bool, as_csv: bool, limit: int | None = None) -
 
 def _check_risk_flags(horizon: str | None, price_history: Path | None) -> None:
     """Bad risk flags fail before any chain read, one clear error."""
-    from onchain.risk_context import parse_horizon
+    from onchain.app.risk_context import parse_horizon
 
     parse_horizon(horizon)
     if price_history is not None and not price_history.exists():
@@ -465,7 +465,7 @@ def _market_snapshots(
     client: RpcClient, block: Any, states: Sequence[tuple[str, Any]]
 ) -> list[Any]:
     """Reserve liquidity from every adapter that can report it (no extra reads for Aave)."""
-    from onchain.pipeline import run_plan
+    from onchain.app.pipeline import run_plan
     from onchain.protocols.registry import get_adapter
 
     snapshots = []
@@ -488,8 +488,8 @@ def _risk(
 ) -> list[dict[str, Any]] | None:
     """Risk fields per position (same order); stderr says which inputs and defaults were used.
     `states`: (protocol, market state) pairs whose reserve liquidity feeds the pool reasons."""
+    from onchain.app.risk_context import RiskSettings, assess_positions, parse_horizon
     from onchain.jobs.assess import floored
-    from onchain.risk_context import RiskSettings, assess_positions, parse_horizon
 
     if not positions:
         return []
@@ -1034,8 +1034,8 @@ def _demo_other_markets(info: Any, first_state: Any) -> None:
     refresh of its positions costs, then watch wallets that borrow in several protocols."""
     import tempfile
 
+    from onchain.app.pipeline import load_market, read_positions
     from onchain.devnet.config_file import write_devnet_config
-    from onchain.pipeline import load_market, read_positions
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "devnet.toml"

@@ -525,7 +525,7 @@ def history_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """One account's health factor over time, per market: a sparkline and the latest rows."""
-    from onchain.pipeline import checked_address
+    from onchain.app.pipeline import checked_address
 
     address = checked_address(account, "account address")
     if limit < 1:

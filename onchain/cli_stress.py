@@ -210,7 +210,7 @@ def register(app: typer.Typer) -> None:
         if scenario and drop:
             raise InputError("give --scenario or --drop, not both")
         # imported here: numpy/scipy/matplotlib would slow every other command's start
-        from onchain.stress_report import (
+        from onchain.app.stress_report import (
             book_cascade,
             no_cascade,
             parse_drops,
@@ -233,7 +233,7 @@ def register(app: typer.Typer) -> None:
             cli._check_writable(chart, "--chart")
         references: tuple[Any, ...] = ()
         if config is not None:
-            from onchain.risk_context import RiskSettings
+            from onchain.app.risk_context import RiskSettings
 
             references = RiskSettings.from_config(cli.load_config(config).risk).references
         url, refs, expected = cli.resolve_markets(

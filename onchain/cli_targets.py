@@ -12,9 +12,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from onchain.app.targets import DEFAULT_FEE_TIERS, DEFAULT_SWAP_GAS, DexConfig, TargetSettings
 from onchain.errors import ConfigError, InputError
 from onchain.output import console, health_text, strict_json
-from onchain.targets import DEFAULT_FEE_TIERS, DEFAULT_SWAP_GAS, DexConfig, TargetSettings
 
 out = console(pipe_width=200)
 err = console(stderr=True)
@@ -122,7 +122,7 @@ def register(app: typer.Typer) -> None:
         if block is not None and block < 0:
             raise InputError(f"--block must be >= 0, got {block}")
         client = cli._client(url, expected, timeout)
-        from onchain.targets import find_targets
+        from onchain.app.targets import find_targets
 
         with cli._progress(not as_json) as progress:
             result = find_targets(client, refs, settings, block_number=block, progress=progress)
@@ -172,7 +172,7 @@ def _config_settings(risk: dict[str, Any]) -> tuple[dict[str, Any], tuple[Any, .
             f"[risk.targets]: unknown key(s) {', '.join(sorted(unknown))} "
             f"(known: {', '.join(sorted(TARGET_KEYS))})"
         )
-    from onchain.risk_context import RiskSettings
+    from onchain.app.risk_context import RiskSettings
 
     return table, RiskSettings.from_config(risk).references
 
@@ -185,7 +185,7 @@ def _settings(
     include_pending: bool,
 ) -> TargetSettings:
     """Flags over [risk.targets] over defaults, each value checked once."""
-    from onchain.pipeline import checked_address
+    from onchain.app.pipeline import checked_address
 
     def pick(key: str) -> Any:
         return flags.get(key) if flags.get(key) is not None else table.get(key)

@@ -68,7 +68,7 @@ class Config:
     store: StoreConfig = field(default_factory=lambda: StoreConfig())
     jobs: JobsConfig = field(default_factory=lambda: JobsConfig())
     tiers: TierThresholds = field(default_factory=lambda: TierThresholds())
-    risk: dict[str, Any] = field(default_factory=dict)  # [risk]: read by onchain.risk_context
+    risk: dict[str, Any] = field(default_factory=dict)  # [risk]: read by onchain.app.risk_context
     alerts: AlertsConfig = field(default_factory=lambda: AlertsConfig())  # [alerts]
     # [risk.tiers] when the file has it: health factors below which a position is at least
     # CRITICAL / HIGH / WATCH whatever its probability (scan, watch and the daemon honour it)

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from onchain.app.pipeline import scan
 from onchain.devnet.build import DevnetInfo
 from onchain.devnet.chain import DevChain
 from onchain.devnet.control import set_prices, set_raw_price
-from onchain.pipeline import scan
 from onchain.protocols.aave_v3.adapter import AaveV3Adapter
 from onchain.protocols.base import MarketRef, Position
 from onchain.rpc.client import RpcClient

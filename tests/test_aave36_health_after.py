@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import random
 
+from onchain.app.pipeline import scan
 from onchain.devnet.build import DevnetInfo
 from onchain.devnet.chain import DevChain, calldata
-from onchain.pipeline import scan
 from onchain.protocols.aave_v3.adapter import health_after
 from onchain.protocols.base import MarketRef, Position
 from onchain.rpc.client import RpcClient

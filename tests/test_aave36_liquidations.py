@@ -12,9 +12,9 @@ import pytest
 from eth_abi import decode
 from eth_utils import keccak, to_checksum_address
 
+from onchain.app.pipeline import scan
 from onchain.devnet.build import DevnetInfo
 from onchain.devnet.chain import DevChain
-from onchain.pipeline import scan
 from onchain.protocols.aave_v3.adapter import AaveV3Adapter
 from onchain.protocols.base import LiquidationQuote, MarketRef, Position
 from onchain.rpc.client import RpcClient

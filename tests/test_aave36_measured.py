@@ -5,10 +5,10 @@ average LT) would have called it liquidatable."""
 
 from __future__ import annotations
 
+from onchain.app.pipeline import scan
 from onchain.devnet.build import DevnetInfo
 from onchain.devnet.chain import DevChain, calldata
 from onchain.devnet.control import set_raw_price
-from onchain.pipeline import scan
 from onchain.protocols.aave_v3 import math as am
 from onchain.protocols.aave_v3.adapter import scaled_balances, user_reserve_inputs
 from onchain.protocols.aave_v3.rules import V3_0_2

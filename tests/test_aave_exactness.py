@@ -8,10 +8,10 @@ import random
 import pytest
 from eth_abi import decode
 
+from onchain.app.pipeline import scan
 from onchain.devnet.build import DevnetInfo
 from onchain.devnet.chain import DevChain, calldata
 from onchain.devnet.control import set_prices
-from onchain.pipeline import scan
 from onchain.protocols.base import MarketRef, Position
 from onchain.rpc.client import RpcClient
 from tests.helpers.aave_oracle import ours_as_pool_tuple, pool_account_data

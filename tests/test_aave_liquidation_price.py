@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import random
 
+from onchain.app.pipeline import scan
 from onchain.devnet.build import DevnetInfo
 from onchain.devnet.chain import DevChain
 from onchain.devnet.control import set_raw_price
-from onchain.pipeline import scan
 from onchain.protocols.base import MarketRef
 from onchain.rpc.client import RpcClient
 from tests.helpers.aave_oracle import pool_account_data

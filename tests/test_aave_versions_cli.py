@@ -8,10 +8,10 @@ import json
 import sqlite3
 from pathlib import Path
 
+from onchain.app.pipeline import scan
 from onchain.devnet.build import DevnetInfo
 from onchain.devnet.chain import DEPLOYER, DevChain, calldata
 from onchain.devnet.solc import compile_sources
-from onchain.pipeline import scan
 from onchain.protocols.base import MarketRef
 from onchain.rpc.client import RpcClient
 from tests.helpers.aave_oracle import ours_as_pool_tuple, pool_account_data

@@ -8,13 +8,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "onchain"
 
 CLI = ("onchain.cli",)  # prefixes: onchain.cli, onchain.cli_*, onchain.cli.*
-APP = (
-    "onchain.pipeline",
-    "onchain.risk_context",
-    "onchain.targets",
-    "onchain.stress_report",
-    "onchain.market_data",
-)
+APP = ("onchain.app",)
 
 # importer prefix -> imported prefixes it must not reach
 FORBIDDEN: dict[str, tuple[str, ...]] = {

@@ -1,6 +1,6 @@
 """The daemon stores the risk module's tiers, not health-factor thresholds: on the devnet, on
 SQLite and PostgreSQL, each snapshot row carries tier, reason codes, probability of liquidation
-within the horizon and health at the next oracle price, exactly as `onchain.risk_context` gives
+within the horizon and health at the next oracle price, exactly as `onchain.app.risk_context` gives
 them at that block; the contract's verdict decides LIQUIDATABLE; a DEX price below the oracle
 makes positions PENDING; `onchain report --json` carries it all; a failing risk assessment falls
 back to the thresholds, visibly; and migration 0002 goes down and up without losing rows."""
@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, inspect, select
 
+from onchain.app.pipeline import load_market, read_positions
+from onchain.app.risk_context import RiskSettings
 from onchain.config import load_config
 from onchain.devnet.build import DevnetInfo
 from onchain.devnet.chain import DevChain
@@ -26,9 +28,7 @@ from onchain.jobs.assess import assess, risk_tiers, tier_of
 from onchain.jobs.context import JobContext
 from onchain.jobs.maintenance import assess_job
 from onchain.jobs.refresh import read_market_snapshot, refresh_job
-from onchain.pipeline import load_market, read_positions
 from onchain.protocols.base import MarketRef
-from onchain.risk_context import RiskSettings
 from onchain.rpc.client import RpcClient
 from onchain.store import crud
 from onchain.store.db import Store, downgrade, make_engine, open_store, upgrade

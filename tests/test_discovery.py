@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
+from onchain.app.pipeline import scan
 from onchain.config import load_config
 from onchain.devnet.build import DevnetInfo
 from onchain.devnet.chain import DevChain
 from onchain.jobs.context import JobContext
 from onchain.jobs.refresh import refresh_job
-from onchain.pipeline import scan
 from onchain.protocols.base import MarketRef
 from onchain.protocols.morpho_blue.adapter import MorphoBlueAdapter
 from onchain.rpc.client import RpcClient

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from onchain.app.pipeline import scan
 from onchain.devnet.build import DevnetInfo
 from onchain.devnet.chain import DEPLOYER, DevChain, calldata
 from onchain.devnet.config_file import write_devnet_config
 from onchain.devnet.morpho import PARAMS
-from onchain.pipeline import scan
 from onchain.protocols.base import MarketRef, Position
 from onchain.protocols.morpho_blue.math import WAD, market_id
 from onchain.rpc.client import RpcClient

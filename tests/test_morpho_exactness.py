@@ -13,10 +13,10 @@ import pytest
 from eth_abi import decode
 from eth_utils import keccak
 
+from onchain.app.pipeline import load_market, read_positions, scan
 from onchain.devnet.build import DevnetInfo
 from onchain.devnet.chain import DevChain, calldata
 from onchain.devnet.morpho import PARAMS, MorphoDeployment, set_prices_everywhere
-from onchain.pipeline import load_market, read_positions, scan
 from onchain.protocols.base import MarketRef, Position
 from onchain.protocols.morpho_blue import math
 from onchain.protocols.morpho_blue.adapter import MorphoState

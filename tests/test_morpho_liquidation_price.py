@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import random
 
+from onchain.app.pipeline import scan
 from onchain.devnet.build import DevnetInfo
 from onchain.devnet.chain import DevChain
 from onchain.devnet.morpho import set_oracle_price
-from onchain.pipeline import scan
 from onchain.protocols.base import MarketRef, Position
 from onchain.rpc.client import RpcClient
 from tests.test_morpho_exactness import HEALTHY, contract_verdicts, fund_liquidator

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from onchain.app.risk_io import OhlcHistory, load_ohlc_csv, shared_data_dir
 from onchain.risk import probability, volatility
 from onchain.risk.book import make_book
-from onchain.risk_io import OhlcHistory, load_ohlc_csv, shared_data_dir
 from tests.helpers.cli_support import assert_one_clear_error, run
 
 HOUR = 3600

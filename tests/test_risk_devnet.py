@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 from eth_abi import decode
 
+from onchain.app.pipeline import load_market, scan
+from onchain.app.risk_context import RiskSettings, assess_positions
 from onchain.config import load_config
 from onchain.devnet.build import DevnetInfo
 from onchain.devnet.chain import DevChain, calldata
 from onchain.devnet.config_file import devnet_config_text
 from onchain.devnet.control import set_prices
-from onchain.pipeline import load_market, scan
 from onchain.protocols.aave_v3.adapter import health_after
 from onchain.protocols.base import MarketRef
-from onchain.risk_context import RiskSettings, assess_positions
 from onchain.rpc.client import RpcClient
 from tests.helpers.aave_oracle import pool_account_data
 
@@ -271,8 +271,12 @@ def test_bad_risk_inputs_are_one_clear_error(
 
 
 def test_closes_only_history_keeps_the_calibrated_tails(tmp_path: Path) -> None:
-    from onchain.risk_context import DEFAULT_TAIL_DOF, DEFAULT_TAIL_SCALE, volatility_from_history
-    from onchain.risk_io import load_ohlc_csv, shared_data_dir
+    from onchain.app.risk_context import (
+        DEFAULT_TAIL_DOF,
+        DEFAULT_TAIL_SCALE,
+        volatility_from_history,
+    )
+    from onchain.app.risk_io import load_ohlc_csv, shared_data_dir
 
     eth = load_ohlc_csv(shared_data_dir() / "prices" / "eth_usdt_1h.csv")
     csv = tmp_path / "eth_closes.csv"

@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from onchain.risk import volatility as vol
-from onchain.risk_io import (
+from onchain.app.risk_io import (
     DEFAULT_START_TS,
     align_closes,
     load_long_price_csv,
     load_ohlc_csv,
     shared_data_dir,
 )
+from onchain.risk import volatility as vol
 
 
 def simulate_garch_t(n: int, params: vol.GarchParams, seed: int = 0) -> np.ndarray:

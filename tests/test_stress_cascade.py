@@ -20,14 +20,14 @@ from typing import Any
 import numpy as np
 import pytest
 
+from onchain.app.market_data.uniswap_v3 import Q96, pool_state_calls, quote_call
+from onchain.app.stress_report import merged_symbol_book, read_book_positions, stress_book
 from onchain.devnet.build import DevnetInfo
 from onchain.devnet.config_file import devnet_config_text
-from onchain.market_data.uniswap_v3 import Q96, pool_state_calls, quote_call
 from onchain.protocols.base import MarketRef
 from onchain.risk.liquidity import seized_units_at_prices
 from onchain.rpc.calls import execute
 from onchain.rpc.client import RpcClient
-from onchain.stress_report import merged_symbol_book, read_book_positions, stress_book
 from tests.helpers.cli_support import run
 
 PRICE_TOL = 1e-9  # relative price: float rounding of the model vs the pool's integer math

@@ -23,11 +23,11 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from onchain.app.pipeline import scan
 from onchain.devnet.build import DevnetInfo
 from onchain.devnet.chain import DevChain
 from onchain.devnet.config_file import write_devnet_config
 from onchain.devnet.morpho import oracle_prices, set_prices_everywhere
-from onchain.pipeline import scan
 from onchain.protocols.base import MarketRef
 from onchain.rpc.client import RpcClient
 from tests.helpers.aave_oracle import pool_account_data

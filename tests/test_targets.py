@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from onchain.app.risk_context import Reference
+from onchain.app.targets import DEFAULT_SWAP_GAS, DexConfig, Target, TargetSettings, find_targets
 from onchain.devnet.build import DevnetInfo
 from onchain.devnet.chain import DevChain, calldata
 from onchain.devnet.config_file import write_devnet_config
@@ -26,9 +28,7 @@ from onchain.devnet.uniswap import sqrt_price_x96, tick_at
 from onchain.protocols.aave_v3.adapter import LIQUIDATION_GAS as AAVE_GAS
 from onchain.protocols.base import MarketRef
 from onchain.protocols.morpho_blue.adapter import LIQUIDATION_GAS as MORPHO_GAS
-from onchain.risk_context import Reference
 from onchain.rpc.client import RpcClient
-from onchain.targets import DEFAULT_SWAP_GAS, DexConfig, Target, TargetSettings, find_targets
 
 ONCHAIN = [str(Path(sys.executable).with_name("onchain"))]
 UINT256_MAX = 2**256 - 1

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import pytest
 
+from onchain.app.targets import find_targets
 from onchain.devnet.build import DevnetInfo
 from onchain.devnet.chain import DevChain
 from onchain.devnet.morpho import set_prices_everywhere
 from onchain.protocols.aave_v3.adapter import LIQUIDATION_GAS
 from onchain.protocols.base import MarketRef
 from onchain.rpc.client import RpcClient
-from onchain.targets import find_targets
 from tests.test_targets import (
     ARBITRAGEUR,
     BASE_FEE,

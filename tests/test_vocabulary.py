@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from onchain.app.risk_context import underlying
 from onchain.numbers import format_wad, health_text, truncated
 from onchain.risk.book import DEFAULT_STABLE_SYMBOLS, make_book
 from onchain.risk.stress import SYMBOL_ALIASES, scenario_prices
-from onchain.risk_context import underlying
 from onchain.symbols import STABLE_SYMBOLS
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from onchain.app.pipeline import watch_everywhere
 from onchain.devnet.build import DevnetInfo
 from onchain.devnet.chain import DevChain
 from onchain.devnet.config_file import write_devnet_config
 from onchain.devnet.morpho import set_prices_everywhere
-from onchain.pipeline import watch_everywhere
 from onchain.protocols.base import MarketRef, Position
 from onchain.rpc.client import RpcClient
 from tests.helpers.aave_oracle import pool_account_data

@@ -455,7 +455,7 @@ def _str(value: int | None) -> str | None:
 
 
 def _checksum(address: str) -> str:
-    from onchain.pipeline import checked_address
+    from onchain.app.pipeline import checked_address
 
     return checked_address(address, "account address")
 
@@ -486,7 +486,7 @@ def stress_of(
     curve_only: bool = False,
 ) -> dict[str, Any]:
     """`onchain stress`'s report over the stored newest block of a market."""
-    from onchain.stress_report import (
+    from onchain.app.stress_report import (
         no_cascade,
         parse_drops,
         select_scenarios,
@@ -515,8 +515,8 @@ def stress_of(
 def stored_targets(store: Store, market: str | None, limit: int) -> list[dict[str, Any]]:
     """LIQUIDATABLE and PENDING positions of the newest blocks, each priced as its best single
     liquidation call by the risk module's planner at the stored prices (bonus before gas)."""
+    from onchain.app.stress_report import stress_book
     from onchain.risk.liquidator import plan_liquidations
-    from onchain.stress_report import stress_book
 
     stored = [s for s in Q.latest_positions(store, market) if s.position.has_debt]
     if not stored:

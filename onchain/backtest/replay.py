@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from onchain.app.pipeline import discover_accounts, load_market, read_positions
 from onchain.devnet.build import DevnetInfo
 from onchain.devnet.chain import DevChain, calldata
 from onchain.devnet.morpho import set_prices_everywhere
-from onchain.pipeline import discover_accounts, load_market, read_positions
 from onchain.protocols.base import MarketRef, Position
 from onchain.protocols.registry import get_adapter
 from onchain.rpc.client import BlockRef, RpcClient

@@ -46,8 +46,8 @@ class History:
 def load_history(path: Path) -> History:
     """A folder of ``<asset>_*1h.csv`` OHLC files (the shared/data/prices layout) or a long CSV
     ``timestamp,asset,price`` holding ETH and BTC (WETH/WBTC accepted)."""
-    from onchain.risk_context import underlying
-    from onchain.risk_io import load_long_price_csv, load_ohlc_csv
+    from onchain.app.risk_context import underlying
+    from onchain.app.risk_io import load_long_price_csv, load_ohlc_csv
 
     series: dict[str, tuple[Any, Any]] = {}
     try:
@@ -129,7 +129,7 @@ def score_models(
     reactive_params: dict[str, float] | None = None,
 ) -> dict[str, npt.NDArray[np.float64]]:
     """Each model's probability for each position, from the closes up to ``end_index``."""
-    from onchain.risk_context import STABLE_SYMBOLS, underlying
+    from onchain.app.risk_context import STABLE_SYMBOLS, underlying
 
     lo = max(0, end_index - LOOKBACK_H + 1)
     ts = history.times_s[lo : end_index + 1]

@@ -14,11 +14,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
+from onchain.app.risk_context import RiskReport, RiskSettings, assess_positions
 from onchain.config import TierThresholds
 from onchain.numbers import format_wad as format_wad
 from onchain.numbers import truncated
 from onchain.protocols.base import MarketSnapshot, Position
-from onchain.risk_context import RiskReport, RiskSettings, assess_positions
 from onchain.rpc.client import BlockRef, RpcClient
 from onchain.store.crud import Assessed, StoredHealth
 from onchain.store.models import TIERS

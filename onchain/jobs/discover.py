@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from onchain.app.pipeline import discovery_logs, load_market
 from onchain.errors import InputError
 from onchain.jobs.context import Counts, JobContext, market_ref
-from onchain.pipeline import discovery_logs, load_market
 from onchain.protocols.base import DiscoveryNotes
 from onchain.protocols.registry import get_adapter
 from onchain.rpc.client import BlockRef, RpcClient

@@ -10,14 +10,14 @@ import time
 from typing import Any
 
 from onchain.alerts.outbox import block_alerts
+from onchain.app.pipeline import load_market, read_positions, run_plan
+from onchain.app.risk_context import RiskReport, RiskSettings
 from onchain.jobs import metrics
 from onchain.jobs.assess import assess, risk_tiers
 from onchain.jobs.context import Counts, JobContext, market_ref, note
 from onchain.jobs.discover import discover_market, one_line
-from onchain.pipeline import load_market, read_positions, run_plan
 from onchain.protocols.base import MarketSnapshot, MarketSnapshotPlanner, Position
 from onchain.protocols.registry import get_adapter
-from onchain.risk_context import RiskReport, RiskSettings
 from onchain.rpc.client import BlockRef, RpcClient
 from onchain.store import crud
 from onchain.store.crud import Assessed, MarketInfo, WriteResult

@@ -491,7 +491,7 @@ def fit_volatility_model(
 ) -> VolatilityModel:
     """Fit variance (``"garch-t"`` or ``"ewma"``), correlation and the drawdown law per asset.
 
-    ``close`` (k, m) prices on common timestamps (k,) (see ``onchain.risk_io.align_closes``),
+    ``close`` (k, m) prices on common timestamps (k,) (see ``onchain.app.risk_io.align_closes``),
     oldest first, past data only: the forecast is for the moment after the last row. ``low``
     (k, m) candle lows make the drawdown law describe intra-candle minima (recommended); without
     them closes are used and small drawdowns are censored. ``start``: previous GARCH fits to

@@ -17,10 +17,10 @@ import numpy as np
 from eth_abi import decode
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 
+from onchain.app.market_data.blocks import recent_blocks
+from onchain.app.market_data.feeds import latest_round_call
+from onchain.app.market_data.uniswap_v3 import pool_state, pool_state_calls
 from onchain.errors import CallReverted, ConfigError, InputError
-from onchain.market_data.blocks import recent_blocks
-from onchain.market_data.feeds import latest_round_call
-from onchain.market_data.uniswap_v3 import pool_state, pool_state_calls
 from onchain.protocols.base import MarketSnapshot, Position
 
 # through the package: it binds the function `assess` over the submodule of the same name
@@ -191,7 +191,7 @@ def parse_horizon(text: str | None) -> float | None:
 def volatility_from_history(path: Path, symbols: Sequence[str]) -> tuple[VolatilityModel, str]:
     """Fit GARCH-t + drawdown tails from a CSV `timestamp,asset,price` or a folder of hourly OHLC
     files named like `eth_usdt_1h.csv` (the shared/data/prices layout)."""
-    from onchain.risk_io import align_closes, load_long_price_csv, load_ohlc_csv
+    from onchain.app.risk_io import align_closes, load_long_price_csv, load_ohlc_csv
 
     wanted = sorted({underlying(s) for s in symbols} - {"STABLE"})
     series: dict[str, tuple[Any, Any]] = {}

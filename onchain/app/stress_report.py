@@ -41,9 +41,9 @@ import numpy.typing as npt
 from eth_abi import decode, encode
 from eth_utils import function_signature_to_4byte_selector
 
+from onchain.app.market_data.uniswap_v3 import pool_state_calls
+from onchain.app.pipeline import discover_accounts, load_market, read_positions
 from onchain.errors import InputError
-from onchain.market_data.uniswap_v3 import pool_state_calls
-from onchain.pipeline import discover_accounts, load_market, read_positions
 from onchain.protocols.base import MarketRef, Position
 from onchain.risk.book import DEFAULT_STABLE_SYMBOLS, Book, book_from_positions
 from onchain.risk.liquidity import (

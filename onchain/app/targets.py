@@ -33,14 +33,14 @@ from typing import Any
 
 import numpy as np
 
-from onchain.errors import InputError
-from onchain.market_data.uniswap_v3 import (
+from onchain.app.market_data.uniswap_v3 import (
     get_pool_call,
     pool_state,
     pool_state_calls,
     quote_call,
 )
-from onchain.pipeline import discover_accounts, load_market, read_positions
+from onchain.app.pipeline import discover_accounts, load_market, read_positions
+from onchain.errors import InputError
 from onchain.protocols.base import LiquidationQuote, MarketRef, Position
 from onchain.protocols.registry import get_adapter
 from onchain.risk import book_from_positions
@@ -77,7 +77,7 @@ class TargetSettings:
     swap_gas: int = DEFAULT_SWAP_GAS
     liquidation_gas: int | None = None  # None: the adapter's measured default
     priority_fee_wei: int = 0
-    references: tuple[Any, ...] = ()  # onchain.risk_context.Reference: pools the oracle lags
+    references: tuple[Any, ...] = ()  # onchain.app.risk_context.Reference: pools the oracle lags
     include_pending: bool = True
     horizon_s: float = math.inf  # oracle updates later than this keep today's price
 
@@ -301,7 +301,7 @@ def _pending(
     One book per base currency, so reference prices convert with the right quote price."""
     if not settings.include_pending or not settings.references:
         return {}
-    from onchain.risk_context import pending_prices  # the shared reference-price reader
+    from onchain.app.risk_context import pending_prices  # the shared reference-price reader
 
     groups: dict[str | None, list[Position]] = {}
     for p in positions:

@@ -1,0 +1,1 @@
+"""The shells between protocols and risk: one reader (pin, load, discover, read), risk inputs, targets, stress."""
