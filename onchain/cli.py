@@ -465,15 +465,10 @@ def _market_snapshots(
     client: RpcClient, block: Any, states: Sequence[tuple[str, Any]]
 ) -> list[Any]:
     """Reserve liquidity from every adapter that can report it (no extra reads for Aave)."""
-    from onchain.app.pipeline import run_plan
-    from onchain.protocols.registry import get_adapter
+    from onchain.app.pipeline import market_snapshot
 
-    snapshots = []
-    for protocol, state in states:
-        adapter = get_adapter(protocol)
-        if hasattr(adapter, "plan_market_snapshot"):
-            snapshots.append(run_plan(client, adapter.plan_market_snapshot(state, block), block))
-    return snapshots
+    found = (market_snapshot(client, protocol, state, block) for protocol, state in states)
+    return [s for s in found if s is not None]
 
 
 def _risk(
@@ -1034,7 +1029,7 @@ def _demo_other_markets(info: Any, first_state: Any) -> None:
     refresh of its positions costs, then watch wallets that borrow in several protocols."""
     import tempfile
 
-    from onchain.app.pipeline import load_market, read_positions
+    from onchain.app.pipeline import read_markets
     from onchain.devnet.config_file import write_devnet_config
 
     with tempfile.TemporaryDirectory() as folder:
@@ -1063,10 +1058,8 @@ def _demo_other_markets(info: Any, first_state: Any) -> None:
         positions = _riskiest_first([p for p in result.positions if p.has_debt])
         _print_scan(result, positions, 15, info.rpc_url)
         refresh = _client(info.rpc_url, info.chain_id, 10.0)
-        block = refresh.pin_block()
         before = refresh.requests_sent
-        state = load_market(refresh, ref, block)
-        again = read_positions(refresh, ref.protocol, state, result.accounts, block)
+        again = read_markets(refresh, [ref], accounts=result.accounts).positions
         out.print(
             f"scan: {len(result.accounts)} accounts in {elapsed:.2f}s, {client.requests_sent} RPC "
             f"requests; a refresh of all {len(again)} positions: "

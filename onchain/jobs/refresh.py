@@ -10,32 +10,18 @@ import time
 from typing import Any
 
 from onchain.alerts.outbox import block_alerts
-from onchain.app.pipeline import load_market, read_positions, run_plan
+from onchain.app.pipeline import load_market, market_snapshot, read_positions
 from onchain.app.risk_context import RiskReport, RiskSettings
 from onchain.jobs import metrics
 from onchain.jobs.assess import assess, risk_tiers
 from onchain.jobs.context import Counts, JobContext, market_ref, note
 from onchain.jobs.discover import discover_market, one_line
-from onchain.protocols.base import MarketSnapshot, MarketSnapshotPlanner, Position
-from onchain.protocols.registry import get_adapter
+from onchain.protocols.base import MarketSnapshot, Position
 from onchain.rpc.client import BlockRef, RpcClient
 from onchain.store import crud
 from onchain.store.crud import Assessed, MarketInfo, WriteResult
 
 log = logging.getLogger("onchain.jobs.refresh")
-
-
-def read_market_snapshot(
-    client: RpcClient, protocol: str, market_state: Any, block: BlockRef
-) -> MarketSnapshot | None:
-    """Reserve-level market state, when the protocol's adapter can describe it."""
-    adapter = get_adapter(protocol)
-    if not isinstance(adapter, MarketSnapshotPlanner):
-        return None
-    snapshot: MarketSnapshot = run_plan(
-        client, adapter.plan_market_snapshot(market_state, block), block
-    )
-    return snapshot
 
 
 def canonical_hashes(client: RpcClient, numbers: list[int]) -> dict[int, str | None]:
@@ -123,7 +109,7 @@ def refresh_block(
     discover_market(ctx, client, market, state, block, counts)
     accounts = crud.tracked_accounts(ctx.store, market.id, block.number)
     positions = read_positions(client, market.protocol, state, accounts, block)
-    snapshot = read_market_snapshot(client, market.protocol, state, block)
+    snapshot = market_snapshot(client, market.protocol, state, block)
     assessed, details, report = tier_block(ctx, client, market, block, positions, snapshot, counts)
     alerts = block_alerts(ctx, market, block, positions, assessed, report, counts)
     result = crud.write_snapshot(
