@@ -489,7 +489,7 @@ def _risk(
     if not positions:
         return []
     cfg = load_config(config) if config is not None else None
-    settings = RiskSettings.from_config(cfg.risk if cfg is not None else None)
+    settings = cfg.risk_settings if cfg is not None else RiskSettings()
     report = assess_positions(
         client,
         block,
