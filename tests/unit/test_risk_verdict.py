@@ -13,13 +13,10 @@ from onchain.alerts.messages import advice
 from onchain.config import load_config
 from onchain.errors import ConfigError
 from onchain.jobs.assess import risk_assessed
-from onchain.model import AssetPosition, Position
+from onchain.model import Position
 from onchain.risk.settings import RiskSettings
 from onchain.risk.verdict import Advice, RiskVerdict
-from onchain.rpc.client import BlockRef
-
-WETH = "0x00000000000000000000000000000000000000e1"
-USDC = "0x00000000000000000000000000000000000000c1"
+from tests.helpers.model_positions import weth_usdc_position
 
 # the risk fields of a `scan --json` / `watch --json` row, in order (README "Output")
 JSON_RISK_KEYS = [
@@ -35,24 +32,7 @@ JSON_RISK_KEYS = [
 
 
 def _position(health_factor: int = 105 * 10**16) -> Position:
-    return Position(
-        protocol="p",
-        market="0xm",
-        account="0xa",
-        block=BlockRef(1, "0x01", 0),
-        health_factor=health_factor,
-        liquidatable=health_factor < 10**18,
-        total_collateral_base=3000,
-        total_debt_base=2000,
-        available_borrows_base=0,
-        liquidation_threshold_bps=8000,
-        ltv_bps=7500,
-        base_currency_decimals=0,
-        assets=(
-            AssetPosition(WETH, "WETH", 18, 3000, 10**18, 0, 3000, 0, True, 8000),
-            AssetPosition(USDC, "USDC", 6, 1, 0, 2000 * 10**6, 0, 2000, False, 0),
-        ),
-    )
+    return weth_usdc_position(health_factor=health_factor, liquidatable=health_factor < 10**18)
 
 
 VERDICT = RiskVerdict(
