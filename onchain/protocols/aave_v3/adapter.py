@@ -12,7 +12,6 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
-from onchain.abi import event, function
 from onchain.errors import NotAMarket
 from onchain.model import CloseFactorRule, DetailColumn, RiskTerms
 from onchain.protocols.aave_v3 import math
@@ -27,6 +26,7 @@ from onchain.protocols.base import (
     ReadPlan,
     ReserveSnapshot,
 )
+from onchain.rpc.abi import event, function
 from onchain.rpc.calls import Call
 from onchain.rpc.client import BlockRef
 from onchain.rpc.logs import Log

@@ -23,7 +23,6 @@ from typing import Any
 from eth_abi import decode
 from eth_utils import to_checksum_address
 
-from onchain.abi import event, function
 from onchain.errors import InputError, NotAMarket
 from onchain.model import CloseFactorRule, DetailColumn, RiskTerms
 from onchain.protocols.base import (
@@ -35,6 +34,7 @@ from onchain.protocols.base import (
     ReadPlan,
 )
 from onchain.protocols.morpho_blue import math
+from onchain.rpc.abi import event, function
 from onchain.rpc.calls import Call
 from onchain.rpc.client import BlockRef
 from onchain.rpc.logs import Log
