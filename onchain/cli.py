@@ -32,7 +32,7 @@ from onchain.output import (
     watch_table,
 )
 from onchain.protocols.base import MarketRef
-from onchain.protocols.registry import ADAPTERS
+from onchain.protocols.registry import ADAPTERS, DEFAULT_PROTOCOL
 from onchain.rpc.client import RpcClient, redact_url
 from onchain.rpc.endpoints import Budget, EndpointSet
 
@@ -70,7 +70,6 @@ RpcOpt = Annotated[
         help="JSON-RPC URL (or env ONCHAIN_RPC_URL); repeat for fallbacks, in order of preference",
     ),
 ]
-DEFAULT_PROTOCOL = "aave-v3"
 ProtocolOpt = Annotated[
     str | None,
     typer.Option(
@@ -465,15 +464,10 @@ def _market_snapshots(
     client: RpcClient, block: Any, states: Sequence[tuple[str, Any]]
 ) -> list[Any]:
     """Reserve liquidity from every adapter that can report it (no extra reads for Aave)."""
-    from onchain.app.pipeline import run_plan
-    from onchain.protocols.registry import get_adapter
+    from onchain.app.pipeline import market_snapshot
 
-    snapshots = []
-    for protocol, state in states:
-        adapter = get_adapter(protocol)
-        if hasattr(adapter, "plan_market_snapshot"):
-            snapshots.append(run_plan(client, adapter.plan_market_snapshot(state, block), block))
-    return snapshots
+    found = (market_snapshot(client, protocol, state, block) for protocol, state in states)
+    return [s for s in found if s is not None]
 
 
 def _risk(
@@ -494,7 +488,7 @@ def _risk(
     if not positions:
         return []
     cfg = load_config(config) if config is not None else None
-    settings = RiskSettings.from_config(cfg.risk if cfg is not None else None)
+    settings = cfg.risk_settings if cfg is not None else RiskSettings()
     report = assess_positions(
         client,
         block,
@@ -536,7 +530,7 @@ def _print_scan(
         1 for p in positions if p.health_factor is not None and p.health_factor < 11 * 10**17
     )
     shown = positions if limit <= 0 else positions[:limit]
-    where = getattr(state, "description", None) or f"market {state.addresses_provider}"
+    where = state.description
     where = f"{name} ({where})" if name else where
     title = (
         f"{result.positions[0].protocol if result.positions else ''} {where} "
@@ -999,7 +993,8 @@ def demo_cmd(
         err.print(f"WETH oracle moved {eth_drop:+.1f}% to ${new_price:,.2f} in block {block}")
         client = _client(info.rpc_url, info.chain_id, 10.0)
         started = time.monotonic()
-        result = scan(client, MarketRef("aave-v3", info.aave.addresses_provider))
+        first = MarketRef(DEFAULT_PROTOCOL, info.aave.addresses_provider)
+        result = scan(client, first)
         elapsed = time.monotonic() - started
         positions = _riskiest_first([p for p in result.positions if p.has_debt])
         out.print(
@@ -1020,21 +1015,21 @@ def demo_cmd(
                 "1h",
                 None,
                 True,
-                [("aave-v3", result.market_state)],
+                [(first.protocol, result.market_state)],
             )
         _print_scan(result, positions, 25, info.rpc_url, risk)
         for position in positions[:1] + [p for p in positions if not p.liquidatable][:1]:
             out.print(breakdown_table(position))
-        _demo_other_markets(info, result.market_state)
+        _demo_other_markets(info, first)
         __import__("onchain.alerts.demo").alerts.demo.demo_alerts(info, out)  # alerts arrive
 
 
-def _demo_other_markets(info: Any, first_state: Any) -> None:
+def _demo_other_markets(info: Any, first: MarketRef) -> None:
     """The rest of the devnet's configured markets (other protocols): scan each, count what a
     refresh of its positions costs, then watch wallets that borrow in several protocols."""
     import tempfile
 
-    from onchain.app.pipeline import load_market, read_positions
+    from onchain.app.pipeline import read_markets
     from onchain.devnet.config_file import write_devnet_config
 
     with tempfile.TemporaryDirectory() as folder:
@@ -1043,11 +1038,10 @@ def _demo_other_markets(info: Any, first_state: Any) -> None:
         cfg = load_config(path)
     chain = _config_chain(cfg, None)
     named = [(m.name, _market_ref(m)) for m in cfg.markets.values() if m.chain == chain.name]
-    first = getattr(first_state, "addresses_provider", None)
     risky: list[str] = []
     refs: list[MarketRef] = []
     for name, ref in named:
-        if ref.address == first:
+        if ref.address.lower() == first.address.lower():
             refs.append(ref)
             continue  # scanned above
         out.print(f"\n[bold]{name}[/] (version {ref.version or 'from the chain'})")
@@ -1063,10 +1057,8 @@ def _demo_other_markets(info: Any, first_state: Any) -> None:
         positions = _riskiest_first([p for p in result.positions if p.has_debt])
         _print_scan(result, positions, 15, info.rpc_url)
         refresh = _client(info.rpc_url, info.chain_id, 10.0)
-        block = refresh.pin_block()
         before = refresh.requests_sent
-        state = load_market(refresh, ref, block)
-        again = read_positions(refresh, ref.protocol, state, result.accounts, block)
+        again = read_markets(refresh, [ref], accounts=result.accounts).positions
         out.print(
             f"scan: {len(result.accounts)} accounts in {elapsed:.2f}s, {client.requests_sent} RPC "
             f"requests; a refresh of all {len(again)} positions: "

@@ -14,6 +14,7 @@ from eth_utils import is_address, is_checksum_address, to_checksum_address
 
 from onchain.alerts.config import AlertsConfig, parse_alerts
 from onchain.errors import ConfigError
+from onchain.risk.settings import RiskSettings
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,9 @@ class Config:
     store: StoreConfig = field(default_factory=lambda: StoreConfig())
     jobs: JobsConfig = field(default_factory=lambda: JobsConfig())
     tiers: TierThresholds = field(default_factory=lambda: TierThresholds())
-    risk: dict[str, Any] = field(default_factory=dict)  # [risk]: read by onchain.app.risk_context
+    risk: dict[str, Any] = field(default_factory=dict)  # [risk] as written
+    # [risk] validated once, at load: what the risk assessment runs with
+    risk_settings: RiskSettings = field(default_factory=lambda: RiskSettings())
     alerts: AlertsConfig = field(default_factory=lambda: AlertsConfig())  # [alerts]
     # [risk.tiers] when the file has it: health factors below which a position is at least
     # CRITICAL / HIGH / WATCH whatever its probability (scan, watch and the daemon honour it)
@@ -146,8 +149,21 @@ def load_config(path: str | Path) -> Config:
     floors = tiers if "tiers" in risk else None
     if "enabled" not in ((raw.get("jobs") or {}).get("deliver") or {}):  # on where rules are
         jobs = replace(jobs, deliver=replace(jobs.deliver, enabled=alerts.enabled))
+    try:
+        settings = RiskSettings.from_config(risk)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     return Config(
-        path, chains, markets, store, jobs, tiers, risk=risk, alerts=alerts, health_floors=floors
+        path,
+        chains,
+        markets,
+        store,
+        jobs,
+        tiers,
+        risk=risk,
+        risk_settings=settings,
+        alerts=alerts,
+        health_floors=floors,
     )
 
 

@@ -48,6 +48,16 @@ class RiskTerms:
 
 
 @dataclass(frozen=True)
+class DetailColumn:
+    """A protocol-specific fact an adapter promises in every position's ``extra`` under ``key``,
+    shown as a table column (``header``) and a JSON field of the same name (null where a
+    position's adapter has no such fact). Adapters list theirs as ``detail_columns``."""
+
+    key: str
+    header: str
+
+
+@dataclass(frozen=True)
 class AssetPosition:
     """One asset of one account, in raw token units and in the market's base currency."""
 

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from onchain.protocols.base import AssetPosition, Position
+from onchain.protocols.registry import DETAIL_COLUMNS
 
 WAD = 10**18
 
@@ -72,8 +73,8 @@ def position_json(position: Position) -> dict[str, Any]:
         "liquidation_threshold_bps": position.liquidation_threshold_bps,
         "ltv_bps": position.ltv_bps,
         "base_currency_decimals": position.base_currency_decimals,
-        "emode_category": position.extra.get("emode_category"),
-        "protocol_version": position.extra.get("version"),
+        **{c.key: position.extra.get(c.key) for c in DETAIL_COLUMNS},
+        "protocol_version": position.version,
         "assets": [
             _with_liquidation_price(asset_json(a), position.base_currency_decimals)
             for a in position.assets
@@ -204,7 +205,7 @@ def health_style(position: Position) -> str:
 
 def market_text(position: Position) -> str:
     """The market as people read it: the adapter's label (e.g. "WETH/USDC 86%") or a short id."""
-    label = position.extra.get("market_label")
+    label = position.market_label
     short = f"{position.market[:10]}…"
     return f"{label} {short}" if label else short
 
@@ -222,9 +223,7 @@ def positions_table(
 ) -> Table:
     table = Table(title=title, title_justify="left")
     # e.g. every market of a deployment: say which market each row is in
-    several = len({p.market for p in positions}) > 1 or any(
-        "market_label" in p.extra for p in positions
-    )
+    several = len({p.market for p in positions}) > 1 or any(p.market_label for p in positions)
     if several:
         table.add_column("market", justify="left")
     for name, justify in [
@@ -233,13 +232,13 @@ def positions_table(
         ("collateral", "right"),
         ("debt", "right"),
         ("LT", "right"),
-        ("eMode", "right"),
+        *[(c.header, "right") for c in DETAIL_COLUMNS],
         *([(f"P(liq.) in {horizon_text(risk[0]['horizon_s'])}", "right")] if risk else []),
         ("status", "left"),
     ]:
         table.add_column(name, justify=justify, **_never_cut(name == "account"))  # type: ignore[arg-type]
     for i, p in enumerate(positions):
-        unit = f" {p.extra['base_currency']}" if p.extra.get("base_currency") else ""
+        unit = f" {p.base_currency}" if p.base_currency else ""
         status = "LIQUIDATABLE" if p.liquidatable else ("no debt" if not p.has_debt else "ok")
         extra_cells = []
         if risk is not None:
@@ -252,7 +251,7 @@ def positions_table(
             money(p.total_collateral_base, p.base_currency_decimals) + unit,
             money(p.total_debt_base, p.base_currency_decimals) + unit,
             f"{p.liquidation_threshold_bps / 100:.2f}%",
-            str(p.extra.get("emode_category") or ""),
+            *[str(p.extra.get(c.key) or "") for c in DETAIL_COLUMNS],
             *extra_cells,
             status,
         )
@@ -295,7 +294,7 @@ def breakdown_table(position: Position) -> Table:
     for name in ["asset", "collateral", "debt", "price", "LT", "liq. price", "move to liq."]:
         table.add_column(name, justify="left" if name == "asset" else "right")
     scale = 10**position.base_currency_decimals
-    unit = position.extra.get("base_currency") or ""
+    unit = position.base_currency or ""
     for a in position.assets:
         liq = a.liquidation_price_base
         move = None if liq is None else liq / a.price_base - 1
@@ -367,7 +366,7 @@ def watch_table(
         main = _main_collateral(p)
         liq = main.liquidation_price_base if main else None
         scale = 10**p.base_currency_decimals
-        unit = p.extra.get("base_currency") or ""
+        unit = p.base_currency or ""
         liq_text = "" if main is None or liq is None else f"{liq / scale:,.4f} {unit}".strip()
         move = None if main is None or liq is None else liq / main.price_base - 1
         if p.has_debt and main is not None and liq is None and not p.liquidatable:
@@ -376,7 +375,7 @@ def watch_table(
         table.add_row(
             *([p.account] if wallet_column else []),
             p.protocol,
-            p.extra.get("market_label") or (names or {}).get(p.market.lower()) or market_text(p),
+            p.market_label or (names or {}).get(p.market.lower()) or market_text(p),
             _amounts(p.assets, debt=False),
             _amounts(p.assets, debt=True),
             f"[{health_style(p)}]{health_text(p.health_factor)}[/]",

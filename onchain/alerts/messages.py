@@ -5,12 +5,15 @@ the probability within the horizon, what to repay or add, the block, and where t
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from onchain.model import Position
 from onchain.numbers import health_text
+
+if TYPE_CHECKING:
+    from onchain.risk.verdict import RiskVerdict
 
 WAD = 10**18
 SAFE_TARGET_WAD = 125 * 10**16  # the fallback advice aims here when the risk module gives none
@@ -64,24 +67,20 @@ def liquidation_prices(position: Position) -> list[dict[str, Any]]:
     return out
 
 
-def advice(position: Position, risk: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def advice(position: Position, verdict: RiskVerdict | None) -> dict[str, Any] | None:
     """The risk module's advice (amounts per asset that bring P(liquidation) under its target)
     where it gave one; else the exact amounts, in the market's base currency, that bring the
     health factor to 1.25: repay debt, or add collateral counted at the position's average
     liquidation threshold."""
     hf = position.health_factor
-    if risk and risk.get("advice"):
-        given = risk["advice"]
+    given = None if verdict is None else verdict.advice
+    if given is not None:
         decimals = {a.symbol: a.decimals for a in position.assets}
         return {
             "source": "risk",
-            "target_probability": given.get("target_probability"),
-            "repay": {
-                s: _decimal(int(v), decimals.get(s, 0)) for s, v in given["repay_raw"].items()
-            },
-            "top_up": {
-                s: _decimal(int(v), decimals.get(s, 0)) for s, v in given["top_up_raw"].items()
-            },
+            "target_probability": given.target_probability,
+            "repay": {s: _decimal(v, decimals.get(s, 0)) for s, v in given.repay_raw.items()},
+            "top_up": {s: _decimal(v, decimals.get(s, 0)) for s, v in given.top_up_raw.items()},
         }
     if hf is None or hf >= SAFE_TARGET_WAD or not position.total_debt_base:
         return None
@@ -126,15 +125,15 @@ def position_message(
     reasons: Sequence[str] | None,
     probability: float | None,
     horizon_s: float | None,
-    risk: Mapping[str, Any] | None,
+    verdict: RiskVerdict | None,
     see_more: str,
     below_hf_wad: int | None = None,
 ) -> tuple[dict[str, Any], str]:
     """(the webhook body, the short text) for one position's alert."""
     block = position.block
     prices = liquidation_prices(position)
-    drop = None if not risk else risk.get("volatile_drop_to_liquidation")
-    todo = advice(position, risk)
+    drop = None if verdict is None else verdict.volatile_drop_to_liquidation
+    todo = advice(position, verdict)
     head = HEADLINES.get(kind, kind).upper() + ("" if tier == "SAFE" else f" {tier}")
     short = f"{position.account[:6]}…{position.account[-4:]}"
     lines = [f"{head}: {short} on {market_name}, HF {hf_text(position.health_factor)}"]
@@ -183,7 +182,7 @@ def position_message(
         "reasons": list(reasons or []),
         "liquidation_probability": probability,
         "horizon_s": horizon_s,
-        "pending_health_factor": None if not risk else risk.get("pending_health_factor"),
+        "pending_health_factor": None if verdict is None else verdict.pending_health_factor,
         "volatile_drop_to_liquidation": drop,
         "total_collateral_base": str(position.total_collateral_base),
         "total_debt_base": str(position.total_debt_base),

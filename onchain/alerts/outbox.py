@@ -6,7 +6,7 @@ The delivery job reads pending rows from here (`due`), and records every attempt
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -29,8 +29,6 @@ T_ATTEMPTS = cast(Table, m.AlertAttempt.__table__)
 T_STATE = cast(Table, m.AlertRuleState.__table__)
 DIGEST_LIMIT = 10  # positions named in a digest's text (the JSON lists them all)
 
-RiskFields = Callable[[int], Mapping[str, Any]]
-
 
 @dataclass(frozen=True)
 class BlockAlerts:
@@ -41,8 +39,7 @@ class BlockAlerts:
     market: MarketInfo
     block: BlockRef
     positions: Sequence[Position]
-    assessed: Sequence[Assessed]
-    risk: RiskFields | None = None
+    assessed: Sequence[Assessed]  # each with the risk module's verdict when it ran
 
 
 def _state_key(rule: str, account: str, market_key: str) -> tuple[str, str, str]:
@@ -182,7 +179,7 @@ def record_block(conn: Connection, b: BlockAlerts) -> int:
     states = _load_states(conn, market.id, [r.name for r in rules])
     queued = 0
     for rule in rules:
-        for i, (p, a) in enumerate(zip(b.positions, b.assessed, strict=True)):
+        for p, a in zip(b.positions, b.assessed, strict=True):
             if not rule.watches(market.name, p.account):
                 continue
             key = _state_key(rule.name, p.account, p.market)
@@ -219,7 +216,7 @@ def record_block(conn: Connection, b: BlockAlerts) -> int:
                 reasons=a.reasons,
                 probability=a.probability,
                 horizon_s=a.horizon_s,
-                risk=b.risk(i) if b.risk is not None else None,
+                verdict=a.verdict,
                 see_more=see_more(cfg, b.config_path, p.account, market.name),
                 below_hf_wad=rule.below_hf_wad,
             )
@@ -444,22 +441,13 @@ def block_alerts(
     block: BlockRef,
     positions: Sequence[Position],
     assessed: Sequence[Assessed],
-    report: Any,
     counts: Any,
 ) -> Callable[[Connection], None] | None:
     """The refresh's hook into `write_snapshot`'s transaction; None where no rule is set."""
     cfg: AlertsConfig = ctx.config.alerts
     if not cfg.enabled:
         return None
-    b = BlockAlerts(
-        cfg,
-        ctx.config.path,
-        market,
-        block,
-        positions,
-        assessed,
-        None if report is None else report.fields,
-    )
+    b = BlockAlerts(cfg, ctx.config.path, market, block, positions, assessed)
 
     def hook(conn: Connection) -> None:
         queued = record_block(conn, b)

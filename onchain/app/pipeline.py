@@ -1,5 +1,9 @@
-"""The imperative shell around the adapters: pin a block, execute read plans through the RPC
-layer, discover accounts from logs, and return positions. Library users call these directly."""
+"""The one reader: pin a block, load the market, discover accounts, read positions.
+
+Every command (scan, watch, targets, stress, the demo, the backtest) reads through
+`read_markets`; the daemon uses the same steps one by one (`load_market`, `discovery_logs`,
+`read_positions`, `market_snapshot`) because it keeps its discovery cursor in the store. Adapters
+plan the reads; here they are executed through the RPC layer, pinned to one block."""
 
 from __future__ import annotations
 
@@ -11,7 +15,14 @@ from typing import Any
 from eth_utils import is_address, is_checksum_address, to_checksum_address
 
 from onchain.errors import InputError, NotAMarket
-from onchain.protocols.base import LogQuery, MarketRef, Position, ReadPlan
+from onchain.protocols.base import (
+    LogQuery,
+    MarketRef,
+    MarketSnapshot,
+    MarketSnapshotPlanner,
+    Position,
+    ReadPlan,
+)
 from onchain.protocols.registry import get_adapter
 from onchain.rpc.calls import execute
 from onchain.rpc.client import BlockRef, RpcClient
@@ -149,6 +160,87 @@ def read_positions(
     return positions
 
 
+def market_snapshot(
+    client: RpcClient, protocol: str, market_state: Any, block: BlockRef
+) -> MarketSnapshot | None:
+    """Reserve-level market state (liquidity, utilisation), when the protocol's adapter can
+    describe it; None otherwise."""
+    adapter = get_adapter(protocol)
+    if not isinstance(adapter, MarketSnapshotPlanner):
+        return None
+    snapshot: MarketSnapshot = run_plan(
+        client, adapter.plan_market_snapshot(market_state, block), block
+    )
+    return snapshot
+
+
+@dataclass(frozen=True)
+class MarketRead:
+    """One market as the reader left it: its loaded state, the accounts read and their
+    positions, all at the reading's block."""
+
+    ref: MarketRef
+    state: Any
+    accounts: list[str]
+    positions: list[Position]
+
+
+@dataclass(frozen=True)
+class Reading:
+    """Markets (any protocols) read at ONE pinned block, so figures from different markets
+    describe the same chain state. Markets and positions come in the order asked."""
+
+    block: BlockRef
+    markets: list[MarketRead]
+
+    @property
+    def positions(self) -> list[Position]:
+        return [p for m in self.markets for p in m.positions]
+
+    @property
+    def market_states(self) -> list[tuple[MarketRef, Any]]:
+        return [(m.ref, m.state) for m in self.markets]
+
+    def market_snapshots(self, client: RpcClient) -> list[MarketSnapshot]:
+        """Every market's reserve snapshot its adapter can give, at the reading's block."""
+        found = (market_snapshot(client, m.ref.protocol, m.state, self.block) for m in self.markets)
+        return [s for s in found if s is not None]
+
+
+def read_markets(
+    client: RpcClient,
+    markets: Sequence[MarketRef],
+    *,
+    block_number: int | None = None,
+    accounts: Iterable[str] | None = None,
+    discovery_progress: Progress | None = None,
+    read_progress: Progress | None = None,
+) -> Reading:
+    """The one reader every command uses: pin a block, then for each market load it, discover
+    its accounts from logs since its start block (or take the `accounts` given, checksummed)
+    and read their positions."""
+    given = None if accounts is None else [checked_address(a, "wallet address") for a in accounts]
+    block = client.pin_block(block_number)
+    read: list[MarketRead] = []
+    for ref in markets:
+        state = load_market(client, ref, block)
+        found = given
+        if found is None:
+            found = discover_accounts(
+                client,
+                ref.protocol,
+                state,
+                block,
+                from_block=ref.start_block,
+                progress=discovery_progress,
+            )
+        positions = read_positions(
+            client, ref.protocol, state, found, block, progress=read_progress
+        )
+        read.append(MarketRead(ref, state, list(found), positions))
+    return Reading(block, read)
+
+
 @dataclass(frozen=True)
 class ScanResult:
     block: BlockRef
@@ -167,21 +259,16 @@ def scan(
     read_progress: Progress | None = None,
 ) -> ScanResult:
     """Every discovered (or given) account of one market, read at one pinned block."""
-    block = client.pin_block(block_number)
-    state = load_market(client, market, block)
-    if accounts is None:
-        found = discover_accounts(
-            client,
-            market.protocol,
-            state,
-            block,
-            from_block=market.start_block,
-            progress=discovery_progress,
-        )
-    else:
-        found = [checked_address(a, "wallet address") for a in accounts]
-    positions = read_positions(client, market.protocol, state, found, block, progress=read_progress)
-    return ScanResult(block, state, found, positions)
+    reading = read_markets(
+        client,
+        [market],
+        block_number=block_number,
+        accounts=accounts,
+        discovery_progress=discovery_progress,
+        read_progress=read_progress,
+    )
+    (one,) = reading.markets
+    return ScanResult(reading.block, one.state, one.accounts, one.positions)
 
 
 @dataclass(frozen=True)
@@ -202,12 +289,5 @@ def watch_everywhere(
 ) -> WatchResult:
     """Every position of `wallets` in every market given, read at one pinned block so figures
     from different protocols describe the same chain state. Positions come in market order."""
-    checked = [checked_address(w, "wallet address") for w in wallets]
-    block = client.pin_block(block_number)
-    positions: list[Position] = []
-    states: list[tuple[MarketRef, Any]] = []
-    for market in markets:
-        state = load_market(client, market, block)
-        states.append((market, state))
-        positions += read_positions(client, market.protocol, state, checked, block)
-    return WatchResult(block, positions, states)
+    reading = read_markets(client, markets, block_number=block_number, accounts=wallets)
+    return WatchResult(reading.block, reading.positions, reading.market_states)

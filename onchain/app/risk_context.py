@@ -8,8 +8,8 @@ which were used, so a reader never mistakes a default for a measurement."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 from onchain.app.market_data.blocks import recent_blocks
 from onchain.app.market_data.feeds import latest_round_call
 from onchain.app.market_data.uniswap_v3 import pool_state, pool_state_calls
-from onchain.errors import CallReverted, ConfigError, InputError
+from onchain.errors import CallReverted, InputError
 from onchain.protocols.base import MarketSnapshot, Position
 
 # through the package: it binds the function `assess` over the submodule of the same name
@@ -28,7 +28,10 @@ from onchain.risk import Assessment, assess, book_from_positions
 from onchain.risk.book import Book
 from onchain.risk.latency import ChainLatency, estimate_chain_latency
 from onchain.risk.oracle_lag import PendingPrices, next_oracle_prices
-from onchain.risk.tiers import Tier, TierThresholds, reason_names
+from onchain.risk.settings import Reference as Reference
+from onchain.risk.settings import RiskSettings as RiskSettings
+from onchain.risk.tiers import Tier, reason_names
+from onchain.risk.verdict import Advice, RiskVerdict
 from onchain.risk.volatility import VolatilityModel, fit_volatility_model
 from onchain.rpc.calls import Call, execute
 from onchain.rpc.client import BlockRef, RpcClient
@@ -44,67 +47,6 @@ DEFAULT_TAIL_SCALE = 1.2
 DEFAULT_TAIL_DOF = 3.0
 
 
-@dataclass(frozen=True)
-class Reference:
-    """A market price the oracle lags behind (a DEX pool) and the feed whose update it predicts."""
-
-    symbol: str
-    pool: str | None = None
-    quote: str = "USDC"
-    feed: str | None = None
-    deviation: float = 0.005
-    heartbeat_s: float = 3600.0
-
-
-@dataclass(frozen=True)
-class RiskSettings:
-    reaction_s: float = 30.0
-    target_probability: float = 0.01
-    correlation: float = 0.8
-    annual_volatility: dict[str, float] = field(default_factory=dict)  # symbol -> override
-    references: tuple[Reference, ...] = ()
-    thresholds: TierThresholds = field(default_factory=TierThresholds)
-
-    @classmethod
-    def from_config(cls, raw: Mapping[str, Any] | None) -> RiskSettings:
-        """Validated once: every number converted and range-checked, one ConfigError otherwise."""
-        raw = raw or {}
-        try:
-            refs = tuple(
-                _reference(symbol, table)
-                for symbol, table in dict(raw.get("references") or {}).items()
-            )
-            tiers = {k: float(v) for k, v in dict(raw.get("probability_tiers") or {}).items()}
-            thresholds = TierThresholds(**tiers)
-            settings = cls(
-                reaction_s=float(raw.get("reaction_s", 30.0)),
-                target_probability=float(raw.get("target_probability", 0.01)),
-                correlation=float(raw.get("correlation", 0.8)),
-                annual_volatility={
-                    underlying(k): float(v) for k, v in dict(raw.get("volatility") or {}).items()
-                },
-                references=refs,
-                thresholds=thresholds,
-            )
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise ConfigError(f"risk settings: {exc}") from None
-        if not 0 < settings.target_probability < 1:
-            raise ConfigError("risk settings: target_probability must be between 0 and 1")
-        if not -1 <= settings.correlation <= 1:
-            raise ConfigError("risk settings: correlation must be between -1 and 1")
-        if settings.reaction_s < 0 or any(v < 0 for v in settings.annual_volatility.values()):
-            raise ConfigError("risk settings: reaction_s and volatilities must not be negative")
-        return settings
-
-
-def _reference(symbol: str, table: Any) -> Reference:
-    table = dict(table)
-    for key in ("deviation", "heartbeat_s"):
-        if key in table:
-            table[key] = float(table[key])
-    return Reference(symbol=symbol.upper(), **table)
-
-
 @dataclass
 class RiskReport:
     positions: list[Position]
@@ -115,29 +57,35 @@ class RiskReport:
     sources: list[str]
     settings: RiskSettings
 
-    def fields(self, row: int) -> dict[str, Any]:
-        """The risk part of a position's JSON row."""
+    def verdict(self, row: int) -> RiskVerdict:
+        """One position's verdict (the row of `positions`), typed."""
         a = self.assessment
-        tier = Tier(int(a.tier[row])).name
         pending = None
         if a.pending is not None and math.isfinite(float(a.pending.health_pending[row])):
             pending = float(a.pending.health_pending[row])
-        out: dict[str, Any] = {
-            "tier": tier,
-            "reasons": reason_names(int(a.reasons[row])),
-            "liquidation_probability": float(a.probability.probability[row]),
-            "horizon_s": self.horizon_s,
-            "pending_health_factor": pending,
-            "safe_health_factor": None
-            if a.safe_health_factor is None or not math.isfinite(float(a.safe_health_factor[row]))
-            else float(a.safe_health_factor[row]),
-            "advice": self.advice(row),
-            # the uniform fall of every volatile collateral price (stables held) that liquidates
-            "volatile_drop_to_liquidation": _finite(a.uniform.drop_fraction[row]),
-        }
-        return out
+        safe = None
+        if a.safe_health_factor is not None and math.isfinite(float(a.safe_health_factor[row])):
+            safe = float(a.safe_health_factor[row])
+        return RiskVerdict(
+            tier=Tier(int(a.tier[row])).name,
+            reasons=tuple(reason_names(int(a.reasons[row]))),
+            liquidation_probability=float(a.probability.probability[row]),
+            horizon_s=self.horizon_s,
+            pending_health_factor=pending,
+            safe_health_factor=safe,
+            advice=self.advice(row),
+            volatile_drop_to_liquidation=_finite(a.uniform.drop_fraction[row]),
+        )
 
-    def advice(self, row: int) -> dict[str, Any] | None:
+    def verdicts(self) -> list[RiskVerdict]:
+        """Every position's verdict, in the order of `positions`."""
+        return [self.verdict(i) for i in range(len(self.positions))]
+
+    def fields(self, row: int) -> dict[str, Any]:
+        """The risk part of a position's JSON row."""
+        return self.verdict(row).to_json()
+
+    def advice(self, row: int) -> Advice | None:
         """Repay (per debt asset) or top up (per collateral asset), each alone reaching the target."""
         a = self.assessment
         if a.advice is None:
@@ -148,22 +96,18 @@ class RiskReport:
         k = int(hits[0])
         position = self.positions[row]
         column = {key: j for j, key in enumerate(self.book.assets)}
-        repay: dict[str, str] = {}
-        topup: dict[str, str] = {}
+        repay: dict[str, int] = {}
+        topup: dict[str, int] = {}
         for asset in position.assets:
             j = column[f"{position.market.lower()}:{asset.asset.lower()}"]
             unit = 10**asset.decimals
             r = float(a.advice.repay_units[k, j])
             t = float(a.advice.topup_units[k, j])
             if asset.debt_raw and math.isfinite(r) and r > 0:
-                repay[asset.symbol] = str(math.ceil(r * unit))
+                repay[asset.symbol] = math.ceil(r * unit)
             if asset.collateral_enabled and math.isfinite(t) and t > 0:
-                topup[asset.symbol] = str(math.ceil(t * unit))
-        return {
-            "target_probability": self.settings.target_probability,
-            "repay_raw": repay,
-            "top_up_raw": topup,
-        }
+                topup[asset.symbol] = math.ceil(t * unit)
+        return Advice(self.settings.target_probability, repay, topup)
 
 
 def _finite(value: Any) -> float | None:

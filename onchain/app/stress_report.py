@@ -42,7 +42,7 @@ from eth_abi import decode, encode
 from eth_utils import function_signature_to_4byte_selector
 
 from onchain.app.market_data.uniswap_v3 import pool_state_calls
-from onchain.app.pipeline import discover_accounts, load_market, read_positions
+from onchain.app.pipeline import read_markets
 from onchain.errors import InputError
 from onchain.protocols.base import MarketRef, Position
 from onchain.risk.book import DEFAULT_STABLE_SYMBOLS, Book, book_from_positions
@@ -167,14 +167,9 @@ def read_book_positions(
     client: RpcClient, markets: Sequence[MarketRef], block_number: int | None = None
 ) -> tuple[BlockRef, list[Position], list[Any]]:
     """Every discovered position of every market, all read at ONE pinned block."""
-    block = client.pin_block(block_number)
-    positions: list[Position] = []
-    states: list[Any] = []
-    for ref in markets:
-        state = load_market(client, ref, block)
-        states.append(state)
-        accounts = discover_accounts(client, ref.protocol, state, block, from_block=ref.start_block)
-        positions += read_positions(client, ref.protocol, state, accounts, block)
+    reading = read_markets(client, markets, block_number=block_number)
+    block, positions = reading.block, reading.positions
+    states = [m.state for m in reading.markets]
     return block, positions, states
 
 

@@ -39,7 +39,7 @@ from onchain.app.market_data.uniswap_v3 import (
     pool_state_calls,
     quote_call,
 )
-from onchain.app.pipeline import discover_accounts, load_market, read_positions
+from onchain.app.pipeline import read_markets
 from onchain.errors import InputError
 from onchain.protocols.base import LiquidationQuote, MarketRef, Position
 from onchain.protocols.registry import get_adapter
@@ -198,28 +198,16 @@ def find_targets(
     progress: Progress | None = None,
 ) -> TargetsResult:
     """Every liquidatable (and pending) position of `markets` at one block, best target first."""
-    block = client.pin_block(block_number)
+    reading = read_markets(
+        client,
+        markets,
+        block_number=block_number,
+        discovery_progress=progress("discovering accounts (blocks)") if progress else None,
+        read_progress=progress("reading positions") if progress else None,
+    )
+    block = reading.block
     notes: list[str] = []
-    loaded: list[tuple[MarketRef, Any, list[Position]]] = []
-    for ref in markets:
-        state = load_market(client, ref, block)
-        accounts = discover_accounts(
-            client,
-            ref.protocol,
-            state,
-            block,
-            from_block=ref.start_block,
-            progress=progress("discovering accounts (blocks)") if progress else None,
-        )
-        positions = read_positions(
-            client,
-            ref.protocol,
-            state,
-            accounts,
-            block,
-            progress=progress("reading positions") if progress else None,
-        )
-        loaded.append((ref, state, [p for p in positions if p.has_debt]))
+    loaded = [(m.ref, m.state, [p for p in m.positions if p.has_debt]) for m in reading.markets]
     everything = [p for _r, _s, ps in loaded for p in ps]
     header = client.request("eth_getBlockByNumber", [hex(block.number), False])
     base_fee = int(header.get("baseFeePerGas") or "0x0", 16)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from onchain.app.pipeline import discover_accounts, load_market, read_positions
+from onchain.app.pipeline import load_market, read_markets
 from onchain.devnet.build import DevnetInfo
 from onchain.devnet.chain import DevChain, calldata
 from onchain.devnet.morpho import set_prices_everywhere
@@ -148,14 +148,14 @@ def replay(
             if info.morpho
             else _aave_only(info, prices)
         )
-        block = client.pin_block(number)
         out.blocks.append(number)
-        states = {name: load_market(client, ref, block) for name, ref in refs}
-        if k == 0:
-            for name, ref in refs:
+        if k == 0:  # the book: every discovered position at the window's start
+            reading = read_markets(client, [ref for _name, ref in refs], block_number=number)
+            block = reading.block
+            states = {name: m.state for (name, _ref), m in zip(refs, reading.markets, strict=True)}
+            for (name, ref), read in zip(refs, reading.markets, strict=True):
                 adapter = get_adapter(ref.protocol)
-                accounts = discover_accounts(client, ref.protocol, states[name], block)
-                for p in read_positions(client, ref.protocol, states[name], accounts, block):
+                for p in read.positions:
                     if not p.has_debt:
                         continue
                     held.append(
@@ -166,6 +166,9 @@ def replay(
             out.keys = [h.key for h in held]
             out.protocols = [h.market for h in held]
             first_states = states
+        else:
+            block = client.pin_block(number)
+            states = {name: load_market(client, ref, block) for name, ref in refs}
         for name, state in states.items():
             # eMode categories that only accounts name were read with the positions at row 0;
             # they do not change while nobody governs (an eMode price source would be re-read)

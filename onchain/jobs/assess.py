@@ -11,14 +11,15 @@ assessment cannot run, and what the assess job applies to rows the risk module d
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 from onchain.app.risk_context import RiskReport, RiskSettings, assess_positions
 from onchain.config import TierThresholds
 from onchain.numbers import format_wad as format_wad
 from onchain.numbers import truncated
 from onchain.protocols.base import MarketSnapshot, Position
+from onchain.risk.verdict import RiskVerdict
 from onchain.rpc.client import BlockRef, RpcClient
 from onchain.store.crud import Assessed, StoredHealth
 from onchain.store.models import TIERS
@@ -94,12 +95,12 @@ def _seconds(value: float) -> str:
 
 
 def risk_assessed(
-    position: Position, fields: Mapping[str, Any], floors: TierThresholds | None = None
+    position: Position, verdict: RiskVerdict, floors: TierThresholds | None = None
 ) -> Assessed:
-    """One position's stored verdict from the risk module's fields, under the exact rule and
-    the [risk.tiers] health-factor floors (`floored`)."""
-    tier = "LIQUIDATABLE" if position.liquidatable else str(fields["tier"])
-    codes = [str(c) for c in fields["reasons"]]
+    """One position's stored verdict from the risk module's, under the exact rule and the
+    [risk.tiers] health-factor floors (`floored`)."""
+    tier = "LIQUIDATABLE" if position.liquidatable else verdict.tier
+    codes = list(verdict.reasons)
     hf = position.health_factor
     if tier != "LIQUIDATABLE":
         tier, codes = floored(tier, codes, hf, position.liquidatable, floors)
@@ -119,12 +120,12 @@ def risk_assessed(
             text = f"health factor {shown}"
             if screened_below_1:
                 text += " (the float screen put it below 1; the exact math does not)"
-    pending = fields.get("pending_health_factor")
-    probability = float(fields["liquidation_probability"])
-    horizon = float(fields["horizon_s"])
+    pending = verdict.pending_health_factor
+    probability = verdict.liquidation_probability
+    horizon = verdict.horizon_s
     if hf is not None and not position.liquidatable:
         if tier == "PENDING" and pending is not None:
-            text += f", {truncated(float(pending))} at the next oracle price"
+            text += f", {truncated(pending)} at the next oracle price"
         text += f", P(liquidation within {_seconds(horizon)}) {probability:.2%}"
     if codes and tier != "SAFE":
         text += f" [{', '.join(codes)}]"
@@ -133,8 +134,9 @@ def risk_assessed(
         text,
         reasons=codes,
         probability=probability,
-        pending_health_factor=None if pending is None else float(pending),
+        pending_health_factor=pending,
         horizon_s=horizon,
+        verdict=verdict,
     )
 
 
@@ -158,5 +160,6 @@ def risk_tiers(
         settings,
         market_snapshots=(market_snapshot,) if market_snapshot is not None else (),
     )
-    assessed = [risk_assessed(p, report.fields(i), floors) for i, p in enumerate(positions)]
+    verdicts = report.verdicts()
+    assessed = [risk_assessed(p, v, floors) for p, v in zip(positions, verdicts, strict=True)]
     return assessed, report

@@ -10,32 +10,17 @@ import time
 from typing import Any
 
 from onchain.alerts.outbox import block_alerts
-from onchain.app.pipeline import load_market, read_positions, run_plan
-from onchain.app.risk_context import RiskReport, RiskSettings
+from onchain.app.pipeline import load_market, market_snapshot, read_positions
 from onchain.jobs import metrics
 from onchain.jobs.assess import assess, risk_tiers
 from onchain.jobs.context import Counts, JobContext, market_ref, note
 from onchain.jobs.discover import discover_market, one_line
-from onchain.protocols.base import MarketSnapshot, MarketSnapshotPlanner, Position
-from onchain.protocols.registry import get_adapter
+from onchain.protocols.base import MarketSnapshot, Position
 from onchain.rpc.client import BlockRef, RpcClient
 from onchain.store import crud
 from onchain.store.crud import Assessed, MarketInfo, WriteResult
 
 log = logging.getLogger("onchain.jobs.refresh")
-
-
-def read_market_snapshot(
-    client: RpcClient, protocol: str, market_state: Any, block: BlockRef
-) -> MarketSnapshot | None:
-    """Reserve-level market state, when the protocol's adapter can describe it."""
-    adapter = get_adapter(protocol)
-    if not isinstance(adapter, MarketSnapshotPlanner):
-        return None
-    snapshot: MarketSnapshot = run_plan(
-        client, adapter.plan_market_snapshot(market_state, block), block
-    )
-    return snapshot
 
 
 def canonical_hashes(client: RpcClient, numbers: list[int]) -> dict[int, str | None]:
@@ -74,16 +59,15 @@ def tier_block(
     positions: list[Position],
     snapshot: MarketSnapshot | None,
     counts: Counts,
-) -> tuple[list[Assessed], dict[str, Any], RiskReport | None]:
+) -> tuple[list[Assessed], dict[str, Any]]:
     """The block's tiers from the risk module, or, when it cannot run, from the health-factor
     rule; the fallback is never silent: the run's counts say how often and why, the snapshot's
-    details say so for that block, and the log warns. The report (None on the fallback) gives
-    the alerts their advice and price moves."""
+    details say so for that block, and the log warns. Each tier from the risk module carries
+    its typed verdict (the alerts' advice and price moves)."""
     started = time.perf_counter()
     try:
-        settings = RiskSettings.from_config(ctx.config.risk)
         assessed, report = risk_tiers(
-            client, block, positions, settings, snapshot, ctx.config.health_floors
+            client, block, positions, ctx.config.risk_settings, snapshot, ctx.config.health_floors
         )
     except Exception as exc:  # a risk failure must not cost the block: fall back, say why
         why = one_line(exc)
@@ -95,13 +79,12 @@ def tier_block(
             block.number,
             why,
         )
-        return assess(positions, ctx.config.tiers), {"risk": {"fallback": why}}, None
+        return assess(positions, ctx.config.tiers), {"risk": {"fallback": why}}
     counts["risk_blocks"] += 1
     counts["risk_ms"] += round((time.perf_counter() - started) * 1000)
     if report is None:
-        return assessed, {"risk": {"positions": 0}}, None
-    details = {"risk": {"horizon_s": report.horizon_s, "sources": report.sources}}
-    return assessed, details, report
+        return assessed, {"risk": {"positions": 0}}
+    return assessed, {"risk": {"horizon_s": report.horizon_s, "sources": report.sources}}
 
 
 def refresh_block(
@@ -123,9 +106,9 @@ def refresh_block(
     discover_market(ctx, client, market, state, block, counts)
     accounts = crud.tracked_accounts(ctx.store, market.id, block.number)
     positions = read_positions(client, market.protocol, state, accounts, block)
-    snapshot = read_market_snapshot(client, market.protocol, state, block)
-    assessed, details, report = tier_block(ctx, client, market, block, positions, snapshot, counts)
-    alerts = block_alerts(ctx, market, block, positions, assessed, report, counts)
+    snapshot = market_snapshot(client, market.protocol, state, block)
+    assessed, details = tier_block(ctx, client, market, block, positions, snapshot, counts)
+    alerts = block_alerts(ctx, market, block, positions, assessed, counts)
     result = crud.write_snapshot(
         ctx.store, market, block, positions, assessed, snapshot, details, alerts
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from onchain.errors import InputError
+from onchain.model import DetailColumn
 from onchain.protocols.aave_v3.adapter import AaveV3Adapter
 from onchain.protocols.base import ProtocolAdapter
 from onchain.protocols.morpho_blue.adapter import MorphoBlueAdapter
@@ -11,6 +12,13 @@ ADAPTERS: dict[str, type] = {
     AaveV3Adapter.name: AaveV3Adapter,
     MorphoBlueAdapter.name: MorphoBlueAdapter,
 }
+# what --protocol means when neither it nor a config names one
+DEFAULT_PROTOCOL: str = AaveV3Adapter.name
+# every adapter's detail columns, in registry order: the JSON has each one on every position
+DETAIL_COLUMNS: tuple[DetailColumn, ...] = (
+    *AaveV3Adapter.detail_columns,
+    *MorphoBlueAdapter.detail_columns,
+)
 
 
 def get_adapter(name: str) -> ProtocolAdapter:

@@ -25,16 +25,23 @@ Modules, each named for what it computes (their docstrings document the model an
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from onchain.risk.book import Book, CloseFactorRule, book_from_positions, make_book
-
 if TYPE_CHECKING:  # what __getattr__ binds at run time (the type checker cannot see it)
     from onchain.risk.assess import Assessment, assess
+    from onchain.risk.book import Book, CloseFactorRule, book_from_positions, make_book
 
 __all__ = ["Assessment", "Book", "CloseFactorRule", "assess", "book_from_positions", "make_book"]
 
 
+_FROM_BOOK = ("Book", "CloseFactorRule", "book_from_positions", "make_book")
+
+
 def __getattr__(name: str) -> Any:
-    """`assess` pulls in scipy: load it on first use so CLI commands that don't need it start fast."""
+    """`assess` pulls in scipy and `book` numpy: load them on first use, so what needs only the
+    light modules (`settings`, `verdict`: a config load, the store) starts fast."""
+    if name in _FROM_BOOK:
+        book = importlib.import_module("onchain.risk.book")
+        globals().update({n: getattr(book, n) for n in _FROM_BOOK})
+        return globals()[name]
     if name in ("Assessment", "assess"):
         module = importlib.import_module("onchain.risk.assess")
         # the submodule shares the function's name: bind the functions over it

@@ -18,13 +18,13 @@ here; config overrides them).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 
 import numpy as np
 import numpy.typing as npt
 
 from onchain.risk.book import Book, FloatArray
+from onchain.risk.settings import TierThresholds as TierThresholds
 
 
 class Tier(IntEnum):
@@ -50,25 +50,6 @@ class Reason(IntFlag):
     BAD_DEBT = 1 << 9  # collateral value below debt
     UNPROFITABLE_LIQUIDATION = 1 << 10  # liquidatable, but no call pays gas and slippage
     NO_DEBT = 1 << 11
-
-
-@dataclass(frozen=True)
-class TierThresholds:
-    """Defaults for the tiers and context reasons (config wires the real values).
-
-    The probability thresholds come from ``onchain backtest`` (6 h horizon, the reactive model)
-    on the tuning windows (May 2021 crash, January 2021 rally) pooled: "not SAFE" (>= watch)
-    caught 95.7% of the positions liquidated within the horizon at 24% precision, HIGH and
-    above 89% at 35%, CRITICAL 64% at 51%. README "How good is the probability" has the
-    figures on the windows kept out of the choice."""
-
-    critical_probability: float = 0.30
-    high_probability: float = 0.10
-    watch_probability: float = 0.03
-    near_move: float = 0.05
-    concentration_share: float = 0.05
-    max_utilization: float = 0.95
-    full_close_factor_hf: float = 0.95
 
 
 DEFAULT_THRESHOLDS = TierThresholds()

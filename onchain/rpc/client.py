@@ -5,6 +5,8 @@ Transport is a plain `requests.Session` rather than web3's HTTPProvider: we need
 and body of refusals (413/429/5xx) for retries and the log pager, one retry policy that also
 covers batches (web3 retries single requests only, with its own backoff), and no debug logging
 of the endpoint URL, which carries API keys. web3's provider gives none of these cleanly.
+A library caller may still hand over their own web3 provider (`provider=`, see
+`onchain.app.library`): the calls then go through it, with our batching, retries and checks.
 What counts as transient is decided in `onchain.rpc.faults`; endpoint health in
 `onchain.rpc.endpoints`.
 """
@@ -121,6 +123,7 @@ class RpcClient:
         retry_budget_s: float = 60.0,
         budget: Budget | None = None,
         seed: int | None = None,
+        provider: Any = None,
     ) -> None:
         if retries < 0 or timeout_s <= 0 or max_attempts < 1 or retry_budget_s <= 0:
             raise InputError(
@@ -148,6 +151,9 @@ class RpcClient:
         self._pinned_max = -1  # highest block pinned so far: every endpoint should know it
         self._pinned: dict[int, str] = {}  # number -> hash of every block pinned
         self._repinning = False
+        # a caller's web3 provider (anything with make_request / make_batch_request) instead of
+        # our HTTP transport: `url` is then only its name in messages
+        self.provider = provider
 
     @property
     def safe_url(self) -> str:
@@ -448,25 +454,29 @@ class RpcClient:
         endpoint.wait_for_slot()
         self.requests_sent += 1
         self.calls_sent += len(items)
-        try:
-            resp = self._session(endpoint).post(endpoint.url, data=data, timeout=self.timeout_s)
-        except requests.RequestException as exc:
-            # Never show str(exc): requests puts the full URL (with any API key) in it.
-            raise _Refused("silent", _transport_reason(exc, self.timeout_s)) from None
-        status = resp.status_code
-        try:
-            body = resp.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, (dict, list)) or (not resp.ok and not _has_rpc_error(body)):
+        resp: requests.Response | None = None
+        if self.provider is not None:
+            status, ok, body = 200, True, self._ask_provider(pending, ids, as_batch)
+        else:
+            try:
+                resp = self._session(endpoint).post(endpoint.url, data=data, timeout=self.timeout_s)
+            except requests.RequestException as exc:
+                # Never show str(exc): requests puts the full URL (with any API key) in it.
+                raise _Refused("silent", _transport_reason(exc, self.timeout_s)) from None
+            status, ok = resp.status_code, resp.ok
+            try:
+                body = resp.json()
+            except ValueError:
+                body = None
+        if not isinstance(body, (dict, list)) or (not ok and not _has_rpc_error(body)):
             # No JSON-RPC answer. The body is never shown: a 401 page may echo the key.
-            kind = classify_http(status) if not resp.ok else "transient"
+            kind = classify_http(status) if not ok else "transient"
             if kind == "final":
                 raise RpcResponseError(
                     f"RPC endpoint {endpoint.safe_url} answered HTTP {status}", http_status=status
                 )
-            cause = f"HTTP {status}" if not resp.ok else "an answer that is not JSON-RPC"
-            wait = _retry_after(resp) if status == 429 else 0.0
+            cause = f"HTTP {status}" if not ok else "an answer that is not JSON-RPC"
+            wait = _retry_after(resp) if status == 429 and resp is not None else 0.0
             raise _Refused(kind, cause, http_status=status, retry_after=wait)
         if as_batch and isinstance(body, dict):
             # One error object for the whole batch (a refused batch).
@@ -502,6 +512,26 @@ class RpcClient:
             else:
                 results[p.index] = answer["result"]
         return 0.0
+
+    def _ask_provider(self, pending: list[_Pending], ids: list[int], as_batch: bool) -> Any:
+        """The calls through the caller's web3 provider; its answers carry our ids, so they are
+        checked like any endpoint's. A provider that raises is a transient failure (its error is
+        named by type only: a provider's message may hold its URL)."""
+        try:
+            if as_batch:
+                answers = self.provider.make_batch_request([(p.method, p.params) for p in pending])
+            else:
+                answers = self.provider.make_request(pending[0].method, pending[0].params)
+        except Exception as exc:  # whatever the caller's provider raises
+            raise _Refused("silent", f"the provider raised {type(exc).__name__}") from None
+        if isinstance(answers, list):  # in the order asked
+            return [
+                dict(a, id=i) if isinstance(a, dict) else a
+                for a, i in zip(answers, ids, strict=False)
+            ]
+        if isinstance(answers, dict) and not as_batch:
+            return dict(answers, id=ids[0])
+        return answers  # one error for a whole batch
 
     def _disagrees(self, p: _Pending, result: Any) -> bool:
         """Whether a by-number answer names a block we pinned with another hash: that endpoint

@@ -10,7 +10,7 @@ import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -30,6 +30,9 @@ from onchain.rpc.client import BlockRef
 from onchain.store import models as m
 from onchain.store.db import Store
 from onchain.store.types import UINT256_MAX, Uint256
+
+if TYPE_CHECKING:  # a value the refresh hands over; the store never builds one
+    from onchain.risk.verdict import RiskVerdict
 
 WAD = 10**18
 IN_CHUNK = 900  # values per IN (...) list: below SQLite's old 999-variable limit
@@ -349,6 +352,7 @@ class Assessed:
     probability: float | None = None
     pending_health_factor: float | None = None
     horizon_s: float | None = None
+    verdict: RiskVerdict | None = None  # the risk module's, as it came (alerts read its advice)
 
 
 def _asset_ids(

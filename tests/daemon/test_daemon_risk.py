@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, inspect, select
 
-from onchain.app.pipeline import load_market, read_positions
+from onchain.app.pipeline import load_market, market_snapshot, read_positions
 from onchain.app.risk_context import RiskSettings
 from onchain.config import load_config
 from onchain.devnet.build import DevnetInfo
@@ -27,7 +27,7 @@ from onchain.jobs import daemon
 from onchain.jobs.assess import assess, risk_tiers, tier_of
 from onchain.jobs.context import JobContext
 from onchain.jobs.maintenance import assess_job
-from onchain.jobs.refresh import read_market_snapshot, refresh_job
+from onchain.jobs.refresh import refresh_job
 from onchain.protocols.base import MarketRef
 from onchain.rpc.client import RpcClient
 from onchain.store import crud
@@ -144,7 +144,7 @@ def test_onchain_run_stores_the_risk_modules_tiers_and_the_contracts_verdict(
         ref = MarketRef("aave-v3", devnet.aave.addresses_provider)
         state = load_market(client, ref, pinned)
         positions = read_positions(client, "aave-v3", state, [r.account for r in rows], pinned)
-        snapshot = read_market_snapshot(client, "aave-v3", state, pinned)
+        snapshot = market_snapshot(client, "aave-v3", state, pinned)
         expected, _report = risk_tiers(
             client, pinned, positions, RiskSettings.from_config(cfg.risk), snapshot
         )

@@ -6,7 +6,7 @@ import random
 
 from eth_abi import decode, encode
 
-from onchain.abi import function
+from onchain.rpc.abi import function
 from onchain.rpc.multicall import AGGREGATE3_SELECTOR, decode_aggregate3, encode_aggregate3
 
 

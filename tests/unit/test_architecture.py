@@ -110,3 +110,46 @@ def test_the_checker_sees_a_forbidden_arrow(tmp_path: Path) -> None:
     sample = tmp_path / "sample.py"
     sample.write_text("from onchain.protocols.base import Position\nimport onchain.cli\n")
     assert _imports(sample) >= {"onchain.protocols.base", "onchain.cli"}
+
+
+# rooms that must not know a protocol: no adapter's name, no protocol's own vocabulary
+PROTOCOL_FREE = (
+    "output.py",
+    "numbers.py",
+    "symbols.py",
+    "model.py",
+    "app",
+    "jobs",
+    "risk",
+    "store",
+)
+PROTOCOL_WORDS = {"aave-v3", "morpho-blue", "addresses_provider", "emode_category"}
+
+
+def protocol_words(path: Path) -> set[str]:
+    """Adapter names and protocol vocabulary a module spells (string constants, attributes)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            found |= {w for w in PROTOCOL_WORDS if w == node.value}
+        elif isinstance(node, ast.Attribute) and node.attr in PROTOCOL_WORDS:
+            found.add(node.attr)
+    return found
+
+
+def test_protocol_knowledge_stays_in_the_adapters() -> None:
+    spelled = {
+        str(path.relative_to(PACKAGE)): words
+        for room in PROTOCOL_FREE
+        for path in sorted(
+            (PACKAGE / room).rglob("*.py") if (PACKAGE / room).is_dir() else [PACKAGE / room]
+        )
+        if (words := protocol_words(path))
+    }
+    assert spelled == {}, "protocol names outside protocols/ (see ARCHITECTURE.md)"
+
+
+def test_the_checker_sees_a_protocol_name(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text('PROTOCOL = "aave-v3"\nwhere = state.addresses_provider\n')
+    assert protocol_words(sample) == {"aave-v3", "addresses_provider"}

@@ -52,3 +52,24 @@ def test_non_finite_risk_figures_become_null_and_the_output_parses_strictly() ->
     assert row["safe_health_factor"] is None
     assert row["available_borrows_base"] == str(2**255)  # integers stay exact, as strings
     assert row["health_factor"] is None  # no debt
+
+
+def test_adapter_detail_columns_are_on_every_row_and_in_the_table() -> None:
+    """The adapters publish their detail columns (Aave: eMode); output names no protocol."""
+    from dataclasses import replace
+
+    from rich.console import Console
+
+    from onchain.output import positions_table
+    from onchain.protocols.registry import DETAIL_COLUMNS
+
+    assert [(c.key, c.header) for c in DETAIL_COLUMNS] == [("emode_category", "eMode")]
+    aave = replace(_position(), extra={"emode_category": 3}, version="3.6.0")
+    other = replace(_position(), protocol="other", extra={})
+    rows = json.loads(positions_json([aave, other]))
+    assert [r["emode_category"] for r in rows] == [3, None]  # the contract: a key on every row
+    assert [r["protocol_version"] for r in rows] == ["3.6.0", None]
+    console = Console(width=250, record=True)
+    console.print(positions_table([aave], "t"))
+    header, *_ = [line for line in console.export_text().splitlines() if "account" in line]
+    assert "eMode" in header

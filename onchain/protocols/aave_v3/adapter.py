@@ -12,9 +12,8 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
-from onchain.abi import event, function
 from onchain.errors import NotAMarket
-from onchain.model import CloseFactorRule, RiskTerms
+from onchain.model import CloseFactorRule, DetailColumn, RiskTerms
 from onchain.protocols.aave_v3 import math
 from onchain.protocols.aave_v3.liquidation_price import liquidation_price, priced_assets
 from onchain.protocols.aave_v3.rules import V3_0_2, AaveRules, rules_for
@@ -27,6 +26,7 @@ from onchain.protocols.base import (
     ReadPlan,
     ReserveSnapshot,
 )
+from onchain.rpc.abi import event, function
 from onchain.rpc.calls import Call
 from onchain.rpc.client import BlockRef
 from onchain.rpc.logs import Log
@@ -122,6 +122,11 @@ class AaveMarketState:
     def base_currency_decimals(self) -> int:
         return len(str(self.base_currency_unit)) - 1
 
+    @property
+    def description(self) -> str:
+        """How a scan's title names the market."""
+        return f"market {self.addresses_provider}"
+
 
 def _decode_string(data: bytes) -> str:
     try:
@@ -134,6 +139,8 @@ class AaveV3Adapter:
     """Aave V3 and its forks (a fork is config plus a version, not new code)."""
 
     name = PROTOCOL
+    # the account's eMode category (0: none), in every position's extra
+    detail_columns = (DetailColumn("emode_category", "eMode"),)
 
     def plan_market(self, market: MarketRef, block: BlockRef) -> ReadPlan:
         provider = to_checksum_address(market.address)

@@ -23,9 +23,8 @@ from typing import Any
 from eth_abi import decode
 from eth_utils import to_checksum_address
 
-from onchain.abi import event, function
 from onchain.errors import InputError, NotAMarket
-from onchain.model import CloseFactorRule, RiskTerms
+from onchain.model import CloseFactorRule, DetailColumn, RiskTerms
 from onchain.protocols.base import (
     AssetPosition,
     LiquidationQuote,
@@ -35,6 +34,7 @@ from onchain.protocols.base import (
     ReadPlan,
 )
 from onchain.protocols.morpho_blue import math
+from onchain.rpc.abi import event, function
 from onchain.rpc.calls import Call
 from onchain.rpc.client import BlockRef
 from onchain.rpc.logs import Log
@@ -188,6 +188,7 @@ class MorphoBlueAdapter:
 
     name = PROTOCOL
     markets_by_id = True  # a market is named by its id inside the deployment's contract
+    detail_columns: tuple[DetailColumn, ...] = ()
 
     def plan_market(self, market: MarketRef, block: BlockRef) -> ReadPlan:
         morpho = to_checksum_address(market.address)

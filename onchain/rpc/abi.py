@@ -11,7 +11,7 @@ from typing import Any
 from eth_abi import decode, encode
 from eth_utils import function_signature_to_4byte_selector, keccak
 
-ABI_DIR = Path(__file__).resolve().parent / "contracts_abi"
+ABI_DIR = Path(__file__).resolve().parents[1] / "contracts_abi"
 
 
 def _type_string(param: dict[str, Any]) -> str:
