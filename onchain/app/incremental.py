@@ -67,6 +67,7 @@ class MarketRefresher:
     accounts: list[str] = field(default_factory=list)
     kept: dict[str, list[Any]] = field(default_factory=dict)
     last: Advance | None = None
+    advances: int = 0  # blocks moved forward since the last full read or reconciliation
 
     def __post_init__(self) -> None:
         self.adapter = get_adapter(self.market.protocol)
@@ -99,6 +100,7 @@ class MarketRefresher:
         self.accounts = [to_checksum_address(a) for a in accounts]
         self.kept = {}
         self.kept.update(self._read_states(self.accounts))
+        self.advances = 0
         self.last = Advance(
             block.number,
             block.number,
@@ -162,6 +164,7 @@ class MarketRefresher:
         for gone in set(self.kept) - set(wanted):
             del self.kept[gone]
         positions = self.positions()
+        self.advances += 1
         self.last = Advance(
             logs[0].block_number if logs else block.number,
             block.number,
@@ -222,6 +225,7 @@ class MarketRefresher:
                     account,
                 )
         self.kept = chain
+        self.advances = 0
         return repairs
 
 
