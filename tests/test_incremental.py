@@ -393,3 +393,26 @@ def test_new_borrowers_join_the_tracked_set(run: dict[str, Any]) -> None:
 def test_a_step_costs_a_few_requests(run: dict[str, Any]) -> None:
     """Logs, market and the touched accounts: never more than a handful per market and block."""
     assert max(run["requests"]) <= 6, run["requests"]
+
+
+def test_reconciliation_repairs_a_kept_state_that_drifted(devnet: DevnetInfo) -> None:
+    """A kept state made wrong on purpose: the reconciliation names the account, repairs it,
+    and the recomputed positions equal a full read again."""
+    client = RpcClient(devnet.rpc_url, expected_chain_id=devnet.chain_id)
+    market = MarketRef("aave-v3", devnet.aave.addresses_provider)
+    refresher = MarketRefresher(client, market)
+    refresher.start(client.pin_block())
+    DevChain(devnet.rpc_url).mine()
+    refresher.advance_to(client.pin_block())
+    victim = refresher.accounts[7]
+    (state,) = refresher.kept[victim]
+    wrong = {key: value + 1 for key, value in state.balances.items()}
+    refresher.kept[victim] = [type(state)(state.account, state.user_configuration, 0, wrong)]
+    assert (
+        refresher.positions() != scan(client, market, block_number=refresher.block.number).positions
+    )
+    repairs = refresher.reconcile()
+    assert [r.account for r in repairs] == [victim] and repairs[0].chain == (state,)
+    assert refresher.reconcile() == []
+    full = scan(client, market, block_number=refresher.block.number).positions
+    assert refresher.positions() == full
