@@ -282,6 +282,8 @@ def _check(
     assert [p.account for p in positions] == [p.account for p in full]
     for ours, theirs in zip(positions, full, strict=True):
         assert ours == theirs, f"{market.protocol} block {number} {ours.account}"
+    flagged, _exact = refresher.liquidatable_now()
+    assert flagged == sorted({p.account for p in full if p.liquidatable})
     if pool is not None:
         truth = pool_account_data(chain, pool, [p.account for p in positions], number)
         assert [ours_as_pool_tuple(p) for p in positions] == truth

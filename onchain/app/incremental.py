@@ -22,7 +22,7 @@ from eth_utils import to_checksum_address
 
 from onchain.app.pipeline import ACCOUNTS_PER_PLAN, discover_accounts, load_market, run_plan
 from onchain.errors import InputError
-from onchain.protocols.base import DiscoveryNotes, MarketRef, Position
+from onchain.protocols.base import DiscoveryNotes, HealthScreen, MarketRef, Position
 from onchain.protocols.registry import get_adapter, get_incremental
 from onchain.rpc.client import BlockRef, RpcClient
 from onchain.rpc.logs import Log, iter_logs
@@ -68,6 +68,7 @@ class MarketRefresher:
     kept: dict[str, list[Any]] = field(default_factory=dict)
     last: Advance | None = None
     advances: int = 0  # blocks moved forward since the last full read or reconciliation
+    _book: Any = None  # the adapter's screen arrays, rows updated as accounts are re-read
 
     def __post_init__(self) -> None:
         self.adapter = get_adapter(self.market.protocol)
@@ -137,6 +138,15 @@ class MarketRefresher:
         earlier or equal block (a reorg) reads everything again."""
         if self.block is None or block.number <= self.block.number:
             return self.start(block, accounts, notes=self._notes())
+        self.advance(block, accounts)
+        return self.positions()
+
+    def advance(self, block: BlockRef, accounts: Sequence[str] | None = None) -> None:
+        """`advance_to` without recomputing the positions (`positions` or `liquidatable_now`
+        then do, for all rows or for the verdicts alone)."""
+        if self.block is None or block.number <= self.block.number:
+            self.start(block, accounts, notes=self._notes())
+            return
         sent = self.client.requests_sent
         started = time.perf_counter()
         logs = self._range_logs(self.block.number + 1, block.number)
@@ -163,7 +173,6 @@ class MarketRefresher:
         self.kept.update(self._read_states(again))
         for gone in set(self.kept) - set(wanted):
             del self.kept[gone]
-        positions = self.positions()
         self.advances += 1
         self.last = Advance(
             logs[0].block_number if logs else block.number,
@@ -174,7 +183,6 @@ class MarketRefresher:
             self.client.requests_sent - sent,
             time.perf_counter() - started,
         )
-        return positions
 
     def _range_logs(self, from_block: int, to_block: int) -> list[Log]:
         """Every log of the contracts that change accounts (and of discovery's), in order."""
@@ -204,6 +212,27 @@ class MarketRefresher:
         if self.state is not None and isinstance(self.adapter, DiscoveryNotes):
             return self.adapter.discovery_notes(self.state)
         return None
+
+    def liquidatable_now(self) -> tuple[list[str], int]:
+        """The accounts liquidatable at the current block, the protocol's own verdicts, without
+        building every Position: a vectorised float screen over the whole book where the
+        adapter has one (exact integer verdicts for rows near the threshold), else from the
+        recomputed positions. Returns the accounts and how many rows needed exact math."""
+        screening = self.incremental
+        single = all(len(v) == 1 for v in self.kept.values())
+        if not isinstance(screening, HealthScreen) or not single:
+            positions = self.positions()
+            return sorted({p.account for p in positions if p.liquidatable}), len(positions)
+        rows = [self.kept[a][0] for a in self.accounts]
+        book = self._book
+        if book is None or len(book.states) != len(rows):
+            book = self._book = screening.screen(self.state, rows)
+        else:
+            for row, state in enumerate(rows):
+                if book.states[row] is not state:
+                    screening.screen_update(self.state, book, row, state)
+        verdicts, exact = screening.screen_verdicts(self.state, book)
+        return [a for a, v in zip(self.accounts, verdicts, strict=True) if v], exact
 
     # -- proving it ------------------------------------------------------------------------
 

@@ -149,3 +149,17 @@ class IncrementalAdapter(Protocol):
     ) -> list[Position]: ...
 
     def always_stale(self, market_state: Any, state: Any) -> bool: ...
+
+
+@runtime_checkable
+class HealthScreen(Protocol):
+    """Optional for incremental adapters: "liquidatable now" for a whole book of kept states
+    without building Position objects (vectorised floats, exact integers near the threshold).
+    `screen` builds the arrays, `screen_update` replaces one row, `screen_verdicts` returns the
+    verdict per row and how many rows needed the exact computation."""
+
+    def screen(self, market_state: Any, states: list[Any]) -> Any: ...
+
+    def screen_update(self, market_state: Any, book: Any, row: int, state: Any) -> None: ...
+
+    def screen_verdicts(self, market_state: Any, book: Any) -> tuple[Any, int]: ...

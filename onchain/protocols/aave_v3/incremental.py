@@ -18,6 +18,7 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
+from onchain.protocols.aave_v3 import screen
 from onchain.protocols.aave_v3.adapter import (
     AaveAccountState,
     AaveMarketState,
@@ -146,6 +147,18 @@ class AaveV3Incremental:
         self, market_state: AaveMarketState, states: list[Any], block: BlockRef
     ) -> list[Position]:
         return self.adapter.positions_from_states(market_state, states, block)
+
+    def screen(self, market_state: AaveMarketState, states: list[AaveAccountState]) -> Any:
+        """Arrays for the whole-book health screen (`screen.liquidatable`)."""
+        return screen.book_arrays(market_state, states)
+
+    def screen_update(
+        self, market_state: AaveMarketState, book: Any, row: int, state: AaveAccountState
+    ) -> None:
+        screen.set_row(market_state, book, row, state)
+
+    def screen_verdicts(self, market_state: AaveMarketState, book: Any) -> tuple[Any, int]:
+        return screen.liquidatable(market_state, book)
 
     def always_stale(self, market_state: AaveMarketState, state: AaveAccountState) -> bool:
         """Stable debt grows at the user's own rate: such an account is read every block."""
