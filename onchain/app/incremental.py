@@ -69,6 +69,7 @@ class MarketRefresher:
     last: Advance | None = None
     advances: int = 0  # blocks moved forward since the last full read or reconciliation
     _book: Any = None  # the adapter's screen arrays, rows updated as accounts are re-read
+    _stale: set[str] = field(default_factory=set)  # accounts read again at every block
 
     def __post_init__(self) -> None:
         self.adapter = get_adapter(self.market.protocol)
@@ -99,8 +100,8 @@ class MarketRefresher:
             )
         self.block = block
         self.accounts = [to_checksum_address(a) for a in accounts]
-        self.kept = {}
-        self.kept.update(self._read_states(self.accounts))
+        self.kept, self._stale = {}, set()
+        self._keep(self._read_states(self.accounts))
         self.advances = 0
         self.last = Advance(
             block.number,
@@ -112,6 +113,15 @@ class MarketRefresher:
             time.perf_counter() - started,
         )
         return self.positions()
+
+    def _keep(self, states: dict[str, list[Any]]) -> None:
+        """Keep these accounts' fresh states; note those to read again every block anyway."""
+        self.kept.update(states)
+        for account, kept in states.items():
+            if any(self.incremental.always_stale(self.state, s) for s in kept):
+                self._stale.add(account)
+            else:
+                self._stale.discard(account)
 
     def _read_states(self, accounts: Sequence[str]) -> dict[str, list[Any]]:
         """Kept state of `accounts` read at the current block, per account."""
@@ -160,19 +170,16 @@ class MarketRefresher:
         if accounts is None:
             wanted = sorted(set(self.accounts) | found)
         else:
-            wanted = [to_checksum_address(a) for a in accounts]
+            # kept accounts are checksummed already: only new ones need the (keccak) checksum
+            wanted = [a if a in self.kept else to_checksum_address(a) for a in accounts]
         new = [a for a in wanted if a not in self.kept]
         self.accounts = wanted
         touched = self.incremental.touched_accounts(self.state, logs) & set(self.kept)
-        stale = {
-            a
-            for a in self.accounts
-            if any(self.incremental.always_stale(self.state, s) for s in self.kept.get(a, ()))
-        }
-        again = sorted((touched | stale) & set(wanted)) + new
-        self.kept.update(self._read_states(again))
+        again = sorted((touched | self._stale) & set(wanted)) + new
+        self._keep(self._read_states(again))
         for gone in set(self.kept) - set(wanted):
             del self.kept[gone]
+            self._stale.discard(gone)
         self.advances += 1
         self.last = Advance(
             logs[0].block_number if logs else block.number,
@@ -253,7 +260,8 @@ class MarketRefresher:
                     self.block.number,
                     account,
                 )
-        self.kept = chain
+        self.kept, self._stale = {}, set()
+        self._keep(chain)
         self.advances = 0
         return repairs
 
