@@ -418,3 +418,22 @@ def test_reconciliation_repairs_a_kept_state_that_drifted(devnet: DevnetInfo) ->
     assert refresher.reconcile() == []
     full = scan(client, market, block_number=refresher.block.number).positions
     assert refresher.positions() == full
+
+
+def test_the_fee_recipients_supply_shares_follow_accrued_interest(devnet: DevnetInfo) -> None:
+    """AccrueInterest names no account, yet mints the fee recipient supply shares: kept state
+    of a tracked fee recipient stays exact (the reconciliation finds nothing)."""
+    assert devnet.morpho is not None
+    d = devnet.morpho
+    client = RpcClient(devnet.rpc_url, expected_chain_id=devnet.chain_id)
+    refresher = MarketRefresher(client, MarketRef("morpho-blue", d.morpho))
+    refresher.start(client.pin_block(), [d.fee_recipient, *d.borrowers[:5]])
+    before = [s.supply_shares for s in refresher.kept[refresher.accounts[0]]]
+    chain = DevChain(devnet.rpc_url)
+    chain.increase_time(86_400)
+    fee_market = next(m for m in d.markets if m.key == "WETH/USDC")  # the market with a fee
+    chain.send(DEPLOYER, d.morpho, calldata(f"accrueInterest({PARAMS})", fee_market.params))
+    refresher.advance_to(client.pin_block())
+    after = [s.supply_shares for s in refresher.kept[refresher.accounts[0]]]
+    assert after != before  # the fee was paid in supply shares
+    assert refresher.reconcile() == []

@@ -17,7 +17,7 @@ verdict is the contract's own (`math` mirrors `_accrueInterest`, `_isHealthy`, `
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from eth_abi import decode
@@ -116,6 +116,8 @@ class MorphoState:
     version: str = math.MORPHO_BLUE_VERSION
     # account -> ids of the markets its discovery logs name (filled while discovering)
     account_markets: dict[str, set[str]] = field(default_factory=dict, compare=False)
+    # who receives the fee's supply shares when interest accrues (no event names it then)
+    fee_recipient: str | None = field(default=None, compare=False)
 
     @property
     def priced_markets(self) -> tuple[MorphoMarket, ...]:
@@ -300,11 +302,10 @@ class MorphoBlueAdapter:
                 for i in ids
             ]
             stored_by_id = dict(zip(ids, stored_list, strict=True))
-        return (
-            yield from self._plan_valuation(
-                market, morpho, wanted, params_by_id, stored_by_id, block
-            )
+        state: MorphoState = yield from self._plan_valuation(
+            market, morpho, wanted, params_by_id, stored_by_id, block
         )
+        return replace(state, fee_recipient=to_checksum_address(fee_recipient))
 
     def _plan_valuation(
         self,

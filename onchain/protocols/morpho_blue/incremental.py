@@ -14,6 +14,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from eth_utils import to_checksum_address
+
+from onchain.abi import event
 from onchain.protocols.base import MarketRef, Position, ReadPlan, indexed_addresses
 from onchain.protocols.morpho_blue import math
 from onchain.protocols.morpho_blue.adapter import (
@@ -32,6 +35,9 @@ from onchain.rpc.calls import Call
 from onchain.rpc.client import BlockRef
 from onchain.rpc.logs import Log
 
+ACCRUE_INTEREST = event("morpho_blue", "Morpho", "AccrueInterest")
+SET_FEE_RECIPIENT = event("morpho_blue", "Morpho", "SetFeeRecipient")
+
 
 class MorphoBlueIncremental:
     """What the incremental engine asks of Morpho Blue (see `onchain.app.incremental`)."""
@@ -43,8 +49,18 @@ class MorphoBlueIncremental:
         return [market_state.morpho]
 
     def touched_accounts(self, market_state: MorphoState, logs: Sequence[Log]) -> set[str]:
+        """The accounts the market's events name, and the fee recipient when accrued interest
+        minted it supply shares (AccrueInterest names no account)."""
         ids = {m.id for m in market_state.markets}
-        return indexed_addresses([g for g in logs if _market_of(g) in ids])
+        touched = indexed_addresses([g for g in logs if _market_of(g) in ids])
+        fee_shares = any(
+            g.topics[0] == ACCRUE_INTEREST.topic and int.from_bytes(g.data[64:96], "big")
+            for g in logs
+            if g.topics
+        )
+        if fee_shares and market_state.fee_recipient:
+            touched.add(market_state.fee_recipient)
+        return touched
 
     def plan_market_refresh(
         self, market: MarketRef, previous: MorphoState, block: BlockRef, logs: Sequence[Log]
@@ -86,7 +102,11 @@ class MorphoBlueIncremental:
             valued.append(
                 _valued_market(m.id, m.params, stored, price, rate, meta, block, previous.market_id)
             )
-        return replace(previous, block=block, markets=tuple(valued))
+        recipient = previous.fee_recipient
+        for g in logs:  # SetFeeRecipient(newFeeRecipient indexed)
+            if g.topics and g.topics[0] == SET_FEE_RECIPIENT.topic and len(g.topics) > 1:
+                recipient = to_checksum_address(g.topics[1][-20:])
+        return replace(previous, block=block, markets=tuple(valued), fee_recipient=recipient)
 
     def plan_account_states(
         self, market_state: MorphoState, accounts: list[str], block: BlockRef
