@@ -37,6 +37,7 @@ bench: setup
 	$(BIN)/python bench/bench_store.py
 	$(BIN)/python bench/bench_rpc_faults.py
 	$(BIN)/python bench/bench_api.py
+	$(BIN)/python bench/bench_incremental.py
 
 lint: setup
 	$(BIN)/ruff check onchain tests bench

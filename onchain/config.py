@@ -240,13 +240,18 @@ class JobConfig:
 
 @dataclass(frozen=True)
 class RefreshJobConfig(JobConfig):
-    """`at`: the latest block, a safe block (`confirmations` behind), or each new block."""
+    """`at`: the latest block, a safe block (`confirmations` behind), or each new block.
+    `incremental`: keep account state and re-read only what a block's logs touched (protocols
+    that support it); `reconcile_every_blocks`: then compare the kept state with a full read
+    every so many blocks and repair differences (0: never)."""
 
     every_s: float = 12.0
     at: str = "latest"
     confirmations: int = 0
     max_blocks_per_run: int = 100
     reorg_window: int = 64
+    incremental: bool = True
+    reconcile_every_blocks: int = 100
 
 
 @dataclass(frozen=True)
@@ -363,8 +368,18 @@ def _store_jobs_tiers(
         t,
         defaults_jobs.refresh.every_s,
         w,
-        {"at", "confirmations", "max_blocks_per_run", "reorg_window"},
+        {
+            "at",
+            "confirmations",
+            "max_blocks_per_run",
+            "reorg_window",
+            "incremental",
+            "reconcile_every_blocks",
+        },
     )
+    incremental = t.get("incremental", True)
+    if not isinstance(incremental, bool):
+        raise ConfigError(f"{w}: 'incremental' must be true or false, got {incremental!r}")
     at = t.get("at", "latest")
     if at not in REFRESH_AT:
         raise ConfigError(f"{w}: 'at' must be one of {', '.join(REFRESH_AT)}, got {at!r}")
@@ -374,6 +389,8 @@ def _store_jobs_tiers(
         confirmations=_number(t, "confirmations", 0, w, integer=True),
         max_blocks_per_run=_number(t, "max_blocks_per_run", 100, w, integer=True, minimum=1),
         reorg_window=_number(t, "reorg_window", 64, w, integer=True, minimum=1),
+        incremental=incremental,
+        reconcile_every_blocks=_number(t, "reconcile_every_blocks", 100, w, integer=True),
     )
     w = f"{path} [jobs.assess]"
     assess = JobConfig(

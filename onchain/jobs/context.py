@@ -32,6 +32,8 @@ class JobContext:
     endpoint_sets: dict[str, EndpointSet] = field(default_factory=dict)
     # market id -> the adapter's discovery notes (DiscoveryNotes), carried from block to block
     discovery_notes: dict[int, Any] = field(default_factory=dict)
+    # market id -> its MarketRefresher (onchain.app.incremental): kept state, block to block
+    refreshers: dict[int, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def endpoints(self, market: MarketInfo) -> EndpointSet:

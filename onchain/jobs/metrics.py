@@ -32,6 +32,21 @@ LAG_BLOCKS = Gauge(
     ["market"], registry=REGISTRY,
 )  # fmt: skip
 
+RECONCILIATIONS = Counter(
+    "onchain_daemon_reconciliations", "Full reads that checked the kept incremental state",
+    ["market"], registry=REGISTRY,
+)  # fmt: skip
+RECONCILE_REPAIRS = Counter(
+    "onchain_daemon_reconcile_repairs",
+    "Accounts whose kept incremental state differed from a full read (repaired; should stay 0)",
+    ["market"], registry=REGISTRY,
+)  # fmt: skip
+
+
+def record_reconciliation(market: str, repairs: int) -> None:
+    RECONCILIATIONS.labels(market).inc()
+    RECONCILE_REPAIRS.labels(market).inc(repairs)
+
 
 def record_run(job: str, outcome: str, seconds: float) -> None:
     JOB_RUNS.labels(job, outcome).inc()

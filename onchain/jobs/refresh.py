@@ -10,12 +10,14 @@ import time
 from typing import Any
 
 from onchain.alerts.outbox import block_alerts
+from onchain.app.incremental import MarketRefresher
 from onchain.app.pipeline import load_market, market_snapshot, read_positions
 from onchain.jobs import metrics
 from onchain.jobs.assess import assess, risk_tiers
 from onchain.jobs.context import Counts, JobContext, market_ref, note
 from onchain.jobs.discover import discover_market, one_line
 from onchain.protocols.base import MarketSnapshot, Position
+from onchain.protocols.registry import get_incremental
 from onchain.rpc.client import BlockRef, RpcClient
 from onchain.store import crud
 from onchain.store.crud import Assessed, MarketInfo, WriteResult
@@ -87,6 +89,55 @@ def tier_block(
     return assessed, {"risk": {"horizon_s": report.horizon_s, "sources": report.sources}}
 
 
+def market_refresher(
+    ctx: JobContext, client: RpcClient, market: MarketInfo
+) -> MarketRefresher | None:
+    """The market's incremental refresher (kept for the daemon's life, given this run's
+    client); None where the config or the protocol says full reads."""
+    if not ctx.config.jobs.refresh.incremental or get_incremental(market.protocol) is None:
+        return None
+    refresher = ctx.refreshers.get(market.id)
+    if refresher is None:
+        refresher = ctx.refreshers[market.id] = MarketRefresher(client, market_ref(market))
+    refresher.client = client
+    return refresher
+
+
+def incremental_positions(
+    ctx: JobContext,
+    client: RpcClient,
+    market: MarketInfo,
+    block: BlockRef,
+    refresher: MarketRefresher,
+    counts: Counts,
+) -> tuple[list[Position], Any]:
+    """The block's positions from kept state: a full read on the first block (and after a
+    restart or a reorg), then only what the logs touched; every `reconcile_every_blocks` the
+    kept state is checked against a full read, and each repaired account counted and logged."""
+    moving = refresher.block is not None and block.number > refresher.block.number
+    state = refresher.state if moving else load_market(client, market_ref(market), block)
+    discover_market(ctx, client, market, state, block, counts)
+    accounts = crud.tracked_accounts(ctx.store, market.id, block.number)
+    if moving:
+        positions = refresher.advance_to(block, accounts)
+        counts["incremental_blocks"] += 1
+    else:
+        positions = refresher.start(block, accounts, notes=ctx.discovery_notes.get(market.id))
+        counts["incremental_full_reads"] += 1
+    if refresher.last is not None:
+        counts["accounts_reread"] += refresher.last.accounts_read
+    every = ctx.config.jobs.refresh.reconcile_every_blocks
+    if every and refresher.advances >= every:
+        repairs = refresher.reconcile()
+        counts["reconcile_runs"] += 1
+        counts["reconcile_repairs"] += len(repairs)
+        metrics.record_reconciliation(market.name, len(repairs))
+        if repairs:
+            note(counts, "reconcile_repaired", ", ".join(r.account for r in repairs[:10]))
+            positions = refresher.positions()
+    return positions, refresher.state
+
+
 def refresh_block(
     ctx: JobContext,
     client: RpcClient,
@@ -102,10 +153,14 @@ def refresh_block(
         counts["blocks_unchanged"] += 1
         return WriteResult("unchanged")
     started = time.monotonic()
-    state = market_state or load_market(client, market_ref(market), block)
-    discover_market(ctx, client, market, state, block, counts)
-    accounts = crud.tracked_accounts(ctx.store, market.id, block.number)
-    positions = read_positions(client, market.protocol, state, accounts, block)
+    refresher = market_refresher(ctx, client, market)
+    if refresher is not None:
+        positions, state = incremental_positions(ctx, client, market, block, refresher, counts)
+    else:
+        state = market_state or load_market(client, market_ref(market), block)
+        discover_market(ctx, client, market, state, block, counts)
+        accounts = crud.tracked_accounts(ctx.store, market.id, block.number)
+        positions = read_positions(client, market.protocol, state, accounts, block)
     snapshot = market_snapshot(client, market.protocol, state, block)
     assessed, details = tier_block(ctx, client, market, block, positions, snapshot, counts)
     alerts = block_alerts(ctx, market, block, positions, assessed, counts)
@@ -177,7 +232,11 @@ def refresh_market(ctx: JobContext, client: RpcClient, market: MarketInfo, count
 
     # discover once up to the last block, so each block below finds the cursor ahead of it
     last = blocks[-1]
-    last_state = load_market(client, market_ref(market), last)
+    refresher = market_refresher(ctx, client, market)
+    if refresher is not None and refresher.state is not None:
+        last_state = refresher.state  # discovery needs only the market's addresses
+    else:
+        last_state = load_market(client, market_ref(market), last)
     discover_market(ctx, client, market, last_state, last, counts)
 
     for block in blocks:
@@ -190,7 +249,7 @@ def refresh_market(ctx: JobContext, client: RpcClient, market: MarketInfo, count
             market,
             block,
             counts,
-            market_state=last_state if block == last else None,
+            market_state=last_state if block == last and refresher is None else None,
         )
         metrics.record_head(market.name, head.number, block.number)
 

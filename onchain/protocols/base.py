@@ -4,9 +4,11 @@ re-exported here for the adapters' convenience."""
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+from eth_utils import to_checksum_address
 
 from onchain.model import AssetPosition as AssetPosition
 from onchain.model import CloseFactorRule as CloseFactorRule
@@ -15,6 +17,7 @@ from onchain.model import Position as Position
 from onchain.model import RiskTerms as RiskTerms
 from onchain.rpc.calls import Call
 from onchain.rpc.client import BlockRef
+from onchain.rpc.logs import Log
 
 # A read plan is a generator: it yields a batch of calls, receives their decoded results, and
 # finally returns its value. The pipeline executes each batch through Multicall3 at one block.
@@ -110,3 +113,53 @@ class DiscoveryNotes(Protocol):
     def discovery_notes(self, market_state: Any) -> Any: ...
 
     def adopt_discovery_notes(self, market_state: Any, notes: Any) -> None: ...
+
+
+def indexed_addresses(logs: Sequence[Log]) -> set[str]:
+    """Every address an indexed topic (after the event's signature) of these logs holds: the
+    accounts a lending protocol's events name (onBehalfOf, user, borrower, from, to ...)."""
+    out: set[str] = set()
+    for log in logs:
+        for topic in log.topics[1:]:
+            if len(topic) == 32 and not any(topic[:12]) and any(topic[12:]):
+                out.add(to_checksum_address(topic[12:]))
+    return out
+
+
+class IncrementalAdapter(Protocol):
+    """What an adapter offers the incremental engine (`onchain.app.incremental`): the market
+    re-read cheaply from the previous block's state, the contracts whose logs change accounts,
+    the accounts a range's logs touch, the kept account state (plain records) and positions
+    recomputed from it, exactly as `plan_positions` would read them."""
+
+    def change_addresses(self, market_state: Any) -> list[str]: ...
+
+    def touched_accounts(self, market_state: Any, logs: Sequence[Log]) -> set[str]: ...
+
+    def plan_market_refresh(
+        self, market: MarketRef, previous: Any, block: BlockRef, logs: Sequence[Log]
+    ) -> ReadPlan: ...
+
+    def plan_account_states(
+        self, market_state: Any, accounts: list[str], block: BlockRef
+    ) -> ReadPlan: ...
+
+    def positions_from_states(
+        self, market_state: Any, states: list[Any], block: BlockRef
+    ) -> list[Position]: ...
+
+    def always_stale(self, market_state: Any, state: Any) -> bool: ...
+
+
+@runtime_checkable
+class HealthScreen(Protocol):
+    """Optional for incremental adapters: "liquidatable now" for a whole book of kept states
+    without building Position objects (vectorised floats, exact integers near the threshold).
+    `screen` builds the arrays, `screen_update` replaces one row, `screen_verdicts` returns the
+    verdict per row and how many rows needed the exact computation."""
+
+    def screen(self, market_state: Any, states: list[Any]) -> Any: ...
+
+    def screen_update(self, market_state: Any, book: Any, row: int, state: Any) -> None: ...
+
+    def screen_verdicts(self, market_state: Any, book: Any) -> tuple[Any, int]: ...

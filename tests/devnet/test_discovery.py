@@ -31,12 +31,15 @@ pytestmark = pytest.mark.devnet
 
 @pytest.fixture
 def planned(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The size of every batch of position calls the Morpho adapter plans."""
+    """The size of every batch of position calls the Morpho adapter plans (full reads and the
+    incremental refresh's account reads both go through `plan_account_states`)."""
     sizes: list[int] = []
-    original = MorphoBlueAdapter.plan_positions
+    original = MorphoBlueAdapter.plan_account_states
 
-    def counting(self: Any, state: Any, accounts: list[str], block: Any) -> Iterator[Any]:
-        plan = original(self, state, accounts, block)
+    def counting(
+        self: Any, state: Any, accounts: list[str], block: Any, markets: Any = None
+    ) -> Iterator[Any]:
+        plan = original(self, state, accounts, block, markets)
         batch = next(plan)
         try:
             while True:
@@ -45,11 +48,11 @@ def planned(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         except StopIteration as stop:
             return stop.value
 
-    monkeypatch.setattr(MorphoBlueAdapter, "plan_positions", counting)
+    monkeypatch.setattr(MorphoBlueAdapter, "plan_account_states", counting)
     return sizes
 
 
-def _config(tmp_path: Path, info: DevnetInfo) -> Path:
+def _config(tmp_path: Path, info: DevnetInfo, incremental: bool) -> Path:
     assert info.morpho is not None
     path = tmp_path / "morpho.toml"
     path.write_text(
@@ -57,13 +60,14 @@ def _config(tmp_path: Path, info: DevnetInfo) -> Path:
         f'[[markets]]\nname = "morpho-blue-devnet"\nprotocol = "morpho-blue"\nchain = "devnet"\n'
         f'address = "{info.morpho.morpho}"\nstart_block = {info.morpho.deploy_block}\n\n'
         f'[store]\nurl = "sqlite:///{tmp_path / "daemon.sqlite"}"\n\n'
-        '[jobs.refresh]\nat = "latest"\n'
+        f'[jobs.refresh]\nat = "latest"\nincremental = {str(incremental).lower()}\n'
     )
     return path
 
 
+@pytest.mark.parametrize("incremental", [False, True], ids=["full", "incremental"])
 def test_daemon_refresh_plans_the_same_morpho_calls_as_scan(
-    devnet: DevnetInfo, tmp_path: Path, planned: list[int]
+    devnet: DevnetInfo, tmp_path: Path, planned: list[int], incremental: bool
 ) -> None:
     assert devnet.morpho is not None
     ref = MarketRef("morpho-blue", devnet.morpho.morpho, devnet.morpho.deploy_block)
@@ -73,7 +77,7 @@ def test_daemon_refresh_plans_the_same_morpho_calls_as_scan(
     accounts, markets = len(result.accounts), len(result.market_state.priced_markets)
     assert by_scan < accounts * markets  # the hook narrowed the pairs
 
-    cfg = load_config(_config(tmp_path, devnet))
+    cfg = load_config(_config(tmp_path, devnet, incremental))
     url = parse_db_url(f"sqlite:///{tmp_path / 'daemon.sqlite'}")
     upgrade(make_engine(url, create_sqlite_dir=True))
     store = open_store(url)
@@ -86,7 +90,9 @@ def test_daemon_refresh_plans_the_same_morpho_calls_as_scan(
         DevChain(devnet.rpc_url).mine(1)
         planned.clear()
         assert refresh_job(ctx, Counter()) == []
-        assert sum(planned) == by_scan  # next block: a fresh state, the notes carried over
+        # next block: a fresh state with the notes carried over, or (incremental) only the
+        # accounts the block's logs touched: none
+        assert sum(planned) == (0 if incremental else by_scan)
 
         DevChain(devnet.rpc_url).mine(1)
         restarted = JobContext(cfg, store, crud.sync_markets(store, cfg))

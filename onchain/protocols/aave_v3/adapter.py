@@ -135,6 +135,24 @@ def _decode_string(data: bytes) -> str:
         return ""
 
 
+@dataclass(frozen=True)
+class AaveAccountState:
+    """What the Pool keeps for one account: the configuration bitmap (collateral and borrowing
+    bits per reserve), the eMode category and, per (reserve id, "a"|"v"|"s"), the scaled aToken
+    balance, the scaled variable debt and the stable debt balance of the reserves the bitmap
+    marks. Only events change it (Supply, Borrow, Mint, BalanceTransfer ...), so a position is
+    recomputed exactly from it and the market's indexes and prices at any later block."""
+
+    account: str
+    user_configuration: int
+    emode: int
+    balances: dict[tuple[int, str], int]
+
+    def rows(self) -> list[tuple[str, int, str, int]]:
+        """(account, reserve id, kind, value): one plain row per kept balance, for a store."""
+        return [(self.account, rid, kind, v) for (rid, kind), v in sorted(self.balances.items())]
+
+
 class AaveV3Adapter:
     """Aave V3 and its forks (a fork is config plus a version, not new code)."""
 
@@ -209,20 +227,7 @@ class AaveV3Adapter:
         calls: list[Call] = []
         for asset in assets:
             calls += [
-                Call(pool, _pool["getReserveData"].encode(asset), _pool["getReserveData"].decode),
-                Call(
-                    pool,
-                    _pool["getReserveNormalizedIncome"].encode(asset),
-                    _pool["getReserveNormalizedIncome"].decode,
-                ),
-                Call(
-                    pool,
-                    _pool["getReserveNormalizedVariableDebt"].encode(asset),
-                    _pool["getReserveNormalizedVariableDebt"].decode,
-                ),
-                Call(
-                    oracle, _oracle["getAssetPrice"].encode(asset), _oracle["getAssetPrice"].decode
-                ),
+                *_reserve_state_calls(pool, oracle, asset),
                 Call(asset, _symbol.encode(), _decode_string, allow_failure=True),
             ]
         results = yield calls
@@ -230,44 +235,16 @@ class AaveV3Adapter:
         for i, asset in enumerate(assets):
             data, income, debt, price, symbol = results[5 * i : 5 * i + 5]
             raw_reserves.append((asset, data, income, debt, price, symbol or asset[:10]))
-        per_reserve = [_reserve_calls(pool, oracle, rules, r) for r in raw_reserves]
+        per_reserve = [
+            _reserve_calls(pool, oracle, rules, *_reserve_tokens(r[0], r[1])) for r in raw_reserves
+        ]
         supplies = yield [call for calls in per_reserve for call in calls]
         reserves = []
         cursor = 0
-        for (asset, data, income, debt, price, symbol), calls in zip(
-            raw_reserves, per_reserve, strict=True
-        ):
+        for raw, calls in zip(raw_reserves, per_reserve, strict=True):
             values = supplies[cursor : cursor + len(calls)]
             cursor += len(calls)
-            (
-                stable_supply,
-                variable_supply,
-                available,
-                source,
-                deficit,
-                grace,
-            ) = _reserve_values(rules, values)
-            bitmap = data[0][0] if isinstance(data[0], tuple) else data[0]
-            reserves.append(
-                AaveReserve(
-                    asset=asset,
-                    symbol=symbol,
-                    reserve_id=int(data[7]),
-                    config=math.decode_reserve_configuration(bitmap),
-                    atoken=to_checksum_address(data[8]),
-                    stable_debt_token=to_checksum_address(data[9]),
-                    variable_debt_token=to_checksum_address(data[10]),
-                    price_base=int(price),
-                    normalized_income_ray=int(income),
-                    normalized_debt_ray=int(debt),
-                    has_stable_debt=stable_supply > 0,
-                    available_liquidity_raw=int(available),
-                    total_debt_raw=int(stable_supply) + int(variable_supply),
-                    price_feed=to_checksum_address(source) if source else None,
-                    deficit_raw=int(deficit),
-                    liquidation_grace_until=int(grace),
-                )
-            )
+            reserves.append(_build_reserve(rules, *raw, values))
         reserves.sort(key=lambda r: r.reserve_id)
         # 3.0.2/3.1: the categories the reserves name; 3.2+ has no such list (a reserve may be
         # in several): categories are read when an account is found in one (plan_positions)
@@ -347,6 +324,17 @@ class AaveV3Adapter:
     def plan_positions(
         self, market_state: AaveMarketState, accounts: list[str], block: BlockRef
     ) -> ReadPlan:
+        states = yield from self.plan_account_states(market_state, accounts, block)
+        return self.positions_from_states(market_state, states, block)
+
+    def plan_account_states(
+        self, market_state: AaveMarketState, accounts: list[str], block: BlockRef
+    ) -> ReadPlan:
+        """What the Pool keeps per account (configuration bitmap, eMode, scaled balances): the
+        inputs `position` recomputes from. Reads the aToken balance of every reserve the bitmap
+        marks as collateral (also where the threshold is 0 today, so a later threshold change
+        needs no read) and the stable debt only where the reserve has any. Loads the eMode
+        categories these accounts are in (read at this block) into the market state."""
         pool = market_state.pool
         get_config, get_emode = _pool["getUserConfiguration"], _pool["getUserEMode"]
         calls: list[Call] = []
@@ -370,54 +358,64 @@ class AaveV3Adapter:
         market_state.emode_categories.update(fresh)
         market_state.emode_prices.update(prices)
         balance_calls: list[Call] = []
-        wanted: list[list[tuple[AaveReserve, str]]] = []
+        wanted: list[list[tuple[int, str]]] = []
         for account, user_config in zip(accounts, user_configs, strict=True):
-            keys: list[tuple[AaveReserve, str]] = []
+            keys: list[tuple[int, str]] = []
             for reserve in market_state.reserves:
                 rid = reserve.reserve_id
-                if math.is_using_as_collateral(user_config, rid) and (
-                    reserve.config.liquidation_threshold != 0
-                    or market_state.rules.lt_zero_collateral
-                ):
-                    keys.append((reserve, "a"))
-                    balance_calls.append(
-                        Call(
-                            reserve.atoken,
-                            _scaled_balance_of.encode(account),
-                            _scaled_balance_of.decode,
-                        )
-                    )
+                tokens = []
+                if math.is_using_as_collateral(user_config, rid):
+                    tokens.append(("a", reserve.atoken, _scaled_balance_of))
                 if math.is_borrowing(user_config, rid):
-                    keys.append((reserve, "v"))
-                    balance_calls.append(
-                        Call(
-                            reserve.variable_debt_token,
-                            _scaled_balance_of.encode(account),
-                            _scaled_balance_of.decode,
-                        )
-                    )
+                    tokens.append(("v", reserve.variable_debt_token, _scaled_balance_of))
                     if reserve.has_stable_debt:
-                        keys.append((reserve, "s"))
-                        balance_calls.append(
-                            Call(
-                                reserve.stable_debt_token,
-                                _stable_balance_of.encode(account),
-                                _stable_balance_of.decode,
-                            )
-                        )
+                        tokens.append(("s", reserve.stable_debt_token, _stable_balance_of))
+                for kind, token, fn in tokens:
+                    keys.append((rid, kind))
+                    balance_calls.append(Call(token, fn.encode(account), fn.decode))
             wanted.append(keys)
-        balances = yield balance_calls
-        positions: list[Position] = []
-        cursor = 0
-        for account, user_config, emode, keys in zip(
-            accounts, user_configs, emodes, wanted, strict=True
-        ):
+        balances = iter((yield balance_calls))
+        return [
+            AaveAccountState(
+                account=to_checksum_address(account),
+                user_configuration=int(user_config),
+                emode=emode,
+                balances={key: int(next(balances)) for key in keys},
+            )
+            for account, user_config, emode, keys in zip(
+                accounts, user_configs, emodes, wanted, strict=True
+            )
+        ]
+
+    def positions_from_states(
+        self, market_state: AaveMarketState, states: list[AaveAccountState], block: BlockRef
+    ) -> list[Position]:
+        """Every account's position recomputed from its kept state and the market at `block`:
+        the balances GenericLogic reads under today's configuration (an aToken balance only
+        where the reserve's threshold counts it, stable debt only where the reserve has any)."""
+        counted = {
+            r.reserve_id: (
+                r.config.liquidation_threshold != 0 or market_state.rules.lt_zero_collateral,
+                r.has_stable_debt,
+            )
+            for r in market_state.reserves
+        }
+        positions = []
+        for state in states:
+            config = state.user_configuration
             values: dict[tuple[int, str], int] = {}
-            for reserve, kind in keys:
-                values[(reserve.reserve_id, kind)] = int(balances[cursor])
-                cursor += 1
+            for reserve in market_state.reserves:
+                rid = reserve.reserve_id
+                with_collateral, with_stable = counted[rid]
+                if with_collateral and math.is_using_as_collateral(config, rid):
+                    values[(rid, "a")] = state.balances.get((rid, "a"), 0)
+                if math.is_borrowing(config, rid):
+                    values[(rid, "v")] = state.balances.get((rid, "v"), 0)
+                    if with_stable:
+                        # absent: read while the reserve had no stable debt at all, so 0
+                        values[(rid, "s")] = state.balances.get((rid, "s"), 0)
             positions.append(
-                self.position(market_state, account, user_config, int(emode), values, block)
+                self.position(market_state, state.account, config, state.emode, values, block)
             )
         return positions
 
@@ -784,21 +782,85 @@ def _is_contract(address: str) -> bool:
     return int(address, 16) != 0
 
 
+def _view(target: str, fn: Any, *args: Any, allow_failure: bool = False) -> Call:
+    """One read of `fn` (an ABI function) on `target`."""
+    return Call(target, fn.encode(*args), fn.decode, allow_failure=allow_failure)
+
+
+def _reserve_state_calls(pool: str, oracle: str, asset: str) -> list[Call]:
+    """getReserveData, the normalized income and debt, and the oracle price of one reserve."""
+    return [
+        _view(pool, _pool["getReserveData"], asset),
+        _view(pool, _pool["getReserveNormalizedIncome"], asset),
+        _view(pool, _pool["getReserveNormalizedVariableDebt"], asset),
+        _view(oracle, _oracle["getAssetPrice"], asset),
+    ]
+
+
+def _reserve_tokens(asset: str, data: Any) -> tuple[str, str, str, str, bool]:
+    """(asset, aToken, stable debt token, variable debt token, virtual accounting on) from
+    `getReserveData`."""
+    bitmap = data[0][0] if isinstance(data[0], tuple) else data[0]
+    stable, variable, atoken = (to_checksum_address(a) for a in (data[9], data[10], data[8]))
+    virtual = math.decode_reserve_configuration(bitmap).virtual_accounting
+    return asset, atoken, stable, variable, virtual
+
+
+def _build_reserve(
+    rules: AaveRules,
+    asset: str,
+    data: Any,
+    income: int,
+    debt: int,
+    price: int,
+    symbol: str,
+    values: list[Any],
+) -> AaveReserve:
+    """One reserve from `getReserveData`, the normalized indexes, the oracle price and the
+    results of `_reserve_calls`."""
+    stable_supply, variable_supply, available, source, deficit, grace = _reserve_values(
+        rules, values
+    )
+    bitmap = data[0][0] if isinstance(data[0], tuple) else data[0]
+    return AaveReserve(
+        asset=asset,
+        symbol=symbol,
+        reserve_id=int(data[7]),
+        config=math.decode_reserve_configuration(bitmap),
+        atoken=to_checksum_address(data[8]),
+        stable_debt_token=to_checksum_address(data[9]),
+        variable_debt_token=to_checksum_address(data[10]),
+        price_base=int(price),
+        normalized_income_ray=int(income),
+        normalized_debt_ray=int(debt),
+        has_stable_debt=stable_supply > 0,
+        available_liquidity_raw=int(available),
+        total_debt_raw=int(stable_supply) + int(variable_supply),
+        price_feed=to_checksum_address(source) if source else None,
+        deficit_raw=int(deficit),
+        liquidation_grace_until=int(grace),
+    )
+
+
 def _reserve_calls(
-    pool: str, oracle: str, rules: AaveRules, reserve: tuple[Any, ...]
+    pool: str,
+    oracle: str,
+    rules: AaveRules,
+    asset: str,
+    atoken: str,
+    stable: str,
+    variable: str,
+    virtual_accounting: bool,
 ) -> list[Call]:
     """Per reserve, what this release has: debt supplies (stable only up to 3.1, and only when
     the token exists), available liquidity (the virtual balance from 3.1 where virtual accounting
     is on, else the underlying held by the aToken), the oracle source, deficit (3.3+) and the
     liquidation grace period (3.1+)."""
-    asset, data = reserve[0], reserve[1]
-    bitmap = data[0][0] if isinstance(data[0], tuple) else data[0]
-    stable, variable, atoken = (to_checksum_address(a) for a in (data[9], data[10], data[8]))
     calls = []
     if rules.stable_debt and _is_contract(stable):
         calls.append(Call(stable, _total_supply.encode(), _total_supply.decode))
     calls.append(Call(variable, _total_supply.encode(), _total_supply.decode))
-    if rules.virtual_balance and math.decode_reserve_configuration(bitmap).virtual_accounting:
+    if rules.virtual_balance and virtual_accounting:
         get = _pool["getVirtualUnderlyingBalance"]
         calls.append(Call(pool, get.encode(asset), get.decode))
     else:
@@ -850,46 +912,55 @@ def _load_categories(
     ids = [cid for cid in category_ids if cid not in categories]
     if not ids:
         return None
+    fresh = _parse_categories(rules, ids, (yield _category_calls(pool, rules, ids)))
+    categories.update(fresh)
+    sourced = [c for c in fresh.values() if c.has_price_source]
+    if sourced:
+        prices = yield [_emode_price_call(oracle, c.price_source) for c in sourced]
+        emode_prices.update({c.id: int(p) for c, p in zip(sourced, prices, strict=True)})
+    return None
+
+
+def _category_names(rules: AaveRules) -> list[str]:
     if not rules.emode_bitmaps:
-        raw_list = yield [
-            Call(
-                pool, _pool["getEModeCategoryData"].encode(c), _pool["getEModeCategoryData"].decode
-            )
-            for c in ids
-        ]
-        for cid, raw in zip(ids, raw_list, strict=True):
-            ltv, lt, bonus, source, label = raw if len(raw) == 5 else raw[0]
-            categories[cid] = math.EModeCategory(
-                cid, ltv, lt, bonus, to_checksum_address(source), label
-            )
-        sourced = [categories[c] for c in ids if categories[c].has_price_source]
-        if sourced:
-            prices = yield [
-                Call(
-                    oracle,
-                    _oracle["getAssetPrice"].encode(c.price_source),
-                    _oracle["getAssetPrice"].decode,
-                )
-                for c in sourced
-            ]
-            emode_prices.update({c.id: int(p) for c, p in zip(sourced, prices, strict=True)})
-        return None
-    names = [
+        return ["getEModeCategoryData"]
+    return [
         "getEModeCategoryCollateralConfig",
         "getEModeCategoryLabel",
         "getEModeCategoryCollateralBitmap",
         "getEModeCategoryBorrowableBitmap",
     ] + (["getEModeCategoryLtvzeroBitmap"] if rules.ltvzero_bitmap else [])
-    results = yield [
+
+
+def _category_calls(pool: str, rules: AaveRules, ids: list[int]) -> list[Call]:
+    """The reads of these eMode categories, `len(_category_names(rules))` per category."""
+    return [
         Call(pool, _pool[n].encode(c), _pool[n].decode, allow_failure=n == "getEModeCategoryLabel")
         for c in ids
-        for n in names
+        for n in _category_names(rules)
     ]
-    k = len(names)
+
+
+def _emode_price_call(oracle: str, source: str) -> Call:
+    return Call(oracle, _oracle["getAssetPrice"].encode(source), _oracle["getAssetPrice"].decode)
+
+
+def _parse_categories(
+    rules: AaveRules, ids: list[int], results: list[Any]
+) -> dict[int, math.EModeCategory]:
+    """The categories from the results of `_category_calls`."""
+    out: dict[int, math.EModeCategory] = {}
+    k = len(_category_names(rules))
     for i, cid in enumerate(ids):
-        config, label, collateral, borrowable, *ltvzero = results[k * i : k * i + k]
+        values = results[k * i : k * i + k]
+        if not rules.emode_bitmaps:
+            raw = values[0]
+            ltv, lt, bonus, source, label = raw if len(raw) == 5 else raw[0]
+            out[cid] = math.EModeCategory(cid, ltv, lt, bonus, to_checksum_address(source), label)
+            continue
+        config, label, collateral, borrowable, *ltvzero = values
         ltv, lt, bonus = config[0] if isinstance(config[0], tuple) else config
-        categories[cid] = math.EModeCategory(
+        out[cid] = math.EModeCategory(
             cid,
             int(ltv),
             int(lt),
@@ -899,7 +970,7 @@ def _load_categories(
             borrowable_bitmap=int(borrowable),
             ltvzero_bitmap=int(ltvzero[0]) if ltvzero else 0,
         )
-    return None
+    return out
 
 
 def _decode_user_config(data: bytes) -> int:

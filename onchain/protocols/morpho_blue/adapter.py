@@ -17,7 +17,7 @@ verdict is the contract's own (`math` mirrors `_accrueInterest`, `_isHealthy`, `
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from eth_abi import decode
@@ -116,6 +116,8 @@ class MorphoState:
     version: str = math.MORPHO_BLUE_VERSION
     # account -> ids of the markets its discovery logs name (filled while discovering)
     account_markets: dict[str, set[str]] = field(default_factory=dict, compare=False)
+    # who receives the fee's supply shares when interest accrues (no event names it then)
+    fee_recipient: str | None = field(default=None, compare=False)
 
     @property
     def priced_markets(self) -> tuple[MorphoMarket, ...]:
@@ -183,6 +185,68 @@ def _decode_symbol(data: bytes) -> str | None:
         return text.decode("ascii", errors="ignore") or None
 
 
+def _valued_market(
+    market_id: str,
+    params: tuple[str, str, str, str, int],
+    stored: math.Market,
+    price: Any,
+    rate: Any,
+    meta: dict[str, tuple[Any, Any]],
+    block: BlockRef,
+    wanted: str | None,
+) -> MorphoMarket:
+    """One market at `block`: stored state accrued off-chain with the IRM's rate, valued at the
+    oracle price; a reverting oracle or IRM is the market's `problem` (an error when the market
+    was asked for by id)."""
+    loan, collateral, oracle, irm, lltv = params
+    has_irm = bool(int(irm, 16))
+    problem = None
+    if price is None:
+        problem = f"oracle {oracle} reverts"
+    elif has_irm and rate is None:
+        problem = f"IRM {irm} reverts"
+    if problem and wanted is not None:
+        raise NotAMarket(
+            f"Morpho Blue market {market_id}: {problem} at block {block.number}, so its "
+            "positions cannot be valued (nor liquidated on-chain)"
+        )
+    accrued = math.accrue_interest(
+        stored, int(rate) if has_irm and rate is not None else None, block.timestamp
+    ).market
+    loan_symbol, loan_decimals = meta[loan]
+    coll_symbol, coll_decimals = meta[collateral]
+    return MorphoMarket(
+        id=market_id,
+        loan_token=loan,
+        collateral_token=collateral,
+        oracle=oracle,
+        irm=irm,
+        lltv=lltv,
+        loan_symbol=loan_symbol or loan[:10],
+        loan_decimals=int(loan_decimals) if loan_decimals is not None else 18,
+        collateral_symbol=coll_symbol or collateral[:10],
+        collateral_decimals=int(coll_decimals) if coll_decimals is not None else 18,
+        stored=stored,
+        borrow_rate=int(rate) if rate is not None else None,
+        accrued=accrued,
+        price=int(price) if price is not None else None,
+        problem=problem,
+    )
+
+
+@dataclass(frozen=True)
+class MorphoPositionState:
+    """What Morpho keeps for one (market, account): `position(id, account)`. Only the market's
+    events naming the account change it, so positions are recomputed exactly from it and the
+    market's totals and oracle price at any later block."""
+
+    market_id: str
+    account: str
+    supply_shares: int
+    borrow_shares: int
+    collateral: int
+
+
 class MorphoBlueAdapter:
     """Morpho Blue (immutable core, one version): markets by id inside one deployment."""
 
@@ -239,11 +303,10 @@ class MorphoBlueAdapter:
                 for i in ids
             ]
             stored_by_id = dict(zip(ids, stored_list, strict=True))
-        return (
-            yield from self._plan_valuation(
-                market, morpho, wanted, params_by_id, stored_by_id, block
-            )
+        state: MorphoState = yield from self._plan_valuation(
+            market, morpho, wanted, params_by_id, stored_by_id, block
         )
+        return replace(state, fee_recipient=to_checksum_address(fee_recipient))
 
     def _plan_valuation(
         self,
@@ -259,7 +322,7 @@ class MorphoBlueAdapter:
         tokens = sorted({t for i in ids for t in params_by_id[i][:2]})
         calls: list[Call] = []
         for i in ids:
-            loan, collateral, oracle, irm, lltv = params_by_id[i]
+            _loan, _collateral, oracle, irm, _lltv = params_by_id[i]
             calls.append(Call(oracle, _price.encode(), _price.decode, allow_failure=True))
             if int(irm, 16):
                 stored = stored_by_id[i]
@@ -281,46 +344,10 @@ class MorphoBlueAdapter:
             rate = next(results) if int(params_by_id[i][3], 16) else None
             priced[i] = (price, rate)
         meta = {t: (next(results), next(results)) for t in tokens}
-        markets = []
-        for i in ids:
-            loan, collateral, oracle, irm, lltv = params_by_id[i]
-            price, rate = priced[i]
-            has_irm = bool(int(irm, 16))
-            problem = None
-            if price is None:
-                problem = f"oracle {oracle} reverts"
-            elif has_irm and rate is None:
-                problem = f"IRM {irm} reverts"
-            if problem and wanted is not None:
-                raise NotAMarket(
-                    f"Morpho Blue market {i}: {problem} at block {block.number}, so its positions "
-                    "cannot be valued (nor liquidated on-chain)"
-                )
-            stored = stored_by_id[i]
-            accrued = math.accrue_interest(
-                stored, int(rate) if has_irm and rate is not None else None, block.timestamp
-            ).market
-            loan_symbol, loan_decimals = meta[loan]
-            coll_symbol, coll_decimals = meta[collateral]
-            markets.append(
-                MorphoMarket(
-                    id=i,
-                    loan_token=loan,
-                    collateral_token=collateral,
-                    oracle=oracle,
-                    irm=irm,
-                    lltv=lltv,
-                    loan_symbol=loan_symbol or loan[:10],
-                    loan_decimals=int(loan_decimals) if loan_decimals is not None else 18,
-                    collateral_symbol=coll_symbol or collateral[:10],
-                    collateral_decimals=int(coll_decimals) if coll_decimals is not None else 18,
-                    stored=stored,
-                    borrow_rate=int(rate) if rate is not None else None,
-                    accrued=accrued,
-                    price=int(price) if price is not None else None,
-                    problem=problem,
-                )
-            )
+        markets = [
+            _valued_market(i, params_by_id[i], stored_by_id[i], *priced[i], meta, block, wanted)
+            for i in ids
+        ]
         return MorphoState(
             morpho=morpho,
             block=block,
@@ -355,18 +382,50 @@ class MorphoBlueAdapter:
     def plan_positions(
         self, market_state: MorphoState, accounts: list[str], block: BlockRef
     ) -> ReadPlan:
-        markets = market_state.priced_markets
+        states = yield from self.plan_account_states(
+            market_state, accounts, block, market_state.priced_markets
+        )
+        return self.positions_from_states(market_state, states, block)
+
+    def plan_account_states(
+        self,
+        market_state: MorphoState,
+        accounts: list[str],
+        block: BlockRef,
+        markets: tuple[MorphoMarket, ...] | None = None,
+    ) -> ReadPlan:
+        """`position(id, account)` of each account in each market its discovery logs name (all
+        markets, or `markets`, when none are noted): what Morpho keeps per position."""
         pairs: list[tuple[MorphoMarket, str]] = []
         for account in accounts:
             account = to_checksum_address(account)
             used = market_state.account_markets.get(account)
-            pairs += [(m, account) for m in markets if used is None or m.id in used]
+            pairs += [
+                (m, account)
+                for m in (market_state.markets if markets is None else markets)
+                if used is None or m.id in used
+            ]
         raw = yield [_position_call(market_state.morpho, m.id, a) for m, a in pairs]
+        return [
+            MorphoPositionState(m.id, account, supply, borrow, collateral)
+            for (m, account), (supply, borrow, collateral) in zip(pairs, raw, strict=True)
+        ]
+
+    def positions_from_states(
+        self, market_state: MorphoState, states: list[MorphoPositionState], block: BlockRef
+    ) -> list[Position]:
+        """The positions (with collateral or debt) of kept states in priced markets the
+        account's discovery logs name, valued at the market state's block."""
+        priced = {m.id: m for m in market_state.priced_markets}
         positions = []
-        for (m, account), (_supply, borrow_shares, collateral) in zip(pairs, raw, strict=True):
-            if borrow_shares or collateral:
+        for s in states:
+            m = priced.get(s.market_id)
+            used = market_state.account_markets.get(s.account)
+            if m is None or (used is not None and m.id not in used):
+                continue
+            if s.borrow_shares or s.collateral:
                 positions.append(
-                    self.position(market_state, m, account, borrow_shares, collateral, block)
+                    self.position(market_state, m, s.account, s.borrow_shares, s.collateral, block)
                 )
         return positions
 
@@ -540,5 +599,6 @@ __all__ = [
     "ZERO_ID",
     "MorphoBlueAdapter",
     "MorphoMarket",
+    "MorphoPositionState",
     "MorphoState",
 ]
