@@ -21,6 +21,7 @@ from onchain.protocols.registry import get_adapter
 from onchain.rpc.client import BlockRef, RpcClient
 from onchain.store import crud
 from onchain.store.crud import Assessed, MarketInfo, WriteResult
+from onchain.store.leases import LeaseLost
 
 log = logging.getLogger("onchain.jobs.refresh")
 
@@ -127,7 +128,15 @@ def refresh_block(
     assessed, details, report = tier_block(ctx, client, market, block, positions, snapshot, counts)
     alerts = block_alerts(ctx, market, block, positions, assessed, report, counts)
     result = crud.write_snapshot(
-        ctx.store, market, block, positions, assessed, snapshot, details, alerts
+        ctx.store,
+        market,
+        block,
+        positions,
+        assessed,
+        snapshot,
+        details,
+        alerts,
+        guard=ctx.write_guard(market, block.number),
     )
     counts[f"blocks_{result.outcome}"] += 1
     counts["positions"] += result.positions
@@ -201,6 +210,8 @@ def refresh_market(ctx: JobContext, client: RpcClient, market: MarketInfo, count
         if ctx.stop.is_set():
             counts["stopped_early"] = 1
             return
+        if not ctx.holds(market):  # a worker gave the market back: its new holder goes on
+            return
         refresh_block(
             ctx,
             client,
@@ -214,7 +225,7 @@ def refresh_market(ctx: JobContext, client: RpcClient, market: MarketInfo, count
 
 def refresh_job(ctx: JobContext, counts: Counts) -> list[str]:
     errors = []
-    for market in ctx.markets:
+    for market in ctx.active_markets():
         if ctx.stop.is_set():
             break
         client = None
@@ -222,6 +233,11 @@ def refresh_job(ctx: JobContext, counts: Counts) -> list[str]:
             client = ctx.client(market)
             refresh_market(ctx, client, market, counts)
             counts["markets"] += 1
+        except LeaseLost as exc:  # another worker holds it now and carries on from its cursor
+            counts["leases_lost"] += 1
+            log.warning("%s: %s; block not written", market.name, exc)
+            if ctx.keeper is not None:
+                ctx.keeper.lost(market.id)
         except Exception as exc:  # one market failing must not stop the others
             errors.append(f"{market.name}: {one_line(exc)}")
         finally:
