@@ -11,8 +11,9 @@ import threading
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, event, text
 
 from onchain.errors import InputError
 from onchain.store import leases
@@ -156,12 +157,27 @@ class LeaseKeeper:
                 log.error("worker %s: could not give its leases back: %s", self.name, exc)
 
 
+def name_connections(store: Store, name: str) -> None:
+    """Every connection of this worker shows as `onchain worker NAME` in pg_stat_activity, so an
+    operator (or a test) sees which worker holds which transaction."""
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute(
+            "SELECT set_config('application_name', %s, false)", [f"onchain worker {name}"[:63]]
+        )
+        dbapi_connection.commit()
+
+    event.listen(store.engine, "connect", on_connect)
+    store.engine.dispose()  # connections opened before this point go
+
+
 @contextmanager
 def worker_session(store: Store, name: str) -> Iterator[Connection]:
     """The worker's session locks, held by one connection for the life of the process: its
     name (two processes never run as the same worker) and a shared hold on the run lock (a
     plain `onchain run` cannot start beside workers, nor workers beside it)."""
     check_worker_store(store, name)
+    name_connections(store, name)
     where = safe_url(store.engine.url)
     with store.engine.connect() as conn:
         if not conn.execute(
