@@ -60,6 +60,13 @@ class JobContext:
     def holds(self, market: MarketInfo) -> bool:
         return self.keeper is None or self.keeper.lease(market.id) is not None
 
+    def lease_guard(self, market: MarketInfo) -> Callable[[Connection], None] | None:
+        """For a worker: the lease check alone (reorg repairs: rewinding a cursor, dropping
+        blocks); None for one process."""
+        if self.keeper is None:
+            return None
+        return self.keeper.guard(market, 0, in_order=False)
+
     def write_guard(self, market: MarketInfo, number: int) -> Callable[[Connection], None] | None:
         """For a worker: the check a block's write runs first in its transaction (lease still
         ours; in each-block mode, the block follows the cursor). None for one process."""

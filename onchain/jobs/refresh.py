@@ -175,8 +175,10 @@ def refresh_market(ctx: JobContext, client: RpcClient, market: MarketInfo, count
         for kind in ("refresh", "discover"):
             cursor = crud.get_cursor(ctx.store, market.id, kind)
             if cursor is not None and cursor.block_number >= lowest:
-                crud.rewind_cursor(ctx.store, market.id, kind, lowest - 1)
-        crud.delete_snapshots_from(ctx.store, market.id, [n for n in orphaned if n > head.number])
+                crud.rewind_cursor(ctx.store, market.id, kind, lowest - 1, ctx.lease_guard(market))
+        crud.delete_snapshots_from(
+            ctx.store, market.id, [n for n in orphaned if n > head.number], ctx.lease_guard(market)
+        )
 
     if cfg.at == "each-block":
         cursor = crud.get_cursor(ctx.store, market.id, "refresh")

@@ -301,8 +301,16 @@ def _set_cursor(
         )
 
 
-def rewind_cursor(store: Store, market_id: int, kind: str, number: int) -> None:
+def rewind_cursor(
+    store: Store,
+    market_id: int,
+    kind: str,
+    number: int,
+    guard: Callable[[Connection], Any] | None = None,
+) -> None:
     with store.write() as conn:
+        if guard is not None:  # a worker's lease, re-checked in the transaction
+            guard(conn)
         _set_cursor(conn, market_id, kind, number, None, forward_only=False)
 
 
@@ -589,11 +597,18 @@ def _exact(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def delete_snapshots_from(store: Store, market_id: int, block_numbers: Sequence[int]) -> int:
+def delete_snapshots_from(
+    store: Store,
+    market_id: int,
+    block_numbers: Sequence[int],
+    guard: Callable[[Connection], Any] | None = None,
+) -> int:
     """Drop a market's snapshots at these heights (blocks that no longer exist after a reorg)."""
     if not block_numbers:
         return 0
     with store.write() as conn:
+        if guard is not None:
+            guard(conn)
         ids = [
             r[0]
             for r in conn.execute(
