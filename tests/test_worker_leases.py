@@ -15,8 +15,10 @@ import pytest
 from sqlalchemy import text
 
 from onchain.config import TierThresholds, load_config
+from onchain.errors import InputError
 from onchain.jobs.assess import assess
-from onchain.jobs.workers import LeaseKeeper
+from onchain.jobs.daemon import exclusive
+from onchain.jobs.workers import LeaseKeeper, worker_session
 from onchain.store import crud, leases
 from onchain.store.db import Store
 from tests.helpers.cli_support import assert_one_clear_error
@@ -188,3 +190,17 @@ def test_worker_on_sqlite_is_one_clear_error(tmp_path: Path) -> None:
     assert run_cli("db", "upgrade", "--db", db).returncode == 0
     done = run_cli("run", "--config", str(path), "--db", db, "--worker", "w1")
     assert_one_clear_error(done, "several workers need PostgreSQL")
+
+
+@PG
+def test_a_worker_name_runs_once_and_a_plain_daemon_never_beside_workers(store: Store) -> None:
+    def refused(session: Any, match: str) -> None:
+        with pytest.raises(InputError, match=match), session:
+            pass
+
+    with worker_session(store, "a"):
+        refused(worker_session(store, "a"), "worker 'a' is already running")
+        with worker_session(store, "b"):  # another name joins
+            refused(exclusive(store), "only workers")
+    with exclusive(store):  # all workers gone: a plain daemon may run, and then no worker
+        refused(worker_session(store, "c"), "without --worker")
