@@ -107,6 +107,12 @@ def tick(store: Store, name: str, market_ids: Sequence[int], lease_seconds: floa
         conn.execute(
             text(f"UPDATE workers SET heartbeat_at = {NOW} WHERE name = :name"), {"name": name}
         )
+        conn.execute(  # workers gone for a day, holding nothing, leave `status`
+            text(
+                f"DELETE FROM workers WHERE heartbeat_at < {NOW} - interval '1 day' "
+                "AND name NOT IN (SELECT holder FROM market_leases WHERE holder IS NOT NULL)"
+            )
+        )
         live = conn.execute(
             text(
                 "SELECT count(*) FROM workers WHERE heartbeat_at > "
