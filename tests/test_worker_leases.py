@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import text
 
 from onchain.config import TierThresholds, load_config
-from onchain.errors import InputError
+from onchain.errors import ConfigError, InputError
 from onchain.jobs.assess import assess
 from onchain.jobs.daemon import exclusive
 from onchain.jobs.workers import LeaseKeeper, worker_session
@@ -204,3 +204,20 @@ def test_a_worker_name_runs_once_and_a_plain_daemon_never_beside_workers(store: 
             refused(exclusive(store), "only workers")
     with exclusive(store):  # all workers gone: a plain daemon may run, and then no worker
         refused(worker_session(store, "c"), "without --worker")
+
+
+def test_daemon_lease_seconds_is_read_and_checked(tmp_path: Path) -> None:
+    base = '[chains.devnet]\nchain_id = 31337\nrpc_url = "http://127.0.0.1:1"\n'
+    path = tmp_path / "c.toml"
+    path.write_text(base)
+    assert load_config(path).daemon.lease_seconds == 30.0  # the default
+    path.write_text(base + "[daemon]\nlease_seconds = 7.5\n")
+    assert load_config(path).daemon.lease_seconds == 7.5
+    for bad, words in (
+        ("lease_seconds = 0", "'lease_seconds' must be a number >= 1"),
+        ('lease_seconds = "30"', "'lease_seconds' must be a number"),
+        ("lease_second = 30", "did you mean 'lease_seconds'"),
+    ):
+        path.write_text(base + f"[daemon]\n{bad}\n")
+        with pytest.raises(ConfigError, match=words):
+            load_config(path)
