@@ -17,6 +17,7 @@ from sqlalchemy import text
 from onchain.config import TierThresholds, load_config
 from onchain.errors import ConfigError, InputError
 from onchain.jobs.assess import assess
+from onchain.jobs.context import JobContext
 from onchain.jobs.daemon import exclusive
 from onchain.jobs.workers import LeaseKeeper, worker_session
 from onchain.store import crud, leases
@@ -221,3 +222,25 @@ def test_daemon_lease_seconds_is_read_and_checked(tmp_path: Path) -> None:
         path.write_text(base + f"[daemon]\n{bad}\n")
         with pytest.raises(ConfigError, match=words):
             load_config(path)
+
+
+@PG
+def test_what_a_worker_keeps_of_a_market_is_dropped_when_it_loses_or_retakes_it(
+    store: Store, tmp_path: Path
+) -> None:
+    ms = markets(store, tmp_path, 2)
+    keeper = start(store, "w", ms)
+    keeper.tick()
+    cfg = load_config(tmp_path / "workers.toml")
+    ctx = JobContext(cfg, store, ms, keeper=keeper)
+    assert [m.id for m in ctx.active_markets()] == [m.id for m in ms]
+    ctx.discovery_notes.update({m.id: f"notes of {m.name}" for m in ms})
+    ctx.active_markets()
+    assert len(ctx.discovery_notes) == 2  # still held under the same lease: kept
+    keeper.lost(ms[0].id)  # a write found the lease gone
+    assert [m.id for m in ctx.active_markets()] == [ms[1].id]
+    assert list(ctx.discovery_notes) == [ms[1].id]
+    with store.write() as conn:  # another worker held it meanwhile and gave it back
+        leases.release(conn, "w", [ms[1].id])
+    keeper.tick()  # both held again, under new epochs
+    assert len(ctx.active_markets()) == 2 and ctx.discovery_notes == {}

@@ -38,21 +38,28 @@ class JobContext:
     # market id -> the adapter's discovery notes (DiscoveryNotes), carried from block to block
     discovery_notes: dict[int, Any] = field(default_factory=dict)
     keeper: LeaseKeeper | None = None  # a worker's leases; None: one process, every market
-    # market id -> lease epoch the discovery notes were built under (a retaken market rebuilds)
+    # market id -> the lease epoch what `market_memory` keeps of it was built under
     notes_epoch: dict[int, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def market_memory(self) -> list[dict[int, Any]]:
+        """Everything kept in memory per market id between runs: a worker drops a market's
+        entries when it stops holding it, or holds it again under a new lease (another worker
+        moved it on meanwhile), so nothing stale is carried over."""
+        return [self.discovery_notes]
+
     def active_markets(self) -> list[MarketInfo]:
-        """The markets this process works on now: all of them, or a worker's leased ones. What
-        a worker kept in memory about a market it did not hold all along is dropped."""
+        """The markets this process works on now: all of them, or a worker's leased ones."""
         if self.keeper is None:
             return self.markets
         held = self.keeper.held()
         with self._lock:
-            for market_id in set(self.discovery_notes) | set(self.notes_epoch):
-                if self.notes_epoch.get(market_id) != held.get(market_id):
-                    self.discovery_notes.pop(market_id, None)
-                    self.notes_epoch.pop(market_id, None)
+            for market_id in list(self.notes_epoch):
+                if self.notes_epoch[market_id] != held.get(market_id):
+                    del self.notes_epoch[market_id]
+            for memory in self.market_memory():
+                for market_id in [m for m in memory if m not in self.notes_epoch]:
+                    del memory[market_id]
             for market_id, epoch in held.items():
                 self.notes_epoch.setdefault(market_id, epoch)
         return [m for m in self.markets if m.id in held]
