@@ -16,6 +16,7 @@ from sqlalchemy import text
 
 from onchain.config import TierThresholds, load_config
 from onchain.errors import ConfigError, InputError
+from onchain.jobs import metrics
 from onchain.jobs.assess import assess
 from onchain.jobs.context import JobContext
 from onchain.jobs.daemon import exclusive
@@ -98,8 +99,17 @@ def test_a_new_worker_gets_its_fair_share_from_a_busy_one(store: Store, tmp_path
     assert len(a.tick().held) == N_MARKETS  # alone: every market
     b, c = start(store, "b", ms), start(store, "c", ms)
     assert b.tick().taken == []  # nothing free yet: a's leases are live
+    released = metrics.REGISTRY.get_sample_value(
+        "onchain_daemon_lease_changes_total", {"change": "released"}
+    )
     first = a.tick()  # three live workers: a keeps its share and gives the rest back
     assert first.share == 2 and len(first.released) == N_MARKETS - 2
+    assert (
+        metrics.REGISTRY.get_sample_value(
+            "onchain_daemon_lease_changes_total", {"change": "released"}
+        )
+        == (released or 0) + N_MARKETS - 2
+    )
     assert len(b.tick().taken) == 2 and len(c.tick().taken) == 2
     shares = [set(k.held()) for k in (a, b, c)]
     assert sorted(len(s) for s in shares) == [2, 2, 2]

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, event, text
 
 from onchain.errors import InputError
+from onchain.jobs import metrics
 from onchain.store import leases
 from onchain.store.crud import MarketInfo
 from onchain.store.db import Store, safe_url
@@ -112,6 +113,11 @@ class LeaseKeeper:
             log.warning(
                 "worker %s lost %s to another worker", self.name, ", ".join(names[m] for m in lost)
             )
+        metrics.record_leases(
+            [names[m] for m in result.held],
+            [names[m] for m in gone],
+            {"taken": len(result.taken), "released": len(result.released), "lost": len(lost)},
+        )
         self._try_deliver_lock()
         return result
 
