@@ -31,7 +31,7 @@ from onchain.rpc import redact_url
 from onchain.store import crud
 from onchain.store.db import Store, make_engine, open_store, parse_db_url, upgrade
 from tests.helpers.aave_oracle import UINT256_MAX, pool_account_data
-from tests.helpers.daemon_support import ONCHAIN, Daemon, upgrade_db, wait_for
+from tests.helpers.daemon_support import ONCHAIN, Daemon, Mover, upgrade_db, wait_for
 
 BORROWERS = 300
 KILLS = 5  # per database: 10 kill -9s in all
@@ -49,27 +49,6 @@ def write_config(tmp_path: Path, info: DevnetInfo, db_url: str, every_s: float =
         "[jobs.prune]\nenabled = false\n"
     )
     return path
-
-
-class Mover:
-    """Moves the devnet: a random walk of WETH and WBTC prices, a new price every few blocks."""
-
-    def __init__(self, info: DevnetInfo, seed: int) -> None:
-        self.info = info
-        self.chain = DevChain(info.rpc_url)
-        self.rng = random.Random(seed)
-        self.prices = {"WETH": 3000.0, "WBTC": 60000.0}
-        self.n = 0
-
-    def step(self) -> int:
-        if self.n % 3 == 0:
-            for symbol in self.prices:
-                self.prices[symbol] *= 1 + self.rng.uniform(-0.04, 0.035)
-            set_prices(self.info.rpc_url, self.info.aave, self.prices)  # mines one block
-        else:
-            self.chain.mine(1)
-        self.n += 1
-        return self.chain.block_number()
 
 
 def stored_snapshots(store: Store) -> list[Any]:

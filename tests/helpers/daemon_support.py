@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import signal
 import subprocess
 import sys
@@ -9,6 +10,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from onchain.devnet.build import DevnetInfo
+from onchain.devnet.chain import DevChain
+from onchain.devnet.control import set_prices
 
 ONCHAIN = [str(Path(sys.executable).with_name("onchain"))]
 
@@ -61,3 +66,24 @@ def upgrade_db(config: Path) -> None:
         [*ONCHAIN, "db", "upgrade", "--config", str(config)], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
+
+
+class Mover:
+    """Moves the devnet: a random walk of WETH and WBTC prices, a new price every few blocks."""
+
+    def __init__(self, info: DevnetInfo, seed: int) -> None:
+        self.info = info
+        self.chain = DevChain(info.rpc_url)
+        self.rng = random.Random(seed)
+        self.prices = {"WETH": 3000.0, "WBTC": 60000.0}
+        self.n = 0
+
+    def step(self) -> int:
+        if self.n % 3 == 0:
+            for symbol in self.prices:
+                self.prices[symbol] *= 1 + self.rng.uniform(-0.04, 0.035)
+            set_prices(self.info.rpc_url, self.info.aave, self.prices)  # mines one block
+        else:
+            self.chain.mine(1)
+        self.n += 1
+        return self.chain.block_number()

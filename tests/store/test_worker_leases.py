@@ -25,7 +25,7 @@ from onchain.store import crud, leases
 from onchain.store.db import Store
 from tests.helpers.cli_support import assert_one_clear_error
 from tests.helpers.cli_support import run as run_cli
-from tests.test_store import account, block, counts, market_snapshot, position
+from tests.helpers.store_rows import account, block, counts, market_snapshot, position
 
 PG = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # leases: PostgreSQL
 WAD = 10**18

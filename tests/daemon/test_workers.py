@@ -24,7 +24,7 @@ from onchain.devnet.chain import DevChain
 from onchain.store import crud
 from onchain.store.db import Store, open_store
 from tests.helpers.aave_oracle import UINT256_MAX, pool_account_data
-from tests.test_daemon import ONCHAIN, Mover, upgrade_db, wait_for
+from tests.helpers.daemon_support import ONCHAIN, Mover, upgrade_db, wait_for
 
 pytestmark = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 LEASE_S = 3.0
