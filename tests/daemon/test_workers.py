@@ -9,7 +9,6 @@ the Pool's getUserAccountData, and `onchain status` shows the workers and their 
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -20,11 +19,9 @@ import pytest
 from sqlalchemy import func, select
 
 from onchain.devnet.build import DevnetInfo
-from onchain.devnet.chain import DevChain
 from onchain.store import crud
 from onchain.store.db import Store, open_store
-from tests.helpers.aave_oracle import UINT256_MAX, pool_account_data
-from tests.helpers.daemon_support import ONCHAIN, Mover, upgrade_db, wait_for
+from tests.helpers.daemon_support import ONCHAIN, Daemon, Mover, assert_exact, upgrade_db, wait_for
 
 pytestmark = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 LEASE_S = 3.0
@@ -59,31 +56,12 @@ def write_config(tmp_path: Path, info: DevnetInfo, db_url: str) -> Path:
     return path
 
 
-class Worker:
-    """`onchain run --worker NAME` in its own process; its log is printed on failure."""
+class Worker(Daemon):
+    """`onchain run --worker NAME` in its own process, with its own log."""
 
     def __init__(self, config: Path, name: str) -> None:
         self.name = name
-        self.log = config.with_name(f"{name}.log")
-        with self.log.open("a") as log:
-            self.process = subprocess.Popen(
-                [*ONCHAIN, "run", "--config", str(config), "--worker", name],
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
-
-    def kill9(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=60)
-
-    def ensure_dead(self) -> None:
-        if self.process.poll() is None:
-            self.kill9()
+        super().__init__(config, "--worker", name, log=config.with_name(f"{name}.log"))
 
 
 def pg(db_url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -158,32 +136,6 @@ def assert_every_block_once_and_complete(store: Store, head: int) -> dict[str, l
     return out
 
 
-def assert_aave_exact(store: Store, info: DevnetInfo, blocks: list[int]) -> None:
-    """The Aave V3.0.2 positions equal Pool.getUserAccountData at their block."""
-    p = crud.T_POSITIONS
-    chain = DevChain(info.rpc_url)
-    for number in blocks:
-        with store.read() as conn:
-            rows = conn.execute(
-                select(
-                    crud.T_ACCOUNTS.c.address,
-                    p.c.total_collateral_base,
-                    p.c.total_debt_base,
-                    p.c.available_borrows_base,
-                    p.c.liquidation_threshold_bps,
-                    p.c.ltv_bps,
-                    p.c.health_factor,
-                )
-                .join(crud.T_ACCOUNTS, crud.T_ACCOUNTS.c.id == p.c.account_id)
-                .join(crud.T_MARKETS, crud.T_MARKETS.c.id == p.c.market_id)
-                .where((p.c.block_number == number) & (crud.T_MARKETS.c.name == "aave-3.0"))
-                .order_by(crud.T_ACCOUNTS.c.address)
-            ).all()
-        truth = pool_account_data(chain, info.aave.pool, [r[0] for r in rows], number)
-        ours = [(*r[1:6], UINT256_MAX if r[6] is None else r[6]) for r in rows]
-        assert len(rows) == len(info.borrowers) and ours == truth, f"block {number} differs"
-
-
 def move(mover: Mover, blocks: int, pause_s: float = 0.4) -> int:
     head = 0
     for _ in range(blocks):
@@ -247,7 +199,7 @@ def test_three_workers_share_six_markets_and_survive_two_kill_9s_mid_write(
         assert all(m["expires_at"] for w in shown.values() for m in w["markets"])
         for w in workers.values():
             if w.process.poll() is None:
-                assert w.stop() == 0, w.log.read_text()[-3000:]
+                assert w.stop(60) == 0, w.log.read_text()[-3000:]
     except BaseException:
         for w in workers.values():
             print(f"--- {w.name} ---\n{w.log.read_text()[-4000:]}")
@@ -257,7 +209,7 @@ def test_three_workers_share_six_markets_and_survive_two_kill_9s_mid_write(
             w.ensure_dead()
     numbers = assert_every_block_once_and_complete(store, head)
     aave = numbers["aave-3.0"]
-    assert_aave_exact(store, devnet, [aave[0], aave[len(aave) // 2], head])
+    assert_exact(store, devnet, [aave[0], aave[len(aave) // 2], head], "aave-3.0")
     assert pg(db_url, "SELECT count(*) FROM market_leases WHERE holder IS NOT NULL") == [(0,)]
     epochs = [e for (e,) in pg(db_url, "SELECT epoch FROM market_leases")]
     assert sum(epochs) >= N_MARKETS + 4  # takeovers: at least two markets per kill
