@@ -37,6 +37,7 @@ from onchain.store.db import (
     safe_url,
     upgrade,
 )
+from onchain.store.leases import WorkerStatus, worker_statuses
 
 out = console(pipe_width=160)
 err = console(stderr=True)
@@ -191,14 +192,21 @@ def run_cmd(
             help="serve this process's Prometheus counters on http://127.0.0.1:PORT/metrics",
         ),
     ] = None,
+    worker: Annotated[
+        str | None,
+        typer.Option(
+            "--worker",
+            help="run as the worker NAME, sharing the markets with the other workers of the "
+            "same PostgreSQL database (leases; see README)",
+        ),
+    ] = None,
 ) -> None:
     """The scheduler daemon: discover, refresh, assess, prune until SIGINT/SIGTERM.
 
     Every run is recorded (see `onchain status`); a restart resumes from the stored cursors."""
-    from onchain.jobs.context import JobContext
-    from onchain.jobs.daemon import exclusive, run_daemon, run_once
+    from onchain.jobs.daemon import job_context, run_daemon, run_once
+    from onchain.jobs.workers import check_worker_store
     from onchain.protocols.registry import get_adapter
-    from onchain.store import crud
 
     unknown = sorted(set(job or []) - set(JOB_NAMES))
     if unknown:
@@ -228,6 +236,12 @@ def run_cmd(
             RpcClient(urls, timeout_s=10.0, expected_chain_id=chain.chain_id).chain_id()
     db_url = resolve_db_url(db, cfg)
     store = open_store(db_url)
+    if worker is not None:
+        try:
+            check_worker_store(store, worker)  # SQLite: one process, no workers (exit 2)
+        except InputError:
+            store.close()
+            raise
     if metrics_port is not None:
         from onchain.jobs.metrics import serve_metrics
 
@@ -247,13 +261,11 @@ def run_cmd(
     logging.getLogger("apscheduler").setLevel(logging.DEBUG if level <= logging.DEBUG else 40)
     _quiet_alembic()
     try:
-        with exclusive(store):
-            markets = crud.sync_markets(store, cfg, names)
-            ctx = JobContext(cfg, store, markets)
+        with job_context(store, cfg, names, worker) as ctx:
             if once:
                 outcomes = run_once(ctx, job)
                 err.print(", ".join(f"{k}: {v}" for k, v in outcomes.items()), highlight=False)
-                if any(v != "ok" for v in outcomes.values()):
+                if any(v not in ("ok", "skipped") for v in outcomes.values()):
                     sys.exit(1)  # a job failed: cron and scripts must see it
                 return
             run_daemon(ctx, job)
@@ -314,6 +326,29 @@ def _outcome(outcome: str) -> str:
     return f"[{style}]{outcome}[/]"
 
 
+def _expires(value: datetime | None) -> str:
+    if value is None:
+        return "-"
+    ahead = (value - datetime.now(UTC)).total_seconds()
+    return f"in {ahead:.0f}s" if ahead >= 0 else f"expired {-ahead:.0f}s ago"
+
+
+def _worker_json(w: WorkerStatus) -> dict[str, Any]:
+    return {
+        "worker": w.name,
+        "live": w.live,
+        "host": w.host,
+        "pid": w.pid,
+        "started_at": w.started_at.isoformat(),
+        "heartbeat_at": w.heartbeat_at.isoformat(),
+        "lease_seconds": w.lease_seconds,
+        "markets": [
+            {"market": name, "epoch": epoch, "expires_at": at.isoformat() if at else None}
+            for name, epoch, at in w.markets
+        ],
+    }
+
+
 def _run_json(run: queries.RunRow) -> dict[str, Any]:
     return {
         "id": run.id,
@@ -348,6 +383,7 @@ def status_cmd(
         jobs = queries.job_summaries(store)
         markets = queries.market_statuses(store)
         recent = queries.recent_runs(store, runs)
+        workers = worker_statuses(store)
     if as_json:
         print(
             strict_json(
@@ -379,6 +415,7 @@ def status_cmd(
                         }
                         for m in markets
                     ],
+                    "workers": [_worker_json(w) for w in workers],
                     "endpoints": _endpoints(jobs),
                     "recent_runs": [_run_json(r) for r in recent],
                 },
@@ -420,6 +457,18 @@ def status_cmd(
                 f"block {m.newest_block}, written {_when(m.newest_taken_at)}"
                 if m.newest_block is not None
                 else "-",
+            )
+        out.print(table)
+    if workers:
+        table = Table(title="workers")
+        for col in ("worker", "host/pid", "heartbeat", "markets (lease expires)"):
+            table.add_column(col)
+        for w in workers:
+            table.add_row(
+                w.name if w.live else f"[red]{escape(w.name)} (gone)[/]",
+                f"{w.host}/{w.pid}",
+                _when(w.heartbeat_at),
+                "\n".join(f"{name} ({_expires(at)})" for name, _epoch, at in w.markets) or "-",
             )
         out.print(table)
     endpoints = _endpoints(jobs)

@@ -76,6 +76,7 @@ class Config:
     # [risk.tiers] when the file has it: health factors below which a position is at least
     # CRITICAL / HIGH / WATCH whatever its probability (scan, watch and the daemon honour it)
     health_floors: TierThresholds | None = None
+    daemon: DaemonConfig = field(default_factory=lambda: DaemonConfig())  # [daemon]
 
     def market(self, name: str) -> MarketConfig:
         if name not in self.markets:
@@ -164,6 +165,7 @@ def load_config(path: str | Path) -> Config:
         risk_settings=settings,
         alerts=alerts,
         health_floors=floors,
+        daemon=_daemon(raw, path),
     )
 
 
@@ -275,6 +277,21 @@ class JobsConfig:
     # sends the alerts outbox (onchain.alerts); on by default where [alerts] has rules
     deliver: JobConfig = field(default_factory=lambda: JobConfig(enabled=False, every_s=2.0))
     markets: tuple[str, ...] | None = None  # None: every market in the config
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    """[daemon]: `lease_seconds` is how long a worker (`run --worker`) holds a market without
+    renewing it: a worker that dies loses its markets to the others within about that time."""
+
+    lease_seconds: float = 30.0
+
+
+def _daemon(raw: dict[str, Any], path: Path) -> DaemonConfig:
+    where = f"{path} [daemon]"
+    table = _section(raw, "daemon", str(path))
+    _only(table, {"lease_seconds"}, where)
+    return DaemonConfig(lease_seconds=_number(table, "lease_seconds", 30.0, where, minimum=1))
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """What every job run gets: the config, the store, the markets it covers, a stop flag, and a
 fresh RPC client per chain (clients are not thread-safe and jobs run in parallel threads).
+A worker (`run --worker`) works only on the markets its lease keeper holds.
 The clients of one chain share its endpoints for the daemon's whole life, so an endpoint set
 aside by one run stays aside for the next, and each run records the endpoints' health."""
 
@@ -7,11 +8,15 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import Connection
+
 from onchain.config import Config
 from onchain.errors import ConfigError
+from onchain.jobs.workers import LeaseKeeper
 from onchain.protocols.base import MarketRef
 from onchain.rpc.client import RpcClient
 from onchain.rpc.endpoints import Budget, EndpointSet
@@ -34,7 +39,50 @@ class JobContext:
     discovery_notes: dict[int, Any] = field(default_factory=dict)
     # market id -> its MarketRefresher (onchain.app.incremental): kept state, block to block
     refreshers: dict[int, Any] = field(default_factory=dict)
+    keeper: LeaseKeeper | None = None  # a worker's leases; None: one process, every market
+    # market id -> the lease epoch what `market_memory` keeps of it was built under
+    notes_epoch: dict[int, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def market_memory(self) -> list[dict[int, Any]]:
+        """Everything kept in memory per market id between runs: a worker drops a market's
+        entries when it stops holding it, or holds it again under a new lease (another worker
+        moved it on meanwhile), so nothing stale is carried over."""
+        return [self.discovery_notes, self.refreshers]
+
+    def active_markets(self) -> list[MarketInfo]:
+        """The markets this process works on now: all of them, or a worker's leased ones."""
+        if self.keeper is None:
+            return self.markets
+        held = self.keeper.held()
+        with self._lock:
+            for market_id in list(self.notes_epoch):
+                if self.notes_epoch[market_id] != held.get(market_id):
+                    del self.notes_epoch[market_id]
+            for memory in self.market_memory():
+                for market_id in [m for m in memory if m not in self.notes_epoch]:
+                    del memory[market_id]
+            for market_id, epoch in held.items():
+                self.notes_epoch.setdefault(market_id, epoch)
+        return [m for m in self.markets if m.id in held]
+
+    def holds(self, market: MarketInfo) -> bool:
+        return self.keeper is None or self.keeper.lease(market.id) is not None
+
+    def lease_guard(self, market: MarketInfo) -> Callable[[Connection], None] | None:
+        """For a worker: the lease check alone (reorg repairs: rewinding a cursor, dropping
+        blocks); None for one process."""
+        if self.keeper is None:
+            return None
+        return self.keeper.guard(market, 0, in_order=False)
+
+    def write_guard(self, market: MarketInfo, number: int) -> Callable[[Connection], None] | None:
+        """For a worker: the check a block's write runs first in its transaction (lease still
+        ours; in each-block mode, the block follows the cursor). None for one process."""
+        if self.keeper is None:
+            return None
+        in_order = self.config.jobs.refresh.at == "each-block"
+        return self.keeper.guard(market, number, in_order=in_order)
 
     def endpoints(self, market: MarketInfo) -> EndpointSet:
         chain = self.config.chains[market.chain_name]

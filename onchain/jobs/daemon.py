@@ -10,7 +10,6 @@ import os
 import signal
 import threading
 import time
-import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,12 +19,14 @@ from types import FrameType
 from typing import Any
 
 from onchain.alerts.delivery import deliver_job
+from onchain.config import Config
 from onchain.errors import InputError
 from onchain.jobs import metrics
 from onchain.jobs.context import Counts, JobContext
 from onchain.jobs.discover import discover_job, one_line
 from onchain.jobs.maintenance import assess_job, prune_job
 from onchain.jobs.refresh import refresh_job
+from onchain.jobs.workers import RUN_LOCK, LeaseKeeper, worker_session
 from onchain.store import crud
 from onchain.store.db import Store, safe_url
 
@@ -43,6 +44,8 @@ JOBS: dict[str, JobFn] = {
 
 def run_recorded(ctx: JobContext, name: str) -> str:
     """Run one job and record it: start, end, outcome (ok, error, interrupted), counts."""
+    if name == "deliver" and ctx.keeper is not None and not ctx.keeper.delivers:
+        return "skipped"  # another worker sends the outbox
     counts: Counts = Counter()
     started = time.monotonic()
     try:
@@ -117,12 +120,13 @@ def run_backing_off(ctx: JobContext, name: str, backoff: Backoff) -> str:
 
 @contextmanager
 def exclusive(store: Store) -> Iterator[None]:
-    """One `onchain run` per database: a second one would write the same blocks and move the
-    same cursors. SQLite: an flock on a file beside the database; PostgreSQL: an advisory lock
-    held by one connection for the life of the process."""
+    """One single-process `onchain run` per database: a second one would write the same blocks
+    and move the same cursors. SQLite: an flock on a file beside the database; PostgreSQL: an
+    advisory lock held by one connection for the life of the process (workers hold it shared,
+    so neither starts beside the other)."""
     refused = InputError(
-        f"another `onchain run` is using the database {safe_url(store.engine.url)}: "
-        "stop it first (one daemon per database)"
+        f"another `onchain run` (or `onchain run --worker`) is using the database "
+        f"{safe_url(store.engine.url)}: stop it first (one daemon per database, or only workers)"
     )
     if store.engine.dialect.name == "sqlite":
         import fcntl
@@ -141,7 +145,7 @@ def exclusive(store: Store) -> Iterator[None]:
         return
     from sqlalchemy import text
 
-    key = zlib.crc32(b"onchain run")
+    key = RUN_LOCK
     with store.engine.connect() as conn:
         if not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
             raise refused
@@ -151,6 +155,24 @@ def exclusive(store: Store) -> Iterator[None]:
         finally:
             conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
             conn.commit()
+
+
+@contextmanager
+def job_context(
+    store: Store, config: Config, names: list[str], worker: str | None = None
+) -> Iterator[JobContext]:
+    """The context the jobs run in, for the life of the run: one process alone (exclusive), or
+    the worker `worker` holding its session locks and keeping its leases, given back at the end."""
+    if worker is None:
+        with exclusive(store):
+            yield JobContext(config, store, crud.sync_markets(store, config, names))
+        return
+    with worker_session(store, worker) as session:
+        markets = crud.sync_markets(store, config, names)
+        keeper = LeaseKeeper(store, worker, markets, config.daemon.lease_seconds, session)
+        ctx = JobContext(config, store, markets, keeper=keeper)
+        with keeper.running(ctx.stop):
+            yield ctx
 
 
 def enabled_jobs(ctx: JobContext, only: list[str] | None = None) -> list[str]:
@@ -211,9 +233,10 @@ def run_daemon(ctx: JobContext, only: list[str] | None = None) -> None:
         signal.signal(signal.SIGTERM, _stop)
     scheduler.start()
     log.info(
-        "running %s for %d market(s); store %s",
+        "running %s for %d market(s)%s; store %s",
         ", ".join(f"{n} every {getattr(ctx.config.jobs, n).every_s:g}s" for n in names),
         len(ctx.markets),
+        f" as worker {ctx.keeper.name}" if ctx.keeper is not None else "",
         ctx.store.url,
     )
     try:

@@ -87,7 +87,7 @@ def discover_job(ctx: JobContext, counts: Counts) -> list[str]:
     """Every market: discover up to the latest block (a safe block when refresh waits for
     confirmations). Returns the errors, one line per market that failed."""
     errors = []
-    for market in ctx.markets:
+    for market in ctx.active_markets():
         if ctx.stop.is_set():
             break
         try:

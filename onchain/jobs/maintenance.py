@@ -19,7 +19,7 @@ def assess_job(ctx: JobContext, counts: Counts) -> list[str]:
     health-factor fallback (or written before it) are re-tiered with the configured thresholds,
     which catches threshold changes."""
     errors = []
-    for market in ctx.markets:
+    for market in ctx.active_markets():
         try:
             latest = crud.latest_health(ctx.store, market.id)
             if latest is None:
@@ -43,7 +43,7 @@ def prune_job(ctx: JobContext, counts: Counts) -> list[str]:
     """Retention: full resolution for `full_days`, then one snapshot per `downsample_s`."""
     cfg = ctx.config.jobs.prune
     errors = []
-    for market in ctx.markets:
+    for market in ctx.active_markets():
         if ctx.stop.is_set():
             break
         try:

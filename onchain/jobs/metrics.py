@@ -48,6 +48,27 @@ def record_reconciliation(market: str, repairs: int) -> None:
     RECONCILE_REPAIRS.labels(market).inc(repairs)
 
 
+LEASED = Gauge(
+    "onchain_daemon_leased", "1 where this worker (run --worker) holds the market's lease",
+    ["market"], registry=REGISTRY,
+)  # fmt: skip
+LEASE_CHANGES = Counter(
+    "onchain_daemon_lease_changes", "Markets this worker took, gave back or lost to another",
+    ["change"], registry=REGISTRY,
+)  # fmt: skip
+
+
+def record_leases(held: list[str], released: list[str], changes: dict[str, int]) -> None:
+    """A worker's leases after a tick: held markets 1, given-back or lost ones 0."""
+    for market in held:
+        LEASED.labels(market).set(1)
+    for market in released:
+        LEASED.labels(market).set(0)
+    for change, n in changes.items():
+        if n:
+            LEASE_CHANGES.labels(change).inc(n)
+
+
 def record_run(job: str, outcome: str, seconds: float) -> None:
     JOB_RUNS.labels(job, outcome).inc()
     JOB_SECONDS.labels(job).observe(seconds)

@@ -21,6 +21,7 @@ from onchain.protocols.registry import get_incremental
 from onchain.rpc.client import BlockRef, RpcClient
 from onchain.store import crud
 from onchain.store.crud import Assessed, MarketInfo, WriteResult
+from onchain.store.leases import LeaseLost
 
 log = logging.getLogger("onchain.jobs.refresh")
 
@@ -165,7 +166,15 @@ def refresh_block(
     assessed, details = tier_block(ctx, client, market, block, positions, snapshot, counts)
     alerts = block_alerts(ctx, market, block, positions, assessed, counts)
     result = crud.write_snapshot(
-        ctx.store, market, block, positions, assessed, snapshot, details, alerts
+        ctx.store,
+        market,
+        block,
+        positions,
+        assessed,
+        snapshot,
+        details,
+        alerts,
+        guard=ctx.write_guard(market, block.number),
     )
     counts[f"blocks_{result.outcome}"] += 1
     counts["positions"] += result.positions
@@ -204,8 +213,10 @@ def refresh_market(ctx: JobContext, client: RpcClient, market: MarketInfo, count
         for kind in ("refresh", "discover"):
             cursor = crud.get_cursor(ctx.store, market.id, kind)
             if cursor is not None and cursor.block_number >= lowest:
-                crud.rewind_cursor(ctx.store, market.id, kind, lowest - 1)
-        crud.delete_snapshots_from(ctx.store, market.id, [n for n in orphaned if n > head.number])
+                crud.rewind_cursor(ctx.store, market.id, kind, lowest - 1, ctx.lease_guard(market))
+        crud.delete_snapshots_from(
+            ctx.store, market.id, [n for n in orphaned if n > head.number], ctx.lease_guard(market)
+        )
 
     if cfg.at == "each-block":
         cursor = crud.get_cursor(ctx.store, market.id, "refresh")
@@ -243,6 +254,8 @@ def refresh_market(ctx: JobContext, client: RpcClient, market: MarketInfo, count
         if ctx.stop.is_set():
             counts["stopped_early"] = 1
             return
+        if not ctx.holds(market):  # a worker gave the market back: its new holder goes on
+            return
         refresh_block(
             ctx,
             client,
@@ -256,7 +269,7 @@ def refresh_market(ctx: JobContext, client: RpcClient, market: MarketInfo, count
 
 def refresh_job(ctx: JobContext, counts: Counts) -> list[str]:
     errors = []
-    for market in ctx.markets:
+    for market in ctx.active_markets():
         if ctx.stop.is_set():
             break
         client = None
@@ -264,6 +277,11 @@ def refresh_job(ctx: JobContext, counts: Counts) -> list[str]:
             client = ctx.client(market)
             refresh_market(ctx, client, market, counts)
             counts["markets"] += 1
+        except LeaseLost as exc:  # another worker holds it now and carries on from its cursor
+            counts["leases_lost"] += 1
+            log.warning("%s: %s; block not written", market.name, exc)
+            if ctx.keeper is not None:
+                ctx.keeper.lost(market.id)
         except Exception as exc:  # one market failing must not stop the others
             errors.append(f"{market.name}: {one_line(exc)}")
         finally:

@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # a value the refresh hands over; the store never builds one
 
 WAD = 10**18
 IN_CHUNK = 900  # values per IN (...) list: below SQLite's old 999-variable limit
+SYNC_MARKETS_LOCK = 0x6F6E6D6B  # PostgreSQL advisory lock key: one sync_markets at a time
 COPY_MIN_ROWS = 200  # PostgreSQL: COPY beats INSERT from about this many rows
 
 T_CHAINS = cast(Table, m.Chain.__table__)
@@ -103,6 +104,8 @@ def sync_markets(store: Store, config: Any, names: Iterable[str] | None = None) 
     wanted = list(names) if names is not None else list(config.markets)
     out: list[MarketInfo] = []
     with store.write() as conn:
+        if conn.dialect.name == "postgresql":  # workers starting together register one by one
+            conn.execute(select(func.pg_advisory_xact_lock(SYNC_MARKETS_LOCK)))
         for name in wanted:
             mc = config.market(name)
             chain = config.chains[mc.chain]
@@ -301,8 +304,16 @@ def _set_cursor(
         )
 
 
-def rewind_cursor(store: Store, market_id: int, kind: str, number: int) -> None:
+def rewind_cursor(
+    store: Store,
+    market_id: int,
+    kind: str,
+    number: int,
+    guard: Callable[[Connection], Any] | None = None,
+) -> None:
     with store.write() as conn:
+        if guard is not None:  # a worker's lease, re-checked in the transaction
+            guard(conn)
         _set_cursor(conn, market_id, kind, number, None, forward_only=False)
 
 
@@ -434,6 +445,7 @@ def write_snapshot(
     market_snapshot: MarketSnapshot | None,
     details: Mapping[str, Any] | None = None,
     in_transaction: Callable[[Connection], Any] | None = None,
+    guard: Callable[[Connection], Any] | None = None,
 ) -> WriteResult:
     """All of block B's rows for one market, in ONE transaction, or none of them.
 
@@ -442,10 +454,13 @@ def write_snapshot(
     transaction, so after a crash it never points past what is stored. `details` adds to the
     snapshot header's details (e.g. how the block's risk tiers were computed).
     `in_transaction` runs last, inside the same transaction (the alerts outbox: a block is
-    stored with the alerts it caused, or neither is)."""
+    stored with the alerts it caused, or neither is). `guard` runs first, inside the same
+    transaction, and raises to write nothing (a worker whose lease is gone: onchain.store.leases)."""
     if len(assessed) != len(positions):
         raise ValueError("one assessment per position")
     with store.write() as conn:
+        if guard is not None:
+            guard(conn)
         existing = conn.execute(
             select(T_SNAPSHOTS.c.id, T_SNAPSHOTS.c.block_hash).where(
                 (T_SNAPSHOTS.c.market_id == market.id)
@@ -586,11 +601,18 @@ def _exact(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def delete_snapshots_from(store: Store, market_id: int, block_numbers: Sequence[int]) -> int:
+def delete_snapshots_from(
+    store: Store,
+    market_id: int,
+    block_numbers: Sequence[int],
+    guard: Callable[[Connection], Any] | None = None,
+) -> int:
     """Drop a market's snapshots at these heights (blocks that no longer exist after a reorg)."""
     if not block_numbers:
         return 0
     with store.write() as conn:
+        if guard is not None:
+            guard(conn)
         ids = [
             r[0]
             for r in conn.execute(

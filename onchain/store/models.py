@@ -356,3 +356,33 @@ class AlertRuleState(Base):
     last_fired_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     observed: Mapped[dict[str, Any]] = mapped_column(Json)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Worker(Base):
+    """One `onchain run --worker NAME` process: alive while `heartbeat_at` is younger than its
+    `lease_seconds`; the live workers share the markets between them."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    lease_seconds: Mapped[float] = mapped_column(Double)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class MarketLease(Base):
+    """Which worker refreshes a market, until when. `epoch` grows at every takeover: a write
+    checks holder and epoch in its own transaction, so a worker that lost the market cannot
+    write it. The market's progress is its refresh cursor (`cursors`), moved with each block."""
+
+    __tablename__ = "market_leases"
+
+    market_id: Mapped[int] = mapped_column(
+        ForeignKey("markets.id"), primary_key=True, autoincrement=False
+    )
+    holder: Mapped[str | None] = mapped_column(String(64), index=True)
+    epoch: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    acquired_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

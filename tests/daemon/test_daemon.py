@@ -30,8 +30,14 @@ from onchain.jobs.refresh import refresh_job
 from onchain.rpc import redact_url
 from onchain.store import crud
 from onchain.store.db import Store, make_engine, open_store, parse_db_url, upgrade
-from tests.helpers.aave_oracle import UINT256_MAX, pool_account_data
-from tests.helpers.daemon_support import ONCHAIN, Daemon, upgrade_db, wait_for
+from tests.helpers.daemon_support import (
+    ONCHAIN,
+    Daemon,
+    Mover,
+    assert_exact,
+    upgrade_db,
+    wait_for,
+)
 
 BORROWERS = 300
 KILLS = 5  # per database: 10 kill -9s in all
@@ -49,27 +55,6 @@ def write_config(tmp_path: Path, info: DevnetInfo, db_url: str, every_s: float =
         "[jobs.prune]\nenabled = false\n"
     )
     return path
-
-
-class Mover:
-    """Moves the devnet: a random walk of WETH and WBTC prices, a new price every few blocks."""
-
-    def __init__(self, info: DevnetInfo, seed: int) -> None:
-        self.info = info
-        self.chain = DevChain(info.rpc_url)
-        self.rng = random.Random(seed)
-        self.prices = {"WETH": 3000.0, "WBTC": 60000.0}
-        self.n = 0
-
-    def step(self) -> int:
-        if self.n % 3 == 0:
-            for symbol in self.prices:
-                self.prices[symbol] *= 1 + self.rng.uniform(-0.04, 0.035)
-            set_prices(self.info.rpc_url, self.info.aave, self.prices)  # mines one block
-        else:
-            self.chain.mine(1)
-        self.n += 1
-        return self.chain.block_number()
 
 
 def stored_snapshots(store: Store) -> list[Any]:
@@ -119,34 +104,6 @@ def assert_consistent(store: Store) -> list[Any]:
             snapshots[-1].block_hash,
         )
     return snapshots
-
-
-def assert_exact(store: Store, info: DevnetInfo, blocks: list[int]) -> None:
-    """Every stored position equals Pool.getUserAccountData at its block, all six fields."""
-    chain = DevChain(info.rpc_url)
-    p = crud.T_POSITIONS
-    for number in blocks:
-        with store.read() as conn:
-            rows = conn.execute(
-                select(
-                    crud.T_ACCOUNTS.c.address,
-                    p.c.total_collateral_base,
-                    p.c.total_debt_base,
-                    p.c.available_borrows_base,
-                    p.c.liquidation_threshold_bps,
-                    p.c.ltv_bps,
-                    p.c.health_factor,
-                    p.c.liquidatable,
-                )
-                .join(crud.T_ACCOUNTS, crud.T_ACCOUNTS.c.id == p.c.account_id)
-                .where(p.c.block_number == number)
-                .order_by(crud.T_ACCOUNTS.c.address)
-            ).all()
-        assert len(rows) == BORROWERS
-        truth = pool_account_data(chain, info.aave.pool, [r[0] for r in rows], number)
-        ours = [(*r[1:6], UINT256_MAX if r[6] is None else r[6]) for r in rows]
-        assert ours == truth, f"block {number} differs from getUserAccountData"
-        assert [r[7] for r in rows] == [t[5] < 10**18 for t in truth]
 
 
 def assert_reserves_match_the_chain(store: Store, info: DevnetInfo, number: int) -> None:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import func, select
+
 from onchain.protocols.base import AssetPosition, MarketSnapshot, Position, ReserveSnapshot
 from onchain.rpc.client import BlockRef
+from onchain.store import crud
+from onchain.store.db import Store
 
 WAD = 10**18
 MARKET = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
@@ -77,3 +81,11 @@ def market_snapshot() -> MarketSnapshot:
             ),
         ),
     )
+
+
+def counts(store: Store) -> dict[str, int]:
+    with store.read() as conn:
+        return {
+            t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
+            for t in (crud.T_SNAPSHOTS, crud.T_POSITIONS, crud.T_ASSET_POSITIONS, crud.T_RESERVES)
+        }

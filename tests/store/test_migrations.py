@@ -40,6 +40,8 @@ TABLES = {
     "alert_deliveries",
     "alert_attempts",
     "alert_rule_state",
+    "workers",
+    "market_leases",
 }
 
 

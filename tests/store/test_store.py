@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 
 from onchain.config import TierThresholds, load_config
 from onchain.errors import ConfigError
@@ -26,6 +26,7 @@ from tests.helpers.store_rows import (
     WAD,
     account,
     block,
+    counts,
     market_snapshot,
     position,
 )
@@ -48,14 +49,6 @@ def market_of(store: Store, tmp_path: Path) -> crud.MarketInfo:
 def write(store: Store, market: crud.MarketInfo, blk: BlockRef, positions: list[Position]) -> str:
     assessed = assess(positions, TierThresholds())
     return crud.write_snapshot(store, market, blk, positions, assessed, market_snapshot()).outcome
-
-
-def counts(store: Store) -> dict[str, int]:
-    with store.read() as conn:
-        return {
-            t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
-            for t in (crud.T_SNAPSHOTS, crud.T_POSITIONS, crud.T_ASSET_POSITIONS, crud.T_RESERVES)
-        }
 
 
 def test_uint256_round_trips_exactly_and_refuses_what_does_not_fit(

@@ -16,7 +16,7 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
-from onchain.abi import event
+from onchain.rpc.abi import event
 from onchain.protocols.base import MarketRef, Position, ReadPlan, indexed_addresses
 from onchain.protocols.morpho_blue import math
 from onchain.protocols.morpho_blue.adapter import (
