@@ -16,7 +16,6 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
-from onchain.rpc.abi import event
 from onchain.protocols.base import MarketRef, Position, ReadPlan, indexed_addresses
 from onchain.protocols.morpho_blue import math
 from onchain.protocols.morpho_blue.adapter import (
@@ -31,6 +30,7 @@ from onchain.protocols.morpho_blue.adapter import (
     _price,
     _valued_market,
 )
+from onchain.rpc.abi import event
 from onchain.rpc.calls import Call
 from onchain.rpc.client import BlockRef
 from onchain.rpc.logs import Log
