@@ -883,6 +883,13 @@ def is_liquidatable(health_factor: int) -> bool:
     return _uint(health_factor, "health_factor") < HEALTH_FACTOR_LIQUIDATION_THRESHOLD
 
 
+def liquidation_grace_running(grace_until: int, block_timestamp: int) -> bool:
+    """ValidationLogic.validateLiquidationCall (3.1+): a call seizing or repaying this reserve
+    reverts ``LiquidationGraceSentinelCheckFailed`` unless its ``liquidationGracePeriodUntil <
+    block.timestamp`` (set by PoolConfigurator ``setReservePause(asset, false, gracePeriod)``)."""
+    return _uint(grace_until, "grace_until") >= _uint(block_timestamp, "block_timestamp")
+
+
 def liquidation_configuration(
     user_emode_category: int,
     emode: EModeCategory | None,
