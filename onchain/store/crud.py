@@ -47,6 +47,8 @@ T_POSITIONS = cast(Table, m.PositionSnapshot.__table__)
 T_ASSET_POSITIONS = cast(Table, m.AssetPosition.__table__)
 T_JOB_RUNS = cast(Table, m.JobRun.__table__)
 T_ALERTS = cast(Table, m.Alert.__table__)
+T_ALERT_OUTBOX = cast(Table, m.AlertOutbox.__table__)
+T_ALERT_DELIVERIES = cast(Table, m.AlertDelivery.__table__)
 
 
 def utcnow() -> datetime:
