@@ -150,6 +150,8 @@ class LiquidationQuote:
     limited_by: str = ""
     call_args: dict[str, int] = field(default_factory=dict)
     gas_units: int = 0  # typical gas of the protocol's liquidation call
+    # why the amounts may not be the protocol's to the unit ("" when they are)
+    caveat: str = ""
 
 
 def fields_from_details(details: Mapping[str, Any]) -> dict[str, Any]:

@@ -37,6 +37,12 @@ ABI = "aave_v3"
 # gas of one Pool.liquidationCall (receiveAToken=false), measured on the devnet (3.0.2; 3.6 uses
 # 340-370k): tests/test_targets.py and test_targets_aave36.py check real calls stay near it
 LIQUIDATION_GAS = 400_000
+# GHO on Ethereum: its debt token had the stkAAVE interest discount until the 3.4 upgrade
+GHO_TOKENS = frozenset({"0x40d16fc0246ad3160ccc09b8d0d3a2cd28ae6c2f"})
+GHO_CAVEAT = (
+    "GHO debt before Aave 3.3: the Pool repays up to the discounted GhoVariableDebtToken."
+    "balanceOf, which can be below this quote's debt (the health factor is exact)"
+)
 
 _provider = {
     n: function(ABI, "PoolAddressesProvider", n)
@@ -638,7 +644,14 @@ class AaveV3Adapter:
             limited_by=limited_by,
             call_args={"debt_to_cover": cover},  # the Pool repays `debt_to_cover_raw` of it
             gas_units=LIQUIDATION_GAS,
+            caveat=GHO_CAVEAT if gho_discount_applies(rules, debt_r.asset) else "",
         )
+
+
+def gho_discount_applies(rules: AaveRules, debt_asset: str) -> bool:
+    """Whether a liquidation repaying this asset takes its cap from GHO's discounted balanceOf
+    (`math.gho_variable_debt_balance`), which the adapter does not read: the quote is flagged."""
+    return rules.liquidation_debt_balance_of and debt_asset.lower() in GHO_TOKENS
 
 
 def pair_refusal(
