@@ -32,7 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from onchain.rpc.endpoints import redact_url
 from onchain.store import api_queries as Q
-from onchain.store.crud import T_ALERT_DELIVERIES, T_ALERT_OUTBOX, T_ALERTS, T_JOB_RUNS
+from onchain.store.crud import T_ALERT_DELIVERIES, T_ALERT_OUTBOX, T_JOB_RUNS
 from onchain.store.db import Store
 from onchain.store.models import TIERS
 
@@ -237,16 +237,22 @@ def channel_metrics(store: Store) -> Iterator[Metric]:
 
 
 def alert_metrics(store: Store) -> Iterator[Metric]:
-    a = T_ALERTS
+    """Alerts the rules queued in the outbox, by tier (digests have none), and how many still
+    wait for a channel."""
+    o, d = T_ALERT_OUTBOX, T_ALERT_DELIVERIES
     recorded = CounterMetricFamily(
-        "onchain_alerts_recorded", "Tier changes recorded as alerts", labels=["tier"]
+        "onchain_alerts_recorded", "Alerts queued in the outbox, by tier", labels=["tier"]
     )
     with store.read() as conn:
-        for tier, n in conn.execute(select(a.c.tier, func.count()).group_by(a.c.tier)):
-            recorded.add_metric([tier], int(n))
-        pending = conn.execute(select(func.count()).where(a.c.delivered_at.is_(None))).scalar_one()
+        for tier, n in conn.execute(select(o.c.tier, func.count()).group_by(o.c.tier)):
+            recorded.add_metric([tier or "none"], int(n))
+        pending = conn.execute(
+            select(func.count(func.distinct(d.c.outbox_id))).where(d.c.state == "pending")
+        ).scalar_one()
     yield recorded
-    undelivered = GaugeMetricFamily("onchain_alerts_undelivered", "Alerts not delivered yet")
+    undelivered = GaugeMetricFamily(
+        "onchain_alerts_undelivered", "Alerts with a delivery still pending on some channel"
+    )
     undelivered.add_metric([], int(pending))
     yield undelivered
 
