@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any
 
@@ -78,6 +79,13 @@ class LiquidationHold:
     reason: str
     until: int | None = None
     assets: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """In words: "liquidation grace period until 2026-12-06 05:00:00 UTC", "reserve paused"."""
+        if self.reason == "grace_period" and self.until is not None:
+            ends = datetime.fromtimestamp(self.until, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            return f"liquidation grace period until {ends}"
+        return f"reserve {self.reason}"
 
     def as_json(self) -> dict[str, Any]:
         return {"reason": self.reason, "until": self.until, "assets": list(self.assets)}

@@ -9,7 +9,6 @@ import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -201,11 +200,8 @@ def money(value_base: int, decimals: int) -> str:
 
 
 def hold_text(hold: LiquidationHold) -> str:
-    """Why the protocol refuses to liquidate now, as people read it."""
-    if hold.reason == "grace_period" and hold.until is not None:
-        ends = datetime.fromtimestamp(hold.until, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        return f"HELD: liquidation grace period until {ends}"
-    return f"HELD: reserve {hold.reason}"
+    """Why the protocol refuses to liquidate now, as a status."""
+    return f"HELD: {hold.describe()}"
 
 
 def status_text(position: Position) -> str:

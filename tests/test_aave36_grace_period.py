@@ -12,6 +12,7 @@ import pytest
 from onchain.app.pipeline import scan
 from onchain.devnet.build import DevnetInfo
 from onchain.devnet.chain import DEPLOYER, DevChain, calldata
+from onchain.jobs.assess import risk_assessed
 from onchain.output import position_json, status_text
 from onchain.protocols.aave_v3.adapter import AaveV3Adapter
 from onchain.protocols.base import MarketRef, Position
@@ -107,6 +108,12 @@ def test_grace_period_holds_exactly_while_the_pool_refuses(
         "assets": [debt_asset],
     }
     assert "grace period until" in status_text(held)
+    # the stored verdict: not LIQUIDATABLE whatever the screen says, and why
+    screened = {"tier": "LIQUIDATABLE", "reasons": ["HF_BELOW_1"], "liquidation_probability": 1.0,
+                "horizon_s": 3600.0}  # fmt: skip
+    verdict = risk_assessed(held, screened)
+    assert verdict.tier == "CRITICAL" and verdict.reasons[:2] == ["HF_BELOW_1", "LIQUIDATION_HELD"]
+    assert "not liquidatable now: liquidation grace period until" in verdict.reason
     assert quotes(AaveV3Adapter(), state, held) == []
     calls = _calls(state, held)
     assert simulate(chain, d.pool, calls, state.block.number) == (
