@@ -144,3 +144,42 @@ def test_grace_period_holds_exactly_while_the_pool_refuses(
     assert None in results and "LiquidationGraceSentinelCheckFailed" not in results
     assert quotes(AaveV3Adapter(), state, after)
     assert not _estimate_reverts(chain, d.pool, calls[results.index(None)])
+
+
+def test_a_grace_period_on_one_collateral_leaves_the_other_pairs(devnet: DevnetInfo) -> None:
+    """An account with two quotable collaterals stays liquidatable through the other one: the
+    quote of the held pair is gone exactly where the Pool refuses it."""
+    assert devnet.aave36 is not None
+    d = devnet.aave36
+    chain = DevChain(devnet.rpc_url)
+    state, positions = _scan(devnet)
+    adapter = AaveV3Adapter()
+    found = None
+    for p in positions.values():
+        if p.liquidatable:
+            by_collateral = {q.collateral_asset: q for q in quotes(adapter, state, p)}
+            if len(by_collateral) >= 2:
+                found = p, list(by_collateral.values())
+                break
+    assert found is not None, "no liquidatable account with two quotable collaterals"
+    position, (held_q, free_q, *_) = found
+    chain.send(
+        DEPLOYER,
+        d.pool_configurator,
+        calldata("setReservePause(address,bool,uint40)", held_q.collateral_asset, False, 600),
+        gas=300_000,
+    )
+    state, positions = _scan(devnet)
+    now = positions[position.account]
+    assert now.liquidatable and now.liquidation_hold is None
+    left = {(q.collateral_asset, q.debt_asset) for q in quotes(adapter, state, now)}
+    assert (held_q.collateral_asset, held_q.debt_asset) not in left
+    assert (free_q.collateral_asset, free_q.debt_asset) in left
+    calls = [
+        liquidation_call_data(q.collateral_asset, q.debt_asset, position.account, 2**256 - 1)
+        for q in (held_q, free_q)
+    ]
+    assert simulate(chain, d.pool, calls, state.block.number) == [
+        "LiquidationGraceSentinelCheckFailed",
+        None,
+    ]
