@@ -35,7 +35,7 @@ from onchain.rpc.logs import Log
 PROTOCOL = "aave-v3"
 ABI = "aave_v3"
 # gas of one Pool.liquidationCall (receiveAToken=false), measured on the devnet (3.0.2; 3.6 uses
-# 340-370k): tests/test_targets.py and test_targets_aave36.py check real calls stay near it
+# 340-370k): tests/cli/test_targets.py and test_targets_aave36.py check real calls stay near it
 LIQUIDATION_GAS = 400_000
 # GHO on Ethereum: its debt token had the stkAAVE interest discount until the 3.4 upgrade
 GHO_TOKENS = frozenset({"0x40d16fc0246ad3160ccc09b8d0d3a2cd28ae6c2f"})
