@@ -17,18 +17,18 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from onchain.alerts.delivery import deliver_all
 from onchain.config import load_config
-from onchain.devnet.anvil import Anvil
+from onchain.devnet.anvil import Anvil, free_port
 from onchain.rpc.client import RpcClient
 from onchain.rpc.endpoints import EndpointSet, redact_url
 from onchain.store import crud
 from onchain.store.db import Store
 from tests.helpers.alert_receiver import Receiver
+from tests.helpers.alerts_support import alerts_config, webhook, write_block
 from tests.helpers.fault_proxy import SECRET as URL_KEY
 from tests.helpers.fault_proxy import FaultProxy, Faults
-from tests.test_alerts import SECRET, alerts_config, webhook, write_block
-from tests.test_api import free_port
 
 ONCHAIN = [str(Path(sys.executable).with_name("onchain"))]
+SECRET = "metrics-test-secret"
 
 
 def scrape(db_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
