@@ -875,20 +875,25 @@ def devnet_cmd(
             except OSError as exc:
                 raise InputError(f"--write-config {write_config}: {exc.strerror}") from None
             err.print(f"wrote {write_config}")
-        print(json.dumps(info.to_json(), indent=1), flush=True)
         if keep_running:
-            err.print(f"serving on {info.rpc_url}; Ctrl-C stops it")
             import signal
 
             def stop(_signum: int, _frame: Any) -> None:
                 raise KeyboardInterrupt  # SIGTERM stops anvil too, like Ctrl-C
 
+            # SIGINT too, before anyone can read the URL and send it: a program started in the
+            # background (no job control) inherits SIGINT ignored, and Python leaves it so
+            signal.signal(signal.SIGINT, stop)
             signal.signal(signal.SIGTERM, stop)
-            try:
+        try:
+            print(json.dumps(info.to_json(), indent=1), flush=True)
+            if keep_running:
+                err.print(f"serving on {info.rpc_url}; Ctrl-C stops it")
                 while True:
                     time.sleep(3600)
-            except KeyboardInterrupt:
-                pass
+        except KeyboardInterrupt:
+            if not keep_running:
+                raise
 
 
 def _check_writable(path: Path, flag: str) -> None:

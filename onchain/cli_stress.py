@@ -220,11 +220,15 @@ def register(app: typer.Typer) -> None:
             stress_chosen,
             write_curve_chart,
         )
+        from onchain.risk.stress import MIN_CURVE_STEP_PCT
 
         custom = parse_drops(drop) if drop else None
         chosen = [custom] if custom is not None else select_scenarios(scenario or [])
-        if not (0 < curve_step <= curve_max <= 100):
-            raise InputError("--curve-step and --curve-max must satisfy 0 < step <= max <= 100")
+        if not (MIN_CURVE_STEP_PCT <= curve_step <= curve_max <= 100):
+            raise InputError(
+                f"--curve-step and --curve-max must satisfy {MIN_CURVE_STEP_PCT} <= step <= max"
+                f" <= 100 (percent), got step {curve_step:g}, max {curve_max:g}"
+            )
         if chart is not None:
             if chart.suffix.lower() != ".png":
                 raise InputError(f"--chart {chart}: expected a .png path")

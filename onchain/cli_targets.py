@@ -14,6 +14,7 @@ from rich.table import Table
 
 from onchain.app.targets import DEFAULT_FEE_TIERS, DEFAULT_SWAP_GAS, DexConfig, TargetSettings
 from onchain.errors import ConfigError, InputError
+from onchain.numbers import truncated
 from onchain.output import console, health_text, strict_json
 
 out = console(pipe_width=200)
@@ -259,7 +260,7 @@ def _print_table(result: Any, targets: list[Any], limit: int, url: str) -> None:
     for rank, t in enumerate(shown, 1):
         hf = "-" if t.health_factor is None else health_text(t.health_factor)
         if t.pending and t.health_factor_pending is not None:
-            hf += f"→{t.health_factor_pending:.4f}"
+            hf += f"→{truncated(t.health_factor_pending)}"
         unit = t.base_currency if t.base_currency != "USD" else "$"
         profit = f"{t.net_profit_base:,.2f} {unit}"
         table.add_row(

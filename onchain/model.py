@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any
 
@@ -77,6 +78,39 @@ class AssetPosition:
 
 
 @dataclass(frozen=True)
+class LiquidationHold:
+    """Why the protocol refuses every liquidation call a position below the threshold could take
+    at its block (so it is not liquidatable now). ``reason``: ``"grace_period"`` (a reserve's
+    liquidation grace period is running: Aave 3.1+), ``"paused"`` or ``"inactive"`` (a reserve).
+    ``until``: for a grace period, the last unix second the protocol refuses (calls in a block
+    with a later timestamp pass that check); None when no time ends the hold. ``assets``: the
+    reserves that hold it."""
+
+    reason: str
+    until: int | None = None
+    assets: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """In words: "liquidation grace period until 2026-12-06 05:00:00 UTC", "reserve paused"."""
+        if self.reason == "grace_period" and self.until is not None:
+            ends = datetime.fromtimestamp(self.until, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            return f"liquidation grace period until {ends}"
+        return f"reserve {self.reason}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {"reason": self.reason, "until": self.until, "assets": list(self.assets)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LiquidationHold:
+        until = data.get("until")
+        return cls(
+            reason=str(data["reason"]),
+            until=None if until is None else int(until),
+            assets=tuple(str(a) for a in data.get("assets") or ()),
+        )
+
+
+@dataclass(frozen=True)
 class Position:
     """An account's position in one market at one block; exact integers where the chain is exact."""
 
@@ -103,6 +137,8 @@ class Position:
     # a human name for the market when its address is not one (Morpho "wstETH/USDC 86%")
     market_label: str | None = None
     version: str | None = None  # the protocol release whose rules were applied
+    # below the threshold, but the protocol refuses every call now (liquidatable is then False)
+    liquidation_hold: LiquidationHold | None = None
 
     @property
     def has_debt(self) -> bool:
@@ -132,6 +168,8 @@ class LiquidationQuote:
     limited_by: str = ""
     call_args: dict[str, int] = field(default_factory=dict)
     gas_units: int = 0  # typical gas of the protocol's liquidation call
+    # why the amounts may not be the protocol's to the unit ("" when they are)
+    caveat: str = ""
 
 
 def fields_from_details(details: Mapping[str, Any]) -> dict[str, Any]:
@@ -149,6 +187,9 @@ def fields_from_details(details: Mapping[str, Any]) -> dict[str, Any]:
                 {str(k): float(v) for k, v in fee.items()} if isinstance(fee, Mapping) else {}
             ),
         )
+    hold = details.get("liquidation_hold")
+    if isinstance(hold, Mapping) and "reason" in hold:
+        out["liquidation_hold"] = LiquidationHold.from_json(hold)
     for name in ("base_currency", "market_label", "version"):
         value = details.get(name)
         if isinstance(value, str) and value:

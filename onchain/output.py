@@ -15,6 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from onchain.model import LiquidationHold
 from onchain.protocols.base import AssetPosition, Position
 from onchain.protocols.registry import DETAIL_COLUMNS
 
@@ -67,6 +68,9 @@ def position_json(position: Position) -> dict[str, Any]:
         "block_timestamp": position.block.timestamp,
         "health_factor": None if position.health_factor is None else str(position.health_factor),
         "liquidatable": position.liquidatable,
+        "liquidation_hold": (
+            None if position.liquidation_hold is None else position.liquidation_hold.as_json()
+        ),
         "total_collateral_base": str(position.total_collateral_base),
         "total_debt_base": str(position.total_debt_base),
         "available_borrows_base": str(position.available_borrows_base),
@@ -196,6 +200,20 @@ def money(value_base: int, decimals: int) -> str:
     return f"{value_base / 10**decimals:,.2f}"
 
 
+def hold_text(hold: LiquidationHold) -> str:
+    """Why the protocol refuses to liquidate now, as a status."""
+    return f"HELD: {hold.describe()}"
+
+
+def status_text(position: Position) -> str:
+    """LIQUIDATABLE, HELD (below the threshold, but the protocol refuses now), no debt or ok."""
+    if position.liquidatable:
+        return "LIQUIDATABLE"
+    if position.liquidation_hold is not None:
+        return hold_text(position.liquidation_hold)
+    return "no debt" if not position.has_debt else "ok"
+
+
 def health_style(position: Position) -> str:
     if position.liquidatable:
         return "bold red"
@@ -239,7 +257,7 @@ def positions_table(
         table.add_column(name, justify=justify, **_never_cut(name == "account"))  # type: ignore[arg-type]
     for i, p in enumerate(positions):
         unit = f" {p.base_currency}" if p.base_currency else ""
-        status = "LIQUIDATABLE" if p.liquidatable else ("no debt" if not p.has_debt else "ok")
+        status = status_text(p)
         extra_cells = []
         if risk is not None:
             extra_cells = [probability_text(risk[i]["liquidation_probability"])]
@@ -289,6 +307,7 @@ def breakdown_table(position: Position) -> Table:
         f"{position.account}  {position.protocol} {market_text(position)}  "
         f"health [{health_style(position)}]{health_text(position.health_factor)}[/]"
         f"{'  LIQUIDATABLE' if position.liquidatable else ''}"
+        f"{'  ' + hold_text(position.liquidation_hold) if position.liquidation_hold else ''}"
     )
     table = Table(title=title, title_justify="left")
     for name in ["asset", "collateral", "debt", "price", "LT", "liq. price", "move to liq."]:
@@ -371,7 +390,7 @@ def watch_table(
         move = None if main is None or liq is None else liq / main.price_base - 1
         if p.has_debt and main is not None and liq is None and not p.liquidatable:
             liq_text = f"none: {main.symbol} alone cannot liquidate it"
-        status = "LIQUIDATABLE" if p.liquidatable else ("no debt" if not p.has_debt else "ok")
+        status = status_text(p)
         table.add_row(
             *([p.account] if wallet_column else []),
             p.protocol,

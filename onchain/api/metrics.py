@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC
 from typing import Any
 
 from fastapi import FastAPI
@@ -29,8 +30,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from onchain.rpc.endpoints import redact_url
 from onchain.store import api_queries as Q
-from onchain.store.crud import T_ALERTS, T_JOB_RUNS
+from onchain.store.crud import T_ALERT_DELIVERIES, T_ALERT_OUTBOX, T_JOB_RUNS
 from onchain.store.db import Store
 from onchain.store.models import TIERS
 
@@ -131,17 +133,126 @@ def job_metrics(store: Store) -> Iterator[Metric]:
     yield lag
 
 
-def alert_metrics(store: Store) -> Iterator[Metric]:
-    a = T_ALERTS
-    recorded = CounterMetricFamily(
-        "onchain_alerts_recorded", "Tier changes recorded as alerts", labels=["tier"]
+def rpc_metrics(store: Store) -> Iterator[Metric]:
+    """Per RPC endpoint, as the newest discover/refresh run that used its chain left it
+    (job_runs.counts["rpc_endpoints"]): the daemon's cumulative counters since it started.
+    Labels carry the redacted URL only (`redact_url`, again here: never a key in a label)."""
+    labels = ["chain", "endpoint"]
+    requests = CounterMetricFamily(
+        "onchain_rpc_requests", "JSON-RPC requests sent to an endpoint", labels=labels
+    )
+    errors = CounterMetricFamily(
+        "onchain_rpc_errors",
+        "Failed requests to an endpoint by fault kind (silent, transient, behind, endpoint, "
+        "wrong_chain)",
+        labels=[*labels, "kind"],
+    )
+    latency = HistogramMetricFamily(
+        "onchain_rpc_request_duration_seconds",
+        "Wall time of requests to an endpoint, answered or not",
+        labels=labels,
+    )
+    up = GaugeMetricFamily(
+        "onchain_rpc_endpoint_up",
+        "1 when the endpoint is in use, 0 while it is set aside (or serves another chain)",
+        labels=labels,
+    )
+    for (chain, endpoint), health in _endpoint_health(store).items():
+        key = [chain, endpoint]
+        requests.add_metric(key, int(health.get("requests") or 0))
+        for kind, n in sorted((health.get("errors_by_kind") or {}).items()):
+            errors.add_metric([*key, str(kind)], int(n))
+        timing = health.get("latency_s")
+        if isinstance(timing, dict):
+            buckets = [(str(float(b)), int(n)) for b, n in timing.get("buckets") or []]
+            buckets.append(("+Inf", int(timing.get("count") or 0)))
+            latency.add_metric(key, buckets, float(timing.get("sum") or 0.0))
+        aside = health.get("set_aside_until")
+        up.add_metric(key, 0 if aside == "for good" or _ahead(aside) else 1)
+    yield from (requests, errors, latency, up)
+
+
+def _ahead(value: Any) -> bool:
+    return isinstance(value, (int, float)) and value > time.time()
+
+
+def _endpoint_health(store: Store) -> dict[tuple[str, str], dict[str, Any]]:
+    """(chain, redacted endpoint) -> the health the newest run that used that chain recorded."""
+    r = T_JOB_RUNS
+    newest = (
+        select(func.max(r.c.id))
+        .where(r.c.job.in_(("discover", "refresh")) & (r.c.outcome != "running"))
+        .group_by(r.c.job)
     )
     with store.read() as conn:
-        for tier, n in conn.execute(select(a.c.tier, func.count()).group_by(a.c.tier)):
-            recorded.add_metric([tier], int(n))
-        pending = conn.execute(select(func.count()).where(a.c.delivered_at.is_(None))).scalar_one()
+        rows = conn.execute(select(r.c.id, r.c.counts).where(r.c.id.in_(newest))).all()
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for _id, counts in sorted(rows, key=lambda row: row[0]):
+        chains = (counts or {}).get("rpc_endpoints")
+        if not isinstance(chains, dict):
+            continue
+        for chain, endpoints in chains.items():
+            for health in endpoints or []:
+                if isinstance(health, dict) and health.get("endpoint"):
+                    out[(str(chain), redact_url(str(health["endpoint"])))] = health
+    return out
+
+
+def channel_metrics(store: Store) -> Iterator[Metric]:
+    """Per alert channel, from the outbox's deliveries: delivered, failed for good, pending,
+    and the age of the oldest pending alert."""
+    d, o = T_ALERT_DELIVERIES, T_ALERT_OUTBOX
+    deliveries = CounterMetricFamily(
+        "onchain_alert_deliveries",
+        "Alert deliveries per channel by state (delivered, failed, pending)",
+        labels=["channel", "state"],
+    )
+    oldest = GaugeMetricFamily(
+        "onchain_alert_oldest_pending_age_seconds",
+        "Seconds since the oldest alert still pending on a channel was queued",
+        labels=["channel"],
+    )
+    now = time.time()
+    with store.read() as conn:
+        counts = conn.execute(
+            select(d.c.channel, d.c.state, func.count()).group_by(d.c.channel, d.c.state)
+        ).all()
+        ages = conn.execute(
+            select(d.c.channel, func.min(o.c.created_at))
+            .join(o, o.c.id == d.c.outbox_id)
+            .where(d.c.state == "pending")
+            .group_by(d.c.channel)
+        ).all()
+    seen: dict[str, dict[str, int]] = {}
+    for channel, state, n in counts:
+        seen.setdefault(channel, {})[state] = int(n)
+    for channel, states in sorted(seen.items()):
+        for state in sorted({"delivered", "failed", "pending", *states}):
+            deliveries.add_metric([channel, state], states.get(state, 0))
+    for channel, created in ages:
+        if created is not None:
+            when = created if created.tzinfo else created.replace(tzinfo=UTC)
+            oldest.add_metric([channel], max(0.0, now - when.timestamp()))
+    yield from (deliveries, oldest)
+
+
+def alert_metrics(store: Store) -> Iterator[Metric]:
+    """Alerts the rules queued in the outbox, by tier (digests have none), and how many still
+    wait for a channel."""
+    o, d = T_ALERT_OUTBOX, T_ALERT_DELIVERIES
+    recorded = CounterMetricFamily(
+        "onchain_alerts_recorded", "Alerts queued in the outbox, by tier", labels=["tier"]
+    )
+    with store.read() as conn:
+        for tier, n in conn.execute(select(o.c.tier, func.count()).group_by(o.c.tier)):
+            recorded.add_metric([tier or "none"], int(n))
+        pending = conn.execute(
+            select(func.count(func.distinct(d.c.outbox_id))).where(d.c.state == "pending")
+        ).scalar_one()
     yield recorded
-    undelivered = GaugeMetricFamily("onchain_alerts_undelivered", "Alerts not delivered yet")
+    undelivered = GaugeMetricFamily(
+        "onchain_alerts_undelivered", "Alerts with a delivery still pending on some channel"
+    )
     undelivered.add_metric([], int(pending))
     yield undelivered
 
@@ -156,7 +267,8 @@ class StoreCollector:
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("onchain_store_up", "1 when the store answered this scrape")
         ok = 1
-        for source in (book_metrics, job_metrics, alert_metrics, *STORE_METRICS):
+        sources = (book_metrics, job_metrics, alert_metrics, rpc_metrics, channel_metrics)
+        for source in (*sources, *STORE_METRICS):
             try:
                 yield from list(source(self.store))
             except SQLAlchemyError as exc:

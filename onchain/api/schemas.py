@@ -74,6 +74,11 @@ class PositionOut(BaseModel):
     block_timestamp: int
     health_factor: UintStr | None = Field(description="wad; null when there is no debt")
     liquidatable: bool
+    liquidation_hold: dict[str, Any] | None = Field(
+        None,
+        description="below 1 but the protocol refuses every call now: reason (grace_period, "
+        "paused, inactive), until (last refused unix second of a grace period), assets",
+    )
     total_collateral_base: UintStr
     total_debt_base: UintStr
     available_borrows_base: UintStr

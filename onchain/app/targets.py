@@ -151,6 +151,7 @@ class Target:
             "bad_debt_raw": str(q.bad_debt_raw),
             "bonus": q.bonus,
             "call_args": {k: str(v) for k, v in q.call_args.items()},
+            **({"caveat": q.caveat} if q.caveat else {}),
             "base_currency": self.base_currency,
             "base_currency_decimals": self.base_currency_decimals,
             "debt_to_cover_base": self.debt_to_cover_base,

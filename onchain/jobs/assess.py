@@ -109,6 +109,13 @@ def risk_assessed(
         if "HF_BELOW_1" not in codes:
             codes.insert(0, "HF_BELOW_1")
         text = f"liquidatable now: health factor {shown} < 1"
+    elif position.liquidation_hold is not None:  # below 1, but the protocol refuses for now
+        codes = ["HF_BELOW_1", "LIQUIDATION_HELD", *(c for c in codes if c != "HF_BELOW_1")]
+        tier = "CRITICAL"
+        text = (
+            f"health factor {shown} < 1, not liquidatable now: "
+            f"{position.liquidation_hold.describe()}"
+        )
     else:
         screened_below_1 = "HF_BELOW_1" in codes or tier == "LIQUIDATABLE"
         codes = [c for c in codes if c != "HF_BELOW_1"]  # the exact math says healthy

@@ -14,10 +14,10 @@ DAY_S = 86_400
 
 
 def assess_job(ctx: JobContext, counts: Counts) -> list[str]:
-    """Record an alert for every account of each market's newest snapshot whose tier changed
-    since its last alert. Tiers the risk module gave at refresh are kept; rows tiered by the
-    health-factor fallback (or written before it) are re-tiered with the configured thresholds,
-    which catches threshold changes."""
+    """Re-tier each market's newest snapshot: tiers the risk module gave at refresh are kept;
+    rows tiered by the health-factor fallback (or written before it) are re-tiered with the
+    configured thresholds, which catches threshold changes. It decides no alert: alerts are the
+    outbox's, written by the refresh in the snapshot's transaction (onchain.alerts.outbox)."""
     errors = []
     for market in ctx.active_markets():
         try:
@@ -26,14 +26,11 @@ def assess_job(ctx: JobContext, counts: Counts) -> list[str]:
                 continue
             snapshot_id, block_number, stored = latest
             assessed = assess_stored(stored, ctx.config.tiers)
-            changed, alerts = crud.apply_assessment(
-                ctx.store, market.id, snapshot_id, block_number, stored, assessed
-            )
+            changed = crud.apply_assessment(ctx.store, snapshot_id, stored, assessed)
             counts["positions"] += len(stored)
             counts["tiers_changed"] += changed
-            counts["alerts"] += alerts
-            if alerts:
-                log.info("%s block %d: %d tier change alert(s)", market.name, block_number, alerts)
+            if changed:
+                log.info("%s block %d: %d tier(s) re-assessed", market.name, block_number, changed)
         except Exception as exc:
             errors.append(f"{market.name}: {one_line(exc)}")
     return errors

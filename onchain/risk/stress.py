@@ -754,8 +754,19 @@ def run_scenarios(
     ]
 
 
+# the finest liquidation-curve step, in percent: at most 1,001 points over 0..100% (a finer
+# step only costs memory and time: a curve over the book is (points x positions))
+MIN_CURVE_STEP_PCT = 0.1
+
+
 def shock_grid(max_drop: float = 0.8, step: float = 0.05) -> FloatArray:
-    """Uniform drops 0, step, ..., max_drop."""
+    """Uniform drops 0, step, ..., max_drop (fractions); ValueError for a step under
+    MIN_CURVE_STEP_PCT or a max_drop outside (0, 1]."""
+    if not (0 < max_drop <= 1) or not (MIN_CURVE_STEP_PCT / 100 - 1e-12 <= step <= max_drop):
+        raise ValueError(
+            f"curve step {step:g} and max {max_drop:g} must satisfy "
+            f"{MIN_CURVE_STEP_PCT / 100:g} <= step <= max <= 1"
+        )
     return np.round(np.arange(0.0, max_drop + step / 2.0, step), 10)
 
 

@@ -360,7 +360,11 @@ class RpcClient:
                 retry_after = refused.retry_after
                 trouble.causes[endpoint.safe_url] = refused.cause
                 trouble.status = refused.http_status or trouble.status
-                endpoint.failed(refused.cause, set_aside=refused.kind in ("silent", "endpoint"))
+                endpoint.failed(
+                    refused.cause,
+                    set_aside=refused.kind in ("silent", "endpoint"),
+                    kind=refused.kind,
+                )
                 trouble.failures += 1
                 if refused.kind == "silent":
                     trouble.silent[id(endpoint)] = trouble.silent.get(id(endpoint), 0) + 1
@@ -381,7 +385,7 @@ class RpcClient:
             # Some items of a batch failed transiently: ask again for those alone.
             cause = pending[0].cause
             trouble.causes[endpoint.safe_url] = cause
-            endpoint.failed(cause)
+            endpoint.failed(cause, kind="behind" if all(p.behind for p in pending) else "transient")
             trouble.failures += 1
             if all(p.behind for p in pending):
                 if self._others(endpoint, trouble):
@@ -419,7 +423,7 @@ class RpcClient:
                         f"RPC endpoint {endpoint.safe_url} serves chain id {endpoint.chain_id}, "
                         f"expected {expected}"
                     )
-                    endpoint.failed(endpoint.wrong_chain, set_aside=True)
+                    endpoint.failed(endpoint.wrong_chain, set_aside=True, kind="wrong_chain")
                     raise ChainMismatch(endpoint.wrong_chain)
             self._checked.add(id(endpoint))
         several = len(self.endpoints.endpoints) > 1
@@ -455,14 +459,18 @@ class RpcClient:
         self.requests_sent += 1
         self.calls_sent += len(items)
         resp: requests.Response | None = None
+        sent_at = time.monotonic()
         if self.provider is not None:
             status, ok, body = 200, True, self._ask_provider(pending, ids, as_batch)
+            endpoint.observed(time.monotonic() - sent_at)
         else:
             try:
                 resp = self._session(endpoint).post(endpoint.url, data=data, timeout=self.timeout_s)
             except requests.RequestException as exc:
+                endpoint.observed(time.monotonic() - sent_at)
                 # Never show str(exc): requests puts the full URL (with any API key) in it.
                 raise _Refused("silent", _transport_reason(exc, self.timeout_s)) from None
+            endpoint.observed(time.monotonic() - sent_at)
             status, ok = resp.status_code, resp.ok
             try:
                 body = resp.json()

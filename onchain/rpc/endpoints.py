@@ -21,6 +21,8 @@ from onchain.errors import InputError
 SET_ASIDE_S = 30.0  # first set-aside; doubles on each repeat, up to MAX_SET_ASIDE_S
 MAX_SET_ASIDE_S = 600.0
 SET_ASIDE_AFTER = 3  # failed requests in a row before an endpoint is set aside
+# upper bounds (seconds) of the request latency histogram each endpoint keeps
+LATENCY_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _SECRET_LABEL = re.compile(r"^(?=.*\d)(?=.*[a-z]).{12,}$|^.{20,}$", re.IGNORECASE)
 
 
@@ -86,6 +88,10 @@ class Endpoint:
         self.budget = budget or Budget()
         self.requests = 0
         self.errors = 0
+        self.errors_by_kind: dict[str, int] = {}  # fault class (client's _Refused kind) -> count
+        self.latency_buckets = [0] * len(LATENCY_BUCKETS_S)  # requests answered within each
+        self.latency_count = 0
+        self.latency_sum_s = 0.0
         self.last_error: str | None = None
         self.last_error_at: float | None = None
         self.set_aside_until = 0.0  # time.time() seconds
@@ -137,11 +143,22 @@ class Endpoint:
             self._strikes = 0
             self._penalty = 0
 
-    def failed(self, cause: str, *, set_aside: bool = False) -> None:
-        """Record a failure; the endpoint is set aside after SET_ASIDE_AFTER in a row, at once
+    def observed(self, seconds: float) -> None:
+        """Record how long one request took (answered or not), for the latency histogram."""
+        with self._lock:
+            self.latency_count += 1
+            self.latency_sum_s += seconds
+            for i, bound in enumerate(LATENCY_BUCKETS_S):
+                if seconds <= bound:
+                    self.latency_buckets[i] += 1
+
+    def failed(self, cause: str, *, set_aside: bool = False, kind: str = "transient") -> None:
+        """Record a failure of this `kind` (silent, transient, behind, endpoint, rate_limited,
+        wrong_chain ...); the endpoint is set aside after SET_ASIDE_AFTER in a row, at once
         when `set_aside`, or at its first failure after coming back from a set-aside."""
         with self._lock:
             self.errors += 1
+            self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + 1
             self.last_error = cause
             self.last_error_at = time.time()
             self._strikes += 1
@@ -159,6 +176,14 @@ class Endpoint:
                 "endpoint": self.safe_url,
                 "requests": self.requests,
                 "errors": self.errors,
+                "errors_by_kind": dict(self.errors_by_kind),
+                "latency_s": {
+                    "buckets": [
+                        [b, n] for b, n in zip(LATENCY_BUCKETS_S, self.latency_buckets, strict=True)
+                    ],
+                    "count": self.latency_count,
+                    "sum": self.latency_sum_s,
+                },
                 "last_error": self.wrong_chain or self.last_error,
                 "last_error_at": self.last_error_at,
                 "set_aside_until": (

@@ -50,7 +50,8 @@ T_RESERVES = cast(Table, m.ReserveSnapshot.__table__)
 T_POSITIONS = cast(Table, m.PositionSnapshot.__table__)
 T_ASSET_POSITIONS = cast(Table, m.AssetPosition.__table__)
 T_JOB_RUNS = cast(Table, m.JobRun.__table__)
-T_ALERTS = cast(Table, m.Alert.__table__)
+T_ALERT_OUTBOX = cast(Table, m.AlertOutbox.__table__)
+T_ALERT_DELIVERIES = cast(Table, m.AlertDelivery.__table__)
 
 
 def utcnow() -> datetime:
@@ -742,20 +743,17 @@ def latest_health(store: Store, market_id: int) -> tuple[int, int, list[StoredHe
 
 def apply_assessment(
     store: Store,
-    market_id: int,
     snapshot_id: int,
-    block_number: int,
     stored: Sequence[StoredHealth],
     assessed: Sequence[Assessed],
-) -> tuple[int, int]:
-    """Write changed tiers into the snapshot and record an alert for every position whose tier
-    differs from the last one alerted for it (never twice for the same state; no alert while
-    it stays SAFE). One transaction. Returns (tiers changed, alerts recorded)."""
+) -> int:
+    """Write changed tiers and reasons into the snapshot (one transaction); the number changed.
+    Alerts are not decided here: the refresh's outbox rules decide them with the snapshot."""
     with store.write() as conn:
         # the snapshot may have been replaced (reorg) or pruned since it was read
         still = conn.execute(select(T_SNAPSHOTS.c.id).where(T_SNAPSHOTS.c.id == snapshot_id))
         if still.first() is None:
-            return 0, 0
+            return 0
         changes = [
             {
                 "b_sid": snapshot_id,
@@ -778,39 +776,7 @@ def apply_assessment(
                 .values(risk_tier=bindparam("b_tier"), risk_reason=bindparam("b_reason")),
                 changes,
             )
-        last_ids = (
-            select(func.max(T_ALERTS.c.id))
-            .where(T_ALERTS.c.market_id == market_id)
-            .group_by(T_ALERTS.c.account_id, T_ALERTS.c.market_key)
-        )
-        last = {
-            (aid, key): tier
-            for aid, key, tier in conn.execute(
-                select(T_ALERTS.c.account_id, T_ALERTS.c.market_key, T_ALERTS.c.tier).where(
-                    T_ALERTS.c.id.in_(last_ids)
-                )
-            )
-        }
-        now = utcnow()
-        alerts = [
-            {
-                "market_id": market_id,
-                "account_id": s.account_id,
-                "market_key": s.market_key,
-                "block_number": block_number,
-                "created_at": now,
-                "tier": a.tier,
-                "previous_tier": last.get((s.account_id, s.market_key), "SAFE"),
-                "health_factor": s.health_factor,
-                "reason": a.reason,
-                "delivered_at": None,
-            }
-            for s, a in zip(stored, assessed, strict=True)
-            if a.tier != last.get((s.account_id, s.market_key), "SAFE")
-        ]
-        if alerts:
-            conn.execute(T_ALERTS.insert(), alerts)
-    return len(changes), len(alerts)
+    return len(changes)
 
 
 # -- retention --------------------------------------------------------------------------------

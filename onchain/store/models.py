@@ -261,25 +261,6 @@ class JobRun(Base):
     pid: Mapped[int] = mapped_column(Integer)
 
 
-class Alert(Base):
-    """A change of an account's risk tier, recorded once; delivery is the alerts module's job."""
-
-    __tablename__ = "alerts"
-    __table_args__ = (Index(None, "market_id", "account_id", "id"),)
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True)
-    market_id: Mapped[int] = mapped_column(ForeignKey("markets.id"))
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
-    market_key: Mapped[str] = mapped_column(Hash)
-    block_number: Mapped[int] = mapped_column(BigInteger)
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    tier: Mapped[str] = mapped_column(String(16))
-    previous_tier: Mapped[str | None] = mapped_column(String(16))
-    health_factor: Mapped[int | None] = mapped_column(Uint256)
-    reason: Mapped[str] = mapped_column(Text)
-    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
-
-
 class AlertOutbox(Base):
     """An alert a rule fired, written in the same transaction as the snapshot that caused it.
     `uid` is its public id: the same on every delivery attempt, so receivers can dedupe.

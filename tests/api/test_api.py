@@ -350,7 +350,13 @@ def test_metrics_parse_and_agree_with_the_api(served: Served) -> None:
     )
     assert samples[("onchain_job_duration_seconds_count", (("job", "refresh"),))] == 8
     assert samples[("onchain_store_up", ())] == 1
-    assert served.rpc_url not in reply.text
+    # each RPC endpoint the runs used, by its redacted URL only (this one has no key to hide)
+    endpoints = {
+        dict(labels)["endpoint"]
+        for name, labels in samples
+        if name == "onchain_rpc_requests_total" and samples[(name, labels)] > 0
+    }
+    assert endpoints == {redact_url(served.rpc_url)}
 
 
 def test_health_and_readiness(served: Served) -> None:

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from eth_abi import decode
 
 from onchain.devnet.chain import DevChain, calldata
@@ -17,13 +18,23 @@ from onchain.devnet.chain import DevChain, calldata
 ONCHAIN = str(Path(sys.executable).with_name("onchain"))
 
 
-def test_keep_running_prints_url_and_addresses_and_serves_until_interrupted(tmp_path: Path) -> None:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("started_in_background", [False, True])
+def test_keep_running_prints_url_and_addresses_and_serves_until_interrupted(
+    tmp_path: Path, started_in_background: bool
+) -> None:
+    """Started as a background job without job control (SIGINT inherited ignored), SIGINT
+    stops it all the same."""
     config = tmp_path / "devnet.toml"
     proc = subprocess.Popen(
         [ONCHAIN, "devnet", "--keep-running", "--write-config", str(config)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_ignore_sigint if started_in_background else None,
     )
     try:
         assert proc.stdout is not None
@@ -48,5 +59,10 @@ def test_keep_running_prints_url_and_addresses_and_serves_until_interrupted(tmp_
         assert info["aave_v3"]["addresses_provider"] in config.read_text()
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()  # never leave a devnet behind: SIGKILL skips anvil's stop
+                proc.wait(timeout=10)
     assert proc.returncode == 0

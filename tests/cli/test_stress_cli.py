@@ -207,6 +207,9 @@ def test_default_run_prints_every_library_scenario(devnet: DevnetInfo, config: P
         (["--drop", "ETH=-1%", "--drop", "WETH=-2%"], ["twice"]),
         (["--drop", "ETH=-10%", "--scenario", "2022-11-08"], ["not both"]),
         (["--chart", "/nonexistent-folder/x.png"], ["does not exist"]),
+        (["--curve-step", "0.000001"], ["--curve-step", "0.1 <= step"]),
+        (["--curve-step", "0"], ["--curve-step", "0.1 <= step"]),
+        (["--curve-step", "10", "--curve-max", "5"], ["step <= max"]),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], words: list[str]) -> None:

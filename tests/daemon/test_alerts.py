@@ -27,17 +27,14 @@ from onchain.jobs.assess import assess
 from onchain.store import crud
 from onchain.store.db import Store
 from tests.helpers.alert_receiver import Mailbox, Receiver
+from tests.helpers.alerts_support import alerts_config, hf, webhook, write_block
 from tests.helpers.cli_support import assert_one_clear_error
 from tests.helpers.cli_support import run as run_cli
-from tests.helpers.store_rows import MARKET, account, block, market_snapshot, position
+from tests.helpers.store_rows import account, block, position
 
 WAD = 10**18
 SECRET = "s3cret-for-tests"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def hf(x: float) -> int:
-    return round(x * 10_000) * 10**14
 
 
 def obs(h: float | None, tier: str = "HIGH", debt: int = 100, coll: int = 200) -> Observation:
@@ -150,36 +147,6 @@ def test_email_through_a_real_smtp_server() -> None:
 
 
 # -- the outbox and the delivery job ---------------------------------------------------------
-
-
-def alerts_config(tmp_path: Path, channels: str, rules: str = "") -> Path:
-    path = tmp_path / "alerts.toml"
-    path.write_text(
-        '[chains.devnet]\nchain_id = 31337\nrpc_url = "http://127.0.0.1:1"\n\n'
-        f'[[markets]]\nname = "m"\nprotocol = "aave-v3"\nchain = "devnet"\naddress = "{MARKET}"\n\n'
-        f'[store]\npath = "alerts.sqlite"\n\n{rules or DEFAULT_RULES}\n{channels}'
-    )
-    return path
-
-
-DEFAULT_RULES = '[[alerts.rules]]\nname = "any"\nfrom_tier = "HIGH"\ncooldown_s = 0\n'
-
-
-def webhook(name: str, url: str, secret_env: str = "ONCHAIN_TEST_SECRET") -> str:
-    return f'[[alerts.channels]]\nname = "{name}"\nurl = "{url}"\nsecret_env = "{secret_env}"\n'
-
-
-def write_block(store: Store, cfg: Any, n: int, hfs: list[float | None]) -> int:
-    """One block of positions with these health factors, alerts in its transaction."""
-    market = crud.sync_markets(store, cfg)[0]
-    blk = block(n)
-    positions = [position(i, blk, None if h is None else hf(h)) for i, h in enumerate(hfs)]
-    assessed = assess(positions, cfg.tiers)
-    queued = []
-    hook = BlockAlerts(cfg.alerts, cfg.path, market, blk, positions, assessed)
-    crud.write_snapshot(store, market, blk, positions, assessed, market_snapshot(), None,
-                        lambda conn: queued.append(record_block(conn, hook)))  # fmt: skip
-    return queued[0]
 
 
 def table_count(store: Store, table: Any) -> int:

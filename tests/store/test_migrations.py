@@ -10,7 +10,7 @@ from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Column, Integer, MetaData, inspect
+from sqlalchemy import Column, Integer, MetaData, inspect, text
 
 from onchain.store.db import (
     current_revision,
@@ -35,7 +35,6 @@ TABLES = {
     "position_snapshots",
     "asset_positions",
     "job_runs",
-    "alerts",
     "alert_outbox",
     "alert_deliveries",
     "alert_attempts",
@@ -88,6 +87,27 @@ def test_upgrade_then_downgrade_base_then_upgrade_again(db_url: str) -> None:
         assert tables(db_url) == set()
     finally:
         engine.dispose()
+
+
+def test_the_first_alerts_table_is_retired_and_a_downgrade_restores_it(db_url: str) -> None:
+    """0006 drops the table the old assess job wrote (never delivered); downgrading to 0005
+    brings it back, empty, with its index, and upgrading drops it again."""
+    assert onchain("db", "upgrade", "--db", db_url).returncode == 0
+    assert "alerts" not in tables(db_url)
+    down = onchain("db", "downgrade", "0005_worker_leases", "--db", db_url, "--yes")
+    assert down.returncode == 0, down.stderr
+    assert tables(db_url) == TABLES | {"alerts"}
+    engine = make_engine(parse_db_url(db_url))
+    try:
+        indexes = {i["name"] for i in inspect(engine).get_indexes("alerts")}
+        assert "ix_alerts_market_id_account_id_id" in indexes
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM alerts")).scalar_one() == 0
+    finally:
+        engine.dispose()
+    again = onchain("db", "upgrade", "--db", db_url)
+    assert again.returncode == 0, again.stderr
+    assert tables(db_url) == TABLES
 
 
 def test_models_and_migrations_agree(db_url: str) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, inspect, select, text
 
 from onchain.config import TierThresholds, load_config
 from onchain.errors import ConfigError
@@ -237,7 +237,11 @@ def test_tiers_come_from_the_exact_health_factor() -> None:
     assert tier_of(1_049_999_999_999_999_999, False, tiers).reason == "health factor 1.0499 < 1.05"
 
 
-def test_assess_retiers_and_alerts_once_per_tier_change(store: Store, tmp_path: Path) -> None:
+def test_assess_retiers_stored_positions_and_decides_no_alert(store: Store, tmp_path: Path) -> None:
+    """The assess job re-tiers with the configured thresholds; alerts are the outbox's alone
+    (the first alerts table is gone: 0006_retire_old_alerts)."""
+    from onchain.alerts.outbox import T_OUTBOX
+
     cfg = config(tmp_path, "\n[risk.tiers]\ncritical = 1.05\nhigh = 1.2\nwatch = 1.5\n")
     market = crud.sync_markets(store, cfg)[0]
     ctx = JobContext(cfg, store, [market])
@@ -249,21 +253,14 @@ def test_assess_retiers_and_alerts_once_per_tier_change(store: Store, tmp_path: 
     assert assess_job(ctx, counts_) == []
     # thresholds from this config: 1.1 is HIGH (< 1.2), 1.4 is WATCH (< 1.5)
     # 1.1 was WATCH, 1.4 was SAFE with the defaults; 2.0 stays SAFE with a new reason (>= 1.5)
-    assert counts_["tiers_changed"] == 3
-    assert counts_["alerts"] == 3  # LIQUIDATABLE, HIGH, WATCH; the SAFE one is silent
-    assert assess_job(ctx, counts_) == [] and counts_["alerts"] == 3  # nothing new: no alert
-    blk2 = block(51)
-    moved = [position(i, blk2, hf) for i, hf in enumerate([2 * WAD, *hfs[1:]])]
-    crud.write_snapshot(store, market, blk2, moved, assess(moved, cfg.tiers), None)
-    assess_job(ctx, counts_)
-    assert counts_["alerts"] == 4  # account 0 recovered: one alert, LIQUIDATABLE -> SAFE
+    assert counts_["tiers_changed"] == 3 and "alerts" not in counts_
+    assert assess_job(ctx, counts_) == [] and counts_["tiers_changed"] == 3  # nothing new
+    stored = crud.latest_health(store, market.id)
+    assert stored is not None
+    assert sorted(s.risk_tier for s in stored[2]) == ["HIGH", "LIQUIDATABLE", "SAFE", "WATCH"]
     with store.read() as conn:
-        last = conn.execute(
-            select(crud.T_ALERTS.c.previous_tier, crud.T_ALERTS.c.tier)
-            .order_by(crud.T_ALERTS.c.id.desc())
-            .limit(1)
-        ).one()
-    assert tuple(last) == ("LIQUIDATABLE", "SAFE")
+        assert conn.execute(select(func.count()).select_from(T_OUTBOX)).scalar_one() == 0
+        assert "alerts" not in inspect(conn).get_table_names()
 
 
 def test_job_runs_of_a_killed_process_are_marked_crashed(store: Store) -> None:

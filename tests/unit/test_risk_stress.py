@@ -136,3 +136,10 @@ def test_liquidation_curve_matches_brute_force_on_a_random_book() -> None:
         )
         assert curve.debt_at_risk_base[k] == pytest.approx(dv[liq].sum())
         assert curve.bad_debt_base[k] == pytest.approx(np.maximum(dv - cv, 0).sum(), abs=1e-9)
+
+
+def test_shock_grid_refuses_a_step_finer_than_the_minimum() -> None:
+    assert len(shock_grid(1.0, 0.001)) == 1001
+    for step, top in ((1e-6, 0.6), (0.0, 0.6), (0.1, 0.05), (0.05, 1.5)):
+        with pytest.raises(ValueError, match="step"):
+            shock_grid(top, step)

@@ -7,13 +7,14 @@ lacks, and records the release so a report says which rules were applied."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from eth_utils import to_checksum_address
 
 from onchain.errors import NotAMarket
-from onchain.model import CloseFactorRule, DetailColumn, RiskTerms
+from onchain.model import CloseFactorRule, DetailColumn, LiquidationHold, RiskTerms
 from onchain.protocols.aave_v3 import math
 from onchain.protocols.aave_v3.liquidation_price import liquidation_price, priced_assets
 from onchain.protocols.aave_v3.rules import V3_0_2, AaveRules, rules_for
@@ -36,6 +37,12 @@ ABI = "aave_v3"
 # gas of one Pool.liquidationCall (receiveAToken=false), measured on the devnet (3.0.2; 3.6 uses
 # 340-370k): tests/cli/test_targets.py and test_targets_aave36.py check real calls stay near it
 LIQUIDATION_GAS = 400_000
+# GHO on Ethereum: its debt token had the stkAAVE interest discount until the 3.4 upgrade
+GHO_TOKENS = frozenset({"0x40d16fc0246ad3160ccc09b8d0d3a2cd28ae6c2f"})
+GHO_CAVEAT = (
+    "GHO debt before Aave 3.3: the Pool repays up to the discounted GhoVariableDebtToken."
+    "balanceOf, which can be below this quote's debt (the health factor is exact)"
+)
 
 _provider = {
     n: function(ABI, "PoolAddressesProvider", n)
@@ -451,6 +458,8 @@ class AaveV3Adapter:
                 )
             )
         has_debt = data.total_debt_base > 0
+        below = has_debt and math.is_liquidatable(data.health_factor)
+        hold = liquidation_hold(market_state, data.assets, block.timestamp) if below else None
         used = [
             r
             for r in market_state.reserves
@@ -471,7 +480,7 @@ class AaveV3Adapter:
             account=to_checksum_address(account),
             block=block,
             health_factor=data.health_factor if has_debt else None,
-            liquidatable=has_debt and data.health_factor < math.HEALTH_FACTOR_LIQUIDATION_THRESHOLD,
+            liquidatable=below and hold is None,
             total_collateral_base=data.total_collateral_base,
             total_debt_base=data.total_debt_base,
             available_borrows_base=data.available_borrows_base,
@@ -481,6 +490,7 @@ class AaveV3Adapter:
             assets=tuple(assets),
             terms=terms,
             version=market_state.version,
+            liquidation_hold=hold,
             extra={
                 "emode_category": emode,
                 "version": market_state.version,
@@ -492,6 +502,7 @@ class AaveV3Adapter:
                 "close_factor_rule": terms.close_factor_rule.name,
                 # (reserve id, "a"|"v"|"s") -> scaled aToken / scaled variable debt / stable debt
                 "scaled_balances": {f"{rid}:{kind}": v for (rid, kind), v in balances.items()},
+                **({"liquidation_hold": hold.as_json()} if hold else {}),
             },
         )
 
@@ -527,12 +538,9 @@ class AaveV3Adapter:
             and liquidator.lower() == position.account.lower()
         ):
             return None
-        usable = all(r.config.active and not r.config.paused for r in (coll_r, debt_r))
-        if not usable or not coll_p.collateral_enabled or coll_p.collateral_raw == 0:
+        if not coll_p.collateral_enabled or coll_p.collateral_raw == 0:
             return None
-        if rules.grace_period and any(
-            r.liquidation_grace_until >= market_state.block.timestamp for r in (coll_r, debt_r)
-        ):
+        if pair_refusal(rules, coll_r, debt_r, market_state.block.timestamp) is not None:
             return None
         emode = int(position.extra.get("emode_category", 0))
         category = market_state.emode_categories.get(emode)
@@ -641,7 +649,63 @@ class AaveV3Adapter:
             limited_by=limited_by,
             call_args={"debt_to_cover": cover},  # the Pool repays `debt_to_cover_raw` of it
             gas_units=LIQUIDATION_GAS,
+            caveat=GHO_CAVEAT if gho_discount_applies(rules, debt_r.asset) else "",
         )
+
+
+def gho_discount_applies(rules: AaveRules, debt_asset: str) -> bool:
+    """Whether a liquidation repaying this asset takes its cap from GHO's discounted balanceOf
+    (`math.gho_variable_debt_balance`), which the adapter does not read: the quote is flagged."""
+    return rules.liquidation_debt_balance_of and debt_asset.lower() in GHO_TOKENS
+
+
+def pair_refusal(
+    rules: AaveRules, collateral: AaveReserve, debt: AaveReserve, block_timestamp: int
+) -> LiquidationHold | None:
+    """Why ValidationLogic.validateLiquidationCall refuses any call on this (collateral, debt)
+    pair at a block with this timestamp, whatever the health factor, in its order: a reserve
+    inactive, then paused, then (3.1+) a liquidation grace period running; None if none does."""
+    pair = (collateral,) if collateral.asset == debt.asset else (collateral, debt)
+    for reason, refused in (
+        ("inactive", [r for r in pair if not r.config.active]),
+        ("paused", [r for r in pair if r.config.paused]),
+    ):
+        if refused:
+            return LiquidationHold(reason, None, tuple(r.asset for r in refused))
+    if rules.grace_period:
+        running = [
+            r
+            for r in pair
+            if math.liquidation_grace_running(r.liquidation_grace_until, block_timestamp)
+        ]
+        if running:
+            until = max(r.liquidation_grace_until for r in running)
+            return LiquidationHold("grace_period", until, tuple(r.asset for r in running))
+    return None
+
+
+def liquidation_hold(
+    market_state: AaveMarketState, parts: Sequence[math.AssetBreakdown], block_timestamp: int
+) -> LiquidationHold | None:
+    """For an account below the threshold: None when some (collateral, debt) pair it holds
+    passes the reserve checks of validateLiquidationCall at this timestamp; else the refusal
+    that ends first (a grace period), or the first one when none ends by itself."""
+    by_asset = {r.asset: r for r in market_state.reserves}
+    collaterals = [p for p in parts if p.counts_as_collateral and p.collateral_amount_raw]
+    debts = [p for p in parts if p.debt_amount_raw]
+    refusals = []
+    for c in collaterals:
+        for d in debts:
+            refusal = pair_refusal(
+                market_state.rules, by_asset[c.asset], by_asset[d.asset], block_timestamp
+            )
+            if refusal is None:
+                return None
+            refusals.append(refusal)
+    timed = [r for r in refusals if r.until is not None]
+    if timed:
+        return min(timed, key=lambda r: r.until or 0)
+    return refusals[0] if refusals else None
 
 
 def _largest_accepted(outcome: Any, cap: int) -> int:

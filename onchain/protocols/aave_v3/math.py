@@ -883,6 +883,31 @@ def is_liquidatable(health_factor: int) -> bool:
     return _uint(health_factor, "health_factor") < HEALTH_FACTOR_LIQUIDATION_THRESHOLD
 
 
+def gho_variable_debt_balance(
+    scaled_balance: int, index: int, previous_index: int, discount_percent: int
+) -> int:
+    """GhoVariableDebtToken.balanceOf (GHO on Aave Ethereum, until the 3.4 upgrade made it a
+    plain VariableDebtToken): the interest accrued since the user's last action
+    (``previous_index``) is reduced by the stkAAVE discount (bps). The Pool's health factor
+    never reads it (GenericLogic: ``scaledBalanceOf.rayMul(index)``); 3.0.2-3.2
+    LiquidationLogic does (``Helpers.getUserCurrentDebt``), so there the debt a liquidation
+    may repay is this smaller amount."""
+    if scaled_balance == 0:
+        return 0
+    balance = ray_mul(scaled_balance, index)
+    if index == previous_index or discount_percent == 0:
+        return balance
+    increase = balance - ray_mul(scaled_balance, previous_index)
+    return balance - percent_mul(increase, discount_percent)
+
+
+def liquidation_grace_running(grace_until: int, block_timestamp: int) -> bool:
+    """ValidationLogic.validateLiquidationCall (3.1+): a call seizing or repaying this reserve
+    reverts ``LiquidationGraceSentinelCheckFailed`` unless its ``liquidationGracePeriodUntil <
+    block.timestamp`` (set by PoolConfigurator ``setReservePause(asset, false, gracePeriod)``)."""
+    return _uint(grace_until, "grace_until") >= _uint(block_timestamp, "block_timestamp")
+
+
 def liquidation_configuration(
     user_emode_category: int,
     emode: EModeCategory | None,

@@ -15,7 +15,10 @@ v3.6.0 of aave-v3-origin):
   no eMode price source; the reserve's eMode bits (168-175) are deprecated.
 * 3.3 (7): liquidation: whole reserve debt, or 50% of the whole position's debt when both
   reserves are worth >= 2000e8 base and HF > 0.95; ``MustNotLeaveDust`` under 1000e8; seizing
-  all collateral burns the remaining debt into the reserves' deficit.
+  all collateral burns the remaining debt into the reserves' deficit. The debt a liquidation
+  may repay is ``scaledBalanceOf.rayMul(index)``; before, ``balanceOf`` of the debt token, which
+  for GHO on Ethereum is discounted (``math.gho_variable_debt_balance``; the discount itself is
+  gone with 3.4). Health factors never read it: they are exact with GHO in every release.
 * 3.4 (8): no self-liquidation; ``calculateCompoundedInterest`` becomes
   ``RAY + x + x.rayMul(x/2 + x.rayMul(x/6))``.
 * 3.5 (9): directional rounding (``rayMulFloor`` collateral, ``rayMulCeil`` + ``mulDivCeil``
@@ -48,6 +51,8 @@ class AaveRules:
     compounded_interest_34: bool  # 3.4+: MathUtils.calculateCompoundedInterest rewritten
     directional_rounding: bool  # 3.5+: Floor/Ceil balances, HF from Σ collateral·LT
     lt_zero_collateral: bool  # 3.6: collateral with reserve LT 0 counts (eMode LT may apply)
+    # 3.0.2-3.2: liquidations take the debt from the debt token's balanceOf (GHO's is discounted)
+    liquidation_debt_balance_of: bool = False
 
     @property
     def close_factor_rule(self) -> str:
@@ -75,6 +80,7 @@ def _rules(version: str, revision: int) -> AaveRules:
         compounded_interest_34=at_least("3.4"),
         directional_rounding=at_least("3.5"),
         lt_zero_collateral=at_least("3.6"),
+        liquidation_debt_balance_of=not at_least("3.3"),
     )
 
 
