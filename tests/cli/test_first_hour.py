@@ -207,7 +207,9 @@ def test_db_downgrade_asks_first_and_takes_minus_one(tmp_path: Path) -> None:
         timeout=60,
     )
     assert_one_clear_error(refused, "--yes")
-    assert run("db", "current", "--db", db).stdout.split()[0] == "0006_retire_old_alerts"  # nothing changed
+    assert (
+        run("db", "current", "--db", db).stdout.split()[0] == "0006_retire_old_alerts"
+    )  # nothing changed
     stepped = run("db", "downgrade", "-1", "--db", db, "--yes")
     assert stepped.returncode == 0, stepped.stderr
     assert "0006_retire_old_alerts -> 0005_worker_leases" in stepped.stderr
