@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from onchain.errors import InputError
-from onchain.protocols.aave_v3.adapter import AaveV3Adapter
-from onchain.protocols.base import ProtocolAdapter
-from onchain.protocols.morpho_blue.adapter import MorphoBlueAdapter
+from importlib import import_module
 
-ADAPTERS: dict[str, type] = {
-    AaveV3Adapter.name: AaveV3Adapter,
-    MorphoBlueAdapter.name: MorphoBlueAdapter,
-}
+from onchain.errors import InputError
+from onchain.protocols.base import ProtocolAdapter
+from onchain.protocols.catalog import ADAPTER_CLASSES
+
+
+def _adapter_class(path: str) -> type:
+    module, _, name = path.partition(":")
+    cls: type = getattr(import_module(module), name)
+    return cls
+
+
+ADAPTERS: dict[str, type] = {name: _adapter_class(path) for name, path in ADAPTER_CLASSES.items()}
 
 
 def get_adapter(name: str) -> ProtocolAdapter:
