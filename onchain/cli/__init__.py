@@ -22,6 +22,7 @@ from onchain.cli import (
     demo,
     devnet,
     history,
+    init,
     report,
     run,
     scan,
@@ -66,6 +67,7 @@ app.command("watch")(watch.watch_cmd)
 app.command("targets")(targets.targets_cmd)
 app.command("stress")(stress.stress_cmd)
 app.command("demo")(demo.demo_cmd)
+app.command("init")(init.init_cmd)
 app.add_typer(devnet.devnet_app, name="devnet")
 app.add_typer(db.db_app, name="db")
 app.command("run")(run.run_cmd)
