@@ -9,7 +9,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "onchain"
 
 CLI = ("onchain.cli",)  # prefixes: onchain.cli, onchain.cli_*, onchain.cli.*
 # what the cli's commands may share; every other module of onchain/cli/ is a command (or group)
-CLI_SHARED = {"onchain.cli.common", "onchain.cli.log_setup", "onchain.cli.positions", "onchain.cli.stored"}
+CLI_SHARED = {
+    "onchain.cli.common",
+    "onchain.cli.log_setup",
+    "onchain.cli.positions",
+    "onchain.cli.stored",
+}
 APP = ("onchain.app",)
 
 # importer prefix -> imported prefixes it must not reach

@@ -9,7 +9,16 @@ import sys
 
 from tests.helpers.cli_support import run
 
-HEAVY = ("numpy", "scipy", "sqlalchemy", "web3", "fastapi", "eth_abi", "onchain.app", "onchain.risk")
+HEAVY = (
+    "numpy",
+    "scipy",
+    "sqlalchemy",
+    "web3",
+    "fastapi",
+    "eth_abi",
+    "onchain.app",
+    "onchain.risk",
+)
 
 
 def test_importing_the_cli_loads_no_heavy_library() -> None:
