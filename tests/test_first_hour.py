@@ -10,10 +10,6 @@ import signal
 import subprocess
 import threading
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -21,50 +17,8 @@ import pytest
 from onchain.devnet.build import DevnetInfo
 from onchain.devnet.config_file import write_devnet_config
 from tests.helpers.cli_support import ONCHAIN, assert_one_clear_error, run
+from tests.helpers.rpc_proxy import rpc_proxy
 from tests.helpers.store_db import admin, empty_database
-
-
-@contextmanager
-def rpc_proxy(
-    upstream: str, stall: Callable[[bytes], bool]
-) -> Iterator[tuple[str, threading.Event]]:
-    """A JSON-RPC proxy on 127.0.0.1 in front of the devnet: it forwards every request, except
-    those `stall` picks, which it holds open (a request in flight) until the proxy stops.
-    Yields its URL and an event set when the first request is held."""
-    held = threading.Event()
-    release = threading.Event()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            if stall(body):
-                held.set()
-                release.wait(60)
-                return
-            request = urllib.request.Request(
-                upstream, data=body, headers={"Content-Type": "application/json"}
-            )
-            with urllib.request.urlopen(request, timeout=30) as answer:
-                payload = answer.read()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *_args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v3/SECRETKEY123", held
-    finally:
-        release.set()
-        server.shutdown()
-        server.server_close()
 
 
 def _interrupt_when_held(args: list[str], held: threading.Event) -> subprocess.CompletedProcess:
