@@ -126,3 +126,33 @@ def print_scan(
             f"risk tiers within {risk[0]['horizon_s']:.0f}s: "
             + ", ".join(f"{t} {counts[t]}" for t in order if t in counts)
         )
+
+
+def named_fields(
+    risk: Sequence[dict[str, Any]] | None,
+    chains: Sequence[str | None],
+    market_names: Sequence[str | None],
+) -> list[dict[str, Any]]:
+    """What JSON and CSV add to each position: its risk fields, and the config's names of its
+    chain and market (`chain`, `market_name`; null without a config)."""
+    fields = [dict(f) for f in risk] if risk is not None else [{} for _ in chains]
+    for row, chain, name in zip(fields, chains, market_names, strict=True):
+        row["chain"], row["market_name"] = chain, name
+    return fields
+
+
+def configured_names(
+    config: Path | None, ref: Any, chain_id: int | None
+) -> tuple[str | None, str | None]:
+    """(chain, market name) of the configured market `ref` reads, on the chain with `chain_id`
+    when several chains list the same address; (None, None) when no config names it."""
+    from onchain.config import load_config
+
+    if config is None:
+        return None, None
+    cfg = load_config(config)
+    for m in cfg.markets.values():
+        same = m.protocol == ref.protocol and m.address.lower() == ref.address.lower()
+        if same and (chain_id is None or cfg.chains[m.chain].chain_id == chain_id):
+            return m.chain, m.name
+    return None, None

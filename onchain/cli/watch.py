@@ -25,7 +25,7 @@ from onchain.cli.common import (
     RpcOpt,
     TimeoutOpt,
     chain_endpoint,
-    config_chain,
+    config_chains,
     err,
     escape,
     market_ref,
@@ -34,7 +34,7 @@ from onchain.cli.common import (
     resolve_market,
     warn_skipped,
 )
-from onchain.cli.positions import check_risk_flags, risk_fields
+from onchain.cli.positions import check_risk_flags, configured_names, named_fields, risk_fields
 from onchain.errors import InputError, RpcError
 
 FAIL_EXIT = 4  # `watch --fail-on`: a position is at or worse than the tier given
@@ -238,7 +238,11 @@ def _watch_market(
         )
     )
     if as_json:
-        _print_json(positions_json(held, risk), one_line)
+        chain_name, market_name = configured_names(config, market_ref, expected)
+        n = len(held)
+        _print_json(
+            positions_json(held, named_fields(risk, [chain_name] * n, [market_name] * n)), one_line
+        )
         return held, risk
     warn_skipped([result.market_state])
     if held:
@@ -262,12 +266,13 @@ def _print_watch(
     title: str,
     risk: list[dict[str, Any]] | None,
     names: dict[str, str] | None = None,
+    chains: list[str] | None = None,
 ) -> None:
     """One table; on a narrow terminal one per wallet, the full address in its title."""
     from onchain.output import watch_table
 
     if out.width >= WIDE or not held:
-        out.print(watch_table(held, title, risk, names))
+        out.print(watch_table(held, title, risk, names, chains=chains))
         return
     out.print(title, highlight=False)
     for wallet in dict.fromkeys(p.account for p in held):
@@ -279,6 +284,7 @@ def _print_watch(
                 None if risk is None else [risk[i] for i in rows],
                 names,
                 wallet_column=False,
+                chains=None if chains is None else [chains[i] for i in rows],
             )
         )
 
@@ -298,41 +304,64 @@ def _watch_everywhere(
     *,
     one_line: bool = False,
 ) -> tuple[list[Any], list[dict[str, Any]] | None]:
-    """Every market the config lists on the chain, every protocol, one pinned block; returns
-    what it printed (positions, risk fields)."""
+    """Every market the config lists on every chain (or --chain), every protocol, one pinned
+    block per chain, one table (a chain column when there are several); returns what it
+    printed (positions, risk fields)."""
     from onchain.app.pipeline import watch_everywhere
     from onchain.config import load_config
     from onchain.output import advice_lines, positions_json
 
     cfg = load_config(config)
-    chain = config_chain(cfg, chain_name)
-    refs = [market_ref(m) for m in cfg.markets.values() if m.chain == chain.name]
-    client = open_client(chain_endpoint(rpc, chain), chain_id or chain.chain_id, timeout)
-    result = watch_everywhere(client, refs, wallets, block_number=block)
-    held = [p for p in result.positions if p.assets]
-    states = [(ref.protocol, state) for ref, state in result.market_states]
-    risk = (
-        None
-        if no_risk
-        else risk_fields(
-            client, result.block, held, config, horizon, price_history, not as_json, states
+    chains = config_chains(cfg, chain_name)
+    if len(chains) > 1 and (block is not None or rpc or chain_id is not None):
+        raise InputError("--block, --rpc and --chain-id are for one chain: pass --chain NAME")
+    held: list[Any] = []
+    risk: list[dict[str, Any]] | None = None if no_risk else []
+    on_chain: list[str] = []
+    at: list[str] = []
+    for chain in chains:
+        markets = [m for m in cfg.markets.values() if m.chain == chain.name]
+        client = open_client(chain_endpoint(rpc, chain), chain_id or chain.chain_id, timeout)
+        result = watch_everywhere(
+            client, [market_ref(m) for m in markets], wallets, block_number=block
         )
-    )
+        mine = [p for p in result.positions if p.assets]
+        states = [(ref.protocol, state) for ref, state in result.market_states]
+        if risk is not None:
+            risk += (
+                risk_fields(
+                    client, result.block, mine, config, horizon, price_history, not as_json, states
+                )
+                or []
+            )
+        if not as_json:
+            warn_skipped([state for _ref, state in result.market_states])
+        held += mine
+        on_chain += [chain.name] * len(mine)
+        at.append(f"{chain.name} at block {result.block.number} {result.block.hash[:12]}…")
+    names = [_market_name(p, cfg, c) for p, c in zip(held, on_chain, strict=True)]
     if as_json:
-        _print_json(positions_json(held, risk), one_line)
+        _print_json(positions_json(held, named_fields(risk, on_chain, names)), one_line)
         return held, risk
-    warn_skipped([state for _ref, state in result.market_states])
-    title = (
-        f"{len(wallets)} wallet(s) in {len(refs)} configured market(s) on {chain.name} "
-        f"at block {result.block.number} {result.block.hash[:12]}…"
+    title = f"{len(wallets)} wallet(s) in {len(cfg.markets)} configured market(s) on " + "; ".join(
+        at
     )
-    names = {m.address.lower(): m.name for m in cfg.markets.values()}
-    _print_watch(held, title, risk, names)
+    by_address = {m.address.lower(): m.name for m in cfg.markets.values()}
+    _print_watch(held, title, risk, by_address, on_chain if len(chains) > 1 else None)
     for line in advice_lines(held, risk or [{}] * len(held)):
         out.print(line)
     for wallet in wallets:
         if not any(p.account == wallet for p in held):
-            out.print(f"{wallet}: no position in these markets at block {result.block.number}")
+            out.print(f"{wallet}: no position in these markets ({'; '.join(at)})")
     liquidatable = sum(p.liquidatable for p in held)
     out.print(f"{len(held)} positions; [bold red]{liquidatable} liquidatable now[/]")
     return held, risk
+
+
+def _market_name(position: Any, cfg: Any, chain: str) -> str | None:
+    """The config name of the market a position is in: the chain's one deployment of its
+    protocol, or the one at its market address."""
+    mine = [m for m in cfg.markets.values() if m.chain == chain and m.protocol == position.protocol]
+    if len(mine) == 1:
+        return str(mine[0].name)
+    return next((m.name for m in mine if m.address.lower() == position.market.lower()), None)
