@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from onchain.cli.common import JsonOpt, LazyConsole, escape
+from onchain.cli.common import CsvOpt, JsonOpt, LazyConsole, check_output_flags, escape, write_csv
 from onchain.cli.stored import opened_store
 from onchain.errors import InputError
 
@@ -91,12 +91,35 @@ def alerts_test(
         sys.exit(1)  # a channel failed: scripts must see it
 
 
+# --csv: one row per alert; its deliveries in one cell ("channel: state (attempts)", "; ")
+ALERT_FIELDS = (
+    "id",
+    "created_at",
+    "kind",
+    "rule",
+    "tier",
+    "previous_tier",
+    "account",
+    "market",
+    "chain_id",
+    "block_number",
+    "health_factor",
+    "deliveries",
+    "text",
+)
+
+
+def _deliveries(alert: dict[str, Any]) -> str:
+    return "; ".join(f"{d['channel']}: {d['state']} ({d['attempts']})" for d in alert["deliveries"])
+
+
 @alerts_app.command("list")
 def alerts_list(
     config: ConfigOpt,
     db: Annotated[str | None, typer.Option("--db", help="database URL")] = None,
     limit: Annotated[int, typer.Option("--limit", help="newest alerts")] = 20,
     as_json: JsonOpt = False,
+    as_csv: CsvOpt = False,
 ) -> None:
     """The newest alerts and each channel's delivery state."""
     from rich.table import Table
@@ -104,12 +127,16 @@ def alerts_list(
     from onchain.alerts.outbox import recent
     from onchain.output import strict_json
 
+    check_output_flags(as_json, as_csv)
     if limit < 1:
         raise InputError(f"--limit must be >= 1, got {limit}")
     with opened_store(db, config) as store:
         rows = recent(store, limit)
     if as_json:
         print(strict_json(rows))
+        return
+    if as_csv:
+        write_csv([{**r, "deliveries": _deliveries(r)} for r in rows], ALERT_FIELDS)
         return
     if not rows:
         out.print("no alerts yet")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import os
 import re
@@ -186,11 +187,14 @@ def check_output_flags(as_json: bool, as_csv: bool, limit: int | None = None) ->
 
 
 def csv_cell(value: Any) -> Any:
-    """Booleans as true/false (as in JSON), nothing as an empty cell, lists joined by '; '."""
+    """Booleans as true/false (as in JSON), nothing as an empty cell, lists joined by '; ',
+    tables as JSON."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:
         return ""
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
     if isinstance(value, list | tuple):
         return "; ".join(str(csv_cell(v)) for v in value)
     return value

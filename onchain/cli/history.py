@@ -4,17 +4,49 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from onchain.cli.common import DbOpt, JsonOpt, LazyConsole, StoreConfigOpt
+from onchain.cli.common import (
+    CsvOpt,
+    DbOpt,
+    JsonOpt,
+    LazyConsole,
+    StoreConfigOpt,
+    check_output_flags,
+    write_csv,
+)
 from onchain.cli.stored import format_hf, opened_store, select_market
 from onchain.errors import InputError
 
 out = LazyConsole(pipe_width=160)
 
 SPARKS = "▁▂▃▄▅▆▇█"
+# --csv: one row per stored snapshot of the account
+CSV_FIELDS = (
+    "market",
+    "market_key",
+    "protocol",
+    "account",
+    "base_currency_decimals",
+    "block_number",
+    "block_hash",
+    "block_timestamp",
+    "health_factor",
+    "liquidatable",
+    "tier",
+    "total_collateral_base",
+    "total_debt_base",
+)
+
+
+def point_rows(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {**{k: v for k, v in h.items() if k != "points"}, **p}
+        for h in documents
+        for p in h["points"]
+    ]
 
 
 def sparkline(values: Sequence[float | None], width: int = 80) -> str:
@@ -52,6 +84,7 @@ def history_cmd(
     limit: Annotated[int, typer.Option("--limit", help="newest snapshots per market")] = 500,
     rows: Annotated[int, typer.Option("--rows", help="rows in the table")] = 12,
     as_json: JsonOpt = False,
+    as_csv: CsvOpt = False,
 ) -> None:
     """One account's health factor over time, per market: a sparkline and the latest rows."""
     from rich.table import Table
@@ -61,6 +94,7 @@ def history_cmd(
     from onchain.output import strict_json
     from onchain.store import queries
 
+    check_output_flags(as_json, as_csv)
     address = checked_address(account, "account address")
     if limit < 1:
         raise InputError("--limit must be at least 1")
@@ -75,37 +109,35 @@ def history_cmd(
                 f"no snapshots of {address}{where} in {store.url} (an account the daemon "
                 "never tracked, or a market it is not in)"
             )
+    documents = [
+        {
+            "market": h.market,
+            "market_key": h.market_key,
+            "protocol": h.protocol,
+            "account": h.account,
+            "base_currency_decimals": h.base_currency_decimals,
+            "points": [
+                {
+                    "block_number": p.block_number,
+                    "block_hash": p.block_hash,
+                    "block_timestamp": p.block_timestamp,
+                    "health_factor": None if p.health_factor is None else str(p.health_factor),
+                    "liquidatable": p.liquidatable,
+                    "risk_tier": p.risk_tier,
+                    "tier": p.risk_tier,  # the key scan/watch/targets use
+                    "total_collateral_base": str(p.total_collateral_base),
+                    "total_debt_base": str(p.total_debt_base),
+                }
+                for p in h.points
+            ],
+        }
+        for h in histories
+    ]
     if as_json:
-        print(
-            strict_json(
-                [
-                    {
-                        "market": h.market,
-                        "market_key": h.market_key,
-                        "protocol": h.protocol,
-                        "account": h.account,
-                        "base_currency_decimals": h.base_currency_decimals,
-                        "points": [
-                            {
-                                "block_number": p.block_number,
-                                "block_hash": p.block_hash,
-                                "block_timestamp": p.block_timestamp,
-                                "health_factor": None
-                                if p.health_factor is None
-                                else str(p.health_factor),
-                                "liquidatable": p.liquidatable,
-                                "risk_tier": p.risk_tier,
-                                "tier": p.risk_tier,  # the key scan/watch/targets use
-                                "total_collateral_base": str(p.total_collateral_base),
-                                "total_debt_base": str(p.total_debt_base),
-                            }
-                            for p in h.points
-                        ],
-                    }
-                    for h in histories
-                ],
-            )
-        )
+        print(strict_json(documents))
+        return
+    if as_csv:
+        write_csv(point_rows(documents), CSV_FIELDS)
         return
     for h in histories:
         points = h.points

@@ -7,9 +7,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from onchain.cli.common import DbOpt, JsonOpt, LazyConsole, StoreConfigOpt, err
+from onchain.cli.common import (
+    CsvOpt,
+    DbOpt,
+    JsonOpt,
+    LazyConsole,
+    StoreConfigOpt,
+    check_output_flags,
+    err,
+    write_csv,
+)
 from onchain.cli.stored import format_hf, no_book, opened_store, select_market, when
-from onchain.errors import InputError
 
 out = LazyConsole(pipe_width=160)
 
@@ -28,6 +36,33 @@ def _tiers_json(tiers: dict[str, queries.TierTotals]) -> dict[str, Any]:
     }
 
 
+# --csv: one row per position at risk, with its market's block (every market's newest snapshot)
+BOOK_FIELDS = ("market", "market_key", "chain", "protocol", "block_number", "block_hash")
+CSV_FIELDS = (
+    *BOOK_FIELDS,
+    "block_timestamp",
+    "base_currency_decimals",
+    "account",
+    "health_factor",
+    "liquidatable",
+    "tier",
+    "reason",
+    "liquidation_probability",
+    "horizon_s",
+    "pending_health_factor",
+    "total_collateral_base",
+    "total_debt_base",
+)
+
+
+def at_risk_rows(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {**{k: book[k] for k in (*BOOK_FIELDS, "block_timestamp", "base_currency_decimals")}, **a}
+        for book in documents
+        for a in book["at_risk"]
+    ]
+
+
 NARROW = 130  # columns under which `report` lists positions as lines, not a table
 
 
@@ -37,6 +72,7 @@ def report_cmd(
     market: Annotated[str | None, typer.Option("--market", help="only this market")] = None,
     limit: Annotated[int, typer.Option("--limit", help="at-risk rows listed (0: all)")] = 25,
     as_json: JsonOpt = False,
+    as_csv: CsvOpt = False,
 ) -> None:
     """Positions at risk now (each market's newest snapshot): by tier, by market, with totals."""
     from rich.table import Table
@@ -46,8 +82,7 @@ def report_cmd(
     from onchain.store import queries
     from onchain.store.models import TIERS
 
-    if limit < 0:
-        raise InputError(f"--limit must be 0 (all) or more, got {limit}")
+    check_output_flags(as_json, as_csv, limit)
     with opened_store(db, config) as store:
         name, key = select_market(store, market)
         books = queries.at_risk_report(store, market=name)
@@ -55,48 +90,46 @@ def report_cmd(
             books = [b for b in books if b.market_key.lower() == key]
             if not books:
                 raise no_book(store, key)
+    documents = [
+        {
+            "market": b.market,
+            "market_key": b.market_key,
+            "chain": b.chain,
+            "protocol": b.protocol,
+            "block_number": b.block_number,
+            "block_hash": b.block_hash,
+            "block_timestamp": b.block_timestamp,
+            "base_currency_decimals": b.base_currency_decimals,
+            "positions": b.positions,
+            "with_debt": b.with_debt,
+            "total_collateral_base": str(b.total_collateral_base),
+            "total_debt_base": str(b.total_debt_base),
+            "tiers": _tiers_json(b.tiers),
+            "at_risk": [
+                {
+                    "account": a.account,
+                    "health_factor": None if a.health_factor is None else str(a.health_factor),
+                    "liquidatable": a.liquidatable,
+                    "risk_tier": a.risk_tier,
+                    "tier": a.risk_tier,  # the key scan/watch/targets use
+                    "reason": a.risk_reason,
+                    "reasons": a.risk_reasons,
+                    "liquidation_probability": a.liquidation_probability,
+                    "horizon_s": a.horizon_s,
+                    "pending_health_factor": a.pending_health_factor,
+                    "total_collateral_base": str(a.total_collateral_base),
+                    "total_debt_base": str(a.total_debt_base),
+                }
+                for a in b.at_risk
+            ],
+        }
+        for b in books
+    ]
     if as_json:
-        print(
-            strict_json(
-                [
-                    {
-                        "market": b.market,
-                        "market_key": b.market_key,
-                        "chain": b.chain,
-                        "protocol": b.protocol,
-                        "block_number": b.block_number,
-                        "block_hash": b.block_hash,
-                        "block_timestamp": b.block_timestamp,
-                        "base_currency_decimals": b.base_currency_decimals,
-                        "positions": b.positions,
-                        "with_debt": b.with_debt,
-                        "total_collateral_base": str(b.total_collateral_base),
-                        "total_debt_base": str(b.total_debt_base),
-                        "tiers": _tiers_json(b.tiers),
-                        "at_risk": [
-                            {
-                                "account": a.account,
-                                "health_factor": None
-                                if a.health_factor is None
-                                else str(a.health_factor),
-                                "liquidatable": a.liquidatable,
-                                "risk_tier": a.risk_tier,
-                                "tier": a.risk_tier,  # the key scan/watch/targets use
-                                "reason": a.risk_reason,
-                                "reasons": a.risk_reasons,
-                                "liquidation_probability": a.liquidation_probability,
-                                "horizon_s": a.horizon_s,
-                                "pending_health_factor": a.pending_health_factor,
-                                "total_collateral_base": str(a.total_collateral_base),
-                                "total_debt_base": str(a.total_debt_base),
-                            }
-                            for a in b.at_risk
-                        ],
-                    }
-                    for b in books
-                ],
-            )
-        )
+        print(strict_json(documents))
+        return
+    if as_csv:
+        write_csv(at_risk_rows(documents), CSV_FIELDS)
         return
     if not books:
         err.print(f"no snapshots in {store.url} yet: run `onchain run`", highlight=False)

@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from onchain.cli.common import DbOpt, JsonOpt, LazyConsole, StoreConfigOpt, escape
+from onchain.cli.common import (
+    DbOpt,
+    JsonOpt,
+    LazyConsole,
+    StoreConfigOpt,
+    check_output_flags,
+    escape,
+    write_csv,
+)
 from onchain.cli.stored import opened_store, when
 
 out = LazyConsole(pipe_width=160)
@@ -52,6 +60,9 @@ def _outcome(outcome: str) -> str:
     return f"[{style}]{outcome}[/]"
 
 
+RUN_FIELDS = ("id", "job", "started_at", "finished_at", "seconds", "outcome", "error", "counts")
+
+
 def _run_json(run: queries.RunRow) -> dict[str, Any]:
     return {
         "id": run.id,
@@ -81,6 +92,9 @@ def status_cmd(
     db: DbOpt = None,
     runs: Annotated[int, typer.Option("--runs", help="recent runs to list")] = 10,
     as_json: JsonOpt = False,
+    as_csv: Annotated[
+        bool, typer.Option("--csv", help="CSV of the recent runs (JSON has everything)")
+    ] = False,
 ) -> None:
     """What ran, when, and how it ended; how far each market's cursors got."""
     from rich.table import Table
@@ -88,11 +102,15 @@ def status_cmd(
     from onchain.output import strict_json
     from onchain.store import queries
 
+    check_output_flags(as_json, as_csv)
     with opened_store(db, config) as store:
         _mark_crashed(store)
         jobs = queries.job_summaries(store)
         markets = queries.market_statuses(store)
         recent = queries.recent_runs(store, runs)
+    if as_csv:
+        write_csv([_run_json(r) for r in recent], RUN_FIELDS)
+        return
     if as_json:
         print(
             strict_json(

@@ -13,10 +13,12 @@ import typer
 
 from onchain.cli.common import (
     LazyConsole,
+    check_output_flags,
     check_writable,
     open_client,
     resolve_markets,
     warn_skipped,
+    write_csv,
 )
 from onchain.errors import InputError
 
@@ -31,6 +33,31 @@ def _money(value: float | None) -> str:
 
 def _moves(drops: dict[str, float]) -> str:
     return ", ".join(f"{k} {-v * 100:+.1f}%" for k, v in drops.items())
+
+
+_FIGURES = ("collateral_at_risk", "debt_at_risk", "collateral_seized", "debt_repaid", "bad_debt")
+CSV_FIELDS = (
+    "scenario",
+    "event",
+    "moves",
+    "market",
+    "label",
+    "protocol",
+    "base_currency",
+    "positions",
+    "positions_liquidatable",
+    *(f"{name}_{unit}" for name in _FIGURES for unit in ("base", "usd")),
+)
+
+
+def scenario_market_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """--csv: the scenarios' figures per market, one row each (the curve and the cascade are
+    in the JSON and the tables)."""
+    return [
+        {"scenario": s["name"], "event": s["event"], "moves": _moves(s["drops"]), **m}
+        for s in report["scenarios"]
+        for m in s["by_market"]
+    ]
 
 
 def print_report(report: dict[str, Any], chart: Path | None) -> None:
@@ -194,6 +221,9 @@ def stress_cmd(
         typer.Option("--deployment", help="the protocol's contract when --market is an id"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable JSON")] = False,
+    as_csv: Annotated[
+        bool, typer.Option("--csv", help="CSV: one row per scenario and market (base and USD)")
+    ] = False,
     chart: Annotated[
         Path | None, typer.Option("--chart", help="write the liquidation curve as a PNG")
     ] = None,
@@ -209,6 +239,7 @@ def stress_cmd(
     from onchain.config import load_config
     from onchain.output import strict_json
 
+    check_output_flags(as_json, as_csv)
     if scenario and drop:
         raise InputError("give --scenario or --drop, not both")
     # imported here: numpy/scipy/matplotlib would slow every other command's start
@@ -260,5 +291,7 @@ def stress_cmd(
     report.setdefault("block_number", report["block"]["number"])  # as in every other JSON
     if as_json:
         print(strict_json(report))
+    elif as_csv:
+        write_csv(scenario_market_rows(report), CSV_FIELDS)
     else:
         print_report(report, chart)

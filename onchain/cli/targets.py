@@ -15,6 +15,7 @@ from onchain.cli.common import (
     ChainIdOpt,
     ChainOpt,
     ConfigOpt,
+    CsvOpt,
     DeploymentOpt,
     MarketOpt,
     ProtocolOpt,
@@ -27,6 +28,7 @@ from onchain.cli.common import (
     out,
     progress_bars,
     resolve_markets,
+    write_csv,
 )
 from onchain.errors import ConfigError, InputError
 
@@ -56,6 +58,7 @@ def targets_cmd(
     chain: ChainOpt = None,
     deployment: DeploymentOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable JSON")] = False,
+    as_csv: CsvOpt = False,
     limit: Annotated[int, typer.Option("--limit", help="rows in the human table (0: all)")] = 30,
     profitable_only: Annotated[
         bool, typer.Option("--profitable-only", help="leave out targets that lose money")
@@ -99,7 +102,7 @@ def targets_cmd(
     from onchain.output import strict_json
     from onchain.rpc.client import redact_url
 
-    check_output_flags(as_json, False, limit)
+    check_output_flags(as_json, as_csv, limit)
     flags = {
         "dex_factory": dex_factory,
         "dex_quoter": dex_quoter,
@@ -123,7 +126,7 @@ def targets_cmd(
     client = open_client(url, expected, timeout)
     from onchain.app.targets import find_targets
 
-    with progress_bars(not as_json) as progress:
+    with progress_bars(not (as_json or as_csv)) as progress:
         result = find_targets(client, refs, settings, block_number=block, progress=progress)
     targets = [t for t in result.targets if t.profitable or not profitable_only]
     for note in result.notes:
@@ -138,7 +141,52 @@ def targets_cmd(
     if as_json:
         print(strict_json([_json_row(t) for t in targets]))
         return
+    if as_csv:
+        write_csv([_json_row(t) for t in targets], CSV_FIELDS)
+        return
     _print_table(result, targets, limit, redact_url(url))
+
+
+# --csv: the JSON row's flat fields (the call arguments stay in the JSON)
+CSV_FIELDS = (
+    "account",
+    "protocol",
+    "market",
+    "block_number",
+    "block_hash",
+    "tier",
+    "pending",
+    "health_factor",
+    "health_factor_pending",
+    "collateral_symbol",
+    "collateral_asset",
+    "debt_symbol",
+    "debt_asset",
+    "close_factor",
+    "debt_to_cover_raw",
+    "collateral_seized_raw",
+    "protocol_fee_raw",
+    "bad_debt_raw",
+    "bonus",
+    "base_currency",
+    "base_currency_decimals",
+    "debt_to_cover_base",
+    "collateral_seized_base",
+    "gas_units",
+    "gas_price_wei",
+    "gas_cost_base",
+    "dex_source",
+    "dex_pool",
+    "dex_fee",
+    "dex_out_raw",
+    "dex_out_base",
+    "slippage_bps",
+    "net_profit_base",
+    "net_profit_usd",
+    "profitable",
+    "dex_oracle_gap_base",
+    "profit_from_oracle_gap",
+)
 
 
 def oracle_gap_base(target: Any) -> float:

@@ -25,6 +25,7 @@ from onchain.cli.common import (
     RpcOpt,
     TimeoutOpt,
     chain_endpoint,
+    check_output_flags,
     config_chains,
     err,
     escape,
@@ -55,6 +56,9 @@ def watch_cmd(
     chain: ChainOpt = None,
     deployment: DeploymentOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable JSON")] = False,
+    as_csv: Annotated[
+        bool, typer.Option("--csv", help="CSV, one row per position (with --follow: rows per read)")
+    ] = False,
     timeout: TimeoutOpt = 10.0,
     horizon: HorizonOpt = None,
     price_history: PriceHistoryOpt = None,
@@ -89,6 +93,7 @@ def watch_cmd(
 ) -> None:
     """Your wallets' positions: with --config and no --market, in EVERY configured market of the
     chain (all protocols) in one table at one block; else in one market, asset by asset."""
+    check_output_flags(as_json, as_csv)
     check_risk_flags(horizon, price_history)
     fail_tier = None if fail_on is None else _tier_name(fail_on)
     if follow and block is not None:
@@ -101,6 +106,7 @@ def watch_cmd(
         common: dict[str, Any] = {
             "block": block,
             "as_json": as_json,
+            "as_csv": as_csv,
             "timeout": timeout,
             "horizon": horizon,
             "price_history": price_history,
@@ -120,7 +126,7 @@ def watch_cmd(
         return
     every = interval or (_block_time(config) if config is not None else 12.0)
     while True:
-        if out.is_terminal and not as_json:
+        if out.is_terminal and not (as_json or as_csv):
             out.clear()
         try:
             tiers = read_once()
@@ -196,9 +202,26 @@ def _fail_on(tier: str | None, tiers: list[str]) -> None:
         sys.exit(FAIL_EXIT)
 
 
-def _print_json(text: str, one_line: bool) -> None:
-    """The JSON document; with --follow one line per read (JSON lines), flushed at once."""
-    print(json.dumps(json.loads(text), separators=(",", ":")) if one_line else text, flush=True)
+def _print_machine(
+    held: list[Any], fields: list[dict[str, Any]], as_csv: bool, follow: bool
+) -> None:
+    """JSON (with --follow one document per line and read: JSON lines) or CSV (with --follow
+    the header once, then each read's rows), flushed at once."""
+    from onchain.output import positions_csv, positions_json
+
+    if as_csv:
+        text = positions_csv(held, fields)
+        if follow and _CSV_HEADER_SENT:
+            text = text.split("\n", 1)[1]
+        _CSV_HEADER_SENT.append(True)
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    text = positions_json(held, fields)
+    print(json.dumps(json.loads(text), separators=(",", ":")) if follow else text, flush=True)
+
+
+_CSV_HEADER_SENT: list[bool] = []  # --follow --csv: the header went out with the first read
 
 
 def _watch_market(
@@ -218,10 +241,11 @@ def _watch_market(
     no_risk: bool,
     *,
     one_line: bool = False,
+    as_csv: bool = False,
 ) -> tuple[list[Any], list[dict[str, Any]] | None]:
     """One market, asset by asset; returns what it printed (positions, risk fields)."""
     from onchain.app.pipeline import scan
-    from onchain.output import advice_lines, breakdown_table, positions_json
+    from onchain.output import advice_lines, breakdown_table
 
     url, market_ref, expected = resolve_market(
         rpc, protocol, market, config, chain_id, chain, deployment
@@ -234,14 +258,21 @@ def _watch_market(
         None
         if no_risk
         else risk_fields(
-            client, result.block, held, config, horizon, price_history, not as_json, states
+            client,
+            result.block,
+            held,
+            config,
+            horizon,
+            price_history,
+            not (as_json or as_csv),
+            states,
         )
     )
-    if as_json:
+    if as_json or as_csv:
         chain_name, market_name = configured_names(config, market_ref, expected)
         n = len(held)
-        _print_json(
-            positions_json(held, named_fields(risk, [chain_name] * n, [market_name] * n)), one_line
+        _print_machine(
+            held, named_fields(risk, [chain_name] * n, [market_name] * n), as_csv, one_line
         )
         return held, risk
     warn_skipped([result.market_state])
@@ -303,13 +334,14 @@ def _watch_everywhere(
     no_risk: bool = False,
     *,
     one_line: bool = False,
+    as_csv: bool = False,
 ) -> tuple[list[Any], list[dict[str, Any]] | None]:
     """Every market the config lists on every chain (or --chain), every protocol, one pinned
     block per chain, one table (a chain column when there are several); returns what it
     printed (positions, risk fields)."""
     from onchain.app.pipeline import watch_everywhere
     from onchain.config import load_config
-    from onchain.output import advice_lines, positions_json
+    from onchain.output import advice_lines
 
     cfg = load_config(config)
     chains = config_chains(cfg, chain_name)
@@ -330,18 +362,25 @@ def _watch_everywhere(
         if risk is not None:
             risk += (
                 risk_fields(
-                    client, result.block, mine, config, horizon, price_history, not as_json, states
+                    client,
+                    result.block,
+                    mine,
+                    config,
+                    horizon,
+                    price_history,
+                    not (as_json or as_csv),
+                    states,
                 )
                 or []
             )
-        if not as_json:
+        if not (as_json or as_csv):
             warn_skipped([state for _ref, state in result.market_states])
         held += mine
         on_chain += [chain.name] * len(mine)
         at.append(f"{chain.name} at block {result.block.number} {result.block.hash[:12]}…")
     names = [_market_name(p, cfg, c) for p, c in zip(held, on_chain, strict=True)]
-    if as_json:
-        _print_json(positions_json(held, named_fields(risk, on_chain, names)), one_line)
+    if as_json or as_csv:
+        _print_machine(held, named_fields(risk, on_chain, names), as_csv, one_line)
         return held, risk
     title = f"{len(wallets)} wallet(s) in {len(cfg.markets)} configured market(s) on " + "; ".join(
         at
