@@ -10,7 +10,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -95,7 +95,7 @@ def remember(name: str, value: Any, explicit: bool) -> None:
         CHOICE.given.add(name)
 
 
-def hide_secrets(urls: list[str] | tuple[str, ...] = (), secrets: list[str | None] = []) -> None:  # noqa: B006
+def hide_secrets(urls: Sequence[str | None] = (), secrets: Sequence[str | None] = ()) -> None:
     """Secrets known from here on (endpoint URLs, passwords, tokens) are hidden in every line."""
     REDACT.add(urls, secrets)
 
