@@ -295,6 +295,19 @@ def chain_endpoint(rpc: list[str] | str | None, chain: ChainConfig) -> EndpointS
     return EndpointSet.of(urls, Budget(chain.rpc_max_rps, chain.rpc_max_batch))
 
 
+def check_endpoints(rpc: list[str] | str | None, chains: Sequence[ChainConfig]) -> None:
+    """Several chains: each needs an endpoint before any is read (no partial table); the
+    error names every chain without one, and --chain to read fewer."""
+    if len(chains) < 2 or flag_urls(rpc):
+        return
+    missing = [f"{c.name} ({c.rpc_hint()})" for c in chains if not c.resolve_rpc_urls()]
+    if missing:
+        raise InputError(
+            f"no RPC URL for chain(s) {'; '.join(missing)}: set them, or pass --chain NAME "
+            "to read only the chains you have endpoints for"
+        )
+
+
 def flag_urls(rpc: list[str] | str | None) -> list[str]:
     if isinstance(rpc, str):
         rpc = [rpc]

@@ -22,6 +22,7 @@ from onchain.cli.common import (
     RpcOpt,
     TimeoutOpt,
     chain_endpoint,
+    check_endpoints,
     check_output_flags,
     config_chains,
     err,
@@ -139,6 +140,7 @@ class Everywhere:
             raise InputError("--block is a block of one chain: pass --chain NAME with it")
         if (rpc or chain_id is not None) and len(self.chains) > 1:
             raise InputError("--rpc and --chain-id are for one chain: pass --chain NAME with them")
+        check_endpoints(rpc, self.chains)
         self.block, self.show_all = block, show_all
         self.rows: list[tuple[Any, dict[str, Any] | None, str, str]] = []
         self.blocks: dict[str, Any] = {}

@@ -25,6 +25,7 @@ from onchain.cli.common import (
     RpcOpt,
     TimeoutOpt,
     chain_endpoint,
+    check_endpoints,
     check_output_flags,
     config_chains,
     err,
@@ -347,6 +348,7 @@ def _watch_everywhere(
     chains = config_chains(cfg, chain_name)
     if len(chains) > 1 and (block is not None or rpc or chain_id is not None):
         raise InputError("--block, --rpc and --chain-id are for one chain: pass --chain NAME")
+    check_endpoints(rpc, chains)
     held: list[Any] = []
     risk: list[dict[str, Any]] | None = None if no_risk else []
     on_chain: list[str] = []
