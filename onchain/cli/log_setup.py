@@ -138,6 +138,8 @@ def configure(base_level: int = logging.WARNING, level: int | None = None) -> No
     # libraries speak at -vv (debug) only: urllib3 logs every request, the scheduler every tick
     for name, usual in LIBRARY_LEVELS.items():
         logging.getLogger(name).setLevel(logging.DEBUG if level <= logging.DEBUG else usual)
+    # apprise logs the channel URLs it parses (tokens in them), at any level: never shown
+    logging.getLogger("apprise").setLevel(logging.CRITICAL)
 
 
 LIBRARY_LEVELS = {
