@@ -92,8 +92,9 @@ def watch_cmd(
         typer.Option("--wallets-from", help="a file of wallet addresses, one a line ('-': stdin)"),
     ] = None,
 ) -> None:
-    """Your wallets' positions: with --config and no --market, in EVERY configured market of the
-    chain (all protocols) in one table at one block; else in one market, asset by asset."""
+    """Your wallets' positions: with --config and no --market, in EVERY configured market of
+    every chain the config lists (or --chain; all protocols, one block per chain) in one table;
+    else in one market, asset by asset."""
     check_output_flags(as_json, as_csv)
     check_risk_flags(horizon, price_history)
     fail_tier = None if fail_on is None else _tier_name(fail_on)
