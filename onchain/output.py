@@ -6,28 +6,15 @@ import csv
 import io
 import json
 import math
-import os
-import sys
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
 from onchain.protocols.base import AssetPosition, Position
 
 WAD = 10**18
-
-
-def console(*, stderr: bool = False, pipe_width: int = 160) -> Console:
-    """Where every command prints: stdout tables at the terminal's width (`pipe_width` when
-    piped), or stderr messages unwrapped. NO_COLOR (any value) drops every style, bold too."""
-    plain = bool(os.environ.get("NO_COLOR"))
-    if stderr:
-        return Console(stderr=True, soft_wrap=True, color_system=None if plain else "auto")
-    width = None if sys.stdout.isatty() else pipe_width
-    return Console(width=width, color_system=None if plain else "auto")
 
 
 def asset_json(asset: AssetPosition) -> dict[str, Any]:
