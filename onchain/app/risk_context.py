@@ -39,7 +39,7 @@ HOUR_S = 3600.0
 
 # Annualised volatility used when no price history is given (documented defaults, not forecasts).
 DEFAULT_ANNUAL_VOLATILITY = {"ETH": 0.75, "BTC": 0.60, "LINK": 1.0, "STABLE": 0.02}
-# Drawdown tails as fitted on hourly ETH/BTC 2019-2025 (tests/test_risk_calibration.py).
+# Drawdown tails as fitted on hourly ETH/BTC 2019-2025 (tests/unit/test_risk_calibration.py).
 DEFAULT_TAIL_SCALE = 1.2
 DEFAULT_TAIL_DOF = 3.0
 

@@ -18,8 +18,8 @@ from onchain.devnet.morpho import set_prices_everywhere
 from onchain.protocols.base import MarketRef, Position
 from onchain.rpc.client import RpcClient
 from tests.helpers.aave_oracle import pool_account_data
-from tests.test_cli import run
-from tests.test_morpho_exactness import contract_debts, contract_verdicts, fund_liquidator
+from tests.helpers.cli_support import run
+from tests.helpers.morpho_support import contract_debts, contract_verdicts, fund_liquidator
 
 WAD = 10**18
 
@@ -97,9 +97,9 @@ def test_watch_table_has_one_row_per_position_with_liquidation_price_and_distanc
 def test_watch_of_several_chains_needs_an_endpoint_for_each_before_reading_any(
     devnet: DevnetInfo,
 ) -> None:
-    """Every chain of the config is watched (tests/test_several_chains.py); one without an
+    """Every chain of the config is watched (tests/cli/test_several_chains.py); one without an
     endpoint is named, with --chain to read fewer, before anything is read."""
-    mainnet = Path(__file__).resolve().parents[1] / "config" / "mainnet.toml"
+    mainnet = Path(__file__).resolve().parents[2] / "config" / "mainnet.toml"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ONCHAIN_RPC")}
     result = run("watch", devnet.borrowers[0], "--config", str(mainnet), env=env)
     assert result.returncode == 2 and result.stdout == ""
