@@ -88,7 +88,7 @@ def command() -> typer.core.TyperGroup:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: map our errors to one line on stderr and an exit code."""
-    run_app(command(), argv)
+    run_app(command, argv)
 
 
 if __name__ == "__main__":

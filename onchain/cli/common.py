@@ -226,11 +226,11 @@ def check_writable(path: Path, flag: str) -> None:
 INTERRUPTED = 130  # the shell's code for SIGINT; never 0, so a cron job sees it
 
 
-def run(app: Callable[..., Any], argv: Sequence[str] | None) -> None:
-    """Run the app: our errors become one line on stderr and their exit code; usage errors exit
-    2; Ctrl-C exits 130 with one line."""
+def run(build: Callable[[], Callable[..., Any]], argv: Sequence[str] | None) -> None:
+    """Build the command tree and run it: our errors become one line on stderr and their exit
+    code; usage errors exit 2; Ctrl-C (even while the tree is built) exits 130 with one line."""
     try:
-        code = app(args=argv, prog_name="onchain", standalone_mode=False)
+        code = build()(args=argv, prog_name="onchain", standalone_mode=False)
         endpoint_notes()
     except KeyboardInterrupt:  # raised outside typer's own handler (e.g. while it unwinds)
         code = INTERRUPTED

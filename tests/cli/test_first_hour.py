@@ -60,11 +60,32 @@ def test_ctrl_c_with_a_request_in_flight_is_exit_130_and_one_line(
     assert lines == ["interrupted"], result.stderr
 
 
-def test_ctrl_c_during_start_up_is_exit_130_and_one_line() -> None:
+SLOW_START = """
+import sys, time
+class SlowCli:
+    def find_spec(self, name, path=None, target=None):
+        if name == "onchain.cli.common":
+            print("importing", file=sys.stderr, flush=True)
+            time.sleep(5)
+        return None
+sys.meta_path.insert(0, SlowCli())
+"""
+
+
+def test_ctrl_c_during_start_up_is_exit_130_and_one_line(tmp_path: Path) -> None:
+    """The CLI starts in a fraction of a second, too fast to hit by chance: a sitecustomize
+    holds its import for 5 s (the state of a slow machine), and Ctrl-C lands inside it."""
+    (tmp_path / "sitecustomize.py").write_text(SLOW_START)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     proc = subprocess.Popen(
-        [*ONCHAIN, "scan", "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*ONCHAIN, "scan", "--help"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
-    time.sleep(0.4)  # the CLI takes seconds to import: this lands inside the imports
+    assert proc.stderr is not None
+    assert proc.stderr.readline().strip() == "importing"  # inside the CLI's imports now
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=20)
     assert proc.returncode == 130, (proc.returncode, stdout, stderr)
