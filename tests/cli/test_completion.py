@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from tests.helpers.cli_support import ONCHAIN, run
+from tests.helpers.cli_support import ONCHAIN
 
 
 def _complete(words: str, index: int) -> list[str]:
@@ -18,7 +18,13 @@ def _complete(words: str, index: int) -> list[str]:
 
 
 def test_the_completion_script_and_its_answers() -> None:
-    script = run("--show-completion", "bash")
+    # the shell is detected from the parent process, as when a user types it in bash
+    script = subprocess.run(
+        ["bash", "-c", f"{ONCHAIN[0]} --show-completion"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert script.returncode == 0, script.stderr
     assert "_ONCHAIN_COMPLETE=complete_bash" in script.stdout and "complete " in script.stdout
     assert _complete("onchain sc", 1) == ["scan"]
