@@ -1,5 +1,5 @@
 """The `onchain` console script (and `python -m onchain`). The CLI is imported inside a guard:
-loading it takes a few seconds, and Ctrl-C then must be one line and exit 130, not a traceback."""
+Ctrl-C while it loads must be one line and exit 130, not a traceback."""
 
 import os
 import sys

@@ -50,7 +50,12 @@ class RedactSecrets(logging.Filter):
 
     def __init__(self, urls: Iterable[str | None], secrets: Iterable[str | None] = ()) -> None:
         super().__init__()
-        found = {s for url in urls if url for s in secret_parts(url)}
+        self.secrets: list[str] = []
+        self.add(urls, secrets)
+
+    def add(self, urls: Iterable[str | None], secrets: Iterable[str | None] = ()) -> None:
+        """More secrets to hide (a command learns its endpoints after logging is set up)."""
+        found = {s for url in urls if url for s in secret_parts(url)} | set(self.secrets)
         found |= {s for s in secrets if s and len(s) >= MIN_SECRET}
         self.secrets = sorted(
             found, key=len, reverse=True

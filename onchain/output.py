@@ -6,13 +6,10 @@ import csv
 import io
 import json
 import math
-import os
-import sys
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
 from onchain.model import LiquidationHold
@@ -20,16 +17,6 @@ from onchain.protocols.base import AssetPosition, Position
 from onchain.protocols.registry import DETAIL_COLUMNS
 
 WAD = 10**18
-
-
-def console(*, stderr: bool = False, pipe_width: int = 160) -> Console:
-    """Where every command prints: stdout tables at the terminal's width (`pipe_width` when
-    piped), or stderr messages unwrapped. NO_COLOR (any value) drops every style, bold too."""
-    plain = bool(os.environ.get("NO_COLOR"))
-    if stderr:
-        return Console(stderr=True, soft_wrap=True, color_system=None if plain else "auto")
-    width = None if sys.stdout.isatty() else pipe_width
-    return Console(width=width, color_system=None if plain else "auto")
 
 
 def asset_json(asset: AssetPosition) -> dict[str, Any]:
@@ -146,6 +133,8 @@ CSV_FIELDS = [
     "tier",
     "liquidation_probability",
     "horizon_s",
+    "chain",  # the config's names, when the command read a config (else empty)
+    "market_name",
 ]
 
 
@@ -163,7 +152,7 @@ def positions_csv(
             row.update(risk[i])
         row["health_factor"] = row["health_factor"] or ""
         row["liquidatable"] = "true" if row["liquidatable"] else "false"
-        writer.writerow(row)
+        writer.writerow({k: "" if v is None else v for k, v in row.items()})
     return out.getvalue()
 
 
@@ -237,11 +226,23 @@ def _never_cut(address: bool) -> dict[str, Any]:
 
 
 def positions_table(
-    positions: Sequence[Position], title: str, risk: Sequence[dict[str, Any]] | None = None
+    positions: Sequence[Position],
+    title: str,
+    risk: Sequence[dict[str, Any]] | None = None,
+    chains: Sequence[str] | None = None,
+    market_names: Sequence[str] | None = None,
 ) -> Table:
+    """`chains`, `market_names`: per row, the config's chain and market names (several chains
+    or markets in one table)."""
     table = Table(title=title, title_justify="left")
     # e.g. every market of a deployment: say which market each row is in
-    several = len({p.market for p in positions}) > 1 or any(p.market_label for p in positions)
+    several = (
+        market_names is not None
+        or len({p.market for p in positions}) > 1
+        or any(p.market_label for p in positions)
+    )
+    if chains is not None:
+        table.add_column("chain", justify="left")
     if several:
         table.add_column("market", justify="left")
     for name, justify in [
@@ -262,8 +263,13 @@ def positions_table(
         if risk is not None:
             extra_cells = [probability_text(risk[i]["liquidation_probability"])]
             status = tier_text(p, risk[i])
+        market = market_text(p)
+        if market_names is not None:
+            label = p.extra.get("market_label")  # one market of a deployment: its label too
+            market = f"{market_names[i]} {label}" if label else market_names[i]
         table.add_row(
-            *([market_text(p)] if several else []),
+            *([chains[i]] if chains is not None else []),
+            *([market] if several else []),
             p.account,
             f"[{health_style(p)}]{health_text(p.health_factor)}[/]",
             money(p.total_collateral_base, p.base_currency_decimals) + unit,
@@ -356,15 +362,18 @@ def watch_table(
     risk: Sequence[dict[str, Any]] | None = None,
     names: Mapping[str, str] | None = None,
     wallet_column: bool = True,
+    chains: Sequence[str] | None = None,
 ) -> Table:
     """One row per position, any protocol: health, how far the main collateral's price may
     move before the position is liquidatable (next to the health, coloured when near), its
     liquidation price (others held), and the probability within the horizon the header names.
     `names`: market address (lower case) -> its config name, shown instead of the address.
-    Without `wallet_column` (narrow terminals, one table per wallet) the title names it."""
+    Without `wallet_column` (narrow terminals, one table per wallet) the title names it.
+    `chains`: per row, the chain's config name (several chains in one table)."""
     horizon = horizon_text(risk[0]["horizon_s"]) if risk else ""
     table = Table(title=title, title_justify="left")
     for name, justify in [
+        *([("chain", "left")] if chains is not None else []),
         *([("wallet", "left")] if wallet_column else []),
         ("protocol", "left"),
         ("market", "left"),
@@ -392,6 +401,7 @@ def watch_table(
             liq_text = f"none: {main.symbol} alone cannot liquidate it"
         status = status_text(p)
         table.add_row(
+            *([chains[i]] if chains is not None else []),
             *([p.account] if wallet_column else []),
             p.protocol,
             p.market_label or (names or {}).get(p.market.lower()) or market_text(p),

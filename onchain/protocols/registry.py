@@ -2,29 +2,33 @@
 
 from __future__ import annotations
 
+from importlib import import_module
+
 from onchain.errors import InputError
 from onchain.model import DetailColumn
-from onchain.protocols.aave_v3.adapter import AaveV3Adapter
 from onchain.protocols.aave_v3.incremental import AaveV3Incremental
 from onchain.protocols.base import IncrementalAdapter, ProtocolAdapter
-from onchain.protocols.morpho_blue.adapter import MorphoBlueAdapter
+from onchain.protocols.catalog import ADAPTER_CLASSES, DEFAULT_ADAPTER
 from onchain.protocols.morpho_blue.incremental import MorphoBlueIncremental
 
-ADAPTERS: dict[str, type] = {
-    AaveV3Adapter.name: AaveV3Adapter,
-    MorphoBlueAdapter.name: MorphoBlueAdapter,
-}
+
+def _adapter_class(path: str) -> type:
+    module, _, name = path.partition(":")
+    cls: type = getattr(import_module(module), name)
+    return cls
+
+
+ADAPTERS: dict[str, type] = {name: _adapter_class(path) for name, path in ADAPTER_CLASSES.items()}
 # what --protocol means when neither it nor a config names one
-DEFAULT_PROTOCOL: str = AaveV3Adapter.name
+DEFAULT_PROTOCOL: str = DEFAULT_ADAPTER
 # every adapter's detail columns, in registry order: the JSON has each one on every position
-DETAIL_COLUMNS: tuple[DetailColumn, ...] = (
-    *AaveV3Adapter.detail_columns,
-    *MorphoBlueAdapter.detail_columns,
+DETAIL_COLUMNS: tuple[DetailColumn, ...] = tuple(
+    column for cls in ADAPTERS.values() for column in getattr(cls, "detail_columns", ())
 )
 
 INCREMENTAL: dict[str, type] = {
-    AaveV3Adapter.name: AaveV3Incremental,
-    MorphoBlueAdapter.name: MorphoBlueIncremental,
+    "aave-v3": AaveV3Incremental,
+    "morpho-blue": MorphoBlueIncremental,
 }
 
 

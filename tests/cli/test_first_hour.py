@@ -10,10 +10,6 @@ import signal
 import subprocess
 import threading
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -21,50 +17,8 @@ import pytest
 from onchain.devnet.build import DevnetInfo
 from onchain.devnet.config_file import write_devnet_config
 from tests.helpers.cli_support import ONCHAIN, assert_one_clear_error, run
+from tests.helpers.rpc_proxy import rpc_proxy
 from tests.helpers.store_db import admin, empty_database
-
-
-@contextmanager
-def rpc_proxy(
-    upstream: str, stall: Callable[[bytes], bool]
-) -> Iterator[tuple[str, threading.Event]]:
-    """A JSON-RPC proxy on 127.0.0.1 in front of the devnet: it forwards every request, except
-    those `stall` picks, which it holds open (a request in flight) until the proxy stops.
-    Yields its URL and an event set when the first request is held."""
-    held = threading.Event()
-    release = threading.Event()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            if stall(body):
-                held.set()
-                release.wait(60)
-                return
-            request = urllib.request.Request(
-                upstream, data=body, headers={"Content-Type": "application/json"}
-            )
-            with urllib.request.urlopen(request, timeout=30) as answer:
-                payload = answer.read()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *_args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v3/SECRETKEY123", held
-    finally:
-        release.set()
-        server.shutdown()
-        server.server_close()
 
 
 def _interrupt_when_held(args: list[str], held: threading.Event) -> subprocess.CompletedProcess:
@@ -106,11 +60,32 @@ def test_ctrl_c_with_a_request_in_flight_is_exit_130_and_one_line(
     assert lines == ["interrupted"], result.stderr
 
 
-def test_ctrl_c_during_start_up_is_exit_130_and_one_line() -> None:
+SLOW_START = """
+import sys, time
+class SlowCli:
+    def find_spec(self, name, path=None, target=None):
+        if name == "onchain.cli.common":
+            print("importing", file=sys.stderr, flush=True)
+            time.sleep(5)
+        return None
+sys.meta_path.insert(0, SlowCli())
+"""
+
+
+def test_ctrl_c_during_start_up_is_exit_130_and_one_line(tmp_path: Path) -> None:
+    """The CLI starts in a fraction of a second, too fast to hit by chance: a sitecustomize
+    holds its import for 5 s (the state of a slow machine), and Ctrl-C lands inside it."""
+    (tmp_path / "sitecustomize.py").write_text(SLOW_START)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     proc = subprocess.Popen(
-        [*ONCHAIN, "scan", "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*ONCHAIN, "scan", "--help"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
-    time.sleep(0.4)  # the CLI takes seconds to import: this lands inside the imports
+    assert proc.stderr is not None
+    assert proc.stderr.readline().strip() == "importing"  # inside the CLI's imports now
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=20)
     assert proc.returncode == 130, (proc.returncode, stdout, stderr)

@@ -5,6 +5,7 @@ and both verdicts are the contracts' own."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -93,10 +94,15 @@ def test_watch_table_has_one_row_per_position_with_liquidation_price_and_distanc
     assert f"{nobody}: no position" in text.replace("\n", "")
 
 
-def test_watch_without_market_needs_a_chain_when_the_config_has_several(
+def test_watch_of_several_chains_needs_an_endpoint_for_each_before_reading_any(
     devnet: DevnetInfo,
 ) -> None:
+    """Every chain of the config is watched (tests/cli/test_several_chains.py); one without an
+    endpoint is named, with --chain to read fewer, before anything is read."""
     mainnet = Path(__file__).resolve().parents[2] / "config" / "mainnet.toml"
-    result = run("watch", devnet.borrowers[0], "--config", str(mainnet))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ONCHAIN_RPC")}
+    result = run("watch", devnet.borrowers[0], "--config", str(mainnet), env=env)
     assert result.returncode == 2 and result.stdout == ""
     assert "--chain" in result.stderr
+    for chain in ("ethereum", "arbitrum", "base"):
+        assert chain in result.stderr

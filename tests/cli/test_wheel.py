@@ -89,6 +89,7 @@ def test_built_wheel_installs_and_scans_the_devnet_from_outside_the_checkout(
         "onchain/devnet/solc_compile.js",
         "onchain/devnet/contracts/Multicall3.sol",
         "onchain/py.typed",
+        "onchain/deployments/mainnet.toml",
     ):
         assert needed in names, needed
 
@@ -135,3 +136,14 @@ def test_built_wheel_installs_and_scans_the_devnet_from_outside_the_checkout(
     )
     assert upgrade.returncode == 0, upgrade.stderr
     assert db.exists() and db.stat().st_size > 0
+
+    # The known deployments ship too: `onchain init` writes a config from them.
+    init = subprocess.run(
+        [str(bin_dir / "onchain"), "init", "--chain", "base", "--rpc-env", "BASE_RPC"],
+        cwd=outside,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert init.returncode == 0, init.stderr
+    assert 'rpc_url_env = "BASE_RPC"' in (outside / "onchain.toml").read_text()

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from onchain.cli import main
-from onchain.cli_store import sparkline
+from onchain.cli.history import sparkline
 from onchain.config import load_config
 from onchain.devnet.build import DevnetInfo
 from onchain.devnet.chain import DevChain

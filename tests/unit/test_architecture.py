@@ -8,6 +8,13 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "onchain"
 
 CLI = ("onchain.cli",)  # prefixes: onchain.cli, onchain.cli_*, onchain.cli.*
+# what the cli's commands may share; every other module of onchain/cli/ is a command (or group)
+CLI_SHARED = {
+    "onchain.cli.common",
+    "onchain.cli.log_setup",
+    "onchain.cli.positions",
+    "onchain.cli.stored",
+}
 APP = ("onchain.app",)
 
 # importer prefix -> imported prefixes it must not reach
@@ -100,6 +107,30 @@ def violations() -> set[tuple[str, str]]:
 
 def test_no_module_imports_across_a_forbidden_arrow() -> None:
     assert violations() == set(), "forbidden imports (see ARCHITECTURE.md)"
+
+
+def cli_commands_importing_commands() -> set[tuple[str, str]]:
+    """(command module, command module it imports): commands share only the CLI_SHARED ones."""
+    bad: set[tuple[str, str]] = set()
+    for path in sorted((PACKAGE / "cli").glob("*.py")):
+        importer = _module(path)
+        if importer == "onchain.cli":
+            continue  # the package registers every command
+        for imported in _imports(path):
+            parts = imported.split(".")
+            if len(parts) < 3 or parts[:2] != ["onchain", "cli"]:
+                continue
+            module = ".".join(parts[:3])
+            if module not in CLI_SHARED and module != importer:
+                bad.add((importer, module))
+    return bad
+
+
+def test_cli_commands_never_import_each_other() -> None:
+    assert cli_commands_importing_commands() == set(), "a command imports another command"
+    commands = {_module(p) for p in (PACKAGE / "cli").glob("*.py")} - CLI_SHARED - {"onchain.cli"}
+    assert {"onchain.cli.scan", "onchain.cli.watch", "onchain.cli.db"} <= commands
+    assert not list(PACKAGE.glob("cli_*.py")), "the cli lives in onchain/cli/, one module a command"
 
 
 def test_the_checker_sees_a_forbidden_arrow(tmp_path: Path) -> None:

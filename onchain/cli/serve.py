@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
+from onchain.cli.common import err
+from onchain.cli.log_setup import configure, hide_secrets
 from onchain.errors import InputError
 
-err = Console(stderr=True, soft_wrap=True)
 DEMO_DIR = Path(".cache") / "demo"
 
 
@@ -24,7 +24,7 @@ def serve_cmd(
     config: Annotated[
         Path | None,
         typer.Option(
-            "--config", help="TOML config: its \\[store] names the database, \\[api] the limits"
+            "--config", help="TOML config: its [store] names the database, [api] the limits"
         ),
     ] = None,
     db: Annotated[
@@ -62,9 +62,8 @@ def serve_cmd(
 
     check_address_free(settings.host, settings.port)
     store = open_read_only(url)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    hide_secrets(secrets=[url.password])
+    configure(base_level=logging.INFO)  # the server's log is its output
     try:
         app = create_app(store, settings)
         where = f"http://{settings.host}:{settings.port}/"
@@ -126,7 +125,3 @@ def _check_once(app: object, settings: Any, where: str) -> None:
         f"--config {DEMO_DIR / 'devnet.toml'}",
         highlight=False,
     )
-
-
-def register(app: typer.Typer) -> None:
-    app.command("serve")(serve_cmd)

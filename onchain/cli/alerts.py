@@ -7,24 +7,21 @@ import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
-from onchain.alerts.channels import send
-from onchain.alerts.config import ChannelConfig
-from onchain.config import load_config
+from onchain.cli.common import CsvOpt, JsonOpt, LazyConsole, check_output_flags, escape, write_csv
+from onchain.cli.stored import opened_store
 from onchain.errors import InputError
-from onchain.output import strict_json
 
-out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, soft_wrap=True)
+if TYPE_CHECKING:
+    from onchain.alerts.config import ChannelConfig
+
+out = LazyConsole(pipe_width=160)
+alerts_app = typer.Typer(help="Alert channels and the alerts sent", no_args_is_help=True)
 
 ConfigOpt = Annotated[Path, typer.Option("--config", help="TOML config with [alerts]")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable JSON")]
 
 
 def test_payload(channel: ChannelConfig) -> dict[str, Any]:
@@ -48,6 +45,7 @@ def test_payload(channel: ChannelConfig) -> dict[str, Any]:
     }
 
 
+@alerts_app.command("test")
 def alerts_test(
     config: ConfigOpt,
     channel: Annotated[
@@ -56,6 +54,10 @@ def alerts_test(
     as_json: JsonOpt = False,
 ) -> None:
     """Send a test message to each channel and say what happened (exit 1 if one failed)."""
+    from onchain.alerts.channels import send
+    from onchain.config import load_config
+    from onchain.output import strict_json
+
     cfg = load_config(config)
     channels = cfg.alerts.channels
     if not channels:
@@ -79,32 +81,62 @@ def alerts_test(
     if as_json:
         print(strict_json(results))
     else:
-        for r in results:
-            what = "delivered" if r["ok"] else f"FAILED: {r['error']}"
+        for row in results:
+            what = "delivered" if row["ok"] else f"FAILED: {row['error']}"
             out.print(
-                escape(f"{r['channel']} ({r['scheme']}): {what} in {r['duration_ms']} ms"),
+                escape(f"{row['channel']} ({row['scheme']}): {what} in {row['duration_ms']} ms"),
                 highlight=False,
             )
-    if not all(r["ok"] for r in results):
+    if not all(row["ok"] for row in results):
         sys.exit(1)  # a channel failed: scripts must see it
 
 
+# --csv: one row per alert; its deliveries in one cell ("channel: state (attempts)", "; ")
+ALERT_FIELDS = (
+    "id",
+    "created_at",
+    "kind",
+    "rule",
+    "tier",
+    "previous_tier",
+    "account",
+    "market",
+    "chain_id",
+    "block_number",
+    "health_factor",
+    "deliveries",
+    "text",
+)
+
+
+def _deliveries(alert: dict[str, Any]) -> str:
+    return "; ".join(f"{d['channel']}: {d['state']} ({d['attempts']})" for d in alert["deliveries"])
+
+
+@alerts_app.command("list")
 def alerts_list(
     config: ConfigOpt,
     db: Annotated[str | None, typer.Option("--db", help="database URL")] = None,
     limit: Annotated[int, typer.Option("--limit", help="newest alerts")] = 20,
     as_json: JsonOpt = False,
+    as_csv: CsvOpt = False,
 ) -> None:
     """The newest alerts and each channel's delivery state."""
-    from onchain.alerts.outbox import recent
-    from onchain.cli_store import _store
+    from rich.table import Table
 
+    from onchain.alerts.outbox import recent
+    from onchain.output import strict_json
+
+    check_output_flags(as_json, as_csv)
     if limit < 1:
         raise InputError(f"--limit must be >= 1, got {limit}")
-    with _store(db, config) as store:
+    with opened_store(db, config) as store:
         rows = recent(store, limit)
     if as_json:
         print(strict_json(rows))
+        return
+    if as_csv:
+        write_csv([{**r, "deliveries": _deliveries(r)} for r in rows], ALERT_FIELDS)
         return
     if not rows:
         out.print("no alerts yet")
@@ -127,10 +159,3 @@ def alerts_list(
             ),
         )
     out.print(table)
-
-
-def register(app: typer.Typer) -> None:
-    alerts_app = typer.Typer(help="Alert channels and the alerts sent", no_args_is_help=True)
-    alerts_app.command("test")(alerts_test)
-    alerts_app.command("list")(alerts_list)
-    app.add_typer(alerts_app, name="alerts")

@@ -10,13 +10,19 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
+from onchain.cli.common import (
+    LazyConsole,
+    check_output_flags,
+    check_writable,
+    open_client,
+    resolve_markets,
+    warn_skipped,
+    write_csv,
+)
 from onchain.errors import InputError
-from onchain.output import console, strict_json
 
-out = console(pipe_width=160)
-err = console(stderr=True)
+out = LazyConsole(pipe_width=160)
 
 
 def _money(value: float | None) -> str:
@@ -29,9 +35,36 @@ def _moves(drops: dict[str, float]) -> str:
     return ", ".join(f"{k} {-v * 100:+.1f}%" for k, v in drops.items())
 
 
+_FIGURES = ("collateral_at_risk", "debt_at_risk", "collateral_seized", "debt_repaid", "bad_debt")
+CSV_FIELDS = (
+    "scenario",
+    "event",
+    "moves",
+    "market",
+    "label",
+    "protocol",
+    "base_currency",
+    "positions",
+    "positions_liquidatable",
+    *(f"{name}_{unit}" for name in _FIGURES for unit in ("base", "usd")),
+)
+
+
+def scenario_market_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """--csv: the scenarios' figures per market, one row each (the curve and the cascade are
+    in the JSON and the tables)."""
+    return [
+        {"scenario": s["name"], "event": s["event"], "moves": _moves(s["drops"]), **m}
+        for s in report["scenarios"]
+        for m in s["by_market"]
+    ]
+
+
 def print_report(report: dict[str, Any], chart: Path | None) -> None:
     """Scenario totals, then per market and per asset (rows with something liquidated), then
     the liquidation curve."""
+    from rich.table import Table
+
     out.print(
         f"book: {report['positions']} positions with debt in {len(report['markets'])} market(s) "
         f"at block {report['block']['number']} {report['block']['hash'][:12]}…"
@@ -113,6 +146,8 @@ def print_report(report: dict[str, Any], chart: Path | None) -> None:
 
 def print_cascade(cascade: dict[str, Any] | None) -> None:
     """Per symbol and initial drop: the drop once seized collateral is sold into its pool."""
+    from rich.table import Table
+
     if not cascade:
         return
     if not cascade["by_symbol"]:
@@ -151,118 +186,114 @@ def print_cascade(cascade: dict[str, Any] | None) -> None:
         out.print(f"{skip['symbol']}: no cascade ({skip['reason']})")
 
 
-def register(app: typer.Typer) -> None:
-    """Add `stress` to the main app (cli.py calls this; its helpers resolve markets)."""
+def stress_cmd(
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scenario",
+            help="historical scenario DATE or DATE/WINDOW (1h, 4h, 24h), repeatable; "
+            "default: every event's worst 1h and 24h moves",
+        ),
+    ] = None,
+    drop: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--drop",
+            help="a move of your own, signed: ETH=-30% is a 30% fall, ETH=+10% a rise (repeatable)",
+        ),
+    ] = None,
+    rpc: Annotated[str | None, typer.Option("--rpc", help="JSON-RPC URL")] = None,
+    protocol: Annotated[
+        str | None, typer.Option("--protocol", help="protocol adapter (aave-v3, morpho-blue)")
+    ] = None,
+    market: Annotated[
+        str | None,
+        typer.Option("--market", help="one market (default with --config: all of the chain)"),
+    ] = None,
+    block: Annotated[int | None, typer.Option("--block", help="block (default latest)")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="TOML config")] = None,
+    chain_id: Annotated[
+        int | None, typer.Option("--chain-id", help="refuse an endpoint on another chain")
+    ] = None,
+    chain: Annotated[str | None, typer.Option("--chain", help="chain name from the config")] = None,
+    deployment: Annotated[
+        str | None,
+        typer.Option("--deployment", help="the protocol's contract when --market is an id"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable JSON")] = False,
+    as_csv: Annotated[
+        bool, typer.Option("--csv", help="CSV: one row per scenario and market (base and USD)")
+    ] = False,
+    chart: Annotated[
+        Path | None, typer.Option("--chart", help="write the liquidation curve as a PNG")
+    ] = None,
+    curve_max: Annotated[
+        float, typer.Option("--curve-max", help="largest drop of the curve, %")
+    ] = 60.0,
+    curve_step: Annotated[float, typer.Option("--curve-step", help="curve step, %")] = 5.0,
+    timeout: Annotated[float, typer.Option("--timeout", help="seconds per request")] = 10.0,
+) -> None:
+    """Positions liquidated, collateral seized, debt repaid and bad debt under historical
+    moves (or --drop), per market and per asset, the liquidation curve, and the cascade
+    (seized collateral sold into the config's reference pools, fed back into the drop)."""
+    from onchain.config import load_config
+    from onchain.output import strict_json
 
-    @app.command("stress")
-    def stress_cmd(
-        scenario: Annotated[
-            list[str] | None,
-            typer.Option(
-                "--scenario",
-                help="historical scenario DATE or DATE/WINDOW (1h, 4h, 24h), repeatable; "
-                "default: every event's worst 1h and 24h moves",
-            ),
-        ] = None,
-        drop: Annotated[
-            list[str] | None,
-            typer.Option(
-                "--drop",
-                help="a move of your own, signed: ETH=-30% is a 30% fall, ETH=+10% a rise "
-                "(repeatable)",
-            ),
-        ] = None,
-        rpc: Annotated[str | None, typer.Option("--rpc", help="JSON-RPC URL")] = None,
-        protocol: Annotated[
-            str | None, typer.Option("--protocol", help="protocol adapter (aave-v3, morpho-blue)")
-        ] = None,
-        market: Annotated[
-            str | None,
-            typer.Option("--market", help="one market (default with --config: all of the chain)"),
-        ] = None,
-        block: Annotated[int | None, typer.Option("--block", help="block (default latest)")] = None,
-        config: Annotated[Path | None, typer.Option("--config", help="TOML config")] = None,
-        chain_id: Annotated[
-            int | None, typer.Option("--chain-id", help="refuse an endpoint on another chain")
-        ] = None,
-        chain: Annotated[
-            str | None, typer.Option("--chain", help="chain name from the config")
-        ] = None,
-        deployment: Annotated[
-            str | None,
-            typer.Option("--deployment", help="the protocol's contract when --market is an id"),
-        ] = None,
-        as_json: Annotated[bool, typer.Option("--json", help="machine-readable JSON")] = False,
-        chart: Annotated[
-            Path | None, typer.Option("--chart", help="write the liquidation curve as a PNG")
-        ] = None,
-        curve_max: Annotated[
-            float, typer.Option("--curve-max", help="largest drop of the curve, %")
-        ] = 60.0,
-        curve_step: Annotated[float, typer.Option("--curve-step", help="curve step, %")] = 5.0,
-        timeout: Annotated[float, typer.Option("--timeout", help="seconds per request")] = 10.0,
-    ) -> None:
-        """Positions liquidated, collateral seized, debt repaid and bad debt under historical
-        moves (or --drop), per market and per asset, the liquidation curve, and the cascade
-        (seized collateral sold into the config's reference pools, fed back into the drop)."""
-        from onchain import cli
+    check_output_flags(as_json, as_csv)
+    if scenario and drop:
+        raise InputError("give --scenario or --drop, not both")
+    # imported here: numpy/scipy/matplotlib would slow every other command's start
+    from onchain.app.stress_report import (
+        book_cascade,
+        no_cascade,
+        parse_drops,
+        read_book_positions,
+        select_scenarios,
+        stress_book,
+        stress_chosen,
+        write_curve_chart,
+    )
+    from onchain.risk.stress import MIN_CURVE_STEP_PCT
 
-        if scenario and drop:
-            raise InputError("give --scenario or --drop, not both")
-        # imported here: numpy/scipy/matplotlib would slow every other command's start
-        from onchain.app.stress_report import (
-            book_cascade,
-            no_cascade,
-            parse_drops,
-            read_book_positions,
-            select_scenarios,
-            stress_book,
-            stress_chosen,
-            write_curve_chart,
+    custom = parse_drops(drop) if drop else None
+    chosen = [custom] if custom is not None else select_scenarios(scenario or [])
+    if not (MIN_CURVE_STEP_PCT <= curve_step <= curve_max <= 100):
+        raise InputError(
+            f"--curve-step and --curve-max must satisfy {MIN_CURVE_STEP_PCT} <= step <= max"
+            f" <= 100 (percent), got step {curve_step:g}, max {curve_max:g}"
         )
-        from onchain.risk.stress import MIN_CURVE_STEP_PCT
-
-        custom = parse_drops(drop) if drop else None
-        chosen = [custom] if custom is not None else select_scenarios(scenario or [])
-        if not (MIN_CURVE_STEP_PCT <= curve_step <= curve_max <= 100):
-            raise InputError(
-                f"--curve-step and --curve-max must satisfy {MIN_CURVE_STEP_PCT} <= step <= max"
-                f" <= 100 (percent), got step {curve_step:g}, max {curve_max:g}"
-            )
-        if chart is not None:
-            if chart.suffix.lower() != ".png":
-                raise InputError(f"--chart {chart}: expected a .png path")
-            if not chart.parent.is_dir():
-                raise InputError(f"--chart {chart}: folder {chart.parent} does not exist")
-            cli._check_writable(chart, "--chart")
-        references: tuple[Any, ...] = ()
-        if config is not None:
-            from onchain.app.risk_context import RiskSettings
-
-            references = RiskSettings.from_config(cli.load_config(config).risk).references
-        url, refs, expected = cli.resolve_markets(
-            rpc, protocol, market, config, chain_id, chain, deployment
-        )
-        client = cli._client(url, expected, timeout)
-        pinned, positions, states = read_book_positions(client, refs, block)
-        cli._warn_skipped(states)
-        sb = stress_book(pinned, positions)
-        report = stress_chosen(
-            sb, chosen, custom, curve_max_pct=curve_max, curve_step_pct=curve_step
-        )
-        report["cascade"] = (
-            book_cascade(client, sb, references)
-            if config is not None
-            else no_cascade("no config: reference pools come from [risk.references] (--config)")
-        )
-        if chart is not None:
-            try:
-                write_curve_chart(report, chart)
-            except OSError as exc:
-                raise InputError(f"--chart {chart}: {exc.strerror or exc}") from None
-            report["chart"] = str(chart)
-        report.setdefault("block_number", report["block"]["number"])  # as in every other JSON
-        if as_json:
-            print(strict_json(report))
-        else:
-            print_report(report, chart)
+    if chart is not None:
+        if chart.suffix.lower() != ".png":
+            raise InputError(f"--chart {chart}: expected a .png path")
+        if not chart.parent.is_dir():
+            raise InputError(f"--chart {chart}: folder {chart.parent} does not exist")
+        check_writable(chart, "--chart")
+    references: tuple[Any, ...] = ()
+    if config is not None:
+        references = load_config(config).risk_settings.references
+    url, refs, expected = resolve_markets(
+        rpc, protocol, market, config, chain_id, chain, deployment
+    )
+    client = open_client(url, expected, timeout)
+    pinned, positions, states = read_book_positions(client, refs, block)
+    warn_skipped(states)
+    sb = stress_book(pinned, positions)
+    report = stress_chosen(sb, chosen, custom, curve_max_pct=curve_max, curve_step_pct=curve_step)
+    report["cascade"] = (
+        book_cascade(client, sb, references)
+        if config is not None
+        else no_cascade("no config: reference pools come from [risk.references] (--config)")
+    )
+    if chart is not None:
+        try:
+            write_curve_chart(report, chart)
+        except OSError as exc:
+            raise InputError(f"--chart {chart}: {exc.strerror or exc}") from None
+        report["chart"] = str(chart)
+    report.setdefault("block_number", report["block"]["number"])  # as in every other JSON
+    if as_json:
+        print(strict_json(report))
+    elif as_csv:
+        write_csv(scenario_market_rows(report), CSV_FIELDS)
+    else:
+        print_report(report, chart)

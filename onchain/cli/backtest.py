@@ -9,20 +9,16 @@ Bad input is one line on stderr and exit 2, before the devnet starts."""
 from __future__ import annotations
 
 import calendar
-import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from onchain.cli.common import LazyConsole, err
 from onchain.errors import InputError
-from onchain.output import strict_json
 
-out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, soft_wrap=True)
+out = LazyConsole(pipe_width=160)
 MARKETS = {
     "aave-v3": "aave-v3",
     "aave": "aave-v3",
@@ -66,6 +62,8 @@ def _f(value: Any, digits: int = 3) -> str:
 
 
 def print_report(report: dict[str, Any]) -> None:
+    from rich.table import Table
+
     out.print(
         f"window {report['window']['start']} to {report['window']['end']} UTC, "
         f"horizon {report['horizon_h']} h, scored every {report['cadence_h']} h on the last "
@@ -145,83 +143,78 @@ def print_report(report: dict[str, Any]) -> None:
         out.print(f"{name}: {s['description']}")
 
 
-def register(app: typer.Typer) -> None:
-    """Add `backtest` to the main CLI."""
+def backtest_cmd(
+    prices: Annotated[
+        Path,
+        typer.Option(
+            "--prices",
+            help="hourly history: a folder of eth_*1h.csv/btc_*1h.csv OHLC files "
+            "(the shared/data/prices layout) or a CSV timestamp,asset,price",
+        ),
+    ],
+    start: Annotated[str, typer.Option("--start", help="window start, UTC (2022-06-01)")],
+    end: Annotated[str, typer.Option("--end", help="window end, UTC (exclusive)")],
+    horizon: Annotated[str, typer.Option("--horizon", help="liquidation horizon")] = "6h",
+    cadence: Annotated[str, typer.Option("--cadence", help="score every ...")] = "6h",
+    borrowers: Annotated[
+        int, typer.Option("--borrowers", help="devnet borrowers (Aave; Morpho gets 2/3)")
+    ] = 300,
+    seed: Annotated[int, typer.Option("--seed", help="devnet book and bootstrap seed")] = 7,
+    markets: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--markets",
+            help="aave-v3 (3.0.2), aave-v3.6, morpho-blue (repeatable; default all)",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable JSON")] = False,
+    chart: Annotated[
+        Path | None,
+        typer.Option("--chart", help="folder for reliability.png and roc.png"),
+    ] = None,
+) -> None:
+    """Score the liquidation probabilities on a replayed price history (see module doc)."""
+    from onchain.backtest.run import load_history, run_backtest
+    from onchain.output import strict_json
 
-    @app.command("backtest")
-    def backtest_cmd(
-        prices: Annotated[
-            Path,
-            typer.Option(
-                "--prices",
-                help="hourly history: a folder of eth_*1h.csv/btc_*1h.csv OHLC files "
-                "(the shared/data/prices layout) or a CSV timestamp,asset,price",
-            ),
-        ],
-        start: Annotated[str, typer.Option("--start", help="window start, UTC (2022-06-01)")],
-        end: Annotated[str, typer.Option("--end", help="window end, UTC (exclusive)")],
-        horizon: Annotated[str, typer.Option("--horizon", help="liquidation horizon")] = "6h",
-        cadence: Annotated[str, typer.Option("--cadence", help="score every ...")] = "6h",
-        borrowers: Annotated[
-            int, typer.Option("--borrowers", help="devnet borrowers (Aave; Morpho gets 2/3)")
-        ] = 300,
-        seed: Annotated[int, typer.Option("--seed", help="devnet book and bootstrap seed")] = 7,
-        markets: Annotated[
-            list[str] | None,
-            typer.Option(
-                "--markets",
-                help="aave-v3 (3.0.2), aave-v3.6, morpho-blue (repeatable; default all)",
-            ),
-        ] = None,
-        as_json: Annotated[bool, typer.Option("--json", help="machine-readable JSON")] = False,
-        chart: Annotated[
-            Path | None,
-            typer.Option("--chart", help="folder for reliability.png and roc.png"),
-        ] = None,
-    ) -> None:
-        """Score the liquidation probabilities on a replayed price history (see module doc)."""
-        from onchain.backtest.run import load_history, run_backtest
+    start_ts, end_ts = parse_date(start, "--start"), parse_date(end, "--end")
+    horizon_h, cadence_h = parse_hours(horizon, "--horizon"), parse_hours(cadence, "--cadence")
+    if not 1 <= borrowers <= 5000:
+        raise InputError(f"--borrowers: expected 1 to 5000, got {borrowers}")
+    chosen = []
+    for m in markets or ["aave-v3", "aave-v3.6", "morpho-blue"]:
+        if m.lower() not in MARKETS:
+            raise InputError(f"--markets: unknown market {m!r} (aave-v3, aave-v3.6, morpho-blue)")
+        chosen.append(MARKETS[m.lower()])
+    if chart is not None and chart.exists() and not chart.is_dir():
+        raise InputError(f"--chart {chart}: not a folder")
+    history = load_history(prices)
+    from onchain.backtest.run import window_rows
 
-        start_ts, end_ts = parse_date(start, "--start"), parse_date(end, "--end")
-        horizon_h, cadence_h = parse_hours(horizon, "--horizon"), parse_hours(cadence, "--cadence")
-        if not 1 <= borrowers <= 5000:
-            raise InputError(f"--borrowers: expected 1 to 5000, got {borrowers}")
-        chosen = []
-        for m in markets or ["aave-v3", "aave-v3.6", "morpho-blue"]:
-            if m.lower() not in MARKETS:
-                raise InputError(
-                    f"--markets: unknown market {m!r} (aave-v3, aave-v3.6, morpho-blue)"
-                )
-            chosen.append(MARKETS[m.lower()])
-        if chart is not None and chart.exists() and not chart.is_dir():
-            raise InputError(f"--chart {chart}: not a folder")
-        history = load_history(prices)
-        from onchain.backtest.run import window_rows
+    window_rows(history, start_ts, end_ts, horizon_h)  # bad windows fail before the devnet
 
-        window_rows(history, start_ts, end_ts, horizon_h)  # bad windows fail before the devnet
+    def progress(done: int, total: int) -> None:
+        if done == 1 or done % 100 == 0 or done == total:
+            err.print(f"replayed {done}/{total} hours")
 
-        def progress(done: int, total: int) -> None:
-            if done == 1 or done % 100 == 0 or done == total:
-                err.print(f"replayed {done}/{total} hours")
+    report = run_backtest(
+        history,
+        start_ts,
+        end_ts,
+        horizon_h=horizon_h,
+        cadence_h=cadence_h,
+        borrowers=borrowers,
+        seed=seed,
+        protocols=tuple(dict.fromkeys(chosen)),
+        progress=progress,
+    )
+    if chart is not None:
+        from onchain.backtest.charts import write_charts
 
-        report = run_backtest(
-            history,
-            start_ts,
-            end_ts,
-            horizon_h=horizon_h,
-            cadence_h=cadence_h,
-            borrowers=borrowers,
-            seed=seed,
-            protocols=tuple(dict.fromkeys(chosen)),
-            progress=progress,
-        )
-        if chart is not None:
-            from onchain.backtest.charts import write_charts
-
-            for path in write_charts(report, chart):
-                err.print(f"chart written: {path}")
-        report.pop("_flat")
-        if as_json:
-            print(strict_json(report))
-        else:
-            print_report(report)
+        for path in write_charts(report, chart):
+            err.print(f"chart written: {path}")
+    report.pop("_flat")
+    if as_json:
+        print(strict_json(report))
+    else:
+        print_report(report)

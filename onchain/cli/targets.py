@@ -3,22 +3,38 @@
 --config and no --market every configured market of the chain is searched at one block. A
 human table by default, --json a stable list; bad input is one line on stderr and exit 2."""
 
-# no `from __future__ import annotations`: typer reads the option types defined in
-# onchain.cli (imported inside register, after cli.py has defined them) at definition time
+from __future__ import annotations
+
 import math
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from onchain.app.targets import DEFAULT_FEE_TIERS, DEFAULT_SWAP_GAS, DexConfig, TargetSettings
+from onchain.cli.common import (
+    BlockOpt,
+    ChainIdOpt,
+    ChainOpt,
+    ConfigOpt,
+    CsvOpt,
+    DeploymentOpt,
+    MarketOpt,
+    ProtocolOpt,
+    RpcOpt,
+    TimeoutOpt,
+    check_output_flags,
+    err,
+    escape,
+    open_client,
+    out,
+    progress_bars,
+    resolve_markets,
+    write_csv,
+)
 from onchain.errors import ConfigError, InputError
 from onchain.numbers import truncated
-from onchain.output import console, health_text, strict_json
 
-out = console(pipe_width=200)
-err = console(stderr=True)
+if TYPE_CHECKING:
+    from onchain.app.targets import TargetSettings
 
 # keys of the config's [risk.targets] table (all optional; flags win)
 TARGET_KEYS = {
@@ -33,114 +49,145 @@ TARGET_KEYS = {
 }
 
 
-def register(app: typer.Typer) -> None:
-    """Add `targets` to the main CLI."""
-    from onchain.cli import (
-        BlockOpt,
-        ChainIdOpt,
-        ChainOpt,
-        ConfigOpt,
-        DeploymentOpt,
-        MarketOpt,
-        ProtocolOpt,
-        RpcOpt,
-        TimeoutOpt,
+def targets_cmd(
+    rpc: RpcOpt = None,
+    protocol: ProtocolOpt = None,
+    market: MarketOpt = None,
+    block: BlockOpt = None,
+    config: ConfigOpt = None,
+    chain_id: ChainIdOpt = None,
+    chain: ChainOpt = None,
+    deployment: DeploymentOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable JSON")] = False,
+    as_csv: CsvOpt = False,
+    limit: Annotated[int, typer.Option("--limit", help="rows in the human table (0: all)")] = 30,
+    profitable_only: Annotated[
+        bool, typer.Option("--profitable-only", help="leave out targets that lose money")
+    ] = False,
+    no_pending: Annotated[
+        bool, typer.Option("--no-pending", help="only positions liquidatable now")
+    ] = False,
+    dex_factory: Annotated[
+        str | None,
+        typer.Option("--dex-factory", help="UniswapV3Factory to sell seized collateral into"),
+    ] = None,
+    dex_quoter: Annotated[
+        str | None,
+        typer.Option("--dex-quoter", help="QuoterV2 for exact quotes (else a pool model)"),
+    ] = None,
+    native_price_usd: Annotated[
+        float | None,
+        typer.Option(
+            "--native-price-usd",
+            help="USD price of the gas token (default: the oracle price of --native-symbol)",
+        ),
+    ] = None,
+    native_symbol: Annotated[
+        str | None, typer.Option("--native-symbol", help="the gas token's symbol (WETH)")
+    ] = None,
+    priority_fee_gwei: Annotated[
+        float | None, typer.Option("--priority-fee-gwei", help="tip on top of the base fee")
+    ] = None,
+    swap_gas: Annotated[
+        int | None, typer.Option("--swap-gas", help="gas of the swap (default: a typical DEX swap)")
+    ] = None,
+    liquidation_gas: Annotated[
+        int | None,
+        typer.Option("--liquidation-gas", help="gas of the liquidation (adapter's default)"),
+    ] = None,
+    timeout: TimeoutOpt = 10.0,
+) -> None:
+    """Positions liquidatable now (and one oracle update away), each with its best call:
+    debt repaid, collateral seized with the bonus, gas, DEX slippage and net profit."""
+    from onchain.config import load_config
+    from onchain.output import strict_json
+    from onchain.rpc.client import redact_url
+
+    check_output_flags(as_json, as_csv, limit)
+    flags = {
+        "dex_factory": dex_factory,
+        "dex_quoter": dex_quoter,
+        "native_price_usd": native_price_usd,
+        "native_symbol": native_symbol,
+        "priority_fee_gwei": priority_fee_gwei,
+        "swap_gas": swap_gas,
+        "liquidation_gas": liquidation_gas,
+    }
+    references: tuple[Any, ...] = ()
+    table: dict[str, Any] = {}
+    if config is not None:
+        cfg = load_config(config)
+        table, references = _config_settings(cfg.risk)
+    settings = _settings(table, flags, references, include_pending=not no_pending)
+    url, refs, expected = resolve_markets(
+        rpc, protocol, market, config, chain_id, chain, deployment
     )
+    if block is not None and block < 0:
+        raise InputError(f"--block must be >= 0, got {block}")
+    client = open_client(url, expected, timeout)
+    from onchain.app.targets import find_targets
 
-    @app.command("targets")
-    def targets_cmd(
-        rpc: RpcOpt = None,
-        protocol: ProtocolOpt = None,
-        market: MarketOpt = None,
-        block: BlockOpt = None,
-        config: ConfigOpt = None,
-        chain_id: ChainIdOpt = None,
-        chain: ChainOpt = None,
-        deployment: DeploymentOpt = None,
-        as_json: Annotated[bool, typer.Option("--json", help="machine-readable JSON")] = False,
-        limit: Annotated[
-            int, typer.Option("--limit", help="rows in the human table (0: all)")
-        ] = 30,
-        profitable_only: Annotated[
-            bool, typer.Option("--profitable-only", help="leave out targets that lose money")
-        ] = False,
-        no_pending: Annotated[
-            bool, typer.Option("--no-pending", help="only positions liquidatable now")
-        ] = False,
-        dex_factory: Annotated[
-            str | None,
-            typer.Option("--dex-factory", help="UniswapV3Factory to sell seized collateral into"),
-        ] = None,
-        dex_quoter: Annotated[
-            str | None,
-            typer.Option("--dex-quoter", help="QuoterV2 for exact quotes (else a pool model)"),
-        ] = None,
-        native_price_usd: Annotated[
-            float | None,
-            typer.Option(
-                "--native-price-usd",
-                help="USD price of the gas token (default: the oracle price of --native-symbol)",
-            ),
-        ] = None,
-        native_symbol: Annotated[
-            str | None, typer.Option("--native-symbol", help="the gas token's symbol (WETH)")
-        ] = None,
-        priority_fee_gwei: Annotated[
-            float | None, typer.Option("--priority-fee-gwei", help="tip on top of the base fee")
-        ] = None,
-        swap_gas: Annotated[
-            int | None, typer.Option("--swap-gas", help=f"gas of the swap ({DEFAULT_SWAP_GAS})")
-        ] = None,
-        liquidation_gas: Annotated[
-            int | None,
-            typer.Option("--liquidation-gas", help="gas of the liquidation (adapter's default)"),
-        ] = None,
-        timeout: TimeoutOpt = 10.0,
-    ) -> None:
-        """Positions liquidatable now (and one oracle update away), each with its best call:
-        debt repaid, collateral seized with the bonus, gas, DEX slippage and net profit."""
-        from onchain import cli
-
-        cli._check_output_flags(as_json, False, limit)
-        flags = {
-            "dex_factory": dex_factory,
-            "dex_quoter": dex_quoter,
-            "native_price_usd": native_price_usd,
-            "native_symbol": native_symbol,
-            "priority_fee_gwei": priority_fee_gwei,
-            "swap_gas": swap_gas,
-            "liquidation_gas": liquidation_gas,
-        }
-        references: tuple[Any, ...] = ()
-        table: dict[str, Any] = {}
-        if config is not None:
-            cfg = cli.load_config(config)
-            table, references = _config_settings(cfg.risk)
-        settings = _settings(table, flags, references, include_pending=not no_pending)
-        url, refs, expected = cli.resolve_markets(
-            rpc, protocol, market, config, chain_id, chain, deployment
+    with progress_bars(not (as_json or as_csv)) as progress:
+        result = find_targets(client, refs, settings, block_number=block, progress=progress)
+    targets = [t for t in result.targets if t.profitable or not profitable_only]
+    for note in result.notes:
+        err.print(f"[yellow]note:[/] {escape(note)}")
+    gapped = [t for t in targets if gap_made(t)]
+    if gapped:
+        err.print(
+            f"[yellow]warning:[/] {len(gapped)} target(s) earn more from the DEX paying above "
+            "the oracle price than from the liquidation bonus: that gap can close before "
+            "the call lands (see dex_oracle_gap_base)"
         )
-        if block is not None and block < 0:
-            raise InputError(f"--block must be >= 0, got {block}")
-        client = cli._client(url, expected, timeout)
-        from onchain.app.targets import find_targets
+    if as_json:
+        print(strict_json([_json_row(t) for t in targets]))
+        return
+    if as_csv:
+        write_csv([_json_row(t) for t in targets], CSV_FIELDS)
+        return
+    _print_table(result, targets, limit, redact_url(url))
 
-        with cli._progress(not as_json) as progress:
-            result = find_targets(client, refs, settings, block_number=block, progress=progress)
-        targets = [t for t in result.targets if t.profitable or not profitable_only]
-        for note in result.notes:
-            err.print(f"[yellow]note:[/] {escape(note)}")
-        gapped = [t for t in targets if gap_made(t)]
-        if gapped:
-            err.print(
-                f"[yellow]warning:[/] {len(gapped)} target(s) earn more from the DEX paying above "
-                "the oracle price than from the liquidation bonus: that gap can close before "
-                "the call lands (see dex_oracle_gap_base)"
-            )
-        if as_json:
-            print(strict_json([_json_row(t) for t in targets]))
-            return
-        _print_table(result, targets, limit, cli.redact_url(url))
+
+# --csv: the JSON row's flat fields (the call arguments stay in the JSON)
+CSV_FIELDS = (
+    "account",
+    "protocol",
+    "market",
+    "block_number",
+    "block_hash",
+    "tier",
+    "pending",
+    "health_factor",
+    "health_factor_pending",
+    "collateral_symbol",
+    "collateral_asset",
+    "debt_symbol",
+    "debt_asset",
+    "close_factor",
+    "debt_to_cover_raw",
+    "collateral_seized_raw",
+    "protocol_fee_raw",
+    "bad_debt_raw",
+    "bonus",
+    "base_currency",
+    "base_currency_decimals",
+    "debt_to_cover_base",
+    "collateral_seized_base",
+    "gas_units",
+    "gas_price_wei",
+    "gas_cost_base",
+    "dex_source",
+    "dex_pool",
+    "dex_fee",
+    "dex_out_raw",
+    "dex_out_base",
+    "slippage_bps",
+    "net_profit_base",
+    "net_profit_usd",
+    "profitable",
+    "dex_oracle_gap_base",
+    "profit_from_oracle_gap",
+)
 
 
 def oracle_gap_base(target: Any) -> float:
@@ -187,6 +234,12 @@ def _settings(
 ) -> TargetSettings:
     """Flags over [risk.targets] over defaults, each value checked once."""
     from onchain.app.pipeline import checked_address
+    from onchain.app.targets import (
+        DEFAULT_FEE_TIERS,
+        DEFAULT_SWAP_GAS,
+        DexConfig,
+        TargetSettings,
+    )
 
     def pick(key: str) -> Any:
         return flags.get(key) if flags.get(key) is not None else table.get(key)
@@ -233,6 +286,10 @@ def _short(value: str) -> str:
 
 
 def _print_table(result: Any, targets: list[Any], limit: int, url: str) -> None:
+    from rich.table import Table
+
+    from onchain.output import health_text
+
     shown = targets if limit <= 0 else targets[:limit]
     title = (
         f"liquidation targets at block {result.block.number} {result.block.hash[:12]}… via {url}: "
