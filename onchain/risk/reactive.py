@@ -125,10 +125,10 @@ def hourly_closes(
     what the model is validated on: the protocol's view of the price, one value per step."""
     t = np.asarray(times_s, dtype=np.int64)
     v = np.asarray(values, dtype=np.float64)
-    if t.size == 0 or t[0] > end_s:
-        return np.zeros(0, np.int64), np.zeros(0)
     order = np.argsort(t, kind="stable")
     t, v = t[order], v[order]
+    if t.size == 0 or t[0] > end_s:
+        return np.zeros(0, np.int64), np.zeros(0)
     n = min(max_steps + 1, int((end_s - t[0]) // step_s) + 1)
     grid = end_s - step_s * np.arange(n - 1, -1, -1, dtype=np.int64)
     idx = np.searchsorted(t, grid, side="right") - 1
