@@ -51,7 +51,7 @@ from onchain.rpc.client import BlockRef, RpcClient
 from onchain.symbols import STABLE_SYMBOLS
 
 DEFAULT_FEE_TIERS = (100, 500, 3000, 10000)
-# gas of one SwapRouter.exactInputSingle, measured on the devnet (tests/test_targets.py)
+# gas of one SwapRouter.exactInputSingle, measured on the devnet (tests/cli/test_targets.py)
 DEFAULT_SWAP_GAS = 125_000
 QUOTES_PER_CHUNK = 40  # QuoterV2 simulates a swap (~100k+ gas each): keep chunks under caps
 

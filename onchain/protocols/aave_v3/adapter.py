@@ -34,7 +34,7 @@ from onchain.rpc.logs import Log
 PROTOCOL = "aave-v3"
 ABI = "aave_v3"
 # gas of one Pool.liquidationCall (receiveAToken=false), measured on the devnet (3.0.2; 3.6 uses
-# 340-370k): tests/test_targets.py and test_targets_aave36.py check real calls stay near it
+# 340-370k): tests/cli/test_targets.py and test_targets_aave36.py check real calls stay near it
 LIQUIDATION_GAS = 400_000
 
 _provider = {

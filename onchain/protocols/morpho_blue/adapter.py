@@ -44,7 +44,7 @@ ABI = "morpho_blue"
 ZERO_ID = "0x" + "00" * 32
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 MARKET_ID = re.compile(r"^0x[0-9a-fA-F]{64}$")
-# gas of one Morpho.liquidate (no callback), measured on the devnet; tests/test_targets.py
+# gas of one Morpho.liquidate (no callback), measured on the devnet; tests/cli/test_targets.py
 # checks real calls stay near it
 LIQUIDATION_GAS = 150_000
 

@@ -13,7 +13,7 @@ from onchain.errors import InputError, UnknownProtocolVersion
 from onchain.protocols.aave_v3 import math as am
 from onchain.protocols.aave_v3.liquidation_price import PricedAsset, liquidation_price
 from onchain.protocols.aave_v3.rules import REVISIONS, V3_0_2, V3_6, rules_for
-from tests.test_aave_math import USDC_CFG, WETH_CFG, make_config, reserve
+from tests.helpers.aave_configs import USDC_CFG, WETH_CFG, make_config, reserve
 
 E8 = 10**8
 WAD = 10**18

@@ -153,7 +153,7 @@ def test_report_lists_what_is_at_risk_now_by_tier_and_market_with_exact_totals(
     assert liquidatable and tiers["LIQUIDATABLE"]["positions"] == len(liquidatable)
     at_risk = {r["account"]: r for r in book["at_risk"]}
     assert {a for a, r in at_risk.items() if r["risk_tier"] == "LIQUIDATABLE"} == liquidatable
-    # tiers are the risk module's (tests/test_daemon_risk.py): every position not SAFE is listed
+    # tiers are the risk module's (tests/daemon/test_daemon_risk.py): every position not SAFE is listed
     # with its reason codes and probability, worst tier first, then likeliest, then lowest health
     assert len(at_risk) == sum(t["positions"] for k, t in tiers.items() if k != "SAFE")
     assert all(r["reasons"] and r["liquidation_probability"] is not None for r in at_risk.values())

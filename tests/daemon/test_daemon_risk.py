@@ -34,8 +34,8 @@ from onchain.store import crud
 from onchain.store.db import Store, downgrade, make_engine, open_store, upgrade
 from onchain.store.models import TIERS
 from tests.helpers.aave_oracle import pool_account_data
-from tests.test_daemon import ONCHAIN, upgrade_db
-from tests.test_risk_devnet import _pool_weth_price_usd, _swap_weth_for_usdc
+from tests.helpers.daemon_support import ONCHAIN, upgrade_db
+from tests.helpers.uniswap_support import _pool_weth_price_usd, _swap_weth_for_usdc
 
 WAD = 10**18
 RISK_COLUMNS = ("risk_reasons", "liquidation_probability", "pending_health_factor", "horizon_s")

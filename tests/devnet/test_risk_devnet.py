@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from eth_abi import decode
 
 from onchain.app.pipeline import load_market, scan
 from onchain.app.risk_context import RiskSettings, assess_positions
@@ -23,10 +22,13 @@ from onchain.protocols.aave_v3.adapter import health_after
 from onchain.protocols.base import MarketRef
 from onchain.rpc.client import RpcClient
 from tests.helpers.aave_oracle import pool_account_data
+from tests.helpers.uniswap_support import (
+    UINT256_MAX,
+    _pool_weth_price_usd,
+    _swap_weth_for_usdc,
+)
 
 ONCHAIN = str(Path(sys.executable).with_name("onchain"))
-UINT256_MAX = 2**256 - 1
-TRADER = "0x000000000000000000000000000000000000dEaD"
 
 
 @pytest.fixture(scope="module")
@@ -95,36 +97,6 @@ def test_scan_json_rows_carry_the_risk_fields(devnet: DevnetInfo, config_path: P
     # within a day some seeded positions (HF just above 1 on volatile collateral) are at risk
     assert sum(r["liquidation_probability"] > 0.01 for r in rows) >= 5
     assert sum(r["tier"] == "SAFE" for r in rows) >= 150
-
-
-def _swap_weth_for_usdc(devnet: DevnetInfo, amount_weth: int) -> None:
-    chain = DevChain(devnet.rpc_url)
-    weth, usdc = devnet.aave.tokens["WETH"], devnet.aave.tokens["USDC"]
-    router = devnet.uniswap.router
-    fee = devnet.uniswap.pools["WETH/USDC"]["fee"]
-    chain.set_balance([TRADER], 10**22)
-    chain.send(TRADER, weth, calldata("mint(uint256)", amount_weth), gas=200_000)
-    chain.send(TRADER, weth, calldata("approve(address,uint256)", router, UINT256_MAX), gas=100_000)
-    params = (weth, usdc, fee, TRADER, 2**40, amount_weth, 0, 0)
-    chain.send(
-        TRADER,
-        router,
-        calldata(
-            "exactInputSingle((address,address,uint24,address,uint256,uint256,uint256,uint160))",
-            params,
-        ),
-        gas=3_000_000,
-    )
-
-
-def _pool_weth_price_usd(devnet: DevnetInfo) -> float:
-    chain = DevChain(devnet.rpc_url)
-    info = devnet.uniswap.pools["WETH/USDC"]
-    sqrt_price = decode(["uint160"], chain.call(info["pool"], calldata("slot0()"))[:32])[0]
-    p01 = (sqrt_price / 2**96) ** 2  # token1 per token0, raw units
-    weth_is_token0 = info["token0"].lower() == devnet.aave.tokens["WETH"].lower()
-    raw = p01 if weth_is_token0 else 1 / p01
-    return raw * 10 ** (18 - 6)  # USDC per WETH
 
 
 def test_pending_tier_is_one_oracle_update_from_liquidation(

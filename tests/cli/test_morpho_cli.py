@@ -19,7 +19,7 @@ from onchain.protocols.base import MarketRef, Position
 from onchain.protocols.morpho_blue.math import WAD, market_id
 from onchain.rpc.client import RpcClient
 from tests.helpers.cli_support import assert_one_clear_error, run
-from tests.test_morpho_exactness import contract_debts, contract_verdicts, fund_liquidator
+from tests.helpers.morpho_support import contract_debts, contract_verdicts, fund_liquidator
 
 
 @pytest.fixture(scope="module")

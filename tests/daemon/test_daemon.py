@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import json
 import random
-import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -34,8 +31,8 @@ from onchain.rpc import redact_url
 from onchain.store import crud
 from onchain.store.db import Store, make_engine, open_store, parse_db_url, upgrade
 from tests.helpers.aave_oracle import UINT256_MAX, pool_account_data
+from tests.helpers.daemon_support import ONCHAIN, Daemon, upgrade_db, wait_for
 
-ONCHAIN = [str(Path(sys.executable).with_name("onchain"))]
 BORROWERS = 300
 KILLS = 5  # per database: 10 kill -9s in all
 
@@ -52,49 +49,6 @@ def write_config(tmp_path: Path, info: DevnetInfo, db_url: str, every_s: float =
         "[jobs.prune]\nenabled = false\n"
     )
     return path
-
-
-class Daemon:
-    """`onchain run` in its own process; its log goes to a file the test prints on failure."""
-
-    def __init__(self, config: Path) -> None:
-        self.log = config.with_suffix(".log")
-        with self.log.open("a") as log:
-            self.process = subprocess.Popen(
-                [*ONCHAIN, "run", "--config", str(config)],
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def kill9(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> int:
-        """SIGTERM, then the exit code of a graceful stop."""
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=30)
-
-    def ensure_dead(self) -> None:
-        if self.process.poll() is None:
-            self.kill9()
-
-
-def wait_for(
-    condition: Callable[[], Any], timeout_s: float, what: str, poll_s: float = 0.02
-) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(poll_s)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 class Mover:
@@ -281,13 +235,6 @@ def in_write_transaction(db_url: str) -> bool:
             "AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()"
         ).fetchone()
         return bool(row and row[0])
-
-
-def upgrade_db(config: Path) -> None:
-    done = subprocess.run(
-        [*ONCHAIN, "db", "upgrade", "--config", str(config)], capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stderr
 
 
 def test_daemon_stores_one_complete_exact_snapshot_per_block_of_a_moving_chain(

@@ -17,8 +17,8 @@ from onchain.devnet.morpho import set_prices_everywhere
 from onchain.protocols.base import MarketRef, Position
 from onchain.rpc.client import RpcClient
 from tests.helpers.aave_oracle import pool_account_data
-from tests.test_cli import run
-from tests.test_morpho_exactness import contract_debts, contract_verdicts, fund_liquidator
+from tests.helpers.cli_support import run
+from tests.helpers.morpho_support import contract_debts, contract_verdicts, fund_liquidator
 
 WAD = 10**18
 
@@ -96,7 +96,7 @@ def test_watch_table_has_one_row_per_position_with_liquidation_price_and_distanc
 def test_watch_without_market_needs_a_chain_when_the_config_has_several(
     devnet: DevnetInfo,
 ) -> None:
-    mainnet = Path(__file__).resolve().parents[1] / "config" / "mainnet.toml"
+    mainnet = Path(__file__).resolve().parents[2] / "config" / "mainnet.toml"
     result = run("watch", devnet.borrowers[0], "--config", str(mainnet))
     assert result.returncode == 2 and result.stdout == ""
     assert "--chain" in result.stderr

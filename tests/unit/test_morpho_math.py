@@ -11,7 +11,7 @@ from pathlib import Path
 from onchain.protocols.morpho_blue import math as m
 
 WAD = m.WAD
-ABI_DIR = Path(__file__).resolve().parents[1] / "onchain" / "contracts_abi" / "morpho_blue"
+ABI_DIR = Path(__file__).resolve().parents[2] / "onchain" / "contracts_abi" / "morpho_blue"
 
 
 def test_shares_math_rounds_like_the_contract() -> None:

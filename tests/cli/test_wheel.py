@@ -20,7 +20,7 @@ import pytest
 
 from onchain.devnet.build import DevnetInfo
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.slow, pytest.mark.devnet]
 

@@ -1,4 +1,4 @@
-"""`targets` on the devnet's Aave V3.6 market: the same moves as tests/test_targets.py (prices
+"""`targets` on the devnet's Aave V3.6 market: the same moves as tests/cli/test_targets.py (prices
 down, WETH's pool under its oracle, base fee 100 gwei), then the top targets are EXECUTED by a
 funded liquidator and their seized collateral sold on the real router: the realised profit
 matches our estimate within 5%, with 3.3+'s close factor and dust rules in the quotes."""
@@ -14,7 +14,7 @@ from onchain.devnet.morpho import set_prices_everywhere
 from onchain.protocols.aave_v3.adapter import LIQUIDATION_GAS
 from onchain.protocols.base import MarketRef
 from onchain.rpc.client import RpcClient
-from tests.test_targets import (
+from tests.helpers.targets_support import (
     ARBITRAGEUR,
     BASE_FEE,
     LIQUIDATOR,

@@ -29,7 +29,7 @@ from onchain.store.db import Store
 from tests.helpers.alert_receiver import Mailbox, Receiver
 from tests.helpers.cli_support import assert_one_clear_error
 from tests.helpers.cli_support import run as run_cli
-from tests.test_store import MARKET, account, block, market_snapshot, position
+from tests.helpers.store_rows import MARKET, account, block, market_snapshot, position
 
 WAD = 10**18
 SECRET = "s3cret-for-tests"

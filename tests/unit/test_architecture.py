@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "onchain"
+PACKAGE = Path(__file__).resolve().parents[2] / "onchain"
 
 CLI = ("onchain.cli",)  # prefixes: onchain.cli, onchain.cli_*, onchain.cli.*
 APP = ("onchain.app",)

@@ -52,6 +52,7 @@ from onchain.protocols.aave_v3.math import (
     wad_mul,
     wad_to_ray,
 )
+from tests.helpers.aave_configs import USDC_CFG, WETH_CFG, make_config, reserve
 
 AAVE_CORE = NODE_MODULES / "@aave" / "core-v3"
 ARTIFACTS = AAVE_CORE / "artifacts" / "contracts"
@@ -669,55 +670,7 @@ def test_reserve_configuration_decoding_matches_the_mock_contract(anvil: Anvil) 
 # GenericLogic.calculateUserAccountData / PoolLogic.executeGetUserAccountData
 # ============================================================================================
 
-BASE_CONFIG = decode_reserve_configuration(0)
 
-
-def make_config(
-    ltv: int, lt: int, decimals: int = 18, emode: int = 0, bonus: int = 10_500
-) -> ReserveConfiguration:
-    return replace(
-        BASE_CONFIG,
-        ltv=ltv,
-        liquidation_threshold=lt,
-        liquidation_bonus=bonus,
-        decimals=decimals,
-        emode_category=emode,
-        active=True,
-        borrowing_enabled=True,
-    )
-
-
-def reserve(
-    asset: str,
-    reserve_id: int,
-    config: ReserveConfiguration,
-    price: int,
-    *,
-    supplied: int = 0,
-    borrowed: int = 0,
-    stable: int = 0,
-    collateral: bool | None = None,
-    income: int = RAY,
-    debt_index: int = RAY,
-) -> UserReserveInput:
-    """A reserve where ``supplied`` / ``borrowed`` are scaled balances."""
-    return UserReserveInput(
-        asset=asset,
-        reserve_id=reserve_id,
-        config=config,
-        price_base=price,
-        normalized_income_ray=income,
-        normalized_debt_ray=debt_index,
-        scaled_atoken_balance=supplied,
-        scaled_variable_debt=borrowed,
-        stable_debt=stable,
-        using_as_collateral=supplied > 0 if collateral is None else collateral,
-        borrowing=borrowed > 0 or stable > 0,
-    )
-
-
-WETH_CFG = make_config(8_000, 8_250)
-USDC_CFG = make_config(7_700, 8_000, decimals=6)
 WBTC_CFG = make_config(7_000, 7_500, decimals=8)
 
 

@@ -31,8 +31,8 @@ from onchain.store.db import Store, open_store
 from tests.helpers.aave_oracle import pool_account_data
 from tests.helpers.alert_receiver import Receiver
 from tests.helpers.cli_support import run as run_cli
+from tests.helpers.daemon_support import Daemon, upgrade_db, wait_for
 from tests.helpers.store_db import empty_database
-from tests.test_daemon import Daemon, upgrade_db, wait_for
 
 WAD = 10**18
 SECRET = "daemon-test-secret"
@@ -279,8 +279,8 @@ def test_a_real_liquidation_is_reported_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     from onchain.devnet.chain import calldata
+    from tests.helpers.aave_liquidator import LIQUIDATOR, _fund_liquidator
     from tests.helpers.aave_oracle import UINT256_MAX
-    from tests.test_aave_exactness import LIQUIDATOR, _fund_liquidator
 
     _fund_liquidator(devchain, devnet)
     with Receiver(SECRET) as hook:

@@ -14,10 +14,9 @@ from onchain.devnet.chain import DevChain, calldata
 from onchain.devnet.control import set_prices
 from onchain.protocols.base import MarketRef, Position
 from onchain.rpc.client import RpcClient
+from tests.helpers.aave_liquidator import LIQUIDATOR, UINT256_MAX, _fund_liquidator
 from tests.helpers.aave_oracle import ours_as_pool_tuple, pool_account_data
 
-UINT256_MAX = 2**256 - 1
-LIQUIDATOR = "0x000000000000000000000000000000000000Beef"
 HEALTH_FACTOR_NOT_BELOW_THRESHOLD = "45"
 
 # Each step moves oracle prices (USD) and optionally time; the path ends with most positions
@@ -34,19 +33,6 @@ PRICE_PATH: list[tuple[str, dict[str, float], int]] = [
         0,
     ),
 ]
-
-
-def _fund_liquidator(chain: DevChain, info: DevnetInfo) -> None:
-    chain.set_balance([LIQUIDATOR], 10**22)
-    for symbol, token in info.aave.tokens.items():
-        amount = 10**12 * 10 ** info.aave.decimals[symbol]
-        chain.send(LIQUIDATOR, token, calldata("mint(uint256)", amount), gas=200_000)
-        chain.send(
-            LIQUIDATOR,
-            token,
-            calldata("approve(address,uint256)", info.aave.pool, UINT256_MAX),
-            gas=100_000,
-        )
 
 
 def _liquidation_args(position: Position) -> tuple[str, str]:

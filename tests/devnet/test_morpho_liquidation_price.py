@@ -13,7 +13,7 @@ from onchain.devnet.chain import DevChain
 from onchain.devnet.morpho import set_oracle_price
 from onchain.protocols.base import MarketRef, Position
 from onchain.rpc.client import RpcClient
-from tests.test_morpho_exactness import HEALTHY, contract_verdicts, fund_liquidator
+from tests.helpers.morpho_support import HEALTHY, contract_verdicts, fund_liquidator
 
 
 def test_one_oracle_unit_either_side_of_our_liquidation_price_flips_the_contract(
