@@ -8,8 +8,9 @@ which were used, so a reader never mistakes a default for a measurement."""
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from eth_abi import decode
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 
 from onchain.app.market_data.blocks import recent_blocks
+from onchain.app.market_data.feed_history import feed_history
 from onchain.app.market_data.feeds import latest_round_call
 from onchain.app.market_data.uniswap_v3 import pool_state, pool_state_calls
 from onchain.errors import CallReverted, InputError
@@ -28,11 +30,19 @@ from onchain.risk import Assessment, assess, book_from_positions
 from onchain.risk.book import Book
 from onchain.risk.latency import ChainLatency, estimate_chain_latency
 from onchain.risk.oracle_lag import PendingPrices, next_oracle_prices
+from onchain.risk.reactive import (
+    DEFAULT_DOF,
+    DEFAULT_TAIL_SCALE,
+    LOOKBACK_STEPS,
+    hourly_closes,
+    reactive_volatility,
+)
+from onchain.risk.settings import DEFAULT_ORACLE_STEP_S as DEFAULT_ORACLE_STEP_S
 from onchain.risk.settings import Reference as Reference
 from onchain.risk.settings import RiskSettings as RiskSettings
 from onchain.risk.tiers import Tier, reason_names
 from onchain.risk.verdict import Advice, RiskVerdict
-from onchain.risk.volatility import VolatilityModel, fit_volatility_model
+from onchain.risk.volatility import VolatilityModel
 from onchain.rpc.calls import Call, execute
 from onchain.rpc.client import BlockRef, RpcClient
 from onchain.symbols import STABLE_SYMBOLS, underlying
@@ -42,9 +52,29 @@ HOUR_S = 3600.0
 
 # Annualised volatility used when no price history is given (documented defaults, not forecasts).
 DEFAULT_ANNUAL_VOLATILITY = {"ETH": 0.75, "BTC": 0.60, "LINK": 1.0, "STABLE": 0.02}
-# Drawdown tails as fitted on hourly ETH/BTC 2019-2025 (tests/unit/test_risk_calibration.py).
-DEFAULT_TAIL_SCALE = 1.2
-DEFAULT_TAIL_DOF = 3.0
+# Hours of an oracle's own history needed before its estimate replaces the configured default.
+MIN_FEED_HOURS = 24
+
+
+@dataclass(frozen=True)
+class VolatilitySource:
+    """Where one asset's volatility estimate came from and how old its newest price is."""
+
+    source: str  # "oracle feed rounds" | "oracle feed events" | "price history" | "config default"
+    annual_volatility: float
+    hourly_closes: int = 0  # closes the estimate was fitted on
+    newest_s: int | None = None  # time of the newest price used; None for a default
+    feed: str | None = None
+    age_s: float | None = None  # block time minus newest_s
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "annual_volatility": self.annual_volatility,
+            "hourly_closes": self.hourly_closes,
+            "age_s": self.age_s,
+            "feed": self.feed,
+        }
 
 
 @dataclass
@@ -56,6 +86,7 @@ class RiskReport:
     latency: ChainLatency | None
     sources: list[str]
     settings: RiskSettings
+    volatility: dict[str, VolatilitySource] = field(default_factory=dict)  # underlying -> source
 
     def verdict(self, row: int) -> RiskVerdict:
         """One position's verdict (the row of `positions`), typed."""
@@ -75,6 +106,11 @@ class RiskReport:
             safe_health_factor=safe,
             advice=self.advice(row),
             volatile_drop_to_liquidation=_finite(a.uniform.drop_fraction[row]),
+            volatility={
+                name: self.volatility[name].as_json()
+                for name in sorted({underlying(x.symbol) for x in self.positions[row].assets})
+                if name in self.volatility
+            },
         )
 
     def verdicts(self) -> list[RiskVerdict]:
@@ -132,14 +168,20 @@ def parse_horizon(text: str | None) -> float | None:
     return value
 
 
-def volatility_from_history(path: Path, symbols: Sequence[str]) -> tuple[VolatilityModel, str]:
-    """Fit GARCH-t + drawdown tails from a CSV `timestamp,asset,price` or a folder of hourly OHLC
-    files named like `eth_usdt_1h.csv` (the shared/data/prices layout)."""
+def _annual(model: VolatilityModel, j: int) -> float:
+    return float(np.sqrt(model.sigma2_next[j] * SECONDS_PER_YEAR / model.step_s))
+
+
+def volatility_from_history(
+    path: Path, symbols: Sequence[str]
+) -> tuple[VolatilityModel, str, dict[str, VolatilitySource]]:
+    """The model `onchain backtest` validates (``onchain.risk.reactive``) on the last 30 days of
+    hourly closes of a CSV `timestamp,asset,price` or a folder of hourly OHLC files named like
+    `eth_usdt_1h.csv` (the shared/data/prices layout)."""
     from onchain.app.risk_io import align_closes, load_long_price_csv, load_ohlc_csv
 
     wanted = sorted({underlying(s) for s in symbols} - {"STABLE"})
     series: dict[str, tuple[Any, Any]] = {}
-    lows: dict[str, Any] = {}
     try:
         if path.is_dir():
             for name in wanted:
@@ -147,7 +189,6 @@ def volatility_from_history(path: Path, symbols: Sequence[str]) -> tuple[Volatil
                 if files:
                     hist = load_ohlc_csv(files[0])
                     series[name] = (hist.timestamp_s, hist.close)
-                    lows[name] = (hist.timestamp_s, hist.low)
         elif path.is_file():
             for asset, data in load_long_price_csv(path).items():
                 series[underlying(asset)] = data
@@ -170,27 +211,83 @@ def volatility_from_history(path: Path, symbols: Sequence[str]) -> tuple[Volatil
     ts, close = align_closes([series[n] for n in have])
     if len(ts) < 200:
         raise InputError(f"price history {path}: {len(ts)} common timestamps, need at least 200")
-    keep = slice(max(0, len(ts) - 24 * 365 * 2), None)  # the last two years are enough to fit
-    low = None
-    if all(n in lows for n in have):
-        _ts2, low = align_closes([lows[n] for n in have])
-        low = low[keep] if low.shape == close.shape else None
-    if low is None:
-        # Closes alone censor the drawdowns the tail law is fitted on (it collapses); keep the
-        # tails fitted on hourly candle lows instead and fit only the variance.
-        model = fit_volatility_model(close[keep], ts[keep], have, fit_tails=False)
-        m = len(have)
-        model = replace(
-            model,
-            tail_steps=(1.0,),
-            tail_scale=np.full((1, m), DEFAULT_TAIL_SCALE),
-            tail_dof=np.full((1, m), DEFAULT_TAIL_DOF),
-        )
-        how = f"GARCH(1,1)-t on closes, default drawdown tails (dof {DEFAULT_TAIL_DOF:g})"
-    else:
-        model = fit_volatility_model(close[keep], ts[keep], have, low=low)
-        how = "GARCH(1,1)-t and drawdown tails fitted on candle lows"
-    return model, f"volatility: {how} from {path.name} ({', '.join(have)})"
+    keep = slice(max(0, len(ts) - LOOKBACK_STEPS - 1), None)
+    model = reactive_volatility(close[keep], ts[keep], have, step_s=HOUR_S)
+    last = int(ts[-1])
+    how = (
+        f"reactive model (fast/slow/12 h EWMA, t dof {DEFAULT_DOF:g}) on the last "
+        f"{len(ts[keep])} hourly closes to {_iso(last)}"
+    )
+    sources = {
+        name: VolatilitySource("price history", _annual(model, j), int(ts[keep].size), last)
+        for j, name in enumerate(model.assets)
+    }
+    return model, f"volatility: {how} from {path.name} ({', '.join(have)})", sources
+
+
+def _iso(ts: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
+
+
+def volatility_from_feeds(
+    client: RpcClient,
+    block: BlockRef,
+    symbols: Sequence[str],
+    snapshots: Sequence[MarketSnapshot],
+    settings: RiskSettings,
+) -> tuple[VolatilityModel, str, dict[str, VolatilitySource]]:
+    """The validated model fitted on what the chain holds: each volatile asset's oracle feed
+    (its past rounds, or its AnswerUpdated events) over the last 30 days, as hourly closes (what
+    the protocol saw). Assets whose feed is unknown or has under ``MIN_FEED_HOURS`` of history
+    keep the configured default; correlations come from the fit where both assets have one."""
+    base, _note = default_volatility(symbols, settings)
+    feeds: dict[str, str] = {}
+    for snap in snapshots:
+        for reserve in snap.reserves:
+            feed = reserve.extra.get("price_feed")
+            name = underlying(reserve.symbol)
+            if feed and name in base.assets and name != "STABLE":
+                feeds.setdefault(name, str(feed))
+    since = int(block.timestamp) - (LOOKBACK_STEPS + 1) * int(HOUR_S)
+    grids: dict[str, tuple[Any, Any, int, str, str]] = {}
+    for name, feed in sorted(feeds.items()):
+        hist = feed_history(client, block, feed, since)
+        if hist is None or not np.all(hist.answers > 0):
+            continue
+        grid, closes = hourly_closes(hist.times_s, hist.answers, int(block.timestamp))
+        if grid.size > MIN_FEED_HOURS:
+            how = "oracle feed rounds" if hist.method == "rounds" else "oracle feed events"
+            grids[name] = (grid, closes, int(hist.times_s[-1]), how, feed)
+    sources = {
+        name: VolatilitySource("config default", _annual(base, j))
+        for j, name in enumerate(base.assets)
+    }
+    if not grids:
+        return base, _note, sources
+    names = sorted(grids)
+    k = min(grids[n][0].size for n in names)
+    ts = grids[names[0]][0][-k:]
+    close = np.column_stack([grids[n][1][-k:] for n in names])
+    fitted = reactive_volatility(close, ts, names, step_s=HOUR_S)
+    sigma2 = base.sigma2_next.copy()
+    corr = base.correlation.copy()
+    at = {n: base.assets.index(n) for n in names}
+    for a, na in enumerate(names):
+        sigma2[at[na]] = fitted.sigma2_next[a]
+        for b, nb in enumerate(names):
+            corr[at[na], at[nb]] = fitted.correlation[a, b]
+    model = replace(base, sigma2_next=sigma2, correlation=corr)
+    for n in names:
+        _g, _c, newest, how, feed = grids[n]
+        sources[n] = VolatilitySource(how, _annual(model, at[n]), k, newest, feed)
+    text = ", ".join(
+        f"{n} {sources[n].annual_volatility:.0%}/yr ({sources[n].source}, {k} hourly closes)"
+        for n in names
+    )
+    rest = [n for n in base.assets if n not in grids and n != "STABLE"]
+    tail = f"; config defaults for {', '.join(rest)}" if rest else ""
+    note = f"volatility: reactive model on the oracle feeds' own history: {text}{tail}"
+    return model, note, sources
 
 
 def default_volatility(
@@ -215,12 +312,12 @@ def default_volatility(
         correlation=corr,
         tail_steps=(1.0,),
         tail_scale=np.full((1, m), DEFAULT_TAIL_SCALE),
-        tail_dof=np.full((1, m), DEFAULT_TAIL_DOF),
+        tail_dof=np.full((1, m), DEFAULT_DOF),
     )
     text = ", ".join(f"{n} {v:.0%}/yr" for n, v in zip(names, annual, strict=True))
     return (
         model,
-        f"volatility: config defaults ({text}; correlation {settings.correlation}; t tails dof {DEFAULT_TAIL_DOF:g})",
+        f"volatility: config defaults ({text}; correlation {settings.correlation}; t tails dof {DEFAULT_DOF:g})",
     )
 
 
@@ -394,9 +491,15 @@ def assess_positions(
     )
     symbols = list(book.symbols)
     if price_history is not None:
-        model, note = volatility_from_history(price_history, symbols)
+        model, note, vol_sources = volatility_from_history(price_history, symbols)
     else:
-        model, note = default_volatility(symbols, settings)
+        model, note, vol_sources = volatility_from_feeds(
+            client, block, symbols, market_snapshots, settings
+        )
+    vol_sources = {
+        n: v if v.newest_s is None else replace(v, age_s=float(block.timestamp - v.newest_s))
+        for n, v in vol_sources.items()
+    }
     sources.append(note)
     aligned = model.with_assets([underlying(s) for s in symbols])
     covariance = aligned.effective_covariance(horizon_s)
@@ -413,10 +516,16 @@ def assess_positions(
         sources.append(
             "pool liquidity: available liquidity and utilisation per reserve at the block"
         )
+    oracle_steps = horizon_s / settings.oracle_step_s
+    sources.append(
+        f"oracle steps: one published price per {settings.oracle_step_s:g} s "
+        f"({max(oracle_steps, 1.0):.3g} within the horizon)"
+    )
     assessment = assess(
         book,
         covariance,
         tail_dof=tail_dof,
+        oracle_steps=oracle_steps,
         pending=pending,
         pool_available=available,
         pool_utilization=utilization,
@@ -424,4 +533,6 @@ def assess_positions(
         target_probability=settings.target_probability,
         workers=1,
     )
-    return RiskReport(positions, book, assessment, horizon_s, latency, sources, settings)
+    return RiskReport(
+        positions, book, assessment, horizon_s, latency, sources, settings, vol_sources
+    )

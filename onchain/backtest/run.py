@@ -24,13 +24,14 @@ from onchain.risk.volatility import VolatilityModel, fit_volatility_model
 HOUR_S = 3600
 LOOKBACK_H = 720  # the model sees the last 30 days of hourly closes
 ASSETS = ("BTC", "ETH")
-DEFAULT_TAIL_SCALE = 1.2  # as risk_context uses for closes-only history
-DEFAULT_TAIL_DOF = 3.0
-MODELS = ("onchain", "reference", "reactive")
+GARCH_TAIL_SCALE = 1.2  # the GARCH model's closes-only defaults
+GARCH_TAIL_DOF = 3.0
+MODELS = ("garch", "reference", "onchain")
 MODEL_TITLES = {
-    "onchain": "onchain before (GARCH(1,1)-t on closes, default t tails, continuous first passage)",
+    "garch": "before (GARCH(1,1)-t on closes, default t tails, continuous first passage)",
     "reference": "simple reference (EWMA lambda 0.98 + Gaussian first passage)",
-    "reactive": "onchain after (fast/slow EWMA, t tails, crash correlation, oracle steps)",
+    "onchain": "onchain: what scan/watch/run use (fast/slow/trend EWMA, t tails, crash "
+    "correlation, hourly oracle steps)",
 }
 RECALL_TARGET = 0.95
 
@@ -105,14 +106,14 @@ class Samples:
         }
 
 
-def _onchain_model(ts: npt.NDArray[np.int64], close: npt.NDArray[np.float64]) -> VolatilityModel:
+def _garch_model(ts: npt.NDArray[np.int64], close: npt.NDArray[np.float64]) -> VolatilityModel:
     model = fit_volatility_model(close, ts, ASSETS, fit_tails=False)
     m = len(ASSETS)
     return replace(
         model,
         tail_steps=(1.0,),
-        tail_scale=np.full((1, m), DEFAULT_TAIL_SCALE),
-        tail_dof=np.full((1, m), DEFAULT_TAIL_DOF),
+        tail_scale=np.full((1, m), GARCH_TAIL_SCALE),
+        tail_dof=np.full((1, m), GARCH_TAIL_DOF),
     )
 
 
@@ -140,12 +141,12 @@ def score_models(
     keys = [underlying(s) for s in book.symbols]
     out: dict[str, npt.NDArray[np.float64]] = {}
     for name in models:
-        if name == "reactive":
+        if name == "onchain":
             params: dict[str, Any] = dict(reactive_params or {})
             model = reactive_volatility(close, ts, ASSETS, **params)
             out[name] = stepped_probability(book, model, horizon_s, HOUR_S, keys).probability
             continue
-        model = _onchain_model(ts, close) if name == "onchain" else _reference_model(ts, close)
+        model = _garch_model(ts, close) if name == "garch" else _reference_model(ts, close)
         aligned = model.with_assets(keys)
         out[name] = liquidation_probability(
             book,

@@ -92,8 +92,17 @@ class MarginAdvice:
 
 
 def _feasible(
-    b: FloatArray, sigma: FloatArray, k: FloatArray, nu: FloatArray, q: float, drift: Drift
+    b: FloatArray,
+    sigma: FloatArray,
+    k: FloatArray,
+    nu: FloatArray,
+    q: float,
+    drift: Drift,
+    shift: float = 0.0,
 ) -> npt.NDArray[np.bool_]:
+    """Is ln HF ``b`` at or below the target probability (``shift``: the oracle-step barrier
+    shift in units of sigma, see ``probability``)?"""
+    b = b + shift * sigma
     if drift == "zero":
         return b >= k * sigma + MIN_LOG_HEALTH
     return (b >= MIN_LOG_HEALTH) & (
@@ -112,6 +121,7 @@ def _solve(
     nu: FloatArray,
     target: float,
     drift: Drift,
+    shift: float = 0.0,
 ) -> FloatArray:
     """Smallest y in [1, hi] with b0 + ln y safe at sigma(y)^2 = p + 2 q z + r z^2, z = 1/y if
     ``inverse`` else y. NaN where even hi is not safe.
@@ -122,6 +132,8 @@ def _solve(
     root and checked feasible (else the bracket's safe end). Other drifts: bisection on the full
     formula.
     """
+    if drift == "zero":  # b + shift·sigma >= k·sigma  <=>  b >= (k - shift)·sigma
+        k, shift = np.asarray(k) - shift, 0.0
     b0, p_, q_, r_, hi, k, nu = np.broadcast_arrays(b0, p_, q_, r_, hi, k, nu)
     shape = b0.shape
     b0, p_, q_, r_, k, nu = (np.ravel(v) for v in (b0, p_, q_, r_, k, nu))
@@ -137,7 +149,7 @@ def _solve(
         return s, ds
 
     every = slice(None)
-    ok_hi = _feasible(b0 + ln_hi, sig(ln_hi, every)[0], k, nu, target, drift)
+    ok_hi = _feasible(b0 + ln_hi, sig(ln_hi, every)[0], k, nu, target, drift, shift)
     lo = np.zeros(b0.shape)
     up = ln_hi.copy()
     if drift == "zero":
@@ -168,7 +180,7 @@ def _solve(
     else:
         for _ in range(BISECTION_STEPS):
             mid = 0.5 * (lo + up)
-            ok = _feasible(b0 + mid, sig(mid, every)[0], k, nu, target, drift)
+            ok = _feasible(b0 + mid, sig(mid, every)[0], k, nu, target, drift, shift)
             up = np.where(ok, mid, up)
             lo = np.where(ok, lo, mid)
         x_out = up
@@ -188,11 +200,13 @@ def safe_health_and_target(
     sigma, nu_pos, b0 = probability.sigma, probability.tail_dof, probability.log_health
     has_debt = np.isfinite(b0) | (b0 < 0)
     k_pos = barrier_multiple(target_probability, nu_pos, dof_a)
+    shift = probability.barrier_shift
     if drift == "zero":
         safe_hf = np.exp(k_pos * sigma)
     else:
         safe_hf = safe_health_factor(sigma, target_probability, nu_pos, drift)
-    already = ~has_debt | _feasible(b0, sigma, k_pos, nu_pos, target_probability, drift)
+    safe_hf = safe_hf * np.exp(-shift * sigma)  # oracle steps: the barrier sits shift·sigma lower
+    already = ~has_debt | _feasible(b0, sigma, k_pos, nu_pos, target_probability, drift, shift)
     return safe_hf, already
 
 
@@ -205,12 +219,14 @@ def margin_advice(
     drift: Drift = "zero",
     price_base: npt.ArrayLike | None = None,
     probability: LiquidationProbability | None = None,
+    oracle_steps: float = np.inf,
 ) -> MarginAdvice:
     """Repay (per debt asset) and top-up (per collateral asset) amounts reaching the target.
 
     ``covariance`` and ``tail_dof`` as for ``probability.liquidation_probability`` (effective
     horizon covariance in book order; dof scalar or (m,)). ``probability``: that function's
-    result for the same book and inputs, to reuse its sigma, tails and log health. Work is done
+    result for the same book and inputs, to reuse its sigma, tails, log health and oracle-step
+    shift (else ``oracle_steps`` as there). Work is done
     only for positions above the target, so a mostly healthy book is cheap.
     """
     p = book.price_base if price_base is None else np.asarray(price_base, dtype=np.float64)
@@ -219,7 +235,9 @@ def margin_advice(
     asset_sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
     dof_a = np.broadcast_to(np.asarray(tail_dof, dtype=np.float64), (m,))
     if probability is None:
-        probability = liquidation_probability(book, cov, tail_dof=dof_a, drift=drift, price_base=p)
+        probability = liquidation_probability(
+            book, cov, tail_dof=dof_a, drift=drift, price_base=p, oracle_steps=oracle_steps
+        )
     sigma = probability.sigma
     nu_pos = probability.tail_dof
     b0 = probability.log_health
@@ -253,7 +271,8 @@ def margin_advice(
         sig_inf = np.sqrt(np.maximum(gg, 0.0))
         bound = np.maximum(sigma[rows][:, None], sig_inf)
         hi = np.exp(np.maximum(k_r * bound * 1.5 - b_r, 0.0) + 1e-6)
-        y = _solve(b_r, gg, ga, aa, True, hi, k_r, nu_r, target_probability, drift)
+        shift = probability.barrier_shift
+        y = _solve(b_r, gg, ga, aa, True, hi, k_r, nu_r, target_probability, drift, shift)
         lt_p = book.liquidation_threshold[rows] * p
         with np.errstate(divide="ignore", invalid="ignore"):
             t_units = wsum * (y - 1.0) / lt_p
@@ -276,6 +295,7 @@ def margin_advice(
             nu_r,
             target_probability,
             drift,
+            shift,
         )
         y2 = np.where(np.isfinite(s_max), y2, np.nan)
         # a full repay of the only debt always works: solve on [1, large] there
@@ -285,7 +305,9 @@ def margin_advice(
                 np.exp(np.maximum(k_r * np.sqrt(np.maximum(gg2, 0.0)) * 1.5 - b_r, 0.0) + 1e-6)
                 + 1.0
             )
-            y_only = _solve(b_r, gg2, -gh, hh, False, big, k_r, nu_r, target_probability, drift)
+            y_only = _solve(
+                b_r, gg2, -gh, hh, False, big, k_r, nu_r, target_probability, drift, shift
+            )
             y2 = np.where(only, np.where(np.isfinite(y_only), y_only, 1e12), y2)
         r_units = dsum * (1.0 - 1.0 / y2) / p
         owed = book.debt[rows]

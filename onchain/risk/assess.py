@@ -82,7 +82,12 @@ class Assessment:
 
 def _take(obj: Any, rows: npt.NDArray[np.int64]) -> Any:
     """The same dataclass with every array field restricted to ``rows``."""
-    return type(obj)(**{f.name: getattr(obj, f.name)[rows] for f in fields(obj)})
+    return type(obj)(
+        **{
+            f.name: v[rows] if isinstance(v := getattr(obj, f.name), np.ndarray) else v
+            for f in fields(obj)
+        }
+    )
 
 
 def _assess_rows(
@@ -91,6 +96,7 @@ def _assess_rows(
     covariance: npt.ArrayLike,
     tail_dof: npt.ArrayLike,
     drift: Drift,
+    oracle_steps: float,
     pending: PendingPrices | None,
     low_liq_inputs: tuple[npt.ArrayLike, npt.ArrayLike] | None,
     dex: DexDepth | None,
@@ -110,7 +116,9 @@ def _assess_rows(
     lp = liquidation_price(book)
     us = uniform_shock(book)
     ph = pending_health(book, pending) if pending is not None else None
-    prob = liquidation_probability(book, covariance, tail_dof=tail_dof, drift=drift)
+    prob = liquidation_probability(
+        book, covariance, tail_dof=tail_dof, drift=drift, oracle_steps=oracle_steps
+    )
     # liquidation plans: liquidatable now at oracle prices, pending ones at pending prices
     rows_now = np.flatnonzero(liq)
     plan = plan_liquidations(book.subset(rows_now), health=hf[rows_now], dex=dex, gas_base=gas_base)
@@ -201,6 +209,7 @@ def assess(
     *,
     tail_dof: npt.ArrayLike = np.inf,
     drift: Drift = "zero",
+    oracle_steps: float = np.inf,
     pending: PendingPrices | None = None,
     pool_available: npt.ArrayLike | None = None,
     pool_utilization: npt.ArrayLike | None = None,
@@ -215,7 +224,8 @@ def assess(
 ) -> Assessment:
     """Run every measure (see module doc). ``covariance``: effective horizon covariance (m, m)
     in book order; ``tail_dof`` scalar or (m,); prices are the book's (the oracle's).
-    ``curve_drops``: also the liquidation curve for these uniform volatile drops.
+    ``oracle_steps``: prices the oracle publishes within the horizon (``inf``: continuous;
+    see ``probability``). ``curve_drops``: also the liquidation curve for these uniform volatile drops.
     ``workers``: threads (default: CPU count, at most 4); ``chunk_rows``: rows per chunk."""
     n = book.n_positions
     totals = book.collateral.sum(axis=0)
@@ -229,6 +239,7 @@ def assess(
         covariance,
         tail_dof,
         drift,
+        oracle_steps,
         pending,
         low_liq_inputs,
         dex,

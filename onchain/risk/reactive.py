@@ -11,8 +11,8 @@ or more. Correlation: the larger of a fast and a slow EWMA correlation of standa
 since assets move together when markets fall.
 
 Tails. The horizon move is a unit-variance Student-t (a normal variance mixture: jumps and
-volatility surprises), with ``dof`` (4) and a ``tail_scale`` on the sd (1.15); the reflection principle
-holds for it exactly (see ``probability``).
+volatility surprises), with ``dof`` (4) and a ``tail_scale`` on the sd (1.0); the reflection
+principle holds for it exactly (see ``probability``).
 
 Monitoring in steps. A position is liquidated only when the oracle publishes a price below its
 liquidation price; prices arrive in steps (here every ``monitor_s``: an hourly heartbeat or the
@@ -22,8 +22,9 @@ and Kou 1997), so ln HF is shifted up by 0.5826 times the sd of ln HF over one o
 Without it, positions just above HF 1 get probabilities near 1 although the next published price
 may well be above their liquidation price.
 
-The defaults were chosen with ``onchain backtest`` on two windows (May 2021 crash, January 2021
-rally) and judged on others kept out of the choice (README, "How good is the probability").
+The defaults were chosen with ``onchain backtest`` on tuning windows (May 2021 crash, January 2021
+rally; the tail scale on May 2021 and July 2023) and judged on others kept out of the choice
+(README, "How good is the probability").
 """
 
 from __future__ import annotations
@@ -33,15 +34,13 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from onchain.risk.book import Book, FloatArray
-from onchain.risk.probability import (
-    LiquidationProbability,
-    first_passage_probability,
-    liquidation_probability,
-)
+from onchain.risk.book import Book
+from onchain.risk.probability import LiquidationProbability, liquidation_probability
 from onchain.risk.volatility import VolatilityModel, ewma_correlation, ewma_variance, log_returns
 
-BGK_BETA = 0.5826  # -zeta(1/2)/sqrt(2 pi): the discrete-monitoring barrier shift
+DEFAULT_DOF = 4.0
+DEFAULT_TAIL_SCALE = 1.0  # 1.15 before: too high in calm weeks (May 2021 + July 2023 pooled)
+LOOKBACK_STEPS = 720  # the model is fitted and validated on the last 30 days of hourly closes
 
 
 def reactive_volatility(
@@ -54,8 +53,8 @@ def reactive_volatility(
     slow_lambda: float = 0.99,
     fast_correlation_lambda: float = 0.97,
     slow_correlation_lambda: float = 0.995,
-    dof: float = 4.0,
-    tail_scale: float = 1.15,
+    dof: float = DEFAULT_DOF,
+    tail_scale: float = DEFAULT_TAIL_SCALE,
     trend_steps: int = 12,
     trend_lambda: float = 0.9,
 ) -> VolatilityModel:
@@ -105,11 +104,33 @@ def stepped_probability(
     """Probability of an oracle-published HF < 1 within the horizon, prices seen every
     ``monitor_s`` seconds (``asset_keys``: the model's key of each book column)."""
     aligned = model.with_assets(asset_keys)
-    lp = liquidation_probability(
-        book, aligned.effective_covariance(horizon_s), tail_dof=aligned.horizon_tail_dof(horizon_s)
+    return liquidation_probability(
+        book,
+        aligned.effective_covariance(horizon_s),
+        tail_dof=aligned.horizon_tail_dof(horizon_s),
+        oracle_steps=horizon_s / monitor_s,
     )
-    steps = max(horizon_s / monitor_s, 1.0)
-    shifted = lp.log_health + BGK_BETA * lp.sigma / np.sqrt(steps)
-    prob: FloatArray = first_passage_probability(shifted, lp.sigma, tail_dof=lp.tail_dof)
-    prob = np.where(lp.log_health <= 0.0, 1.0, prob)
-    return LiquidationProbability(prob, lp.log_health, lp.sigma, lp.tail_dof)
+
+
+def hourly_closes(
+    times_s: npt.ArrayLike,
+    values: npt.ArrayLike,
+    end_s: int,
+    *,
+    step_s: int = 3600,
+    max_steps: int = LOOKBACK_STEPS,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """Closes on a regular grid ending at ``end_s`` from prices published at irregular times
+    (an oracle's rounds, per-block snapshots): the last value at or before each grid time, from
+    the first grid time after the first observation, at most ``max_steps`` + 1 of them. This is
+    what the model is validated on: the protocol's view of the price, one value per step."""
+    t = np.asarray(times_s, dtype=np.int64)
+    v = np.asarray(values, dtype=np.float64)
+    order = np.argsort(t, kind="stable")
+    t, v = t[order], v[order]
+    if t.size == 0 or t[0] > end_s:
+        return np.zeros(0, np.int64), np.zeros(0)
+    n = min(max_steps + 1, int((end_s - t[0]) // step_s) + 1)
+    grid = end_s - step_s * np.arange(n - 1, -1, -1, dtype=np.int64)
+    idx = np.searchsorted(t, grid, side="right") - 1
+    return grid, v[idx]

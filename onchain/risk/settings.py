@@ -42,6 +42,11 @@ class Reference:
     heartbeat_s: float = 3600.0
 
 
+# The oracle publishes a price at least this often (the usual ETH/USD heartbeat): the
+# probability counts crossings the protocol sees, one published price per step.
+DEFAULT_ORACLE_STEP_S = 3600.0
+
+
 @dataclass(frozen=True)
 class RiskSettings:
     reaction_s: float = 30.0
@@ -50,6 +55,7 @@ class RiskSettings:
     annual_volatility: dict[str, float] = field(default_factory=dict)  # symbol -> override
     references: tuple[Reference, ...] = ()
     thresholds: TierThresholds = field(default_factory=TierThresholds)
+    oracle_step_s: float = DEFAULT_ORACLE_STEP_S
 
     @classmethod
     def from_config(cls, raw: Mapping[str, Any] | None) -> RiskSettings:
@@ -71,6 +77,7 @@ class RiskSettings:
                 },
                 references=refs,
                 thresholds=thresholds,
+                oracle_step_s=float(raw.get("oracle_step_s", DEFAULT_ORACLE_STEP_S)),
             )
         except (TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(f"risk settings: {exc}") from None
@@ -78,6 +85,8 @@ class RiskSettings:
             raise ConfigError("risk settings: target_probability must be between 0 and 1")
         if not -1 <= settings.correlation <= 1:
             raise ConfigError("risk settings: correlation must be between -1 and 1")
+        if not settings.oracle_step_s > 0:
+            raise ConfigError("risk settings: oracle_step_s must be positive")
         if settings.reaction_s < 0 or any(v < 0 for v in settings.annual_volatility.values()):
             raise ConfigError("risk settings: reaction_s and volatilities must not be negative")
         return settings

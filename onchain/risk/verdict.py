@@ -40,6 +40,8 @@ class RiskVerdict:
     advice: Advice | None = None
     # the uniform fall of every volatile collateral price (stables held) that liquidates
     volatile_drop_to_liquidation: float | None = None
+    # per volatile asset held: where its volatility estimate came from and how old it is
+    volatility: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The risk part of a position's JSON row (names and shapes of the JSON contract)."""
@@ -52,4 +54,5 @@ class RiskVerdict:
             "safe_health_factor": self.safe_health_factor,
             "advice": None if self.advice is None else self.advice.to_json(),
             "volatile_drop_to_liquidation": self.volatile_drop_to_liquidation,
+            "volatility": self.volatility,
         }

@@ -242,13 +242,12 @@ def test_bad_risk_inputs_are_one_clear_error(
     assert_one_clear_error(result, "[bold]odd.toml")  # shown as written, not eaten as markup
 
 
-def test_closes_only_history_keeps_the_calibrated_tails(tmp_path: Path) -> None:
-    from onchain.app.risk_context import (
-        DEFAULT_TAIL_DOF,
-        DEFAULT_TAIL_SCALE,
-        volatility_from_history,
-    )
+def test_price_history_fits_the_model_the_backtest_validates(tmp_path: Path) -> None:
+    """scan/watch/the daemon and `onchain backtest` use one model: the reactive one, on the last
+    30 days of hourly closes, whether they come as a long CSV or an OHLC folder."""
+    from onchain.app.risk_context import volatility_from_history
     from onchain.app.risk_io import load_ohlc_csv, shared_data_dir
+    from onchain.risk.reactive import DEFAULT_DOF, DEFAULT_TAIL_SCALE, reactive_volatility
 
     eth = load_ohlc_csv(shared_data_dir() / "prices" / "eth_usdt_1h.csv")
     csv = tmp_path / "eth_closes.csv"
@@ -256,14 +255,16 @@ def test_closes_only_history_keeps_the_calibrated_tails(tmp_path: Path) -> None:
         f"{t},ETH,{c}\n" for t, c in zip(eth.timestamp_s[-5000:], eth.close[-5000:], strict=True)
     )
     csv.write_text("timestamp,asset,price\n" + rows)
-    model, note = volatility_from_history(csv, ["WETH"])
+    model, note, sources = volatility_from_history(csv, ["WETH"])
     assert float(model.tail_scale[0, 0]) == DEFAULT_TAIL_SCALE
-    assert float(model.tail_dof[0, 0]) == DEFAULT_TAIL_DOF
-    assert "default drawdown tails" in note
-    folder_model, _ = volatility_from_history(shared_data_dir() / "prices", ["WETH"])
-    # the hourly variance from closes is of the same order as the one fitted on candles
-    ratio = model.horizon_variance(3600)[0] / folder_model.horizon_variance(3600)[0]
-    assert 0.2 < ratio < 5
+    assert float(model.tail_dof[0, 0]) == DEFAULT_DOF
+    assert "reactive model" in note and "721 hourly closes" in note
+    expected = reactive_volatility(eth.close[-721:], eth.timestamp_s[-721:], ["ETH"])
+    assert model.sigma2_next[0] == expected.sigma2_next[0]
+    assert sources["ETH"].source == "price history" and sources["ETH"].hourly_closes == 721
+    assert sources["ETH"].newest_s == int(eth.timestamp_s[-1])
+    folder_model, _, _ = volatility_from_history(shared_data_dir() / "prices", ["WETH"])
+    assert folder_model.sigma2_next[0] == expected.sigma2_next[0]
 
 
 def test_a_reference_pool_that_is_not_a_pool_is_skipped_with_a_note(

@@ -281,9 +281,9 @@ def test_backtest_on_the_devnet_beats_the_simple_reference(tmp_path: Path) -> No
         assert sum(r["n"] for r in scores["reliability"]) == report["samples"]
         assert scores["tiers"]["not SAFE"]["recall"] is not None
     assert (
-        models["reactive"]["skill_vs_best_hf_rule"] >= models["reference"]["skill_vs_best_hf_rule"]
+        models["onchain"]["skill_vs_best_hf_rule"] >= models["reference"]["skill_vs_best_hf_rule"]
     )
-    assert models["reactive"]["skill_vs_best_hf_rule"] > 0.0
+    assert models["onchain"]["skill_vs_best_hf_rule"] > 0.0
     for name in ("reliability.png", "roc.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

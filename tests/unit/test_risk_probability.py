@@ -111,3 +111,41 @@ def test_stable_only_position_has_zero_probability_when_healthy() -> None:
     book = make_book([[0, 0, 1000.0]], [[0, 0, 500.0]], LT, PRICES, is_stable=[False, False, True])
     lp = liquidation_probability(book, cov_for(0.05), tail_dof=3.0)
     assert lp.probability[0] == 0.0 and lp.sigma[0] == 0.0
+
+
+@pytest.mark.parametrize("tail_dof", [np.inf, 4.0])
+def test_oracle_steps_match_a_discretely_monitored_monte_carlo(tail_dof: float) -> None:
+    """With n published prices per horizon the probability is the one of a path seen only at
+    those n points (the Broadie-Glasserman-Kou barrier shift): far nearer to a Monte Carlo of
+    the discretely seen path than the continuous first passage, which overstates it."""
+    rng = np.random.default_rng(11)
+    n, sd, paths = 6, 0.05, 200_000
+    scale = np.ones(paths)
+    if np.isfinite(tail_dof):  # unit-variance Student-t: one variance draw per path
+        scale = np.sqrt((tail_dof - 2.0) / rng.chisquare(tail_dof, paths))
+    steps = rng.standard_normal((paths, n)) * (sd / np.sqrt(n)) * scale[:, None]
+    low = np.cumsum(steps, axis=1).min(axis=1)
+    b = np.log(np.array([1.005, 1.01, 1.02, 1.04, 1.07, 1.1]))
+    seen = (low[None, :] <= -b[:, None]).mean(axis=1)
+    book = make_book(
+        [[1.0, 0, 0]] * b.size,
+        [[0, 0, 2400 / np.exp(x)] for x in b],
+        LT,
+        PRICES,
+        is_stable=[False, False, True],
+    )
+    cov = np.diag([sd**2, 0.0, 0.0])
+    stepped = liquidation_probability(book, cov, tail_dof=tail_dof, oracle_steps=n)
+    continuous = liquidation_probability(book, cov, tail_dof=tail_dof)
+    assert stepped.barrier_shift == pytest.approx(0.5826 / np.sqrt(n))
+    assert np.all(stepped.probability < continuous.probability)
+    err = np.abs(stepped.probability - seen)
+    assert np.all(err <= 0.3 * np.abs(continuous.probability - seen) + 0.002), (err, seen)
+    assert err.max() < 0.05
+    # one published price per horizon at most: never more than one step's shift; liquidatable
+    # now stays certain
+    assert liquidation_probability(book, cov, oracle_steps=0.1).barrier_shift == pytest.approx(
+        0.5826
+    )
+    under = make_book([[1.0, 0, 0]], [[0, 0, 2500.0]], LT, PRICES, is_stable=[False, False, True])
+    assert liquidation_probability(under, cov, oracle_steps=n).probability[0] == 1.0

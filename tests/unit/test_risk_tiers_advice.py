@@ -12,7 +12,11 @@ from onchain.risk.advice import barrier_multiple, margin_advice, safe_health_fac
 from onchain.risk.book import make_book
 from onchain.risk.liquidity import DexDepth
 from onchain.risk.oracle_lag import next_oracle_prices
-from onchain.risk.probability import first_passage_probability, liquidation_probability
+from onchain.risk.probability import (
+    first_passage_probability,
+    liquidation_probability,
+    oracle_barrier_shift,
+)
 from onchain.risk.tiers import (
     Reason,
     Tier,
@@ -96,6 +100,10 @@ def test_safe_health_factor_moves_with_volatility_and_tails() -> None:
     assert p[()] == pytest.approx(0.01, rel=1e-4)
 
 
+def probability_sigma(book, covariance, dofs) -> np.ndarray:
+    return liquidation_probability(book, covariance, tail_dof=dofs).sigma
+
+
 def advice_book():
     """ETH/USDC at several HF, an ETH+BTC basket, ETH vs BTC debt, two debts, stable/stable."""
     c = [[1.0, 0, 0], [1.0, 0, 0], [0.5, 0.025, 0], [1.0, 0, 0], [1.0, 0, 500.0], [0, 0, 1000.0]]
@@ -110,13 +118,35 @@ def advice_book():
     return make_book(c, d, LT, PRICES, is_stable=STABLE)
 
 
-@pytest.mark.parametrize("dof", [np.inf, 3.0])
-def test_applying_advice_meets_the_target(dof: float) -> None:
+@pytest.mark.parametrize(("dof", "steps"), [(np.inf, np.inf), (3.0, np.inf), (3.0, 6.0)])
+def test_applying_advice_meets_the_target(dof: float, steps: float) -> None:
+    """Every repay/top-up reaches the target and is the smallest that does, also when the
+    probability counts only the prices the oracle publishes (``steps`` per horizon)."""
     book = advice_book()
     target = 0.01
     sigma_cov = cov(0.04)
-    adv = margin_advice(book, sigma_cov, target_probability=target, tail_dof=[dof, dof, np.inf])
-    before = liquidation_probability(book, sigma_cov, tail_dof=[dof, dof, np.inf]).probability
+    dofs = [dof, dof, np.inf]
+    adv = margin_advice(
+        book, sigma_cov, target_probability=target, tail_dof=dofs, oracle_steps=steps
+    )
+    before = liquidation_probability(book, sigma_cov, tail_dof=dofs, oracle_steps=steps).probability
+    reused = margin_advice(
+        book,
+        sigma_cov,
+        target_probability=target,
+        tail_dof=dofs,
+        probability=liquidation_probability(book, sigma_cov, tail_dof=dofs, oracle_steps=steps),
+    )
+    np.testing.assert_array_equal(reused.repay_units, adv.repay_units)
+    safe = adv.safe_health_factor
+    at_safe = first_passage_probability(
+        np.log(safe) + oracle_barrier_shift(steps) * probability_sigma(book, sigma_cov, dofs),
+        probability_sigma(book, sigma_cov, dofs),
+        tail_dof=liquidation_probability(book, sigma_cov, tail_dof=dofs).tail_dof,
+    )
+    moves = (book.debt.sum(axis=1) > 0) & (probability_sigma(book, sigma_cov, dofs) > 0)
+    assert moves.sum() >= 5
+    np.testing.assert_allclose(at_safe[moves], target, rtol=1e-6)
     assert adv.already_safe.tolist() == list(before <= target)
     assert not adv.already_safe[:5].all()
     checked = 0
@@ -127,13 +157,19 @@ def test_applying_advice_meets_the_target(dof: float) -> None:
                 c = book.collateral.copy()
                 c[r, i] += t
                 p = liquidation_probability(
-                    replace(book, collateral=c).subset([r]), sigma_cov, tail_dof=[dof, dof, np.inf]
+                    replace(book, collateral=c).subset([r]),
+                    sigma_cov,
+                    tail_dof=dofs,
+                    oracle_steps=steps,
                 )
                 assert p.probability[0] <= target * (1 + 1e-6), (r, i, p.probability)
                 # and it is the smallest such amount: 1% less misses the target
                 c[r, i] -= 0.01 * t
                 p_less = liquidation_probability(
-                    replace(book, collateral=c).subset([r]), sigma_cov, tail_dof=[dof, dof, np.inf]
+                    replace(book, collateral=c).subset([r]),
+                    sigma_cov,
+                    tail_dof=dofs,
+                    oracle_steps=steps,
                 )
                 assert p_less.probability[0] > target
                 checked += 1
@@ -142,7 +178,7 @@ def test_applying_advice_meets_the_target(dof: float) -> None:
                 d = book.debt.copy()
                 d[r, i] -= rep
                 p = liquidation_probability(
-                    replace(book, debt=d).subset([r]), sigma_cov, tail_dof=[dof, dof, np.inf]
+                    replace(book, debt=d).subset([r]), sigma_cov, tail_dof=dofs, oracle_steps=steps
                 )
                 assert p.probability[0] <= target * (1 + 1e-6), (r, i, p.probability)
                 checked += 1

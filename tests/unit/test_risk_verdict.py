@@ -28,6 +28,7 @@ JSON_RISK_KEYS = [
     "safe_health_factor",
     "advice",
     "volatile_drop_to_liquidation",
+    "volatility",  # per asset: the estimate's source and age
 ]
 
 

@@ -142,3 +142,19 @@ def test_long_price_csv(tmp_path: Path) -> None:
     bad.write_text("time,asset,price\n")
     with pytest.raises(ValueError, match="missing columns"):
         load_long_price_csv(bad)
+
+
+def test_hourly_closes_are_the_price_in_force_at_each_hour() -> None:
+    """Prices published at irregular times (oracle rounds) become the hourly closes the model
+    is validated on: the last value at or before each hour, on a grid ending at the block."""
+    from onchain.risk.reactive import hourly_closes
+
+    times = [1000, 1500, 4700, 4700 + 3 * 3600, 20_000]
+    values = [10.0, 11.0, 12.0, 13.0, 14.0]
+    grid, closes = hourly_closes(times[::-1], values[::-1], 19_000)
+    np.testing.assert_array_equal(grid, [1000, 4600, 8200, 11_800, 15_400, 19_000])
+    np.testing.assert_array_equal(closes, [10.0, 11.0, 12.0, 12.0, 12.0, 13.0])  # 20_000: later
+    grid, closes = hourly_closes(times, values, 19_000, max_steps=2)
+    np.testing.assert_array_equal(grid, [11_800, 15_400, 19_000])
+    assert hourly_closes([], [], 19_000)[0].size == 0
+    assert hourly_closes([20_000], [1.0], 19_000)[0].size == 0
