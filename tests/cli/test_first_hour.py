@@ -158,10 +158,12 @@ def test_report_and_history_select_a_morpho_book_by_its_market_id(
     assert_one_clear_error(
         run("report", "--config", str(stored), "--market", unknown), unknown, "morpho-blue-devnet"
     )
-    holder = next(a["account"] for b in morpho for a in b["at_risk"])
-    history = run("history", holder, "--config", str(stored), "--market", key, "--json")
+    # an account at risk in one Morpho market, selected by that market's id
+    book = next(b for b in morpho if b["at_risk"])
+    holder, book_key = book["at_risk"][0]["account"], book["market_key"]
+    history = run("history", holder, "--config", str(stored), "--market", book_key, "--json")
     assert history.returncode == 0, history.stderr
-    assert {h["market_key"] for h in json.loads(history.stdout)} == {key}
+    assert {h["market_key"] for h in json.loads(history.stdout)} == {book_key}
 
 
 def test_history_of_an_account_never_stored_is_exit_2(stored: Path) -> None:
