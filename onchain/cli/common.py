@@ -117,8 +117,8 @@ MarketOpt = Annotated[
     str | None,
     typer.Option(
         "--market",
-        help="config name, deployment address (Aave: PoolAddressesProvider; Morpho Blue: the "
-        "Morpho contract, every market) or a market id (0x + 64 hex) inside a deployment",
+        help="config name, deployment address (the adapter's entry contract: every market "
+        "it holds) or a market id (0x + 64 hex) inside a deployment",
     ),
 ]
 ChainOpt = Annotated[

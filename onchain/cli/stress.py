@@ -21,6 +21,7 @@ from onchain.cli.common import (
     write_csv,
 )
 from onchain.errors import InputError
+from onchain.protocols.catalog import ADAPTER_NAMES
 
 out = LazyConsole(pipe_width=160)
 
@@ -204,7 +205,8 @@ def stress_cmd(
     ] = None,
     rpc: Annotated[str | None, typer.Option("--rpc", help="JSON-RPC URL")] = None,
     protocol: Annotated[
-        str | None, typer.Option("--protocol", help="protocol adapter (aave-v3, morpho-blue)")
+        str | None,
+        typer.Option("--protocol", help=f"protocol adapter ({', '.join(ADAPTER_NAMES)})"),
     ] = None,
     market: Annotated[
         str | None,

@@ -117,7 +117,8 @@ def targets_cmd(
     table: dict[str, Any] = {}
     if config is not None:
         cfg = load_config(config)
-        table, references = _config_settings(cfg.risk)
+        table = _targets_table(cfg.risk)
+        references = cfg.risk_settings.references  # [risk.references], checked by load_config
     settings = _settings(table, flags, references, include_pending=not no_pending)
     url, refs, expected = resolve_markets(
         rpc, protocol, market, config, chain_id, chain, deployment
@@ -209,8 +210,8 @@ def _json_row(target: Any) -> dict[str, Any]:
     return row
 
 
-def _config_settings(risk: dict[str, Any]) -> tuple[dict[str, Any], tuple[Any, ...]]:
-    """[risk.targets] (DEX, gas, native price) and [risk.references] (pending prices)."""
+def _targets_table(risk: dict[str, Any]) -> dict[str, Any]:
+    """[risk.targets] (DEX, gas, native price), its keys checked."""
     table = risk.get("targets") or {}
     if not isinstance(table, dict):
         raise ConfigError("[risk.targets] must be a table")
@@ -220,9 +221,7 @@ def _config_settings(risk: dict[str, Any]) -> tuple[dict[str, Any], tuple[Any, .
             f"[risk.targets]: unknown key(s) {', '.join(sorted(unknown))} "
             f"(known: {', '.join(sorted(TARGET_KEYS))})"
         )
-    from onchain.app.risk_context import RiskSettings
-
-    return table, RiskSettings.from_config(risk).references
+    return table
 
 
 def _settings(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
+from typing import Any
 
 PACKAGE = Path(__file__).resolve().parents[2] / "onchain"
 
@@ -184,3 +186,38 @@ def test_the_checker_sees_a_protocol_name(tmp_path: Path) -> None:
     sample = tmp_path / "sample.py"
     sample.write_text('PROTOCOL = "aave-v3"\nwhere = state.addresses_provider\n')
     assert protocol_words(sample) == {"aave-v3", "addresses_provider"}
+
+
+def _option_helps(name: str) -> dict[str, str]:
+    """Every command's help text for one option (`run`, `db upgrade`, ...), from the CLI itself."""
+    import typer
+
+    from onchain.cli import app
+
+    found: dict[str, str] = {}
+
+    def walk(command: Any, path: str) -> None:  # typer's own click: looked at, not typed
+        for sub_name, sub in getattr(command, "commands", {}).items():
+            walk(sub, f"{path} {sub_name}".strip())
+        for param in command.params:
+            if name in param.opts and param.param_type_name == "option":
+                found[path] = param.help or ""
+
+    walk(typer.main.get_command(app), "")
+    return found
+
+
+def test_cli_help_names_protocols_only_from_the_catalog() -> None:
+    """--protocol lists exactly the catalog's adapters; --market names no protocol of its own."""
+    from onchain.protocols.catalog import ADAPTER_NAMES
+
+    protocol_helps = _option_helps("--protocol")
+    assert protocol_helps, "no command has --protocol"
+    for command, text in protocol_helps.items():
+        listed = re.search(r"\(([^)]*)\)", text)
+        assert listed is not None, (command, text)
+        assert listed.group(1).split(", ") == list(ADAPTER_NAMES), (command, text)
+    market_helps = _option_helps("--market")
+    assert market_helps, "no command has --market"
+    for command, text in market_helps.items():
+        assert not re.search(r"aave|morpho", text, re.IGNORECASE), (command, text)
