@@ -16,6 +16,7 @@ from onchain.jobs.assess import risk_assessed
 from onchain.output import position_json, status_text
 from onchain.protocols.aave_v3.adapter import AaveV3Adapter
 from onchain.protocols.base import MarketRef, Position
+from onchain.risk.verdict import RiskVerdict
 from onchain.rpc.client import RpcClient
 from tests.helpers.aave36_support import (
     LIQUIDATOR,
@@ -109,8 +110,7 @@ def test_grace_period_holds_exactly_while_the_pool_refuses(
     }
     assert "grace period until" in status_text(held)
     # the stored verdict: not LIQUIDATABLE whatever the screen says, and why
-    screened = {"tier": "LIQUIDATABLE", "reasons": ["HF_BELOW_1"], "liquidation_probability": 1.0,
-                "horizon_s": 3600.0}  # fmt: skip
+    screened = RiskVerdict("LIQUIDATABLE", ("HF_BELOW_1",), 1.0, 3600.0)
     verdict = risk_assessed(held, screened)
     assert verdict.tier == "CRITICAL" and verdict.reasons[:2] == ["HF_BELOW_1", "LIQUIDATION_HELD"]
     assert "not liquidatable now: liquidation grace period until" in verdict.reason

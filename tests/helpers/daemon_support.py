@@ -123,5 +123,10 @@ def assert_exact(
         assert len(rows) == len(info.borrowers)
         truth = pool_account_data(chain, info.aave.pool, [r[0] for r in rows], number)
         ours = [(*r[1:6], UINT256_MAX if r[6] is None else r[6]) for r in rows]
-        assert ours == truth, f"block {number} differs from getUserAccountData"
+        differ = [
+            (r[0], mine, theirs)
+            for r, mine, theirs in zip(rows, ours, truth, strict=True)
+            if mine != theirs
+        ]
+        assert not differ, f"block {number} differs from getUserAccountData: {differ[:3]}"
         assert [r[7] for r in rows] == [t[5] < 10**18 for t in truth]
