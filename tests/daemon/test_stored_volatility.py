@@ -95,7 +95,7 @@ def test_a_new_feed_falls_back_on_the_stored_prices_and_they_follow_a_crash(
     stored = hourly_stored_prices(store, market.id, 0, 2**62)
     weth = stored[devnet.aave.tokens["WETH"].lower()]
     assert len(weth.times_s) >= 30 and weth.prices[-1] == round(eth * 10**8)
-    # the old feed's events reach back to the devnet's start: more hours than the store
+    # the feed's events cover as many hours as the store: the feed's own history is kept
     before = _volatility(ctx, counts)
     assert before["ETH"]["source"] == "oracle feed events"
 
