@@ -19,6 +19,7 @@ from eth_abi import decode
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 
 from onchain.app.market_data.blocks import recent_blocks
+from onchain.app.market_data.dex_twap import hourly_twap
 from onchain.app.market_data.feed_history import feed_history
 from onchain.app.market_data.feeds import latest_round_call
 from onchain.app.market_data.uniswap_v3 import pool_state, pool_state_calls
@@ -60,13 +61,13 @@ MIN_FEED_HOURS = 24
 class VolatilitySource:
     """Where one asset's volatility estimate came from and how old its newest price is."""
 
-    # "oracle feed rounds" | "oracle feed events" | "stored oracle prices" | "price history"
-    # | "config default"
+    # "oracle feed rounds" | "oracle feed events" | "stored oracle prices" | "dex twap"
+    # | "price history" | "config default"
     source: str
     annual_volatility: float
     hourly_closes: int = 0  # closes the estimate was fitted on
     newest_s: int | None = None  # time of the newest price used; None for a default
-    feed: str | None = None
+    feed: str | None = None  # the oracle feed, or the pool for "dex twap"
     age_s: float | None = None  # block time minus newest_s
 
     def as_json(self) -> dict[str, Any]:
@@ -268,6 +269,25 @@ def _stored_grids(
     return out
 
 
+def _dex_grids(
+    client: RpcClient, block: BlockRef, references: Sequence[Reference], names: Sequence[str]
+) -> dict[str, tuple[Any, Any, int, str]]:
+    """Cold start: hourly TWAPs of each asset's reference pool ([risk.references]) from its
+    own observations. The pool's orientation and quote do not matter: log returns of a price
+    and of its inverse have the same variance, and the quote is a stablecoin."""
+    out: dict[str, tuple[Any, Any, int, str]] = {}
+    for ref in references:
+        name = underlying(ref.symbol)
+        if not ref.pool or name not in names or name == "STABLE" or name in out:
+            continue
+        twap = hourly_twap(client, block, str(ref.pool), LOOKBACK_STEPS)
+        if twap is None or not np.all(np.isfinite(twap.prices) & (twap.prices > 0)):
+            continue
+        grid, closes = hourly_closes(twap.times_s, twap.prices, int(block.timestamp))
+        out[name] = (grid, closes, int(twap.times_s[-1]), str(ref.pool))
+    return out
+
+
 def volatility_from_feeds(
     client: RpcClient,
     block: BlockRef,
@@ -280,7 +300,8 @@ def volatility_from_feeds(
     (its past rounds, or its AnswerUpdated events) over the last 30 days, as hourly closes (what
     the protocol saw). Where a store kept the oracle prices it saw at each block (``stored``,
     the daemon) and they cover more hours than the feed's history, they are used instead.
-    Assets with under ``MIN_FEED_HOURS`` of either keep the configured default; correlations
+    Assets with under ``MIN_FEED_HOURS`` of either start cold on their reference pool's hourly
+    TWAPs (Uniswap V3 ``observe``), else keep the configured default; correlations
     come from the fit where both assets have one."""
     base, _note = default_volatility(symbols, settings)
     feeds: dict[str, str] = {}
@@ -305,6 +326,11 @@ def volatility_from_feeds(
     ).items():
         if grid.size > MIN_FEED_HOURS and grid.size > (grids[name][0].size if name in grids else 0):
             grids[name] = (grid, closes, newest, "stored oracle prices", feeds.get(name))
+    for name, (grid, closes, newest, pool) in _dex_grids(
+        client, block, settings.references, [n for n in base.assets if n not in grids]
+    ).items():
+        if grid.size > MIN_FEED_HOURS:
+            grids[name] = (grid, closes, newest, "dex twap", pool)
     sources = {
         name: VolatilitySource("config default", _annual(base, j))
         for j, name in enumerate(base.assets)
