@@ -17,13 +17,13 @@ from onchain.config import load_config
 from onchain.devnet.build import DevnetInfo
 from onchain.devnet.chain import DEPLOYER, DevChain, calldata
 from onchain.devnet.config_file import risk_section
-from onchain.devnet.contracts_build import devnet_contract
 from onchain.devnet.control import set_prices
 from onchain.jobs.context import JobContext
 from onchain.jobs.refresh import refresh_job
 from onchain.store import crud
 from onchain.store.db import Store
 from onchain.store.price_history import hourly_stored_prices
+from tests.helpers.oracle_sources import new_feed
 
 HOUR = 3600
 
@@ -63,18 +63,6 @@ def _volatility(ctx: JobContext, counts: Counter[str]) -> dict[str, Any]:
     return dict(details["risk"]["volatility"])
 
 
-def _new_weth_feed(chain: DevChain, info: DevnetInfo, usd: float) -> str:
-    """Governance points the Aave oracle's WETH source at a freshly deployed feed."""
-    feed = devnet_contract("DevnetPriceFeed")
-    new = chain.deploy(DEPLOYER, feed.bytecode, ["int256", "uint8"], [round(usd * 10**8), 8])
-    chain.send(
-        DEPLOYER,
-        info.aave.oracle,
-        calldata("setAssetSources(address[],address[])", [info.aave.tokens["WETH"]], [new]),
-    )
-    return new
-
-
 def test_a_new_feed_falls_back_on_the_stored_prices_and_they_follow_a_crash(
     devnet: DevnetInfo, devchain: DevChain, store: Store, tmp_path: Path
 ) -> None:
@@ -99,7 +87,7 @@ def test_a_new_feed_falls_back_on_the_stored_prices_and_they_follow_a_crash(
     before = _volatility(ctx, counts)
     assert before["ETH"]["source"] == "oracle feed events"
 
-    new = _new_weth_feed(chain, devnet, eth)
+    new = new_feed(chain, devnet, "WETH", eth)
     calm = _volatility(ctx, counts)
     weth_vol = calm["ETH"]
     assert weth_vol["source"] == "stored oracle prices" and weth_vol["feed"] == new
@@ -110,9 +98,7 @@ def test_a_new_feed_falls_back_on_the_stored_prices_and_they_follow_a_crash(
     for step in range(4):  # the new feed publishes a crash, 5% an hour
         eth *= 0.95
         chain.increase_time(HOUR)
-        chain.send(
-            DEPLOYER, new, calldata("setAnswer(int256)", round(eth * 10**8)), gas=200_000
-        )
+        chain.send(DEPLOYER, new, calldata("setAnswer(int256)", round(eth * 10**8)), gas=200_000)
         crash = _volatility(ctx, counts)
         assert crash["ETH"]["source"] == "stored oracle prices", step
     assert crash["ETH"]["annual_volatility"] > 2 * weth_vol["annual_volatility"]
