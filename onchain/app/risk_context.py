@@ -19,7 +19,7 @@ from eth_abi import decode
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 
 from onchain.app.market_data.blocks import recent_blocks
-from onchain.app.market_data.dex_twap import hourly_twap
+from onchain.app.market_data.dex_twap import hourly_twaps
 from onchain.app.market_data.feed_history import feed_history
 from onchain.app.market_data.feeds import latest_round_call
 from onchain.app.market_data.uniswap_v3 import pool_state, pool_state_calls
@@ -275,16 +275,19 @@ def _dex_grids(
     """Cold start: hourly TWAPs of each asset's reference pool ([risk.references]) from its
     own observations. The pool's orientation and quote do not matter: log returns of a price
     and of its inverse have the same variance, and the quote is a stablecoin."""
-    out: dict[str, tuple[Any, Any, int, str]] = {}
+    wanted: dict[str, str] = {}  # pool -> underlying
     for ref in references:
         name = underlying(ref.symbol)
-        if not ref.pool or name not in names or name == "STABLE" or name in out:
-            continue
-        twap = hourly_twap(client, block, str(ref.pool), LOOKBACK_STEPS)
-        if twap is None or not np.all(np.isfinite(twap.prices) & (twap.prices > 0)):
+        if ref.pool and name in names and name != "STABLE" and name not in wanted.values():
+            wanted[str(ref.pool)] = name
+    out: dict[str, tuple[Any, Any, int, str]] = {}
+    if not wanted:
+        return out
+    for pool, twap in hourly_twaps(client, block, list(wanted), LOOKBACK_STEPS).items():
+        if not np.all(np.isfinite(twap.prices) & (twap.prices > 0)):
             continue
         grid, closes = hourly_closes(twap.times_s, twap.prices, int(block.timestamp))
-        out[name] = (grid, closes, int(twap.times_s[-1]), str(ref.pool))
+        out[wanted[pool]] = (grid, closes, int(twap.times_s[-1]), pool)
     return out
 
 

@@ -4,6 +4,7 @@ volatility of a cold start, when neither an oracle's history nor a store reaches
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -38,50 +39,75 @@ def _observation(data: bytes) -> tuple[int, bool]:
     return int(timestamp), bool(initialized)
 
 
-def _oldest_observation(client: RpcClient, block: BlockRef, pool: str) -> int | None:
-    """Time of the pool's oldest stored observation (the one after the newest, once the ring
-    buffer has wrapped; the first otherwise)."""
-    (slot0,) = execute(client, [Call(pool, _SLOT0, lambda d: decode(SLOT0_TYPES, d))], block)
-    index, cardinality = int(slot0[2]), int(slot0[3])
-    if cardinality == 0:
-        return None
-    after = Call(
-        pool, _OBSERVATIONS + encode(["uint256"], [(index + 1) % cardinality]), _observation
-    )
-    first = Call(pool, _OBSERVATIONS + encode(["uint256"], [0]), _observation)
-    (t_after, init_after), (t_first, init_first) = execute(client, [after, first], block)
-    if init_after:
-        return t_after
-    return t_first if init_first else None
+def _observation_call(pool: str, index: int) -> Call:
+    return Call(pool, _OBSERVATIONS + encode(["uint256"], [index]), _observation)
 
 
-def hourly_twap(
-    client: RpcClient, block: BlockRef, pool: str, max_hours: int, *, step_s: int = 3600
-) -> PoolTwap | None:
-    """The pool's hourly TWAPs over up to ``max_hours`` back from the block (as far as its
-    observations reach); None when the pool cannot say (no ``observe``, or under one hour)."""
+def _oldest_observations(
+    client: RpcClient, block: BlockRef, pools: Sequence[str]
+) -> dict[str, int]:
+    """Time of each pool's oldest stored observation: the one after the newest once the ring
+    buffer has wrapped, the first otherwise. One batch for pools with a single observation
+    slot (most pools), a second for the others."""
+    calls: list[Call] = []
+    for pool in pools:
+        calls += [
+            Call(pool, _SLOT0, lambda d: decode(SLOT0_TYPES, d), allow_failure=True),
+            Call(pool, _OBSERVATIONS + encode(["uint256"], [0]), _observation, allow_failure=True),
+        ]
+    got = execute(client, calls, block)
+    oldest: dict[str, int] = {}
+    ring: dict[str, int] = {}  # pool -> the slot after the newest
+    for k, pool in enumerate(pools):
+        slot0, first = got[2 * k], got[2 * k + 1]
+        if slot0 is None or first is None or not first[1] or int(slot0[3]) == 0:
+            continue
+        oldest[pool] = first[0]
+        index, cardinality = int(slot0[2]), int(slot0[3])
+        if cardinality > 1:
+            ring[pool] = (index + 1) % cardinality
+    if ring:
+        after = execute(client, [_observation_call(p, i) for p, i in ring.items()], block)
+        for pool, (timestamp, initialized) in zip(ring, after, strict=True):
+            if initialized:
+                oldest[pool] = timestamp
+    return oldest
+
+
+def hourly_twaps(
+    client: RpcClient,
+    block: BlockRef,
+    pools: Sequence[str],
+    max_hours: int,
+    *,
+    step_s: int = 3600,
+) -> dict[str, PoolTwap]:
+    """Each pool's hourly TWAPs over up to ``max_hours`` back from the block (as far as its
+    observations reach); pools that cannot say (no ``observe``, under one hour) are left out."""
     try:
-        oldest = _oldest_observation(client, block, pool)
-        if oldest is None:
-            return None
-        hours = min(max_hours, int((block.timestamp - oldest) // step_s))
-        if hours < 1:
-            return None
-        ago = [step_s * h for h in range(hours, -1, -1)]
-        (cumulatives,) = execute(
-            client,
-            [
-                Call(
-                    pool,
-                    _OBSERVE + encode(["uint32[]"], [ago]),
-                    lambda d: decode(["int56[]", "uint160[]"], d)[0],
-                )
-            ],
-            block,
-        )
+        oldest = _oldest_observations(client, block, pools)
     except (CallReverted, RpcError):
-        return None
-    cum = [int(c) for c in cumulatives]  # exact differences: int56 sums lose bits as floats
-    ticks = np.array([(b - a) / step_s for a, b in pairwise(cum)], dtype=np.float64)
-    times = int(block.timestamp) - np.asarray(ago[1:], dtype=np.int64)
-    return PoolTwap(pool, times, np.power(1.0001, ticks))
+        return {}
+    out: dict[str, PoolTwap] = {}
+    for pool, first in oldest.items():
+        hours = min(max_hours, int((block.timestamp - first) // step_s))
+        if hours < 1:
+            continue
+        ago = [step_s * h for h in range(hours, -1, -1)]
+        call = Call(
+            pool,
+            _OBSERVE + encode(["uint32[]"], [ago]),
+            lambda d: decode(["int56[]", "uint160[]"], d)[0],
+            allow_failure=True,
+        )
+        try:
+            (cumulatives,) = execute(client, [call], block)
+        except (CallReverted, RpcError):
+            continue
+        if cumulatives is None:
+            continue
+        cum = [int(c) for c in cumulatives]  # exact differences: int56 sums lose bits as floats
+        ticks = np.array([(b - a) / step_s for a, b in pairwise(cum)], dtype=np.float64)
+        times = int(block.timestamp) - np.asarray(ago[1:], dtype=np.int64)
+        out[pool] = PoolTwap(pool, times, np.power(1.0001, ticks))
+    return out
