@@ -12,16 +12,19 @@ from typing import Any
 from onchain.alerts.outbox import block_alerts
 from onchain.app.incremental import MarketRefresher
 from onchain.app.pipeline import load_market, market_snapshot, read_positions
+from onchain.app.risk_context import PriceSeries
 from onchain.jobs import metrics
 from onchain.jobs.assess import assess, risk_tiers
 from onchain.jobs.context import Counts, JobContext, market_ref, note
 from onchain.jobs.discover import discover_market, one_line
 from onchain.protocols.base import MarketSnapshot, Position
 from onchain.protocols.registry import get_incremental
+from onchain.risk.reactive import LOOKBACK_STEPS
 from onchain.rpc.client import BlockRef, RpcClient
 from onchain.store import crud
 from onchain.store.crud import Assessed, MarketInfo, WriteResult
 from onchain.store.leases import LeaseLost
+from onchain.store.price_history import hourly_stored_prices
 
 log = logging.getLogger("onchain.jobs.refresh")
 
@@ -54,6 +57,14 @@ def orphaned_blocks(
     return sorted(n for n, h in stored.items() if n > head.number or canonical.get(n) != h)
 
 
+def stored_prices(ctx: JobContext, market: MarketInfo, block: BlockRef) -> list[PriceSeries]:
+    """The market's stored oracle prices over the model's lookback, hourly (a volatility
+    source that covers every hour the daemon ran, even where a feed keeps no past rounds)."""
+    since = int(block.timestamp) - (LOOKBACK_STEPS + 1) * 3600
+    found = hourly_stored_prices(ctx.store, market.id, since, int(block.timestamp) - 1)
+    return [PriceSeries(s.symbol, s.times_s, s.prices) for s in found.values()]
+
+
 def tier_block(
     ctx: JobContext,
     client: RpcClient,
@@ -70,7 +81,13 @@ def tier_block(
     started = time.perf_counter()
     try:
         assessed, report = risk_tiers(
-            client, block, positions, ctx.config.risk_settings, snapshot, ctx.config.health_floors
+            client,
+            block,
+            positions,
+            ctx.config.risk_settings,
+            snapshot,
+            ctx.config.health_floors,
+            stored_prices(ctx, market, block),
         )
     except Exception as exc:  # a risk failure must not cost the block: fall back, say why
         why = one_line(exc)
@@ -87,7 +104,10 @@ def tier_block(
     counts["risk_ms"] += round((time.perf_counter() - started) * 1000)
     if report is None:
         return assessed, {"risk": {"positions": 0}}
-    return assessed, {"risk": {"horizon_s": report.horizon_s, "sources": report.sources}}
+    volatility = {name: v.as_json() for name, v in sorted(report.volatility.items())}
+    return assessed, {
+        "risk": {"horizon_s": report.horizon_s, "sources": report.sources, "volatility": volatility}
+    }
 
 
 def market_refresher(
