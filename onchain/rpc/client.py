@@ -18,7 +18,7 @@ import json
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
@@ -51,6 +51,9 @@ class BlockRef:
     number: int
     hash: str
     timestamp: int
+    # the parent's hash when the node said it ("" otherwise): proves the block before is
+    # canonical without asking; not part of the block's identity
+    parent_hash: str = field(default="", compare=False)
 
 
 def revert_reason(data: bytes) -> str | None:
@@ -261,7 +264,12 @@ class RpcClient:
             if number is None:
                 raise RpcError(f"RPC endpoint {self.safe_url} returned no latest block")
             raise InputError(f"block {number} is beyond the chain head ({self.block_number()})")
-        ref = BlockRef(int(blk["number"], 16), str(blk["hash"]), int(blk["timestamp"], 16))
+        ref = BlockRef(
+            int(blk["number"], 16),
+            str(blk["hash"]),
+            int(blk["timestamp"], 16),
+            str(blk.get("parentHash") or ""),
+        )
         self._pinned_max = max(self._pinned_max, ref.number)
         self._pinned[ref.number] = ref.hash
         return ref
