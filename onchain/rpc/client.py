@@ -153,6 +153,8 @@ class RpcClient:
         self._served_by: Endpoint = first
         self._pinned_max = -1  # highest block pinned so far: every endpoint should know it
         self._pinned: dict[int, str] = {}  # number -> hash of every block pinned
+        # hash -> the header each pin fetched (gas, base fee ...), so no one asks for it again
+        self.pinned_headers: dict[str, dict[str, Any]] = {}
         self._repinning = False
         # a caller's web3 provider (anything with make_request / make_batch_request) instead of
         # our HTTP transport: `url` is then only its name in messages
@@ -272,6 +274,7 @@ class RpcClient:
         )
         self._pinned_max = max(self._pinned_max, ref.number)
         self._pinned[ref.number] = ref.hash
+        self.pinned_headers[ref.hash] = blk
         return ref
 
     def _ask_others(self, method: str, params: list[Any]) -> Any:
