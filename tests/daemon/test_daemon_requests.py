@@ -26,10 +26,10 @@ from tests.daemon.test_incremental_daemon import _config, _move, _scanned, _stor
 # logs, read once for the refresher and discovery (1), the market in one batch (1); the reorg
 # check, the Multicall3 probe and the risk model's recent headers cost nothing more (the head
 # names its parent, the probe is kept per endpoint set, the headers link to the pinned head).
-# On Aave the risk assessment adds the AnswerUpdated logs of each price feed for the volatility
-# model (1 a feed: WETH and USDC on the devnet).
+# On Aave the risk assessment adds the new AnswerUpdated logs of its price feeds for the
+# volatility model (1: every feed in one eth_getLogs).
 ENGINE = 3
-BUDGET = {"aave": ENGINE + 2, "morpho": ENGINE}
+BUDGET = {"aave": ENGINE + 1, "morpho": ENGINE}
 
 
 def _counted_run(ctx: JobContext) -> dict[str, float]:
