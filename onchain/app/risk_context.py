@@ -20,7 +20,7 @@ from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 
 from onchain.app.market_data.blocks import recent_blocks
 from onchain.app.market_data.dex_twap import hourly_twaps
-from onchain.app.market_data.feed_history import feed_history
+from onchain.app.market_data.feed_history import feed_history, prefetch_logs
 from onchain.app.market_data.feeds import latest_round_call
 from onchain.app.market_data.uniswap_v3 import pool_state, pool_state_calls
 from onchain.errors import CallReverted, InputError
@@ -316,6 +316,7 @@ def volatility_from_feeds(
                 feeds.setdefault(name, str(feed))
     since = int(block.timestamp) - (LOOKBACK_STEPS + 1) * int(HOUR_S)
     grids: dict[str, tuple[Any, Any, int, str, str | None]] = {}
+    prefetch_logs(client, block, sorted(feeds.values()))
     for name, feed in sorted(feeds.items()):
         hist = feed_history(client, block, feed, since)
         if hist is None or not np.all(hist.answers > 0):

@@ -16,7 +16,7 @@ from onchain.app.risk_context import PriceSeries
 from onchain.jobs import metrics
 from onchain.jobs.assess import assess, risk_tiers
 from onchain.jobs.context import Counts, JobContext, market_ref, note
-from onchain.jobs.discover import discover_market, one_line
+from onchain.jobs.discover import discover_from_refresher, discover_market, one_line
 from onchain.protocols.base import MarketSnapshot, Position
 from onchain.protocols.registry import get_incremental
 from onchain.risk.reactive import LOOKBACK_STEPS
@@ -49,6 +49,8 @@ def orphaned_blocks(
     number, stored_hash = newest
     if number == head.number and stored_hash == head.hash:
         return []
+    if number == head.number - 1 and stored_hash == head.parent_hash:
+        return []  # the head names it as its parent: canonical, no request
     if number < head.number and canonical_hashes(client, [number])[number] == stored_hash:
         return []
     window = ctx.config.jobs.refresh.reorg_window
@@ -136,11 +138,17 @@ def incremental_positions(
     restart or a reorg), then only what the logs touched; every `reconcile_every_blocks` the
     kept state is checked against a full read, and each repaired account counted and logged."""
     moving = refresher.block is not None and block.number > refresher.block.number
-    state = refresher.state if moving else load_market(client, market_ref(market), block)
-    discover_market(ctx, client, market, state, block, counts)
+    logs = None
+    if moving:  # the range's logs once: the refresher's and discovery's
+        logs = refresher.logs_to(block)
+        if not discover_from_refresher(ctx, client, market, refresher, logs, block, counts):
+            discover_market(ctx, client, market, refresher.state, block, counts)
+    else:
+        state = load_market(client, market_ref(market), block)
+        discover_market(ctx, client, market, state, block, counts)
     accounts = crud.tracked_accounts(ctx.store, market.id, block.number)
     if moving:
-        positions = refresher.advance_to(block, accounts)
+        positions = refresher.advance_to(block, accounts, logs=logs)
         counts["incremental_blocks"] += 1
     else:
         positions = refresher.start(block, accounts, notes=ctx.discovery_notes.get(market.id))
@@ -261,14 +269,14 @@ def refresh_market(ctx: JobContext, client: RpcClient, market: MarketInfo, count
         metrics.record_head(market.name, head.number, cursor.block_number if cursor else None)
         return
 
-    # discover once up to the last block, so each block below finds the cursor ahead of it
+    # full reads: discover once up to the last block, so each block below finds the cursor
+    # ahead of it; the incremental path discovers block by block from the refresher's logs
     last = blocks[-1]
     refresher = market_refresher(ctx, client, market)
-    if refresher is not None and refresher.state is not None:
-        last_state = refresher.state  # discovery needs only the market's addresses
-    else:
+    last_state = None
+    if refresher is None:
         last_state = load_market(client, market_ref(market), last)
-    discover_market(ctx, client, market, last_state, last, counts)
+        discover_market(ctx, client, market, last_state, last, counts)
 
     for block in blocks:
         if ctx.stop.is_set():
