@@ -20,7 +20,7 @@ from onchain.rpc.client import RpcClient
 from onchain.store import crud
 from onchain.store.crud import MarketInfo
 from onchain.store.db import Store
-from tests.daemon.test_incremental_daemon import _config, _move, _scanned, _stored
+from tests.helpers.incremental_daemon import _config, _move, _scanned, _stored
 
 # Per market per block when only prices moved. The refresh itself: the head (1), the range's
 # logs, read once for the refresher and discovery (1), the market in one batch (1); the reorg
