@@ -142,24 +142,58 @@ class MarketRefresher:
         states = [s for a in self.accounts for s in self.kept.get(a, ())]
         return self.incremental.positions_from_states(self.state, states, self.block)
 
-    def advance_to(self, block: BlockRef, accounts: Sequence[str] | None = None) -> list[Position]:
+    def advance_to(
+        self,
+        block: BlockRef,
+        accounts: Sequence[str] | None = None,
+        *,
+        logs: list[Log] | None = None,
+    ) -> list[Position]:
         """The market at `block`, a later block than the current one: the range's logs once,
         the market once, the touched and new accounts again, every position recomputed. An
         earlier or equal block (a reorg) reads everything again."""
         if self.block is None or block.number <= self.block.number:
             return self.start(block, accounts, notes=self._notes())
-        self.advance(block, accounts)
+        self.advance(block, accounts, logs=logs)
         return self.positions()
 
-    def advance(self, block: BlockRef, accounts: Sequence[str] | None = None) -> None:
+    def logs_to(self, block: BlockRef) -> list[Log]:
+        """The logs `advance` reads for the range after the current block up to `block` (one
+        eth_getLogs for a short range); give them back to `advance` to read them once."""
+        assert self.block is not None and block.number > self.block.number
+        return self._range_logs(self.block.number + 1, block.number)
+
+    def first_seen(self, logs: list[Log]) -> dict[str, int]:
+        """What discovery would find in these logs (the same filter as `scan`'s): each account
+        with the first block it appears in, noted as discovery notes them."""
+        addresses, topics = self.adapter.discovery_filter(self.state)
+        matching = [g for g in logs if _matches(g, addresses, topics)]
+        if isinstance(self.adapter, DiscoveryNotes) and matching:
+            self.adapter.note_discovery_logs(self.state, matching)
+        found: dict[str, int] = {}
+        for number in sorted({g.block_number for g in matching}):
+            here = [g for g in matching if g.block_number == number]
+            for account in self.adapter.accounts_from_logs(here):
+                found.setdefault(account, number)
+        return found
+
+    def advance(
+        self,
+        block: BlockRef,
+        accounts: Sequence[str] | None = None,
+        *,
+        logs: list[Log] | None = None,
+    ) -> None:
         """`advance_to` without recomputing the positions (`positions` or `liquidatable_now`
-        then do, for all rows or for the verdicts alone)."""
+        then do, for all rows or for the verdicts alone). `logs`: the range's logs when the
+        caller read them already (`logs_to`), so they are not read twice."""
         if self.block is None or block.number <= self.block.number:
             self.start(block, accounts, notes=self._notes())
             return
         sent = self.client.requests_sent
         started = time.perf_counter()
-        logs = self._range_logs(self.block.number + 1, block.number)
+        if logs is None:
+            logs = self._range_logs(self.block.number + 1, block.number)
         found = self._discover(logs)
         self.state = run_plan(
             self.client,
@@ -209,11 +243,7 @@ class MarketRefresher:
 
     def _discover(self, logs: list[Log]) -> set[str]:
         """Accounts discovery finds in these logs (the same filter as `scan`'s), noted."""
-        addresses, topics = self.adapter.discovery_filter(self.state)
-        matching = [g for g in logs if _matches(g, addresses, topics)]
-        if isinstance(self.adapter, DiscoveryNotes) and matching:
-            self.adapter.note_discovery_logs(self.state, matching)
-        return set(self.adapter.accounts_from_logs(matching)) if matching else set()
+        return set(self.first_seen(logs))
 
     def _notes(self) -> Any:
         if self.state is not None and isinstance(self.adapter, DiscoveryNotes):

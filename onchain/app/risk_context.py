@@ -19,7 +19,8 @@ from eth_abi import decode
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 
 from onchain.app.market_data.blocks import recent_blocks
-from onchain.app.market_data.feed_history import feed_history
+from onchain.app.market_data.dex_twap import hourly_twaps
+from onchain.app.market_data.feed_history import feed_history, prefetch_logs
 from onchain.app.market_data.feeds import latest_round_call
 from onchain.app.market_data.uniswap_v3 import pool_state, pool_state_calls
 from onchain.errors import CallReverted, InputError
@@ -60,11 +61,13 @@ MIN_FEED_HOURS = 24
 class VolatilitySource:
     """Where one asset's volatility estimate came from and how old its newest price is."""
 
-    source: str  # "oracle feed rounds" | "oracle feed events" | "price history" | "config default"
+    # "oracle feed rounds" | "oracle feed events" | "stored oracle prices" | "dex twap"
+    # | "price history" | "config default"
+    source: str
     annual_volatility: float
     hourly_closes: int = 0  # closes the estimate was fitted on
     newest_s: int | None = None  # time of the newest price used; None for a default
-    feed: str | None = None
+    feed: str | None = None  # the oracle feed, or the pool for "dex twap"
     age_s: float | None = None  # block time minus newest_s
 
     def as_json(self) -> dict[str, Any]:
@@ -229,17 +232,80 @@ def _iso(ts: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
 
 
+@dataclass(frozen=True)
+class PriceSeries:
+    """One asset's prices at their times (oldest first): what a store kept of an oracle."""
+
+    symbol: str
+    times_s: Sequence[int]
+    prices: Sequence[float]
+
+
+def _stored_grids(
+    stored: Sequence[PriceSeries],
+    snapshots: Sequence[MarketSnapshot],
+    block: BlockRef,
+    names: Sequence[str],
+) -> dict[str, tuple[Any, Any, int]]:
+    """Hourly closes per underlying from stored prices, the block's own snapshot price appended
+    (it is not stored yet when the block is assessed); the series covering most hours wins."""
+    now = {r.symbol: r.price_base for snap in snapshots for r in snap.reserves}
+    out: dict[str, tuple[Any, Any, int]] = {}
+    for series in stored:
+        name = underlying(series.symbol)
+        if name not in names or name == "STABLE":
+            continue
+        times = np.asarray(series.times_s, dtype=np.int64)
+        prices = np.asarray(series.prices, dtype=np.float64)
+        current = now.get(series.symbol)
+        if current and (times.size == 0 or times[-1] < block.timestamp):
+            times = np.append(times, int(block.timestamp))
+            prices = np.append(prices, float(current))
+        if times.size == 0 or not np.all(prices > 0):
+            continue
+        grid, closes = hourly_closes(times, prices, int(block.timestamp))
+        if name not in out or grid.size > out[name][0].size:
+            out[name] = (grid, closes, int(times[-1]))
+    return out
+
+
+def _dex_grids(
+    client: RpcClient, block: BlockRef, references: Sequence[Reference], names: Sequence[str]
+) -> dict[str, tuple[Any, Any, int, str]]:
+    """Cold start: hourly TWAPs of each asset's reference pool ([risk.references]) from its
+    own observations. The pool's orientation and quote do not matter: log returns of a price
+    and of its inverse have the same variance, and the quote is a stablecoin."""
+    wanted: dict[str, str] = {}  # pool -> underlying
+    for ref in references:
+        name = underlying(ref.symbol)
+        if ref.pool and name in names and name != "STABLE" and name not in wanted.values():
+            wanted[str(ref.pool)] = name
+    out: dict[str, tuple[Any, Any, int, str]] = {}
+    if not wanted:
+        return out
+    for pool, twap in hourly_twaps(client, block, list(wanted), LOOKBACK_STEPS).items():
+        if not np.all(np.isfinite(twap.prices) & (twap.prices > 0)):
+            continue
+        grid, closes = hourly_closes(twap.times_s, twap.prices, int(block.timestamp))
+        out[wanted[pool]] = (grid, closes, int(twap.times_s[-1]), pool)
+    return out
+
+
 def volatility_from_feeds(
     client: RpcClient,
     block: BlockRef,
     symbols: Sequence[str],
     snapshots: Sequence[MarketSnapshot],
     settings: RiskSettings,
+    stored: Sequence[PriceSeries] = (),
 ) -> tuple[VolatilityModel, str, dict[str, VolatilitySource]]:
     """The validated model fitted on what the chain holds: each volatile asset's oracle feed
     (its past rounds, or its AnswerUpdated events) over the last 30 days, as hourly closes (what
-    the protocol saw). Assets whose feed is unknown or has under ``MIN_FEED_HOURS`` of history
-    keep the configured default; correlations come from the fit where both assets have one."""
+    the protocol saw). Where a store kept the oracle prices it saw at each block (``stored``,
+    the daemon) and they cover more hours than the feed's history, they are used instead.
+    Assets with under ``MIN_FEED_HOURS`` of either start cold on their reference pool's hourly
+    TWAPs (Uniswap V3 ``observe``), else keep the configured default; correlations
+    come from the fit where both assets have one."""
     base, _note = default_volatility(symbols, settings)
     feeds: dict[str, str] = {}
     for snap in snapshots:
@@ -249,7 +315,8 @@ def volatility_from_feeds(
             if feed and name in base.assets and name != "STABLE":
                 feeds.setdefault(name, str(feed))
     since = int(block.timestamp) - (LOOKBACK_STEPS + 1) * int(HOUR_S)
-    grids: dict[str, tuple[Any, Any, int, str, str]] = {}
+    grids: dict[str, tuple[Any, Any, int, str, str | None]] = {}
+    prefetch_logs(client, block, sorted(feeds.values()))
     for name, feed in sorted(feeds.items()):
         hist = feed_history(client, block, feed, since)
         if hist is None or not np.all(hist.answers > 0):
@@ -258,6 +325,16 @@ def volatility_from_feeds(
         if grid.size > MIN_FEED_HOURS:
             how = "oracle feed rounds" if hist.method == "rounds" else "oracle feed events"
             grids[name] = (grid, closes, int(hist.times_s[-1]), how, feed)
+    for name, (grid, closes, newest) in _stored_grids(
+        stored, snapshots, block, base.assets
+    ).items():
+        if grid.size > MIN_FEED_HOURS and grid.size > (grids[name][0].size if name in grids else 0):
+            grids[name] = (grid, closes, newest, "stored oracle prices", feeds.get(name))
+    for name, (grid, closes, newest, pool) in _dex_grids(
+        client, block, settings.references, [n for n in base.assets if n not in grids]
+    ).items():
+        if grid.size > MIN_FEED_HOURS:
+            grids[name] = (grid, closes, newest, "dex twap", pool)
     sources = {
         name: VolatilitySource("config default", _annual(base, j))
         for j, name in enumerate(base.assets)
@@ -286,7 +363,12 @@ def volatility_from_feeds(
     )
     rest = [n for n in base.assets if n not in grids and n != "STABLE"]
     tail = f"; config defaults for {', '.join(rest)}" if rest else ""
-    note = f"volatility: reactive model on the oracle feeds' own history: {text}{tail}"
+    whose = (
+        "oracle feeds'"
+        if all(g[3].startswith("oracle feed") for g in grids.values())
+        else "oracles'"
+    )
+    note = f"volatility: reactive model on the {whose} own history: {text}{tail}"
     return model, note, sources
 
 
@@ -476,9 +558,11 @@ def assess_positions(
     horizon_s: float | None = None,
     price_history: Path | None = None,
     market_snapshots: Sequence[MarketSnapshot] = (),
+    stored_prices: Sequence[PriceSeries] = (),
 ) -> RiskReport:
     """Assess positions read at `block` (all protocols in one book, one column per market-asset).
-    `market_snapshots` (the adapters' per-reserve liquidity) enable the pool-liquidity reasons."""
+    `market_snapshots` (the adapters' per-reserve liquidity) enable the pool-liquidity reasons;
+    `stored_prices` (the oracle prices a store kept) are a volatility source besides the feeds."""
     positions = list(positions)
     sources: list[str] = []
     if horizon_s is None:
@@ -494,7 +578,7 @@ def assess_positions(
         model, note, vol_sources = volatility_from_history(price_history, symbols)
     else:
         model, note, vol_sources = volatility_from_feeds(
-            client, block, symbols, market_snapshots, settings
+            client, block, symbols, market_snapshots, settings, stored_prices
         )
     vol_sources = {
         n: v if v.newest_s is None else replace(v, age_s=float(block.timestamp - v.newest_s))

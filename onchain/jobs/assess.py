@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from onchain.app.risk_context import RiskReport, RiskSettings, assess_positions
+from onchain.app.risk_context import PriceSeries, RiskReport, RiskSettings, assess_positions
 from onchain.config import TierThresholds
 from onchain.numbers import format_wad as format_wad
 from onchain.numbers import truncated
@@ -154,9 +154,11 @@ def risk_tiers(
     settings: RiskSettings,
     market_snapshot: MarketSnapshot | None = None,
     floors: TierThresholds | None = None,
+    stored_prices: Sequence[PriceSeries] = (),
 ) -> tuple[list[Assessed], RiskReport | None]:
     """One risk assessment for all of a block's positions (one book, one call), then the exact
-    verdict applied per position. Raises when the assessment cannot run: the caller falls back
+    verdict applied per position; `stored_prices` (the oracle prices the store kept for the
+    market) are a volatility source. Raises when the assessment cannot run: the caller falls back
     to `assess` and records why."""
     if not positions:
         return [], None
@@ -166,6 +168,7 @@ def risk_tiers(
         positions,
         settings,
         market_snapshots=(market_snapshot,) if market_snapshot is not None else (),
+        stored_prices=stored_prices,
     )
     verdicts = report.verdicts()
     assessed = [risk_assessed(p, v, floors) for p, v in zip(positions, verdicts, strict=True)]

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from onchain.app.incremental import MarketRefresher
 from onchain.app.pipeline import discovery_logs, load_market
 from onchain.errors import InputError
 from onchain.jobs.context import Counts, JobContext, market_ref
 from onchain.protocols.base import DiscoveryNotes
 from onchain.protocols.registry import get_adapter
 from onchain.rpc.client import BlockRef, RpcClient
-from onchain.rpc.logs import LogPage
+from onchain.rpc.logs import Log, LogPage
 from onchain.store import crud
 from onchain.store.crud import MarketInfo
 
@@ -81,6 +82,35 @@ def discover_market(
     if new:
         log.info("%s: %d new accounts up to block %d", market.name, new, up_to.number)
     return new
+
+
+def discover_from_refresher(
+    ctx: JobContext,
+    client: RpcClient,
+    market: MarketInfo,
+    refresher: MarketRefresher,
+    logs: list[Log],
+    up_to: BlockRef,
+    counts: Counts,
+) -> bool:
+    """Discovery from the logs the refresher read for its next range (no request of its own):
+    when the cursor stands on the refresher's block, those logs are exactly what a scan from
+    the cursor to `up_to` would read. Tracks the accounts and moves the cursor as
+    `discover_market` does; False (nothing done) when the cursor is elsewhere."""
+    cursor = crud.get_cursor(ctx.store, market.id, "discover")
+    kept = refresher.block
+    if cursor is None or kept is None or cursor.block_number >= up_to.number:
+        return cursor is not None and cursor.block_number >= up_to.number
+    if cursor.block_number != kept.number or cursor.block_hash != kept.hash:
+        return False
+    _carry_notes(ctx, client, market, refresher.state, cursor)
+    found = refresher.first_seen(logs)
+    counts["log_blocks_scanned"] += up_to.number - cursor.block_number
+    new = crud.record_discovery(ctx.store, market, found, up_to)
+    counts["accounts_new"] += new
+    if new:
+        log.info("%s: %d new accounts up to block %d", market.name, new, up_to.number)
+    return True
 
 
 def discover_job(ctx: JobContext, counts: Counts) -> list[str]:

@@ -12,16 +12,19 @@ from typing import Any
 from onchain.alerts.outbox import block_alerts
 from onchain.app.incremental import MarketRefresher
 from onchain.app.pipeline import load_market, market_snapshot, read_positions
+from onchain.app.risk_context import PriceSeries
 from onchain.jobs import metrics
 from onchain.jobs.assess import assess, risk_tiers
 from onchain.jobs.context import Counts, JobContext, market_ref, note
-from onchain.jobs.discover import discover_market, one_line
+from onchain.jobs.discover import discover_from_refresher, discover_market, one_line
 from onchain.protocols.base import MarketSnapshot, Position
 from onchain.protocols.registry import get_incremental
+from onchain.risk.reactive import LOOKBACK_STEPS
 from onchain.rpc.client import BlockRef, RpcClient
 from onchain.store import crud
 from onchain.store.crud import Assessed, MarketInfo, WriteResult
 from onchain.store.leases import LeaseLost
+from onchain.store.price_history import hourly_stored_prices
 
 log = logging.getLogger("onchain.jobs.refresh")
 
@@ -46,12 +49,22 @@ def orphaned_blocks(
     number, stored_hash = newest
     if number == head.number and stored_hash == head.hash:
         return []
+    if number == head.number - 1 and stored_hash == head.parent_hash:
+        return []  # the head names it as its parent: canonical, no request
     if number < head.number and canonical_hashes(client, [number])[number] == stored_hash:
         return []
     window = ctx.config.jobs.refresh.reorg_window
     stored = crud.snapshot_hashes(ctx.store, market.id, from_block=max(0, number - window + 1))
     canonical = canonical_hashes(client, sorted(n for n in stored if n <= head.number))
     return sorted(n for n, h in stored.items() if n > head.number or canonical.get(n) != h)
+
+
+def stored_prices(ctx: JobContext, market: MarketInfo, block: BlockRef) -> list[PriceSeries]:
+    """The market's stored oracle prices over the model's lookback, hourly (a volatility
+    source that covers every hour the daemon ran, even where a feed keeps no past rounds)."""
+    since = int(block.timestamp) - (LOOKBACK_STEPS + 1) * 3600
+    found = hourly_stored_prices(ctx.store, market.id, since, int(block.timestamp) - 1)
+    return [PriceSeries(s.symbol, s.times_s, s.prices) for s in found.values()]
 
 
 def tier_block(
@@ -70,7 +83,13 @@ def tier_block(
     started = time.perf_counter()
     try:
         assessed, report = risk_tiers(
-            client, block, positions, ctx.config.risk_settings, snapshot, ctx.config.health_floors
+            client,
+            block,
+            positions,
+            ctx.config.risk_settings,
+            snapshot,
+            ctx.config.health_floors,
+            stored_prices(ctx, market, block),
         )
     except Exception as exc:  # a risk failure must not cost the block: fall back, say why
         why = one_line(exc)
@@ -87,7 +106,10 @@ def tier_block(
     counts["risk_ms"] += round((time.perf_counter() - started) * 1000)
     if report is None:
         return assessed, {"risk": {"positions": 0}}
-    return assessed, {"risk": {"horizon_s": report.horizon_s, "sources": report.sources}}
+    volatility = {name: v.as_json() for name, v in sorted(report.volatility.items())}
+    return assessed, {
+        "risk": {"horizon_s": report.horizon_s, "sources": report.sources, "volatility": volatility}
+    }
 
 
 def market_refresher(
@@ -116,11 +138,17 @@ def incremental_positions(
     restart or a reorg), then only what the logs touched; every `reconcile_every_blocks` the
     kept state is checked against a full read, and each repaired account counted and logged."""
     moving = refresher.block is not None and block.number > refresher.block.number
-    state = refresher.state if moving else load_market(client, market_ref(market), block)
-    discover_market(ctx, client, market, state, block, counts)
+    logs = None
+    if moving:  # the range's logs once: the refresher's and discovery's
+        logs = refresher.logs_to(block)
+        if not discover_from_refresher(ctx, client, market, refresher, logs, block, counts):
+            discover_market(ctx, client, market, refresher.state, block, counts)
+    else:
+        state = load_market(client, market_ref(market), block)
+        discover_market(ctx, client, market, state, block, counts)
     accounts = crud.tracked_accounts(ctx.store, market.id, block.number)
     if moving:
-        positions = refresher.advance_to(block, accounts)
+        positions = refresher.advance_to(block, accounts, logs=logs)
         counts["incremental_blocks"] += 1
     else:
         positions = refresher.start(block, accounts, notes=ctx.discovery_notes.get(market.id))
@@ -241,14 +269,14 @@ def refresh_market(ctx: JobContext, client: RpcClient, market: MarketInfo, count
         metrics.record_head(market.name, head.number, cursor.block_number if cursor else None)
         return
 
-    # discover once up to the last block, so each block below finds the cursor ahead of it
+    # full reads: discover once up to the last block, so each block below finds the cursor
+    # ahead of it; the incremental path discovers block by block from the refresher's logs
     last = blocks[-1]
     refresher = market_refresher(ctx, client, market)
-    if refresher is not None and refresher.state is not None:
-        last_state = refresher.state  # discovery needs only the market's addresses
-    else:
+    last_state = None
+    if refresher is None:
         last_state = load_market(client, market_ref(market), last)
-    discover_market(ctx, client, market, last_state, last, counts)
+        discover_market(ctx, client, market, last_state, last, counts)
 
     for block in blocks:
         if ctx.stop.is_set():

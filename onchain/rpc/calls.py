@@ -23,6 +23,7 @@ from typing import Any
 
 from onchain.errors import CallReverted, InputError, RpcError, RpcUnavailable
 from onchain.rpc.client import BlockRef, RpcClient, block_param, call_object, hex_to_bytes, reverted
+from onchain.rpc.endpoints import EndpointSet
 from onchain.rpc.multicall import MULTICALL3_ADDRESS, decode_aggregate3, encode_aggregate3
 
 
@@ -41,13 +42,13 @@ class Call:
 
 @dataclass
 class _Probe:
-    """What we know about Multicall3 on one client's chain: code never leaves once deployed."""
+    """What we know about Multicall3 on one chain's endpoints: code never leaves once deployed."""
 
     present_from: int | None = None
     absent_upto: int = -1
 
 
-_PROBES: weakref.WeakKeyDictionary[RpcClient, _Probe] = weakref.WeakKeyDictionary()
+_PROBES: weakref.WeakKeyDictionary[EndpointSet, _Probe] = weakref.WeakKeyDictionary()
 _Outcome = tuple[bool, bytes]
 _LIMIT_TEXT = re.compile(r"gas|limit|exceed|too large|too big|size|time ?out|timed out", re.I)
 
@@ -56,13 +57,15 @@ CHUNKS_PER_REQUEST = 4
 
 
 def has_multicall3(client: RpcClient, block: BlockRef) -> bool:
-    """Whether Multicall3 has code at `block`; asks the node once per client and block range.
+    """Whether Multicall3 has code at `block`; asks the node once per endpoint set and block
+    range (the daemon makes a client per run over the same endpoint set: one probe, not one a
+    block).
 
     Code never leaves once deployed, so "present at N" holds for later blocks and "absent at N"
     for earlier ones. (A devnet that installs it with anvil_setCode at an already-probed block
-    needs a new client.)
+    needs a new client over a new endpoint set.)
     """
-    probe = _PROBES.setdefault(client, _Probe())
+    probe = _PROBES.setdefault(client.endpoints, _Probe())
     if probe.present_from is not None and block.number >= probe.present_from:
         return True
     if block.number <= probe.absent_upto:

@@ -18,7 +18,7 @@ import json
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
@@ -51,6 +51,9 @@ class BlockRef:
     number: int
     hash: str
     timestamp: int
+    # the parent's hash when the node said it ("" otherwise): proves the block before is
+    # canonical without asking; not part of the block's identity
+    parent_hash: str = field(default="", compare=False)
 
 
 def revert_reason(data: bytes) -> str | None:
@@ -150,6 +153,8 @@ class RpcClient:
         self._served_by: Endpoint = first
         self._pinned_max = -1  # highest block pinned so far: every endpoint should know it
         self._pinned: dict[int, str] = {}  # number -> hash of every block pinned
+        # hash -> the header each pin fetched (gas, base fee ...), so no one asks for it again
+        self.pinned_headers: dict[str, dict[str, Any]] = {}
         self._repinning = False
         # a caller's web3 provider (anything with make_request / make_batch_request) instead of
         # our HTTP transport: `url` is then only its name in messages
@@ -261,9 +266,15 @@ class RpcClient:
             if number is None:
                 raise RpcError(f"RPC endpoint {self.safe_url} returned no latest block")
             raise InputError(f"block {number} is beyond the chain head ({self.block_number()})")
-        ref = BlockRef(int(blk["number"], 16), str(blk["hash"]), int(blk["timestamp"], 16))
+        ref = BlockRef(
+            int(blk["number"], 16),
+            str(blk["hash"]),
+            int(blk["timestamp"], 16),
+            str(blk.get("parentHash") or ""),
+        )
         self._pinned_max = max(self._pinned_max, ref.number)
         self._pinned[ref.number] = ref.hash
+        self.pinned_headers[ref.hash] = blk
         return ref
 
     def _ask_others(self, method: str, params: list[Any]) -> Any:

@@ -9,7 +9,11 @@ rounds after the newest it holds (checked unchanged), or logs after the last blo
 
 from __future__ import annotations
 
+import hashlib
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -47,8 +51,18 @@ class _Cached:
     first_block: int = 0
 
 
-_CACHE: dict[tuple[str, str], _Cached] = {}
-_NO_ROUNDS: set[str] = set()  # feeds found without getRoundData: go straight to their events
+# keyed by the chain the client reads (`_chain`) and the feed: one address on two chains, or on
+# two devnets one after the other, is two feeds
+_CACHE: dict[tuple[str, str, str], _Cached] = {}
+_NO_ROUNDS: set[tuple[str, str]] = set()  # feeds without getRoundData: straight to their events
+
+
+def _chain(client: RpcClient) -> str:
+    """Which chain a client reads, as a cache key (a digest: endpoint URLs may carry keys)."""
+    if client.provider is not None:
+        return f"provider-{id(client.provider)}"
+    urls = "\n".join(e.url for e in client.endpoints.endpoints)
+    return hashlib.sha256(urls.encode()).hexdigest()[:16]
 
 
 def _round(data: bytes) -> tuple[int, int, int]:
@@ -97,7 +111,7 @@ def _scan_logs(
 ) -> _Cached:
     """``AnswerUpdated`` logs from about ``since_s`` (estimated with ``seconds_per_block``) or
     from after the last scanned block."""
-    cached = _CACHE.get((feed.lower(), "logs")) or _Cached("logs")
+    cached = _CACHE.get((_chain(client), feed.lower(), "logs")) or _Cached("logs")
     if cached.last_block > block.number:  # another chain at the same address: start over
         cached = _Cached("logs")
     if cached.last_block < 0:
@@ -113,14 +127,51 @@ def _scan_logs(
             min_block=hi,
         )
         for log in logs:
-            topics = log["topics"]
-            answer = int.from_bytes(bytes.fromhex(str(topics[1])[2:]), "big", signed=True)
-            round_id = int(str(topics[2]), 16)
-            updated = int(str(log["data"]), 16)
-            cached.rounds[round_id] = (updated, answer)
+            _keep_answer(cached, log)
     cached.last_block = block.number
-    _CACHE[(feed.lower(), "logs")] = cached
+    _CACHE[(_chain(client), feed.lower(), "logs")] = cached
     return cached
+
+
+def _keep_answer(cached: _Cached, log: dict[str, Any]) -> None:
+    """One AnswerUpdated(int256 indexed current, uint256 indexed roundId, uint256 updatedAt)."""
+    topics = log["topics"]
+    answer = int.from_bytes(bytes.fromhex(str(topics[1])[2:]), "big", signed=True)
+    cached.rounds[int(str(topics[2]), 16)] = (int(str(log["data"]), 16), answer)
+
+
+def prefetch_logs(client: RpcClient, block: BlockRef, feeds: Sequence[str]) -> None:
+    """The new AnswerUpdated logs of every feed read from its events and scanned up to the
+    same block, in one eth_getLogs (each `feed_history` then finds its feed up to date): block
+    after block, one request for all of a market's feeds instead of one a feed."""
+    groups: dict[int, dict[str, _Cached]] = defaultdict(dict)
+    for feed in feeds:
+        cached = _CACHE.get((_chain(client), feed.lower(), "logs"))
+        if (_chain(client), feed.lower()) not in _NO_ROUNDS or cached is None:
+            continue
+        if 0 <= cached.last_block < block.number <= cached.last_block + LOG_CHUNK_BLOCKS:
+            groups[cached.last_block][feed.lower()] = cached
+    for last, group in groups.items():
+        if len(group) < 2:
+            continue  # alone, `feed_history` asks the same once
+        try:
+            logs = client.logs(
+                {
+                    "address": sorted(group),
+                    "topics": [ANSWER_UPDATED],
+                    "fromBlock": hex(last + 1),
+                    "toBlock": hex(block.number),
+                },
+                min_block=block.number,
+            )
+        except RpcError:  # each feed then asks alone, and says None when it cannot
+            continue
+        for log in logs:
+            cached = group.get(str(log["address"]).lower())
+            if cached is not None:
+                _keep_answer(cached, log)
+        for cached in group.values():
+            cached.last_block = block.number
 
 
 def feed_history(
@@ -133,13 +184,13 @@ def feed_history(
 ) -> FeedHistory | None:
     """What ``feed`` published from ``since_s`` up to ``block``; None when it cannot say
     (neither past rounds nor events readable)."""
-    key = (feed.lower(), "rounds")
+    key = (_chain(client), feed.lower(), "rounds")
     cached = _CACHE.get(key) or _Cached("rounds")
     try:
-        if key[0] not in _NO_ROUNDS and _walk_rounds(client, block, feed, since_s, cached):
+        if key[:2] not in _NO_ROUNDS and _walk_rounds(client, block, feed, since_s, cached):
             _CACHE[key] = cached
         else:
-            _NO_ROUNDS.add(key[0])
+            _NO_ROUNDS.add(key[:2])
             cached = _scan_logs(client, block, feed, since_s, seconds_per_block)
     except (CallReverted, RpcError):
         return None
