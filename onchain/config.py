@@ -252,7 +252,7 @@ class RefreshJobConfig(JobConfig):
     confirmations: int = 0
     max_blocks_per_run: int = 100
     reorg_window: int = 64
-    incremental: bool = False
+    incremental: bool = True
     reconcile_every_blocks: int = 100
 
 
@@ -394,7 +394,7 @@ def _store_jobs_tiers(
             "reconcile_every_blocks",
         },
     )
-    incremental = t.get("incremental", False)
+    incremental = t.get("incremental", True)
     if not isinstance(incremental, bool):
         raise ConfigError(f"{w}: 'incremental' must be true or false, got {incremental!r}")
     at = t.get("at", "latest")

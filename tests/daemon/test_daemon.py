@@ -43,14 +43,20 @@ BORROWERS = 300
 KILLS = 5  # per database: 10 kill -9s in all
 
 
-def write_config(tmp_path: Path, info: DevnetInfo, db_url: str, every_s: float = 0.2) -> Path:
+def write_config(
+    tmp_path: Path, info: DevnetInfo, db_url: str, every_s: float = 0.2, confirmations: int = 0
+) -> Path:
+    """`confirmations = 1` where the chain is mined while the daemon reads: anvil can answer a
+    read of its newest block with the next block's state while mining it (README, the devnet)."""
     path = tmp_path / "daemon.toml"
     path.write_text(
         f'[chains.devnet]\nchain_id = {info.chain_id}\nrpc_url = "{info.rpc_url}"\n\n'
         f'[[markets]]\nname = "aave-v3-devnet"\nprotocol = "aave-v3"\nchain = "devnet"\n'
         f'address = "{info.aave.addresses_provider}"\n\n'
         f'[store]\nurl = "{db_url}"\n\n'
-        f'[jobs.refresh]\nat = "each-block"\nevery_s = {every_s}\nmax_blocks_per_run = 50\n\n'
+        f'[jobs.refresh]\nat = "each-block"\nevery_s = {every_s}\nmax_blocks_per_run = 50\n'
+        + (f"confirmations = {confirmations}\n" if confirmations else "")
+        + "\n"
         "[jobs.discover]\nevery_s = 5\n\n[jobs.assess]\nevery_s = 1\n\n"
         "[jobs.prune]\nenabled = false\n"
     )
@@ -197,10 +203,11 @@ def in_write_transaction(db_url: str) -> bool:
 def test_daemon_stores_one_complete_exact_snapshot_per_block_of_a_moving_chain(
     devnet: DevnetInfo, db_url: str, tmp_path: Path
 ) -> None:
-    config = write_config(tmp_path, devnet, db_url)
+    config = write_config(tmp_path, devnet, db_url, confirmations=1)
     upgrade_db(config)
     store = open_store(db_url)
     mover = Mover(devnet, seed=1)
+    mover.chain.mine(1)  # the first block read has a child (a reloaded devnet has no older state)
     start = DevChain(devnet.rpc_url).block_number()
     daemon = Daemon(config)
     try:
@@ -208,6 +215,7 @@ def test_daemon_stores_one_complete_exact_snapshot_per_block_of_a_moving_chain(
         for _ in range(12):
             head = mover.step()
             time.sleep(0.25)
+        mover.chain.mine(1)  # one confirmation for the last moved block
         wait_for(lambda: refresh_cursor(store) == head, 30, f"the daemon to reach block {head}")
         # how many runs fit in the moves above depends on the machine's load: wait for them
         wait_for(lambda: _ok_runs(store, "refresh") >= 5, 30, "five finished refresh runs")

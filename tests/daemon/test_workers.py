@@ -48,6 +48,7 @@ def write_config(tmp_path: Path, info: DevnetInfo, db_url: str) -> Path:
     text += (
         f'\n[store]\nurl = "{db_url}"\n\n[daemon]\nlease_seconds = {LEASE_S}\n'
         '\n[jobs.refresh]\nat = "each-block"\nevery_s = 0.2\nmax_blocks_per_run = 20\n'
+        "confirmations = 1\n"  # the chain is mined while workers read (README, the devnet)
         "\n[jobs.discover]\nevery_s = 5\n\n[jobs.assess]\nevery_s = 2\n"
         "\n[jobs.prune]\nenabled = false\n"
     )
@@ -151,6 +152,7 @@ def test_three_workers_share_six_markets_and_survive_two_kill_9s_mid_write(
     upgrade_db(config)
     store = open_store(db_url)
     mover = Mover(devnet, seed=11)
+    mover.chain.mine(1)  # the first block read has a child (a reloaded devnet has no older state)
     workers = {n: Worker(config, n) for n in ("w1", "w2", "w3")}
     started = time.monotonic()
     try:
@@ -181,6 +183,7 @@ def test_three_workers_share_six_markets_and_survive_two_kill_9s_mid_write(
             )
             move(mover, 3)
         head = move(mover, 1, 0)
+        mover.chain.mine(1)  # one confirmation for the last moved block
         wait_for(
             lambda: set(cursors(store).values()) == {head}, 120, f"every market at block {head}"
         )
