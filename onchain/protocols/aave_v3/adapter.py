@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from eth_utils import to_checksum_address
@@ -26,6 +27,7 @@ from onchain.protocols.base import (
     Position,
     ReadPlan,
     ReserveSnapshot,
+    checksummed,
 )
 from onchain.rpc.abi import event, function
 from onchain.rpc.calls import Call
@@ -128,6 +130,12 @@ class AaveMarketState:
     @property
     def base_currency_decimals(self) -> int:
         return len(str(self.base_currency_unit)) - 1
+
+    @cached_property
+    def by_asset(self) -> dict[str, AaveReserve]:
+        """The reserves by asset address, built once per state (every position looks up its
+        assets here)."""
+        return {r.asset: r for r in self.reserves}
 
     @property
     def description(self) -> str:
@@ -437,7 +445,7 @@ class AaveV3Adapter:
     ) -> Position:
         data = account_data(market_state, user_config, emode, balances)
         category = market_state.emode_categories.get(emode)
-        by_asset = {r.asset: r for r in market_state.reserves}
+        by_asset = market_state.by_asset
         flips = _liquidation_prices(data, by_asset, market_state.rules)
         assets = []
         for part, flip in zip(data.assets, flips, strict=True):
@@ -477,7 +485,7 @@ class AaveV3Adapter:
         return Position(
             protocol=PROTOCOL,
             market=market_state.addresses_provider,
-            account=to_checksum_address(account),
+            account=checksummed(account),
             block=block,
             health_factor=data.health_factor if has_debt else None,
             liquidatable=below and hold is None,
@@ -690,7 +698,7 @@ def liquidation_hold(
     """For an account below the threshold: None when some (collateral, debt) pair it holds
     passes the reserve checks of validateLiquidationCall at this timestamp; else the refusal
     that ends first (a grace period), or the first one when none ends by itself."""
-    by_asset = {r.asset: r for r in market_state.reserves}
+    by_asset = market_state.by_asset
     collaterals = [p for p in parts if p.counts_as_collateral and p.collateral_amount_raw]
     debts = [p for p in parts if p.debt_amount_raw]
     refusals = []

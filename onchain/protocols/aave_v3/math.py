@@ -90,6 +90,8 @@ DEBT_CEILING_DECIMALS = 2
 
 def _uint(value: int, name: str, bits: int = 256) -> int:
     """Reject what the ABI could not encode, so a wrong input never looks like a revert."""
+    if type(value) is int and value >= 0 and not value >> bits:  # the common case, first
+        return value
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name} must be an int, got {type(value).__name__}")
     if value < 0 or value >> bits:
