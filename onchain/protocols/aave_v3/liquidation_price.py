@@ -101,7 +101,7 @@ def _verdict_at(
 
     if ceil:  # 3.5+: Σ collateral·LT wad-divided by the debt rounded up, then / 1e4
 
-        def bad(price: int) -> bool:
+        def bad_3_5(price: int) -> bool:
             debt = rest_debt - (-(price * owed) // unit)
             if not debt:
                 return False
@@ -110,7 +110,7 @@ def _verdict_at(
                 return reference(price)
             return (weighted * WAD + debt // 2) // debt // PERCENTAGE_FACTOR < ONE
 
-        return bad
+        return bad_3_5
 
     def bad(price: int) -> bool:  # 3.0.2: the average LT truncated to a whole bps
         debt = rest_debt + price * owed // unit
