@@ -171,3 +171,13 @@ class HealthScreen(Protocol):
     def screen_update(self, market_state: Any, book: Any, row: int, state: Any) -> None: ...
 
     def screen_verdicts(self, market_state: Any, book: Any) -> tuple[Any, int]: ...
+
+
+@runtime_checkable
+class PriceFeedLogs(Protocol):
+    """Optional for incremental adapters: the market's price feeds, whose logs the refresher
+    reads in its one eth_getLogs per block range, so the feeds' AnswerUpdated history (the
+    volatility model's) moves forward without a request of its own. Their logs touch no
+    account (`touched_accounts` leaves them out)."""
+
+    def price_feeds(self, market_state: Any) -> list[str]: ...
