@@ -8,7 +8,8 @@ Both read the same block; the bench checks they agree (whole Position objects) b
 Scenarios: only prices moved (Aave feeds and Morpho oracles), and 1% of the Aave accounts
 touched (each borrows a little, all in one block). Sizes above 3,000 borrowers use the
 Aave-only devnet (`running_devnet(..., aave_only=True)`: seeded once, then reloaded from
-.cache/devnet; Morpho and Aave 3.6 at that size would only add seeding time). Then the
+.cache/devnet; Morpho and Aave 3.6 at that size would only add seeding time; it keeps no old
+logs, so its borrowers are given rather than discovered). Then the
 whole-book health screen on 100,000 synthetic kept Aave states (the devnet's states, scaled at
 random): numpy floats for every account, the exact integer verdict for those near HF 1,
 checked against the exact computation; and every exact Position object built for the same
@@ -204,7 +205,8 @@ def run(n: int, book: int) -> None:
             client = RpcClient(info.rpc_url)
             refresher = MarketRefresher(client, ref)
             t0 = time.perf_counter()
-            refresher.start(client.pin_block())
+            # the Aave-only devnet keeps no old logs to discover from: its borrowers are given
+            refresher.start(client.pin_block(), info.borrowers if aave_only else None)
             print(
                 f"  {name}: first full read of {len(refresher.accounts)} accounts in {time.perf_counter() - t0:.2f}s"
             )

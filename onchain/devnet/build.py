@@ -32,6 +32,10 @@ from onchain.devnet.seed import (
 from onchain.devnet.uniswap import UniswapDeployment, deploy_uniswap
 
 BLOCK_INTERVAL_S = 12
+# The large Aave-only devnet keeps no past states and only recent blocks' transactions: at
+# 30,000 borrowers anvil would otherwise hold every block's state and every transaction's
+# trace (10 GB, too much to dump). Its readers give the borrowers (no discovery from old logs).
+LEAN_ANVIL = ["--prune-history", "--transaction-block-keeper", "16"]
 
 
 @dataclass
@@ -143,7 +147,7 @@ def running_devnet(
             info.build_seconds, info.loaded_from_cache = time.monotonic() - started, True
             yield info
         return
-    with Anvil() as node:
+    with Anvil(extra_args=LEAN_ANVIL if aave_only else []) as node:
         info = (_build_aave_only if aave_only else _build)(node, n_borrowers, seed)
         folder.mkdir(parents=True, exist_ok=True)
         chain = DevChain(node.url)

@@ -127,7 +127,7 @@ class AaveMarketState:
     start_block: int = 0
     rules: AaveRules = V3_0_2
 
-    @property
+    @cached_property
     def base_currency_decimals(self) -> int:
         return len(str(self.base_currency_unit)) - 1
 
@@ -421,10 +421,13 @@ class AaveV3Adapter:
             values: dict[tuple[int, str], int] = {}
             for reserve in market_state.reserves:
                 rid = reserve.reserve_id
+                bits = math.reserve_bits(config, rid)
+                if not bits:
+                    continue
                 with_collateral, with_stable = counted[rid]
-                if with_collateral and math.is_using_as_collateral(config, rid):
+                if with_collateral and bits & 2:
                     values[(rid, "a")] = state.balances.get((rid, "a"), 0)
-                if math.is_borrowing(config, rid):
+                if bits & 1:
                     values[(rid, "v")] = state.balances.get((rid, "v"), 0)
                     if with_stable:
                         # absent: read while the reserve had no stable debt at all, so 0
@@ -469,9 +472,7 @@ class AaveV3Adapter:
         below = has_debt and math.is_liquidatable(data.health_factor)
         hold = liquidation_hold(market_state, data.assets, block.timestamp) if below else None
         used = [
-            r
-            for r in market_state.reserves
-            if math.is_using_as_collateral(user_config, r.reserve_id)
+            r for r in market_state.reserves if math.reserve_bits(user_config, r.reserve_id) & 2
         ]
         # what the risk module needs to price a liquidation of this position
         terms = RiskTerms(
@@ -775,25 +776,27 @@ def user_reserve_inputs(
 ) -> list[math.UserReserveInput]:
     """The per-reserve inputs of GenericLogic for one account: what its configuration bitmap
     marks, with the scaled balances read at the block."""
-    prices = prices or {}
     inputs = []
     for reserve in market_state.reserves:
         rid = reserve.reserve_id
-        if not math.is_using_as_collateral_or_borrowing(user_config, rid):
+        bits = math.reserve_bits(user_config, rid)
+        if not bits:
             continue
         inputs.append(
             math.UserReserveInput(
                 asset=reserve.asset,
                 reserve_id=rid,
                 config=reserve.config,
-                price_base=prices.get(reserve.asset.lower(), reserve.price_base),
+                price_base=prices.get(reserve.asset.lower(), reserve.price_base)
+                if prices
+                else reserve.price_base,
                 normalized_income_ray=reserve.normalized_income_ray,
                 normalized_debt_ray=reserve.normalized_debt_ray,
                 scaled_atoken_balance=balances.get((rid, "a"), 0),
                 scaled_variable_debt=balances.get((rid, "v"), 0),
                 stable_debt=balances.get((rid, "s"), 0),
-                using_as_collateral=math.is_using_as_collateral(user_config, rid),
-                borrowing=math.is_borrowing(user_config, rid),
+                using_as_collateral=bool(bits & 2),
+                borrowing=bool(bits & 1),
             )
         )
     return inputs

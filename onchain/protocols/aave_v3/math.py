@@ -496,6 +496,13 @@ def is_borrowing(user_config: int, reserve_id: int) -> bool:
     return (user_config >> (_reserve_index(reserve_id) << 1)) & 1 != 0
 
 
+def reserve_bits(user_config: int, reserve_id: int) -> int:
+    """Both bits of a reserve in one look (1: borrowing, 2: collateral), checked as the three
+    tests above check them: for loops over every reserve of every account."""
+    _uint(user_config, "user_config")
+    return (user_config >> (_reserve_index(reserve_id) << 1)) & 3
+
+
 def is_using_as_collateral_or_borrowing(user_config: int, reserve_id: int) -> bool:
     """UserConfiguration.isUsingAsCollateralOrBorrowing: either of the two bits."""
     _uint(user_config, "user_config")
