@@ -20,9 +20,16 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
+from onchain.app.market_data.feed_history import absorb_logs
 from onchain.app.pipeline import ACCOUNTS_PER_PLAN, discover_accounts, load_market, run_plan
 from onchain.errors import InputError
-from onchain.protocols.base import DiscoveryNotes, HealthScreen, MarketRef, Position
+from onchain.protocols.base import (
+    DiscoveryNotes,
+    HealthScreen,
+    MarketRef,
+    Position,
+    PriceFeedLogs,
+)
 from onchain.protocols.registry import get_adapter, get_incremental
 from onchain.rpc.client import BlockRef, RpcClient
 from onchain.rpc.logs import Log, iter_logs
@@ -226,20 +233,27 @@ class MarketRefresher:
         )
 
     def _range_logs(self, from_block: int, to_block: int) -> list[Log]:
-        """Every log of the contracts that change accounts (and of discovery's), in order."""
+        """Every log of the contracts that change accounts (and of discovery's), in order; and
+        of the market's price feeds, whose event histories (`feed_history`) they bring up to
+        date, so the risk model's feed logs cost no request of their own."""
         addresses = set(self.incremental.change_addresses(self.state))
         addresses |= set(self.adapter.discovery_filter(self.state)[0])
-        return [
+        feeds = []
+        if isinstance(self.incremental, PriceFeedLogs):
+            feeds = self.incremental.price_feeds(self.state)
+        logs = [
             item
             for page in iter_logs(
                 self.client,
-                address=sorted(addresses),
+                address=sorted(addresses | set(feeds)),
                 topics=[],
                 from_block=from_block,
                 to_block=to_block,
             )
             for item in page.logs
         ]
+        absorb_logs(self.client, feeds, from_block, to_block, logs)
+        return logs
 
     def _discover(self, logs: list[Log]) -> set[str]:
         """Accounts discovery finds in these logs (the same filter as `scan`'s), noted."""

@@ -32,6 +32,10 @@ from onchain.devnet.seed import (
 from onchain.devnet.uniswap import UniswapDeployment, deploy_uniswap
 
 BLOCK_INTERVAL_S = 12
+# The large Aave-only devnet keeps no past states and only recent blocks' transactions: at
+# 30,000 borrowers anvil would otherwise hold every block's state and every transaction's
+# trace (10 GB, too much to dump). Its readers give the borrowers (no discovery from old logs).
+LEAN_ANVIL = ["--prune-history", "--transaction-block-keeper", "16"]
 
 
 @dataclass
@@ -80,6 +84,19 @@ class DevnetInfo:
 
 def _build(node: Anvil, n_borrowers: int, seed: int) -> DevnetInfo:
     """Deploy every protocol and seed it; each step adds its deployment to the info."""
+    info = _build_aave_only(node, n_borrowers, seed)
+    chain, market = DevChain(node.url), info.aave
+    info.uniswap = deploy_uniswap(chain, market, seeded_address(seed, "uniswap-lp", 0))
+    # Morpho Blue on the same chain: two borrowers for every three Aave ones, half shared
+    info.morpho = deploy_and_seed_morpho(chain, seed, max(8, 2 * n_borrowers // 3), info.borrowers)
+    # Aave V3.6.0 last, so every address above stays where it was: as many borrowers, plus scenarios
+    info.aave36 = deploy_and_seed_aave36(chain, market, seed, n_borrowers)
+    return info
+
+
+def _build_aave_only(node: Anvil, n_borrowers: int, seed: int) -> DevnetInfo:
+    """Only the Aave V3 market and its borrowers: the bench's large devnet (30,000 borrowers),
+    where Morpho and Aave 3.6 would only add hours of seeding nothing reads."""
     chain = DevChain(node.url)
     chain.rpc("anvil_setBlockTimestampInterval", [BLOCK_INTERVAL_S])
     install_multicall3(node.url)
@@ -87,13 +104,7 @@ def _build(node: Anvil, n_borrowers: int, seed: int) -> DevnetInfo:
     whale = supply_whale_liquidity(chain, market, seed, n_borrowers)
     plans = plan_borrowers(n_borrowers, seed)
     seed_borrowers(chain, market, plans)
-    info = DevnetInfo(node.url, DEVNET_CHAIN_ID, market, [p.address for p in plans], whale)
-    info.uniswap = deploy_uniswap(chain, market, seeded_address(seed, "uniswap-lp", 0))
-    # Morpho Blue on the same chain: two borrowers for every three Aave ones, half shared
-    info.morpho = deploy_and_seed_morpho(chain, seed, max(8, 2 * n_borrowers // 3), info.borrowers)
-    # Aave V3.6.0 last, so every address above stays where it was: as many borrowers, plus scenarios
-    info.aave36 = deploy_and_seed_aave36(chain, market, seed, n_borrowers)
-    return info
+    return DevnetInfo(node.url, DEVNET_CHAIN_ID, market, [p.address for p in plans], whale)
 
 
 def _dump_state(chain: DevChain, path: Path) -> None:
@@ -114,10 +125,11 @@ def _dump_state(chain: DevChain, path: Path) -> None:
 
 @contextmanager
 def running_devnet(
-    n_borrowers: int = 300, seed: int = 7, *, rebuild: bool = False
+    n_borrowers: int = 300, seed: int = 7, *, rebuild: bool = False, aave_only: bool = False
 ) -> Iterator[DevnetInfo]:
-    """A running anvil with the market and borrowers; built on first use, then loaded from cache."""
-    key = cache_key(n_borrowers, seed)
+    """A running anvil with the market and borrowers; built on first use, then loaded from cache.
+    `aave_only`: the Aave V3 market alone (no Uniswap, Morpho, Aave 3.6), cached apart."""
+    key = cache_key(n_borrowers, seed, "aave-only" if aave_only else "")
     folder = CACHE_DIR / key
     state_path, meta_path = folder / "state.json", folder / "meta.json"
     started = time.monotonic()
@@ -135,8 +147,8 @@ def running_devnet(
             info.build_seconds, info.loaded_from_cache = time.monotonic() - started, True
             yield info
         return
-    with Anvil() as node:
-        info = _build(node, n_borrowers, seed)
+    with Anvil(extra_args=LEAN_ANVIL if aave_only else []) as node:
+        info = (_build_aave_only if aave_only else _build)(node, n_borrowers, seed)
         folder.mkdir(parents=True, exist_ok=True)
         chain = DevChain(node.url)
         tmp = folder / "state.json.tmp"

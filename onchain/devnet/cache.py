@@ -12,9 +12,10 @@ from onchain.devnet.anvil import PROJECT_ROOT
 CACHE_DIR = PROJECT_ROOT / ".cache" / "devnet"
 
 
-def cache_key(n_borrowers: int, seed: int) -> str:
-    """Everything that changes the chain: borrowers, seed, the npm lockfile, the devnet sources."""
-    digest = hashlib.sha256(f"{n_borrowers}/{seed}".encode())
+def cache_key(n_borrowers: int, seed: int, kind: str = "") -> str:
+    """Everything that changes the chain: borrowers, seed, the npm lockfile, the devnet sources;
+    `kind` names a different build of the same size ("aave-only": the bench's large devnet)."""
+    digest = hashlib.sha256(f"{n_borrowers}/{seed}{'/' + kind if kind else ''}".encode())
     lock = PROJECT_ROOT / "package-lock.json"
     if lock.exists():
         digest.update(lock.read_bytes())

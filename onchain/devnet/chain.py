@@ -175,7 +175,8 @@ class DevChain:
         return int(self.rpc("eth_blockNumber"), 16)
 
     def set_balance(self, addresses: Sequence[str], wei: int) -> None:
-        self.rpc_batch([("anvil_setBalance", [a, hex(wei)]) for a in addresses])
+        for lo in range(0, len(addresses), 1000):  # anvil refuses much larger batches
+            self.rpc_batch([("anvil_setBalance", [a, hex(wei)]) for a in addresses[lo : lo + 1000]])
 
     def increase_time(self, seconds: int) -> None:
         """The next block lands `seconds` after the head (evm_increaseTime is ignored while a

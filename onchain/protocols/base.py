@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Protocol, runtime_checkable
 
 from eth_utils import to_checksum_address
@@ -23,6 +24,13 @@ from onchain.rpc.logs import Log
 # finally returns its value. The pipeline executes each batch through Multicall3 at one block.
 # A plan may also yield a LogQuery (below) and receive the matching logs up to that block.
 ReadPlan = Generator["list[Call] | LogQuery", Any, Any]
+
+
+@lru_cache(maxsize=1 << 18)
+def checksummed(address: str) -> str:
+    """`to_checksum_address`, remembered: the same accounts' positions are built again every
+    block, and the checksum (a keccak) would otherwise cost as much as a position's math."""
+    return str(to_checksum_address(address))
 
 
 @dataclass(frozen=True)
@@ -163,3 +171,13 @@ class HealthScreen(Protocol):
     def screen_update(self, market_state: Any, book: Any, row: int, state: Any) -> None: ...
 
     def screen_verdicts(self, market_state: Any, book: Any) -> tuple[Any, int]: ...
+
+
+@runtime_checkable
+class PriceFeedLogs(Protocol):
+    """Optional for incremental adapters: the market's price feeds, whose logs the refresher
+    reads in its one eth_getLogs per block range, so the feeds' AnswerUpdated history (the
+    volatility model's) moves forward without a request of its own. Their logs touch no
+    account (`touched_accounts` leaves them out)."""
+
+    def price_feeds(self, market_state: Any) -> list[str]: ...

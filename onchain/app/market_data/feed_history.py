@@ -23,6 +23,7 @@ from eth_utils import function_signature_to_4byte_selector, keccak
 from onchain.errors import CallReverted, RpcError
 from onchain.rpc.calls import Call, execute
 from onchain.rpc.client import BlockRef, RpcClient
+from onchain.rpc.logs import Log
 
 _LATEST_ROUND_DATA = function_signature_to_4byte_selector("latestRoundData()")
 _GET_ROUND_DATA = function_signature_to_4byte_selector("getRoundData(uint80)")
@@ -172,6 +173,33 @@ def prefetch_logs(client: RpcClient, block: BlockRef, feeds: Sequence[str]) -> N
                 _keep_answer(cached, log)
         for cached in group.values():
             cached.last_block = block.number
+
+
+def absorb_logs(
+    client: RpcClient, feeds: Sequence[str], from_block: int, to_block: int, logs: Sequence[Log]
+) -> None:
+    """Logs another reader fetched for `from_block`..`to_block` with EVERY log of `feeds` in
+    that range (the incremental refresher's one eth_getLogs): each of these feeds read from its
+    events whose history ends right before `from_block` takes its AnswerUpdated logs and is up
+    to date at `to_block`, without a request of its own."""
+    topic = bytes.fromhex(ANSWER_UPDATED[2:])
+    chain = _chain(client)
+    ready = {}
+    for feed in feeds:
+        cached = _CACHE.get((chain, feed.lower(), "logs"))
+        if (chain, feed.lower()) in _NO_ROUNDS and cached and cached.last_block == from_block - 1:
+            ready[feed.lower()] = cached
+    if not ready:
+        return
+    for log in logs:
+        cached = ready.get(log.address.lower())
+        if cached is not None and len(log.topics) == 3 and log.topics[0] == topic:
+            _keep_answer(
+                cached,
+                {"topics": ["0x" + t.hex() for t in log.topics], "data": "0x" + log.data.hex()},
+            )
+    for cached in ready.values():
+        cached.last_block = to_block
 
 
 def feed_history(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from eth_utils import to_checksum_address
@@ -26,6 +27,7 @@ from onchain.protocols.base import (
     Position,
     ReadPlan,
     ReserveSnapshot,
+    checksummed,
 )
 from onchain.rpc.abi import event, function
 from onchain.rpc.calls import Call
@@ -125,9 +127,15 @@ class AaveMarketState:
     start_block: int = 0
     rules: AaveRules = V3_0_2
 
-    @property
+    @cached_property
     def base_currency_decimals(self) -> int:
         return len(str(self.base_currency_unit)) - 1
+
+    @cached_property
+    def by_asset(self) -> dict[str, AaveReserve]:
+        """The reserves by asset address, built once per state (every position looks up its
+        assets here)."""
+        return {r.asset: r for r in self.reserves}
 
     @property
     def description(self) -> str:
@@ -413,10 +421,13 @@ class AaveV3Adapter:
             values: dict[tuple[int, str], int] = {}
             for reserve in market_state.reserves:
                 rid = reserve.reserve_id
+                bits = math.reserve_bits(config, rid)
+                if not bits:
+                    continue
                 with_collateral, with_stable = counted[rid]
-                if with_collateral and math.is_using_as_collateral(config, rid):
+                if with_collateral and bits & 2:
                     values[(rid, "a")] = state.balances.get((rid, "a"), 0)
-                if math.is_borrowing(config, rid):
+                if bits & 1:
                     values[(rid, "v")] = state.balances.get((rid, "v"), 0)
                     if with_stable:
                         # absent: read while the reserve had no stable debt at all, so 0
@@ -437,7 +448,7 @@ class AaveV3Adapter:
     ) -> Position:
         data = account_data(market_state, user_config, emode, balances)
         category = market_state.emode_categories.get(emode)
-        by_asset = {r.asset: r for r in market_state.reserves}
+        by_asset = market_state.by_asset
         flips = _liquidation_prices(data, by_asset, market_state.rules)
         assets = []
         for part, flip in zip(data.assets, flips, strict=True):
@@ -461,9 +472,7 @@ class AaveV3Adapter:
         below = has_debt and math.is_liquidatable(data.health_factor)
         hold = liquidation_hold(market_state, data.assets, block.timestamp) if below else None
         used = [
-            r
-            for r in market_state.reserves
-            if math.is_using_as_collateral(user_config, r.reserve_id)
+            r for r in market_state.reserves if math.reserve_bits(user_config, r.reserve_id) & 2
         ]
         # what the risk module needs to price a liquidation of this position
         terms = RiskTerms(
@@ -477,7 +486,7 @@ class AaveV3Adapter:
         return Position(
             protocol=PROTOCOL,
             market=market_state.addresses_provider,
-            account=to_checksum_address(account),
+            account=checksummed(account),
             block=block,
             health_factor=data.health_factor if has_debt else None,
             liquidatable=below and hold is None,
@@ -690,7 +699,7 @@ def liquidation_hold(
     """For an account below the threshold: None when some (collateral, debt) pair it holds
     passes the reserve checks of validateLiquidationCall at this timestamp; else the refusal
     that ends first (a grace period), or the first one when none ends by itself."""
-    by_asset = {r.asset: r for r in market_state.reserves}
+    by_asset = market_state.by_asset
     collaterals = [p for p in parts if p.counts_as_collateral and p.collateral_amount_raw]
     debts = [p for p in parts if p.debt_amount_raw]
     refusals = []
@@ -767,25 +776,27 @@ def user_reserve_inputs(
 ) -> list[math.UserReserveInput]:
     """The per-reserve inputs of GenericLogic for one account: what its configuration bitmap
     marks, with the scaled balances read at the block."""
-    prices = prices or {}
     inputs = []
     for reserve in market_state.reserves:
         rid = reserve.reserve_id
-        if not math.is_using_as_collateral_or_borrowing(user_config, rid):
+        bits = math.reserve_bits(user_config, rid)
+        if not bits:
             continue
         inputs.append(
             math.UserReserveInput(
                 asset=reserve.asset,
                 reserve_id=rid,
                 config=reserve.config,
-                price_base=prices.get(reserve.asset.lower(), reserve.price_base),
+                price_base=prices.get(reserve.asset.lower(), reserve.price_base)
+                if prices
+                else reserve.price_base,
                 normalized_income_ray=reserve.normalized_income_ray,
                 normalized_debt_ray=reserve.normalized_debt_ray,
                 scaled_atoken_balance=balances.get((rid, "a"), 0),
                 scaled_variable_debt=balances.get((rid, "v"), 0),
                 stable_debt=balances.get((rid, "s"), 0),
-                using_as_collateral=math.is_using_as_collateral(user_config, rid),
-                borrowing=math.is_borrowing(user_config, rid),
+                using_as_collateral=bool(bits & 2),
+                borrowing=bool(bits & 1),
             )
         )
     return inputs

@@ -58,8 +58,13 @@ class AaveV3Incremental:
 
     def touched_accounts(self, market_state: AaveMarketState, logs: Sequence[Log]) -> set[str]:
         """Every address an indexed topic of these logs names (reserves and referral codes
-        included: they simply are not tracked accounts)."""
-        return indexed_addresses(logs)
+        included: they simply are not tracked accounts); the price feeds' logs name none."""
+        feeds = {f.lower() for f in self.price_feeds(market_state)}
+        return indexed_addresses([g for g in logs if g.address.lower() not in feeds])
+
+    def price_feeds(self, market_state: AaveMarketState) -> list[str]:
+        """The AaveOracle's sources: their AnswerUpdated logs ride along the refresher's read."""
+        return sorted({r.price_feed for r in market_state.reserves if r.price_feed})
 
     def plan_market_refresh(
         self, market: MarketRef, previous: AaveMarketState, block: BlockRef, logs: Sequence[Log]

@@ -9,11 +9,14 @@ instead of re-running the whole account computation."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from onchain.protocols.aave_v3.math import (
+    HALF_PERCENTAGE_FACTOR,
     HEALTH_FACTOR_LIQUIDATION_THRESHOLD,
+    PERCENTAGE_FACTOR,
+    WAD,
     AssetBreakdown,
     calculate_health_factor_3_5,
     percent_mul,
@@ -22,6 +25,7 @@ from onchain.protocols.aave_v3.math import (
 from onchain.protocols.aave_v3.rules import V3_0_2, AaveRules
 
 MAX_PRICE = 2**128  # far beyond any oracle answer; bounds the search
+ONE = HEALTH_FACTOR_LIQUIDATION_THRESHOLD
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,8 @@ class PricedAsset:
 def _liquidatable(
     parts: Sequence[PricedAsset], index: int, price: int, rules: AaveRules = V3_0_2
 ) -> bool:
+    """The verdict with asset `index` at `price`, every sum computed whole (the reference the
+    per-asset `_verdict_at` must equal)."""
     total_collateral = total_debt = weighted_lt = 0
     for i, part in enumerate(parts):
         p = price if i == index else part.price_base
@@ -59,6 +65,68 @@ def _liquidatable(
         wad_div(percent_mul(total_collateral, avg_lt), total_debt)
         < HEALTH_FACTOR_LIQUIDATION_THRESHOLD
     )
+
+
+def _verdict_at(
+    parts: Sequence[PricedAsset], index: int, rules: AaveRules
+) -> Callable[[int], bool]:
+    """`_liquidatable(parts, index, price, rules)` as a function of the price alone: the other
+    assets' sums are taken once, so the search's dozens of trials each cost a few integer
+    operations (the same roundings; `percent_mul` / `wad_div` inlined)."""
+    ceil = rules.directional_rounding
+    rest_collateral = rest_weighted = rest_debt = 0
+    for i, part in enumerate(parts):
+        if i == index:
+            continue
+        p = part.price_base
+        collateral = part.collateral_amount_raw * p // part.unit
+        rest_collateral += collateral
+        rest_weighted += collateral * part.liquidation_threshold
+        if ceil:
+            rest_debt += -(-(p * part.debt_amount_raw) // part.unit)
+        else:
+            rest_debt += p * part.debt_amount_raw // part.unit
+    me = parts[index]
+    amount, owed, threshold, unit = (
+        me.collateral_amount_raw,
+        me.debt_amount_raw,
+        me.liquidation_threshold,
+        me.unit,
+    )
+
+    # Below these bounds percentMul and wadDiv cannot overflow (nor leave uint256); past them,
+    # the whole reference computation runs, with its own checks and errors.
+    def reference(price: int) -> bool:
+        return _liquidatable(parts, index, price, rules)
+
+    if ceil:  # 3.5+: Σ collateral·LT wad-divided by the debt rounded up, then / 1e4
+
+        def bad_3_5(price: int) -> bool:
+            debt = rest_debt - (-(price * owed) // unit)
+            if not debt:
+                return False
+            weighted = rest_weighted + amount * price // unit * threshold
+            if weighted >> 190 or debt >> 250:
+                return reference(price)
+            return (weighted * WAD + debt // 2) // debt // PERCENTAGE_FACTOR < ONE
+
+        return bad_3_5
+
+    def bad(price: int) -> bool:  # 3.0.2: the average LT truncated to a whole bps
+        debt = rest_debt + price * owed // unit
+        if not debt:
+            return False
+        collateral = amount * price // unit
+        total = rest_collateral + collateral
+        average = (rest_weighted + collateral * threshold) // total if total else 0
+        if total >> 200 or average >> 40:
+            return reference(price)
+        value = (total * average + HALF_PERCENTAGE_FACTOR) // PERCENTAGE_FACTOR
+        if value >> 190 or debt >> 250:
+            return reference(price)
+        return (value * WAD + debt // 2) // debt < ONE
+
+    return bad
 
 
 def _estimate(parts: Sequence[PricedAsset], index: int) -> int | None:
@@ -88,13 +156,10 @@ def liquidation_price(
     the verdict. For an asset whose fall liquidates (net collateral) it is the HIGHEST price at
     which the position is liquidatable; for one whose rise liquidates (net debt) it is the
     LOWEST such price."""
-    low_bad = _liquidatable(parts, index, 0, rules)
-    high_bad = _liquidatable(parts, index, MAX_PRICE, rules)
+    bad = _verdict_at(parts, index, rules)
+    low_bad, high_bad = bad(0), bad(MAX_PRICE)
     if low_bad == high_bad:
         return None  # this price alone never changes the verdict
-
-    def bad(price: int) -> bool:
-        return _liquidatable(parts, index, price, rules)
 
     start = _estimate(parts, index) or parts[index].price_base
     # Gallop from the estimate to a bracket (a, b) with bad(a) != bad(b), then bisect.

@@ -90,6 +90,8 @@ DEBT_CEILING_DECIMALS = 2
 
 def _uint(value: int, name: str, bits: int = 256) -> int:
     """Reject what the ABI could not encode, so a wrong input never looks like a revert."""
+    if type(value) is int and value >= 0 and not value >> bits:  # the common case, first
+        return value
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name} must be an int, got {type(value).__name__}")
     if value < 0 or value >> bits:
@@ -492,6 +494,13 @@ def is_borrowing(user_config: int, reserve_id: int) -> bool:
     """UserConfiguration.isBorrowing: bit ``2 * id``."""
     _uint(user_config, "user_config")
     return (user_config >> (_reserve_index(reserve_id) << 1)) & 1 != 0
+
+
+def reserve_bits(user_config: int, reserve_id: int) -> int:
+    """Both bits of a reserve in one look (1: borrowing, 2: collateral), checked as the three
+    tests above check them: for loops over every reserve of every account."""
+    _uint(user_config, "user_config")
+    return (user_config >> (_reserve_index(reserve_id) << 1)) & 3
 
 
 def is_using_as_collateral_or_borrowing(user_config: int, reserve_id: int) -> bool:
