@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from eth_utils import to_checksum_address
@@ -434,11 +435,21 @@ class AaveV3Adapter:
         emode: int,
         balances: dict[tuple[int, str], int],
         block: BlockRef,
+        *,
+        flip_prices: bool = True,
     ) -> Position:
+        """One account's position, the Pool's way. ``flip_prices=False`` leaves each asset's
+        ``liquidation_price_base`` None: those searches are most of the cost, and a caller that
+        re-evaluates a book block after block for its health factors alone (the backtest) skips
+        them."""
         data = account_data(market_state, user_config, emode, balances)
         category = market_state.emode_categories.get(emode)
         by_asset = {r.asset: r for r in market_state.reserves}
-        flips = _liquidation_prices(data, by_asset, market_state.rules)
+        flips = (
+            _liquidation_prices(data, by_asset, market_state.rules)
+            if flip_prices
+            else [None] * len(data.assets)
+        )
         assets = []
         for part, flip in zip(data.assets, flips, strict=True):
             reserve = by_asset[part.asset]
@@ -477,7 +488,7 @@ class AaveV3Adapter:
         return Position(
             protocol=PROTOCOL,
             market=market_state.addresses_provider,
-            account=to_checksum_address(account),
+            account=_checksum(account),
             block=block,
             health_factor=data.health_factor if has_debt else None,
             liquidatable=below and hold is None,
@@ -1035,6 +1046,13 @@ def _parse_categories(
             ltvzero_bitmap=int(ltvzero[0]) if ltvzero else 0,
         )
     return out
+
+
+@lru_cache(maxsize=1 << 16)
+def _checksum(account: str) -> str:
+    """The checksummed account (a keccak per call: cached, the same accounts come back at every
+    block)."""
+    return to_checksum_address(account)
 
 
 def _decode_user_config(data: bytes) -> int:
