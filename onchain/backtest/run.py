@@ -26,10 +26,22 @@ LOOKBACK_H = 720  # the model sees the last 30 days of hourly closes
 ASSETS = ("BTC", "ETH")
 GARCH_TAIL_SCALE = 1.2  # the GARCH model's closes-only defaults
 GARCH_TAIL_DOF = 3.0
-MODELS = ("garch", "reference", "onchain")
+MODELS = ("garch", "reference", "previous", "onchain")
+# the `onchain` model as it was before its calm-week calibration, every parameter pinned
+PREVIOUS_PARAMS: dict[str, float] = {
+    "fast_lambda": 0.9,
+    "slow_lambda": 0.99,
+    "slow_weight": 1.0,
+    "trend_steps": 12,
+    "trend_lambda": 0.9,
+    "dof": 4.0,
+    "tail_scale": 1.0,
+}
 MODEL_TITLES = {
     "garch": "before (GARCH(1,1)-t on closes, default t tails, continuous first passage)",
     "reference": "simple reference (EWMA lambda 0.98 + Gaussian first passage)",
+    "previous": "onchain before its calm-week calibration (max of fast, slow and trend EWMA "
+    "variances, t4 tails, hourly oracle steps)",
     "onchain": "onchain: what scan/watch/run use (fast/slow/trend EWMA, t tails, crash "
     "correlation, hourly oracle steps)",
 }
@@ -149,8 +161,10 @@ def score_models(
     keys = [underlying(s) for s in book.symbols]
     out: dict[str, npt.NDArray[np.float64]] = {}
     for name in models:
-        if name == "onchain":
-            params: dict[str, Any] = dict(reactive_params or {})
+        if name in ("onchain", "previous"):
+            params: dict[str, Any] = dict(
+                (reactive_params or {}) if name == "onchain" else PREVIOUS_PARAMS
+            )
             model = reactive_volatility(close, ts, ASSETS, **params)
             out[name] = stepped_probability(book, model, horizon_s, HOUR_S, keys).probability
             continue
@@ -429,8 +443,9 @@ def model_scores(
     ):
         r, p, n = scoring.recall_precision((prob >= lo) & (prob < hi), outcome)
         tiers[name] = {"flagged": n, "recall": r, "precision": p}
-    r, p, n = scoring.recall_precision(prob >= t.watch_probability, outcome)
-    tiers["not SAFE"] = {"flagged": n, "recall": r, "precision": p}
+    for name, lo in (("HIGH+", t.high_probability), ("not SAFE", t.watch_probability)):
+        r, p, n = scoring.recall_precision(prob >= lo, outcome)
+        tiers[name] = {"flagged": n, "recall": r, "precision": p}
     t95 = scoring.threshold_for_recall(prob, outcome, RECALL_TARGET)
     r95, p95, n95 = (
         scoring.recall_precision(prob >= t95, outcome) if np.isfinite(t95) else (np.nan, np.nan, 0)

@@ -39,7 +39,12 @@ from onchain.risk.probability import LiquidationProbability, liquidation_probabi
 from onchain.risk.volatility import VolatilityModel, ewma_correlation, ewma_variance, log_returns
 
 DEFAULT_DOF = 4.0
-DEFAULT_TAIL_SCALE = 1.0  # 1.15 before: too high in calm weeks (May 2021 + July 2023 pooled)
+# chosen with `python -m onchain.backtest.tune` on the May 2021 crash, the Dec 2020-Jan 2021 rally
+# and July 2023 (README, model note): the slow variance counts half, so the forecast comes down
+# when a market calms down (it was ~2x too high in calm weeks), and the tails are scaled by 1.05
+# so the crash forecasts stay where they were
+DEFAULT_TAIL_SCALE = 1.05
+DEFAULT_SLOW_WEIGHT = 0.5
 LOOKBACK_STEPS = 720  # the model is fitted and validated on the last 30 days of hourly closes
 
 
@@ -57,6 +62,7 @@ def reactive_volatility(
     tail_scale: float = DEFAULT_TAIL_SCALE,
     trend_steps: int = 12,
     trend_lambda: float = 0.9,
+    slow_weight: float = DEFAULT_SLOW_WEIGHT,
 ) -> VolatilityModel:
     """The model from ``close`` (k, m), oldest first, past data only (see module doc)."""
     px = np.asarray(close, dtype=np.float64)
@@ -67,7 +73,7 @@ def reactive_volatility(
     r = log_returns(px, ts, step_s)
     fast = np.column_stack([ewma_variance(r[:, j], fast_lambda) for j in range(m)])
     slow = np.column_stack([ewma_variance(r[:, j], slow_lambda) for j in range(m)])
-    sigma2 = np.maximum(fast[-1], slow[-1])
+    sigma2 = np.maximum(fast[-1], slow_weight * slow[-1])
     if trend_steps > 1 and px.shape[0] > 2 * trend_steps:
         # moves that persist: the per-step variance of overlapping trend_steps-step returns
         lp = np.log(px)
