@@ -129,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "precision_at_95pct_recall",
     )
     print("params | window | skill vs HF rule, log loss, observed/forecast 1-40%, not-SAFE recall,")
-    print("  precision (p >= 0.03), threshold for 95% recall, precision there")
+    print("  precision (p >= WATCH), threshold for 95% recall, precision there")
     for row in rows:
         for name, s in [*row["windows"].items(), ("pooled", row["pooled"])]:
             figures = " ".join(f"{s[c]:.4f}" for c in cols)
