@@ -4,8 +4,9 @@ yields (the contracts' health per hour, the books scored) does not depend on the
 
 The key covers everything that changes a replay: the window's hours and closes, horizon,
 cadence, markets, the devnet's own key (borrowers, seed, its sources and the npm lockfile) and
-the code that reads and evaluates the positions (the adapters, the replay). A file whose key
-differs is never read."""
+the code that reads and evaluates the positions and builds the kept books (the adapters, the
+reader, the replay, the book, and what the caller passes as ``builder``). A file whose key differs
+is never read."""
 
 from __future__ import annotations
 
@@ -36,13 +37,16 @@ def replay_key(
     borrowers: int,
     seed: int,
     protocols: Sequence[str],
+    builder: str = "",
 ) -> str:
-    """The key of one replay (see module doc)."""
+    """The key of one replay (see module doc); ``builder``: the caller's own code and data that
+    shape what is kept (its source, the stable symbols), hashed with the rest."""
     from onchain.devnet.cache import cache_key
 
     digest = hashlib.sha256(
         f"{horizon_h}/{cadence_h}/{','.join(protocols)}/{cache_key(borrowers, seed)}".encode()
     )
+    digest.update(builder.encode())
     digest.update(times_s)
     digest.update(closes)
     for root in _CODE:

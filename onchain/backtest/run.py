@@ -261,6 +261,7 @@ def replay_window(
         borrowers=borrowers,
         seed=seed,
         protocols=protocols,
+        builder=_replay_builder(),
     )
     kept = cache.load(key) if reuse else None
     if isinstance(kept, WindowReplay):
@@ -271,6 +272,17 @@ def replay_window(
     if reuse:
         cache.save(key, window)
     return window
+
+
+def _replay_builder() -> str:
+    """What in this module shapes a kept replay: its classes' and builders' source and the stable
+    symbols the books are built with (part of the replay cache's key)."""
+    import inspect
+
+    from onchain.app.risk_context import STABLE_SYMBOLS
+
+    parts = [inspect.getsource(f) for f in (WindowReplay, live_book, live_books, _replay_on_devnet)]
+    return "\n".join([*parts, repr(sorted(STABLE_SYMBOLS))])
 
 
 def _replay_on_devnet(
