@@ -41,7 +41,9 @@ class _Held:
 
     key: str
     market: str  # the market name the replay uses (aave-v3, aave-v3.6, morpho-blue)
-    evaluate: Callable[[Any, BlockRef], Position]
+    # (market state, block, full): full=False may leave out what only a kept row needs (the
+    # per-asset liquidation prices); the health factor and verdict are always exact
+    evaluate: Callable[[Any, BlockRef, bool], Position]
 
 
 @dataclass
@@ -69,8 +71,8 @@ def _aave_holder(adapter: Any, p: Position, name: str) -> _Held:
     }
     account = p.account
 
-    def evaluate(state: Any, block: BlockRef) -> Position:
-        return adapter.position(state, account, cfg, emode, balances, block)
+    def evaluate(state: Any, block: BlockRef, full: bool) -> Position:
+        return adapter.position(state, account, cfg, emode, balances, block, flip_prices=full)
 
     return _Held(f"{name}:{account}", name, evaluate)
 
@@ -80,7 +82,7 @@ def _morpho_holder(adapter: Any, p: Position) -> _Held:
     collateral = sum(a.collateral_raw for a in p.assets)
     market_id, account = p.market, p.account
 
-    def evaluate(state: Any, block: BlockRef) -> Position:
+    def evaluate(state: Any, block: BlockRef, full: bool) -> Position:
         market = next(m for m in state.markets if m.id == market_id)
         return adapter.position(state, market, account, shares, collateral, block)
 
@@ -177,10 +179,11 @@ def replay(
                 if known is not None:
                     for cid, value in known.items():
                         getattr(state, attr).setdefault(cid, value)
-        positions = [h.evaluate(states[h.market], block) for h in held]
+        keep = k in keep_rows
+        positions = [h.evaluate(states[h.market], block, keep) for h in held]
         result_rows_h.append(np.array([_health(p) for p in positions]))
         result_rows_l.append(np.array([p.liquidatable for p in positions], dtype=bool))
-        if k in keep_rows:
+        if keep:
             out.positions[k] = positions
         if k in verify_rows:
             out.verified += _verify(chain, info, positions, number, verify_accounts)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from onchain.errors import InputError
 from onchain.risk import scoring
-from onchain.risk.book import book_from_positions
+from onchain.risk.book import Book, book_from_positions
 from onchain.risk.probability import liquidation_probability
 from onchain.risk.reactive import reactive_volatility, stepped_probability
 from onchain.risk.tiers import DEFAULT_THRESHOLDS, TierThresholds
@@ -26,10 +26,22 @@ LOOKBACK_H = 720  # the model sees the last 30 days of hourly closes
 ASSETS = ("BTC", "ETH")
 GARCH_TAIL_SCALE = 1.2  # the GARCH model's closes-only defaults
 GARCH_TAIL_DOF = 3.0
-MODELS = ("garch", "reference", "onchain")
+MODELS = ("garch", "reference", "previous", "onchain")
+# the `onchain` model as it was before its calm-week calibration, every parameter pinned
+PREVIOUS_PARAMS: dict[str, float] = {
+    "fast_lambda": 0.9,
+    "slow_lambda": 0.99,
+    "slow_weight": 1.0,
+    "trend_steps": 12,
+    "trend_lambda": 0.9,
+    "dof": 4.0,
+    "tail_scale": 1.0,
+}
 MODEL_TITLES = {
     "garch": "before (GARCH(1,1)-t on closes, default t tails, continuous first passage)",
     "reference": "simple reference (EWMA lambda 0.98 + Gaussian first passage)",
+    "previous": "onchain before its calm-week calibration (max of fast, slow and trend EWMA "
+    "variances, t4 tails, hourly oracle steps)",
     "onchain": "onchain: what scan/watch/run use (fast/slow/trend EWMA, t tails, crash "
     "correlation, hourly oracle steps)",
 }
@@ -121,28 +133,38 @@ def _reference_model(ts: npt.NDArray[np.int64], close: npt.NDArray[np.float64]) 
     return fit_volatility_model(close, ts, ASSETS, method="ewma", fit_tails=False)
 
 
+def live_book(positions: Sequence[Any]) -> Book:
+    """The book the models score: positions' amounts and prices, one column per market and
+    asset (Morpho's oracles price one token differently per market)."""
+    from onchain.app.risk_context import STABLE_SYMBOLS
+
+    return book_from_positions(
+        positions, per_market_columns=True, stable_assets=sorted(STABLE_SYMBOLS)
+    )
+
+
 def score_models(
-    book_positions: Sequence[Any],
+    book: Book,
     history: History,
     end_index: int,
     horizon_s: float,
     models: Sequence[str] = MODELS,
     reactive_params: dict[str, float] | None = None,
 ) -> dict[str, npt.NDArray[np.float64]]:
-    """Each model's probability for each position, from the closes up to ``end_index``."""
-    from onchain.app.risk_context import STABLE_SYMBOLS, underlying
+    """Each model's probability for each position of ``book``, from the closes up to
+    ``end_index``."""
+    from onchain.app.risk_context import underlying
 
     lo = max(0, end_index - LOOKBACK_H + 1)
     ts = history.times_s[lo : end_index + 1]
     close = history.close[lo : end_index + 1]
-    book = book_from_positions(
-        book_positions, per_market_columns=True, stable_assets=sorted(STABLE_SYMBOLS)
-    )
     keys = [underlying(s) for s in book.symbols]
     out: dict[str, npt.NDArray[np.float64]] = {}
     for name in models:
-        if name == "onchain":
-            params: dict[str, Any] = dict(reactive_params or {})
+        if name in ("onchain", "previous"):
+            params: dict[str, Any] = dict(
+                (reactive_params or {}) if name == "onchain" else PREVIOUS_PARAMS
+            )
             model = reactive_volatility(close, ts, ASSETS, **params)
             out[name] = stepped_probability(book, model, horizon_s, HOUR_S, keys).probability
             continue
@@ -181,15 +203,33 @@ def _iso(ts: int) -> str:
 
 @dataclass
 class WindowReplay:
-    """A replayed window: the contracts' health per hour and where it sits in the history."""
+    """A replayed window: the contracts' health per hour, where it sits in the history, and at
+    each scoring row the book of the positions scored there (live: debt, not liquidatable)."""
 
-    result: Any  # onchain.backtest.replay.ReplayResult
+    result: Any  # onchain.backtest.replay.ReplayResult (its positions dropped for the books)
     first_index: int
     score_rows: list[int]
     horizon_h: int
     cadence_h: int
     borrowers: int
     seed: int
+    live: dict[int, npt.NDArray[np.int64]] = field(default_factory=dict)  # row -> columns
+    books: dict[int, Book] = field(default_factory=dict)  # row -> book of those positions
+    reused: bool = False  # taken from the replay cache
+
+
+def live_books(window: WindowReplay) -> WindowReplay:
+    """Each scoring row's live positions and their book, built once; the positions are dropped
+    (the books are what the models see, and what a replay cache keeps)."""
+    result = window.result
+    for k in window.score_rows:
+        live = np.flatnonzero(~result.liquidatable[k] & np.isfinite(result.health[k]))
+        if live.size:
+            positions = result.positions[k]
+            window.live[k] = live
+            window.books[k] = live_book([positions[i] for i in live])
+    result.positions.clear()
+    return window
 
 
 def replay_window(
@@ -203,15 +243,63 @@ def replay_window(
     seed: int = 7,
     protocols: Sequence[str] = ("aave-v3", "aave-v3.6", "morpho-blue"),
     progress: Callable[[int, int], None] | None = None,
+    reuse: bool = False,
 ) -> WindowReplay:
-    """Start the devnet, replay the window (and one horizon beyond it) hour by hour."""
-    from onchain.backtest.replay import SERIES_OF_SYMBOL, replay
-    from onchain.devnet.build import running_devnet
-    from onchain.rpc.client import RpcClient
+    """Start the devnet, replay the window (and one horizon beyond it) hour by hour. ``reuse``:
+    take the replay from the cache when one with the same key is there, else keep this one
+    (``onchain.backtest.cache``)."""
+    from onchain.backtest import cache
 
     if horizon_h < 1 or cadence_h < 1:
         raise InputError("--horizon and --cadence must be at least one hour")
     i0, n_rows = window_rows(history, start_ts, end_ts, horizon_h)
+    key = cache.replay_key(
+        history.times_s[i0 : i0 + n_rows].tobytes(),
+        history.close[i0 : i0 + n_rows].tobytes(),
+        horizon_h=horizon_h,
+        cadence_h=cadence_h,
+        borrowers=borrowers,
+        seed=seed,
+        protocols=protocols,
+        builder=_replay_builder(),
+    )
+    kept = cache.load(key) if reuse else None
+    if isinstance(kept, WindowReplay):
+        return replace(kept, reused=True)
+    window = _replay_on_devnet(
+        history, i0, n_rows, horizon_h, cadence_h, borrowers, seed, protocols, progress
+    )
+    if reuse:
+        cache.save(key, window)
+    return window
+
+
+def _replay_builder() -> str:
+    """What in this module shapes a kept replay: its classes' and builders' source and the stable
+    symbols the books are built with (part of the replay cache's key)."""
+    import inspect
+
+    from onchain.app.risk_context import STABLE_SYMBOLS
+
+    parts = [inspect.getsource(f) for f in (WindowReplay, live_book, live_books, _replay_on_devnet)]
+    return "\n".join([*parts, repr(sorted(STABLE_SYMBOLS))])
+
+
+def _replay_on_devnet(
+    history: History,
+    i0: int,
+    n_rows: int,
+    horizon_h: int,
+    cadence_h: int,
+    borrowers: int,
+    seed: int,
+    protocols: Sequence[str],
+    progress: Callable[[int, int], None] | None,
+) -> WindowReplay:
+    from onchain.backtest.replay import SERIES_OF_SYMBOL, replay
+    from onchain.devnet.build import running_devnet
+    from onchain.rpc.client import RpcClient
+
     score_rows = list(range(0, n_rows - horizon_h, cadence_h))
     with running_devnet(borrowers, seed) as info:
         client = RpcClient(info.rpc_url, expected_chain_id=info.chain_id, timeout_s=60.0)
@@ -234,7 +322,7 @@ def replay_window(
             verify_rows=verify,
             progress=progress,
         )
-    return WindowReplay(result, i0, score_rows, horizon_h, cadence_h, borrowers, seed)
+    return live_books(WindowReplay(result, i0, score_rows, horizon_h, cadence_h, borrowers, seed))
 
 
 def score_window(
@@ -252,12 +340,11 @@ def score_window(
     samples = Samples([], [], [], [], {m: [] for m in models})
     liq = result.liquidatable
     for k in window.score_rows:
-        positions = result.positions[k]
-        live = np.flatnonzero(~liq[k] & np.isfinite(result.health[k]))
-        if live.size == 0:
+        if k not in window.books:
             continue
+        live = window.live[k]
         probs = score_models(
-            [positions[i] for i in live],
+            window.books[k],
             history,
             i0 + k,
             horizon_h * HOUR_S,
@@ -291,6 +378,7 @@ def score_window(
             for j, a in enumerate(ASSETS)
         },
         "replay_seconds": round(result.seconds, 1),
+        "replay_reused": window.reused,
         "scoring_seconds": round(time.monotonic() - started, 1),
     }
     return report(flat, meta, models, thresholds, window.seed)
@@ -310,8 +398,10 @@ def run_backtest(
     reactive_params: dict[str, float] | None = None,
     thresholds: TierThresholds = DEFAULT_THRESHOLDS,
     progress: Callable[[int, int], None] | None = None,
+    reuse: bool = False,
 ) -> dict[str, Any]:
-    """The whole backtest: replay, then score; returns the report (see :func:`report`)."""
+    """The whole backtest: replay (or take it from the cache with ``reuse``), then score;
+    returns the report (see :func:`report`)."""
     window = replay_window(
         history,
         start_ts,
@@ -322,6 +412,7 @@ def run_backtest(
         seed=seed,
         protocols=protocols,
         progress=progress,
+        reuse=reuse,
     )
     return score_window(
         window, history, models=models, reactive_params=reactive_params, thresholds=thresholds
@@ -364,8 +455,9 @@ def model_scores(
     ):
         r, p, n = scoring.recall_precision((prob >= lo) & (prob < hi), outcome)
         tiers[name] = {"flagged": n, "recall": r, "precision": p}
-    r, p, n = scoring.recall_precision(prob >= t.watch_probability, outcome)
-    tiers["not SAFE"] = {"flagged": n, "recall": r, "precision": p}
+    for name, lo in (("HIGH+", t.high_probability), ("not SAFE", t.watch_probability)):
+        r, p, n = scoring.recall_precision(prob >= lo, outcome)
+        tiers[name] = {"flagged": n, "recall": r, "precision": p}
     t95 = scoring.threshold_for_recall(prob, outcome, RECALL_TARGET)
     r95, p95, n95 = (
         scoring.recall_precision(prob >= t95, outcome) if np.isfinite(t95) else (np.nan, np.nan, 0)

@@ -167,6 +167,14 @@ def backtest_cmd(
             help="aave-v3 (3.0.2), aave-v3.6, morpho-blue (repeatable; default all)",
         ),
     ] = None,
+    reuse_replay: Annotated[
+        bool,
+        typer.Option(
+            "--reuse-replay",
+            help="keep the replay in .cache/backtest and score from it when the window, book, "
+            "markets and code are the same (no devnet)",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable JSON")] = False,
     chart: Annotated[
         Path | None,
@@ -207,6 +215,7 @@ def backtest_cmd(
         seed=seed,
         protocols=tuple(dict.fromkeys(chosen)),
         progress=progress,
+        reuse=reuse_replay,
     )
     if chart is not None:
         from onchain.backtest.charts import write_charts

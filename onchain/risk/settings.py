@@ -15,15 +15,15 @@ from onchain.symbols import underlying
 class TierThresholds:
     """Defaults for the tiers and context reasons (config wires the real values).
 
-    The probability thresholds come from ``onchain backtest`` (6 h horizon, the reactive model)
-    on the tuning windows (May 2021 crash, January 2021 rally) pooled: "not SAFE" (>= watch)
-    caught 95.7% of the positions liquidated within the horizon at 24% precision, HIGH and
-    above 89% at 35%, CRITICAL 64% at 51%. README "How good is the probability" has the
-    figures on the windows kept out of the choice."""
+    The probability thresholds come from ``onchain backtest`` (6 h horizon, the `onchain`
+    model) on the tuning windows (May 2021 crash, Dec 2020-Jan 2021 rally, July 2023 calm)
+    pooled: WATCH is the highest threshold at which "not SAFE" still catches 95% of the
+    positions liquidated within the horizon (0.0284 there, so 0.028). README "How good is the
+    probability" has each tier's recall and precision per window, held-out ones apart."""
 
     critical_probability: float = 0.30
     high_probability: float = 0.10
-    watch_probability: float = 0.03
+    watch_probability: float = 0.028
     near_move: float = 0.05
     concentration_share: float = 0.05
     max_utilization: float = 0.95

@@ -445,11 +445,21 @@ class AaveV3Adapter:
         emode: int,
         balances: dict[tuple[int, str], int],
         block: BlockRef,
+        *,
+        flip_prices: bool = True,
     ) -> Position:
+        """One account's position, the Pool's way. ``flip_prices=False`` leaves each asset's
+        ``liquidation_price_base`` None: those searches are most of the cost, and a caller that
+        re-evaluates a book block after block for its health factors alone (the backtest) skips
+        them."""
         data = account_data(market_state, user_config, emode, balances)
         category = market_state.emode_categories.get(emode)
         by_asset = market_state.by_asset
-        flips = _liquidation_prices(data, by_asset, market_state.rules)
+        flips = (
+            _liquidation_prices(data, by_asset, market_state.rules)
+            if flip_prices
+            else [None] * len(data.assets)
+        )
         assets = []
         for part, flip in zip(data.assets, flips, strict=True):
             reserve = by_asset[part.asset]
