@@ -23,12 +23,14 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from onchain.protocols.base import MarketSnapshot, Position
 from onchain.rpc.client import BlockRef
+from onchain.store import changes
 from onchain.store import models as m
+from onchain.store.changes import KeptState
 from onchain.store.db import Store
+from onchain.store.rows import asset_values, insert_for, jsonable, position_values
 from onchain.store.types import UINT256_MAX, Uint256
 
 if TYPE_CHECKING:  # a value the refresh hands over; the store never builds one
@@ -58,28 +60,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _insert(conn: Connection, table: Table) -> Any:
-    """INSERT with ON CONFLICT support on both backends."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
+_insert = insert_for  # the name the alerts' outbox imports
 
 
 def _chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def jsonable(value: Any) -> Any:
-    """Protocol extras as JSON: ints stay exact (JSONB numerics and Python's json keep them)."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (bytes, bytearray)):
-        return "0x" + bytes(value).hex()
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [jsonable(v) for v in value]
-    return str(value)
 
 
 # -- chains, markets, accounts ----------------------------------------------------------------
@@ -111,7 +97,7 @@ def sync_markets(store: Store, config: Any, names: Iterable[str] | None = None) 
             mc = config.market(name)
             chain = config.chains[mc.chain]
             conn.execute(
-                _insert(conn, T_CHAINS)
+                insert_for(conn, T_CHAINS)
                 .values(chain_id=chain.chain_id, name=chain.name, created_at=utcnow())
                 .on_conflict_do_nothing(index_elements=["chain_id"])
             )
@@ -176,7 +162,7 @@ def _ensure_accounts(conn: Connection, chain_id: int, addresses: Sequence[str]) 
     missing = sorted(set(addresses) - set(ids))
     if missing:
         conn.execute(
-            _insert(conn, T_ACCOUNTS).on_conflict_do_nothing(
+            insert_for(conn, T_ACCOUNTS).on_conflict_do_nothing(
                 index_elements=["chain_id", "address"]
             ),
             [{"chain_id": chain_id, "address": a} for a in missing],
@@ -201,7 +187,7 @@ def record_discovery(
         ).scalar_one()
         if first_seen:
             ids = _ensure_accounts(conn, market.chain_id, sorted(first_seen))
-            stmt = _insert(conn, T_MARKET_ACCOUNTS)
+            stmt = insert_for(conn, T_MARKET_ACCOUNTS)
             stmt = stmt.on_conflict_do_update(
                 index_elements=["market_id", "account_id"],
                 set_={
@@ -374,7 +360,7 @@ def _asset_ids(
     if not assets:
         return {}
     conn.execute(
-        _insert(conn, T_ASSETS).on_conflict_do_nothing(index_elements=["chain_id", "address"]),
+        insert_for(conn, T_ASSETS).on_conflict_do_nothing(index_elements=["chain_id", "address"]),
         [
             {"chain_id": chain_id, "address": a, "symbol": s[:64], "decimals": d}
             for a, (s, d) in sorted(assets.items())
@@ -389,8 +375,17 @@ def _asset_ids(
 
 
 def _delete_snapshots(conn: Connection, snapshot_ids: Sequence[int]) -> None:
-    """Children first, so it works with or without ON DELETE CASCADE being enforced."""
+    """Children first, so it works with or without ON DELETE CASCADE being enforced; the
+    change layout's rows of those blocks go with them (a reorg replaces or drops them)."""
     for chunk in _chunks(list(snapshot_ids)):
+        heads = conn.execute(
+            select(T_SNAPSHOTS.c.market_id, T_SNAPSHOTS.c.block_number).where(
+                T_SNAPSHOTS.c.id.in_(chunk)
+            )
+        ).all()
+        for market_id in {h.market_id for h in heads}:
+            numbers = [h.block_number for h in heads if h.market_id == market_id]
+            changes.delete_changes(conn, market_id, numbers)
         for table in (T_ASSET_POSITIONS, T_POSITIONS, T_RESERVES):
             conn.execute(delete(table).where(table.c.snapshot_id.in_(chunk)))
         conn.execute(delete(T_SNAPSHOTS).where(T_SNAPSHOTS.c.id.in_(chunk)))
@@ -435,6 +430,7 @@ class WriteResult:
     outcome: str  # written, replaced, unchanged
     positions: int = 0
     asset_rows: int = 0
+    change_rows: Mapping[str, int] | None = None  # change layout: rows of each kind written
 
 
 def write_snapshot(
@@ -447,8 +443,15 @@ def write_snapshot(
     details: Mapping[str, Any] | None = None,
     in_transaction: Callable[[Connection], Any] | None = None,
     guard: Callable[[Connection], Any] | None = None,
+    *,
+    kept: KeptState | None = None,
+    layout: str = "snapshots",
 ) -> WriteResult:
     """All of block B's rows for one market, in ONE transaction, or none of them.
+
+    `layout` "snapshots" writes every position and asset row; "changes" writes the market's
+    state, the changed account states and verdicts, and the latest view (from `kept`, the
+    adapter's encoded state: `onchain.store.changes`); "both" writes both.
 
     The same block again (same hash) changes nothing; a stored block whose hash differs (it
     left the canonical chain) is replaced by this one. The refresh cursor moves in the same
@@ -459,6 +462,10 @@ def write_snapshot(
     transaction, and raises to write nothing (a worker whose lease is gone: onchain.store.leases)."""
     if len(assessed) != len(positions):
         raise ValueError("one assessment per position")
+    if layout not in ("snapshots", "changes", "both"):
+        raise ValueError(f"unknown store layout {layout!r}")
+    if layout != "snapshots" and kept is None:
+        raise ValueError(f"the {layout} layout needs the block's kept state")
     with store.write() as conn:
         if guard is not None:
             guard(conn)
@@ -481,7 +488,8 @@ def write_snapshot(
             for r in market_snapshot.reserves:
                 assets.setdefault(r.asset, (r.symbol, r.decimals))
         asset_ids = _asset_ids(conn, market.chain_id, assets)
-        account_ids = _ensure_accounts(conn, market.chain_id, [p.account for p in positions])
+        accounts = {p.account for p in positions} | set(kept.accounts if kept else ())
+        account_ids = _ensure_accounts(conn, market.chain_id, sorted(accounts))
 
         if market_snapshot is not None:
             conn.execute(
@@ -510,6 +518,7 @@ def write_snapshot(
                     {
                         "version": market_snapshot.version if market_snapshot else None,
                         "protocol": market.protocol,
+                        **({"layout": layout} if layout != "snapshots" else {}),
                         **(details or {}),
                     }
                 ),
@@ -522,32 +531,13 @@ def write_snapshot(
         asset_rows = []
         for p, verdict in zip(positions, assessed, strict=True):
             account_id = account_ids[p.account]
-            hf = p.health_factor
             position_rows.append(
                 {
                     "snapshot_id": snapshot_id,
                     "account_id": account_id,
                     "market_key": p.market,
                     "market_id": market.id,
-                    "block_number": block.number,
-                    "block_hash": block.hash,
-                    "block_timestamp": block.timestamp,
-                    "base_currency_decimals": p.base_currency_decimals,
-                    "health_factor": hf,
-                    "health_factor_float": None if hf is None else hf / WAD,
-                    "liquidatable": p.liquidatable,
-                    "total_collateral_base": p.total_collateral_base,
-                    "total_debt_base": p.total_debt_base,
-                    "available_borrows_base": p.available_borrows_base,
-                    "liquidation_threshold_bps": p.liquidation_threshold_bps,
-                    "ltv_bps": p.ltv_bps,
-                    "risk_tier": verdict.tier,
-                    "risk_reason": verdict.reason,
-                    "risk_reasons": verdict.reasons,
-                    "liquidation_probability": verdict.probability,
-                    "pending_health_factor": verdict.pending_health_factor,
-                    "horizon_s": verdict.horizon_s,
-                    "extra": jsonable(p.extra),
+                    **position_values(block, p, verdict),
                 }
             )
             for asset in p.assets:
@@ -557,19 +547,23 @@ def write_snapshot(
                         "account_id": account_id,
                         "market_key": p.market,
                         "asset_id": asset_ids[asset.asset],
-                        "price_base": asset.price_base,
-                        "collateral_raw": asset.collateral_raw,
-                        "debt_raw": asset.debt_raw,
-                        "collateral_base": asset.collateral_base,
-                        "debt_base": asset.debt_base,
-                        "collateral_enabled": asset.collateral_enabled,
-                        "liquidation_threshold_bps": asset.liquidation_threshold_bps,
-                        "liquidation_price_base": asset.liquidation_price_base,
-                        "liquidation_price_base_exact": _exact(asset.liquidation_price_base),
+                        **asset_values(asset),
                     }
                 )
-        _bulk_insert(conn, T_POSITIONS, position_rows)
-        _bulk_insert(conn, T_ASSET_POSITIONS, asset_rows)
+        written = None
+        if layout != "snapshots":
+            assert kept is not None
+            by_position: dict[tuple[str, str], list[dict[str, Any]]] = {}
+            for p in positions:
+                by_position[(p.account, p.market)] = [
+                    {"asset_id": asset_ids[a.asset], **asset_values(a)} for a in p.assets
+                ]
+            written = changes.write_changes(
+                conn, market.id, block, kept, positions, assessed, account_ids, by_position
+            )
+        if layout != "changes":
+            _bulk_insert(conn, T_POSITIONS, position_rows)
+            _bulk_insert(conn, T_ASSET_POSITIONS, asset_rows)
         if market_snapshot is not None:
             _bulk_insert(
                 conn,
@@ -593,13 +587,11 @@ def write_snapshot(
         if in_transaction is not None:
             in_transaction(conn)
     return WriteResult(
-        "replaced" if existing is not None else "written", len(position_rows), len(asset_rows)
+        "replaced" if existing is not None else "written",
+        len(position_rows),
+        len(asset_rows),
+        written,
     )
-
-
-def _exact(value: Any) -> int | None:
-    """An adapter's exact integer; anything else (None, a float estimate) has no exact twin."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def delete_snapshots_from(

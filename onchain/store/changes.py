@@ -1,0 +1,318 @@
+"""The change layout (models: `market_states`, `account_states`, `position_verdicts`,
+`positions_latest`): a block stores what the chain changed, and any stored block's book is
+rebuilt exactly from it through the adapter's own integer math.
+
+Why: the snapshot layout writes every position and asset row again at every block although,
+between two blocks, almost nothing of a position changes except what the market's prices and
+indexes imply. Here a block costs its market state, the accounts whose protocol state changed,
+the verdicts that changed tier or crossed a health-factor band, and in-place updates of the
+current book. The store never reads the blobs: the adapter encodes and decodes them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+from sqlalchemy import Connection, Table, and_, delete, func, select
+from sqlalchemy.sql import Select
+
+from onchain.protocols.base import IncrementalAdapter, Position
+from onchain.rpc.client import BlockRef
+from onchain.store import models as m
+from onchain.store.db import Store
+from onchain.store.rows import insert_for, jsonable, position_values
+
+if TYPE_CHECKING:
+    from onchain.store.crud import Assessed
+
+WAD = 10**18
+
+T_MARKET_STATES = cast(Table, m.MarketStateRow.__table__)
+T_ACCOUNT_STATES = cast(Table, m.AccountStateRow.__table__)
+T_VERDICTS = cast(Table, m.PositionVerdict.__table__)
+T_LATEST = cast(Table, m.PositionLatest.__table__)
+T_ACCOUNTS = cast(Table, m.Account.__table__)
+T_SNAPSHOTS = cast(Table, m.MarketSnapshot.__table__)
+CHANGE_TABLES = (T_MARKET_STATES, T_ACCOUNT_STATES, T_VERDICTS)
+
+
+@dataclass(frozen=True)
+class KeptState:
+    """What the adapter keeps for a block, encoded by it: the market's state and every tracked
+    account's state (address -> bytes). `bands`: health factors whose crossing stores a
+    position's verdict again."""
+
+    market_state: bytes
+    accounts: Mapping[str, bytes]
+    bands: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class StoredVerdict:
+    """A position's verdict as stored, from `block_number` on."""
+
+    block_number: int
+    health_factor: int | None
+    risk_tier: str | None
+    risk_reason: str | None
+    risk_reasons: list[str] | None
+    liquidation_probability: float | None
+    pending_health_factor: float | None
+    horizon_s: float | None
+
+
+@dataclass(frozen=True)
+class StoredBook:
+    """What the change layout holds for one market at one block, still encoded."""
+
+    block: BlockRef
+    market_state: bytes
+    accounts: dict[str, bytes]  # address -> the adapter's bytes, by address
+    verdicts: dict[tuple[str, str], StoredVerdict]  # (address, market key)
+
+
+def band(health_factor: int | None, bands: Sequence[float]) -> int:
+    """Which band a health factor is in (no debt: above them all)."""
+    if health_factor is None:
+        return len(bands) + 1
+    value = health_factor / WAD
+    return next((i for i, b in enumerate(bands) if value < b), len(bands))
+
+
+def _newest_at(table: Table, key: Sequence[str], market_id: int, block_number: int) -> Select[Any]:
+    """Each key's newest row at or before `block_number` (one index seek per key)."""
+    inner = table.alias("inner")
+    newest = (
+        select(func.max(inner.c.block_number))
+        .where(
+            and_(
+                inner.c.market_id == table.c.market_id,
+                *(inner.c[k] == table.c[k] for k in key),
+                inner.c.block_number <= block_number,
+            )
+        )
+        .scalar_subquery()
+    )
+    return select(table).where((table.c.market_id == market_id) & (table.c.block_number == newest))
+
+
+def states_at(conn: Connection, market_id: int, block_number: int) -> dict[int, bytes | None]:
+    """account id -> its kept state at `block_number` (None: no state from then on)."""
+    rows = conn.execute(_newest_at(T_ACCOUNT_STATES, ["account_id"], market_id, block_number))
+    return {r.account_id: r.state for r in rows}
+
+
+def verdicts_at(
+    conn: Connection, market_id: int, block_number: int
+) -> dict[tuple[int, str], StoredVerdict]:
+    """(account id, market key) -> the position's verdict at `block_number`."""
+    rows = conn.execute(
+        _newest_at(T_VERDICTS, ["account_id", "market_key"], market_id, block_number)
+    )
+    return {
+        (r.account_id, r.market_key): StoredVerdict(
+            r.block_number,
+            r.health_factor,
+            r.risk_tier,
+            r.risk_reason,
+            r.risk_reasons,
+            r.liquidation_probability,
+            r.pending_health_factor,
+            r.horizon_s,
+        )
+        for r in rows
+    }
+
+
+def write_changes(
+    conn: Connection,
+    market_id: int,
+    block: BlockRef,
+    kept: KeptState,
+    positions: Sequence[Position],
+    assessed: Sequence[Assessed],
+    account_ids: Mapping[str, int],
+    asset_rows: Mapping[tuple[str, str], list[dict[str, Any]]],
+) -> dict[str, int]:
+    """Block `block`'s changes, inside the caller's transaction; how many rows of each kind.
+    `asset_rows`: each position's asset rows (account, market key) for the latest view."""
+    conn.execute(
+        T_MARKET_STATES.insert().values(
+            market_id=market_id, block_number=block.number, state=kept.market_state
+        )
+    )
+    before = states_at(conn, market_id, block.number - 1)
+    now = {account_ids[a]: blob for a, blob in kept.accounts.items()}
+    state_rows = [
+        {"market_id": market_id, "account_id": aid, "block_number": block.number, "state": blob}
+        for aid, blob in sorted(now.items())
+        if before.get(aid) != blob
+    ] + [
+        {"market_id": market_id, "account_id": aid, "block_number": block.number, "state": None}
+        for aid, blob in sorted(before.items())
+        if blob is not None and aid not in now
+    ]
+    if state_rows:
+        conn.execute(T_ACCOUNT_STATES.insert(), state_rows)
+
+    previous = verdicts_at(conn, market_id, block.number - 1)
+    verdict_rows = []
+    current: set[tuple[int, str]] = set()
+    for p, a in zip(positions, assessed, strict=True):
+        key = (account_ids[p.account], p.market)
+        current.add(key)
+        last = previous.get(key)
+        if (
+            last is None
+            or (last.risk_tier, last.risk_reason, last.risk_reasons)
+            != (a.tier, a.reason, a.reasons)
+            or band(last.health_factor, kept.bands) != band(p.health_factor, kept.bands)
+        ):
+            verdict_rows.append(_verdict_row(market_id, key, block.number, p.health_factor, a))
+    for key, last in sorted(previous.items()):
+        if last.risk_tier is not None and key not in current:  # left the book
+            verdict_rows.append(_verdict_row(market_id, key, block.number, None, None))
+    if verdict_rows:
+        conn.execute(T_VERDICTS.insert(), verdict_rows)
+
+    newest = conn.execute(
+        select(func.max(T_SNAPSHOTS.c.block_number)).where(T_SNAPSHOTS.c.market_id == market_id)
+    ).scalar()
+    latest = 0
+    if newest is None or block.number >= newest:
+        latest = _write_latest(conn, market_id, block, positions, assessed, account_ids, asset_rows)
+    return {"account_states": len(state_rows), "verdicts": len(verdict_rows), "latest": latest}
+
+
+def _verdict_row(
+    market_id: int, key: tuple[int, str], number: int, hf: int | None, a: Assessed | None
+) -> dict[str, Any]:
+    return {
+        "market_id": market_id,
+        "account_id": key[0],
+        "market_key": key[1],
+        "block_number": number,
+        "health_factor": hf,
+        "risk_tier": a.tier if a else None,
+        "risk_reason": a.reason if a else None,
+        "risk_reasons": a.reasons if a else None,
+        "liquidation_probability": a.probability if a else None,
+        "pending_health_factor": a.pending_health_factor if a else None,
+        "horizon_s": a.horizon_s if a else None,
+    }
+
+
+def _write_latest(
+    conn: Connection,
+    market_id: int,
+    block: BlockRef,
+    positions: Sequence[Position],
+    assessed: Sequence[Assessed],
+    account_ids: Mapping[str, int],
+    asset_rows: Mapping[tuple[str, str], list[dict[str, Any]]],
+) -> int:
+    """The current book in place: positions gone are deleted, the others upserted."""
+    rows = [
+        {
+            "market_id": market_id,
+            "account_id": account_ids[p.account],
+            "market_key": p.market,
+            **position_values(block, p, a),
+            "assets": jsonable(asset_rows.get((p.account, p.market), [])),
+        }
+        for p, a in zip(positions, assessed, strict=True)
+    ]
+    keys = {(r["account_id"], r["market_key"]) for r in rows}
+    stored = conn.execute(
+        select(T_LATEST.c.account_id, T_LATEST.c.market_key).where(
+            T_LATEST.c.market_id == market_id
+        )
+    ).all()
+    gone = [(aid, key) for aid, key in stored if (aid, key) not in keys]
+    for aid, key in gone:
+        conn.execute(
+            delete(T_LATEST).where(
+                (T_LATEST.c.market_id == market_id)
+                & (T_LATEST.c.account_id == aid)
+                & (T_LATEST.c.market_key == key)
+            )
+        )
+    if rows:
+        stmt = insert_for(conn, T_LATEST)
+        names = [c for c in rows[0] if c not in ("market_id", "account_id", "market_key")]
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["market_id", "account_id", "market_key"],
+                set_={n: stmt.excluded[n] for n in names},
+            ),
+            rows,
+        )
+    return len(rows)
+
+
+def delete_changes(conn: Connection, market_id: int, block_numbers: Sequence[int]) -> None:
+    """A market's change rows at these blocks (a reorg replaces or drops them)."""
+    for table in CHANGE_TABLES:
+        conn.execute(
+            delete(table).where(
+                (table.c.market_id == market_id) & table.c.block_number.in_(list(block_numbers))
+            )
+        )
+
+
+# -- reading a block back ---------------------------------------------------------------------
+
+
+def stored_book(store: Store, market_id: int, block_number: int) -> StoredBook | None:
+    """The change layout's rows for one market at one block (None: not stored that way)."""
+    with store.read() as conn:
+        head = conn.execute(
+            select(T_SNAPSHOTS.c.block_hash, T_SNAPSHOTS.c.block_timestamp, T_MARKET_STATES.c.state)
+            .join(
+                T_MARKET_STATES,
+                (T_MARKET_STATES.c.market_id == T_SNAPSHOTS.c.market_id)
+                & (T_MARKET_STATES.c.block_number == T_SNAPSHOTS.c.block_number),
+            )
+            .where(
+                (T_SNAPSHOTS.c.market_id == market_id)
+                & (T_SNAPSHOTS.c.block_number == block_number)
+            )
+        ).first()
+        if head is None:
+            return None
+        known = (
+            select(T_ACCOUNT_STATES.c.account_id)
+            .where(T_ACCOUNT_STATES.c.market_id == market_id)
+            .distinct()
+        )
+        addresses = {
+            aid: address
+            for aid, address in conn.execute(
+                select(T_ACCOUNTS.c.id, T_ACCOUNTS.c.address).where(T_ACCOUNTS.c.id.in_(known))
+            )
+        }
+        states = states_at(conn, market_id, block_number)
+        verdicts = verdicts_at(conn, market_id, block_number)
+    return StoredBook(
+        BlockRef(block_number, head.block_hash, head.block_timestamp),
+        head.state,
+        {
+            addresses[aid]: blob
+            for aid, blob in sorted(states.items(), key=lambda kv: addresses[kv[0]])
+            if blob is not None
+        },
+        {
+            (addresses.get(aid, ""), key): v
+            for (aid, key), v in verdicts.items()
+            if v.risk_tier is not None
+        },
+    )
+
+
+def rebuild_positions(book: StoredBook, incremental: IncrementalAdapter) -> list[Position]:
+    """The block's positions from its stored states, through the adapter's own exact math (the
+    same as a live read recomputes them from kept state)."""
+    market_state = incremental.decode_market_state(book.market_state)
+    states = [s for blob in book.accounts.values() for s in incremental.decode_account_states(blob)]
+    return incremental.positions_from_states(market_state, states, book.block)
