@@ -10,11 +10,12 @@ current book. The store never reads the blobs: the adapter encodes and decodes t
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Connection, Table, and_, delete, func, select
+from sqlalchemy import Connection, Table, and_, delete, func, select, update
 from sqlalchemy.sql import Select
 
 from onchain.protocols.base import IncrementalAdapter, Position
@@ -35,6 +36,7 @@ T_LATEST = cast(Table, m.PositionLatest.__table__)
 T_ACCOUNTS = cast(Table, m.Account.__table__)
 T_SNAPSHOTS = cast(Table, m.MarketSnapshot.__table__)
 CHANGE_TABLES = (T_MARKET_STATES, T_ACCOUNT_STATES, T_VERDICTS)
+KEY_VERDICT = ("account_id", "market_key")
 
 
 @dataclass(frozen=True)
@@ -316,3 +318,74 @@ def rebuild_positions(book: StoredBook, incremental: IncrementalAdapter) -> list
     market_state = incremental.decode_market_state(book.market_state)
     states = [s for blob in book.accounts.values() for s in incremental.decode_account_states(blob)]
     return incremental.positions_from_states(market_state, states, book.block)
+
+
+# -- retention --------------------------------------------------------------------------------
+
+
+def carry_forward(
+    conn: Connection, market_id: int, doomed: Sequence[int], kept: Sequence[int]
+) -> None:
+    """Drop the market's change rows at the `doomed` blocks so that every `kept` block still
+    rebuilds exactly: a state or verdict row at a doomed block moves to the next kept block
+    when nothing newer for its key stands at or before that block, else it goes."""
+    if not doomed:
+        return
+    kept_sorted = sorted(kept)
+    conn.execute(
+        delete(T_MARKET_STATES).where(
+            (T_MARKET_STATES.c.market_id == market_id)
+            & T_MARKET_STATES.c.block_number.in_(list(doomed))
+        )
+    )
+    for table, key in ((T_ACCOUNT_STATES, ("account_id",)), (T_VERDICTS, KEY_VERDICT)):
+        _carry(conn, table, key, market_id, sorted(doomed), kept_sorted)
+
+
+def _carry(
+    conn: Connection,
+    table: Table,
+    key: tuple[str, ...],
+    market_id: int,
+    doomed: list[int],
+    kept: list[int],
+) -> None:
+    """`carry_forward` for one table: rows are (key..., block_number)."""
+    in_market = table.c.market_id == market_id
+    rows = conn.execute(
+        select(*(table.c[k] for k in key), table.c.block_number)
+        .where(in_market & table.c.block_number.in_(doomed))
+        .order_by(table.c.block_number)
+    ).all()
+    by_key: dict[tuple[Any, ...], list[int]] = {}
+    for row in rows:
+        by_key.setdefault(tuple(row[:-1]), []).append(row.block_number)
+    candidates = []
+    for ident, blocks in by_key.items():
+        for i, source in enumerate(blocks):
+            at = bisect_right(kept, source)
+            if at == len(kept):
+                continue  # no kept block after it
+            target = kept[at]
+            if i + 1 < len(blocks) and blocks[i + 1] < target:
+                continue  # a newer row stands before the kept block
+            candidates.append((ident, source, target))
+    targets = sorted({t for _i, _s, t in candidates})
+    present = {
+        (tuple(r[:-1]), r.block_number)
+        for r in conn.execute(
+            select(*(table.c[k] for k in key), table.c.block_number).where(
+                in_market & table.c.block_number.in_(targets)
+            )
+        )
+    }
+    for ident, source, target in candidates:
+        if (ident, target) in present:
+            continue  # the kept block has its own row
+        match = and_(in_market, *(table.c[k] == v for k, v in zip(key, ident, strict=True)))
+        conn.execute(
+            update(table)
+            .where(match & (table.c.block_number == source))
+            .values(block_number=target)
+        )
+    conn.execute(delete(table).where(in_market & table.c.block_number.in_(doomed)))

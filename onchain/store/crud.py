@@ -780,7 +780,8 @@ def prune_market(
     """Keep every snapshot of the newest `full_s` seconds of chain time, then the last one of
     each `downsample_s` bucket; drop everything older than `keep_s` (0: keep forever).
     Chain time, not wall time: the newest snapshot's block timestamp is "now", so a devnet or
-    a paused daemon prunes the same way. Deletes in chunks, one transaction each."""
+    a paused daemon prunes the same way. Deletes in chunks, one transaction each. The change
+    layout's rows are carried to the next kept block, so every kept block rebuilds exactly."""
     with store.read() as conn:
         newest = conn.execute(
             select(func.max(T_SNAPSHOTS.c.block_timestamp)).where(
@@ -804,8 +805,18 @@ def prune_market(
     doomed = [
         sid for sid, _number, ts in rows if sid not in kept or (keep_s and ts < newest - keep_s)
     ]
-    for chunk in _chunks(doomed, 200):
+    if not doomed:
+        return 0
+    numbers = {sid: number for sid, number, _ts in rows}
+    with store.read() as conn:
+        every = conn.execute(
+            select(T_SNAPSHOTS.c.block_number).where(T_SNAPSHOTS.c.market_id == market_id)
+        )
+        kept_blocks = sorted(set(every.scalars()) - {numbers[sid] for sid in doomed})
+    # newest chunk first: a change row carried to a kept block is never overtaken by an older one
+    for chunk in reversed(list(_chunks(doomed, 200))):
         with store.write() as conn:
+            changes.carry_forward(conn, market_id, [numbers[sid] for sid in chunk], kept_blocks)
             _delete_snapshots(conn, chunk)
     return len(doomed)
 
