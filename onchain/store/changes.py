@@ -266,6 +266,20 @@ def delete_changes(conn: Connection, market_id: int, block_numbers: Sequence[int
 # -- reading a block back ---------------------------------------------------------------------
 
 
+def newest_book(
+    snapshot_id: int, market_id: int, block_number: int, details: Mapping[str, Any] | None
+) -> tuple[Table, Any]:
+    """Where a market's newest block's position rows are, and the condition that selects them:
+    its snapshot rows, or, for a block stored in the change layout alone, the latest view (the
+    same columns). Only for the market's newest block: the latest view holds no other."""
+    if (details or {}).get("layout") == "changes":
+        return T_LATEST, (T_LATEST.c.market_id == market_id) & (
+            T_LATEST.c.block_number == block_number
+        )
+    positions = cast(Table, m.PositionSnapshot.__table__)
+    return positions, positions.c.snapshot_id == snapshot_id
+
+
 def stored_book(store: Store, market_id: int, block_number: int) -> StoredBook | None:
     """The change layout's rows for one market at one block (None: not stored that way)."""
     with store.read() as conn:

@@ -707,14 +707,14 @@ def latest_health(store: Store, market_id: int) -> tuple[int, int, list[StoredHe
     """(snapshot id, block number, positions) of the market's newest snapshot."""
     with store.read() as conn:
         head = conn.execute(
-            select(T_SNAPSHOTS.c.id, T_SNAPSHOTS.c.block_number)
+            select(T_SNAPSHOTS.c.id, T_SNAPSHOTS.c.block_number, T_SNAPSHOTS.c.details)
             .where(T_SNAPSHOTS.c.market_id == market_id)
             .order_by(T_SNAPSHOTS.c.block_number.desc())
             .limit(1)
         ).first()
         if head is None:
             return None
-        p = T_POSITIONS
+        p, where = changes.newest_book(head.id, market_id, head.block_number, head.details)
         rows = conn.execute(
             select(
                 p.c.account_id,
@@ -727,7 +727,7 @@ def latest_health(store: Store, market_id: int) -> tuple[int, int, list[StoredHe
                 p.c.liquidation_probability,
             )
             .join(T_ACCOUNTS, T_ACCOUNTS.c.id == p.c.account_id)
-            .where(p.c.snapshot_id == head.id)
+            .where(where)
             .order_by(T_ACCOUNTS.c.address, p.c.market_key)
         )
         return head.id, head.block_number, [StoredHealth(*r) for r in rows]
@@ -743,10 +743,17 @@ def apply_assessment(
     Alerts are not decided here: the refresh's outbox rules decide them with the snapshot."""
     with store.write() as conn:
         # the snapshot may have been replaced (reorg) or pruned since it was read
-        still = conn.execute(select(T_SNAPSHOTS.c.id).where(T_SNAPSHOTS.c.id == snapshot_id))
-        if still.first() is None:
+        head = conn.execute(
+            select(
+                T_SNAPSHOTS.c.market_id, T_SNAPSHOTS.c.block_number, T_SNAPSHOTS.c.details
+            ).where(T_SNAPSHOTS.c.id == snapshot_id)
+        ).first()
+        if head is None:
             return 0
-        changes = [
+        table, _where = changes.newest_book(
+            snapshot_id, head.market_id, head.block_number, head.details
+        )
+        changed = [
             {
                 "b_sid": snapshot_id,
                 "b_aid": s.account_id,
@@ -757,18 +764,25 @@ def apply_assessment(
             for s, a in zip(stored, assessed, strict=True)
             if (s.risk_tier, s.risk_reason) != (a.tier, a.reason)
         ]
-        if changes:
+        if changed:
+            # the snapshot's rows, or the latest view's (still the newest block's: checked)
+            on = (
+                table.c.snapshot_id == bindparam("b_sid")
+                if table is T_POSITIONS
+                else (table.c.market_id == head.market_id)
+                & (table.c.block_number == head.block_number)
+            )
             conn.execute(
-                update(T_POSITIONS)
+                update(table)
                 .where(
-                    (T_POSITIONS.c.snapshot_id == bindparam("b_sid"))
-                    & (T_POSITIONS.c.account_id == bindparam("b_aid"))
-                    & (T_POSITIONS.c.market_key == bindparam("b_key"))
+                    on
+                    & (table.c.account_id == bindparam("b_aid"))
+                    & (table.c.market_key == bindparam("b_key"))
                 )
                 .values(risk_tier=bindparam("b_tier"), risk_reason=bindparam("b_reason")),
-                changes,
+                changed,
             )
-    return len(changes)
+    return len(changed)
 
 
 # -- retention --------------------------------------------------------------------------------

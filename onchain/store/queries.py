@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from onchain.store.changes import newest_book
 from onchain.store.crud import (
     T_ACCOUNTS,
     T_CHAINS,
@@ -311,7 +312,7 @@ def _rank(a: AtRiskPosition) -> tuple[int, float, int]:
 def at_risk_report(store: Store, *, market: str | None = None) -> list[BookReport]:
     """Each market's newest snapshot, per book: positions with debt by tier with exact totals
     in the book's base currency, and every position not SAFE, riskiest first."""
-    mk, s, p = T_MARKETS, T_SNAPSHOTS, T_POSITIONS
+    mk, s = T_MARKETS, T_SNAPSHOTS
     newest = (
         select(s.c.market_id, func.max(s.c.block_number).label("block_number"))
         .group_by(s.c.market_id)
@@ -326,6 +327,8 @@ def at_risk_report(store: Store, *, market: str | None = None) -> list[BookRepor
                 s.c.block_hash,
                 s.c.block_timestamp,
                 s.c.taken_at,
+                s.c.market_id,
+                s.c.details,
                 mk.c.name,
                 mk.c.address,
                 mk.c.protocol,
@@ -341,6 +344,7 @@ def at_risk_report(store: Store, *, market: str | None = None) -> list[BookRepor
             .order_by(mk.c.name)
         ).all()
         for head in heads:
+            p, where = newest_book(head.id, head.market_id, head.block_number, head.details)
             rows = conn.execute(
                 select(
                     p.c.market_key,
@@ -359,7 +363,7 @@ def at_risk_report(store: Store, *, market: str | None = None) -> list[BookRepor
                     p.c.horizon_s,
                 )
                 .join(T_ACCOUNTS, T_ACCOUNTS.c.id == p.c.account_id)
-                .where(p.c.snapshot_id == head.id)
+                .where(where)
             ).all()
             books: dict[str, list[Any]] = {}
             for row in rows:

@@ -23,7 +23,8 @@ from onchain.protocols.base import MarketRef, Position
 from onchain.protocols.registry import get_incremental
 from onchain.rpc.client import RpcClient
 from onchain.store import changes, crud
-from onchain.store.db import Store
+from onchain.store.db import Store, make_engine, open_store, parse_db_url, upgrade
+from tests.helpers.cli_support import run as run_cli
 from tests.helpers.incremental_daemon import _config, _move, _scanned, _stored
 
 pytestmark = pytest.mark.devnet
@@ -129,3 +130,46 @@ def test_a_daemon_reading_in_full_stores_only_the_states_that_changed(
             rebuilt, _book = _rebuilt(store, market, number)
             full = scan(client, MarketRef(market.protocol, market.address), block_number=number)
             assert sorted(rebuilt, key=_key) == sorted(full.positions, key=_key)
+
+
+def test_report_and_the_assess_job_read_the_latest_view_as_they_read_snapshots(
+    devnet: DevnetInfo, store: Store, tmp_path: Path
+) -> None:
+    """Two daemons on the same chain, one store each: `onchain report --json` of the change
+    layout's store equals the snapshot layout's, byte for byte, and so do the stored healths
+    the assess job re-tiers."""
+    url = store.engine.url.render_as_string(False)
+    other_url = f"sqlite:///{tmp_path / 'changes.sqlite'}"
+    engine = make_engine(parse_db_url(other_url), create_sqlite_dir=True)
+    upgrade(engine)
+    engine.dispose()
+    other = open_store(other_url)
+    contexts = []
+    for where, s, layout in (
+        (tmp_path / "a", store, "snapshots"),
+        (tmp_path / "b", other, "changes"),
+    ):
+        where.mkdir()
+        db = url if s is store else other_url
+        cfg = load_config(_config(where, devnet, db, store=f'layout = "{layout}"\n'))
+        contexts.append(JobContext(cfg, s, crud.sync_markets(s, cfg)))
+    for step in range(3):
+        for ctx in contexts:
+            assert refresh_job(ctx, Counter()) == []
+        _move(devnet, 10 + step)
+    for ctx in contexts:
+        assert refresh_job(ctx, Counter()) == []
+
+    reports = [run_cli("report", "--json", "--limit", "0", "--db", db) for db in (url, other_url)]
+    assert all(r.returncode == 0 for r in reports), [r.stderr for r in reports]
+    assert reports[0].stdout == reports[1].stdout
+    assert '"tier": ' in reports[0].stdout  # at-risk rows, not only empty books
+
+    def healths(s: Store, market_id: int) -> list[Any]:
+        found = crud.latest_health(s, market_id)
+        assert found is not None
+        return [(h.account, h.market_key, h.health_factor, h.risk_tier) for h in found[2]]
+
+    for a, b in zip(contexts[0].markets, contexts[1].markets, strict=True):
+        assert healths(store, a.id) == healths(other, b.id)
+    other.close()
