@@ -6,7 +6,8 @@ Two daemons refresh the same devnet block by block (both read incrementally; onl
 differs), one store each. Per block and layout:
 
 - bytes written: on SQLite, the write-ahead log the block's transactions left (checkpointed
-  before), i.e. every page the block wrote, in-place updates included;
+  before, no automatic checkpoint meanwhile), i.e. every page the block wrote, in-place
+  updates included;
 - store growth: the database's size after a checkpoint, minus before (SQLite: pages in use;
   PostgreSQL: the relations of this database);
 - write time: `write_snapshot`, the block's one transaction.
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -99,6 +100,11 @@ def _size(store: Store) -> tuple[int, int]:
         return int(used), 0
 
 
+def _no_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
+
+
 def _checkpoint(store: Store) -> None:
     with store.engine.connect() as conn:
         if conn.dialect.name == "sqlite":
@@ -153,6 +159,9 @@ def run(kind: str, accounts: int, blocks: int) -> None:
         print(f"\n{kind}, {accounts} Aave borrowers ({n_morpho}), devnet {how}")
         with database(kind) as url_old, database(kind) as url_new:
             stores = {"snapshots": open_store(url_old), "changes": open_store(url_new)}
+            for store in stores.values():  # the log then holds every page a block wrote
+                store.engine.dispose()
+                event.listen(store.engine, "connect", _no_autocheckpoint)
             contexts = {}
             for layout, store in stores.items():
                 cfg = load_config(

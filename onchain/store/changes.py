@@ -83,20 +83,22 @@ def band(health_factor: int | None, bands: Sequence[float]) -> int:
 
 
 def _newest_at(table: Table, key: Sequence[str], market_id: int, block_number: int) -> Select[Any]:
-    """Each key's newest row at or before `block_number` (one index seek per key)."""
-    inner = table.alias("inner")
+    """Each key's newest row at or before `block_number`: one grouped pass over the market's
+    rows (the primary key's order), joined back to the rows."""
     newest = (
-        select(func.max(inner.c.block_number))
-        .where(
-            and_(
-                inner.c.market_id == table.c.market_id,
-                *(inner.c[k] == table.c[k] for k in key),
-                inner.c.block_number <= block_number,
-            )
-        )
-        .scalar_subquery()
+        select(*(table.c[k] for k in key), func.max(table.c.block_number).label("newest"))
+        .where((table.c.market_id == market_id) & (table.c.block_number <= block_number))
+        .group_by(*(table.c[k] for k in key))
+        .subquery()
     )
-    return select(table).where((table.c.market_id == market_id) & (table.c.block_number == newest))
+    return select(table).join(
+        newest,
+        and_(
+            table.c.market_id == market_id,
+            table.c.block_number == newest.c.newest,
+            *(table.c[k] == newest.c[k] for k in key),
+        ),
+    )
 
 
 def states_at(conn: Connection, market_id: int, block_number: int) -> dict[int, bytes | None]:
@@ -167,8 +169,7 @@ def write_changes(
         last = previous.get(key)
         if (
             last is None
-            or (last.risk_tier, last.risk_reason, last.risk_reasons)
-            != (a.tier, a.reason, a.reasons)
+            or (last.risk_tier, last.risk_reasons) != (a.tier, a.reasons)
             or band(last.health_factor, kept.bands) != band(p.health_factor, kept.bands)
         ):
             verdict_rows.append(_verdict_row(market_id, key, block.number, p.health_factor, a))

@@ -410,9 +410,10 @@ class AccountStateRow(Base):
 
 class PositionVerdict(Base):
     """One position's risk verdict from `block_number` on, until its next row: written when the
-    tier or reasons change, the health factor crosses a configured band, or the position
-    appears; a NULL tier: the position left the book at this block. The probability and
-    pending health factor are those of this row's block."""
+    tier or the reason codes change, the health factor crosses a configured band, or the
+    position appears; a NULL tier: the position left the book at this block. The reason text,
+    probability and pending health factor are those of this row's block (the text names the
+    health factor, which moves every block: it alone writes no row)."""
 
     __tablename__ = "position_verdicts"
     __table_args__ = (Index(None, "market_id", "block_number"),)
@@ -432,13 +433,11 @@ class PositionVerdict(Base):
 
 class PositionLatest(PositionValues, Base):
     """The current book: one row per position, updated in place at every stored block, for the
-    queries that need it fast (report, dashboard, targets). `assets` holds the asset rows."""
+    queries that need it fast (report, dashboard, targets). `assets` holds the asset rows.
+    No index on a column that moves with prices, and on PostgreSQL a fill factor of 50 (0007):
+    an update then stays in its page (a HOT update), so the table does not grow per block."""
 
     __tablename__ = "positions_latest"
-    __table_args__ = (
-        Index(None, "market_id", "health_factor_float"),
-        Index(None, "market_id", "risk_tier", "health_factor_float"),
-    )
 
     market_id: Mapped[int] = mapped_column(ForeignKey("markets.id"), primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)

@@ -34,11 +34,11 @@ def _key(p: Position) -> tuple[str, str]:
     return (p.account.lower(), p.market)
 
 
-def _tiers(store: Store, number: int, market_id: int) -> dict[tuple[str, str], tuple[str, str]]:
+def _tiers(store: Store, number: int, market_id: int) -> dict[tuple[str, str], tuple[Any, ...]]:
     p = crud.T_POSITIONS
     with store.read() as conn:
         rows = conn.execute(
-            select(crud.T_ACCOUNTS.c.address, p.c.market_key, p.c.risk_tier, p.c.risk_reason)
+            select(crud.T_ACCOUNTS.c.address, p.c.market_key, p.c.risk_tier, p.c.risk_reasons)
             .join(crud.T_ACCOUNTS, crud.T_ACCOUNTS.c.id == p.c.account_id)
             .where((p.c.block_number == number) & (p.c.market_id == market_id))
         ).all()
@@ -93,7 +93,7 @@ def test_every_block_rebuilds_to_what_the_chain_and_the_snapshots_say(
             )
             assert _scanned(rebuilt) == _stored(store, number, market.id)
             stored_tiers = _tiers(store, number, market.id)
-            verdicts = {k: (v.risk_tier, v.risk_reason) for k, v in book.verdicts.items()}
+            verdicts = {k: (v.risk_tier, v.risk_reasons) for k, v in book.verdicts.items()}
             assert {(a.lower(), k): v for (a, k), v in verdicts.items()} == stored_tiers
             compared += len(rebuilt)
     assert compared > 2 * 300 * 8
