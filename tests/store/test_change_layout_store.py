@@ -9,17 +9,29 @@ from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from onchain.config import TierThresholds, load_config
 from onchain.jobs.assess import assess
 from onchain.rpc.client import BlockRef
 from onchain.store import changes, crud
-from onchain.store.db import Store
+from onchain.store.db import (
+    Store,
+    current_revision,
+    downgrade,
+    head_revision,
+    make_engine,
+    parse_db_url,
+    upgrade,
+)
+from tests.helpers.cli_support import assert_one_clear_error
+from tests.helpers.cli_support import run as run_cli
 from tests.helpers.store_rows import MARKET, WAD, account, position
 
 BASE, STEP = 1_700_000_000, 1200  # a block every 20 minutes of chain time
 BANDS = (1.0, 1.1, 1.5)
+PREVIOUS = "0006_retire_old_alerts"
 
 
 def _market(store: Store, tmp_path: Path) -> crud.MarketInfo:
@@ -106,3 +118,46 @@ def test_retention_keeps_every_kept_block_exact(store: Store, tmp_path: Path) ->
     assert kept_now[0] > kept[0]
     for n in kept_now:
         assert _at(store, market.id, n) == before[n], n
+
+
+def _snapshot_rows(store: Store) -> dict[str, int]:
+    return {
+        t.name: _count(store, t)
+        for t in (crud.T_SNAPSHOTS, crud.T_POSITIONS, crud.T_ASSET_POSITIONS)
+    }
+
+
+def test_a_store_of_the_old_layout_upgrades_in_place_and_downgrades(
+    db_url: str, tmp_path: Path
+) -> None:
+    """0006 -> 0007 keeps every stored block (the snapshot tables are untouched, the new ones
+    start empty); 0007 -> 0006 works while every block is whole in the snapshot tables and is
+    refused, with nothing dropped, while a block is stored in the change layout alone."""
+    engine = make_engine(parse_db_url(db_url), create_sqlite_dir=True)
+    upgrade(engine, PREVIOUS)
+    store = Store(engine)  # the old schema: open_store would refuse it, as it should
+    market = _market(store, tmp_path)
+    for n in range(5):
+        blk = _block(n)
+        positions = [position(i, blk, WAD + WAD * i // 10) for i in range(4)]
+        crud.write_snapshot(
+            store, market, blk, positions, assess(positions, TierThresholds()), None
+        )
+    before = _snapshot_rows(store)
+    assert before["position_snapshots"] == 20
+
+    assert upgrade(engine) == head_revision()
+    assert _snapshot_rows(store) == before
+    assert crud.latest_health(store, market.id) is not None  # the old blocks read as before
+    assert downgrade(engine, PREVIOUS) == PREVIOUS
+    assert _snapshot_rows(store) == before
+
+    upgrade(engine)
+    _write(store, market, 10)  # a block in the change layout alone
+    with pytest.raises(RuntimeError, match="change layout alone"):
+        downgrade(engine, PREVIOUS)
+    refused = run_cli("db", "downgrade", PREVIOUS, "--db", db_url, "--yes")
+    assert_one_clear_error(refused, "change layout alone")
+    assert current_revision(engine) == head_revision()
+    assert _count(store, changes.T_ACCOUNT_STATES) > 0
+    engine.dispose()

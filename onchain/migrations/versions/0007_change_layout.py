@@ -131,5 +131,25 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """Refused while a block is stored in the change layout alone (its positions would be
+    lost): the snapshot layout keeps every block whole, so those blocks must be written again
+    with `layout = "snapshots"` or "both" (or pruned) first."""
+    alone = (
+        op.get_bind()
+        .execute(
+            sa.text(
+                "SELECT count(*) FROM market_snapshots s JOIN market_states ms"
+                " ON ms.market_id = s.market_id AND ms.block_number = s.block_number"
+                " WHERE s.positions > 0 AND NOT EXISTS"
+                " (SELECT 1 FROM position_snapshots p WHERE p.snapshot_id = s.id)"
+            )
+        )
+        .scalar_one()
+    )
+    if alone:
+        raise RuntimeError(
+            f"{alone} block(s) are stored in the change layout alone; a downgrade would lose "
+            "their positions: write them again with layout = snapshots or both, or prune them"
+        )
     for table in ("positions_latest", "position_verdicts", "account_states", "market_states"):
         op.drop_table(table)
