@@ -15,7 +15,8 @@ differs), one store each. Per block and layout:
 Two scenarios: only oracle prices move; prices move and 1% of the accounts supply (their state
 changes). Prints the change layout's figures as a ratio of the snapshot layout's.
 
-    .venv/bin/python bench/bench_store_layout.py [--accounts 3000] [--blocks 10] [--no-postgres]
+    .venv/bin/python bench/bench_store_layout.py [--accounts 3000] [--blocks 10]
+        [--no-postgres | --no-sqlite]
 """
 
 from __future__ import annotations
@@ -229,9 +230,12 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, nargs="+", default=[3000])
     parser.add_argument("--blocks", type=int, default=10)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-sqlite", action="store_true")
     args = parser.parse_args()
     refresh_module.crud.write_snapshot = _timed_write  # type: ignore[assignment]
-    kinds = ["sqlite"] if args.no_postgres else ["sqlite", "postgresql"]
+    kinds = [
+        k for k, off in (("sqlite", args.no_sqlite), ("postgresql", args.no_postgres)) if not off
+    ]
     for accounts in args.accounts:
         for kind in kinds:
             run(kind, accounts, args.blocks)

@@ -4,7 +4,6 @@ runs, apply risk tiers and alerts, and prune old history."""
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -13,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import (
-    JSON,
     Connection,
     Table,
     bindparam,
@@ -30,8 +28,7 @@ from onchain.store import changes
 from onchain.store import models as m
 from onchain.store.changes import KeptState
 from onchain.store.db import Store
-from onchain.store.rows import asset_values, insert_for, jsonable, position_values
-from onchain.store.types import UINT256_MAX, Uint256
+from onchain.store.rows import asset_values, copy_rows, insert_for, jsonable, position_values
 
 if TYPE_CHECKING:  # a value the refresh hands over; the store never builds one
     from onchain.risk.verdict import RiskVerdict
@@ -396,33 +393,9 @@ def _bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> 
     if not rows:
         return
     if conn.dialect.name == "postgresql" and len(rows) >= COPY_MIN_ROWS:
-        _copy_rows(conn, table, rows)
+        copy_rows(conn, table, rows)
     else:
         conn.execute(table.insert(), rows)
-
-
-def _copy_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    columns = list(rows[0])
-    kinds: list[str] = []
-    for name in columns:
-        kind = table.c[name].type
-        kinds.append("u" if isinstance(kind, Uint256) else "j" if isinstance(kind, JSON) else "")
-    raw = conn.connection.driver_connection
-    assert raw is not None
-    with raw.cursor() as cursor:
-        names = ", ".join(f'"{c}"' for c in columns)
-        with cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
-            for row in rows:
-                values = []
-                for name, how in zip(columns, kinds, strict=True):
-                    value = row[name]
-                    if value is not None and how == "u":
-                        if isinstance(value, bool) or not 0 <= value <= UINT256_MAX:
-                            raise ValueError(f"{table.name}.{name}: {value} is outside uint256")
-                    elif value is not None and how == "j":
-                        value = json.dumps(value)
-                    values.append(value)
-                copy.write_row(values)
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,16 @@ rows and the change layout's latest view), and the SQL helpers both writers shar
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import JSON, Connection, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
 from onchain.protocols.base import Position
 from onchain.rpc.client import BlockRef
+from onchain.store.types import UINT256_MAX, Uint256
 
 if TYPE_CHECKING:  # a value the refresh hands over
     from onchain.store.crud import Assessed
@@ -81,3 +83,28 @@ def asset_values(asset: Any) -> dict[str, Any]:
 def _exact(value: Any) -> int | None:
     """An adapter's exact integer; anything else (None, a float estimate) has no exact twin."""
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def copy_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Rows into `table` by COPY (PostgreSQL): uint256 bounds checked, JSON as text."""
+    columns = list(rows[0])
+    kinds: list[str] = []
+    for name in columns:
+        kind = table.c[name].type
+        kinds.append("u" if isinstance(kind, Uint256) else "j" if isinstance(kind, JSON) else "")
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cursor:
+        names = ", ".join(f'"{c}"' for c in columns)
+        with cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
+            for row in rows:
+                values = []
+                for name, how in zip(columns, kinds, strict=True):
+                    value = row[name]
+                    if value is not None and how == "u":
+                        if isinstance(value, bool) or not 0 <= value <= UINT256_MAX:
+                            raise ValueError(f"{table.name}.{name}: {value} is outside uint256")
+                    elif value is not None and how == "j":
+                        value = json.dumps(value)
+                    values.append(value)
+                copy.write_row(values)
