@@ -11,7 +11,7 @@ current book. The store never reads the blobs: the adapter encodes and decodes t
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -418,3 +418,100 @@ def _carry(
             .values(block_number=target)
         )
     conn.execute(delete(table).where(in_market & table.c.block_number.in_(doomed)))
+
+
+# -- one account through the blocks -----------------------------------------------------------
+
+# (protocol, the market state's bytes, the account state's bytes, block) -> its positions: the
+# adapter's exact math, handed in by the caller (the store never decodes a blob)
+Rebuild = Callable[[str, bytes, bytes, BlockRef], list[Position]]
+
+
+@dataclass(frozen=True)
+class RebuiltPoint:
+    """One position of an account at a block stored in the change layout alone."""
+
+    market_key: str
+    base_currency_decimals: int
+    # queries.HistoryPoint's fields, in its order: block number, hash, timestamp, health factor
+    # (wad, float), liquidatable, tier, collateral, debt
+    values: tuple[int, str, int, int | None, float | None, bool, str, int, int]
+
+
+def account_points(
+    conn: Connection,
+    market_id: int,
+    protocol: str,
+    account_id: int,
+    rebuild: Rebuild,
+    limit: int,
+) -> list[RebuiltPoint]:
+    """The account's positions at the market's newest `limit` blocks stored in the change
+    layout alone (no snapshot rows), rebuilt exactly, with the verdict standing at each."""
+    heads = conn.execute(
+        select(
+            T_SNAPSHOTS.c.block_number,
+            T_SNAPSHOTS.c.block_hash,
+            T_SNAPSHOTS.c.block_timestamp,
+            T_SNAPSHOTS.c.details,
+        )
+        .where(T_SNAPSHOTS.c.market_id == market_id)
+        .order_by(T_SNAPSHOTS.c.block_number.desc())
+    ).all()
+    alone = [h for h in heads if (h.details or {}).get("layout") == "changes"][:limit]
+    if not alone:
+        return []
+    mine = (T_ACCOUNT_STATES.c.market_id == market_id) & (
+        T_ACCOUNT_STATES.c.account_id == account_id
+    )
+    states = conn.execute(
+        select(T_ACCOUNT_STATES.c.block_number, T_ACCOUNT_STATES.c.state)
+        .where(mine)
+        .order_by(T_ACCOUNT_STATES.c.block_number)
+    ).all()
+    if not states:
+        return []
+    verdict_rows = conn.execute(
+        select(T_VERDICTS.c.market_key, T_VERDICTS.c.block_number, T_VERDICTS.c.risk_tier)
+        .where((T_VERDICTS.c.market_id == market_id) & (T_VERDICTS.c.account_id == account_id))
+        .order_by(T_VERDICTS.c.block_number)
+    ).all()
+    verdicts: dict[str, list[tuple[int, str | None]]] = {}
+    for key, number, tier in verdict_rows:
+        verdicts.setdefault(key, []).append((number, tier))
+    numbers = [h.block_number for h in alone]
+    blobs = {
+        n: blob
+        for n, blob in conn.execute(
+            select(T_MARKET_STATES.c.block_number, T_MARKET_STATES.c.state).where(
+                (T_MARKET_STATES.c.market_id == market_id)
+                & T_MARKET_STATES.c.block_number.in_(numbers)
+            )
+        )
+    }
+    state_blocks = [n for n, _s in states]
+    out = []
+    for head in reversed(alone):
+        at = bisect_right(state_blocks, head.block_number)
+        blob = states[at - 1].state if at else None
+        if blob is None or head.block_number not in blobs:
+            continue
+        block = BlockRef(head.block_number, head.block_hash, head.block_timestamp)
+        for p in rebuild(protocol, blobs[head.block_number], blob, block):
+            standing = verdicts.get(p.market, [])
+            v = bisect_right([n for n, _t in standing], head.block_number)
+            tier = standing[v - 1][1] if v else None
+            hf = p.health_factor
+            values = (
+                block.number,
+                block.hash,
+                block.timestamp,
+                hf,
+                None if hf is None else hf / WAD,
+                p.liquidatable,
+                tier or "",
+                p.total_collateral_base,
+                p.total_debt_base,
+            )
+            out.append(RebuiltPoint(p.market, p.base_currency_decimals, values))
+    return out

@@ -172,4 +172,13 @@ def test_report_and_the_assess_job_read_the_latest_view_as_they_read_snapshots(
 
     for a, b in zip(contexts[0].markets, contexts[1].markets, strict=True):
         assert healths(store, a.id) == healths(other, b.id)
+        # `history`: the change layout's blocks rebuilt point by point, the same JSON
+        for who in {h[0] for h in healths(store, a.id)[:3]}:
+            shown = [
+                run_cli("history", who, "--market", a.name, "--json", "--db", db)
+                for db in (url, other_url)
+            ]
+            assert all(r.returncode == 0 for r in shown), [r.stderr for r in shown]
+            assert shown[0].stdout == shown[1].stdout, (a.name, who)
+            assert shown[0].stdout.count('"block_number"') >= 4
     other.close()
