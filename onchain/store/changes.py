@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Connection, MetaData, Table, and_, delete, func, select, text, update
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.sql import Select
 
 from onchain.protocols.base import IncrementalAdapter, Position
@@ -105,7 +106,16 @@ def _newest_at(table: Table, key: Sequence[str], market_id: int, block_number: i
 
 def states_at(conn: Connection, market_id: int, block_number: int) -> dict[int, bytes | None]:
     """account id -> its kept state at `block_number` (None: no state from then on)."""
-    rows = conn.execute(_newest_at(T_ACCOUNT_STATES, ["account_id"], market_id, block_number))
+    t = T_ACCOUNT_STATES
+    if conn.dialect.name == "postgresql":  # one walk down the primary key
+        query = (
+            select(t.c.account_id, t.c.state)
+            .where((t.c.market_id == market_id) & (t.c.block_number <= block_number))
+            .order_by(t.c.account_id, t.c.block_number.desc())
+            .ext(distinct_on(t.c.account_id))
+        )
+        return {r.account_id: r.state for r in conn.execute(query)}
+    rows = conn.execute(_newest_at(t, ["account_id"], market_id, block_number))
     return {r.account_id: r.state for r in rows}
 
 
@@ -126,6 +136,32 @@ def verdicts_at(
             r.liquidation_probability,
             r.pending_health_factor,
             r.horizon_s,
+        )
+        for r in rows
+    }
+
+
+def _standing_verdicts(
+    conn: Connection, market_id: int, block_number: int
+) -> dict[tuple[int, str], StoredVerdict]:
+    """The verdicts standing before `block_number`, from the latest view when it holds the
+    block just before (the common case: its tier, codes and band are the last verdict row's,
+    else a row would have been written since), else from the verdict rows."""
+    rows = conn.execute(
+        select(
+            T_LATEST.c.account_id,
+            T_LATEST.c.market_key,
+            T_LATEST.c.block_number,
+            T_LATEST.c.health_factor,
+            T_LATEST.c.risk_tier,
+            T_LATEST.c.risk_reasons,
+        ).where(T_LATEST.c.market_id == market_id)
+    ).all()
+    if not rows or any(r.block_number != block_number - 1 for r in rows):
+        return verdicts_at(conn, market_id, block_number - 1)
+    return {
+        (r.account_id, r.market_key): StoredVerdict(
+            r.block_number, r.health_factor, r.risk_tier, None, r.risk_reasons, None, None, None
         )
         for r in rows
     }
@@ -162,7 +198,7 @@ def write_changes(
     if state_rows:
         conn.execute(T_ACCOUNT_STATES.insert(), state_rows)
 
-    previous = verdicts_at(conn, market_id, block.number - 1)
+    previous = _standing_verdicts(conn, market_id, block.number)
     verdict_rows = []
     current: set[tuple[int, str]] = set()
     for p, a in zip(positions, assessed, strict=True):
