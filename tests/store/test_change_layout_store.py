@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from onchain.config import TierThresholds, load_config
+from onchain.errors import ConfigError
 from onchain.jobs.assess import assess
 from onchain.rpc.client import BlockRef
 from onchain.store import changes, crud
@@ -161,3 +162,17 @@ def test_a_store_of_the_old_layout_upgrades_in_place_and_downgrades(
     assert current_revision(engine) == head_revision()
     assert _count(store, changes.T_ACCOUNT_STATES) > 0
     engine.dispose()
+
+
+def test_a_wrong_layout_or_band_list_is_one_clear_config_error(tmp_path: Path) -> None:
+    for line, words in (
+        ('layout = "deltas"', "'layout' must be one of snapshots, changes, both"),
+        ("verdict_bands = [1.5, 1.0]", "'verdict_bands' must be a rising list"),
+    ):
+        path = tmp_path / "c.toml"
+        path.write_text(f'[store]\npath = "s.sqlite"\n{line}\n')
+        with pytest.raises(ConfigError, match=words):
+            load_config(path)
+    path.write_text('[store]\npath = "s.sqlite"\nlayout = "changes"\nverdict_bands = [1, 2]\n')
+    store = load_config(path).store
+    assert (store.layout, store.verdict_bands) == ("changes", (1.0, 2.0))
