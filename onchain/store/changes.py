@@ -142,11 +142,11 @@ def verdicts_at(
 
 
 def _standing_verdicts(
-    conn: Connection, market_id: int, block_number: int
+    conn: Connection, market_id: int, block_number: int, newest: int | None
 ) -> dict[tuple[int, str], StoredVerdict]:
     """The verdicts standing before `block_number`, from the latest view when it holds the
-    block just before (the common case: its tier, codes and band are the last verdict row's,
-    else a row would have been written since), else from the verdict rows."""
+    newest stored block and that is older (the common case: its tier, codes and band are the
+    last verdict row's, else a row would have been written since), else from the verdicts."""
     rows = conn.execute(
         select(
             T_LATEST.c.account_id,
@@ -157,7 +157,7 @@ def _standing_verdicts(
             T_LATEST.c.risk_reasons,
         ).where(T_LATEST.c.market_id == market_id)
     ).all()
-    if not rows or any(r.block_number != block_number - 1 for r in rows):
+    if newest is None or newest > block_number or any(r.block_number != newest for r in rows):
         return verdicts_at(conn, market_id, block_number - 1)
     return {
         (r.account_id, r.market_key): StoredVerdict(
@@ -198,7 +198,12 @@ def write_changes(
     if state_rows:
         conn.execute(T_ACCOUNT_STATES.insert(), state_rows)
 
-    previous = _standing_verdicts(conn, market_id, block.number)
+    newest = conn.execute(
+        select(func.max(T_SNAPSHOTS.c.block_number)).where(
+            (T_SNAPSHOTS.c.market_id == market_id) & (T_SNAPSHOTS.c.block_number != block.number)
+        )
+    ).scalar()
+    previous = _standing_verdicts(conn, market_id, block.number, newest)
     verdict_rows = []
     current: set[tuple[int, str]] = set()
     for p, a in zip(positions, assessed, strict=True):
@@ -217,9 +222,6 @@ def write_changes(
     if verdict_rows:
         conn.execute(T_VERDICTS.insert(), verdict_rows)
 
-    newest = conn.execute(
-        select(func.max(T_SNAPSHOTS.c.block_number)).where(T_SNAPSHOTS.c.market_id == market_id)
-    ).scalar()
     latest = 0
     if newest is None or block.number >= newest:
         latest = _write_latest(conn, market_id, block, positions, assessed, account_ids, asset_rows)
