@@ -213,6 +213,11 @@ def _chain(name: str, table: dict[str, Any], where: str) -> ChainConfig:
 
 WAD = 10**18
 REFRESH_AT = ("latest", "safe", "each-block")
+# how the daemon stores a block: every position whole ("snapshots"), what the chain changed
+# ("changes", rebuilt exactly on read), or both (while readers move to the change layout)
+STORE_LAYOUTS = ("snapshots", "changes", "both")
+# health factors whose crossing stores a position's verdict again in the change layout
+VERDICT_BANDS = (1.0, 1.05, 1.1, 1.25, 1.5, 2.0)
 
 
 @dataclass(frozen=True)
@@ -223,6 +228,8 @@ class StoreConfig:
     url: str | None = None
     url_env: str | None = None
     path: Path | None = None
+    layout: str = "snapshots"
+    verdict_bands: tuple[float, ...] = VERDICT_BANDS
 
     def resolve_url(self) -> str | None:
         if self.url_env and os.environ.get(self.url_env):
@@ -353,15 +360,27 @@ def _store_jobs_tiers(
     """Parse the daemon's sections; every mistake is one ConfigError naming file and key."""
     where = f"{path} [store]"
     store_t = _section(raw, "store", str(path))
-    _only(store_t, {"url", "url_env", "path"}, where)
+    _only(store_t, {"url", "url_env", "path", "layout", "verdict_bands"}, where)
     for key in ("url", "url_env", "path"):
         if key in store_t and not isinstance(store_t[key], str):
             raise ConfigError(f"{where}: '{key}' must be a string")
     db_path = store_t.get("path")
+    layout = store_t.get("layout", "snapshots")
+    if layout not in STORE_LAYOUTS:
+        raise ConfigError(f"{where}: 'layout' must be one of {', '.join(STORE_LAYOUTS)}")
+    bands = store_t.get("verdict_bands", list(VERDICT_BANDS))
+    if (
+        not isinstance(bands, list)
+        or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bands)
+        or sorted(bands) != bands
+    ):
+        raise ConfigError(f"{where}: 'verdict_bands' must be a rising list of health factors")
     store = StoreConfig(
         url=store_t.get("url"),
         url_env=store_t.get("url_env"),
         path=(path.parent / db_path).resolve() if db_path else None,
+        layout=layout,
+        verdict_bands=tuple(float(b) for b in bands),
     )
 
     jobs_t = _section(raw, "jobs", str(path))

@@ -93,7 +93,10 @@ def db_downgrade(
             before = current_revision(engine)
             if not yes:
                 _confirm_downgrade(safe_url(url), before, revision)
-            after = downgrade(engine, revision)
+            try:
+                after = downgrade(engine, revision)
+            except RuntimeError as exc:  # a migration that refuses says why, in one line
+                raise InputError(str(exc)) from None
         finally:
             engine.dispose()
     err.print(

@@ -90,6 +90,7 @@ def history_cmd(
     from rich.table import Table
 
     from onchain.app.pipeline import checked_address
+    from onchain.app.stored_book import rebuild_account
     from onchain.numbers import format_base
     from onchain.output import strict_json
     from onchain.store import queries
@@ -100,7 +101,9 @@ def history_cmd(
         raise InputError("--limit must be at least 1")
     with opened_store(db, config) as store:
         name, key = select_market(store, market)
-        histories = queries.account_history(store, address, market=name, limit=limit)
+        histories = queries.account_history(
+            store, address, market=name, limit=limit, rebuild=rebuild_account
+        )
         if key is not None:
             histories = [h for h in histories if h.market_key.lower() == key]
         if not histories:

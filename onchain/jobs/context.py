@@ -39,6 +39,11 @@ class JobContext:
     discovery_notes: dict[int, Any] = field(default_factory=dict)
     # market id -> its MarketRefresher (onchain.app.incremental): kept state, block to block
     refreshers: dict[int, Any] = field(default_factory=dict)
+    # market id -> account -> (its kept states, their bytes): the change layout's encodings
+    # (equal states always encode alike, so a stale entry is only a wasted lookup)
+    encoded_states: dict[int, dict[str, tuple[tuple[Any, ...], bytes]]] = field(
+        default_factory=dict
+    )
     keeper: LeaseKeeper | None = None  # a worker's leases; None: one process, every market
     # market id -> the lease epoch what `market_memory` keeps of it was built under
     notes_epoch: dict[int, int] = field(default_factory=dict)
@@ -48,7 +53,7 @@ class JobContext:
         """Everything kept in memory per market id between runs: a worker drops a market's
         entries when it stops holding it, or holds it again under a new lease (another worker
         moved it on meanwhile), so nothing stale is carried over."""
-        return [self.discovery_notes, self.refreshers]
+        return [self.discovery_notes, self.refreshers, self.encoded_states]
 
     def active_markets(self) -> list[MarketInfo]:
         """The markets this process works on now: all of them, or a worker's leased ones."""

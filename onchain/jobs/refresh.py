@@ -11,17 +11,24 @@ from typing import Any
 
 from onchain.alerts.outbox import block_alerts
 from onchain.app.incremental import MarketRefresher
-from onchain.app.pipeline import load_market, market_snapshot, read_positions
+from onchain.app.pipeline import (
+    ACCOUNTS_PER_PLAN,
+    load_market,
+    market_snapshot,
+    read_positions,
+    run_plan,
+)
 from onchain.app.risk_context import PriceSeries
 from onchain.jobs import metrics
 from onchain.jobs.assess import assess, risk_tiers
 from onchain.jobs.context import Counts, JobContext, market_ref, note
 from onchain.jobs.discover import discover_from_refresher, discover_market, one_line
-from onchain.protocols.base import MarketSnapshot, Position
+from onchain.protocols.base import IncrementalAdapter, MarketSnapshot, Position
 from onchain.protocols.registry import get_incremental
 from onchain.risk.reactive import LOOKBACK_STEPS
 from onchain.rpc.client import BlockRef, RpcClient
 from onchain.store import crud
+from onchain.store.changes import KeptState
 from onchain.store.crud import Assessed, MarketInfo, WriteResult
 from onchain.store.leases import LeaseLost
 from onchain.store.price_history import hourly_stored_prices
@@ -167,6 +174,55 @@ def incremental_positions(
     return positions, refresher.state
 
 
+def store_layout(ctx: JobContext, market: MarketInfo) -> str:
+    """The configured layout; a protocol that keeps no account state stores snapshots."""
+    layout = ctx.config.store.layout
+    return layout if get_incremental(market.protocol) is not None else "snapshots"
+
+
+def read_kept_states(
+    client: RpcClient,
+    incremental: IncrementalAdapter,
+    market_state: Any,
+    accounts: list[str],
+    block: BlockRef,
+) -> dict[str, list[Any]]:
+    """A full read as kept state (what the change layout stores): every account's protocol
+    state at `block`, per account, in the adapter's plain records."""
+    out: dict[str, list[Any]] = {a: [] for a in accounts}
+    for lo in range(0, len(accounts), ACCOUNTS_PER_PLAN):
+        plan = incremental.plan_account_states(
+            market_state, accounts[lo : lo + ACCOUNTS_PER_PLAN], block
+        )
+        for state in run_plan(client, plan, block):
+            out.setdefault(state.account, []).append(state)
+    return out
+
+
+def encode_kept(
+    ctx: JobContext,
+    market: MarketInfo,
+    incremental: IncrementalAdapter,
+    market_state: Any,
+    states: dict[str, list[Any]],
+) -> KeptState:
+    """The block's kept state as the adapter encodes it; an account whose states equal the
+    ones encoded before reuses their bytes."""
+    cache = ctx.encoded_states.setdefault(market.id, {})
+    accounts: dict[str, bytes] = {}
+    for account, kept in states.items():
+        key = tuple(kept)
+        hit = cache.get(account)
+        if hit is None or hit[0] != key:
+            hit = cache[account] = (key, incremental.encode_account_states(list(kept)))
+        accounts[account] = hit[1]
+    for gone in set(cache) - set(states):
+        del cache[gone]
+    return KeptState(
+        incremental.encode_market_state(market_state), accounts, ctx.config.store.verdict_bands
+    )
+
+
 def refresh_block(
     ctx: JobContext,
     client: RpcClient,
@@ -182,14 +238,26 @@ def refresh_block(
         counts["blocks_unchanged"] += 1
         return WriteResult("unchanged")
     started = time.monotonic()
+    layout = store_layout(ctx, market)
+    incremental = get_incremental(market.protocol)
+    kept_states: dict[str, list[Any]] | None = None
     refresher = market_refresher(ctx, client, market)
     if refresher is not None:
         positions, state = incremental_positions(ctx, client, market, block, refresher, counts)
+        kept_states = {a: refresher.kept.get(a, []) for a in refresher.accounts}
     else:
         state = market_state or load_market(client, market_ref(market), block)
         discover_market(ctx, client, market, state, block, counts)
         accounts = crud.tracked_accounts(ctx.store, market.id, block.number)
-        positions = read_positions(client, market.protocol, state, accounts, block)
+        if layout == "snapshots" or incremental is None:
+            positions = read_positions(client, market.protocol, state, accounts, block)
+        else:  # a full read as kept state: the positions are recomputed from it, exactly
+            kept_states = read_kept_states(client, incremental, state, accounts, block)
+            flat = [s for a in accounts for s in kept_states[a]]
+            positions = incremental.positions_from_states(state, flat, block)
+    kept = None
+    if layout != "snapshots" and incremental is not None and kept_states is not None:
+        kept = encode_kept(ctx, market, incremental, state, kept_states)
     snapshot = market_snapshot(client, market.protocol, state, block)
     assessed, details = tier_block(ctx, client, market, block, positions, snapshot, counts)
     alerts = block_alerts(ctx, market, block, positions, assessed, counts)
@@ -203,6 +271,8 @@ def refresh_block(
         details,
         alerts,
         guard=ctx.write_guard(market, block.number),
+        kept=kept,
+        layout=layout,
     )
     counts[f"blocks_{result.outcome}"] += 1
     counts["positions"] += result.positions

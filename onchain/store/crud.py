@@ -4,7 +4,6 @@ runs, apply risk tiers and alerts, and prune old history."""
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -13,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import (
-    JSON,
     Connection,
     Table,
     bindparam,
@@ -23,13 +21,14 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from onchain.protocols.base import MarketSnapshot, Position
 from onchain.rpc.client import BlockRef
+from onchain.store import changes
 from onchain.store import models as m
+from onchain.store.changes import KeptState
 from onchain.store.db import Store
-from onchain.store.types import UINT256_MAX, Uint256
+from onchain.store.rows import asset_values, copy_rows, insert_for, jsonable, position_values
 
 if TYPE_CHECKING:  # a value the refresh hands over; the store never builds one
     from onchain.risk.verdict import RiskVerdict
@@ -58,28 +57,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _insert(conn: Connection, table: Table) -> Any:
-    """INSERT with ON CONFLICT support on both backends."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
+_insert = insert_for  # the name the alerts' outbox imports
 
 
 def _chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def jsonable(value: Any) -> Any:
-    """Protocol extras as JSON: ints stay exact (JSONB numerics and Python's json keep them)."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (bytes, bytearray)):
-        return "0x" + bytes(value).hex()
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [jsonable(v) for v in value]
-    return str(value)
 
 
 # -- chains, markets, accounts ----------------------------------------------------------------
@@ -111,7 +94,7 @@ def sync_markets(store: Store, config: Any, names: Iterable[str] | None = None) 
             mc = config.market(name)
             chain = config.chains[mc.chain]
             conn.execute(
-                _insert(conn, T_CHAINS)
+                insert_for(conn, T_CHAINS)
                 .values(chain_id=chain.chain_id, name=chain.name, created_at=utcnow())
                 .on_conflict_do_nothing(index_elements=["chain_id"])
             )
@@ -176,7 +159,7 @@ def _ensure_accounts(conn: Connection, chain_id: int, addresses: Sequence[str]) 
     missing = sorted(set(addresses) - set(ids))
     if missing:
         conn.execute(
-            _insert(conn, T_ACCOUNTS).on_conflict_do_nothing(
+            insert_for(conn, T_ACCOUNTS).on_conflict_do_nothing(
                 index_elements=["chain_id", "address"]
             ),
             [{"chain_id": chain_id, "address": a} for a in missing],
@@ -201,7 +184,7 @@ def record_discovery(
         ).scalar_one()
         if first_seen:
             ids = _ensure_accounts(conn, market.chain_id, sorted(first_seen))
-            stmt = _insert(conn, T_MARKET_ACCOUNTS)
+            stmt = insert_for(conn, T_MARKET_ACCOUNTS)
             stmt = stmt.on_conflict_do_update(
                 index_elements=["market_id", "account_id"],
                 set_={
@@ -374,7 +357,7 @@ def _asset_ids(
     if not assets:
         return {}
     conn.execute(
-        _insert(conn, T_ASSETS).on_conflict_do_nothing(index_elements=["chain_id", "address"]),
+        insert_for(conn, T_ASSETS).on_conflict_do_nothing(index_elements=["chain_id", "address"]),
         [
             {"chain_id": chain_id, "address": a, "symbol": s[:64], "decimals": d}
             for a, (s, d) in sorted(assets.items())
@@ -389,8 +372,17 @@ def _asset_ids(
 
 
 def _delete_snapshots(conn: Connection, snapshot_ids: Sequence[int]) -> None:
-    """Children first, so it works with or without ON DELETE CASCADE being enforced."""
+    """Children first, so it works with or without ON DELETE CASCADE being enforced; the
+    change layout's rows of those blocks go with them (a reorg replaces or drops them)."""
     for chunk in _chunks(list(snapshot_ids)):
+        heads = conn.execute(
+            select(T_SNAPSHOTS.c.market_id, T_SNAPSHOTS.c.block_number).where(
+                T_SNAPSHOTS.c.id.in_(chunk)
+            )
+        ).all()
+        for market_id in {h.market_id for h in heads}:
+            numbers = [h.block_number for h in heads if h.market_id == market_id]
+            changes.delete_changes(conn, market_id, numbers)
         for table in (T_ASSET_POSITIONS, T_POSITIONS, T_RESERVES):
             conn.execute(delete(table).where(table.c.snapshot_id.in_(chunk)))
         conn.execute(delete(T_SNAPSHOTS).where(T_SNAPSHOTS.c.id.in_(chunk)))
@@ -401,33 +393,9 @@ def _bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> 
     if not rows:
         return
     if conn.dialect.name == "postgresql" and len(rows) >= COPY_MIN_ROWS:
-        _copy_rows(conn, table, rows)
+        copy_rows(conn, table, rows)
     else:
         conn.execute(table.insert(), rows)
-
-
-def _copy_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    columns = list(rows[0])
-    kinds: list[str] = []
-    for name in columns:
-        kind = table.c[name].type
-        kinds.append("u" if isinstance(kind, Uint256) else "j" if isinstance(kind, JSON) else "")
-    raw = conn.connection.driver_connection
-    assert raw is not None
-    with raw.cursor() as cursor:
-        names = ", ".join(f'"{c}"' for c in columns)
-        with cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
-            for row in rows:
-                values = []
-                for name, how in zip(columns, kinds, strict=True):
-                    value = row[name]
-                    if value is not None and how == "u":
-                        if isinstance(value, bool) or not 0 <= value <= UINT256_MAX:
-                            raise ValueError(f"{table.name}.{name}: {value} is outside uint256")
-                    elif value is not None and how == "j":
-                        value = json.dumps(value)
-                    values.append(value)
-                copy.write_row(values)
 
 
 @dataclass(frozen=True)
@@ -435,6 +403,7 @@ class WriteResult:
     outcome: str  # written, replaced, unchanged
     positions: int = 0
     asset_rows: int = 0
+    change_rows: Mapping[str, int] | None = None  # change layout: rows of each kind written
 
 
 def write_snapshot(
@@ -447,8 +416,15 @@ def write_snapshot(
     details: Mapping[str, Any] | None = None,
     in_transaction: Callable[[Connection], Any] | None = None,
     guard: Callable[[Connection], Any] | None = None,
+    *,
+    kept: KeptState | None = None,
+    layout: str = "snapshots",
 ) -> WriteResult:
     """All of block B's rows for one market, in ONE transaction, or none of them.
+
+    `layout` "snapshots" writes every position and asset row; "changes" writes the market's
+    state, the changed account states and verdicts, and the latest view (from `kept`, the
+    adapter's encoded state: `onchain.store.changes`); "both" writes both.
 
     The same block again (same hash) changes nothing; a stored block whose hash differs (it
     left the canonical chain) is replaced by this one. The refresh cursor moves in the same
@@ -459,6 +435,10 @@ def write_snapshot(
     transaction, and raises to write nothing (a worker whose lease is gone: onchain.store.leases)."""
     if len(assessed) != len(positions):
         raise ValueError("one assessment per position")
+    if layout not in ("snapshots", "changes", "both"):
+        raise ValueError(f"unknown store layout {layout!r}")
+    if layout != "snapshots" and kept is None:
+        raise ValueError(f"the {layout} layout needs the block's kept state")
     with store.write() as conn:
         if guard is not None:
             guard(conn)
@@ -481,7 +461,8 @@ def write_snapshot(
             for r in market_snapshot.reserves:
                 assets.setdefault(r.asset, (r.symbol, r.decimals))
         asset_ids = _asset_ids(conn, market.chain_id, assets)
-        account_ids = _ensure_accounts(conn, market.chain_id, [p.account for p in positions])
+        accounts = {p.account for p in positions} | set(kept.accounts if kept else ())
+        account_ids = _ensure_accounts(conn, market.chain_id, sorted(accounts))
 
         if market_snapshot is not None:
             conn.execute(
@@ -510,6 +491,7 @@ def write_snapshot(
                     {
                         "version": market_snapshot.version if market_snapshot else None,
                         "protocol": market.protocol,
+                        **({"layout": layout} if layout != "snapshots" else {}),
                         **(details or {}),
                     }
                 ),
@@ -522,32 +504,13 @@ def write_snapshot(
         asset_rows = []
         for p, verdict in zip(positions, assessed, strict=True):
             account_id = account_ids[p.account]
-            hf = p.health_factor
             position_rows.append(
                 {
                     "snapshot_id": snapshot_id,
                     "account_id": account_id,
                     "market_key": p.market,
                     "market_id": market.id,
-                    "block_number": block.number,
-                    "block_hash": block.hash,
-                    "block_timestamp": block.timestamp,
-                    "base_currency_decimals": p.base_currency_decimals,
-                    "health_factor": hf,
-                    "health_factor_float": None if hf is None else hf / WAD,
-                    "liquidatable": p.liquidatable,
-                    "total_collateral_base": p.total_collateral_base,
-                    "total_debt_base": p.total_debt_base,
-                    "available_borrows_base": p.available_borrows_base,
-                    "liquidation_threshold_bps": p.liquidation_threshold_bps,
-                    "ltv_bps": p.ltv_bps,
-                    "risk_tier": verdict.tier,
-                    "risk_reason": verdict.reason,
-                    "risk_reasons": verdict.reasons,
-                    "liquidation_probability": verdict.probability,
-                    "pending_health_factor": verdict.pending_health_factor,
-                    "horizon_s": verdict.horizon_s,
-                    "extra": jsonable(p.extra),
+                    **position_values(block, p, verdict),
                 }
             )
             for asset in p.assets:
@@ -557,19 +520,23 @@ def write_snapshot(
                         "account_id": account_id,
                         "market_key": p.market,
                         "asset_id": asset_ids[asset.asset],
-                        "price_base": asset.price_base,
-                        "collateral_raw": asset.collateral_raw,
-                        "debt_raw": asset.debt_raw,
-                        "collateral_base": asset.collateral_base,
-                        "debt_base": asset.debt_base,
-                        "collateral_enabled": asset.collateral_enabled,
-                        "liquidation_threshold_bps": asset.liquidation_threshold_bps,
-                        "liquidation_price_base": asset.liquidation_price_base,
-                        "liquidation_price_base_exact": _exact(asset.liquidation_price_base),
+                        **asset_values(asset),
                     }
                 )
-        _bulk_insert(conn, T_POSITIONS, position_rows)
-        _bulk_insert(conn, T_ASSET_POSITIONS, asset_rows)
+        written = None
+        if layout != "snapshots":
+            assert kept is not None
+            by_position: dict[tuple[str, str], list[dict[str, Any]]] = {}
+            for p in positions:
+                by_position[(p.account, p.market)] = [
+                    {"asset_id": asset_ids[a.asset], **asset_values(a)} for a in p.assets
+                ]
+            written = changes.write_changes(
+                conn, market.id, block, kept, positions, assessed, account_ids, by_position
+            )
+        if layout != "changes":
+            _bulk_insert(conn, T_POSITIONS, position_rows)
+            _bulk_insert(conn, T_ASSET_POSITIONS, asset_rows)
         if market_snapshot is not None:
             _bulk_insert(
                 conn,
@@ -593,13 +560,11 @@ def write_snapshot(
         if in_transaction is not None:
             in_transaction(conn)
     return WriteResult(
-        "replaced" if existing is not None else "written", len(position_rows), len(asset_rows)
+        "replaced" if existing is not None else "written",
+        len(position_rows),
+        len(asset_rows),
+        written,
     )
-
-
-def _exact(value: Any) -> int | None:
-    """An adapter's exact integer; anything else (None, a float estimate) has no exact twin."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def delete_snapshots_from(
@@ -715,14 +680,14 @@ def latest_health(store: Store, market_id: int) -> tuple[int, int, list[StoredHe
     """(snapshot id, block number, positions) of the market's newest snapshot."""
     with store.read() as conn:
         head = conn.execute(
-            select(T_SNAPSHOTS.c.id, T_SNAPSHOTS.c.block_number)
+            select(T_SNAPSHOTS.c.id, T_SNAPSHOTS.c.block_number, T_SNAPSHOTS.c.details)
             .where(T_SNAPSHOTS.c.market_id == market_id)
             .order_by(T_SNAPSHOTS.c.block_number.desc())
             .limit(1)
         ).first()
         if head is None:
             return None
-        p = T_POSITIONS
+        p, where = changes.newest_book(head.id, market_id, head.block_number, head.details)
         rows = conn.execute(
             select(
                 p.c.account_id,
@@ -735,7 +700,7 @@ def latest_health(store: Store, market_id: int) -> tuple[int, int, list[StoredHe
                 p.c.liquidation_probability,
             )
             .join(T_ACCOUNTS, T_ACCOUNTS.c.id == p.c.account_id)
-            .where(p.c.snapshot_id == head.id)
+            .where(where)
             .order_by(T_ACCOUNTS.c.address, p.c.market_key)
         )
         return head.id, head.block_number, [StoredHealth(*r) for r in rows]
@@ -751,10 +716,17 @@ def apply_assessment(
     Alerts are not decided here: the refresh's outbox rules decide them with the snapshot."""
     with store.write() as conn:
         # the snapshot may have been replaced (reorg) or pruned since it was read
-        still = conn.execute(select(T_SNAPSHOTS.c.id).where(T_SNAPSHOTS.c.id == snapshot_id))
-        if still.first() is None:
+        head = conn.execute(
+            select(
+                T_SNAPSHOTS.c.market_id, T_SNAPSHOTS.c.block_number, T_SNAPSHOTS.c.details
+            ).where(T_SNAPSHOTS.c.id == snapshot_id)
+        ).first()
+        if head is None:
             return 0
-        changes = [
+        table, _where = changes.newest_book(
+            snapshot_id, head.market_id, head.block_number, head.details
+        )
+        changed = [
             {
                 "b_sid": snapshot_id,
                 "b_aid": s.account_id,
@@ -765,18 +737,25 @@ def apply_assessment(
             for s, a in zip(stored, assessed, strict=True)
             if (s.risk_tier, s.risk_reason) != (a.tier, a.reason)
         ]
-        if changes:
+        if changed:
+            # the snapshot's rows, or the latest view's (still the newest block's: checked)
+            on = (
+                table.c.snapshot_id == bindparam("b_sid")
+                if table is T_POSITIONS
+                else (table.c.market_id == head.market_id)
+                & (table.c.block_number == head.block_number)
+            )
             conn.execute(
-                update(T_POSITIONS)
+                update(table)
                 .where(
-                    (T_POSITIONS.c.snapshot_id == bindparam("b_sid"))
-                    & (T_POSITIONS.c.account_id == bindparam("b_aid"))
-                    & (T_POSITIONS.c.market_key == bindparam("b_key"))
+                    on
+                    & (table.c.account_id == bindparam("b_aid"))
+                    & (table.c.market_key == bindparam("b_key"))
                 )
                 .values(risk_tier=bindparam("b_tier"), risk_reason=bindparam("b_reason")),
-                changes,
+                changed,
             )
-    return len(changes)
+    return len(changed)
 
 
 # -- retention --------------------------------------------------------------------------------
@@ -788,7 +767,8 @@ def prune_market(
     """Keep every snapshot of the newest `full_s` seconds of chain time, then the last one of
     each `downsample_s` bucket; drop everything older than `keep_s` (0: keep forever).
     Chain time, not wall time: the newest snapshot's block timestamp is "now", so a devnet or
-    a paused daemon prunes the same way. Deletes in chunks, one transaction each."""
+    a paused daemon prunes the same way. Deletes in chunks, one transaction each. The change
+    layout's rows are carried to the next kept block, so every kept block rebuilds exactly."""
     with store.read() as conn:
         newest = conn.execute(
             select(func.max(T_SNAPSHOTS.c.block_timestamp)).where(
@@ -812,8 +792,18 @@ def prune_market(
     doomed = [
         sid for sid, _number, ts in rows if sid not in kept or (keep_s and ts < newest - keep_s)
     ]
-    for chunk in _chunks(doomed, 200):
+    if not doomed:
+        return 0
+    numbers = {sid: number for sid, number, _ts in rows}
+    with store.read() as conn:
+        every = conn.execute(
+            select(T_SNAPSHOTS.c.block_number).where(T_SNAPSHOTS.c.market_id == market_id)
+        )
+        kept_blocks = sorted(set(every.scalars()) - {numbers[sid] for sid in doomed})
+    # newest chunk first: a change row carried to a kept block is never overtaken by an older one
+    for chunk in reversed(list(_chunks(doomed, 200))):
         with store.write() as conn:
+            changes.carry_forward(conn, market_id, [numbers[sid] for sid in chunk], kept_blocks)
             _delete_snapshots(conn, chunk)
     return len(doomed)
 

@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -165,7 +166,32 @@ class ReserveSnapshot(Base):
     extra: Mapped[dict[str, Any]] = mapped_column(Json)
 
 
-class PositionSnapshot(Base):
+class PositionValues:
+    """A position's values at a block with its verdict: a snapshot row's and the latest
+    view's columns (`onchain.store.rows.position_values` writes them)."""
+
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[str] = mapped_column(Hash)
+    block_timestamp: Mapped[int] = mapped_column(BigInteger)
+    base_currency_decimals: Mapped[int] = mapped_column(Integer)
+    health_factor: Mapped[int | None] = mapped_column(Uint256)
+    health_factor_float: Mapped[float | None] = mapped_column(Double)
+    liquidatable: Mapped[bool] = mapped_column(Boolean)
+    total_collateral_base: Mapped[int] = mapped_column(Uint256)
+    total_debt_base: Mapped[int] = mapped_column(Uint256)
+    available_borrows_base: Mapped[int] = mapped_column(Uint256)
+    liquidation_threshold_bps: Mapped[int] = mapped_column(Integer)
+    ltv_bps: Mapped[int] = mapped_column(Integer)
+    risk_tier: Mapped[str] = mapped_column(String(16))
+    risk_reason: Mapped[str] = mapped_column(Text)
+    risk_reasons: Mapped[list[str] | None] = mapped_column(Json)
+    liquidation_probability: Mapped[float | None] = mapped_column(Double)
+    pending_health_factor: Mapped[float | None] = mapped_column(Double)
+    horizon_s: Mapped[float | None] = mapped_column(Double)
+    extra: Mapped[dict[str, Any]] = mapped_column(Json)
+
+
+class PositionSnapshot(PositionValues, Base):
     """One account's position at one block. `market_key` is the protocol's own key of the book
     the position is in (Position.market): the market's address where a market is one book
     (Aave), a market id where one contract holds many (Morpho Blue). Amounts are in that
@@ -190,25 +216,6 @@ class PositionSnapshot(Base):
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
     market_key: Mapped[str] = mapped_column(Hash, primary_key=True)
     market_id: Mapped[int] = mapped_column(ForeignKey("markets.id"))
-    block_number: Mapped[int] = mapped_column(BigInteger)
-    block_hash: Mapped[str] = mapped_column(Hash)
-    block_timestamp: Mapped[int] = mapped_column(BigInteger)
-    base_currency_decimals: Mapped[int] = mapped_column(Integer)
-    health_factor: Mapped[int | None] = mapped_column(Uint256)
-    health_factor_float: Mapped[float | None] = mapped_column(Double)
-    liquidatable: Mapped[bool] = mapped_column(Boolean)
-    total_collateral_base: Mapped[int] = mapped_column(Uint256)
-    total_debt_base: Mapped[int] = mapped_column(Uint256)
-    available_borrows_base: Mapped[int] = mapped_column(Uint256)
-    liquidation_threshold_bps: Mapped[int] = mapped_column(Integer)
-    ltv_bps: Mapped[int] = mapped_column(Integer)
-    risk_tier: Mapped[str] = mapped_column(String(16))
-    risk_reason: Mapped[str] = mapped_column(Text)
-    risk_reasons: Mapped[list[str] | None] = mapped_column(Json)
-    liquidation_probability: Mapped[float | None] = mapped_column(Double)
-    pending_health_factor: Mapped[float | None] = mapped_column(Double)
-    horizon_s: Mapped[float | None] = mapped_column(Double)
-    extra: Mapped[dict[str, Any]] = mapped_column(Json)
 
 
 class AssetPosition(Base):
@@ -367,3 +374,72 @@ class MarketLease(Base):
     epoch: Mapped[int] = mapped_column(BigInteger)
     expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     acquired_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+# -- the change layout: what the chain changed, per block; the rest is derived exactly ---------
+#
+# A block's book is rebuilt from the market's state at that block (`market_states`), each
+# account's newest kept state at or before it (`account_states`, written only when it changed)
+# and each position's newest verdict at or before it (`position_verdicts`, written when the tier
+# or reasons change or the health factor crosses a band), through the adapter's own exact math.
+# The blobs are the adapter's (`IncrementalAdapter.encode_*`): the store never reads them.
+
+
+class MarketStateRow(Base):
+    """A market's state at one block, as its adapter encodes it (prices, indexes, config)."""
+
+    __tablename__ = "market_states"
+
+    market_id: Mapped[int] = mapped_column(ForeignKey("markets.id"), primary_key=True)
+    block_number: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    state: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class AccountStateRow(Base):
+    """One account's kept protocol state from `block_number` on, until its next row; written
+    only when it changed. NULL `state`: the account has no kept state from this block on."""
+
+    __tablename__ = "account_states"
+    __table_args__ = (Index(None, "market_id", "block_number"),)
+
+    market_id: Mapped[int] = mapped_column(ForeignKey("markets.id"), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    block_number: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    state: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class PositionVerdict(Base):
+    """One position's risk verdict from `block_number` on, until its next row: written when the
+    tier or the reason codes change, the health factor crosses a configured band, or the
+    position appears; a NULL tier: the position left the book at this block. The reason text,
+    probability and pending health factor are those of this row's block (the text names the
+    health factor, which moves every block: it alone writes no row)."""
+
+    __tablename__ = "position_verdicts"
+    __table_args__ = (Index(None, "market_id", "block_number"),)
+
+    market_id: Mapped[int] = mapped_column(ForeignKey("markets.id"), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    market_key: Mapped[str] = mapped_column(Hash, primary_key=True)
+    block_number: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    health_factor: Mapped[int | None] = mapped_column(Uint256)
+    risk_tier: Mapped[str | None] = mapped_column(String(16))
+    risk_reason: Mapped[str | None] = mapped_column(Text)
+    risk_reasons: Mapped[list[str] | None] = mapped_column(Json)
+    liquidation_probability: Mapped[float | None] = mapped_column(Double)
+    pending_health_factor: Mapped[float | None] = mapped_column(Double)
+    horizon_s: Mapped[float | None] = mapped_column(Double)
+
+
+class PositionLatest(PositionValues, Base):
+    """The current book: one row per position, updated in place at every stored block, for the
+    queries that need it fast (report, dashboard, targets). `assets` holds the asset rows.
+    No index on a column that moves with prices, and on PostgreSQL a fill factor of 50 (0007):
+    an update then stays in its page (a HOT update), so the table does not grow per block."""
+
+    __tablename__ = "positions_latest"
+
+    market_id: Mapped[int] = mapped_column(ForeignKey("markets.id"), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    market_key: Mapped[str] = mapped_column(Hash, primary_key=True)
+    assets: Mapped[list[Any]] = mapped_column(Json)

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from onchain.store.changes import Rebuild, RebuiltPoint, account_points, newest_book
 from onchain.store.crud import (
     T_ACCOUNTS,
     T_CHAINS,
@@ -199,9 +200,16 @@ def book_label(market_name: str, market_address: str, market_key: str) -> str:
 
 
 def account_history(
-    store: Store, account: str, *, market: str | None = None, limit: int = 500
+    store: Store,
+    account: str,
+    *,
+    market: str | None = None,
+    limit: int = 500,
+    rebuild: Rebuild | None = None,
 ) -> list[AccountHistory]:
-    """The account's newest `limit` snapshots per book, oldest first."""
+    """The account's newest `limit` snapshots per book, oldest first. `rebuild`: the adapters'
+    exact math (`onchain.app.stored_book.rebuild_account`), so blocks stored in the change
+    layout alone are rebuilt into the same points; without it, only snapshot rows count."""
     p, mk = T_POSITIONS, T_MARKETS
     out = []
     with store.read() as conn:
@@ -219,7 +227,11 @@ def account_history(
                 .distinct()
                 .order_by(p.c.market_key)
             ).scalars()
-            for key in list(keys):
+            rebuilt: dict[str, list[RebuiltPoint]] = {}
+            if rebuild is not None:
+                for point in account_points(conn, market_id, protocol, account_id, rebuild, limit):
+                    rebuilt.setdefault(point.market_key, []).append(point)
+            for key in sorted(set(keys) | set(rebuilt)):
                 rows = conn.execute(
                     select(
                         p.c.base_currency_decimals,
@@ -241,10 +253,14 @@ def account_history(
                     .order_by(p.c.block_number.desc())
                     .limit(limit)
                 ).all()
+                extra = rebuilt.get(key, [])
+                decimals = rows[0][0] if rows else extra[0].base_currency_decimals
                 history = AccountHistory(
-                    name, key, book_label(name, address, key), protocol, account, rows[0][0]
+                    name, key, book_label(name, address, key), protocol, account, decimals
                 )
-                history.points = [HistoryPoint(*r[1:]) for r in reversed(rows)]
+                points = [HistoryPoint(*r[1:]) for r in reversed(rows)]
+                points += [HistoryPoint(*e.values) for e in extra]
+                history.points = sorted(points, key=lambda h: h.block_number)[-limit:]
                 out.append(history)
     return out
 
@@ -311,7 +327,7 @@ def _rank(a: AtRiskPosition) -> tuple[int, float, int]:
 def at_risk_report(store: Store, *, market: str | None = None) -> list[BookReport]:
     """Each market's newest snapshot, per book: positions with debt by tier with exact totals
     in the book's base currency, and every position not SAFE, riskiest first."""
-    mk, s, p = T_MARKETS, T_SNAPSHOTS, T_POSITIONS
+    mk, s = T_MARKETS, T_SNAPSHOTS
     newest = (
         select(s.c.market_id, func.max(s.c.block_number).label("block_number"))
         .group_by(s.c.market_id)
@@ -326,6 +342,8 @@ def at_risk_report(store: Store, *, market: str | None = None) -> list[BookRepor
                 s.c.block_hash,
                 s.c.block_timestamp,
                 s.c.taken_at,
+                s.c.market_id,
+                s.c.details,
                 mk.c.name,
                 mk.c.address,
                 mk.c.protocol,
@@ -341,6 +359,7 @@ def at_risk_report(store: Store, *, market: str | None = None) -> list[BookRepor
             .order_by(mk.c.name)
         ).all()
         for head in heads:
+            p, where = newest_book(head.id, head.market_id, head.block_number, head.details)
             rows = conn.execute(
                 select(
                     p.c.market_key,
@@ -359,7 +378,7 @@ def at_risk_report(store: Store, *, market: str | None = None) -> list[BookRepor
                     p.c.horizon_s,
                 )
                 .join(T_ACCOUNTS, T_ACCOUNTS.c.id == p.c.account_id)
-                .where(p.c.snapshot_id == head.id)
+                .where(where)
             ).all()
             books: dict[str, list[Any]] = {}
             for row in rows:

@@ -18,7 +18,15 @@ from onchain.store.db import Store
 from tests.helpers.aave_oracle import UINT256_MAX
 
 
-def _config(tmp_path: Path, info: DevnetInfo, db_url: str) -> Path:
+def _config(
+    tmp_path: Path,
+    info: DevnetInfo,
+    db_url: str,
+    *,
+    incremental: bool = True,
+    store: str = "",
+) -> Path:
+    """Both devnet markets, each block; `store`: more [store] lines (e.g. the layout)."""
     assert info.morpho is not None
     path = tmp_path / "incremental.toml"
     path.write_text(
@@ -27,8 +35,9 @@ def _config(tmp_path: Path, info: DevnetInfo, db_url: str) -> Path:
         f'address = "{info.aave.addresses_provider}"\n\n'
         f'[[markets]]\nname = "morpho"\nprotocol = "morpho-blue"\nchain = "devnet"\n'
         f'address = "{info.morpho.morpho}"\n\n'
-        f'[store]\nurl = "{db_url}"\n\n'
-        '[jobs.refresh]\nat = "each-block"\nmax_blocks_per_run = 50\nincremental = true\n'
+        f'[store]\nurl = "{db_url}"\n{store}\n'
+        '[jobs.refresh]\nat = "each-block"\nmax_blocks_per_run = 50\n'
+        f"incremental = {'true' if incremental else 'false'}\n"
         "reconcile_every_blocks = 2\n"
     )
     return path

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from eth_utils import to_checksum_address
 
+from onchain.protocols import state_codec
 from onchain.protocols.aave_v3 import screen
 from onchain.protocols.aave_v3.adapter import (
     AaveAccountState,
@@ -168,6 +169,18 @@ class AaveV3Incremental:
     def always_stale(self, market_state: AaveMarketState, state: AaveAccountState) -> bool:
         """Stable debt grows at the user's own rate: such an account is read every block."""
         return any(kind == "s" and v for (_rid, kind), v in state.balances.items())
+
+    def encode_market_state(self, market_state: AaveMarketState) -> bytes:
+        return state_codec.encode(market_state)
+
+    def decode_market_state(self, data: bytes) -> AaveMarketState:
+        return cast(AaveMarketState, state_codec.decode(data, AaveMarketState))
+
+    def encode_account_states(self, states: list[Any]) -> bytes:
+        return state_codec.encode(states)
+
+    def decode_account_states(self, data: bytes) -> list[Any]:
+        return cast(list[Any], state_codec.decode(data, list[AaveAccountState]))
 
 
 def _kept_tokens(r: AaveReserve) -> tuple[str, str, str, str, bool]:

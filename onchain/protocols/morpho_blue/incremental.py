@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from eth_utils import to_checksum_address
 
+from onchain.protocols import state_codec
 from onchain.protocols.base import MarketRef, Position, ReadPlan, indexed_addresses
 from onchain.protocols.morpho_blue import math
 from onchain.protocols.morpho_blue.adapter import (
@@ -120,6 +121,18 @@ class MorphoBlueIncremental:
 
     def always_stale(self, market_state: MorphoState, state: MorphoPositionState) -> bool:
         return False
+
+    def encode_market_state(self, market_state: MorphoState) -> bytes:
+        return state_codec.encode(market_state)
+
+    def decode_market_state(self, data: bytes) -> MorphoState:
+        return cast(MorphoState, state_codec.decode(data, MorphoState))
+
+    def encode_account_states(self, states: list[Any]) -> bytes:
+        return state_codec.encode(states)
+
+    def decode_account_states(self, data: bytes) -> list[Any]:
+        return cast(list[Any], state_codec.decode(data, list[MorphoPositionState]))
 
 
 def _market_of(log: Log) -> str | None:

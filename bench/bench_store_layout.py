@@ -1,0 +1,245 @@
+"""Bytes and time the store spends per block: the snapshot layout (every position and asset row
+again at every block) against the change layout (market state per block, account states and
+verdicts only when they changed, the latest view in place), in the same run on the same chain.
+
+Two daemons refresh the same devnet block by block (both read incrementally; only the layout
+differs), one store each. Per block and layout:
+
+- bytes written: on SQLite, the write-ahead log the block's transactions left (checkpointed
+  before, no automatic checkpoint meanwhile), i.e. every page the block wrote, in-place
+  updates included;
+- store growth: the database's size after a checkpoint, minus before (SQLite: pages in use;
+  PostgreSQL: the relations of this database);
+- write time: `write_snapshot`, the block's one transaction.
+
+Two scenarios: only oracle prices move; prices move and 1% of the accounts supply (their state
+changes). Prints the change layout's figures as a ratio of the snapshot layout's.
+
+    .venv/bin/python bench/bench_store_layout.py [--accounts 3000] [--blocks 10]
+        [--no-postgres | --no-sqlite]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_store import database
+
+import onchain.jobs.refresh as refresh_module
+from onchain.config import load_config
+from onchain.devnet.build import DevnetInfo, running_devnet
+from onchain.devnet.chain import DevChain, calldata
+from onchain.devnet.control import _in_one_block as in_one_block
+from onchain.devnet.control import set_prices
+from onchain.jobs.context import JobContext
+from onchain.jobs.refresh import refresh_job
+from onchain.store import crud
+from onchain.store.db import Store, open_store
+
+UINT256_MAX = 2**256 - 1
+LAYOUTS = ("snapshots", "changes")
+
+
+@dataclass
+class Figures:
+    """One layout's measurements, per block."""
+
+    written: list[int] = field(default_factory=list)
+    growth: list[int] = field(default_factory=list)
+    write_s: list[float] = field(default_factory=list)
+
+
+def _config(folder: Path, info: DevnetInfo, url: str, layout: str) -> Path:
+    path = folder / f"{layout}.toml"
+    markets = (
+        f'[[markets]]\nname = "aave"\nprotocol = "aave-v3"\nchain = "devnet"\n'
+        f'address = "{info.aave.addresses_provider}"\n\n'
+    )
+    if info.morpho is not None:
+        markets += (
+            f'[[markets]]\nname = "morpho"\nprotocol = "morpho-blue"\nchain = "devnet"\n'
+            f'address = "{info.morpho.morpho}"\n\n'
+        )
+    path.write_text(
+        f'[chains.devnet]\nchain_id = {info.chain_id}\nrpc_url = "{info.rpc_url}"\n\n{markets}'
+        f'[store]\nurl = "{url}"\nlayout = "{layout}"\n\n'
+        '[jobs.refresh]\nat = "each-block"\nmax_blocks_per_run = 50\nincremental = true\n'
+        "reconcile_every_blocks = 0\n"
+    )
+    return path
+
+
+def _size(store: Store) -> tuple[int, int]:
+    """(bytes in use, write-ahead log bytes) of the store now."""
+    with store.engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            pages = conn.execute(text("PRAGMA page_count")).scalar_one()
+            free = conn.execute(text("PRAGMA freelist_count")).scalar_one()
+            size = conn.execute(text("PRAGMA page_size")).scalar_one()
+            wal = Path(str(store.engine.url.database) + "-wal")
+            return (pages - free) * size, wal.stat().st_size if wal.exists() else 0
+        used = conn.execute(
+            text(
+                "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = 'public' AND c.relkind = 'r'"
+            )
+        ).scalar_one()
+        return int(used), 0
+
+
+def _no_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
+
+
+def _checkpoint(store: Store) -> None:
+    with store.engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+
+
+_WRITE_S: dict[str, float] = defaultdict(float)
+_real_write = crud.write_snapshot
+
+
+def _timed_write(*args: Any, **kwargs: Any) -> crud.WriteResult:
+    started = time.perf_counter()
+    try:
+        return _real_write(*args, **kwargs)
+    finally:
+        _WRITE_S[kwargs.get("layout", "snapshots")] += time.perf_counter() - started
+
+
+def _changers(info: DevnetInfo, count: int) -> Callable[[], None]:
+    """`count` borrowers ready to supply WETH (minted and approved now, outside the measured
+    blocks); the returned step makes each of them supply a little in one block."""
+    chain = DevChain(info.rpc_url)
+    who = info.borrowers[:count]
+    weth, pool = info.aave.tokens["WETH"], info.aave.pool
+    chain.set_balance(who, 10**21)
+    setup = [(a, weth, calldata("mint(uint256)", 10**20), 150_000) for a in who]
+    setup += [
+        (a, weth, calldata("approve(address,uint256)", pool, UINT256_MAX), 100_000) for a in who
+    ]
+    for lo in range(0, len(setup), 100):
+        in_one_block(chain, setup[lo : lo + 100])
+
+    def step() -> None:
+        txs = [
+            (
+                a,
+                pool,
+                calldata("supply(address,uint256,address,uint16)", weth, 10**15, a, 0),
+                400_000,
+            )
+            for a in who
+        ]
+        in_one_block(chain, txs)
+
+    return step
+
+
+def run(kind: str, accounts: int, blocks: int) -> None:
+    with running_devnet(accounts, 7) as info, tempfile.TemporaryDirectory() as folder:
+        how = "reloaded" if info.loaded_from_cache else "built cold"
+        n_morpho = "with Morpho" if info.morpho is not None else "no Morpho"
+        print(f"\n{kind}, {accounts} Aave borrowers ({n_morpho}), devnet {how}")
+        with database(kind) as url_old, database(kind) as url_new:
+            stores = {"snapshots": open_store(url_old), "changes": open_store(url_new)}
+            for store in stores.values():  # the log then holds every page a block wrote
+                store.engine.dispose()
+                event.listen(store.engine, "connect", _no_autocheckpoint)
+            contexts = {}
+            for layout, store in stores.items():
+                cfg = load_config(
+                    _config(
+                        Path(folder), info, url_old if layout == "snapshots" else url_new, layout
+                    )
+                )
+                contexts[layout] = JobContext(cfg, store, crud.sync_markets(store, cfg))
+            changers = _changers(info, max(1, accounts // 100))
+            for ctx in contexts.values():  # the first block: everything is new to both
+                assert refresh_job(ctx, Counter()) == []
+            for scenario in ("prices only", "prices + 1% of accounts"):
+                figures = {layout: Figures() for layout in LAYOUTS}
+                positions = 0
+                for b in range(blocks):
+                    price = 3000.0 - 7 * (b + 1) if scenario == "prices only" else 2900.0 + 5 * b
+                    set_prices(info.rpc_url, info.aave, {"WETH": price})
+                    if scenario != "prices only":
+                        changers()
+                    for layout, ctx in contexts.items():
+                        store = stores[layout]
+                        _checkpoint(store)
+                        before, _ = _size(store)
+                        _WRITE_S[layout] = 0.0
+                        counts: Counter[str] = Counter()
+                        assert refresh_job(ctx, counts) == []
+                        _, wal = _size(store)
+                        _checkpoint(store)
+                        after, _ = _size(store)
+                        f = figures[layout]
+                        n = max(1, counts["blocks_written"])  # the 1% step is two blocks
+                        f.written.append(wal // n)
+                        f.growth.append((after - before) // n)
+                        f.write_s.append(_WRITE_S[layout] / n)
+                        if layout == "snapshots":
+                            positions = max(positions, counts["positions"] // n)
+                _report(kind, scenario, figures, positions)
+            for store in stores.values():
+                store.close()
+
+
+def _report(kind: str, scenario: str, figures: dict[str, Figures], positions: int) -> None:
+    old, new = figures["snapshots"], figures["changes"]
+    blocks = len(old.write_s)
+
+    def per_block(values: list[Any]) -> float:
+        return statistics.median(values) if values else 0.0
+
+    print(f"  {scenario} ({blocks} blocks, ~{positions} positions/block; medians per block):")
+    rows = [
+        ("store growth", per_block(old.growth), per_block(new.growth), "B"),
+        ("write time", per_block(old.write_s) * 1000, per_block(new.write_s) * 1000, "ms"),
+    ]
+    if kind == "sqlite":
+        rows.insert(0, ("bytes written (WAL)", per_block(old.written), per_block(new.written), "B"))
+    for name, a, b, unit in rows:
+        ratio = f"{b / a:7.2%}" if a else "   n/a"
+        print(
+            f"    {name:<20} snapshots {a:>12,.0f} {unit:<2}  changes {b:>12,.0f} {unit:<2}  = {ratio} of snapshots"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--accounts", type=int, nargs="+", default=[3000])
+    parser.add_argument("--blocks", type=int, default=10)
+    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-sqlite", action="store_true")
+    args = parser.parse_args()
+    refresh_module.crud.write_snapshot = _timed_write  # type: ignore[assignment]
+    kinds = [
+        k for k, off in (("sqlite", args.no_sqlite), ("postgresql", args.no_postgres)) if not off
+    ]
+    for accounts in args.accounts:
+        for kind in kinds:
+            run(kind, accounts, args.blocks)
+
+
+if __name__ == "__main__":
+    main()

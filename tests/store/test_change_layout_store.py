@@ -1,0 +1,178 @@
+"""The change layout's store rules, on SQLite and PostgreSQL (the blobs are opaque here: the
+devnet test in tests/daemon proves the rebuild through the adapters): account states and
+verdicts are written only when they change, a replaced block replaces its change rows, and
+retention keeps every kept block's states and verdicts exactly as they were."""
+
+from __future__ import annotations
+
+from dataclasses import astuple
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from onchain.config import TierThresholds, load_config
+from onchain.errors import ConfigError
+from onchain.jobs.assess import assess
+from onchain.rpc.client import BlockRef
+from onchain.store import changes, crud
+from onchain.store.db import (
+    Store,
+    current_revision,
+    downgrade,
+    head_revision,
+    make_engine,
+    parse_db_url,
+    upgrade,
+)
+from tests.helpers.cli_support import assert_one_clear_error
+from tests.helpers.cli_support import run as run_cli
+from tests.helpers.store_rows import MARKET, WAD, account, position
+
+BASE, STEP = 1_700_000_000, 1200  # a block every 20 minutes of chain time
+BANDS = (1.0, 1.1, 1.5)
+PREVIOUS = "0006_retire_old_alerts"
+
+
+def _market(store: Store, tmp_path: Path) -> crud.MarketInfo:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[chains.devnet]\nchain_id = 31337\nrpc_url = "http://127.0.0.1:1"\n\n'
+        f'[[markets]]\nname = "m"\nprotocol = "aave-v3"\nchain = "devnet"\naddress = "{MARKET}"\n'
+    )
+    return crud.sync_markets(store, load_config(path))[0]
+
+
+def _block(n: int, tag: str = "a") -> BlockRef:
+    return BlockRef(n, "0x" + f"{tag}{n:x}".rjust(64, "0"), BASE + STEP * n)
+
+
+def _write(store: Store, market: crud.MarketInfo, n: int, tag: str = "a", bump: int = 0) -> Any:
+    """Block n: account i's state changes every i + 2 blocks; its health factor drifts through
+    the bands; account 3 leaves the book from block 40 on."""
+    blk = _block(n, tag)
+    accounts = [i for i in range(6) if not (i == 3 and n >= 40)]
+    blobs = {account(i): f"{i}:{n // (i + 2) + bump}".encode() for i in accounts}
+    positions = [position(i, blk, WAD + WAD * ((n + 7 * i) % 30) // 40) for i in accounts]
+    kept = changes.KeptState(b"market %d" % n, blobs, BANDS)
+    return crud.write_snapshot(
+        store,
+        market,
+        blk,
+        positions,
+        assess(positions, TierThresholds()),
+        None,
+        kept=kept,
+        layout="changes",
+    )
+
+
+def _at(store: Store, market_id: int, n: int) -> tuple[Any, Any]:
+    with store.read() as conn:
+        states = changes.states_at(conn, market_id, n)
+        verdicts = {k: astuple(v)[1:] for k, v in changes.verdicts_at(conn, market_id, n).items()}
+    return {k: v for k, v in states.items() if v is not None}, verdicts
+
+
+def _count(store: Store, table: Any) -> int:
+    with store.read() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def test_only_changes_are_written_and_a_replaced_block_replaces_them(
+    store: Store, tmp_path: Path
+) -> None:
+    market = _market(store, tmp_path)
+    first = _write(store, market, 1)
+    assert first.change_rows["account_states"] == 6 and first.change_rows["verdicts"] == 6
+    assert _count(store, crud.T_POSITIONS) == _count(store, crud.T_ASSET_POSITIONS) == 0
+    second = _write(store, market, 2)
+    assert second.change_rows["account_states"] == 1  # only account 0 (every 2 blocks)
+    assert _count(store, changes.T_LATEST) == 6
+    before = _at(store, market.id, 2)
+    replaced = _write(store, market, 2, tag="b", bump=1)  # a reorg: another block 2
+    assert replaced.outcome == "replaced"
+    states, _ = _at(store, market.id, 2)
+    assert states != before[0] and set(states) == set(before[0])
+    assert _count(store, changes.T_MARKET_STATES) == 2
+
+
+def test_retention_keeps_every_kept_block_exact(store: Store, tmp_path: Path) -> None:
+    market = _market(store, tmp_path)
+    blocks = range(3 * 72)  # three days
+    for n in blocks:
+        _write(store, market, n)
+    assert _count(store, changes.T_LATEST) == 5  # account 3 left the book
+    before = {n: _at(store, market.id, n) for n in blocks}
+    states_before = _count(store, changes.T_ACCOUNT_STATES)
+    deleted = crud.prune_market(store, market.id, full_s=86_400, downsample_s=3 * 3600, keep_s=0)
+    kept = sorted(crud.snapshot_hashes(store, market.id))
+    assert deleted > 100 and len(kept) == len(blocks) - deleted
+    for n in kept:
+        assert _at(store, market.id, n) == before[n], n
+    assert _count(store, changes.T_ACCOUNT_STATES) < states_before
+    assert _count(store, changes.T_MARKET_STATES) == len(kept)
+
+    crud.prune_market(store, market.id, full_s=86_400, downsample_s=3 * 3600, keep_s=86_400 * 1.5)
+    kept_now = sorted(crud.snapshot_hashes(store, market.id))
+    assert kept_now[0] > kept[0]
+    for n in kept_now:
+        assert _at(store, market.id, n) == before[n], n
+
+
+def _snapshot_rows(store: Store) -> dict[str, int]:
+    return {
+        t.name: _count(store, t)
+        for t in (crud.T_SNAPSHOTS, crud.T_POSITIONS, crud.T_ASSET_POSITIONS)
+    }
+
+
+def test_a_store_of_the_old_layout_upgrades_in_place_and_downgrades(
+    db_url: str, tmp_path: Path
+) -> None:
+    """0006 -> 0007 keeps every stored block (the snapshot tables are untouched, the new ones
+    start empty); 0007 -> 0006 works while every block is whole in the snapshot tables and is
+    refused, with nothing dropped, while a block is stored in the change layout alone."""
+    engine = make_engine(parse_db_url(db_url), create_sqlite_dir=True)
+    upgrade(engine, PREVIOUS)
+    store = Store(engine)  # the old schema: open_store would refuse it, as it should
+    market = _market(store, tmp_path)
+    for n in range(5):
+        blk = _block(n)
+        positions = [position(i, blk, WAD + WAD * i // 10) for i in range(4)]
+        crud.write_snapshot(
+            store, market, blk, positions, assess(positions, TierThresholds()), None
+        )
+    before = _snapshot_rows(store)
+    assert before["position_snapshots"] == 20
+
+    assert upgrade(engine) == head_revision()
+    assert _snapshot_rows(store) == before
+    assert crud.latest_health(store, market.id) is not None  # the old blocks read as before
+    assert downgrade(engine, PREVIOUS) == PREVIOUS
+    assert _snapshot_rows(store) == before
+
+    upgrade(engine)
+    _write(store, market, 10)  # a block in the change layout alone
+    with pytest.raises(RuntimeError, match="change layout alone"):
+        downgrade(engine, PREVIOUS)
+    refused = run_cli("db", "downgrade", PREVIOUS, "--db", db_url, "--yes")
+    assert_one_clear_error(refused, "change layout alone")
+    assert current_revision(engine) == head_revision()
+    assert _count(store, changes.T_ACCOUNT_STATES) > 0
+    engine.dispose()
+
+
+def test_a_wrong_layout_or_band_list_is_one_clear_config_error(tmp_path: Path) -> None:
+    for line, words in (
+        ('layout = "deltas"', "'layout' must be one of snapshots, changes, both"),
+        ("verdict_bands = [1.5, 1.0]", "'verdict_bands' must be a rising list"),
+    ):
+        path = tmp_path / "c.toml"
+        path.write_text(f'[store]\npath = "s.sqlite"\n{line}\n')
+        with pytest.raises(ConfigError, match=words):
+            load_config(path)
+    path.write_text('[store]\npath = "s.sqlite"\nlayout = "changes"\nverdict_bands = [1, 2]\n')
+    store = load_config(path).store
+    assert (store.layout, store.verdict_bands) == ("changes", (1.0, 2.0))
