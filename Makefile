@@ -23,8 +23,10 @@ demo: setup
 	$(BIN)/onchain demo
 	$(BIN)/onchain serve --demo  # serves in a terminal (Ctrl-C stops); else checks and exits
 
+# Two workers (the machine's two cores), a test file each: a file's module fixtures (its devnet)
+# stay in one process; each worker has its own PostgreSQL database and tmp dirs.
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # The quick loop: unit tests only (no devnet, no PostgreSQL, no programs started), under a minute.
 test-fast: setup

@@ -210,6 +210,26 @@ def write_csv(rows: Iterable[Mapping[str, Any]], fields: Sequence[str]) -> None:
     sys.stdout.write(buffer.getvalue())
 
 
+def emit(
+    as_json: bool,
+    as_csv: bool,
+    document: Any,
+    rows: Iterable[Mapping[str, Any]],
+    fields: Sequence[str],
+) -> bool:
+    """The output tail the store commands share: --json prints the whole document, --csv its
+    rows under `fields`. True when one was written, so the caller skips its tables."""
+    if as_json:
+        from onchain.output import strict_json
+
+        print(strict_json(document))
+        return True
+    if as_csv:
+        write_csv(rows, fields)
+        return True
+    return False
+
+
 def check_writable(path: Path, flag: str) -> None:
     """A file we are asked to write: its folder exists and takes files, and it is not a folder."""
     folder = path.parent if str(path.parent) else Path(".")

@@ -15,7 +15,7 @@ from onchain.cli.common import (
     LazyConsole,
     StoreConfigOpt,
     check_output_flags,
-    write_csv,
+    emit,
 )
 from onchain.cli.stored import format_hf, opened_store, select_market
 from onchain.errors import InputError
@@ -92,7 +92,6 @@ def history_cmd(
     from onchain.app.pipeline import checked_address
     from onchain.app.stored_book import rebuild_account
     from onchain.numbers import format_base
-    from onchain.output import strict_json
     from onchain.store import queries
 
     check_output_flags(as_json, as_csv)
@@ -136,11 +135,7 @@ def history_cmd(
         }
         for h in histories
     ]
-    if as_json:
-        print(strict_json(documents))
-        return
-    if as_csv:
-        write_csv(point_rows(documents), CSV_FIELDS)
+    if emit(as_json, as_csv, documents, point_rows(documents), CSV_FIELDS):
         return
     for h in histories:
         points = h.points

@@ -14,8 +14,8 @@ from onchain.cli.common import (
     LazyConsole,
     StoreConfigOpt,
     check_output_flags,
+    emit,
     err,
-    write_csv,
 )
 from onchain.cli.stored import format_hf, no_book, opened_store, select_market, when
 
@@ -78,7 +78,6 @@ def report_cmd(
     from rich.table import Table
 
     from onchain.numbers import format_base
-    from onchain.output import strict_json
     from onchain.store import queries
     from onchain.store.models import TIERS
 
@@ -125,11 +124,7 @@ def report_cmd(
         }
         for b in books
     ]
-    if as_json:
-        print(strict_json(documents))
-        return
-    if as_csv:
-        write_csv(at_risk_rows(documents), CSV_FIELDS)
+    if emit(as_json, as_csv, documents, at_risk_rows(documents), CSV_FIELDS):
         return
     if not books:
         err.print(f"no snapshots in {store.url} yet: run `onchain run`", highlight=False)

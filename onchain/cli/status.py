@@ -15,8 +15,8 @@ from onchain.cli.common import (
     LazyConsole,
     StoreConfigOpt,
     check_output_flags,
+    emit,
     escape,
-    write_csv,
 )
 from onchain.cli.stored import opened_store, when
 
@@ -111,6 +111,46 @@ def _mark_crashed(store: Store) -> None:
         crud.mark_crashed_runs(store)
 
 
+def _status_json(
+    store: Store,
+    jobs: list[queries.JobSummary],
+    markets: list[queries.MarketStatus],
+    workers: list[WorkerStatus],
+    recent: list[queries.RunRow],
+) -> dict[str, Any]:
+    """Everything `status` knows, for --json."""
+    return {
+        "database": store.url,
+        "jobs": [
+            {
+                "job": j.job,
+                "last": _run_json(j.last),
+                "last_ok_at": j.last_ok_at.isoformat() if j.last_ok_at else None,
+                "runs_24h": j.runs_24h,
+                "failed_24h": j.failed_24h,
+            }
+            for j in jobs
+        ],
+        "markets": [
+            {
+                "market": m.name,
+                "chain": m.chain,
+                "protocol": m.protocol,
+                "tracked_accounts": m.tracked_accounts,
+                "discover_cursor": m.discover_cursor,
+                "refresh_cursor": m.refresh_cursor,
+                "snapshots": m.snapshots,
+                "newest_block": m.newest_block,
+                "newest_taken_at": m.newest_taken_at.isoformat() if m.newest_taken_at else None,
+            }
+            for m in markets
+        ],
+        "workers": [_worker_json(w) for w in workers],
+        "endpoints": _endpoints(jobs),
+        "recent_runs": [_run_json(r) for r in recent],
+    }
+
+
 def status_cmd(
     config: StoreConfigOpt = None,
     db: DbOpt = None,
@@ -123,7 +163,6 @@ def status_cmd(
     """What ran, when, and how it ended; how far each market's cursors got."""
     from rich.table import Table
 
-    from onchain.output import strict_json
     from onchain.store import queries
     from onchain.store.leases import worker_statuses
 
@@ -134,46 +173,8 @@ def status_cmd(
         markets = queries.market_statuses(store)
         recent = queries.recent_runs(store, runs)
         workers = worker_statuses(store)
-    if as_csv:
-        write_csv([_run_json(r) for r in recent], RUN_FIELDS)
-        return
-    if as_json:
-        print(
-            strict_json(
-                {
-                    "database": store.url,
-                    "jobs": [
-                        {
-                            "job": j.job,
-                            "last": _run_json(j.last),
-                            "last_ok_at": j.last_ok_at.isoformat() if j.last_ok_at else None,
-                            "runs_24h": j.runs_24h,
-                            "failed_24h": j.failed_24h,
-                        }
-                        for j in jobs
-                    ],
-                    "markets": [
-                        {
-                            "market": m.name,
-                            "chain": m.chain,
-                            "protocol": m.protocol,
-                            "tracked_accounts": m.tracked_accounts,
-                            "discover_cursor": m.discover_cursor,
-                            "refresh_cursor": m.refresh_cursor,
-                            "snapshots": m.snapshots,
-                            "newest_block": m.newest_block,
-                            "newest_taken_at": m.newest_taken_at.isoformat()
-                            if m.newest_taken_at
-                            else None,
-                        }
-                        for m in markets
-                    ],
-                    "workers": [_worker_json(w) for w in workers],
-                    "endpoints": _endpoints(jobs),
-                    "recent_runs": [_run_json(r) for r in recent],
-                },
-            )
-        )
+    document = _status_json(store, jobs, markets, workers, recent)
+    if emit(as_json, as_csv, document, [_run_json(r) for r in recent], RUN_FIELDS):
         return
     out.print(f"database {store.url}", highlight=False)
     if not jobs:

@@ -6,11 +6,13 @@ and block hashes are deterministic."""
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import json
+import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,8 +109,8 @@ def _build_aave_only(node: Anvil, n_borrowers: int, seed: int) -> DevnetInfo:
     return DevnetInfo(node.url, DEVNET_CHAIN_ID, market, [p.address for p in plans], whale)
 
 
-def _dump_state(chain: DevChain, path: Path) -> None:
-    """Store anvil's state without per-transaction traces (smaller, loads faster)."""
+def _dump_state(chain: DevChain) -> str:
+    """Anvil's state as JSON without per-transaction traces (smaller, loads faster)."""
     raw = chain.rpc("anvil_dumpState")
     state = json.loads(gzip.decompress(bytes.fromhex(raw[2:])))
     for block in state.get("blocks", []) or []:
@@ -120,7 +122,27 @@ def _dump_state(chain: DevChain, path: Path) -> None:
             info = tx.get("info")
             if isinstance(info, dict):
                 info["traces"] = []
-    path.write_text(json.dumps(state))
+    return json.dumps(state)
+
+
+@contextmanager
+def _build_lock(folder: Path) -> Iterator[None]:
+    """One builder per cache key across processes (parallel test workers, two `onchain devnet`):
+    the others wait, then load what it stored."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f"{folder.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """A reader sees the whole file or none (the state first, then the meta that says it's done)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 @contextmanager
@@ -133,9 +155,24 @@ def running_devnet(
     folder = CACHE_DIR / key
     state_path, meta_path = folder / "state.json", folder / "meta.json"
     started = time.monotonic()
-    if not rebuild and state_path.exists() and meta_path.exists():
-        meta = json.loads(meta_path.read_text())
-        with Anvil(load_state=state_path) as node:
+
+    def cached() -> bool:
+        return not rebuild and state_path.exists() and meta_path.exists()
+
+    with ExitStack() as stack:
+        info: DevnetInfo | None = None
+        if not cached():
+            with _build_lock(folder):
+                if not cached():  # nobody built it while we waited
+                    node = stack.enter_context(Anvil(extra_args=LEAN_ANVIL if aave_only else []))
+                    info = (_build_aave_only if aave_only else _build)(node, n_borrowers, seed)
+                    folder.mkdir(parents=True, exist_ok=True)
+                    _write_atomically(state_path, _dump_state(DevChain(node.url)))
+                    _write_atomically(meta_path, json.dumps(info.to_json(), indent=1))
+                    info.build_seconds = time.monotonic() - started
+        if info is None:
+            meta = json.loads(meta_path.read_text())
+            node = stack.enter_context(Anvil(load_state=state_path))
             chain = DevChain(node.url)
             # anvil restarts its clock from the genesis time after a reload: continue from the head
             head = chain.rpc("eth_getBlockByNumber", ["latest", False])
@@ -145,17 +182,6 @@ def running_devnet(
             chain.rpc("anvil_setBlockTimestampInterval", [BLOCK_INTERVAL_S])
             info = DevnetInfo.from_meta(node.url, meta)
             info.build_seconds, info.loaded_from_cache = time.monotonic() - started, True
-            yield info
-        return
-    with Anvil(extra_args=LEAN_ANVIL if aave_only else []) as node:
-        info = (_build_aave_only if aave_only else _build)(node, n_borrowers, seed)
-        folder.mkdir(parents=True, exist_ok=True)
-        chain = DevChain(node.url)
-        tmp = folder / "state.json.tmp"
-        _dump_state(chain, tmp)
-        tmp.replace(state_path)
-        info.build_seconds = time.monotonic() - started
-        meta_path.write_text(json.dumps(info.to_json(), indent=1))
         yield info
 
 

@@ -39,6 +39,9 @@ from tests.helpers.daemon_support import ONCHAIN, upgrade_db
 from tests.helpers.uniswap_support import _pool_weth_price_usd, _swap_weth_for_usdc
 
 WAD = 10**18
+# HTTP requests one block's risk assessment sends, whatever its number of positions: 12 measured
+# with the feeds' events read from the start, 4 with them cached (a per-position read shows)
+RISK_REQUESTS = 16
 RISK_COLUMNS = ("risk_reasons", "liquidation_probability", "pending_health_factor", "horizon_s")
 
 
@@ -154,9 +157,11 @@ def test_onchain_run_stores_the_risk_modules_tiers_and_the_contracts_verdict(
         state = load_market(client, ref, pinned)
         positions = read_positions(client, "aave-v3", state, [r.account for r in rows], pinned)
         snapshot = market_snapshot(client, "aave-v3", state, pinned)
+        sent = client.requests_sent
         expected, _report = risk_tiers(
             client, pinned, positions, RiskSettings.from_config(cfg.risk), snapshot
         )
+        risk_requests = client.requests_sent - sent
         assert [(r.risk_tier, r.risk_reasons, r.risk_reason) for r in rows] == [
             (e.tier, e.reasons, e.reason) for e in expected
         ]
@@ -166,12 +171,15 @@ def test_onchain_run_stores_the_risk_modules_tiers_and_the_contracts_verdict(
         by_threshold = assess(positions, cfg.tiers)
         assert sum(e.tier != t.tier for e, t in zip(expected, by_threshold, strict=True)) >= 5
 
-        # the runs say how the block was tiered, and what it cost (300 positions per block)
+        # what the block's risk costs is counted, not timed (the model's speed is
+        # bench/bench_risk.py's): one book for the 300 positions, a few requests for the prices'
+        # past and the references, none per position
+        assert risk_requests <= RISK_REQUESTS
+        # the runs say how each block was tiered: one block of 300 positions per run
         refreshes = runs(store, "refresh")
         assert all(r.outcome == "ok" and "risk_fallback_blocks" not in r.counts for r in refreshes)
-        risk_blocks = sum(r.counts.get("risk_blocks", 0) for r in refreshes)
-        risk_ms = sum(r.counts.get("risk_ms", 0) for r in refreshes)
-        assert risk_blocks == 2 and risk_ms / risk_blocks < 250
+        assert sum(r.counts.get("risk_blocks", 0) for r in refreshes) == 2
+        assert [r.counts.get("positions") for r in refreshes] == [300, 300]
         with store.read() as conn:
             details = conn.execute(
                 select(crud.T_SNAPSHOTS.c.details).where(crud.T_SNAPSHOTS.c.block_number == block)

@@ -10,6 +10,7 @@ rounds after the newest it holds (checked unchanged), or logs after the last blo
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -58,12 +59,21 @@ _CACHE: dict[tuple[str, str, str], _Cached] = {}
 _NO_ROUNDS: set[tuple[str, str]] = set()  # feeds without getRoundData: straight to their events
 
 
+_CHAIN_OF: weakref.WeakKeyDictionary[RpcClient, str] = weakref.WeakKeyDictionary()
+
+
 def _chain(client: RpcClient) -> str:
-    """Which chain a client reads, as a cache key (a digest: endpoint URLs may carry keys)."""
-    if client.provider is not None:
-        return f"provider-{id(client.provider)}"
-    urls = "\n".join(e.url for e in client.endpoints.endpoints)
-    return hashlib.sha256(urls.encode()).hexdigest()[:16]
+    """Which chain a client reads, as a cache key (a digest: endpoint URLs may carry keys).
+    Worked out once per client: each lookup of every feed at every block asks for it."""
+    key = _CHAIN_OF.get(client)
+    if key is None:
+        if client.provider is not None:
+            key = f"provider-{id(client.provider)}"
+        else:
+            urls = "\n".join(e.url for e in client.endpoints.endpoints)
+            key = hashlib.sha256(urls.encode()).hexdigest()[:16]
+        _CHAIN_OF[client] = key
+    return key
 
 
 def _round(data: bytes) -> tuple[int, int, int]:
