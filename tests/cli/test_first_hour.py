@@ -14,9 +14,11 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
 
 from onchain.devnet.build import DevnetInfo
 from onchain.devnet.config_file import write_devnet_config
+from onchain.store.db import alembic_config, head_revision
 from tests.helpers.cli_support import ONCHAIN, assert_one_clear_error, run
 from tests.helpers.rpc_proxy import rpc_proxy
 from tests.helpers.store_db import admin, empty_database
@@ -185,12 +187,12 @@ def test_db_downgrade_asks_first_and_takes_minus_one(tmp_path: Path) -> None:
         timeout=60,
     )
     assert_one_clear_error(refused, "--yes")
-    assert (
-        run("db", "current", "--db", db).stdout.split()[0] == "0006_retire_old_alerts"
-    )  # nothing changed
+    head = head_revision()
+    assert run("db", "current", "--db", db).stdout.split()[0] == head  # nothing changed
     stepped = run("db", "downgrade", "-1", "--db", db, "--yes")
     assert stepped.returncode == 0, stepped.stderr
-    assert "0006_retire_old_alerts -> 0005_worker_leases" in stepped.stderr
+    below = ScriptDirectory.from_config(alembic_config()).get_revision(head).down_revision
+    assert f"{head} -> {below}" in stepped.stderr
     assert_one_clear_error(run("db", "downgrade", "nosuch", "--db", db, "--yes"), "nosuch")
     assert_one_clear_error(run("db", "downgrade", "--yess", "--db", db), "--yess")
 
