@@ -121,6 +121,21 @@ class MarketRefresher:
         )
         return self.positions()
 
+    def resume(
+        self, block: BlockRef, state: Any, accounts: Sequence[str], kept: dict[str, list[Any]]
+    ) -> None:
+        """Take up kept state stored at `block` (a restart that needs no full read): the market
+        state read at `block`, each tracked account's states as stored then; `advance` goes on
+        from here with the logs since."""
+        self.state = state
+        self.block = block
+        self.accounts = [to_checksum_address(a) for a in accounts]
+        self.kept, self._stale, self._book = {}, set(), None
+        given = {str(to_checksum_address(a)): states for a, states in kept.items()}
+        self._keep({a: given[a] for a in self.accounts})
+        self.advances = 0
+        self.last = None
+
     def _keep(self, states: dict[str, list[Any]]) -> None:
         """Keep these accounts' fresh states; note those to read again every block anyway."""
         self.kept.update(states)

@@ -23,6 +23,7 @@ from onchain.jobs import metrics
 from onchain.jobs.assess import assess, risk_tiers
 from onchain.jobs.context import Counts, JobContext, market_ref, note
 from onchain.jobs.discover import discover_from_refresher, discover_market, one_line
+from onchain.jobs.restart import resume_from_store
 from onchain.protocols.base import IncrementalAdapter, MarketSnapshot, Position
 from onchain.protocols.registry import get_incremental
 from onchain.risk.reactive import LOOKBACK_STEPS
@@ -143,7 +144,11 @@ def incremental_positions(
 ) -> tuple[list[Position], Any]:
     """The block's positions from kept state: a full read on the first block (and after a
     restart or a reorg), then only what the logs touched; every `reconcile_every_blocks` the
-    kept state is checked against a full read, and each repaired account counted and logged."""
+    kept state is checked against a full read, and each repaired account counted and logged.
+    Where the store keeps account states, a refresher with none takes them up from the store
+    at the refresh cursor and moves on from there instead of reading everything."""
+    if refresher.block is None and store_layout(ctx, market) != "snapshots":
+        resume_from_store(ctx, client, market, refresher, block, counts)
     moving = refresher.block is not None and block.number > refresher.block.number
     logs = None
     if moving:  # the range's logs once: the refresher's and discovery's
@@ -385,5 +390,6 @@ def refresh_job(ctx: JobContext, counts: Counts) -> list[str]:
         finally:
             if client is not None:
                 counts["rpc_requests"] += client.requests_sent
+                counts["rpc_calls"] += client.calls_sent
                 client.close()
     return errors

@@ -25,8 +25,10 @@ def _config(
     *,
     incremental: bool = True,
     store: str = "",
+    refresh: str = "reconcile_every_blocks = 2\n",
 ) -> Path:
-    """Both devnet markets, each block; `store`: more [store] lines (e.g. the layout)."""
+    """Both devnet markets, each block; `store`: more [store] lines (e.g. the layout),
+    `refresh`: more [jobs.refresh] lines."""
     assert info.morpho is not None
     path = tmp_path / "incremental.toml"
     path.write_text(
@@ -38,7 +40,7 @@ def _config(
         f'[store]\nurl = "{db_url}"\n{store}\n'
         '[jobs.refresh]\nat = "each-block"\nmax_blocks_per_run = 50\n'
         f"incremental = {'true' if incremental else 'false'}\n"
-        "reconcile_every_blocks = 2\n"
+        f"{refresh}"
     )
     return path
 
@@ -94,7 +96,6 @@ def _move(info: DevnetInfo, step: int) -> None:
     who = seeded_address(17, "incremental-daemon", step)
     weth, usdc, pool = info.aave.tokens["WETH"], info.aave.tokens["USDC"], info.aave.pool
     chain.set_balance([who], 10**21)
-    borrower = info.borrowers[step]
     txs = [
         (who, weth, calldata("mint(uint256)", 10**18), 150_000),
         (who, weth, calldata("approve(address,uint256)", pool, UINT256_MAX), 100_000),
@@ -110,6 +111,15 @@ def _move(info: DevnetInfo, step: int) -> None:
             calldata("borrow(address,uint256,uint256,uint16,address)", usdc, 10**9, 2, 0, who),
             900_000,
         ),
+        *repay_txs(info, info.borrowers[step]),
+    ]
+    in_one_block(chain, txs)
+
+
+def repay_txs(info: DevnetInfo, borrower: str) -> list[tuple[str, str, bytes, int]]:
+    """An Aave borrower repays 100 USDC (its account state changes, no account is new)."""
+    usdc, pool = info.aave.tokens["USDC"], info.aave.pool
+    return [
         (borrower, usdc, calldata("mint(uint256)", 10**8), 150_000),
         (borrower, usdc, calldata("approve(address,uint256)", pool, UINT256_MAX), 100_000),
         (
@@ -119,4 +129,3 @@ def _move(info: DevnetInfo, step: int) -> None:
             800_000,
         ),
     ]
-    in_one_block(chain, txs)
