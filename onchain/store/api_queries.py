@@ -668,7 +668,8 @@ def tier_series(
     """The market's newest `limit` snapshots, oldest first, per book. `exact=False` sums the
     amounts at risk as floats in the database (for metrics: one query, no integer per row).
     Blocks stored in the change layout alone: the newest from the latest view, older ones
-    rebuilt by `rebuild` (without it they are left out, as `queries.account_history` does)."""
+    rebuilt by `rebuild` (without it they are left out of the `limit` newest, as
+    `queries.account_history` leaves them out)."""
     s, p = T_SNAPSHOTS, T_POSITIONS
     with store.read() as conn:
         m = conn.execute(select(T_MARKETS).where(T_MARKETS.c.name == market)).first()
@@ -678,11 +679,12 @@ def tier_series(
             select(s.c.id, s.c.block_number, s.c.block_timestamp, s.c.details)
             .where(s.c.market_id == m.id)
             .order_by(s.c.block_number.desc())
+            .limit(limit)
         ).all()
         alone = {r.id for r in heads if (r.details or {}).get("layout") == "changes"}
         if rebuild is None:
             heads = [r for i, r in enumerate(heads) if r.id not in alone or i == 0]
-        snaps = heads[:limit][::-1]
+        snaps = heads[::-1]
         if not snaps:
             return []
         ids = [r.id for r in snaps if r.id not in alone]
