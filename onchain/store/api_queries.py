@@ -25,6 +25,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    true,
     type_coerce,
     union_all,
 )
@@ -393,10 +394,9 @@ def positions_page(
         segments = _segments(p, conn, sort, descending)
         if where.account is not None:  # a handful of rows: one segment, sorted whole
             segments = [([], _whole_order(p, conn, sort, descending))]
-        for extra, order in segments:
-            n = conn.execute(
-                select(func.count()).select_from(p).where(*conditions, *extra)
-            ).scalar_one()
+        for (extra, order), n in zip(
+            segments, _segment_counts(conn, p, conditions, segments), strict=True
+        ):
             total += n
             if need <= 0 or skip >= n:
                 skip = max(0, skip - n)
@@ -409,6 +409,25 @@ def positions_page(
             need -= len(got)
             skip = 0
         return PositionPage(int(total), _rows_in_order(conn, heads, keys))
+
+
+def _segment_counts(
+    conn: Connection, p: Any, conditions: list[Any], segments: list[tuple[list[Any], list[Any]]]
+) -> list[int]:
+    """How many rows each segment holds: one count per segment where the snapshot rows' indexes
+    answer it, else (the latest view has no index on a column that moves) one pass for all."""
+    if p is T_POSITIONS or len(segments) == 1:
+        return [
+            conn.execute(
+                select(func.count()).select_from(p).where(*conditions, *extra)
+            ).scalar_one()
+            for extra, _order in segments
+        ]
+    sums = [
+        func.coalesce(func.sum(case((and_(true(), *extra), 1), else_=0)), 0)
+        for extra, _order in segments
+    ]
+    return [int(n) for n in conn.execute(select(*sums).select_from(p).where(*conditions)).one()]
 
 
 def _rows_in_order(

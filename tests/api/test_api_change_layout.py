@@ -7,6 +7,7 @@ same JSON, field for field, from all three."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ pytestmark = pytest.mark.devnet
 LAYOUTS = ("snapshots", "changes", "switched")
 SORTS = ("risk", "health_factor", "debt", "collateral", "account", "probability")
 AAVE, MORPHO = "aave-v3-devnet", "morpho-blue-devnet"
+ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 
 
 @dataclass
@@ -206,6 +208,14 @@ def test_accounts_and_their_history_are_the_same_in_every_layout(
         for book in reply["history"]:
             assert len(book["points"]) == len(DEFAULT_PATH), (account, book["market"])
     _same(served, f"/api/accounts/{both[0]}?history_limit=3")
+    # the dashboard's pages over the same reads: each lists the same accounts in every layout
+    for page in ("/", f"/markets/{AAVE}", f"/markets/{MORPHO}", f"/accounts/{both[0]}"):
+        shown = []
+        for layout in LAYOUTS:
+            reply = requests.get(served[layout] + page, timeout=120)
+            assert reply.status_code == 200, (layout, page, reply.text[:300])
+            shown.append(sorted(set(ADDRESS.findall(reply.text))))
+        assert shown[0] and shown[1] == shown[0] and shown[2] == shown[0], page
 
 
 def test_market_history_targets_and_stress_are_the_same_in_every_layout(
