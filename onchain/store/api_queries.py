@@ -639,32 +639,12 @@ def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
 BookRebuild = Callable[[str, StoredBook], list[Position]]
 
 
-def _change_rows(
-    conn: Connection,
-    market_id: int,
-    protocol: str,
-    snap: Any,
-    newest: bool,
-    rebuild: BookRebuild | None,
+def _rebuilt_rows(
+    conn: Connection, market_id: int, protocol: str, number: int, rebuild: BookRebuild | None
 ) -> list[tuple[str, str, bool, int, int]]:
-    """(book, tier, has debt, collateral, debt) of each position at a block stored in the
-    change layout alone: the latest view's rows for the newest block (the assess job's tiers
-    included), else the book rebuilt with the verdict standing at that block."""
-    if newest:
-        t = T_LATEST
-        return [
-            (r.market_key, r.risk_tier, r.with_debt, r.total_collateral_base, r.total_debt_base)
-            for r in conn.execute(
-                select(
-                    t.c.market_key,
-                    t.c.risk_tier,
-                    (t.c.health_factor.is_not(None) | t.c.liquidatable).label("with_debt"),
-                    t.c.total_collateral_base,
-                    t.c.total_debt_base,
-                ).where((t.c.market_id == market_id) & (t.c.block_number == snap.block_number))
-            )
-        ]
-    book = book_at(conn, market_id, snap.block_number)
+    """(book, tier, has debt, collateral, debt) of each position at an older block stored in
+    the change layout alone: the book rebuilt, with the verdict standing at that block."""
+    book = book_at(conn, market_id, number)
     if book is None or rebuild is None:
         return []
     out = []
@@ -674,6 +654,50 @@ def _change_rows(
         has_debt = p.health_factor is not None or p.liquidatable
         out.append((p.market, tier, has_debt, p.total_collateral_base, p.total_debt_base))
     return out
+
+
+def _tally(
+    conn: Connection,
+    p: Any,
+    where: Any,
+    sid: int | None,
+    exact: bool,
+    counts: dict[tuple[int, str], dict[str, int]],
+    amounts: dict[tuple[int, str], dict[str, list[Any]]],
+) -> None:
+    """Positions with debt per (snapshot, book, tier), and the collateral and debt of those not
+    SAFE, from stored rows (`p` where `where`): the snapshot rows, grouped by their snapshot
+    (`sid` None), or the latest view's, all of snapshot `sid`. `exact=False` sums floats in the
+    database."""
+    with_debt = or_(p.c.health_factor_float.is_not(None), p.c.liquidatable)
+    block = [p.c.snapshot_id] if sid is None else []
+
+    def rows(query: Any) -> Any:
+        for row in conn.execute(query):
+            yield tuple(row) if sid is None else (sid, *row)
+
+    keys = [*block, p.c.market_key, p.c.risk_tier]
+    for snapshot, key, tier, n in rows(
+        select(*keys, func.count()).where(where & with_debt).group_by(*keys)
+    ):
+        counts.setdefault((snapshot, key), {})[tier] = int(n)
+    at_risk = where & (p.c.risk_tier != "SAFE") & with_debt
+    if not exact:
+        sums = [
+            func.sum(cast(p.c.total_collateral_base, Double)),
+            func.sum(cast(p.c.total_debt_base, Double)),
+        ]
+        for snapshot, key, tier, coll, debt in rows(
+            select(*keys, *sums).where(at_risk).group_by(*keys)
+        ):
+            amounts.setdefault((snapshot, key), {})[tier] = [float(coll), float(debt)]
+        return
+    for snapshot, key, tier, coll, debt in rows(
+        select(*keys, p.c.total_collateral_base, p.c.total_debt_base).where(at_risk)
+    ):
+        pair = amounts.setdefault((snapshot, key), {}).setdefault(tier, [0, 0])
+        pair[0] += coll
+        pair[1] += debt
 
 
 def tier_series(
@@ -707,48 +731,20 @@ def tier_series(
         if not snaps:
             return []
         ids = [r.id for r in snaps if r.id not in alone]
-        with_debt = or_(p.c.health_factor_float.is_not(None), p.c.liquidatable)
         counts: dict[tuple[int, str], dict[str, int]] = {}
-        for chunk in _chunks(ids):
-            for sid, key, tier, n in conn.execute(
-                select(p.c.snapshot_id, p.c.market_key, p.c.risk_tier, func.count())
-                .where(p.c.snapshot_id.in_(chunk) & with_debt)
-                .group_by(p.c.snapshot_id, p.c.market_key, p.c.risk_tier)
-            ):
-                counts.setdefault((sid, key), {})[tier] = int(n)
         amounts: dict[tuple[int, str], dict[str, list[Any]]] = {}
-        for chunk in _chunks(ids) if not exact else ():
-            for sid, key, tier, coll, debt in conn.execute(
-                select(
-                    p.c.snapshot_id,
-                    p.c.market_key,
-                    p.c.risk_tier,
-                    func.sum(cast(p.c.total_collateral_base, Double)),
-                    func.sum(cast(p.c.total_debt_base, Double)),
-                )
-                .where(p.c.snapshot_id.in_(chunk) & (p.c.risk_tier != "SAFE") & with_debt)
-                .group_by(p.c.snapshot_id, p.c.market_key, p.c.risk_tier)
-            ):
-                amounts.setdefault((sid, key), {})[tier] = [float(coll), float(debt)]
-        for chunk in _chunks(ids) if exact else ():
-            for sid, key, tier, coll, debt in conn.execute(
-                select(
-                    p.c.snapshot_id,
-                    p.c.market_key,
-                    p.c.risk_tier,
-                    p.c.total_collateral_base,
-                    p.c.total_debt_base,
-                ).where(p.c.snapshot_id.in_(chunk) & (p.c.risk_tier != "SAFE") & with_debt)
-            ):
-                pair = amounts.setdefault((sid, key), {}).setdefault(tier, [0, 0])
-                pair[0] += coll
-                pair[1] += debt
+        for chunk in _chunks(ids):
+            _tally(conn, p, p.c.snapshot_id.in_(chunk), None, exact, counts, amounts)
         for snap in snaps:
             if snap.id not in alone:
                 continue
-            newest = snap.id == heads[0].id
-            for key, tier, has_debt, coll, debt in _change_rows(
-                conn, m.id, m.protocol, snap, newest, rebuild
+            if snap.id == heads[0].id:  # the newest: the latest view, summed in the database
+                t = T_LATEST
+                at = (t.c.market_id == m.id) & (t.c.block_number == snap.block_number)
+                _tally(conn, t, at, snap.id, exact, counts, amounts)
+                continue
+            for key, tier, has_debt, coll, debt in _rebuilt_rows(
+                conn, m.id, m.protocol, snap.block_number, rebuild
             ):
                 if not has_debt:
                     continue
