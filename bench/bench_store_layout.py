@@ -18,7 +18,8 @@ changes). Prints the change layout's figures as a ratio of the snapshot layout's
 Then the reads of the newest block the HTTP API serves (`onchain.store.api_queries`: the riskiest
 page of positions, one account's positions, every position for stress and targets, the newest
 tier counts for /metrics) and `report`'s, over each store: the snapshot rows against the
-change layout's latest view, median of repeated runs.
+change layout's latest view, median of repeated runs; and the history over every stored block,
+where the change layout rebuilds each older block through the adapter.
 
     .venv/bin/python bench/bench_store_layout.py [--accounts 3000] [--blocks 10]
         [--no-postgres | --no-sqlite]
@@ -214,6 +215,7 @@ def _reads(stores: dict[str, Store], account: str, repeat: int = 15) -> None:
     """Median seconds of the newest block's reads per layout, as a ratio to the snapshot rows'."""
     from eth_utils import to_checksum_address
 
+    from onchain.app.stored_book import rebuild_account, rebuild_book
     from onchain.store import api_queries as Q
     from onchain.store import queries
 
@@ -227,8 +229,11 @@ def _reads(stores: dict[str, Store], account: str, repeat: int = 15) -> None:
         "every position": lambda s: Q.latest_positions(s),
         "tier counts (metrics)": lambda s: Q.tier_series(s, "aave", limit=1, exact=False),
         "report": lambda s: queries.at_risk_report(s),
+        # every stored block: the change layout rebuilds each older one through the adapter
+        "market history": lambda s: Q.tier_series(s, "aave", rebuild=rebuild_book),
+        "account history": lambda s: queries.account_history(s, who, rebuild=rebuild_account),
     }
-    print(f"  newest-block reads (median of {repeat}):")
+    print(f"  reads (median of {repeat}):")
     for name, read in reads.items():
         seconds = {}
         for layout, store in stores.items():
