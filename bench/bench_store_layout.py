@@ -15,6 +15,12 @@ differs), one store each. Per block and layout:
 Two scenarios: only oracle prices move; prices move and 1% of the accounts supply (their state
 changes). Prints the change layout's figures as a ratio of the snapshot layout's.
 
+Then the reads of the newest block the HTTP API serves (`onchain.store.api_queries`: the riskiest
+page of positions, one account's positions, every position for stress and targets, the newest
+tier counts for /metrics) and `report`'s, over each store: the snapshot rows against the
+change layout's latest view, median of repeated runs; and the history over every stored block,
+where the change layout rebuilds each older block through the adapter.
+
     .venv/bin/python bench/bench_store_layout.py [--accounts 3000] [--blocks 10]
         [--no-postgres | --no-sqlite]
 """
@@ -200,8 +206,48 @@ def run(kind: str, accounts: int, blocks: int) -> None:
                         if layout == "snapshots":
                             positions = max(positions, counts["positions"] // n)
                 _report(kind, scenario, figures, positions)
+            _reads(stores, info.borrowers[0])
             for store in stores.values():
                 store.close()
+
+
+def _reads(stores: dict[str, Store], account: str, repeat: int = 15) -> None:
+    """Median seconds of the newest block's reads per layout, as a ratio to the snapshot rows'."""
+    from eth_utils import to_checksum_address
+
+    from onchain.app.stored_book import rebuild_account, rebuild_book
+    from onchain.store import api_queries as Q
+    from onchain.store import queries
+
+    who = to_checksum_address(account)
+    reads: dict[str, Callable[[Store], Any]] = {
+        "riskiest page (50)": lambda s: Q.positions_page(s, Q.PositionFilter(), limit=50),
+        "by debt, page 3": lambda s: Q.positions_page(
+            s, Q.PositionFilter(), sort="debt", offset=100
+        ),
+        "one account": lambda s: Q.positions_page(s, Q.PositionFilter(account=who), limit=1000),
+        "every position": lambda s: Q.latest_positions(s),
+        "tier counts (metrics)": lambda s: Q.tier_series(s, "aave", limit=1, exact=False),
+        "report": lambda s: queries.at_risk_report(s),
+        # every stored block: the change layout rebuilds each older one through the adapter
+        "market history": lambda s: Q.tier_series(s, "aave", rebuild=rebuild_book),
+        "account history": lambda s: queries.account_history(s, who, rebuild=rebuild_account),
+    }
+    print(f"  reads (median of {repeat}):")
+    for name, read in reads.items():
+        seconds = {}
+        for layout, store in stores.items():
+            read(store)  # warm
+            runs = []
+            for _ in range(repeat):
+                started = time.perf_counter()
+                read(store)
+                runs.append(time.perf_counter() - started)
+            seconds[layout] = statistics.median(runs)
+        a, b = seconds["snapshots"] * 1000, seconds["changes"] * 1000
+        print(
+            f"    {name:<22} snapshots {a:>9.2f} ms  changes {b:>9.2f} ms  = {b / a:7.2%} of snapshots"
+        )
 
 
 def _report(kind: str, scenario: str, figures: dict[str, Figures], positions: int) -> None:

@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from onchain.api import schemas as S
 from onchain.api.settings import ApiSettings
+from onchain.app.stored_book import rebuild_account, rebuild_book
 from onchain.errors import InputError
 from onchain.output import _no_nan, position_json
 from onchain.store import api_queries as Q
@@ -243,7 +244,9 @@ def create_app(store: Store, settings: ApiSettings) -> FastAPI:
         if not Q.account_known(store, address):
             raise HTTPException(404, f"unknown account {address}")
         now = Q.positions_page(store, Q.PositionFilter(account=address), limit=1000)
-        books = queries.account_history(store, address, limit=history_limit)
+        books = queries.account_history(
+            store, address, limit=history_limit, rebuild=rebuild_account
+        )
         return {
             "account": address,
             "positions": [position_out(p) for p in now.positions],
@@ -296,7 +299,7 @@ def create_app(store: Store, settings: ApiSettings) -> FastAPI:
         """Per book: positions with debt by tier, and collateral and debt at risk (every tier
         but SAFE) at each stored block, exact in the base currency and in USD."""
         known_market(store, market)
-        books = Q.tier_series(store, market, limit)
+        books = Q.tier_series(store, market, limit, rebuild=rebuild_book)
         return {
             "market": market,
             "books": [

@@ -172,6 +172,7 @@ def mount_dashboard(app: FastAPI, settings: ApiSettings) -> None:
             return render(request, "error.html", "error", 400, code=400, message=str(exc))
         if not Q.account_known(store, address):
             return not_found(request, f"unknown account {address}")
+        from onchain.app.stored_book import rebuild_account
         from onchain.store import queries
 
         page = Q.positions_page(store, Q.PositionFilter(account=address), limit=1000)
@@ -181,7 +182,7 @@ def mount_dashboard(app: FastAPI, settings: ApiSettings) -> None:
             "account",
             account=address,
             positions=[api.position_out(p) for p in page.positions],
-            history=queries.account_history(store, address, limit=1),
+            history=queries.account_history(store, address, limit=1, rebuild=rebuild_account),
         )
 
 

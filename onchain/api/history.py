@@ -29,15 +29,29 @@ DEFAULT_PATH: tuple[tuple[float, float], ...] = (
 )
 
 
-def devnet_config(info: Any, folder: Path, db_url: str) -> Path:
-    """The devnet's own config (both protocols, reference pools) pointed at `db_url`."""
+def devnet_config(info: Any, folder: Path, db_url: str, layout: str = "snapshots") -> Path:
+    """The devnet's own config (both protocols, reference pools) pointed at `db_url`, storing
+    blocks in `layout` ([store] layout)."""
     path = folder / "devnet.toml"
     write_devnet_config(path, info)
     text = path.read_text()
     start = text.index("[store]")
     end = text.index("\n[", start + 1)
-    path.write_text(text[:start] + f'[store]\nurl = "{db_url}"\n' + text[end:])
+    store = f'[store]\nurl = "{db_url}"\nlayout = "{layout}"\n'
+    path.write_text(text[:start] + store + text[end:])
     return path
+
+
+def move_prices(info: Any, weth: float, wbtc: float) -> None:
+    """WETH and WBTC to these USD prices in every market of the devnet (one step of a path)."""
+    from onchain.devnet.control import set_prices
+    from onchain.devnet.morpho import set_prices_everywhere
+
+    prices = {"WETH": weth, "WBTC": wbtc}
+    if info.morpho is not None:
+        set_prices_everywhere(info.rpc_url, info.aave, info.morpho, prices)
+    else:
+        set_prices(info.rpc_url, info.aave, prices)
 
 
 def record_history(
@@ -48,19 +62,12 @@ def record_history(
 ) -> dict[str, int]:
     """One block per step of `path`, each refreshed, tiered and assessed by the daemon's jobs
     (recorded in job_runs like `onchain run` records them). Returns the outcomes counted."""
-    from onchain.devnet.control import set_prices
-    from onchain.devnet.morpho import set_prices_everywhere
-
     cfg = load_config(config)
     ctx = JobContext(cfg, store, crud.sync_markets(store, cfg))
     outcomes: Counter[str] = Counter()
     outcomes[run_recorded(ctx, "discover")] += 1
     for weth, wbtc in path:
-        prices = {"WETH": weth, "WBTC": wbtc}
-        if info.morpho is not None:
-            set_prices_everywhere(info.rpc_url, info.aave, info.morpho, prices)
-        else:
-            set_prices(info.rpc_url, info.aave, prices)
+        move_prices(info, weth, wbtc)
         outcomes[run_recorded(ctx, "refresh")] += 1
         outcomes[run_recorded(ctx, "assess")] += 1
     return dict(outcomes)

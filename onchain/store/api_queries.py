@@ -8,7 +8,7 @@ Uint256 columns are text on SQLite: exact comparisons and ordering go through `u
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -22,14 +22,19 @@ from sqlalchemy import (
     case,
     cast,
     func,
+    null,
     or_,
     select,
+    true,
     type_coerce,
+    union_all,
 )
+from sqlalchemy.sql import FromClause
 
 from onchain.model import AssetPosition, Position, fields_from_details
 from onchain.risk.book import DEFAULT_STABLE_SYMBOLS
 from onchain.rpc.client import BlockRef
+from onchain.store.changes import T_LATEST, StoredBook, book_at, newest_book
 from onchain.store.crud import (
     IN_CHUNK,
     T_ACCOUNTS,
@@ -218,30 +223,18 @@ class PositionPage:
     positions: list[StoredPosition] = field(default_factory=list)
 
 
-def _position_columns() -> list[Any]:
-    p = T_POSITIONS
+def _position_columns(table: Any) -> list[Any]:
+    """A position row with its account and market, from the snapshot rows or the latest view
+    (which holds its asset rows in `assets`, where the snapshot rows have `snapshot_id`)."""
+    p = table
+    snapshots = table is T_POSITIONS
     return [
-        p.c.snapshot_id,
+        p.c.snapshot_id if snapshots else null().label("snapshot_id"),
+        null().label("assets") if snapshots else p.c.assets,
+        p.c.market_id,
         p.c.account_id,
         p.c.market_key,
-        p.c.block_number,
-        p.c.block_hash,
-        p.c.block_timestamp,
-        p.c.base_currency_decimals,
-        p.c.health_factor,
-        p.c.liquidatable,
-        p.c.total_collateral_base,
-        p.c.total_debt_base,
-        p.c.available_borrows_base,
-        p.c.liquidation_threshold_bps,
-        p.c.ltv_bps,
-        p.c.risk_tier,
-        p.c.risk_reason,
-        p.c.risk_reasons,
-        p.c.liquidation_probability,
-        p.c.pending_health_factor,
-        p.c.horizon_s,
-        p.c.extra,
+        *(p.c[name] for name in VALUE_COLUMNS),
         T_ACCOUNTS.c.address,
         T_MARKETS.c.name.label("market_name"),
         T_MARKETS.c.address.label("market_address"),
@@ -249,13 +242,82 @@ def _position_columns() -> list[Any]:
     ]
 
 
-def _segments(conn: Connection, sort: str, descending: bool) -> list[tuple[list[Any], list[Any]]]:
+# a position's values, the same columns in the snapshot rows and the latest view
+VALUE_COLUMNS = tuple(
+    c.name
+    for c in T_POSITIONS.columns
+    if c.name in T_LATEST.c and c.name not in ("market_id", "account_id", "market_key")
+)
+
+
+@dataclass(frozen=True)
+class Heads:
+    """Each market's newest stored block, by where its positions are: snapshot rows (market id
+    -> snapshot id), or the change layout's latest view alone (market id -> block number)."""
+
+    snapshots: dict[int, int]
+    latest: dict[int, int]
+
+    def where(self, table: Any) -> ColumnElement[bool]:
+        """The rows of these blocks in `table` (the snapshot rows or the latest view)."""
+        if table is T_POSITIONS:
+            return table.c.snapshot_id.in_(sorted(self.snapshots.values()))
+        return or_(
+            *(
+                (table.c.market_id == mid) & (table.c.block_number == n)
+                for mid, n in sorted(self.latest.items())
+            )
+        )
+
+    def tables(self) -> list[Any]:
+        return [t for t, ids in ((T_POSITIONS, self.snapshots), (T_LATEST, self.latest)) if ids]
+
+
+def heads_of(conn: Connection, market: str | None = None) -> Heads:
+    """Each market's newest block (one market, or all), split by layout."""
+    s, mk = T_SNAPSHOTS, T_MARKETS
+    newest = (
+        select(s.c.market_id, func.max(s.c.block_number).label("block_number"))
+        .group_by(s.c.market_id)
+        .subquery()
+    )
+    query = select(s.c.market_id, s.c.id, s.c.block_number, s.c.details).join(
+        newest,
+        (newest.c.market_id == s.c.market_id) & (newest.c.block_number == s.c.block_number),
+    )
+    if market is not None:
+        query = query.join(mk, mk.c.id == s.c.market_id).where(mk.c.name == market)
+    heads = Heads({}, {})
+    for r in conn.execute(query):
+        table, _where = newest_book(r.id, r.market_id, r.block_number, r.details)
+        if table is T_POSITIONS:
+            heads.snapshots[r.market_id] = r.id
+        else:
+            heads.latest[r.market_id] = r.block_number
+    return heads
+
+
+def _book(heads: Heads) -> tuple[Any, list[Any]]:
+    """The newest blocks' position rows as one selectable and the condition that picks them:
+    a table itself when every market is in one layout (its indexes apply), else both tables'
+    rows united."""
+    tables = heads.tables()
+    if len(tables) == 1:
+        return tables[0], [heads.where(tables[0])]
+    names = ("market_id", "account_id", "market_key", *VALUE_COLUMNS)
+    parts = [select(*(t.c[n] for n in names)).where(heads.where(t)) for t in tables]
+    book: FromClause = union_all(*parts).subquery("book")
+    return book, []
+
+
+def _segments(
+    p: Any, conn: Connection, sort: str, descending: bool
+) -> list[tuple[list[Any], list[Any]]]:
     """The sort as consecutive segments (conditions, ORDER BY), each one an index range: risk is
     tier by tier (worst first), each with the lower health factor first; no debt (a NULL health
     factor, a NULL probability) comes last in ascending order on both backends. A page is read
     segment by segment, so the database never sorts the whole book. Ties: account, then book."""
-    p = T_POSITIONS
-    tie = [p.c.account_id, p.c.market_key]
+    tie = [p.c.account_id, p.c.market_key, p.c.market_id]
     hf = p.c.health_factor_float
     if sort == "risk":
         segments = [
@@ -272,7 +334,7 @@ def _segments(conn: Connection, sort: str, descending: bool) -> list[tuple[list[
         prob = p.c.liquidation_probability
         segments = [([prob.is_not(None)], [prob, *tie]), ([prob.is_(None)], tie)]
     elif sort == "account":
-        segments = [([], [T_ACCOUNTS.c.address, p.c.market_key])]
+        segments = [([], [T_ACCOUNTS.c.address, p.c.market_key, p.c.market_id])]
     else:
         column = p.c.total_debt_base if sort == "debt" else p.c.total_collateral_base
         segments = [([], [*uint_order(conn, column), *tie])]
@@ -281,9 +343,8 @@ def _segments(conn: Connection, sort: str, descending: bool) -> list[tuple[list[
     return segments
 
 
-def _whole_order(conn: Connection, sort: str, descending: bool) -> list[Any]:
+def _whole_order(p: Any, conn: Connection, sort: str, descending: bool) -> list[Any]:
     """The segments' order as one ORDER BY (for a few rows: one account's positions)."""
-    p = T_POSITIONS
     hf, prob = p.c.health_factor_float, p.c.liquidation_probability
     rank = case({t: i for i, t in enumerate(TIERS)}, value=p.c.risk_tier, else_=len(TIERS))
     by_sort: dict[str, list[Any]] = {
@@ -297,24 +358,7 @@ def _whole_order(conn: Connection, sort: str, descending: bool) -> list[Any]:
     terms = by_sort[sort]
     if descending:
         terms = [t.desc() for t in terms]
-    return [*terms, p.c.account_id, p.c.market_key]
-
-
-def head_snapshot_ids(conn: Connection, market: str | None = None) -> dict[int, int]:
-    """market id -> id of its newest snapshot."""
-    s, mk = T_SNAPSHOTS, T_MARKETS
-    newest = (
-        select(s.c.market_id, func.max(s.c.block_number).label("block_number"))
-        .group_by(s.c.market_id)
-        .subquery()
-    )
-    query = select(s.c.market_id, s.c.id).join(
-        newest,
-        (newest.c.market_id == s.c.market_id) & (newest.c.block_number == s.c.block_number),
-    )
-    if market is not None:
-        query = query.join(mk, mk.c.id == s.c.market_id).where(mk.c.name == market)
-    return dict(conn.execute(query).all())
+    return [*terms, p.c.account_id, p.c.market_key, p.c.market_id]
 
 
 def positions_page(
@@ -327,12 +371,11 @@ def positions_page(
     offset: int = 0,
 ) -> PositionPage:
     """One page of the positions at each market's newest stored block, and how many match."""
-    p = T_POSITIONS
     with store.read() as conn:
-        heads = head_snapshot_ids(conn, where.market)
-        if not heads:
+        heads = heads_of(conn, where.market)
+        if not heads.tables():
             return PositionPage(0)
-        conditions: list[Any] = [p.c.snapshot_id.in_(list(heads.values()))]
+        p, conditions = _book(heads)
         if where.tier is not None:
             conditions.append(p.c.risk_tier == where.tier)
         if where.account is not None:
@@ -348,50 +391,95 @@ def positions_page(
             conditions.append(uint_ge(conn, p.c.total_debt_base, where.min_debt_base))
         keys: list[tuple[int, int, str]] = []
         total, skip, need = 0, offset, limit
-        segments = _segments(conn, sort, descending)
+        segments = _segments(p, conn, sort, descending)
         if where.account is not None:  # a handful of rows: one segment, sorted whole
-            segments = [([], _whole_order(conn, sort, descending))]
-        for extra, order in segments:
-            n = conn.execute(select(func.count()).where(*conditions, *extra)).scalar_one()
+            segments = [([], _whole_order(p, conn, sort, descending))]
+        for (extra, order), n in zip(
+            segments, _segment_counts(conn, p, conditions, segments), strict=True
+        ):
             total += n
             if need <= 0 or skip >= n:
                 skip = max(0, skip - n)
                 continue
-            query = select(p.c.snapshot_id, p.c.account_id, p.c.market_key).where(
-                *conditions, *extra
-            )
+            query = select(p.c.market_id, p.c.account_id, p.c.market_key).where(*conditions, *extra)
             if sort == "account" or where.account is not None:
                 query = query.join(T_ACCOUNTS, T_ACCOUNTS.c.id == p.c.account_id)
             got = conn.execute(query.order_by(*order).limit(need).offset(skip)).all()
             keys += [tuple(r) for r in got]
             need -= len(got)
             skip = 0
-        return PositionPage(int(total), _rows_in_order(conn, keys))
+        return PositionPage(int(total), _rows_in_order(conn, heads, keys))
 
 
-def _rows_in_order(conn: Connection, keys: list[tuple[int, int, str]]) -> list[StoredPosition]:
-    """The positions of these (snapshot, account, book) keys, in the keys' order."""
+def _segment_counts(
+    conn: Connection, p: Any, conditions: list[Any], segments: list[tuple[list[Any], list[Any]]]
+) -> list[int]:
+    """How many rows each segment holds: one count per segment where the snapshot rows' indexes
+    answer it, else (the latest view has no index on a column that moves) one pass for all."""
+    if p is T_POSITIONS or len(segments) == 1:
+        return [
+            conn.execute(
+                select(func.count()).select_from(p).where(*conditions, *extra)
+            ).scalar_one()
+            for extra, _order in segments
+        ]
+    sums = [
+        func.coalesce(func.sum(case((and_(true(), *extra), 1), else_=0)), 0)
+        for extra, _order in segments
+    ]
+    return [int(n) for n in conn.execute(select(*sums).select_from(p).where(*conditions)).one()]
+
+
+def _rows_in_order(
+    conn: Connection, heads: Heads, keys: list[tuple[int, int, str]]
+) -> list[StoredPosition]:
+    """The positions of these (market, account, book) keys at the heads, in the keys' order."""
     if not keys:
         return []
-    p = T_POSITIONS
     rows: dict[tuple[int, int, str], Any] = {}
-    for sid in sorted({k[0] for k in keys}):
-        accounts = sorted({k[1] for k in keys if k[0] == sid})
+    for mid in sorted({k[0] for k in keys}):
+        one = Heads(
+            {mid: heads.snapshots[mid]} if mid in heads.snapshots else {},
+            {mid: heads.latest[mid]} if mid in heads.latest else {},
+        )
+        (p,) = one.tables()
+        accounts = sorted({k[1] for k in keys if k[0] == mid})
         for chunk in _chunks(accounts):
             for r in conn.execute(
-                select(*_position_columns())
+                select(*_position_columns(p))
                 .join(T_ACCOUNTS, T_ACCOUNTS.c.id == p.c.account_id)
                 .join(T_MARKETS, T_MARKETS.c.id == p.c.market_id)
-                .where((p.c.snapshot_id == sid) & p.c.account_id.in_(chunk))
+                .where(one.where(p) & p.c.account_id.in_(chunk))
             ):
-                rows[(r.snapshot_id, r.account_id, r.market_key)] = r
+                rows[(r.market_id, r.account_id, r.market_key)] = r
     return _with_assets(conn, [rows[k] for k in keys if k in rows])
 
 
+def _asset_position(r: Any, address: str, symbol: str, decimals: int) -> AssetPosition:
+    """One stored asset row (a snapshot row or an entry of the latest view's `assets`)."""
+    exact = r["liquidation_price_base_exact"]
+    if exact is None and r["liquidation_price_base"] is not None:
+        exact = round(r["liquidation_price_base"])  # rows older than 0004_api
+    return AssetPosition(
+        address,
+        symbol,
+        decimals,
+        r["price_base"],
+        r["collateral_raw"],
+        r["debt_raw"],
+        r["collateral_base"],
+        r["debt_base"],
+        bool(r["collateral_enabled"]),
+        r["liquidation_threshold_bps"],
+        exact,
+    )
+
+
 def _with_assets(conn: Connection, rows: Sequence[Any]) -> list[StoredPosition]:
-    """The rows as StoredPositions, their assets read in one query per chunk."""
+    """The rows as StoredPositions, their assets read in one query per chunk (snapshot rows)
+    or from the latest view's own `assets`."""
     a = T_ASSET_POSITIONS
-    wanted = {(r.snapshot_id, r.account_id, r.market_key) for r in rows}
+    wanted = {(r.snapshot_id, r.account_id, r.market_key) for r in rows if r.snapshot_id}
     assets: dict[tuple[int, int, str], list[AssetPosition]] = {}
     by_snapshot: dict[int, set[int]] = {}
     for sid, aid, _key in wanted:
@@ -423,28 +511,15 @@ def _with_assets(conn: Connection, rows: Sequence[Any]) -> list[StoredPosition]:
                 .order_by(a.c.account_id, a.c.market_key, T_ASSETS.c.address)
             ):
                 key = (r.snapshot_id, r.account_id, r.market_key)
-                if key not in wanted:
-                    continue
-                exact = r.liquidation_price_base_exact
-                if exact is None and r.liquidation_price_base is not None:
-                    exact = round(r.liquidation_price_base)  # rows older than 0004_api
-                assets.setdefault(key, []).append(
-                    AssetPosition(
-                        r.address,
-                        r.symbol,
-                        r.decimals,
-                        r.price_base,
-                        r.collateral_raw,
-                        r.debt_raw,
-                        r.collateral_base,
-                        r.debt_base,
-                        bool(r.collateral_enabled),
-                        r.liquidation_threshold_bps,
-                        exact,
+                if key in wanted:
+                    row = r._mapping
+                    assets.setdefault(key, []).append(
+                        _asset_position(row, r.address, r.symbol, r.decimals)
                     )
-                )
+    held = _held_assets(conn, [r for r in rows if not r.snapshot_id])
     out = []
     for r in rows:
+        mine = held.get(id(r)) or assets.get((r.snapshot_id, r.account_id, r.market_key), [])
         position = Position(
             protocol=r.protocol,
             market=r.market_key,
@@ -458,7 +533,7 @@ def _with_assets(conn: Connection, rows: Sequence[Any]) -> list[StoredPosition]:
             liquidation_threshold_bps=r.liquidation_threshold_bps,
             ltv_bps=r.ltv_bps,
             base_currency_decimals=r.base_currency_decimals,
-            assets=tuple(assets.get((r.snapshot_id, r.account_id, r.market_key), ())),
+            assets=tuple(mine),
             extra=dict(r.extra or {}),
             **fields_from_details(r.extra or {}),
         )
@@ -478,20 +553,39 @@ def _with_assets(conn: Connection, rows: Sequence[Any]) -> list[StoredPosition]:
     return out
 
 
+def _held_assets(conn: Connection, rows: Sequence[Any]) -> dict[int, list[AssetPosition]]:
+    """id(row) -> the asset rows a latest-view row holds, in the snapshot rows' order (by
+    asset address)."""
+    ids = sorted({int(x["asset_id"]) for r in rows for x in r.assets or ()})
+    known: dict[int, Any] = {}
+    for chunk in _chunks(ids):
+        for asset in conn.execute(
+            select(T_ASSETS.c.id, T_ASSETS.c.address, T_ASSETS.c.symbol, T_ASSETS.c.decimals).where(
+                T_ASSETS.c.id.in_(chunk)
+            )
+        ):
+            known[asset.id] = asset
+    out = {}
+    for r in rows:
+        held = [(known[int(x["asset_id"])], x) for x in r.assets or ()]
+        held.sort(key=lambda pair: pair[0].address)
+        out[id(r)] = [_asset_position(x, k.address, k.symbol, k.decimals) for k, x in held]
+    return out
+
+
 def latest_positions(store: Store, market: str | None = None) -> list[StoredPosition]:
-    """Every position of each market's newest snapshot (one market, or all), in a stable order."""
-    p = T_POSITIONS
+    """Every position of each market's newest block (one market, or all), in a stable order."""
     with store.read() as conn:
-        heads = head_snapshot_ids(conn, market)
-        if not heads:
-            return []
-        rows = conn.execute(
-            select(*_position_columns())
-            .join(T_ACCOUNTS, T_ACCOUNTS.c.id == p.c.account_id)
-            .join(T_MARKETS, T_MARKETS.c.id == p.c.market_id)
-            .where(p.c.snapshot_id.in_(list(heads.values())))
-            .order_by(T_MARKETS.c.name, p.c.market_key, T_ACCOUNTS.c.address)
-        ).all()
+        heads = heads_of(conn, market)
+        rows: list[Any] = []
+        for p in heads.tables():
+            rows += conn.execute(
+                select(*_position_columns(p))
+                .join(T_ACCOUNTS, T_ACCOUNTS.c.id == p.c.account_id)
+                .join(T_MARKETS, T_MARKETS.c.id == p.c.market_id)
+                .where(heads.where(p))
+            ).all()
+        rows.sort(key=lambda r: (r.market_name, r.market_key, r.address))
         return _with_assets(conn, rows)
 
 
@@ -540,62 +634,129 @@ def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
         yield items[start : start + IN_CHUNK]
 
 
+# (protocol, a book's stored change rows at a block) -> its positions, by the adapter's exact
+# math (`onchain.app.stored_book.rebuild_book`): the store never decodes a protocol's state
+BookRebuild = Callable[[str, StoredBook], list[Position]]
+
+
+def _rebuilt_rows(
+    conn: Connection, market_id: int, protocol: str, number: int, rebuild: BookRebuild | None
+) -> list[tuple[str, str, bool, int, int]]:
+    """(book, tier, has debt, collateral, debt) of each position at an older block stored in
+    the change layout alone: the book rebuilt, with the verdict standing at that block."""
+    book = book_at(conn, market_id, number)
+    if book is None or rebuild is None:
+        return []
+    out = []
+    for p in rebuild(protocol, book):
+        verdict = book.verdicts.get((p.account, p.market))
+        tier = verdict.risk_tier if verdict is not None and verdict.risk_tier else ""
+        has_debt = p.health_factor is not None or p.liquidatable
+        out.append((p.market, tier, has_debt, p.total_collateral_base, p.total_debt_base))
+    return out
+
+
+def _tally(
+    conn: Connection,
+    p: Any,
+    where: Any,
+    sid: int | None,
+    exact: bool,
+    counts: dict[tuple[int, str], dict[str, int]],
+    amounts: dict[tuple[int, str], dict[str, list[Any]]],
+) -> None:
+    """Positions with debt per (snapshot, book, tier), and the collateral and debt of those not
+    SAFE, from stored rows (`p` where `where`): the snapshot rows, grouped by their snapshot
+    (`sid` None), or the latest view's, all of snapshot `sid`. `exact=False` sums floats in the
+    database."""
+    with_debt = or_(p.c.health_factor_float.is_not(None), p.c.liquidatable)
+    block = [p.c.snapshot_id] if sid is None else []
+
+    def rows(query: Any) -> Any:
+        for row in conn.execute(query):
+            yield tuple(row) if sid is None else (sid, *row)
+
+    keys = [*block, p.c.market_key, p.c.risk_tier]
+    for snapshot, key, tier, n in rows(
+        select(*keys, func.count()).where(where & with_debt).group_by(*keys)
+    ):
+        counts.setdefault((snapshot, key), {})[tier] = int(n)
+    at_risk = where & (p.c.risk_tier != "SAFE") & with_debt
+    if not exact:
+        sums = [
+            func.sum(cast(p.c.total_collateral_base, Double)),
+            func.sum(cast(p.c.total_debt_base, Double)),
+        ]
+        for snapshot, key, tier, coll, debt in rows(
+            select(*keys, *sums).where(at_risk).group_by(*keys)
+        ):
+            amounts.setdefault((snapshot, key), {})[tier] = [float(coll), float(debt)]
+        return
+    for snapshot, key, tier, coll, debt in rows(
+        select(*keys, p.c.total_collateral_base, p.c.total_debt_base).where(at_risk)
+    ):
+        pair = amounts.setdefault((snapshot, key), {}).setdefault(tier, [0, 0])
+        pair[0] += coll
+        pair[1] += debt
+
+
 def tier_series(
-    store: Store, market: str, limit: int = 500, *, exact: bool = True
+    store: Store,
+    market: str,
+    limit: int = 500,
+    *,
+    exact: bool = True,
+    rebuild: BookRebuild | None = None,
 ) -> list[BookSeries]:
     """The market's newest `limit` snapshots, oldest first, per book. `exact=False` sums the
-    amounts at risk as floats in the database (for metrics: one query, no integer per row)."""
+    amounts at risk as floats in the database (for metrics: one query, no integer per row).
+    Blocks stored in the change layout alone: the newest from the latest view, older ones
+    rebuilt by `rebuild` (without it they are left out of the `limit` newest, as
+    `queries.account_history` leaves them out)."""
     s, p = T_SNAPSHOTS, T_POSITIONS
     with store.read() as conn:
         m = conn.execute(select(T_MARKETS).where(T_MARKETS.c.name == market)).first()
         if m is None:
             return []
-        snaps = conn.execute(
-            select(s.c.id, s.c.block_number, s.c.block_timestamp)
+        heads = conn.execute(
+            select(s.c.id, s.c.block_number, s.c.block_timestamp, s.c.details)
             .where(s.c.market_id == m.id)
             .order_by(s.c.block_number.desc())
             .limit(limit)
-        ).all()[::-1]
+        ).all()
+        alone = {r.id for r in heads if (r.details or {}).get("layout") == "changes"}
+        if rebuild is None:
+            heads = [r for i, r in enumerate(heads) if r.id not in alone or i == 0]
+        snaps = heads[::-1]
         if not snaps:
             return []
-        ids = [r.id for r in snaps]
-        with_debt = or_(p.c.health_factor_float.is_not(None), p.c.liquidatable)
+        ids = [r.id for r in snaps if r.id not in alone]
         counts: dict[tuple[int, str], dict[str, int]] = {}
-        for chunk in _chunks(ids):
-            for sid, key, tier, n in conn.execute(
-                select(p.c.snapshot_id, p.c.market_key, p.c.risk_tier, func.count())
-                .where(p.c.snapshot_id.in_(chunk) & with_debt)
-                .group_by(p.c.snapshot_id, p.c.market_key, p.c.risk_tier)
-            ):
-                counts.setdefault((sid, key), {})[tier] = int(n)
         amounts: dict[tuple[int, str], dict[str, list[Any]]] = {}
-        for chunk in _chunks(ids) if not exact else ():
-            for sid, key, tier, coll, debt in conn.execute(
-                select(
-                    p.c.snapshot_id,
-                    p.c.market_key,
-                    p.c.risk_tier,
-                    func.sum(cast(p.c.total_collateral_base, Double)),
-                    func.sum(cast(p.c.total_debt_base, Double)),
-                )
-                .where(p.c.snapshot_id.in_(chunk) & (p.c.risk_tier != "SAFE") & with_debt)
-                .group_by(p.c.snapshot_id, p.c.market_key, p.c.risk_tier)
+        for chunk in _chunks(ids):
+            _tally(conn, p, p.c.snapshot_id.in_(chunk), None, exact, counts, amounts)
+        for snap in snaps:
+            if snap.id not in alone:
+                continue
+            if snap.id == heads[0].id:  # the newest: the latest view, summed in the database
+                t = T_LATEST
+                at = (t.c.market_id == m.id) & (t.c.block_number == snap.block_number)
+                _tally(conn, t, at, snap.id, exact, counts, amounts)
+                continue
+            for key, tier, has_debt, coll, debt in _rebuilt_rows(
+                conn, m.id, m.protocol, snap.block_number, rebuild
             ):
-                amounts.setdefault((sid, key), {})[tier] = [float(coll), float(debt)]
-        for chunk in _chunks(ids) if exact else ():
-            for sid, key, tier, coll, debt in conn.execute(
-                select(
-                    p.c.snapshot_id,
-                    p.c.market_key,
-                    p.c.risk_tier,
-                    p.c.total_collateral_base,
-                    p.c.total_debt_base,
-                ).where(p.c.snapshot_id.in_(chunk) & (p.c.risk_tier != "SAFE") & with_debt)
-            ):
-                pair = amounts.setdefault((sid, key), {}).setdefault(tier, [0, 0])
-                pair[0] += coll
-                pair[1] += debt
-        books = _book_currencies(conn, m.id, ids[-1])
+                if not has_debt:
+                    continue
+                n = counts.setdefault((snap.id, key), {})
+                n[tier] = n.get(tier, 0) + 1
+                if tier != "SAFE":
+                    pair = amounts.setdefault((snap.id, key), {}).setdefault(tier, [0, 0])
+                    pair[0] += coll if exact else float(coll)
+                    pair[1] += debt if exact else float(debt)
+        head = snaps[-1]
+        table, where = newest_book(head.id, m.id, head.block_number, head.details)
+        books = _book_currencies(conn, table, where)
         rates = UsdRates.load(conn, [b[0] for b in books.values()], snaps[0].block_number)
         out = []
         for key in sorted({k for _sid, k in counts} | set(books)):
@@ -633,21 +794,17 @@ def tier_series(
 
 
 def _book_currencies(
-    conn: Connection, market_id: int, snapshot_id: int
+    conn: Connection, p: Any, where: Any
 ) -> dict[str, tuple[str, int, str | None]]:
-    """market_key -> (base currency symbol, decimals) of the books in a snapshot: "USD" unless
-    the adapter names the base token (`extra.base_currency`, e.g. a Morpho loan token)."""
-    p = T_POSITIONS
+    """market_key -> (base currency symbol, decimals) of the books in a block's rows (`p`
+    where `where`): "USD" unless the adapter names the base token (`extra.base_currency`, e.g.
+    a Morpho loan token)."""
     out: dict[str, tuple[str, int, str | None]] = {}
-    keys = conn.execute(
-        select(p.c.market_key)
-        .where((p.c.snapshot_id == snapshot_id) & (p.c.market_id == market_id))
-        .distinct()
-    ).scalars()
+    keys = conn.execute(select(p.c.market_key).where(where).distinct()).scalars()
     for key in list(keys):  # one row per book: its extras name the book's base currency
         decimals, extra = conn.execute(
             select(p.c.base_currency_decimals, p.c.extra)
-            .where((p.c.snapshot_id == snapshot_id) & (p.c.market_key == key))
+            .where(where & (p.c.market_key == key))
             .limit(1)
         ).one()
         extra = extra or {}

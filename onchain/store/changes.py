@@ -336,33 +336,37 @@ def newest_book(
 def stored_book(store: Store, market_id: int, block_number: int) -> StoredBook | None:
     """The change layout's rows for one market at one block (None: not stored that way)."""
     with store.read() as conn:
-        head = conn.execute(
-            select(T_SNAPSHOTS.c.block_hash, T_SNAPSHOTS.c.block_timestamp, T_MARKET_STATES.c.state)
-            .join(
-                T_MARKET_STATES,
-                (T_MARKET_STATES.c.market_id == T_SNAPSHOTS.c.market_id)
-                & (T_MARKET_STATES.c.block_number == T_SNAPSHOTS.c.block_number),
-            )
-            .where(
-                (T_SNAPSHOTS.c.market_id == market_id)
-                & (T_SNAPSHOTS.c.block_number == block_number)
-            )
-        ).first()
-        if head is None:
-            return None
-        known = (
-            select(T_ACCOUNT_STATES.c.account_id)
-            .where(T_ACCOUNT_STATES.c.market_id == market_id)
-            .distinct()
+        return book_at(conn, market_id, block_number)
+
+
+def book_at(conn: Connection, market_id: int, block_number: int) -> StoredBook | None:
+    """`stored_book` inside the caller's read (many blocks in one transaction)."""
+    head = conn.execute(
+        select(T_SNAPSHOTS.c.block_hash, T_SNAPSHOTS.c.block_timestamp, T_MARKET_STATES.c.state)
+        .join(
+            T_MARKET_STATES,
+            (T_MARKET_STATES.c.market_id == T_SNAPSHOTS.c.market_id)
+            & (T_MARKET_STATES.c.block_number == T_SNAPSHOTS.c.block_number),
         )
-        addresses = {
-            aid: address
-            for aid, address in conn.execute(
-                select(T_ACCOUNTS.c.id, T_ACCOUNTS.c.address).where(T_ACCOUNTS.c.id.in_(known))
-            )
-        }
-        states = states_at(conn, market_id, block_number)
-        verdicts = verdicts_at(conn, market_id, block_number)
+        .where(
+            (T_SNAPSHOTS.c.market_id == market_id) & (T_SNAPSHOTS.c.block_number == block_number)
+        )
+    ).first()
+    if head is None:
+        return None
+    known = (
+        select(T_ACCOUNT_STATES.c.account_id)
+        .where(T_ACCOUNT_STATES.c.market_id == market_id)
+        .distinct()
+    )
+    addresses = {
+        aid: address
+        for aid, address in conn.execute(
+            select(T_ACCOUNTS.c.id, T_ACCOUNTS.c.address).where(T_ACCOUNTS.c.id.in_(known))
+        )
+    }
+    states = states_at(conn, market_id, block_number)
+    verdicts = verdicts_at(conn, market_id, block_number)
     return StoredBook(
         BlockRef(block_number, head.block_hash, head.block_timestamp),
         head.state,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -33,6 +32,7 @@ from onchain.rpc.endpoints import redact_url
 from onchain.store.db import make_engine, open_store, parse_db_url, upgrade
 from onchain.store.models import TIERS
 from tests.helpers.cli_support import assert_one_clear_error, run
+from tests.helpers.net import free_port
 from tests.helpers.store_db import BACKENDS, empty_database
 
 ONCHAIN = [str(Path(sys.executable).with_name("onchain"))]
@@ -58,12 +58,6 @@ POSITION_FIELDS = (
 )
 # docs/dashboard.png (the README's) is refreshed with ONCHAIN_SCREENSHOT=docs/dashboard.png
 SCREENSHOT_ENV = "ONCHAIN_SCREENSHOT"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
