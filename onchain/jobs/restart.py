@@ -11,7 +11,7 @@ from typing import Any
 from eth_utils import to_checksum_address
 
 from onchain.app.incremental import MarketRefresher
-from onchain.app.pipeline import load_market
+from onchain.app.pipeline import load_market, run_plan
 from onchain.errors import InputError
 from onchain.jobs.context import Counts, JobContext, market_ref, note
 from onchain.jobs.discover import one_line
@@ -91,4 +91,6 @@ def _stored_seed(
         raise NoSeed(f"{len(missing)} tracked accounts have no stored state")
     kept = {a: incremental.decode_account_states(stored[a]) for a in wanted}
     state = load_market(client, market_ref(market), at)
+    adopted = [s for a in wanted for s in kept[a]]
+    state = run_plan(client, incremental.plan_adopt_states(state, adopted, at), at)
     return at, state, accounts, kept

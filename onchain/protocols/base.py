@@ -158,6 +158,11 @@ class IncrementalAdapter(Protocol):
 
     def always_stale(self, market_state: Any, state: Any) -> bool: ...
 
+    def plan_adopt_states(self, market_state: Any, states: list[Any], block: BlockRef) -> ReadPlan:
+        """What the market state must also hold for kept states taken up without reading their
+        accounts (a restart from the store), read at `block`."""
+        ...
+
     # kept state as bytes (a store keeps them as opaque blobs; `protocols.state_codec`)
     def encode_market_state(self, market_state: Any) -> bytes: ...
 

@@ -166,6 +166,15 @@ class AaveV3Incremental:
     def screen_verdicts(self, market_state: AaveMarketState, book: Any) -> tuple[Any, int]:
         return screen.liquidatable(market_state, book)
 
+    def plan_adopt_states(
+        self, market_state: AaveMarketState, states: list[AaveAccountState], block: BlockRef
+    ) -> ReadPlan:
+        """The eMode categories the kept accounts are in: with per-category bitmaps (3.2+) the
+        market read loads none, and reading accounts is what loads them (`plan_account_states`)."""
+        wanted = sorted({s.emode for s in states if s.emode} - set(market_state.emode_categories))
+        yield from _load_more_categories(market_state, wanted)
+        return market_state
+
     def always_stale(self, market_state: AaveMarketState, state: AaveAccountState) -> bool:
         """Stable debt grows at the user's own rate: such an account is read every block."""
         return any(kind == "s" and v for (_rid, kind), v in state.balances.items())

@@ -131,6 +131,13 @@ class MorphoBlueIncremental:
     def encode_account_states(self, states: list[Any]) -> bytes:
         return state_codec.encode(states)
 
+    def plan_adopt_states(
+        self, market_state: MorphoState, states: list[Any], block: BlockRef
+    ) -> ReadPlan:
+        """Nothing: a Morpho market state holds all its positions need."""
+        return market_state
+        yield  # a read plan that reads nothing
+
     def decode_account_states(self, data: bytes) -> list[Any]:
         return cast(list[Any], state_codec.decode(data, list[MorphoPositionState]))
 
