@@ -330,6 +330,13 @@ def refresh_market(ctx: JobContext, client: RpcClient, market: MarketInfo, count
             counts["blocks_behind"] = backlog
     else:
         targets = [safe]
+        newest = crud.newest_snapshot(ctx.store, market.id)
+        if newest is not None and safe < newest[0] and not orphaned:
+            # a head that went back (a lagging endpoint, more confirmations) is not written
+            # below the newest stored block: the change layout keeps an account's state from the
+            # block it changed, so a block written below would stand for the blocks above it
+            counts["blocks_below_stored"] += 1
+            targets = []
     targets = sorted(set(targets) | {n for n in orphaned if n <= head.number})
     stored = crud.snapshot_hashes(ctx.store, market.id, targets[0]) if targets else {}
     blocks = []

@@ -385,6 +385,16 @@ def test_refresh_at_the_latest_block_and_at_a_safe_block(
     assert refresh_cursor(store) == chain.block_number() - 3
     assert_consistent(store)
 
+    # more confirmations put the safe block below the newest stored one: nothing is written there
+    newest = refresh_cursor(store)
+    path.write_text(path.read_text().replace("confirmations = 3", "confirmations = 6"))
+    ctx.config = load_config(path)
+    chain.mine(1)
+    below: Counter[str] = Counter()
+    assert refresh_job(ctx, below) == []
+    assert below["blocks_below_stored"] == 1 and below["positions"] == 0
+    assert refresh_cursor(store) == newest
+
 
 def test_an_unreachable_endpoint_is_a_recorded_error_that_never_shows_its_key(
     tmp_path: Path,
