@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Connection, MetaData, Table, and_, delete, func, select, text, update
+from sqlalchemy import Connection, MetaData, Table, and_, delete, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.sql import Select
 
@@ -226,6 +226,38 @@ def write_changes(
     if newest is None or block.number >= newest:
         latest = _write_latest(conn, market_id, block, positions, assessed, account_ids, asset_rows)
     return {"account_states": len(state_rows), "verdicts": len(verdict_rows), "latest": latest}
+
+
+def record_assessment(
+    conn: Connection,
+    market_id: int,
+    block_number: int,
+    changed: Sequence[tuple[tuple[int, str], int | None, Assessed]],
+) -> int:
+    """A later assessment that re-tiered positions of a block stored in the change layout: their
+    verdict rows at that block say so (replaced, or written), so the block and the ones after it
+    read the new tier once the latest view has moved on. (key, health factor, assessment) each."""
+    stored = conn.execute(
+        select(T_MARKET_STATES.c.block_number).where(
+            (T_MARKET_STATES.c.market_id == market_id)
+            & (T_MARKET_STATES.c.block_number == block_number)
+        )
+    ).first()
+    if stored is None or not changed:
+        return 0
+    keys = [key for key, _hf, _a in changed]
+    for lo in range(0, len(keys), 400):
+        chunk = keys[lo : lo + 400]
+        conn.execute(
+            delete(T_VERDICTS).where(
+                (T_VERDICTS.c.market_id == market_id)
+                & (T_VERDICTS.c.block_number == block_number)
+                & tuple_(T_VERDICTS.c.account_id, T_VERDICTS.c.market_key).in_(chunk)
+            )
+        )
+    rows = [_verdict_row(market_id, key, block_number, hf, a) for key, hf, a in changed]
+    conn.execute(T_VERDICTS.insert(), rows)
+    return len(rows)
 
 
 def _verdict_row(

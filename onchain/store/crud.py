@@ -726,6 +726,11 @@ def apply_assessment(
         table, _where = changes.newest_book(
             snapshot_id, head.market_id, head.block_number, head.details
         )
+        moved = [
+            (s, a)
+            for s, a in zip(stored, assessed, strict=True)
+            if (s.risk_tier, s.risk_reason) != (a.tier, a.reason)
+        ]
         changed = [
             {
                 "b_sid": snapshot_id,
@@ -734,9 +739,14 @@ def apply_assessment(
                 "b_tier": a.tier,
                 "b_reason": a.reason,
             }
-            for s, a in zip(stored, assessed, strict=True)
-            if (s.risk_tier, s.risk_reason) != (a.tier, a.reason)
+            for s, a in moved
         ]
+        changes.record_assessment(
+            conn,
+            head.market_id,
+            head.block_number,
+            [((s.account_id, s.market_key), s.health_factor, a) for s, a in moved],
+        )
         if changed:
             # the snapshot's rows, or the latest view's (still the newest block's: checked)
             on = (

@@ -176,3 +176,16 @@ def test_a_wrong_layout_or_band_list_is_one_clear_config_error(tmp_path: Path) -
     path.write_text('[store]\npath = "s.sqlite"\nlayout = "changes"\nverdict_bands = [1, 2]\n')
     store = load_config(path).store
     assert (store.layout, store.verdict_bands) == ("changes", (1.0, 2.0))
+
+
+def test_a_later_assessment_re_tiers_the_blocks_verdict_rows(store: Store, tmp_path: Path) -> None:
+    market = _market(store, tmp_path)
+    _write(store, market, 1)
+    found = crud.latest_health(store, market.id)
+    assert found is not None
+    snapshot_id, number, stored = found
+    again = [crud.Assessed("CRITICAL", "re-tiered by a later assessment") for _ in stored]
+    assert crud.apply_assessment(store, snapshot_id, stored, again) == len(stored)
+    _, verdicts = _at(store, market.id, number)
+    assert {v[1] for v in verdicts.values()} == {"CRITICAL"}
+    assert {v[2] for v in verdicts.values()} == {"re-tiered by a later assessment"}
