@@ -36,7 +36,6 @@ from onchain.risk.book import DEFAULT_STABLE_SYMBOLS
 from onchain.rpc.client import BlockRef
 from onchain.store.changes import T_LATEST, StoredBook, book_at, newest_book
 from onchain.store.crud import (
-    IN_CHUNK,
     T_ACCOUNTS,
     T_ASSET_POSITIONS,
     T_ASSETS,
@@ -51,6 +50,7 @@ from onchain.store.crud import (
 from onchain.store.db import Store
 from onchain.store.models import TIERS
 from onchain.store.queries import book_label
+from onchain.store.rows import chunks
 
 SORTS = ("risk", "health_factor", "debt", "collateral", "account", "probability")
 
@@ -444,7 +444,7 @@ def _rows_in_order(
         )
         (p,) = one.tables()
         accounts = sorted({k[1] for k in keys if k[0] == mid})
-        for chunk in _chunks(accounts):
+        for chunk in chunks(accounts):
             for r in conn.execute(
                 select(*_position_columns(p))
                 .join(T_ACCOUNTS, T_ACCOUNTS.c.id == p.c.account_id)
@@ -486,8 +486,7 @@ def _with_assets(conn: Connection, rows: Sequence[Any]) -> list[StoredPosition]:
         by_snapshot.setdefault(sid, set()).add(aid)
     for sid, account_ids in by_snapshot.items():
         ids = sorted(account_ids)
-        for start in range(0, len(ids), IN_CHUNK):
-            chunk = ids[start : start + IN_CHUNK]
+        for chunk in chunks(ids):
             for r in conn.execute(
                 select(
                     a.c.snapshot_id,
@@ -558,7 +557,7 @@ def _held_assets(conn: Connection, rows: Sequence[Any]) -> dict[int, list[AssetP
     asset address)."""
     ids = sorted({int(x["asset_id"]) for r in rows for x in r.assets or ()})
     known: dict[int, Any] = {}
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         for asset in conn.execute(
             select(T_ASSETS.c.id, T_ASSETS.c.address, T_ASSETS.c.symbol, T_ASSETS.c.decimals).where(
                 T_ASSETS.c.id.in_(chunk)
@@ -627,11 +626,6 @@ class BookSeries:
     base_currency: str
     base_currency_decimals: int
     points: list[BookPoint] = field(default_factory=list)
-
-
-def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), IN_CHUNK):
-        yield items[start : start + IN_CHUNK]
 
 
 # (protocol, a book's stored change rows at a block) -> its positions, by the adapter's exact
@@ -733,7 +727,7 @@ def tier_series(
         ids = [r.id for r in snaps if r.id not in alone]
         counts: dict[tuple[int, str], dict[str, int]] = {}
         amounts: dict[tuple[int, str], dict[str, list[Any]]] = {}
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids):
             _tally(conn, p, p.c.snapshot_id.in_(chunk), None, exact, counts, amounts)
         for snap in snaps:
             if snap.id not in alone:

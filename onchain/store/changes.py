@@ -23,7 +23,7 @@ from onchain.protocols.base import IncrementalAdapter, Position
 from onchain.rpc.client import BlockRef
 from onchain.store import models as m
 from onchain.store.db import Store
-from onchain.store.rows import copy_rows, insert_for, jsonable, position_values
+from onchain.store.rows import IN_CHUNK, chunks, copy_rows, insert_for, jsonable, position_values
 
 if TYPE_CHECKING:
     from onchain.store.crud import Assessed
@@ -246,8 +246,7 @@ def record_assessment(
     if stored is None or not changed:
         return 0
     keys = [key for key, _hf, _a in changed]
-    for lo in range(0, len(keys), 400):
-        chunk = keys[lo : lo + 400]
+    for chunk in chunks(keys, IN_CHUNK // 2):  # two values per key
         conn.execute(
             delete(T_VERDICTS).where(
                 (T_VERDICTS.c.market_id == market_id)

@@ -28,13 +28,19 @@ from onchain.store import changes
 from onchain.store import models as m
 from onchain.store.changes import KeptState
 from onchain.store.db import Store
-from onchain.store.rows import asset_values, copy_rows, insert_for, jsonable, position_values
+from onchain.store.rows import (
+    asset_values,
+    chunks,
+    copy_rows,
+    insert_for,
+    jsonable,
+    position_values,
+)
 
 if TYPE_CHECKING:  # a value the refresh hands over; the store never builds one
     from onchain.risk.verdict import RiskVerdict
 
 WAD = 10**18
-IN_CHUNK = 900  # values per IN (...) list: below SQLite's old 999-variable limit
 SYNC_MARKETS_LOCK = 0x6F6E6D6B  # PostgreSQL advisory lock key: one sync_markets at a time
 COPY_MIN_ROWS = 200  # PostgreSQL: COPY beats INSERT from about this many rows
 
@@ -58,11 +64,6 @@ def utcnow() -> datetime:
 
 
 _insert = insert_for  # the name the alerts' outbox imports
-
-
-def _chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 # -- chains, markets, accounts ----------------------------------------------------------------
@@ -144,7 +145,7 @@ def sync_markets(store: Store, config: Any, names: Iterable[str] | None = None) 
 
 def _account_ids(conn: Connection, chain_id: int, addresses: Sequence[str]) -> dict[str, int]:
     ids: dict[str, int] = {}
-    for chunk in _chunks(list(addresses)):
+    for chunk in chunks(list(addresses)):
         rows = conn.execute(
             select(T_ACCOUNTS.c.address, T_ACCOUNTS.c.id).where(
                 (T_ACCOUNTS.c.chain_id == chain_id) & T_ACCOUNTS.c.address.in_(chunk)
@@ -374,7 +375,7 @@ def _asset_ids(
 def _delete_snapshots(conn: Connection, snapshot_ids: Sequence[int]) -> None:
     """Children first, so it works with or without ON DELETE CASCADE being enforced; the
     change layout's rows of those blocks go with them (a reorg replaces or drops them)."""
-    for chunk in _chunks(list(snapshot_ids)):
+    for chunk in chunks(list(snapshot_ids)):
         heads = conn.execute(
             select(T_SNAPSHOTS.c.market_id, T_SNAPSHOTS.c.block_number).where(
                 T_SNAPSHOTS.c.id.in_(chunk)
@@ -811,7 +812,7 @@ def prune_market(
         )
         kept_blocks = sorted(set(every.scalars()) - {numbers[sid] for sid in doomed})
     # newest chunk first: a change row carried to a kept block is never overtaken by an older one
-    for chunk in reversed(list(_chunks(doomed, 200))):
+    for chunk in reversed(list(chunks(doomed, 200))):
         with store.write() as conn:
             changes.carry_forward(conn, market_id, [numbers[sid] for sid in chunk], kept_blocks)
             _delete_snapshots(conn, chunk)

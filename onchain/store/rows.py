@@ -4,7 +4,7 @@ rows and the change layout's latest view), and the SQL helpers both writers shar
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, Connection, Table
@@ -18,6 +18,13 @@ if TYPE_CHECKING:  # a value the refresh hands over
     from onchain.store.crud import Assessed
 
 WAD = 10**18
+IN_CHUNK = 900  # values per IN (...) list: below SQLite's old 999-variable limit
+
+
+def chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterable[Sequence[Any]]:
+    """`items` in slices of `size`, for IN (...) lists a backend takes in one statement."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def insert_for(conn: Connection, table: Table) -> Any:
