@@ -26,6 +26,7 @@ from onchain.errors import InputError
 from onchain.protocols.base import (
     DiscoveryNotes,
     HealthScreen,
+    IncrementalAdapter,
     MarketRef,
     Position,
     PriceFeedLogs,
@@ -148,13 +149,7 @@ class MarketRefresher:
     def _read_states(self, accounts: Sequence[str]) -> dict[str, list[Any]]:
         """Kept state of `accounts` read at the current block, per account."""
         assert self.block is not None
-        out: dict[str, list[Any]] = {a: [] for a in accounts}
-        for lo in range(0, len(accounts), ACCOUNTS_PER_PLAN):
-            chunk = list(accounts[lo : lo + ACCOUNTS_PER_PLAN])
-            plan = self.incremental.plan_account_states(self.state, chunk, self.block)
-            for state in run_plan(self.client, plan, self.block):
-                out[state.account].append(state)
-        return out
+        return read_account_states(self.client, self.incremental, self.state, accounts, self.block)
 
     # -- moving forward ----------------------------------------------------------------------
 
@@ -323,6 +318,25 @@ class MarketRefresher:
         self._keep(chain)
         self.advances = 0
         return repairs
+
+
+def read_account_states(
+    client: RpcClient,
+    incremental: IncrementalAdapter,
+    market_state: Any,
+    accounts: Sequence[str],
+    block: BlockRef,
+) -> dict[str, list[Any]]:
+    """Every account's protocol state at `block` in the adapter's plain records, per account: a
+    full read as kept state (the refresher's, and what the change layout stores)."""
+    out: dict[str, list[Any]] = {a: [] for a in accounts}
+    for lo in range(0, len(accounts), ACCOUNTS_PER_PLAN):
+        chunk = list(accounts[lo : lo + ACCOUNTS_PER_PLAN])
+        for state in run_plan(
+            client, incremental.plan_account_states(market_state, chunk, block), block
+        ):
+            out[state.account].append(state)
+    return out
 
 
 def _matches(item: Log, addresses: Sequence[str], topics: Sequence[Any]) -> bool:

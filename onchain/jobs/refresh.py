@@ -10,14 +10,8 @@ import time
 from typing import Any
 
 from onchain.alerts.outbox import block_alerts
-from onchain.app.incremental import MarketRefresher
-from onchain.app.pipeline import (
-    ACCOUNTS_PER_PLAN,
-    load_market,
-    market_snapshot,
-    read_positions,
-    run_plan,
-)
+from onchain.app.incremental import MarketRefresher, read_account_states
+from onchain.app.pipeline import load_market, market_snapshot, read_positions
 from onchain.app.risk_context import PriceSeries
 from onchain.jobs import metrics
 from onchain.jobs.assess import assess, risk_tiers
@@ -185,25 +179,6 @@ def store_layout(ctx: JobContext, market: MarketInfo) -> str:
     return layout if get_incremental(market.protocol) is not None else "snapshots"
 
 
-def read_kept_states(
-    client: RpcClient,
-    incremental: IncrementalAdapter,
-    market_state: Any,
-    accounts: list[str],
-    block: BlockRef,
-) -> dict[str, list[Any]]:
-    """A full read as kept state (what the change layout stores): every account's protocol
-    state at `block`, per account, in the adapter's plain records."""
-    out: dict[str, list[Any]] = {a: [] for a in accounts}
-    for lo in range(0, len(accounts), ACCOUNTS_PER_PLAN):
-        plan = incremental.plan_account_states(
-            market_state, accounts[lo : lo + ACCOUNTS_PER_PLAN], block
-        )
-        for state in run_plan(client, plan, block):
-            out.setdefault(state.account, []).append(state)
-    return out
-
-
 def encode_kept(
     ctx: JobContext,
     market: MarketInfo,
@@ -257,7 +232,7 @@ def refresh_block(
         if layout == "snapshots" or incremental is None:
             positions = read_positions(client, market.protocol, state, accounts, block)
         else:  # a full read as kept state: the positions are recomputed from it, exactly
-            kept_states = read_kept_states(client, incremental, state, accounts, block)
+            kept_states = read_account_states(client, incremental, state, accounts, block)
             flat = [s for a in accounts for s in kept_states[a]]
             positions = incremental.positions_from_states(state, flat, block)
     kept = None
