@@ -24,11 +24,12 @@ from onchain.app.market_data.feed_history import feed_history, prefetch_logs
 from onchain.app.market_data.feeds import latest_round_call
 from onchain.app.market_data.uniswap_v3 import pool_state, pool_state_calls
 from onchain.errors import CallReverted, InputError
+from onchain.position_rows import PositionRows
 from onchain.protocols.base import MarketSnapshot, Position
 
 # through the package: it binds the function `assess` over the submodule of the same name
 from onchain.risk import Assessment, assess, book_from_positions
-from onchain.risk.book import Book
+from onchain.risk.book import Book, book_from_rows
 from onchain.risk.latency import ChainLatency, estimate_chain_latency
 from onchain.risk.oracle_lag import PendingPrices, next_oracle_prices
 from onchain.risk.reactive import (
@@ -80,8 +81,22 @@ class VolatilitySource:
         }
 
 
+@dataclass(frozen=True)
+class HeldAsset:
+    """One asset of one assessed position, as a verdict's volatility and advice need it."""
+
+    column: str  # the book's column key, "market:asset"
+    symbol: str
+    decimals: int
+    has_debt: bool
+    collateral_enabled: bool
+
+
 @dataclass
 class RiskReport:
+    """One block's assessment; rows are `positions` (`assess_positions`) or, without them,
+    the adapter's arrays `rows` (`assess_rows`), in book order either way."""
+
     positions: list[Position]
     book: Book
     assessment: Assessment
@@ -90,6 +105,34 @@ class RiskReport:
     sources: list[str]
     settings: RiskSettings
     volatility: dict[str, VolatilitySource] = field(default_factory=dict)  # underlying -> source
+    rows: PositionRows | None = None
+
+    def held(self, row: int) -> list[HeldAsset]:
+        """The assets of one row, in the order its Position lists them."""
+        if self.rows is None:
+            p = self.positions[row]
+            return [
+                HeldAsset(
+                    f"{p.market.lower()}:{a.asset.lower()}",
+                    a.symbol,
+                    a.decimals,
+                    bool(a.debt_raw),
+                    a.collateral_enabled,
+                )
+                for a in p.assets
+            ]
+        r = self.rows
+        keys = r.column_keys
+        return [
+            HeldAsset(
+                keys[j],
+                r.symbols[j],
+                int(r.decimals[j]),
+                bool(r.debt[row, j] > 0),
+                bool(r.collateral_enabled[row, j]),
+            )
+            for j in np.flatnonzero(r.held[row])
+        ]
 
     def verdict(self, row: int) -> RiskVerdict:
         """One position's verdict (the row of `positions`), typed."""
@@ -111,14 +154,14 @@ class RiskReport:
             volatile_drop_to_liquidation=_finite(a.uniform.drop_fraction[row]),
             volatility={
                 name: self.volatility[name].as_json()
-                for name in sorted({underlying(x.symbol) for x in self.positions[row].assets})
+                for name in sorted({underlying(x.symbol) for x in self.held(row)})
                 if name in self.volatility
             },
         )
 
     def verdicts(self) -> list[RiskVerdict]:
         """Every position's verdict, in the order of `positions`."""
-        return [self.verdict(i) for i in range(len(self.positions))]
+        return [self.verdict(i) for i in range(self.book.n_positions)]
 
     def fields(self, row: int) -> dict[str, Any]:
         """The risk part of a position's JSON row."""
@@ -133,16 +176,15 @@ class RiskReport:
         if hits.size == 0:
             return None
         k = int(hits[0])
-        position = self.positions[row]
         column = {key: j for j, key in enumerate(self.book.assets)}
         repay: dict[str, int] = {}
         topup: dict[str, int] = {}
-        for asset in position.assets:
-            j = column[f"{position.market.lower()}:{asset.asset.lower()}"]
+        for asset in self.held(row):
+            j = column[asset.column]
             unit = 10**asset.decimals
             r = float(a.advice.repay_units[k, j])
             t = float(a.advice.topup_units[k, j])
-            if asset.debt_raw and math.isfinite(r) and r > 0:
+            if asset.has_debt and math.isfinite(r) and r > 0:
                 repay[asset.symbol] = math.ceil(r * unit)
             if asset.collateral_enabled and math.isfinite(t) and t > 0:
                 topup[asset.symbol] = math.ceil(t * unit)
@@ -552,7 +594,7 @@ def pool_liquidity(
 def assess_positions(
     client: RpcClient,
     block: BlockRef,
-    positions: Sequence[Position],
+    positions: Sequence[Position] | PositionRows,
     settings: RiskSettings,
     *,
     horizon_s: float | None = None,
@@ -562,17 +604,34 @@ def assess_positions(
 ) -> RiskReport:
     """Assess positions read at `block` (all protocols in one book, one column per market-asset).
     `market_snapshots` (the adapters' per-reserve liquidity) enable the pool-liquidity reasons;
-    `stored_prices` (the oracle prices a store kept) are a volatility source besides the feeds."""
-    positions = list(positions)
+    `stored_prices` (the oracle prices a store kept) are a volatility source besides the feeds.
+
+    `positions` may be a market's positions as an adapter's arrays (`RiskRows.risk_rows`)
+    instead of Position objects: the same book (`book_from_rows`), the same assessment and
+    verdicts; the report's rows are then the record's."""
+    rows: PositionRows | None = None
+    if isinstance(positions, PositionRows):
+        rows, listed = positions, []
+        book = book_from_rows(rows, stable_assets=sorted(STABLE_SYMBOLS))
+        bases = {
+            rows.markets[int(i)].lower(): rows.base_currencies[int(i)]
+            for i in np.unique(rows.row_market)
+        }
+    else:
+        listed = list(positions)
+        book = book_from_positions(
+            listed, per_market_columns=True, stable_assets=sorted(STABLE_SYMBOLS)
+        )
+        bases = {p.market.lower(): p.base_currency for p in listed}
+    usd_markets = {
+        m for m, base in bases.items() if (base or "USD").upper() in STABLE_SYMBOLS | {"USD"}
+    }
     sources: list[str] = []
     if horizon_s is None:
         horizon_s, latency, note = estimate_horizon(client, block, settings)
     else:
         latency, note = None, f"horizon: {horizon_s:g} s (given)"
     sources.append(note)
-    book = book_from_positions(
-        positions, per_market_columns=True, stable_assets=sorted(STABLE_SYMBOLS)
-    )
     symbols = list(book.symbols)
     if price_history is not None:
         model, note, vol_sources = volatility_from_history(price_history, symbols)
@@ -588,11 +647,6 @@ def assess_positions(
     aligned = model.with_assets([underlying(s) for s in symbols])
     covariance = aligned.effective_covariance(horizon_s)
     tail_dof = aligned.horizon_tail_dof(horizon_s)
-    usd_markets = {
-        p.market.lower()
-        for p in positions
-        if (p.base_currency or "USD").upper() in STABLE_SYMBOLS | {"USD"}
-    }
     pending, note = pending_prices(client, block, book, settings.references, horizon_s, usd_markets)
     sources.append(note)
     available, utilization = pool_liquidity(book, market_snapshots)
@@ -618,5 +672,13 @@ def assess_positions(
         workers=1,
     )
     return RiskReport(
-        positions, book, assessment, horizon_s, latency, sources, settings, vol_sources
+        listed,
+        book,
+        assessment,
+        horizon_s,
+        latency,
+        sources,
+        settings,
+        vol_sources,
+        rows,
     )

@@ -11,13 +11,20 @@ assessment cannot run, and what the assess job applies to rows the risk module d
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
-from onchain.app.risk_context import PriceSeries, RiskReport, RiskSettings, assess_positions
+from onchain.app.risk_context import (
+    PriceSeries,
+    RiskReport,
+    RiskSettings,
+    assess_positions,
+)
 from onchain.config import TierThresholds
+from onchain.model import LiquidationHold
 from onchain.numbers import format_wad as format_wad
 from onchain.numbers import truncated
+from onchain.position_rows import PositionRows
 from onchain.protocols.base import MarketSnapshot, Position
 from onchain.risk.verdict import RiskVerdict
 from onchain.rpc.client import BlockRef, RpcClient
@@ -99,23 +106,37 @@ def risk_assessed(
 ) -> Assessed:
     """One position's stored verdict from the risk module's, under the exact rule and the
     [risk.tiers] health-factor floors (`floored`)."""
-    tier = "LIQUIDATABLE" if position.liquidatable else verdict.tier
+    return exact_assessed(
+        position.health_factor,
+        position.liquidatable,
+        position.liquidation_hold,
+        verdict,
+        floors,
+    )
+
+
+def exact_assessed(
+    hf: int | None,
+    liquidatable: bool,
+    hold: LiquidationHold | None,
+    verdict: RiskVerdict,
+    floors: TierThresholds | None = None,
+) -> Assessed:
+    """`risk_assessed` from the exact facts alone: the health factor (wad, None without debt),
+    the protocol's "liquidatable now" and the hold that keeps a position below 1 from it."""
+    tier = "LIQUIDATABLE" if liquidatable else verdict.tier
     codes = list(verdict.reasons)
-    hf = position.health_factor
     if tier != "LIQUIDATABLE":
-        tier, codes = floored(tier, codes, hf, position.liquidatable, floors)
+        tier, codes = floored(tier, codes, hf, liquidatable, floors)
     shown = "unknown" if hf is None else format_wad(hf)
-    if position.liquidatable:
+    if liquidatable:
         if "HF_BELOW_1" not in codes:
             codes.insert(0, "HF_BELOW_1")
         text = f"liquidatable now: health factor {shown} < 1"
-    elif position.liquidation_hold is not None:  # below 1, but the protocol refuses for now
+    elif hold is not None:  # below 1, but the protocol refuses for now
         codes = ["HF_BELOW_1", "LIQUIDATION_HELD", *(c for c in codes if c != "HF_BELOW_1")]
         tier = "CRITICAL"
-        text = (
-            f"health factor {shown} < 1, not liquidatable now: "
-            f"{position.liquidation_hold.describe()}"
-        )
+        text = f"health factor {shown} < 1, not liquidatable now: {hold.describe()}"
     else:
         screened_below_1 = "HF_BELOW_1" in codes or tier == "LIQUIDATABLE"
         codes = [c for c in codes if c != "HF_BELOW_1"]  # the exact math says healthy
@@ -130,7 +151,7 @@ def risk_assessed(
     pending = verdict.pending_health_factor
     probability = verdict.liquidation_probability
     horizon = verdict.horizon_s
-    if hf is not None and not position.liquidatable:
+    if hf is not None and not liquidatable:
         if tier == "PENDING" and pending is not None:
             text += f", {truncated(pending)} at the next oracle price"
         text += f", P(liquidation within {_seconds(horizon)}) {probability:.2%}"
@@ -160,7 +181,71 @@ def risk_tiers(
     verdict applied per position; `stored_prices` (the oracle prices the store kept for the
     market) are a volatility source. Raises when the assessment cannot run: the caller falls back
     to `assess` and records why."""
-    if not positions:
+    health, liquidatable = exact_inputs(positions)
+    holds = [p.liquidation_hold for p in positions]
+    return _tiers(
+        client,
+        block,
+        positions,
+        health,
+        liquidatable,
+        holds.__getitem__,
+        settings,
+        market_snapshot,
+        floors,
+        stored_prices,
+    )
+
+
+def risk_tiers_rows(
+    client: RpcClient,
+    block: BlockRef,
+    rows: PositionRows,
+    health_factors: Sequence[int | None],
+    liquidatable: Sequence[bool],
+    settings: RiskSettings,
+    market_snapshot: MarketSnapshot | None = None,
+    floors: TierThresholds | None = None,
+    stored_prices: Sequence[PriceSeries] = (),
+) -> tuple[list[Assessed], RiskReport | None]:
+    """`risk_tiers` without Position objects: one assessment of the market's book built from
+    the adapter's arrays (`RiskRows.risk_rows`), then the exact verdict of each row applied:
+    `health_factors` (wad, None without debt) and `liquidatable` (the protocol's "liquidatable
+    now", as `Position.liquidatable`) per row of `rows`, in its order, from the exact
+    computation. The result equals `risk_tiers` on that block's Positions, row for row."""
+    n = len(rows)
+    if len(health_factors) != n or len(liquidatable) != n:
+        raise ValueError(
+            f"{n} rows but {len(health_factors)} health factors and "
+            f"{len(liquidatable)} liquidatable verdicts"
+        )
+    return _tiers(
+        client,
+        block,
+        rows,
+        health_factors,
+        liquidatable,
+        lambda i: rows.hold(i, health_factors[i]),
+        settings,
+        market_snapshot,
+        floors,
+        stored_prices,
+    )
+
+
+def _tiers(
+    client: RpcClient,
+    block: BlockRef,
+    positions: Sequence[Position] | PositionRows,
+    health_factors: Sequence[int | None],
+    liquidatable: Sequence[bool],
+    hold: Callable[[int], LiquidationHold | None],
+    settings: RiskSettings,
+    market_snapshot: MarketSnapshot | None,
+    floors: TierThresholds | None,
+    stored_prices: Sequence[PriceSeries],
+) -> tuple[list[Assessed], RiskReport | None]:
+    if not health_factors:
         return [], None
     report = assess_positions(
         client,
@@ -170,6 +255,14 @@ def risk_tiers(
         market_snapshots=(market_snapshot,) if market_snapshot is not None else (),
         stored_prices=stored_prices,
     )
-    verdicts = report.verdicts()
-    assessed = [risk_assessed(p, v, floors) for p, v in zip(positions, verdicts, strict=True)]
+    assessed = [
+        exact_assessed(hf, bool(now), hold(i), report.verdict(i), floors)
+        for i, (hf, now) in enumerate(zip(health_factors, liquidatable, strict=True))
+    ]
     return assessed, report
+
+
+def exact_inputs(positions: Sequence[Position]) -> tuple[list[int | None], list[bool]]:
+    """Health factors and "liquidatable now" per position, the Positions' own: what
+    `risk_tiers_rows` takes when the caller has Positions at hand (tests, a full read)."""
+    return [p.health_factor for p in positions], [p.liquidatable for p in positions]
