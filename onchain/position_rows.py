@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -104,7 +105,7 @@ class PositionRows:
     def __len__(self) -> int:
         return len(self.accounts)
 
-    @property
+    @cached_property
     def column_keys(self) -> tuple[str, ...]:
         """``"market:asset"`` (lower-case) per column: the risk book's per-market column names."""
         return tuple(

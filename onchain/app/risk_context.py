@@ -11,8 +11,9 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from eth_abi import decode
@@ -50,6 +51,7 @@ from onchain.rpc.client import BlockRef, RpcClient
 from onchain.symbols import STABLE_SYMBOLS, underlying
 
 SECONDS_PER_YEAR = 365 * 24 * 3600
+_TIER_NAMES = {int(t): t.name for t in Tier}
 HOUR_S = 3600.0
 
 # Annualised volatility used when no price history is given (documented defaults, not forecasts).
@@ -81,8 +83,7 @@ class VolatilitySource:
         }
 
 
-@dataclass(frozen=True)
-class HeldAsset:
+class HeldAsset(NamedTuple):
     """One asset of one assessed position, as a verdict's volatility and advice need it."""
 
     column: str  # the book's column key, "market:asset"
@@ -121,18 +122,25 @@ class RiskReport:
                 )
                 for a in p.assets
             ]
+        return self._held_rows[row]
+
+    @cached_property
+    def _held_rows(self) -> list[list[HeldAsset]]:
+        """Every row's assets from the record's arrays, in one pass over the held cells."""
         r = self.rows
-        keys = r.column_keys
-        return [
-            HeldAsset(
-                keys[j],
-                r.symbols[j],
-                int(r.decimals[j]),
-                bool(r.debt[row, j] > 0),
-                bool(r.collateral_enabled[row, j]),
-            )
-            for j in np.flatnonzero(r.held[row])
-        ]
+        assert r is not None
+        keys, symbols, decimals = r.column_keys, r.symbols, r.decimals.tolist()
+        rows, cols = np.nonzero(r.held)  # by row, then ascending column: the Position's order
+        out: list[list[HeldAsset]] = [[] for _ in range(len(r))]
+        for i, j, debt, enabled in zip(
+            rows.tolist(),
+            cols.tolist(),
+            (r.debt[rows, cols] > 0).tolist(),
+            r.collateral_enabled[rows, cols].tolist(),
+            strict=True,
+        ):
+            out[i].append(HeldAsset(keys[j], symbols[j], decimals[j], debt, enabled))
+        return out
 
     def verdict(self, row: int) -> RiskVerdict:
         """One position's verdict (the row of `positions`), typed."""
@@ -143,9 +151,13 @@ class RiskReport:
         safe = None
         if a.safe_health_factor is not None and math.isfinite(float(a.safe_health_factor[row])):
             safe = float(a.safe_health_factor[row])
+        flags = int(a.reasons[row])
+        reasons = self._reasons.get(flags)
+        if reasons is None:
+            reasons = self._reasons[flags] = tuple(reason_names(flags))
         return RiskVerdict(
-            tier=Tier(int(a.tier[row])).name,
-            reasons=tuple(reason_names(int(a.reasons[row]))),
+            tier=_TIER_NAMES[int(a.tier[row])],
+            reasons=reasons,
             liquidation_probability=float(a.probability.probability[row]),
             horizon_s=self.horizon_s,
             pending_health_factor=pending,
@@ -153,11 +165,33 @@ class RiskReport:
             advice=self.advice(row),
             volatile_drop_to_liquidation=_finite(a.uniform.drop_fraction[row]),
             volatility={
-                name: self.volatility[name].as_json()
+                name: dict(self._volatility_json[name])
                 for name in sorted({underlying(x.symbol) for x in self.held(row)})
                 if name in self.volatility
             },
         )
+
+    # what every row's verdict looks up, computed once per report (a verdict per row of a
+    # 30,000-position book is otherwise mostly these)
+    @cached_property
+    def _advice_at(self) -> dict[int, int]:
+        rows = self.assessment.advice_rows
+        out: dict[int, int] = {}
+        for k, row in enumerate(() if rows is None else rows.tolist()):
+            out.setdefault(int(row), k)
+        return out
+
+    @cached_property
+    def _columns(self) -> dict[str, int]:
+        return {key: j for j, key in enumerate(self.book.assets)}
+
+    @cached_property
+    def _volatility_json(self) -> dict[str, dict[str, Any]]:
+        return {name: v.as_json() for name, v in self.volatility.items()}
+
+    @cached_property
+    def _reasons(self) -> dict[int, tuple[str, ...]]:
+        return {}
 
     def verdicts(self) -> list[RiskVerdict]:
         """Every position's verdict, in the order of `positions`."""
@@ -172,11 +206,10 @@ class RiskReport:
         a = self.assessment
         if a.advice is None:
             return None
-        hits = np.flatnonzero(a.advice_rows == row)
-        if hits.size == 0:
+        k = self._advice_at.get(row)
+        if k is None:
             return None
-        k = int(hits[0])
-        column = {key: j for j, key in enumerate(self.book.assets)}
+        column = self._columns
         repay: dict[str, int] = {}
         topup: dict[str, int] = {}
         for asset in self.held(row):

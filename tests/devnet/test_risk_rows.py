@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from onchain.app.incremental import MarketRefresher
@@ -21,28 +20,10 @@ from onchain.devnet.config_file import devnet_config_text
 from onchain.devnet.control import _in_one_block, set_prices
 from onchain.jobs.assess import exact_inputs, risk_tiers, risk_tiers_rows
 from onchain.protocols.base import MarketRef, RiskRows
-from onchain.risk.book import Book, book_from_positions, book_from_rows
+from onchain.risk.book import book_from_positions, book_from_rows
 from onchain.rpc.client import RpcClient
 from onchain.symbols import STABLE_SYMBOLS
-
-BOOK_ARRAYS = (
-    "collateral",
-    "debt",
-    "liquidation_threshold",
-    "liquidation_bonus",
-    "close_factor_rule",
-    "price_base",
-    "is_stable",
-    "protocol_fee",
-)
-
-
-def assert_same_book(ours: Book, theirs: Book) -> None:
-    assert ours.assets == theirs.assets
-    assert ours.symbols == theirs.symbols
-    assert ours.accounts == theirs.accounts
-    for name in BOOK_ARRAYS:
-        np.testing.assert_array_equal(getattr(ours, name), getattr(theirs, name), err_msg=name)
+from tests.helpers.books import assert_same_book
 
 
 @pytest.fixture(scope="module")
