@@ -207,30 +207,31 @@ def risk_tiers_rows(
     market_snapshot: MarketSnapshot | None = None,
     floors: TierThresholds | None = None,
     stored_prices: Sequence[PriceSeries] = (),
+    accounts: Sequence[str] | None = None,
 ) -> tuple[list[Assessed], RiskReport | None]:
     """`risk_tiers` without Position objects: one assessment of the market's book built from
-    the adapter's arrays (`RiskRows.risk_rows`), then the exact verdict of each row applied:
-    `health_factors` (wad, None without debt) and `liquidatable` (the protocol's "liquidatable
-    now", as `Position.liquidatable`) per row of `rows`, in its order, from the exact
-    computation. The result equals `risk_tiers` on that block's Positions, row for row."""
+    the adapter's arrays (`RiskRows.risk_rows`), then the exact verdict of each row applied.
+    The result equals `risk_tiers` on that block's Positions, row for row.
+
+    Per row of `rows`, in its order, from the exact integer computation: `health_factors`
+    (wad, None without debt) and `liquidatable` (HF below 1; a row the protocol holds from
+    liquidation, `rows.hold`, is not liquidatable now whether or not the caller applied the
+    hold, as `Position.liquidatable`). `accounts`: the accounts those lists were computed for,
+    checked against the rows' (a misaligned list must not tier the wrong account)."""
     n = len(rows)
     if len(health_factors) != n or len(liquidatable) != n:
         raise ValueError(
             f"{n} rows but {len(health_factors)} health factors and "
             f"{len(liquidatable)} liquidatable verdicts"
         )
+    if accounts is not None and tuple(accounts) != rows.accounts:
+        raise ValueError("the exact verdicts are not in the rows' account order")
+    holds = [rows.hold(i, hf) for i, hf in enumerate(health_factors)]
+    now = [bool(x) and hold is None for x, hold in zip(liquidatable, holds, strict=True)]
     return _tiers(
-        client,
-        block,
-        rows,
-        health_factors,
-        liquidatable,
-        lambda i: rows.hold(i, health_factors[i]),
-        settings,
-        market_snapshot,
-        floors,
-        stored_prices,
-    )
+        client, block, rows, health_factors, now, holds.__getitem__, settings,
+        market_snapshot, floors, stored_prices,
+    )  # fmt: skip
 
 
 def _tiers(

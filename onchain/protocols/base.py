@@ -192,13 +192,10 @@ class HealthScreen(Protocol):
 class RiskRows(Protocol):
     """Optional for incremental adapters: the risk book's inputs for every position of kept
     states as arrays (`onchain.position_rows.PositionRows`), equal to what the Positions
-    `positions_from_states` builds would give the book, without building them. `previous`: the
-    record this call returned for the market's previous block; rows whose state object is the
-    same are taken from it instead of read from their state again."""
+    `positions_from_states` builds would give the book, without building them: one row per
+    Position that call would return, in its order."""
 
-    def risk_rows(
-        self, market_state: Any, states: list[Any], previous: PositionRows | None = None
-    ) -> PositionRows: ...
+    def risk_rows(self, market_state: Any, states: list[Any]) -> PositionRows: ...
 
 
 @runtime_checkable

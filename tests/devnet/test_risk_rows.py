@@ -99,5 +99,13 @@ def test_tiers_from_rows_are_the_tiers_from_positions(at_risk: dict[str, Any], m
         assert a.probability == b.probability, p.account
         assert a.pending_health_factor == b.pending_health_factor, p.account
         assert a.horizon_s == b.horizon_s and a.verdict == b.verdict, p.account
+    # the bare verdict (HF below 1, holds not applied) gives the same: the rows apply them
+    below = [hf is not None and hf < 10**18 for hf in health]
+    again, _ = risk_tiers_rows(
+        client, block, rows, health, below, settings, snapshot, floors, accounts=rows.accounts
+    )
+    assert again == ours
+    with pytest.raises(ValueError, match="account order"):
+        risk_tiers_rows(client, block, rows, health, below, settings, accounts=rows.accounts[::-1])
     tiers = {a.tier for a in ours}
     assert "LIQUIDATABLE" in tiers and len(tiers - {"LIQUIDATABLE", "SAFE"}) >= 1, tiers

@@ -168,13 +168,10 @@ class AaveV3Incremental:
         return screen.liquidatable(market_state, book)
 
     def risk_rows(
-        self,
-        market_state: AaveMarketState,
-        states: list[AaveAccountState],
-        previous: PositionRows | None = None,
+        self, market_state: AaveMarketState, states: list[AaveAccountState]
     ) -> PositionRows:
         """The risk book's arrays for these states, no Position built (`risk_rows`)."""
-        return risk_rows.risk_rows(market_state, states, previous)
+        return risk_rows.risk_rows(market_state, states)
 
     def plan_adopt_states(
         self, market_state: AaveMarketState, states: list[AaveAccountState], block: BlockRef

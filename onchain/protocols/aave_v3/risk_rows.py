@@ -75,13 +75,8 @@ def _whole(raw: np.ndarray, unit: np.ndarray) -> np.ndarray:
     return np.asarray(raw.astype(np.float64) / unit, dtype=np.float64)
 
 
-def risk_rows(
-    market_state: AaveMarketState,
-    states: Sequence[AaveAccountState],
-    previous: PositionRows | None = None,
-) -> PositionRows:
+def risk_rows(market_state: AaveMarketState, states: Sequence[AaveAccountState]) -> PositionRows:
     """One row per state, as `positions_from_states` gives one Position per state."""
-    del previous  # one pass over the kept balances is cheap; nothing to carry over yet
     rules = market_state.rules
     reserves = sorted(market_state.reserves, key=lambda r: r.reserve_id)
     k, n = len(reserves), len(states)

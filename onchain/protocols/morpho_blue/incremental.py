@@ -121,13 +121,10 @@ class MorphoBlueIncremental:
         return self.adapter.positions_from_states(market_state, states, block)
 
     def risk_rows(
-        self,
-        market_state: MorphoState,
-        states: list[MorphoPositionState],
-        previous: PositionRows | None = None,
+        self, market_state: MorphoState, states: list[MorphoPositionState]
     ) -> PositionRows:
         """The risk book's arrays for these states, no Position built (`risk_rows`)."""
-        return risk_rows.risk_rows(market_state, states, previous)
+        return risk_rows.risk_rows(market_state, states)
 
     def always_stale(self, market_state: MorphoState, state: MorphoPositionState) -> bool:
         return False

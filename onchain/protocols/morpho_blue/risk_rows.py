@@ -18,14 +18,9 @@ from onchain.protocols.morpho_blue import math
 from onchain.protocols.morpho_blue.adapter import PROTOCOL, MorphoPositionState, MorphoState
 
 
-def risk_rows(
-    market_state: MorphoState,
-    states: Sequence[MorphoPositionState],
-    previous: PositionRows | None = None,
-) -> PositionRows:
+def risk_rows(market_state: MorphoState, states: Sequence[MorphoPositionState]) -> PositionRows:
     """One row per state with collateral or debt in a priced market its account's discovery
     logs name, as `positions_from_states` keeps them."""
-    del previous  # a few integer operations per state: nothing worth carrying over
     markets = market_state.priced_markets
     at = {m.id: i for i, m in enumerate(markets)}
     k = len(markets)
