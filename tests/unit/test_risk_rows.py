@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from onchain.jobs.assess import exact_assessed
@@ -143,6 +144,19 @@ def aave_states(market: AaveMarketState, n: int, seed: int) -> list[AaveAccountS
     return out
 
 
+def check_assets(rows: PositionRows, positions: list[Position]) -> None:
+    """Each row's held columns are its Position's assets, in order, with their facts."""
+    keys = rows.column_keys
+    for i, p in enumerate(positions):
+        held = np.flatnonzero(rows.held[i])
+        assert [keys[j] for j in held] == [f"{p.market}:{a.asset}".lower() for a in p.assets]
+        assert [
+            (rows.symbols[j], int(rows.decimals[j]), bool(rows.collateral_enabled[i, j]))
+            for j in held
+        ] == [(a.symbol, a.decimals, a.collateral_enabled) for a in p.assets], p.account
+        assert [rows.debt[i, j] > 0 for j in held] == [a.debt_raw > 0 for a in p.assets]
+
+
 def check_holds(rows: PositionRows, positions: list[Position]) -> None:
     """A row's hold given its exact health factor is the Position's; and the verdict from the
     exact facts alone is the Position's verdict."""
@@ -181,6 +195,7 @@ def test_aave_rows_give_the_positions_book(revision: int, paused: bool, grace: b
             positions, bonus_by_asset=config_terms, protocol_fee_by_asset=config_terms
         ),
     )  # fmt: skip
+    check_assets(rows, positions)
     check_holds(rows, positions)
     below = [p for p in positions if p.health_factor is not None and p.health_factor < 10**18]
     assert below and any(p.liquidatable for p in below)
@@ -270,6 +285,7 @@ def test_morpho_rows_give_the_positions_book() -> None:
     assert [rows.base_currencies[int(i)] for i in rows.row_market] == [
         p.base_currency for p in positions
     ]
+    check_assets(rows, positions)
     check_holds(rows, positions)
     with pytest.raises(ValueError, match="per_market_columns"):
         book_from_rows(rows, per_market_columns=False)  # USDC is the loan of two markets

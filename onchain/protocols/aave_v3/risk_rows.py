@@ -170,7 +170,7 @@ def risk_rows(market_state: AaveMarketState, states: Sequence[AaveAccountState])
         base_currencies=(None,),
         market_labels=(None,),
         held=held,
-        collateral_enabled=enabled,
+        collateral_enabled=counted,  # AssetPosition's: the bit, where the release counts it
         collateral=collateral,
         debt=debt,
         liquidation_threshold=lt,
