@@ -52,14 +52,23 @@ def tier_of(health_factor: int | None, liquidatable: bool, tiers: TierThresholds
     if health_factor is None:
         return Assessed("SAFE", "no debt")
     shown = format_wad(health_factor)
+    below = _health_tier(health_factor, tiers)
+    if below is not None:
+        name, bound = below
+        return Assessed(name, f"health factor {shown} < {format_wad(bound)}")
+    return Assessed("SAFE", f"health factor {shown} >= {format_wad(tiers.watch_wad)}")
+
+
+def _health_tier(health_factor: int, tiers: TierThresholds) -> tuple[str, int] | None:
+    """The highest tier whose threshold the exact health factor is below, with the threshold."""
     for name, bound in (
         ("CRITICAL", tiers.critical_wad),
         ("HIGH", tiers.high_wad),
         ("WATCH", tiers.watch_wad),
     ):
         if health_factor < bound:
-            return Assessed(name, f"health factor {shown} < {format_wad(bound)}")
-    return Assessed("SAFE", f"health factor {shown} >= {format_wad(tiers.watch_wad)}")
+            return name, bound
+    return None
 
 
 def floored(
@@ -74,9 +83,9 @@ def floored(
     horizon says (a position 1% from liquidation is not SAFE). Adds the reason HF_BELOW_<TIER>."""
     if floors is None or liquidatable or health_factor is None:
         return tier, reasons
-    by_health = tier_of(health_factor, False, floors).tier
-    if by_health != "SAFE" and TIERS.index(by_health) < TIERS.index(tier):
-        return by_health, [f"HF_BELOW_{by_health}", *reasons]
+    below = _health_tier(health_factor, floors)  # no text: one call per row of a block
+    if below is not None and TIERS.index(below[0]) < TIERS.index(tier):
+        return below[0], [f"HF_BELOW_{below[0]}", *reasons]
     return tier, reasons
 
 
