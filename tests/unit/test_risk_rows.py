@@ -289,3 +289,6 @@ def test_morpho_rows_give_the_positions_book() -> None:
     check_holds(rows, positions)
     with pytest.raises(ValueError, match="per_market_columns"):
         book_from_rows(rows, per_market_columns=False)  # USDC is the loan of two markets
+    empty = morpho_rows(state, [])
+    assert len(empty) == 0 and book_from_rows(empty).n_positions == 0
+    assert len(morpho_rows(replace(state, markets=()), states)) == 0
