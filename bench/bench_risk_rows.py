@@ -5,8 +5,10 @@ block's tiers both ways (`risk_tiers_rows` with the Positions' exact health fact
 `risk_tiers`), which adds the same risk model and its few requests to each side.
 
 The kept states are the devnet's (Aave 3.0.2, Aave 3.6, Morpho Blue), copied with balances scaled
-at random up to the size asked for (`bench_incremental.synthetic_book` for Aave). Both books are
-checked equal (every array, to the bit) and both tier lists equal before anything is printed."""
+at random up to the size asked for (`bench_incremental.synthetic_book` for Aave);
+`--devnet-borrowers 30000` adds the Aave-only devnet of that many real borrowers as they are.
+Both books are checked equal (every array, to the bit) and both tier lists equal before anything
+is printed."""
 
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ from onchain.rpc.client import RpcClient
 from onchain.symbols import STABLE_SYMBOLS
 
 STABLE = sorted(STABLE_SYMBOLS)
+HEADER = f"  {'market':<12}{'positions':>10}{'Positions+book':>16}{'rows+book':>12}{'ratio':>9}"
 ARRAYS = ("collateral", "debt", "liquidation_threshold", "liquidation_bonus", "price_base")
 
 
@@ -77,18 +80,21 @@ def market_bench(
     n: int,
     settings: RiskSettings | None,
     rng: random.Random,
+    accounts: list[str] | None = None,
 ) -> None:
-    """One market: its kept states copied to `n`, the book both ways, the tiers both ways."""
+    """One market: its kept states copied to `n` (0: as they are), the book both ways, the
+    tiers both ways. `accounts`: the borrowers, where no logs are left to discover them."""
     refresher = MarketRefresher(client, ref)
-    refresher.start(block)
+    refresher.start(block, accounts)
     kept = [s for a in refresher.accounts for s in refresher.kept[a]]
     state, incremental = refresher.state, refresher.incremental
     assert isinstance(incremental, RiskRows)
-    states = (
-        morpho_states(kept, n, rng)
-        if ref.protocol == "morpho-blue"
-        else synthetic_book(kept, n, rng)
-    )
+    if not n:
+        states = kept
+    elif ref.protocol == "morpho-blue":
+        states = morpho_states(kept, n, rng)
+    else:
+        states = synthetic_book(kept, n, rng)
     for s in states:  # from the second block on, every account's checksum is known
         checksummed(s.account)
 
@@ -125,6 +131,23 @@ def market_bench(
     )
 
 
+def real_book(borrowers: int, tiers: bool) -> None:
+    """The Aave-only devnet of `borrowers` real positions (seeded once, then cached)."""
+    with running_devnet(borrowers, 7, aave_only=True) as info, tempfile.TemporaryDirectory() as d:
+        number = set_prices(info.rpc_url, info.aave, {"WETH": 2640.0})
+        client = RpcClient(info.rpc_url)
+        block = client.pin_block(number)
+        config = Path(d) / "devnet.toml"
+        config.write_text(devnet_config_text(info))
+        settings = RiskSettings.from_config(load_config(config).risk) if tiers else None
+        print(f"\nrisk book of the Aave-only devnet's {borrowers:,} borrowers (real kept states)")
+        print(HEADER)
+        ref = MarketRef("aave-v3", info.aave.addresses_provider)
+        market_bench(
+            client, block, "aave 3.0.2", ref, 0, settings, random.Random(15), info.borrowers
+        )
+
+
 def run(n: int, tiers: bool) -> None:
     rng = random.Random(15)
     with running_devnet(300, 7) as info, tempfile.TemporaryDirectory() as folder:
@@ -136,9 +159,7 @@ def run(n: int, tiers: bool) -> None:
         config.write_text(devnet_config_text(info))
         settings = RiskSettings.from_config(load_config(config).risk) if tiers else None
         print(f"\nrisk book of {n:,} positions per market (devnet kept states, scaled at random)")
-        print(
-            f"  {'market':<12}{'positions':>10}{'Positions+book':>16}{'rows+book':>12}{'ratio':>9}"
-        )
+        print(HEADER)
         for name, ref in (
             ("aave 3.0.2", MarketRef("aave-v3", info.aave.addresses_provider)),
             ("aave 3.6", MarketRef("aave-v3", info.aave36.addresses_provider)),
@@ -151,8 +172,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--positions", type=int, default=30_000)
     parser.add_argument("--no-tiers", action="store_true", help="books only")
+    parser.add_argument(
+        "--devnet-borrowers",
+        type=int,
+        default=0,
+        help="also the Aave-only devnet of this many real borrowers (e.g. 30000; cached)",
+    )
     args = parser.parse_args()
     run(args.positions, not args.no_tiers)
+    if args.devnet_borrowers:
+        real_book(args.devnet_borrowers, not args.no_tiers)
 
 
 if __name__ == "__main__":
