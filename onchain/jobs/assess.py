@@ -217,6 +217,7 @@ def risk_tiers_rows(
     floors: TierThresholds | None = None,
     stored_prices: Sequence[PriceSeries] = (),
     accounts: Sequence[str] | None = None,
+    markets: Sequence[str] | None = None,
 ) -> tuple[list[Assessed], RiskReport | None]:
     """`risk_tiers` without Position objects: one assessment of the market's book built from
     the adapter's arrays (`RiskRows.risk_rows`), then the exact verdict of each row applied.
@@ -225,8 +226,9 @@ def risk_tiers_rows(
     Per row of `rows`, in its order, from the exact integer computation: `health_factors`
     (wad, None without debt) and `liquidatable` (HF below 1; a row the protocol holds from
     liquidation, `rows.hold`, is not liquidatable now whether or not the caller applied the
-    hold, as `Position.liquidatable`). `accounts`: the accounts those lists were computed for,
-    checked against the rows' (a misaligned list must not tier the wrong account)."""
+    hold, as `Position.liquidatable`). `accounts` and `markets` (`Position.market`): the
+    positions those lists were computed for, checked against the rows' (a misaligned list must
+    not tier the wrong position)."""
     n = len(rows)
     if len(health_factors) != n or len(liquidatable) != n:
         raise ValueError(
@@ -235,6 +237,8 @@ def risk_tiers_rows(
         )
     if accounts is not None and tuple(accounts) != rows.accounts:
         raise ValueError("the exact verdicts are not in the rows' account order")
+    if markets is not None and list(markets) != [rows.market_of(i) for i in range(n)]:
+        raise ValueError("the exact verdicts are not in the rows' market order")
     holds = [rows.hold(i, hf) for i, hf in enumerate(health_factors)]
     now = [bool(x) and hold is None for x, hold in zip(liquidatable, holds, strict=True)]
     return _tiers(

@@ -101,9 +101,11 @@ def test_tiers_from_rows_are_the_tiers_from_positions(at_risk: dict[str, Any], m
         assert a.horizon_s == b.horizon_s and a.verdict == b.verdict, p.account
     # the bare verdict (HF below 1, holds not applied) gives the same: the rows apply them
     below = [hf is not None and hf < 10**18 for hf in health]
+    markets = [p.market for p in positions]
     again, _ = risk_tiers_rows(
-        client, block, rows, health, below, settings, snapshot, floors, accounts=rows.accounts
-    )
+        client, block, rows, health, below, settings, snapshot, floors, accounts=rows.accounts,
+        markets=markets,
+    )  # fmt: skip
     assert again == ours
     with pytest.raises(ValueError, match="account order"):
         risk_tiers_rows(client, block, rows, health, below, settings, accounts=rows.accounts[::-1])
