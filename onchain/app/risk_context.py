@@ -144,30 +144,23 @@ class RiskReport:
 
     def verdict(self, row: int) -> RiskVerdict:
         """One position's verdict (the row of `positions`), typed."""
-        a = self.assessment
-        pending = None
-        if a.pending is not None and math.isfinite(float(a.pending.health_pending[row])):
-            pending = float(a.pending.health_pending[row])
-        safe = None
-        if a.safe_health_factor is not None and math.isfinite(float(a.safe_health_factor[row])):
-            safe = float(a.safe_health_factor[row])
-        flags = int(a.reasons[row])
+        tiers, all_flags, probabilities, pendings, safes, drops = self._columns_as_lists
+        flags = all_flags[row]
         reasons = self._reasons.get(flags)
         if reasons is None:
             reasons = self._reasons[flags] = tuple(reason_names(flags))
         return RiskVerdict(
-            tier=_TIER_NAMES[int(a.tier[row])],
+            tier=_TIER_NAMES[tiers[row]],
             reasons=reasons,
-            liquidation_probability=float(a.probability.probability[row]),
+            liquidation_probability=probabilities[row],
             horizon_s=self.horizon_s,
-            pending_health_factor=pending,
-            safe_health_factor=safe,
+            pending_health_factor=pendings[row],
+            safe_health_factor=safes[row],
             advice=self.advice(row),
-            volatile_drop_to_liquidation=_finite(a.uniform.drop_fraction[row]),
+            volatile_drop_to_liquidation=drops[row],
             volatility={
                 name: dict(self._volatility_json[name])
-                for name in sorted({underlying(x.symbol) for x in self.held(row)})
-                if name in self.volatility
+                for name in self._volatility_names(tuple(x.symbol for x in self.held(row)))
             },
         )
 
@@ -192,6 +185,39 @@ class RiskReport:
     @cached_property
     def _reasons(self) -> dict[int, tuple[str, ...]]:
         return {}
+
+    @cached_property
+    def _names_by_symbols(self) -> dict[tuple[str, ...], list[str]]:
+        return {}
+
+    def _volatility_names(self, symbols: tuple[str, ...]) -> list[str]:
+        """The underlyings of a position's symbols that have a volatility source, sorted."""
+        names = self._names_by_symbols.get(symbols)
+        if names is None:
+            held = {underlying(s) for s in symbols}
+            names = self._names_by_symbols[symbols] = sorted(held & set(self.volatility))
+        return names
+
+    @cached_property
+    def _columns_as_lists(self) -> tuple[list[Any], ...]:
+        """Per row, as Python values: tier, reason flags, probability, pending and safe health
+        factors and the uniform drop (None where not finite or not computed)."""
+        a = self.assessment
+        n = self.book.n_positions
+
+        def finite(values: Any) -> list[float | None]:
+            if values is None:
+                return [None] * n
+            return [v if math.isfinite(v) else None for v in np.asarray(values, float).tolist()]
+
+        return (
+            np.asarray(a.tier).astype(int).tolist(),
+            np.asarray(a.reasons).astype(int).tolist(),
+            np.asarray(a.probability.probability, float).tolist(),
+            finite(None if a.pending is None else a.pending.health_pending),
+            finite(a.safe_health_factor),
+            finite(a.uniform.drop_fraction),
+        )
 
     def verdicts(self) -> list[RiskVerdict]:
         """Every position's verdict, in the order of `positions`."""
@@ -222,11 +248,6 @@ class RiskReport:
             if asset.collateral_enabled and math.isfinite(t) and t > 0:
                 topup[asset.symbol] = math.ceil(t * unit)
         return Advice(self.settings.target_probability, repay, topup)
-
-
-def _finite(value: Any) -> float | None:
-    number = float(value)
-    return number if math.isfinite(number) else None
 
 
 def parse_horizon(text: str | None) -> float | None:
