@@ -11,8 +11,9 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from eth_abi import decode
@@ -24,11 +25,12 @@ from onchain.app.market_data.feed_history import feed_history, prefetch_logs
 from onchain.app.market_data.feeds import latest_round_call
 from onchain.app.market_data.uniswap_v3 import pool_state, pool_state_calls
 from onchain.errors import CallReverted, InputError
+from onchain.position_rows import PositionRows
 from onchain.protocols.base import MarketSnapshot, Position
 
 # through the package: it binds the function `assess` over the submodule of the same name
 from onchain.risk import Assessment, assess, book_from_positions
-from onchain.risk.book import Book
+from onchain.risk.book import Book, book_from_rows
 from onchain.risk.latency import ChainLatency, estimate_chain_latency
 from onchain.risk.oracle_lag import PendingPrices, next_oracle_prices
 from onchain.risk.reactive import (
@@ -49,6 +51,7 @@ from onchain.rpc.client import BlockRef, RpcClient
 from onchain.symbols import STABLE_SYMBOLS, underlying
 
 SECONDS_PER_YEAR = 365 * 24 * 3600
+_TIER_NAMES = {int(t): t.name for t in Tier}
 HOUR_S = 3600.0
 
 # Annualised volatility used when no price history is given (documented defaults, not forecasts).
@@ -80,8 +83,21 @@ class VolatilitySource:
         }
 
 
+class HeldAsset(NamedTuple):
+    """One asset of one assessed position, as a verdict's volatility and advice need it."""
+
+    column: str  # the book's column key, "market:asset"
+    symbol: str
+    decimals: int
+    has_debt: bool
+    collateral_enabled: bool
+
+
 @dataclass
 class RiskReport:
+    """One block's assessment; rows are `positions` (`assess_positions`) or, without them,
+    the adapter's arrays `rows` (`assess_rows`), in book order either way."""
+
     positions: list[Position]
     book: Book
     assessment: Assessment
@@ -90,35 +106,122 @@ class RiskReport:
     sources: list[str]
     settings: RiskSettings
     volatility: dict[str, VolatilitySource] = field(default_factory=dict)  # underlying -> source
+    rows: PositionRows | None = None
+
+    def held(self, row: int) -> list[HeldAsset]:
+        """The assets of one row, in the order its Position lists them."""
+        if self.rows is None:
+            p = self.positions[row]
+            return [
+                HeldAsset(
+                    f"{p.market.lower()}:{a.asset.lower()}",
+                    a.symbol,
+                    a.decimals,
+                    bool(a.debt_raw),
+                    a.collateral_enabled,
+                )
+                for a in p.assets
+            ]
+        return self._held_rows[row]
+
+    @cached_property
+    def _held_rows(self) -> list[list[HeldAsset]]:
+        """Every row's assets from the record's arrays, in one pass over the held cells."""
+        r = self.rows
+        assert r is not None
+        keys, symbols, decimals = r.column_keys, r.symbols, r.decimals.tolist()
+        rows, cols = np.nonzero(r.held)  # by row, then ascending column: the Position's order
+        out: list[list[HeldAsset]] = [[] for _ in range(len(r))]
+        for i, j, debt, enabled in zip(
+            rows.tolist(),
+            cols.tolist(),
+            (r.debt[rows, cols] > 0).tolist(),
+            r.collateral_enabled[rows, cols].tolist(),
+            strict=True,
+        ):
+            out[i].append(HeldAsset(keys[j], symbols[j], decimals[j], debt, enabled))
+        return out
 
     def verdict(self, row: int) -> RiskVerdict:
         """One position's verdict (the row of `positions`), typed."""
-        a = self.assessment
-        pending = None
-        if a.pending is not None and math.isfinite(float(a.pending.health_pending[row])):
-            pending = float(a.pending.health_pending[row])
-        safe = None
-        if a.safe_health_factor is not None and math.isfinite(float(a.safe_health_factor[row])):
-            safe = float(a.safe_health_factor[row])
+        tiers, all_flags, probabilities, pendings, safes, drops = self._columns_as_lists
+        flags = all_flags[row]
+        reasons = self._reasons.get(flags)
+        if reasons is None:
+            reasons = self._reasons[flags] = tuple(reason_names(flags))
         return RiskVerdict(
-            tier=Tier(int(a.tier[row])).name,
-            reasons=tuple(reason_names(int(a.reasons[row]))),
-            liquidation_probability=float(a.probability.probability[row]),
+            tier=_TIER_NAMES[tiers[row]],
+            reasons=reasons,
+            liquidation_probability=probabilities[row],
             horizon_s=self.horizon_s,
-            pending_health_factor=pending,
-            safe_health_factor=safe,
+            pending_health_factor=pendings[row],
+            safe_health_factor=safes[row],
             advice=self.advice(row),
-            volatile_drop_to_liquidation=_finite(a.uniform.drop_fraction[row]),
+            volatile_drop_to_liquidation=drops[row],
             volatility={
-                name: self.volatility[name].as_json()
-                for name in sorted({underlying(x.symbol) for x in self.positions[row].assets})
-                if name in self.volatility
+                name: dict(self._volatility_json[name])
+                for name in self._volatility_names(tuple(x.symbol for x in self.held(row)))
             },
+        )
+
+    # what every row's verdict looks up, computed once per report (a verdict per row of a
+    # 30,000-position book is otherwise mostly these)
+    @cached_property
+    def _advice_at(self) -> dict[int, int]:
+        rows = self.assessment.advice_rows
+        out: dict[int, int] = {}
+        for k, row in enumerate(() if rows is None else rows.tolist()):
+            out.setdefault(int(row), k)
+        return out
+
+    @cached_property
+    def _columns(self) -> dict[str, int]:
+        return {key: j for j, key in enumerate(self.book.assets)}
+
+    @cached_property
+    def _volatility_json(self) -> dict[str, dict[str, Any]]:
+        return {name: v.as_json() for name, v in self.volatility.items()}
+
+    @cached_property
+    def _reasons(self) -> dict[int, tuple[str, ...]]:
+        return {}
+
+    @cached_property
+    def _names_by_symbols(self) -> dict[tuple[str, ...], list[str]]:
+        return {}
+
+    def _volatility_names(self, symbols: tuple[str, ...]) -> list[str]:
+        """The underlyings of a position's symbols that have a volatility source, sorted."""
+        names = self._names_by_symbols.get(symbols)
+        if names is None:
+            held = {underlying(s) for s in symbols}
+            names = self._names_by_symbols[symbols] = sorted(held & set(self.volatility))
+        return names
+
+    @cached_property
+    def _columns_as_lists(self) -> tuple[list[Any], ...]:
+        """Per row, as Python values: tier, reason flags, probability, pending and safe health
+        factors and the uniform drop (None where not finite or not computed)."""
+        a = self.assessment
+        n = self.book.n_positions
+
+        def finite(values: Any) -> list[float | None]:
+            if values is None:
+                return [None] * n
+            return [v if math.isfinite(v) else None for v in np.asarray(values, float).tolist()]
+
+        return (
+            np.asarray(a.tier).astype(int).tolist(),
+            np.asarray(a.reasons).astype(int).tolist(),
+            np.asarray(a.probability.probability, float).tolist(),
+            finite(None if a.pending is None else a.pending.health_pending),
+            finite(a.safe_health_factor),
+            finite(a.uniform.drop_fraction),
         )
 
     def verdicts(self) -> list[RiskVerdict]:
         """Every position's verdict, in the order of `positions`."""
-        return [self.verdict(i) for i in range(len(self.positions))]
+        return [self.verdict(i) for i in range(self.book.n_positions)]
 
     def fields(self, row: int) -> dict[str, Any]:
         """The risk part of a position's JSON row."""
@@ -129,29 +232,22 @@ class RiskReport:
         a = self.assessment
         if a.advice is None:
             return None
-        hits = np.flatnonzero(a.advice_rows == row)
-        if hits.size == 0:
+        k = self._advice_at.get(row)
+        if k is None:
             return None
-        k = int(hits[0])
-        position = self.positions[row]
-        column = {key: j for j, key in enumerate(self.book.assets)}
+        column = self._columns
         repay: dict[str, int] = {}
         topup: dict[str, int] = {}
-        for asset in position.assets:
-            j = column[f"{position.market.lower()}:{asset.asset.lower()}"]
+        for asset in self.held(row):
+            j = column[asset.column]
             unit = 10**asset.decimals
             r = float(a.advice.repay_units[k, j])
             t = float(a.advice.topup_units[k, j])
-            if asset.debt_raw and math.isfinite(r) and r > 0:
+            if asset.has_debt and math.isfinite(r) and r > 0:
                 repay[asset.symbol] = math.ceil(r * unit)
             if asset.collateral_enabled and math.isfinite(t) and t > 0:
                 topup[asset.symbol] = math.ceil(t * unit)
         return Advice(self.settings.target_probability, repay, topup)
-
-
-def _finite(value: Any) -> float | None:
-    number = float(value)
-    return number if math.isfinite(number) else None
 
 
 def parse_horizon(text: str | None) -> float | None:
@@ -552,7 +648,7 @@ def pool_liquidity(
 def assess_positions(
     client: RpcClient,
     block: BlockRef,
-    positions: Sequence[Position],
+    positions: Sequence[Position] | PositionRows,
     settings: RiskSettings,
     *,
     horizon_s: float | None = None,
@@ -562,17 +658,34 @@ def assess_positions(
 ) -> RiskReport:
     """Assess positions read at `block` (all protocols in one book, one column per market-asset).
     `market_snapshots` (the adapters' per-reserve liquidity) enable the pool-liquidity reasons;
-    `stored_prices` (the oracle prices a store kept) are a volatility source besides the feeds."""
-    positions = list(positions)
+    `stored_prices` (the oracle prices a store kept) are a volatility source besides the feeds.
+
+    `positions` may be a market's positions as an adapter's arrays (`RiskRows.risk_rows`)
+    instead of Position objects: the same book (`book_from_rows`), the same assessment and
+    verdicts; the report's rows are then the record's."""
+    rows: PositionRows | None = None
+    if isinstance(positions, PositionRows):
+        rows, listed = positions, []
+        book = book_from_rows(rows, stable_assets=sorted(STABLE_SYMBOLS))
+        bases = {
+            rows.markets[int(i)].lower(): rows.base_currencies[int(i)]
+            for i in np.unique(rows.row_market)
+        }
+    else:
+        listed = list(positions)
+        book = book_from_positions(
+            listed, per_market_columns=True, stable_assets=sorted(STABLE_SYMBOLS)
+        )
+        bases = {p.market.lower(): p.base_currency for p in listed}
+    usd_markets = {
+        m for m, base in bases.items() if (base or "USD").upper() in STABLE_SYMBOLS | {"USD"}
+    }
     sources: list[str] = []
     if horizon_s is None:
         horizon_s, latency, note = estimate_horizon(client, block, settings)
     else:
         latency, note = None, f"horizon: {horizon_s:g} s (given)"
     sources.append(note)
-    book = book_from_positions(
-        positions, per_market_columns=True, stable_assets=sorted(STABLE_SYMBOLS)
-    )
     symbols = list(book.symbols)
     if price_history is not None:
         model, note, vol_sources = volatility_from_history(price_history, symbols)
@@ -588,11 +701,6 @@ def assess_positions(
     aligned = model.with_assets([underlying(s) for s in symbols])
     covariance = aligned.effective_covariance(horizon_s)
     tail_dof = aligned.horizon_tail_dof(horizon_s)
-    usd_markets = {
-        p.market.lower()
-        for p in positions
-        if (p.base_currency or "USD").upper() in STABLE_SYMBOLS | {"USD"}
-    }
     pending, note = pending_prices(client, block, book, settings.references, horizon_s, usd_markets)
     sources.append(note)
     available, utilization = pool_liquidity(book, market_snapshots)
@@ -618,5 +726,13 @@ def assess_positions(
         workers=1,
     )
     return RiskReport(
-        positions, book, assessment, horizon_s, latency, sources, settings, vol_sources
+        listed,
+        book,
+        assessment,
+        horizon_s,
+        latency,
+        sources,
+        settings,
+        vol_sources,
+        rows,
     )

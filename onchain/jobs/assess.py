@@ -11,13 +11,20 @@ assessment cannot run, and what the assess job applies to rows the risk module d
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
-from onchain.app.risk_context import PriceSeries, RiskReport, RiskSettings, assess_positions
+from onchain.app.risk_context import (
+    PriceSeries,
+    RiskReport,
+    RiskSettings,
+    assess_positions,
+)
 from onchain.config import TierThresholds
+from onchain.model import LiquidationHold
 from onchain.numbers import format_wad as format_wad
 from onchain.numbers import truncated
+from onchain.position_rows import PositionRows
 from onchain.protocols.base import MarketSnapshot, Position
 from onchain.risk.verdict import RiskVerdict
 from onchain.rpc.client import BlockRef, RpcClient
@@ -45,14 +52,23 @@ def tier_of(health_factor: int | None, liquidatable: bool, tiers: TierThresholds
     if health_factor is None:
         return Assessed("SAFE", "no debt")
     shown = format_wad(health_factor)
+    below = _health_tier(health_factor, tiers)
+    if below is not None:
+        name, bound = below
+        return Assessed(name, f"health factor {shown} < {format_wad(bound)}")
+    return Assessed("SAFE", f"health factor {shown} >= {format_wad(tiers.watch_wad)}")
+
+
+def _health_tier(health_factor: int, tiers: TierThresholds) -> tuple[str, int] | None:
+    """The highest tier whose threshold the exact health factor is below, with the threshold."""
     for name, bound in (
         ("CRITICAL", tiers.critical_wad),
         ("HIGH", tiers.high_wad),
         ("WATCH", tiers.watch_wad),
     ):
         if health_factor < bound:
-            return Assessed(name, f"health factor {shown} < {format_wad(bound)}")
-    return Assessed("SAFE", f"health factor {shown} >= {format_wad(tiers.watch_wad)}")
+            return name, bound
+    return None
 
 
 def floored(
@@ -67,9 +83,9 @@ def floored(
     horizon says (a position 1% from liquidation is not SAFE). Adds the reason HF_BELOW_<TIER>."""
     if floors is None or liquidatable or health_factor is None:
         return tier, reasons
-    by_health = tier_of(health_factor, False, floors).tier
-    if by_health != "SAFE" and TIERS.index(by_health) < TIERS.index(tier):
-        return by_health, [f"HF_BELOW_{by_health}", *reasons]
+    below = _health_tier(health_factor, floors)  # no text: one call per row of a block
+    if below is not None and TIERS.index(below[0]) < TIERS.index(tier):
+        return below[0], [f"HF_BELOW_{below[0]}", *reasons]
     return tier, reasons
 
 
@@ -99,23 +115,37 @@ def risk_assessed(
 ) -> Assessed:
     """One position's stored verdict from the risk module's, under the exact rule and the
     [risk.tiers] health-factor floors (`floored`)."""
-    tier = "LIQUIDATABLE" if position.liquidatable else verdict.tier
+    return exact_assessed(
+        position.health_factor,
+        position.liquidatable,
+        position.liquidation_hold,
+        verdict,
+        floors,
+    )
+
+
+def exact_assessed(
+    hf: int | None,
+    liquidatable: bool,
+    hold: LiquidationHold | None,
+    verdict: RiskVerdict,
+    floors: TierThresholds | None = None,
+) -> Assessed:
+    """`risk_assessed` from the exact facts alone: the health factor (wad, None without debt),
+    the protocol's "liquidatable now" and the hold that keeps a position below 1 from it."""
+    tier = "LIQUIDATABLE" if liquidatable else verdict.tier
     codes = list(verdict.reasons)
-    hf = position.health_factor
     if tier != "LIQUIDATABLE":
-        tier, codes = floored(tier, codes, hf, position.liquidatable, floors)
+        tier, codes = floored(tier, codes, hf, liquidatable, floors)
     shown = "unknown" if hf is None else format_wad(hf)
-    if position.liquidatable:
+    if liquidatable:
         if "HF_BELOW_1" not in codes:
             codes.insert(0, "HF_BELOW_1")
         text = f"liquidatable now: health factor {shown} < 1"
-    elif position.liquidation_hold is not None:  # below 1, but the protocol refuses for now
+    elif hold is not None:  # below 1, but the protocol refuses for now
         codes = ["HF_BELOW_1", "LIQUIDATION_HELD", *(c for c in codes if c != "HF_BELOW_1")]
         tier = "CRITICAL"
-        text = (
-            f"health factor {shown} < 1, not liquidatable now: "
-            f"{position.liquidation_hold.describe()}"
-        )
+        text = f"health factor {shown} < 1, not liquidatable now: {hold.describe()}"
     else:
         screened_below_1 = "HF_BELOW_1" in codes or tier == "LIQUIDATABLE"
         codes = [c for c in codes if c != "HF_BELOW_1"]  # the exact math says healthy
@@ -130,7 +160,7 @@ def risk_assessed(
     pending = verdict.pending_health_factor
     probability = verdict.liquidation_probability
     horizon = verdict.horizon_s
-    if hf is not None and not position.liquidatable:
+    if hf is not None and not liquidatable:
         if tier == "PENDING" and pending is not None:
             text += f", {truncated(pending)} at the next oracle price"
         text += f", P(liquidation within {_seconds(horizon)}) {probability:.2%}"
@@ -160,7 +190,76 @@ def risk_tiers(
     verdict applied per position; `stored_prices` (the oracle prices the store kept for the
     market) are a volatility source. Raises when the assessment cannot run: the caller falls back
     to `assess` and records why."""
-    if not positions:
+    health, liquidatable = exact_inputs(positions)
+    holds = [p.liquidation_hold for p in positions]
+    return _tiers(
+        client,
+        block,
+        positions,
+        health,
+        liquidatable,
+        holds.__getitem__,
+        settings,
+        market_snapshot,
+        floors,
+        stored_prices,
+    )
+
+
+def risk_tiers_rows(
+    client: RpcClient,
+    block: BlockRef,
+    rows: PositionRows,
+    health_factors: Sequence[int | None],
+    liquidatable: Sequence[bool],
+    settings: RiskSettings,
+    market_snapshot: MarketSnapshot | None = None,
+    floors: TierThresholds | None = None,
+    stored_prices: Sequence[PriceSeries] = (),
+    accounts: Sequence[str] | None = None,
+    markets: Sequence[str] | None = None,
+) -> tuple[list[Assessed], RiskReport | None]:
+    """`risk_tiers` without Position objects: one assessment of the market's book built from
+    the adapter's arrays (`RiskRows.risk_rows`), then the exact verdict of each row applied.
+    The result equals `risk_tiers` on that block's Positions, row for row.
+
+    Per row of `rows`, in its order, from the exact integer computation: `health_factors`
+    (wad, None without debt) and `liquidatable` (HF below 1; a row the protocol holds from
+    liquidation, `rows.hold`, is not liquidatable now whether or not the caller applied the
+    hold, as `Position.liquidatable`). `accounts` and `markets` (`Position.market`): the
+    positions those lists were computed for, checked against the rows' (a misaligned list must
+    not tier the wrong position)."""
+    n = len(rows)
+    if len(health_factors) != n or len(liquidatable) != n:
+        raise ValueError(
+            f"{n} rows but {len(health_factors)} health factors and "
+            f"{len(liquidatable)} liquidatable verdicts"
+        )
+    if accounts is not None and tuple(accounts) != rows.accounts:
+        raise ValueError("the exact verdicts are not in the rows' account order")
+    if markets is not None and list(markets) != [rows.market_of(i) for i in range(n)]:
+        raise ValueError("the exact verdicts are not in the rows' market order")
+    holds = [rows.hold(i, hf) for i, hf in enumerate(health_factors)]
+    now = [bool(x) and hold is None for x, hold in zip(liquidatable, holds, strict=True)]
+    return _tiers(
+        client, block, rows, health_factors, now, holds.__getitem__, settings,
+        market_snapshot, floors, stored_prices,
+    )  # fmt: skip
+
+
+def _tiers(
+    client: RpcClient,
+    block: BlockRef,
+    positions: Sequence[Position] | PositionRows,
+    health_factors: Sequence[int | None],
+    liquidatable: Sequence[bool],
+    hold: Callable[[int], LiquidationHold | None],
+    settings: RiskSettings,
+    market_snapshot: MarketSnapshot | None,
+    floors: TierThresholds | None,
+    stored_prices: Sequence[PriceSeries],
+) -> tuple[list[Assessed], RiskReport | None]:
+    if not health_factors:
         return [], None
     report = assess_positions(
         client,
@@ -170,6 +269,14 @@ def risk_tiers(
         market_snapshots=(market_snapshot,) if market_snapshot is not None else (),
         stored_prices=stored_prices,
     )
-    verdicts = report.verdicts()
-    assessed = [risk_assessed(p, v, floors) for p, v in zip(positions, verdicts, strict=True)]
+    assessed = [
+        exact_assessed(hf, bool(now), hold(i), report.verdict(i), floors)
+        for i, (hf, now) in enumerate(zip(health_factors, liquidatable, strict=True))
+    ]
     return assessed, report
+
+
+def exact_inputs(positions: Sequence[Position]) -> tuple[list[int | None], list[bool]]:
+    """Health factors and "liquidatable now" per position, the Positions' own: what
+    `risk_tiers_rows` takes when the caller has Positions at hand (tests, a full read)."""
+    return [p.health_factor for p in positions], [p.liquidatable for p in positions]

@@ -16,6 +16,7 @@ from onchain.model import CloseFactorRule as CloseFactorRule
 from onchain.model import LiquidationQuote as LiquidationQuote
 from onchain.model import Position as Position
 from onchain.model import RiskTerms as RiskTerms
+from onchain.position_rows import PositionRows
 from onchain.rpc.calls import Call
 from onchain.rpc.client import BlockRef
 from onchain.rpc.logs import Log
@@ -185,6 +186,16 @@ class HealthScreen(Protocol):
     def screen_update(self, market_state: Any, book: Any, row: int, state: Any) -> None: ...
 
     def screen_verdicts(self, market_state: Any, book: Any) -> tuple[Any, int]: ...
+
+
+@runtime_checkable
+class RiskRows(Protocol):
+    """Optional for incremental adapters: the risk book's inputs for every position of kept
+    states as arrays (`onchain.position_rows.PositionRows`), equal to what the Positions
+    `positions_from_states` builds would give the book, without building them: one row per
+    Position that call would return, in its order."""
+
+    def risk_rows(self, market_state: Any, states: list[Any]) -> PositionRows: ...
 
 
 @runtime_checkable

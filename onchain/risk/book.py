@@ -43,8 +43,9 @@ from onchain.symbols import STABLE_SYMBOLS
 
 if TYPE_CHECKING:
     from onchain.model import Position
+    from onchain.position_rows import PositionRows
 
-__all__ = ["Book", "CloseFactorRule", "book_from_positions", "make_book"]
+__all__ = ["Book", "CloseFactorRule", "book_from_positions", "book_from_rows", "make_book"]
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -286,17 +287,7 @@ def book_from_positions(
                 b = _lookup(bonus_by_asset, a.asset, a.symbol)
             if b is not None:
                 bonus[r, j] = float(b)
-    if stable_assets is None:
-        stable = np.array([s.upper() in DEFAULT_STABLE_SYMBOLS for s in symbols], dtype=bool)
-    else:
-        wanted = {s.lower() for s in stable_assets}
-        stable = np.array(
-            [
-                key.split(":")[-1] in wanted or sym.lower() in wanted
-                for key, sym in zip(columns, symbols, strict=True)
-            ],
-            dtype=bool,
-        )
+    stable = _stable_columns(tuple(columns), symbols, stable_assets)
     fee = np.zeros(m)
     for key, j in columns.items():
         f = _lookup(protocol_fee_by_asset, key.split(":")[-1], symbols[j])
@@ -315,5 +306,82 @@ def book_from_positions(
         assets=tuple(columns),
         symbols=tuple(symbols),
         accounts=tuple(p.account for p in positions),
+        protocol_fee=fee,
+    )
+
+
+def _stable_columns(
+    keys: Sequence[str], symbols: Sequence[str], stable_assets: Sequence[str] | None
+) -> BoolArray:
+    """The stable columns, by `book_from_positions`'s rule (symbols by default)."""
+    if stable_assets is None:
+        return np.array([s.upper() in DEFAULT_STABLE_SYMBOLS for s in symbols], dtype=bool)
+    wanted = {s.lower() for s in stable_assets}
+    return np.array(
+        [
+            key.split(":")[-1] in wanted or sym.lower() in wanted
+            for key, sym in zip(keys, symbols, strict=True)
+        ],
+        dtype=bool,
+    )
+
+
+def book_from_rows(
+    rows: PositionRows,
+    *,
+    bonus_by_asset: Mapping[str, float] | None = None,
+    default_bonus: float = 0.05,
+    stable_assets: Sequence[str] | None = None,
+    protocol_fee_by_asset: Mapping[str, float] | None = None,
+    per_market_columns: bool = True,
+) -> Book:
+    """The Book `book_from_positions` gives for the same block's positions, from an adapter's
+    arrays (`onchain.position_rows.PositionRows`, `RiskRows.risk_rows`) instead of Position
+    objects: the same values to the bit, the same column order (assets in order of first
+    appearance over rows; only assets some row holds), the same keyword rules (bonus: the
+    adapter's, then `bonus_by_asset`, then `default_bonus`; stable and fee as there).
+
+    Columns are ``"market:asset"`` (``per_market_columns``, what the risk assessment uses);
+    without it plain asset addresses, for a record whose assets are one per column (one market)."""
+    n = len(rows)
+    keys = rows.column_keys
+    if not per_market_columns:
+        keys = tuple(a.lower() for a in rows.assets)
+        if len(set(keys)) != len(keys):
+            raise ValueError("an asset has a column per market: use per_market_columns")
+    held = rows.held
+    first = np.where(held.any(axis=0), np.argmax(held, axis=0), n) if n else np.zeros(0)
+    order = np.argsort(first, kind="stable")[: int(np.count_nonzero(first < n))]
+    symbols = tuple(rows.symbols[j] for j in order)
+    assets = tuple(keys[j] for j in order)
+    bonus = rows.liquidation_bonus[:, order]
+    unset = np.isnan(bonus)
+    if unset.any():
+        configured = np.array(
+            [
+                float(default_bonus if b is None else b)
+                for b in (_lookup(bonus_by_asset, rows.assets[j], rows.symbols[j]) for j in order)
+            ]
+        )
+        filled = np.where(held[:, order], configured, float(default_bonus))
+        bonus = np.where(unset, filled, bonus)
+    fee = rows.protocol_fee[order].copy()
+    for i, j in enumerate(order):
+        f = _lookup(protocol_fee_by_asset, keys[j].split(":")[-1], rows.symbols[j])
+        if f is not None:
+            fee[i] = float(f)
+    # C order, as book_from_positions lays them out: numpy's sums over a row follow the memory
+    # layout, and a Fortran-ordered copy would differ from it in the last bits
+    return Book(
+        collateral=np.ascontiguousarray(rows.collateral[:, order]),
+        debt=np.ascontiguousarray(rows.debt[:, order]),
+        liquidation_threshold=np.ascontiguousarray(rows.liquidation_threshold[:, order]),
+        liquidation_bonus=np.ascontiguousarray(bonus),
+        close_factor_rule=np.asarray(rows.close_factor_rule, dtype=np.int8),
+        price_base=rows.price_base[order].astype(np.float64),
+        is_stable=_stable_columns(assets, symbols, stable_assets),
+        assets=assets,
+        symbols=symbols,
+        accounts=rows.accounts,
         protocol_fee=fee,
     )

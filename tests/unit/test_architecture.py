@@ -50,6 +50,16 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         *APP,
         *CLI,
     ),
+    # the model's arrays (a block's positions as the risk book's inputs): the model's rules
+    "onchain.position_rows": (
+        "onchain.protocols",
+        "onchain.risk",
+        "onchain.store",
+        "onchain.jobs",
+        "onchain.alerts",
+        *APP,
+        *CLI,
+    ),
     "onchain.rpc": (
         "onchain.protocols",
         "onchain.model",
@@ -151,6 +161,7 @@ PROTOCOL_FREE = (
     "numbers.py",
     "symbols.py",
     "model.py",
+    "position_rows.py",
     "app",
     "jobs",
     "risk",

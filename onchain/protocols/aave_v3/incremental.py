@@ -18,8 +18,9 @@ from typing import Any, cast
 
 from eth_utils import to_checksum_address
 
+from onchain.position_rows import PositionRows
 from onchain.protocols import state_codec
-from onchain.protocols.aave_v3 import screen
+from onchain.protocols.aave_v3 import risk_rows, screen
 from onchain.protocols.aave_v3.adapter import (
     AaveAccountState,
     AaveMarketState,
@@ -165,6 +166,12 @@ class AaveV3Incremental:
 
     def screen_verdicts(self, market_state: AaveMarketState, book: Any) -> tuple[Any, int]:
         return screen.liquidatable(market_state, book)
+
+    def risk_rows(
+        self, market_state: AaveMarketState, states: list[AaveAccountState]
+    ) -> PositionRows:
+        """The risk book's arrays for these states, no Position built (`risk_rows`)."""
+        return risk_rows.risk_rows(market_state, states)
 
     def plan_adopt_states(
         self, market_state: AaveMarketState, states: list[AaveAccountState], block: BlockRef

@@ -16,9 +16,10 @@ from typing import Any, cast
 
 from eth_utils import to_checksum_address
 
+from onchain.position_rows import PositionRows
 from onchain.protocols import state_codec
 from onchain.protocols.base import MarketRef, Position, ReadPlan, indexed_addresses
-from onchain.protocols.morpho_blue import math
+from onchain.protocols.morpho_blue import math, risk_rows
 from onchain.protocols.morpho_blue.adapter import (
     CREATE_MARKET,
     MorphoBlueAdapter,
@@ -118,6 +119,12 @@ class MorphoBlueIncremental:
         self, market_state: MorphoState, states: list[Any], block: BlockRef
     ) -> list[Position]:
         return self.adapter.positions_from_states(market_state, states, block)
+
+    def risk_rows(
+        self, market_state: MorphoState, states: list[MorphoPositionState]
+    ) -> PositionRows:
+        """The risk book's arrays for these states, no Position built (`risk_rows`)."""
+        return risk_rows.risk_rows(market_state, states)
 
     def always_stale(self, market_state: MorphoState, state: MorphoPositionState) -> bool:
         return False
