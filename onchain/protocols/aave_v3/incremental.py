@@ -19,7 +19,7 @@ from typing import Any, cast
 from eth_utils import to_checksum_address
 
 from onchain.protocols import state_codec
-from onchain.protocols.aave_v3 import screen
+from onchain.protocols.aave_v3 import exact_book, screen
 from onchain.protocols.aave_v3.adapter import (
     AaveAccountState,
     AaveMarketState,
@@ -37,7 +37,13 @@ from onchain.protocols.aave_v3.adapter import (
     _reserve_tokens,
     _view,
 )
-from onchain.protocols.base import MarketRef, Position, ReadPlan, indexed_addresses
+from onchain.protocols.base import (
+    BookHealth,
+    MarketRef,
+    Position,
+    ReadPlan,
+    indexed_addresses,
+)
 from onchain.rpc.client import BlockRef
 from onchain.rpc.logs import Log
 
@@ -165,6 +171,18 @@ class AaveV3Incremental:
 
     def screen_verdicts(self, market_state: AaveMarketState, book: Any) -> tuple[Any, int]:
         return screen.liquidatable(market_state, book)
+
+    def health_book(self, market_state: AaveMarketState, states: list[AaveAccountState]) -> Any:
+        """Arrays for every kept position's exact figures (`exact_book.exact_health`)."""
+        return exact_book.book(market_state, states)
+
+    def health_update(
+        self, market_state: AaveMarketState, book: Any, row: int, state: AaveAccountState
+    ) -> None:
+        exact_book.set_row(market_state, book, row, state)
+
+    def exact_health(self, market_state: AaveMarketState, book: Any, block: BlockRef) -> BookHealth:
+        return exact_book.exact_health(market_state, book, block)
 
     def plan_adopt_states(
         self, market_state: AaveMarketState, states: list[AaveAccountState], block: BlockRef
