@@ -3,19 +3,21 @@ collateral and debt in base currency, and the "liquidatable now" verdict (liquid
 included), equal bit for bit to the Position `AaveV3Adapter.positions_from_states` builds.
 
 Why not one `account_data` per account: building a Position costs 100+ us, too much for a
-book of 100,000 every block. Here each kept balance is one entry of flat numpy arrays of
-Python ints (only the (account, reserve) pairs the configuration bitmap marks), and
-`GenericLogic.calculateUserAccountData` runs over all entries at once, the same integer
-operations in the same order as `math.calculate_user_account_data` (so every division
-truncates where the contract's does); per-account sums by `np.add.reduceat` over entries kept
-sorted by row. Per block only the per-reserve vectors (indexes, prices, thresholds per eMode
-category) change. Rows where the contract would revert (its overflow guards), or with inputs
-this module does not take (an eMode category not loaded, values wider than uint256 ...), are
-computed by `adapter.account_data` itself, row by row, so they behave as a Position would."""
+book of 100,000 every block. Here each kept balance the configuration bitmap marks is one
+entry of flat arrays, exact integers as base-1e9 limbs (`limbs`), grouped by (the account's
+eMode, reserve): per group the reserve's index, price, decimals and threshold are constants,
+and `GenericLogic.calculateUserAccountData` runs over all the group's entries at once, the same
+integer operations in the same order as `math.calculate_user_account_data` (every division
+truncates or rounds up where the contract's does). Per-account sums add limbs with
+`np.bincount` (exact: sums of limbs stay far below 2**53). Rows with inputs the limbs do not
+take (balances, indexes or prices of 1e36 and more; totals of 1e72 and more, where the Pool's
+overflow guards could trip), an eMode category not loaded, or values the ABI could not carry
+are computed by `adapter.account_data` itself, row by row, so they behave as a Position
+would, raising where it raises."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,38 +32,66 @@ from onchain.protocols.aave_v3.adapter import (
 from onchain.protocols.base import BookHealth, checksummed
 from onchain.rpc.client import BlockRef
 
-MAX = math.UINT256_MAX
 RESERVES = math.MAX_RESERVES_COUNT
 HF_ONE = math.HEALTH_FACTOR_LIQUIDATION_THRESHOLD
-WIDTH = 4  # limbs of a scaled balance or index: below 1e36 (a row above: scalar math)
-PRICE_WIDTH = 3  # limbs of a price: below 1e27
-PRICE_LIMIT = limbs.B**PRICE_WIDTH
+WIDTH = 4  # limbs of a kept balance: below 1e36 (a row above: scalar math)
+LIMIT = limbs.B**WIDTH  # indexes and prices below it too
 MAX_DECIMALS = 36
 RAY_LIMBS = 3  # 1e27 = B**3: rayMul's division drops three limbs
 WAD_LIMBS = 2  # 1e18 = B**2
 HALF_RAY_LIMB = math.HALF_RAY // limbs.B**2  # in limb 2
-SUM_WIDTH = 10
+TOTAL_LIMBS = 8  # totals from 1e72 = B**8 on: scalar math
+
+
+@dataclass
+class _Entries:
+    """Balances of one kind (collateral, or variable + stable debt) as limbs, one column per
+    (row, reserve id) entry, sorted by `key` = eMode * 128 + reserve id; `groups` are the runs
+    of one key (key, first, end)."""
+
+    row: np.ndarray
+    rid: np.ndarray
+    key: np.ndarray
+    amount: np.ndarray  # (WIDTH, entries)
+    stable: np.ndarray  # (WIDTH, entries), debt only (zeros for collateral)
+    groups: list[tuple[int, int, int]] = field(default_factory=list)
+
+    @classmethod
+    def empty(cls) -> _Entries:
+        ints, amounts = np.zeros(0, np.int64), np.zeros((WIDTH, 0), np.int64)
+        return cls(ints, ints, ints, amounts, amounts)
+
+    def keep(self, mask: np.ndarray) -> None:
+        self.row, self.rid, self.key = self.row[mask], self.rid[mask], self.key[mask]
+        self.amount, self.stable = self.amount[:, mask], self.stable[:, mask]
+
+    def append(self, other: _Entries) -> None:
+        self.row = np.concatenate([self.row, other.row])
+        self.rid = np.concatenate([self.rid, other.rid])
+        self.key = np.concatenate([self.key, other.key])
+        self.amount = np.concatenate([self.amount, other.amount], axis=1)
+        self.stable = np.concatenate([self.stable, other.stable], axis=1)
+
+    def sort(self) -> None:
+        self.keep(np.argsort(self.key, kind="stable"))
+        bounds = (np.flatnonzero(np.diff(self.key)) + 1).tolist()
+        starts, ends = [0, *bounds], [*bounds, len(self.key)]
+        self.groups = [
+            (int(self.key[lo]), lo, hi) for lo, hi in zip(starts, ends, strict=True) if hi > lo
+        ]
 
 
 @dataclass
 class ExactBook:
-    """Kept states as entries: one collateral entry per (row, reserve id) whose collateral bit
-    is set (scaled aToken balance), one debt entry per borrowing bit (scaled variable debt and
-    stable debt), sorted by row, amounts as `limbs`; per row the eMode and whether the row is
-    left to the scalar math (inputs outside what the contract's ABI could carry, or wider
-    than the limbs here)."""
+    """Kept states as entries (`_Entries`), and per row the eMode and whether the row is left
+    to the scalar math (inputs outside what the ABI could carry, or the limbs take)."""
 
     states: list[AaveAccountState]
     accounts: list[str]
     emode: np.ndarray
     odd: np.ndarray  # bool per row: computed by `account_data` whatever the block
-    c_row: np.ndarray
-    c_rid: np.ndarray
-    c_scaled: np.ndarray  # (entries, WIDTH) limbs
-    d_row: np.ndarray
-    d_rid: np.ndarray
-    d_var: np.ndarray
-    d_stable: np.ndarray
+    collateral: _Entries
+    debt: _Entries
     pending: set[int] = field(default_factory=set)  # rows replaced since the entries were built
 
 
@@ -106,9 +136,12 @@ def book(market_state: AaveMarketState, states: Sequence[AaveAccountState]) -> E
         [checksummed(s.account) for s in states],
         np.zeros(n, np.int64),
         np.zeros(n, bool),
-        *_empty_entries(),
+        _Entries.empty(),
+        _Entries.empty(),
     )
     _fill(out, range(n))
+    out.collateral.sort()
+    out.debt.sort()
     return out
 
 
@@ -122,23 +155,10 @@ def set_row(
     book.pending.add(row)
 
 
-def _empty_entries() -> tuple[
-    np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray
-]:
-    ints, amounts = np.zeros(0, np.int64), np.zeros((WIDTH, 0), np.int64)
-    return ints, ints, amounts, ints, ints, amounts, amounts
-
-
 def _fill(book: ExactBook, rows: Sequence[int] | range) -> None:
-    """Append the entries of `rows` (their row-level fields set too); entries stay sorted by
-    row when `rows` are ascending and after every existing row (the caller re-sorts if not)."""
-    c_row: list[int] = []
-    c_rid: list[int] = []
-    c_scaled: list[int] = []
-    d_row: list[int] = []
-    d_rid: list[int] = []
-    d_var: list[int] = []
-    d_stable: list[int] = []
+    """Append the entries of `rows` (unsorted) and set their row-level fields."""
+    c: tuple[list[int], list[int], list[int]] = ([], [], [])
+    d: tuple[list[int], list[int], list[int], list[int]] = ([], [], [], [])
     for row in rows:
         state = book.states[row]
         plain, collateral, debt = _row_entries(state)
@@ -147,26 +167,26 @@ def _fill(book: ExactBook, rows: Sequence[int] | range) -> None:
         if not plain:
             continue
         for rid, value in collateral:
-            c_row.append(row)
-            c_rid.append(rid)
-            c_scaled.append(value)
-        for rid, v, s in debt:
-            d_row.append(row)
-            d_rid.append(rid)
-            d_var.append(v)
-            d_stable.append(s)
-    c_limbs, c_fits = limbs.from_ints(c_scaled, WIDTH)
-    v_limbs, v_fits = limbs.from_ints(d_var, WIDTH)
-    s_limbs, s_fits = limbs.from_ints(d_stable, WIDTH)
-    book.odd[np.array(c_row, np.int64)[~c_fits]] = True
-    book.odd[np.array(d_row, np.int64)[~(v_fits & s_fits)]] = True
-    book.c_row = np.concatenate([book.c_row, np.array(c_row, np.int64)])
-    book.c_rid = np.concatenate([book.c_rid, np.array(c_rid, np.int64)])
-    book.c_scaled = np.concatenate([book.c_scaled, c_limbs], axis=1)
-    book.d_row = np.concatenate([book.d_row, np.array(d_row, np.int64)])
-    book.d_rid = np.concatenate([book.d_rid, np.array(d_rid, np.int64)])
-    book.d_var = np.concatenate([book.d_var, v_limbs], axis=1)
-    book.d_stable = np.concatenate([book.d_stable, s_limbs], axis=1)
+            c[0].append(row)
+            c[1].append(rid)
+            c[2].append(value)
+        for rid, v, st in debt:
+            d[0].append(row)
+            d[1].append(rid)
+            d[2].append(v)
+            d[3].append(st)
+    for entries, (row_list, rid_list, *values) in ((book.collateral, c), (book.debt, d)):
+        row_ids = np.array(row_list, np.int64)
+        rid_ids = np.array(rid_list, np.int64)
+        amount, fits = limbs.from_ints(values[0], WIDTH)
+        if len(values) > 1:
+            stable, stable_fits = limbs.from_ints(values[1], WIDTH)
+            fits &= stable_fits
+        else:
+            stable = np.zeros_like(amount)
+        book.odd[row_ids[~fits]] = True
+        key = book.emode[row_ids] * RESERVES + rid_ids
+        entries.append(_Entries(row_ids, rid_ids, key, amount, stable))
 
 
 def _settle(book: ExactBook) -> None:
@@ -175,127 +195,80 @@ def _settle(book: ExactBook) -> None:
         return
     rows = np.array(sorted(book.pending), np.int64)
     book.pending = set()
-    keep_c = ~np.isin(book.c_row, rows)
-    keep_d = ~np.isin(book.d_row, rows)
-    book.c_row, book.c_rid, book.c_scaled = (
-        book.c_row[keep_c],
-        book.c_rid[keep_c],
-        book.c_scaled[:, keep_c],
-    )
-    book.d_row, book.d_rid, book.d_var, book.d_stable = (
-        book.d_row[keep_d],
-        book.d_rid[keep_d],
-        book.d_var[:, keep_d],
-        book.d_stable[:, keep_d],
-    )
+    for entries in (book.collateral, book.debt):
+        entries.keep(~np.isin(entries.row, rows))
     _fill(book, rows.tolist())
-    order = np.argsort(book.c_row, kind="stable")
-    book.c_row, book.c_rid, book.c_scaled = (
-        book.c_row[order],
-        book.c_rid[order],
-        book.c_scaled[:, order],
-    )
-    order = np.argsort(book.d_row, kind="stable")
-    book.d_row, book.d_rid, book.d_var, book.d_stable = (
-        book.d_row[order],
-        book.d_rid[order],
-        book.d_var[:, order],
-        book.d_stable[:, order],
-    )
+    book.collateral.sort()
+    book.debt.sort()
 
 
 @dataclass
-class _Reserves:
-    """Per reserve id (0..127): what GenericLogic reads of the reserve at this block (indexes
-    as limbs)."""
+class _Market:
+    """What GenericLogic reads of each reserve at this block, per reserve id (Python ints),
+    and per eMode category in use its prices, thresholds and collateral rule."""
 
-    present: np.ndarray
-    income: np.ndarray
-    debt_index: np.ndarray
-    decimals: np.ndarray
-    stable: np.ndarray
-    blocked: np.ndarray  # inactive, paused or in a liquidation grace period
-    bad: np.ndarray  # values the contract could not hold, or wider than the limbs here
+    reserves: dict[int, tuple[int, int, int, bool]]  # rid: (income, debt index, decimals, stable)
+    blocked: np.ndarray  # per rid: inactive, paused or in a liquidation grace period
+    bad: set[int]  # reserve ids with values the ABI or the limbs do not take
+    price: dict[int, dict[int, int]]  # eMode: rid: price
+    lt: dict[int, dict[int, int]]
+    counts: dict[int, dict[int, bool]]  # eMode: rid: collateral with the bit set counts
+    odd_emodes: set[int]  # categories not loaded (or not usable): their rows to scalar math
 
 
-def _reserves(market_state: AaveMarketState, timestamp: int) -> tuple[_Reserves, bool]:
+def _market(market_state: AaveMarketState, emodes: list[int], timestamp: int) -> _Market:
     rules = market_state.rules
-    t = _Reserves(
-        np.zeros(RESERVES, bool),
-        np.zeros((WIDTH, RESERVES), np.int64),
-        np.zeros((WIDTH, RESERVES), np.int64),
-        np.zeros(RESERVES, np.int64),
-        np.zeros(RESERVES, bool),
-        np.zeros(RESERVES, bool),
-        np.zeros(RESERVES, bool),
-    )
-    whole = True  # False: a reserve id the contract refuses (every row to the scalar math)
-    kept = []
+    out = _Market({}, np.zeros(RESERVES, bool), set(), {}, {}, {}, set())
     for r in market_state.reserves:
         rid = r.reserve_id
         if not (type(rid) is int and 0 <= rid < RESERVES):
-            whole = False
-            continue
-        t.present[rid] = True
-        t.stable[rid] = r.has_stable_debt
-        t.bad[rid] = not (
+            raise _WholeBookScalar
+        fine = (
             _is_uint(r.price_base)
-            and r.price_base < PRICE_LIMIT
+            and r.price_base < LIMIT
             and _is_uint(r.normalized_income_ray)
+            and r.normalized_income_ray < LIMIT
             and _is_uint(r.normalized_debt_ray)
+            and r.normalized_debt_ray < LIMIT
             and _is_uint(r.liquidation_grace_until)
             and _is_uint(r.config.decimals)
             and r.config.decimals <= MAX_DECIMALS
         )
-        if t.bad[rid]:
+        if not fine:
+            out.bad.add(rid)
             continue
-        kept.append(r)
-        t.decimals[rid] = r.config.decimals
-        t.blocked[rid] = (
+        out.reserves[rid] = (
+            r.normalized_income_ray,
+            r.normalized_debt_ray,
+            r.config.decimals,
+            r.has_stable_debt,
+        )
+        out.blocked[rid] = (
             not r.config.active
             or r.config.paused
             or (rules.grace_period and r.liquidation_grace_until >= timestamp)
         )
-    ids = np.array([r.reserve_id for r in kept], np.int64)
-    income, income_fits = limbs.from_ints([r.normalized_income_ray for r in kept], WIDTH)
-    debt, debt_fits = limbs.from_ints([r.normalized_debt_ray for r in kept], WIDTH)
-    t.income[:, ids], t.debt_index[:, ids] = income, debt
-    t.bad[ids[~(income_fits & debt_fits)]] = True
-    return t, whole
-
-
-def _emode_tables(
-    market_state: AaveMarketState, emodes: list[int]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per (eMode category, reserve id): the price GenericLogic uses (3.0.2/3.1: the category's
-    price source for the category's assets) as limbs, the liquidation threshold (the
-    category's where the collateral is in it), whether collateral counts (LT != 0, or any from
-    3.6); and per category whether its rows are left to the scalar math (not loaded ...)."""
-    rules = market_state.rules
-    k = len(emodes)
-    prices = np.zeros((k, RESERVES), object)
-    lt = np.zeros((k, RESERVES), np.int64)
-    counts = np.zeros((k, RESERVES), bool)
-    odd = np.zeros(k, bool)
-    for i, e in enumerate(emodes):
+    for e in emodes:
         category = market_state.emode_categories.get(e) if e else None
         emode_price = 0
         if e:
             if category is None or category.id != e or not _fits_category(category):
-                odd[i] = True
+                out.odd_emodes.add(e)
                 continue
             if category.has_price_source and not rules.emode_bitmaps:
                 given = market_state.emode_prices.get(e)
-                if given is None or not _is_uint(given) or given >= PRICE_LIMIT:
-                    odd[i] = True
+                if given is None or not _is_uint(given) or given >= LIMIT:
+                    out.odd_emodes.add(e)
                     continue
                 emode_price = given
+        price: dict[int, int] = {}
+        lt: dict[int, int] = {}
+        counts: dict[int, bool] = {}
+        out.price[e], out.lt[e], out.counts[e] = price, lt, counts
         for r in market_state.reserves:
             rid, cfg = r.reserve_id, r.config
-            if not (type(rid) is int and 0 <= rid < RESERVES):
-                continue
             same = emode_price != 0 and e == cfg.emode_category
-            prices[i, rid] = emode_price if same else r.price_base
+            price[rid] = emode_price if same else r.price_base
             if not e:
                 in_emode = False
             elif rules.emode_bitmaps:
@@ -303,15 +276,17 @@ def _emode_tables(
                 in_emode = (category.collateral_bitmap >> rid) & 1 != 0
             else:
                 in_emode = e == cfg.emode_category
-            lt[i, rid] = (
+            lt[rid] = (
                 category.liquidation_threshold
                 if in_emode and category is not None
                 else cfg.liquidation_threshold
             )
-            counts[i, rid] = rules.lt_zero_collateral or cfg.liquidation_threshold != 0
-    flat = [p if _is_uint(p) and p < PRICE_LIMIT else 0 for p in prices.ravel().tolist()]
-    price_limbs = limbs.from_ints(flat, PRICE_WIDTH)[0].reshape(PRICE_WIDTH, k, RESERVES)
-    return price_limbs, lt, counts, odd
+            counts[rid] = rules.lt_zero_collateral or cfg.liquidation_threshold != 0
+    return out
+
+
+class _WholeBookScalar(Exception):
+    """A reserve id the contract refuses (every row to the scalar math, which raises)."""
 
 
 def _fits_category(category: math.EModeCategory) -> bool:
@@ -324,11 +299,11 @@ def _fits_category(category: math.EModeCategory) -> bool:
 
 
 def _row_sums(rows: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
-    """Per-row sums of limb entries sorted by row (rows without entries: 0), SUM_WIDTH wide."""
-    out = np.zeros((SUM_WIDTH, n), np.int64)
-    if len(rows):
-        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
-        out[: values.shape[0], rows[starts]] = np.add.reduceat(values, starts, axis=1)
+    """Per-row sums of limb entries (rows without entries: 0): float64 bincounts are exact
+    here, every sum of limbs staying below 128 * 1e9 < 2**53."""
+    out = np.zeros((values.shape[0] + 2, n), np.int64)
+    for k in range(values.shape[0]):
+        out[k] = np.bincount(rows, weights=values[k], minlength=n)[:n].astype(np.int64)
     return limbs.normalize(out)
 
 
@@ -336,78 +311,123 @@ def _any_per_row(rows: np.ndarray, mask: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(rows[mask], minlength=n)[:n] > 0
 
 
+def _groups(
+    entries: _Entries, market: _Market, odd: np.ndarray
+) -> Iterator[tuple[int, int, int, int]]:
+    """(eMode, reserve id, first, end) of each group of entries the arrays compute: not those
+    of reserves the market does not list; rows in groups the limbs do not take become odd."""
+    for key, lo, hi in entries.groups:
+        e, rid = divmod(key, RESERVES)
+        if rid in market.bad or e in market.odd_emodes:
+            odd[entries.row[lo:hi]] = True
+        elif rid in market.reserves:
+            yield e, rid, lo, hi
+
+
+def _collateral(
+    book: ExactBook, market: _Market, floor: bool, odd: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per collateral entry: its base value (aToken balance by rayMul, rayMulFloor from 3.5,
+    times price, over 10**decimals), the same weighted by the LT it counts with, and whether
+    it holds any aToken; zeros where it does not count."""
+    entries = book.collateral
+    m = len(entries.row)
+    base = np.zeros((TOTAL_LIMBS, m), np.int64)
+    weighted = np.zeros((TOTAL_LIMBS + 1, m), np.int64)
+    held = np.zeros(m, bool)
+    for e, rid, lo, hi in _groups(entries, market, odd):
+        if not market.counts[e][rid]:
+            continue
+        income, _debt_index, decimals, _stable = market.reserves[rid]
+        product = _product(entries.amount[:, lo:hi], income)
+        if not floor:
+            limbs.add_at(product, 2, HALF_RAY_LIMB)
+        amount = limbs.trim(product[RAY_LIMBS:])
+        held[lo:hi] = limbs.nonzero(amount)
+        value = limbs.mul_const(amount, market.price[e][rid])
+        value = limbs.trim(limbs.div_pow10(value, decimals)[0])
+        base[: value.shape[0], lo:hi] = value
+        part = limbs.trim(limbs.mul_small(value, market.lt[e][rid]))
+        weighted[: part.shape[0], lo:hi] = part
+    return base, weighted, held
+
+
+def _debt(
+    book: ExactBook, market: _Market, floor: bool, odd: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per debt entry: its base value (variable debt by rayMul, rayMulCeil from 3.5, plus
+    stable debt, times price over 10**decimals, mulDivCeil from 3.5) and whether any debt."""
+    entries = book.debt
+    m = len(entries.row)
+    base = np.zeros((TOTAL_LIMBS + 1, m), np.int64)
+    held = np.zeros(m, bool)
+    for e, rid, lo, hi in _groups(entries, market, odd):
+        _income, debt_index, decimals, stable = market.reserves[rid]
+        product = _product(entries.amount[:, lo:hi], debt_index)
+        if floor:
+            amount = limbs.widen(product[RAY_LIMBS:], product.shape[0] - RAY_LIMBS + 1)
+            limbs.plus_one(amount, limbs.nonzero(product[:RAY_LIMBS]))
+        else:
+            amount = limbs.add_at(product, 2, HALF_RAY_LIMB)[RAY_LIMBS:]
+        if stable:
+            amount = limbs.add(amount, entries.stable[:, lo:hi])
+        amount = limbs.trim(amount)
+        held[lo:hi] = limbs.nonzero(amount)
+        value = limbs.mul_const(amount, market.price[e][rid])
+        value, cut = limbs.div_pow10(limbs.widen(value, value.shape[0] + 1), decimals)
+        if floor:
+            limbs.plus_one(value, cut)
+        value = limbs.trim(value)
+        base[: value.shape[0], lo:hi] = value
+    return base, held
+
+
+def _product(scaled: np.ndarray, index: int) -> np.ndarray:
+    """scaled * index, with a free top limb and at least one limb above the ray."""
+    product = limbs.mul_const(limbs.trim(scaled), index)
+    return limbs.widen(product, max(product.shape[0] + 1, RAY_LIMBS + 2))
+
+
 def exact_health(market_state: AaveMarketState, book: ExactBook, block: BlockRef) -> BookHealth:
     """Every row's health factor, totals and liquidatable verdict at `block` (the market
     state's block), as `positions_from_states` would give them."""
     _settle(book)
-    rules = market_state.rules
-    floor = rules.directional_rounding  # 3.5+: Floor collateral, Ceil debt; else half up
+    floor = market_state.rules.directional_rounding  # 3.5+: Floor collateral, Ceil debt
     n = len(book.states)
-    reserves, whole = _reserves(market_state, block.timestamp)
-    odd = book.odd.copy() if whole else np.ones(n, bool)
-    emodes = sorted({0, *np.unique(book.emode).tolist()})
-    price_t, lt_t, counts_t, odd_emode = _emode_tables(market_state, emodes)
-    e_of_row = np.searchsorted(np.array(emodes, np.int64), book.emode)
-    odd |= odd_emode[e_of_row]
-    # rows touching a reserve whose values the limbs do not take: the scalar math decides
-    for rows, rids in ((book.c_row, book.c_rid), (book.d_row, book.d_rid)):
-        odd[rows[reserves.bad[rids] & reserves.present[rids]]] = True
-
-    # collateral: aToken balance (rayMul, rayMulFloor from 3.5), in base, weighted by LT.
-    # Every product stays below 1e72 (the limb widths), so no overflow guard of the Pool trips.
-    c_e = e_of_row[book.c_row]
-    use = reserves.present[book.c_rid] & counts_t[c_e, book.c_rid] & ~odd[book.c_row]
-    c_row, c_rid, c_e = book.c_row[use], book.c_rid[use], c_e[use]
-    product = limbs.mul(book.c_scaled[:, use], reserves.income[:, c_rid])
-    if not floor:
-        limbs.add_at(product, 2, HALF_RAY_LIMB)
-    amount = product[RAY_LIMBS:]
-    value = limbs.mul(amount, price_t[:, c_e, c_rid])
-    collateral_base = limbs.div_pow10(value, reserves.decimals[c_rid])[0]
-    weighted = limbs.mul_small(collateral_base, lt_t[c_e, c_rid])
-
-    # debt: variable (rayMul, rayMulCeil from 3.5) + stable, in base (mulDivCeil from 3.5)
-    use = reserves.present[book.d_rid] & ~odd[book.d_row]
-    d_row, d_rid = book.d_row[use], book.d_rid[use]
-    d_e = e_of_row[d_row]
-    product = limbs.mul(book.d_var[:, use], reserves.debt_index[:, d_rid])
-    if floor:
-        debt = limbs.widen(product[RAY_LIMBS:], WIDTH + 2)
-        limbs.plus_one(debt, limbs.nonzero(product[:RAY_LIMBS]))
-    else:
-        limbs.add_at(product, 2, HALF_RAY_LIMB)
-        debt = limbs.widen(product[RAY_LIMBS:], WIDTH + 2)
-    stable = np.where(reserves.stable[d_rid], book.d_stable[:, use], 0)
-    debt = limbs.add(debt, stable)
-    value = limbs.mul(debt, price_t[:, d_e, d_rid])
-    debt_base, cut = limbs.div_pow10(value, reserves.decimals[d_rid])
-    if floor:
-        limbs.plus_one(debt_base, cut)
-
-    total_collateral = _row_sums(c_row, collateral_base, n)
-    total_weighted = _row_sums(c_row, weighted, n)
-    total_debt = _row_sums(d_row, debt_base, n)
-    # a total of 1e72 or more: percentMul / wadDiv could overflow, the scalar math decides
-    odd |= ~limbs.below(total_collateral, 8) | ~limbs.below(total_debt, 8)
+    odd = book.odd.copy()
+    try:
+        emodes = sorted({0, *np.unique(book.emode).tolist()})
+        market = _market(market_state, emodes, block.timestamp)
+    except _WholeBookScalar:
+        return _all_scalar(market_state, book, block)
+    c_base, c_weighted, c_held = _collateral(book, market, floor, odd)
+    d_base, d_held = _debt(book, market, floor, odd)
+    c_row, d_row = book.collateral.row, book.debt.row
+    total_collateral = limbs.trim(_row_sums(c_row, limbs.trim(c_base), n))
+    total_weighted = limbs.trim(_row_sums(c_row, limbs.trim(c_weighted), n))
+    total_debt = limbs.trim(_row_sums(d_row, limbs.trim(d_base), n))
+    # totals of 1e72 or more: percentMul / wadDiv could overflow, the scalar math decides
+    odd |= ~limbs.below(total_collateral, TOTAL_LIMBS) | ~limbs.below(total_debt, TOTAL_LIMBS)
 
     # health factor: 3.0.2 percentMul(avg LT truncated) then wadDiv; 3.5 Σ(c·LT).wadDiv / 1e4
     owing = np.flatnonzero(limbs.nonzero(total_debt) & ~odd)
-    td = total_debt[:, owing]
+    td = limbs.trim(total_debt[:, owing])
     if floor:
-        weighted_owing = total_weighted[:, owing]
+        weighted = limbs.trim(total_weighted[:, owing])
     else:
-        tc = total_collateral[:, owing]
-        average = _small_quotient(total_weighted[:, owing], tc)
+        tc = limbs.trim(total_collateral[:, owing])
+        average = _small_quotient(limbs.trim(total_weighted[:, owing]), tc)
         adjusted = limbs.add_at(limbs.mul_small(tc, average), 0, math.HALF_PERCENTAGE_FACTOR)
-        weighted_owing = limbs.div_small(adjusted, math.PERCENTAGE_FACTOR)[0]
+        weighted = limbs.trim(limbs.div_small(adjusted, math.PERCENTAGE_FACTOR)[0])
     numerator = limbs.add(
-        limbs.widen(weighted_owing, weighted_owing.shape[0] + WAD_LIMBS, WAD_LIMBS),
+        limbs.widen(weighted, weighted.shape[0] + WAD_LIMBS, WAD_LIMBS),
         limbs.div_small(td, 2)[0],
     )
+    numerator = limbs.widen(numerator, max(numerator.shape[0], 10))
     fits = limbs.below(numerator, 9) & (numerator[8] < 10**4)  # below 1e76 < 2**256
     odd[owing[~fits]] = True
     owing, numerator, td = owing[fits], numerator[:, fits], td[:, fits]
-    hf_owing = limbs.to_ints(numerator) // limbs.to_ints(td)
+    hf_owing = limbs.divide(limbs.trim(numerator), td)
     if floor:
         hf_owing = hf_owing // math.PERCENTAGE_FACTOR
     health: np.ndarray = np.full(n, None, object)
@@ -416,14 +436,12 @@ def exact_health(market_state: AaveMarketState, book: ExactBook, block: BlockRef
     # liquidatable: below 1, unless every (collateral, debt) pair it holds is refused
     below = np.zeros(n, bool)
     below[owing] = np.asarray(hf_owing < HF_ONE, bool)
-    held_c = limbs.nonzero(amount)
-    free_c = held_c & ~reserves.blocked[c_rid]
-    held_d = limbs.nonzero(debt)
-    free_d = held_d & ~reserves.blocked[d_rid]
+    c_free = c_held & ~market.blocked[book.collateral.rid]
+    d_free = d_held & ~market.blocked[book.debt.rid]
     refused = (
-        _any_per_row(c_row, held_c, n)
-        & _any_per_row(d_row, held_d, n)
-        & ~(_any_per_row(c_row, free_c, n) & _any_per_row(d_row, free_d, n))
+        _any_per_row(c_row, c_held, n)
+        & _any_per_row(d_row, d_held, n)
+        & ~(_any_per_row(c_row, c_free, n) & _any_per_row(d_row, d_free, n))
     )
     liquidatable = below & ~refused
 
@@ -442,6 +460,19 @@ def exact_health(market_state: AaveMarketState, book: ExactBook, block: BlockRef
         total_debt_base=debt_out.tolist(),
         liquidatable=liquidatable,
         scalar_rows=len(scalar),
+    )
+
+
+def _all_scalar(market_state: AaveMarketState, book: ExactBook, block: BlockRef) -> BookHealth:
+    rows = [_scalar_row(market_state, state, block) for state in book.states]
+    return BookHealth(
+        accounts=tuple(book.accounts),
+        markets=(market_state.addresses_provider,) * len(rows),
+        health_factor=[r[0] for r in rows],
+        total_collateral_base=[r[1] for r in rows],
+        total_debt_base=[r[2] for r in rows],
+        liquidatable=np.array([r[3] for r in rows], bool),
+        scalar_rows=len(rows),
     )
 
 

@@ -61,6 +61,31 @@ def mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return normalize(out)
 
 
+def mul_const(a: np.ndarray, c: int) -> np.ndarray:
+    """Product by one integer below B**9 (its zero limbs cost nothing)."""
+    digits = []
+    while c:
+        c, digit = divmod(c, B)
+        digits.append(digit)
+    assert len(digits) <= 9
+    out = np.zeros((a.shape[0] + max(len(digits), 1), a.shape[1]), np.int64)
+    for j, digit in enumerate(digits):
+        if digit:
+            out[j : j + a.shape[0]] += a * digit
+    return normalize(out)
+
+
+def trim(a: np.ndarray) -> np.ndarray:
+    """`a` without the top limbs that are zero for every number (one limb at least)."""
+    used = np.flatnonzero(a.any(axis=1))
+    return a[: int(used[-1]) + 1 if len(used) else 1]
+
+
+def divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a // b per number (b > 0), as Python ints."""
+    return to_ints(a) // to_ints(b)
+
+
 def mul_small(a: np.ndarray, s: np.ndarray | int) -> np.ndarray:
     """Product by factors below B (one for all or one per number), one limb wider."""
     out = np.zeros((a.shape[0] + 1, a.shape[1]), np.int64)
@@ -109,23 +134,15 @@ def div_small(a: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
     return out, rem
 
 
-def div_pow10(a: np.ndarray, decimals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(a // 10**decimals, whether anything was cut), decimals per number (few distinct)."""
-    width, n = a.shape
+def div_pow10(a: np.ndarray, decimals: int) -> tuple[np.ndarray, np.ndarray]:
+    """(a // 10**decimals, whether anything was cut)."""
+    q, r = divmod(decimals, 9)
     out = np.zeros_like(a)
-    cut = np.zeros(n, bool)
-    for d in np.unique(decimals).tolist():
-        where = decimals == d
-        q, r = divmod(d, 9)
-        part = a[:, where]
-        shifted = np.zeros_like(part)
-        shifted[: width - q] = part[q:]
-        dropped = part[:q].any(axis=0)
-        if r:
-            shifted, rem = div_small(shifted, 10**r)
-            dropped |= rem != 0
-        out[:, where] = shifted
-        cut[where] = dropped
+    out[: a.shape[0] - q] = a[q:]
+    cut = np.asarray(a[:q].any(axis=0), bool)
+    if r:
+        out, rem = div_small(out, 10**r)
+        cut |= rem != 0
     return out, cut
 
 
