@@ -33,7 +33,6 @@ from onchain.protocols.base import BookHealth, checksummed
 from onchain.rpc.client import BlockRef
 
 RESERVES = math.MAX_RESERVES_COUNT
-HF_ONE = math.HEALTH_FACTOR_LIQUIDATION_THRESHOLD
 WIDTH = 4  # limbs of a kept balance: below 1e36 (a row above: scalar math)
 LIMIT = limbs.B**WIDTH  # indexes and prices below it too
 MAX_DECIMALS = 36
@@ -427,15 +426,16 @@ def exact_health(market_state: AaveMarketState, book: ExactBook, block: BlockRef
     fits = limbs.below(numerator, 9) & (numerator[8] < 10**4)  # below 1e76 < 2**256
     odd[owing[~fits]] = True
     owing, numerator, td = owing[fits], numerator[:, fits], td[:, fits]
-    hf_owing = limbs.divide(limbs.trim(numerator), td)
+    quotient = limbs.divide(limbs.trim(numerator), td)
     if floor:
-        hf_owing = hf_owing // math.PERCENTAGE_FACTOR
+        quotient = limbs.div_small(quotient, math.PERCENTAGE_FACTOR)[0]
     health: np.ndarray = np.full(n, None, object)
-    health[owing] = hf_owing
+    health[owing] = limbs.to_ints(quotient)
 
-    # liquidatable: below 1, unless every (collateral, debt) pair it holds is refused
+    # liquidatable: below 1 (1e18 = B**2), unless every (collateral, debt) pair it holds is
+    # refused
     below = np.zeros(n, bool)
-    below[owing] = np.asarray(hf_owing < HF_ONE, bool)
+    below[owing] = limbs.below(quotient, WAD_LIMBS)
     c_free = c_held & ~market.blocked[book.collateral.rid]
     d_free = d_held & ~market.blocked[book.debt.rid]
     refused = (

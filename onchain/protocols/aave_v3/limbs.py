@@ -81,9 +81,41 @@ def trim(a: np.ndarray) -> np.ndarray:
     return a[: int(used[-1]) + 1 if len(used) else 1]
 
 
+def sub(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a - b (a >= b, b no wider than a), a's width."""
+    out = a.copy()
+    out[: b.shape[0]] -= b
+    for k in range(out.shape[0] - 1):
+        borrow = out[k] < 0
+        out[k] += borrow * B
+        out[k + 1] -= borrow
+    return out
+
+
 def divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a // b per number (b > 0), as Python ints."""
-    return to_ints(a) // to_ints(b)
+    """a // b (every b > 0), a's width: schoolbook long division, one limb of the quotient
+    per step. Each quotient limb is estimated in floating point (the remainder over b, below
+    B, with a relative error near 1e-15: the estimate is off by one at most) and made exact
+    by one correction either way, in limbs."""
+    width, n = b.shape[0] + 1, a.shape[1]
+    divisor = widen(b, width)
+    scale = to_float(b)
+    quotient = np.zeros_like(a)
+    rest = np.zeros((width, n), np.int64)
+    for k in range(a.shape[0] - 1, -1, -1):
+        rest[1:] = rest[:-1].copy()  # rest * B + a[k], below b * B
+        rest[0] = a[k]
+        digit = np.clip(np.floor(to_float(rest) / scale), 0, B - 1).astype(np.int64)
+        taken = mul_small(b, digit)[:width]
+        over = compare(taken, rest) > 0
+        digit -= over
+        taken = np.where(over, sub(taken, divisor), taken)
+        rest = sub(rest, taken)
+        under = compare(rest, divisor) >= 0
+        digit += under
+        rest = np.where(under, sub(rest, divisor), rest)
+        quotient[k] = digit
+    return quotient
 
 
 def mul_small(a: np.ndarray, s: np.ndarray | int) -> np.ndarray:
