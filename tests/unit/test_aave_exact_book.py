@@ -301,3 +301,16 @@ def test_rows_replaced_and_the_market_moving_keep_the_book_exact(rules: AaveRule
                 states[row] = AaveAccountState(s.account, 0, 0, {})
                 incremental.health_update(market_state, book, row, states[row])
         assert_book_equals_positions(market_state, states, book)
+
+
+@pytest.mark.parametrize("rules", [REVISIONS[1], REVISIONS[10]], ids=["3.0.2", "3.6"])
+def test_empty_books_and_books_without_debt(rules: AaveRules) -> None:
+    rng = random.Random(5)
+    market_state = market(rng, rules)
+    assert len(exact_book.exact_health(market_state, exact_book.book(market_state, []), BLOCK)) == 0
+    lenders = [account(rng, i) for i in range(50)]
+    lenders = [
+        replace(s, user_configuration=s.user_configuration & am.COLLATERAL_MASK) for s in lenders
+    ]
+    health = assert_book_equals_positions(market_state, lenders)
+    assert health.health_factor == [None] * len(health)

@@ -170,7 +170,8 @@ def div_pow10(a: np.ndarray, decimals: int) -> tuple[np.ndarray, np.ndarray]:
     """(a // 10**decimals, whether anything was cut)."""
     q, r = divmod(decimals, 9)
     out = np.zeros_like(a)
-    out[: a.shape[0] - q] = a[q:]
+    if q < a.shape[0]:
+        out[: a.shape[0] - q] = a[q:]
     cut = np.asarray(a[:q].any(axis=0), bool)
     if r:
         out, rem = div_small(out, 10**r)
