@@ -426,16 +426,22 @@ def exact_health(market_state: AaveMarketState, book: ExactBook, block: BlockRef
     fits = limbs.below(numerator, 9) & (numerator[8] < 10**4)  # below 1e76 < 2**256
     odd[owing[~fits]] = True
     owing, numerator, td = owing[fits], numerator[:, fits], td[:, fits]
-    quotient = limbs.divide(limbs.trim(numerator), td)
-    if floor:
-        quotient = limbs.div_small(quotient, math.PERCENTAGE_FACTOR)[0]
-    health: np.ndarray = np.full(n, None, object)
-    health[owing] = limbs.to_ints(quotient)
-
-    # liquidatable: below 1 (1e18 = B**2), unless every (collateral, debt) pair it holds is
-    # refused
+    # 3.5: (N // D) // 1e4 = N // (D * 1e4); the verdict: N // D' < 1e18 exactly when
+    # N < D' * 1e18, compared in limbs
+    divisor = limbs.mul_small(td, math.PERCENTAGE_FACTOR) if floor else td
+    numerator = limbs.trim(numerator)
+    one = limbs.widen(divisor, divisor.shape[0] + WAD_LIMBS, WAD_LIMBS)
+    width = max(numerator.shape[0], one.shape[0])
     below = np.zeros(n, bool)
-    below[owing] = limbs.below(quotient, WAD_LIMBS)
+    below[owing] = limbs.compare(limbs.widen(numerator, width), limbs.widen(one, width)) < 0
+    debt_out = limbs.to_ints(total_debt)
+    health: np.ndarray = np.full(n, None, object)
+    # the quotients in Python ints (most are 1e18 and more: no int64 holds them anyway)
+    health[owing] = limbs.to_ints(numerator) // (
+        debt_out[owing] * math.PERCENTAGE_FACTOR if floor else debt_out[owing]
+    )
+
+    # liquidatable: below 1, unless every (collateral, debt) pair it holds is refused
     c_free = c_held & ~market.blocked[book.collateral.rid]
     d_free = d_held & ~market.blocked[book.debt.rid]
     refused = (
@@ -446,7 +452,6 @@ def exact_health(market_state: AaveMarketState, book: ExactBook, block: BlockRef
     liquidatable = below & ~refused
 
     collateral_out = limbs.to_ints(total_collateral)
-    debt_out = limbs.to_ints(total_debt)
     scalar = np.flatnonzero(odd)
     for row in scalar.tolist():
         hf, tc_row, td_row, verdict = _scalar_row(market_state, book.states[row], block)

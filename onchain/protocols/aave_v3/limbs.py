@@ -81,43 +81,6 @@ def trim(a: np.ndarray) -> np.ndarray:
     return a[: int(used[-1]) + 1 if len(used) else 1]
 
 
-def sub(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a - b (a >= b, b no wider than a), a's width."""
-    out = a.copy()
-    out[: b.shape[0]] -= b
-    for k in range(out.shape[0] - 1):
-        borrow = out[k] < 0
-        out[k] += borrow * B
-        out[k + 1] -= borrow
-    return out
-
-
-def divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a // b (every b > 0), a's width: schoolbook long division, one limb of the quotient
-    per step. Each quotient limb is estimated in floating point (the remainder over b, below
-    B, with a relative error near 1e-15: the estimate is off by one at most) and made exact
-    by one correction either way, in limbs."""
-    width, n = b.shape[0] + 1, a.shape[1]
-    divisor = widen(b, width)
-    scale = to_float(b)
-    quotient = np.zeros_like(a)
-    rest = np.zeros((width, n), np.int64)
-    for k in range(a.shape[0] - 1, -1, -1):
-        rest[1:] = rest[:-1].copy()  # rest * B + a[k], below b * B
-        rest[0] = a[k]
-        digit = np.clip(np.floor(to_float(rest) / scale), 0, B - 1).astype(np.int64)
-        taken = mul_small(b, digit)[:width]
-        over = compare(taken, rest) > 0
-        digit -= over
-        taken = np.where(over, sub(taken, divisor), taken)
-        rest = sub(rest, taken)
-        under = compare(rest, divisor) >= 0
-        digit += under
-        rest = np.where(under, sub(rest, divisor), rest)
-        quotient[k] = digit
-    return quotient
-
-
 def mul_small(a: np.ndarray, s: np.ndarray | int) -> np.ndarray:
     """Product by factors below B (one for all or one per number), one limb wider."""
     out = np.zeros((a.shape[0] + 1, a.shape[1]), np.int64)
@@ -201,20 +164,22 @@ def to_float(a: np.ndarray) -> np.ndarray:
 
 
 def to_ints(a: np.ndarray) -> np.ndarray:
-    """Python ints (an object array): two limbs at a time through int64 (below 1e18), and
-    the big-integer steps only for the numbers that need them."""
+    """Python ints (an object array): numbers below 1.8e19 through uint64 in one conversion,
+    the others two limbs at a time (below 1e18 each, through int64) with big-integer steps."""
     width, n = a.shape
     pairs = [a[k] + (a[k + 1] * B if k + 1 < width else 0) for k in range(0, width, 2)]
-    used = [k for k, p in enumerate(pairs) if p.any()]
-    if not used:
-        return np.zeros(n, object)
-    out = pairs[used[-1]].astype(object)
-    for k in range(used[-1] - 1, -1, -1):
-        big = np.flatnonzero(out != 0)
-        low = pairs[k].astype(object)
-        if len(big) == n:
-            out = out * 10**18 + low
-        else:
-            low[big] = out[big] * 10**18 + low[big]
-            out = low
+    if len(pairs) == 1:
+        return pairs[0].astype(object)
+    high = np.zeros(n, bool)
+    for pair in pairs[2:]:
+        high |= pair != 0
+    high |= pairs[1] >= 18  # 18e18 + 1e18 > 2**64
+    low = pairs[0].astype(np.uint64) + pairs[1].astype(np.uint64) * np.uint64(10**18)
+    out = low.astype(object)
+    rows = np.flatnonzero(high)
+    if len(rows):
+        big = pairs[-1][rows].astype(object)
+        for pair in pairs[-2::-1]:
+            big = big * 10**18 + pair[rows].astype(object)
+        out[rows] = big
     return out
