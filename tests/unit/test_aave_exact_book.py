@@ -314,3 +314,22 @@ def test_empty_books_and_books_without_debt(rules: AaveRules) -> None:
     ]
     health = assert_book_equals_positions(market_state, lenders)
     assert health.health_factor == [None] * len(health)
+
+
+def test_figures_read_off_positions_match_the_book() -> None:
+    """`BookHealth.of` (adapters without the arrays) gives the book's rows from Positions."""
+    rng = random.Random(9)
+    market_state = market(rng, REVISIONS[10])
+    adapter = AaveV3Adapter()
+    positions, states = [], []
+    for i in range(200):
+        state = account(rng, i)
+        try:
+            positions += adapter.positions_from_states(market_state, [state], BLOCK)
+        except (ArithmeticError, ValueError):
+            continue
+        states.append(state)
+    of = BookHealth.of(positions)
+    health = exact_book.exact_health(market_state, exact_book.book(market_state, states), BLOCK)
+    assert len(of) == len(states) > 100
+    assert book_rows(of) == book_rows(health)
