@@ -331,8 +331,8 @@ def _collateral(
     it holds any aToken; zeros where it does not count."""
     entries = book.collateral
     m = len(entries.row)
-    base = np.zeros((TOTAL_LIMBS, m), np.int64)
-    weighted = np.zeros((TOTAL_LIMBS + 1, m), np.int64)
+    base: list[tuple[int, int, np.ndarray]] = []
+    weighted: list[tuple[int, int, np.ndarray]] = []
     held = np.zeros(m, bool)
     for e, rid, lo, hi in _groups(entries, market, odd):
         if not market.counts[e][rid]:
@@ -345,10 +345,9 @@ def _collateral(
         held[lo:hi] = limbs.nonzero(amount)
         value = limbs.mul_const(amount, market.price[e][rid])
         value = limbs.trim(limbs.div_pow10(value, decimals)[0])
-        base[: value.shape[0], lo:hi] = value
-        part = limbs.trim(limbs.mul_small(value, market.lt[e][rid]))
-        weighted[: part.shape[0], lo:hi] = part
-    return base, weighted, held
+        base.append((lo, hi, value))
+        weighted.append((lo, hi, limbs.trim(limbs.mul_small(value, market.lt[e][rid]))))
+    return _assemble(base, m), _assemble(weighted, m), held
 
 
 def _debt(
@@ -358,7 +357,7 @@ def _debt(
     stable debt, times price over 10**decimals, mulDivCeil from 3.5) and whether any debt."""
     entries = book.debt
     m = len(entries.row)
-    base = np.zeros((TOTAL_LIMBS + 1, m), np.int64)
+    base: list[tuple[int, int, np.ndarray]] = []
     held = np.zeros(m, bool)
     for e, rid, lo, hi in _groups(entries, market, odd):
         _income, debt_index, decimals, stable = market.reserves[rid]
@@ -376,9 +375,17 @@ def _debt(
         value, cut = limbs.div_pow10(limbs.widen(value, value.shape[0] + 1), decimals)
         if floor:
             limbs.plus_one(value, cut)
-        value = limbs.trim(value)
-        base[: value.shape[0], lo:hi] = value
-    return base, held
+        base.append((lo, hi, limbs.trim(value)))
+    return _assemble(base, m), held
+
+
+def _assemble(parts: list[tuple[int, int, np.ndarray]], m: int) -> np.ndarray:
+    """One limb array for all entries from the groups' (first, end, limbs), as wide as the
+    widest group's (entries of no group: 0)."""
+    out = np.zeros((max((p.shape[0] for _lo, _hi, p in parts), default=1), m), np.int64)
+    for lo, hi, part in parts:
+        out[: part.shape[0], lo:hi] = part
+    return out
 
 
 def _product(scaled: np.ndarray, index: int) -> np.ndarray:
