@@ -49,18 +49,6 @@ def normalize(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Product, the narrower operand at most 9 limbs wide (each limb of the result then sums
-    at most 9 limb products below 1e18: it fits in int64)."""
-    if a.shape[0] < b.shape[0]:
-        a, b = b, a
-    assert b.shape[0] <= 9
-    out = np.zeros((a.shape[0] + b.shape[0], a.shape[1]), np.int64)
-    for j in range(b.shape[0]):
-        out[j : j + a.shape[0]] += a * b[j]
-    return normalize(out)
-
-
 def mul_const(a: np.ndarray, c: int) -> np.ndarray:
     """Product by one integer below B**9 (its zero limbs cost nothing)."""
     digits = []
