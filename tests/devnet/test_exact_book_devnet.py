@@ -1,7 +1,8 @@
 """The whole-book exact recompute (`MarketRefresher.health`) against the real contracts: on the
 devnet's Aave 3.0.2 and 3.6 markets and Morpho Blue, at the first block, after a price crash
-that makes positions liquidatable, and after accounts borrowed more (their rows replaced), every
-row equals the Position a full read builds and, for Aave, `Pool.getUserAccountData`."""
+that makes positions liquidatable, after accounts borrowed more (their rows replaced), and with
+a 3.6 liquidation grace period running, every row equals the Position a full read builds and,
+for Aave, `Pool.getUserAccountData`."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from onchain.app.incremental import MarketRefresher
 from onchain.app.pipeline import scan
 from onchain.devnet.build import DevnetInfo
-from onchain.devnet.chain import DevChain, calldata
+from onchain.devnet.chain import DEPLOYER, DevChain, calldata
 from onchain.devnet.control import _in_one_block as in_one_block
 from onchain.devnet.morpho import set_prices_everywhere
 from onchain.protocols.base import MarketRef
@@ -98,17 +99,41 @@ def steps(devnet: DevnetInfo) -> list[dict[str, Any]]:
         r.advance_to(block)
     check("borrowed")
     out[-1]["borrowers"] = healthy
+    # 3.6: a debt reserve of a liquidatable account resumed with a grace period (the
+    # PoolConfigurator's setReservePause): those below 1 holding it are held, not liquidatable
+    held = next(
+        p
+        for p in refreshers[1].positions()
+        if p.liquidatable and len([a for a in p.assets if a.debt_raw]) == 1
+    )
+    debt_asset = next(a.asset for a in held.assets if a.debt_raw)
+    grace = calldata("setReservePause(address,bool,uint40)", debt_asset, False, 3600)
+    chain.send(DEPLOYER, devnet.aave36.pool_configurator, grace, gas=300_000)
+    block = client.pin_block()
+    for r in refreshers:
+        r.advance_to(block)
+    check("grace")
+    out[-1]["held"] = held.account
     return out
 
 
 def test_every_row_equals_the_contracts_at_every_step(steps: list[dict[str, Any]]) -> None:
     """(Compared inside the fixture, step by step.) The steps exercised both verdicts."""
-    assert [s["label"] for s in steps] == ["start", "crash", "borrowed"]
+    assert [s["label"] for s in steps] == ["start", "crash", "borrowed", "grace"]
     for step in steps:
         assert all(len(h) > 0 for h in step["healths"])
     crash = steps[1]["healths"]
     assert sum(int(h.liquidatable.sum()) for h in crash) > 0
     assert int(crash[0].liquidatable.sum()) > 0 and int(crash[1].liquidatable.sum()) > 0
+
+
+def test_a_grace_period_holds_rows_below_one(steps: list[dict[str, Any]]) -> None:
+    """Held: below 1 and not liquidatable now, as the Position says (compared in the
+    fixture); the account picked was liquidatable the block before."""
+    grace = steps[3]["healths"][1]
+    row = grace.accounts.index(steps[3]["held"])
+    hf = grace.health_factor[row]
+    assert hf is not None and hf < 10**18 and not grace.liquidatable[row]
 
 
 def test_borrowers_rows_were_replaced_not_the_whole_book(steps: list[dict[str, Any]]) -> None:
