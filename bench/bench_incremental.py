@@ -9,11 +9,12 @@ Scenarios: only prices moved (Aave feeds and Morpho oracles), and 1% of the Aave
 touched (each borrows a little, all in one block). Sizes above 3,000 borrowers use the
 Aave-only devnet (`running_devnet(..., aave_only=True)`: seeded once, then reloaded from
 .cache/devnet; Morpho and Aave 3.6 at that size would only add seeding time; it keeps no old
-logs, so its borrowers are given rather than discovered). Then the
-whole-book health screen on 100,000 synthetic kept Aave states (the devnet's states, scaled at
-random): numpy floats for every account, the exact integer verdict for those near HF 1,
-checked against the exact computation; and every exact Position object built for the same
-100,000 states (what the daemon stores), timed whole."""
+logs, so its borrowers are given rather than discovered). Per step the incremental way is
+timed three ways after the same reads: every Position rebuilt, the exact health of every row
+(`MarketRefresher.health`: health factor, totals, liquidatable, arrays kept across blocks),
+and the verdicts alone. Then the exact recompute of 100,000 synthetic kept Aave states (the
+devnet's states, scaled at random; `exact_book.exact_health`) against building every exact
+Position object for them (the naive way), in the same run, every field compared."""
 
 from __future__ import annotations
 
@@ -30,8 +31,8 @@ from onchain.devnet.chain import DevChain, calldata
 from onchain.devnet.control import _in_one_block as in_one_block
 from onchain.devnet.control import set_prices
 from onchain.devnet.morpho import set_prices_everywhere
-from onchain.protocols.aave_v3 import math, screen
-from onchain.protocols.aave_v3.adapter import AaveAccountState, AaveV3Adapter, account_data
+from onchain.protocols.aave_v3 import exact_book, screen
+from onchain.protocols.aave_v3.adapter import AaveAccountState, AaveV3Adapter
 from onchain.protocols.base import MarketRef, checksummed
 from onchain.rpc.client import RpcClient
 
@@ -52,7 +53,7 @@ def full_read(
 
 def incremental(refresher: MarketRefresher, number: int) -> dict[str, Any]:
     """One step to `number`: the reads (pin, logs, market, touched accounts), then every
-    position recomputed, then the verdicts alone (the whole-book screen)."""
+    position recomputed, then the exact health of every row, then the verdicts alone."""
     client = refresher.client
     before = client.requests_sent
     t0 = time.perf_counter()
@@ -63,10 +64,15 @@ def incremental(refresher: MarketRefresher, number: int) -> dict[str, Any]:
     positions = refresher.positions()
     recompute = time.perf_counter() - t0
     t0 = time.perf_counter()
+    health = refresher.health()
+    exact = time.perf_counter() - t0
+    t0 = time.perf_counter()
     flagged, exact_rows = refresher.liquidatable_now()
     verdicts = time.perf_counter() - t0
     assert flagged == sorted({p.account for p in positions if p.liquidatable})
+    assert _figures(health) == [_position_figures(p) for p in positions]
     return {
+        "exact": exact,
         "reads": reads,
         "requests": requests,
         "recompute": recompute,
@@ -120,6 +126,7 @@ def step_table(
             rows = [
                 ("full re-read (every Position)", f_wall),
                 ("incremental, every Position", step["reads"] + step["recompute"]),
+                ("incremental, exact health (all)", step["reads"] + step["exact"]),
                 (f"incremental, verdicts ({step['exact_rows']} exact)", step["reads"] + step["verdicts"]),
             ]  # fmt: skip
             for i, (way, wall) in enumerate(rows):
@@ -130,7 +137,9 @@ def step_table(
                     f"{wall:>8.3f}{requests:>9}{ratio:>9}"
                 )
             print(
-                f"  {'':<29}({len(full)} positions, {reread} accounts re-read; equal to the full read)"
+                f"  {'':<29}({len(full)} positions, {reread} accounts re-read; equal to the full read;"
+                f" recompute alone: every Position {step['recompute']:.3f}s, exact health"
+                f" {step['exact']:.3f}s)"
             )
 
 
@@ -149,47 +158,54 @@ def synthetic_book(
     return out
 
 
-def screen_bench(refresher: MarketRefresher, n: int, rng: random.Random) -> None:
+def _position_figures(p: Any) -> tuple[Any, ...]:
+    return (p.account, p.market, p.health_factor, p.total_collateral_base, p.total_debt_base,
+            p.liquidatable)  # fmt: skip
+
+
+def _figures(health: Any) -> list[tuple[Any, ...]]:
+    columns = (health.accounts, health.markets, health.health_factor,
+               health.total_collateral_base, health.total_debt_base)  # fmt: skip
+    return list(zip(*columns, [bool(v) for v in health.liquidatable], strict=True))
+
+
+def exact_bench(refresher: MarketRefresher, n: int, rng: random.Random) -> None:
+    """The exact recompute of `n` kept positions vs every exact Position built for them."""
     state = refresher.state
     kept = [s for a in refresher.accounts for s in refresher.kept[a]]
     book_states = synthetic_book(kept, n, rng)
-    t0 = time.perf_counter()
-    book = screen.book_arrays(state, book_states)
-    build = time.perf_counter() - t0
-    best = None
-    for _ in range(3):
-        t0 = time.perf_counter()
-        verdicts, exact_rows = screen.liquidatable(state, book)
-        took = time.perf_counter() - t0
-        best = took if best is None or took < best else best
-    assert best is not None
-    # check: the exact computation for a random sample (and for every row the screen decided
-    # alone near the margin's edge) gives the same verdicts
-    sample = rng.sample(range(n), 3000)
-    t0 = time.perf_counter()
-    for row in sample:
-        s = book_states[row]
-        data = account_data(state, s.user_configuration, s.emode, dict(s.balances))
-        exact = data.total_debt_base > 0 and math.is_liquidatable(data.health_factor)
-        assert bool(verdicts[row]) == exact, f"row {row}: screen {verdicts[row]} exact {exact}"
-    exact_each = (time.perf_counter() - t0) / len(sample)
-    adapter = AaveV3Adapter()
     for s in book_states:  # from the second block on, every account's checksum is known
         checksummed(s.account)
     t0 = time.perf_counter()
-    positions = adapter.positions_from_states(state, book_states, state.block)
+    book = exact_book.book(state, book_states)
+    build = time.perf_counter() - t0
+    best = cpu = None
+    for _ in range(3):
+        t0, c0 = time.perf_counter(), time.process_time()
+        health = exact_book.exact_health(state, book, state.block)
+        took, used = time.perf_counter() - t0, time.process_time() - c0
+        best = took if best is None or took < best else best
+        cpu = used if cpu is None or used < cpu else cpu
+    assert best is not None and cpu is not None
+    t0 = time.perf_counter()
+    positions = AaveV3Adapter().positions_from_states(state, book_states, state.block)
     every_position = time.perf_counter() - t0
-    assert [p.liquidatable for p in positions] == [bool(v) for v in verdicts]
-    print(f"\n  health screen of {n:,} kept positions ({int(verdicts.sum()):,} liquidatable):")
+    want = [_position_figures(p) for p in positions]
+    differ = sum(a != b for a, b in zip(_figures(health), want, strict=True))
+    assert differ == 0, f"{differ} rows differ"
+    floats = screen.book_arrays(state, book_states)
+    t0 = time.perf_counter()
+    screen.screen_health(state, floats)
+    float_screen = time.perf_counter() - t0
+    liquidatable = int(health.liquidatable.sum())
+    print(f"\n  exact recompute of {n:,} kept positions ({liquidatable:,} liquidatable):")
     print(f"    arrays built once (then per touched row): {build:.3f}s")
-    print(
-        f"    numpy screen + exact verdict for {exact_rows:,} rows near HF 1: {best:.3f}s (goal < 0.5s)"
-    )
-    print(f"    exact integer HF for every row instead: {exact_each * n:.2f}s ({exact_each * 1e6:.0f} us each)"
-          f" -> {exact_each * n / best:.0f}x slower")  # fmt: skip
-    print(f"    every exact Position object (liquidation prices too), all {n:,}: {every_position:.2f}s "
-          f"({every_position / n * 1e6:.0f} us each, checksums known; same verdicts as the screen)")  # fmt: skip
-    print(f"    verdicts checked against the exact computation: {len(sample):,} rows, 0 differ")
+    print(f"    exact health of every row (HF, totals, liquidatable; {health.scalar_rows} rows"
+          f" by the scalar math): {best:.3f}s wall, {cpu:.3f}s CPU (goal < 0.5s)")  # fmt: skip
+    print(f"    every exact Position object (the naive way): {every_position:.2f}s"
+          f" ({every_position / n * 1e6:.0f} us each) -> exact book {every_position / best:.0f}x faster")  # fmt: skip
+    print(f"    (float health screen alone, for scale: {float_screen:.3f}s)")
+    print(f"    every field of every row compared with the Position objects: {n:,} rows, 0 differ")
 
 
 def run(n: int, book: int) -> None:
@@ -212,17 +228,23 @@ def run(n: int, book: int) -> None:
             print(
                 f"  {name}: first full read of {len(refresher.accounts)} accounts in {time.perf_counter() - t0:.2f}s"
             )
+            t0 = time.perf_counter()
+            refresher.health()  # the exact-health arrays, built once and kept across blocks
+            print(f"  {name}: exact-health arrays built in {time.perf_counter() - t0:.2f}s (once)")
             refreshers[name] = refresher
         step_table(info, refreshers, rng)
         if book:
-            screen_bench(refreshers["aave"], book, rng)
+            exact_bench(refreshers["aave"], book, rng)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="300", help="devnet borrowers, comma-separated")
     parser.add_argument(
-        "--book", type=int, default=100_000, help="synthetic positions to screen (0: none)"
+        "--book",
+        type=int,
+        default=100_000,
+        help="synthetic positions to recompute exactly (0: none)",
     )
     args = parser.parse_args()
     for n in (int(s) for s in args.sizes.split(",")):

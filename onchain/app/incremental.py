@@ -24,8 +24,9 @@ from onchain.app.market_data.feed_history import absorb_logs
 from onchain.app.pipeline import ACCOUNTS_PER_PLAN, discover_accounts, load_market, run_plan
 from onchain.errors import InputError
 from onchain.protocols.base import (
+    BookHealth,
     DiscoveryNotes,
-    HealthScreen,
+    ExactHealth,
     IncrementalAdapter,
     MarketRef,
     Position,
@@ -76,7 +77,7 @@ class MarketRefresher:
     kept: dict[str, list[Any]] = field(default_factory=dict)
     last: Advance | None = None
     advances: int = 0  # blocks moved forward since the last full read or reconciliation
-    _book: Any = None  # the adapter's screen arrays, rows updated as accounts are re-read
+    _book: Any = None  # the adapter's exact-health arrays, rows replaced as accounts are re-read
     _stale: set[str] = field(default_factory=set)  # accounts read again at every block
 
     def __post_init__(self) -> None:
@@ -274,26 +275,31 @@ class MarketRefresher:
             return self.adapter.discovery_notes(self.state)
         return None
 
-    def liquidatable_now(self) -> tuple[list[str], int]:
-        """The accounts liquidatable at the current block, the protocol's own verdicts, without
-        building every Position: a vectorised float screen over the whole book where the
-        adapter has one (exact integer verdicts for rows near the threshold), else from the
-        recomputed positions. Returns the accounts and how many rows needed exact math."""
-        screening = self.incremental
-        single = all(len(v) == 1 for v in self.kept.values())
-        if not isinstance(screening, HealthScreen) or not single:
-            positions = self.positions()
-            return sorted({p.account for p in positions if p.liquidatable}), len(positions)
-        rows = [self.kept[a][0] for a in self.accounts]
+    def health(self) -> BookHealth:
+        """Every tracked position's exact figures at the current block (health factor, totals,
+        liquidatable), row for row the positions `positions` gives, without building them
+        where the adapter computes them over the whole book (`ExactHealth`): its arrays are
+        kept across blocks and only the rows of re-read accounts are replaced."""
+        assert self.block is not None
+        exact = self.incremental
+        if not isinstance(exact, ExactHealth):
+            return BookHealth.of(self.positions())
+        rows = [s for a in self.accounts for s in self.kept.get(a, ())]
         book = self._book
         if book is None or len(book.states) != len(rows):
-            book = self._book = screening.screen(self.state, rows)
+            book = self._book = exact.health_book(self.state, rows)
         else:
             for row, state in enumerate(rows):
                 if book.states[row] is not state:
-                    screening.screen_update(self.state, book, row, state)
-        verdicts, exact = screening.screen_verdicts(self.state, book)
-        return [a for a, v in zip(self.accounts, verdicts, strict=True) if v], exact
+                    exact.health_update(self.state, book, row, state)
+        return exact.exact_health(self.state, book, self.block)
+
+    def liquidatable_now(self) -> tuple[list[str], int]:
+        """The accounts liquidatable at the current block, the protocol's own verdicts (exact
+        for every row, `health`). Returns the accounts and how many positions were computed."""
+        health = self.health()
+        flagged = {a for a, v in zip(health.accounts, health.liquidatable, strict=True) if v}
+        return sorted(flagged), len(health)
 
     # -- proving it ------------------------------------------------------------------------
 

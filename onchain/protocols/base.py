@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 from eth_utils import to_checksum_address
 
 from onchain.model import AssetPosition as AssetPosition
@@ -186,6 +187,52 @@ class HealthScreen(Protocol):
     def screen_update(self, market_state: Any, book: Any, row: int, state: Any) -> None: ...
 
     def screen_verdicts(self, market_state: Any, book: Any) -> tuple[Any, int]: ...
+
+
+@dataclass(frozen=True)
+class BookHealth:
+    """Every position of a kept book at one block, the protocol's exact figures: row i is the
+    i-th Position `positions_from_states` gives for the same states (same order, same rows),
+    and each field equals that Position's, bit for bit. `scalar_rows`: rows whose figures
+    came from the adapter's per-account math (inputs the vectorised path does not take)."""
+
+    accounts: tuple[str, ...]  # Position.account per row
+    markets: tuple[str, ...]  # Position.market per row
+    health_factor: list[int | None]  # wad; None without debt
+    total_collateral_base: list[int]
+    total_debt_base: list[int]
+    liquidatable: Any  # numpy bool array, Position.liquidatable (liquidation holds honoured)
+    scalar_rows: int = 0
+
+    def __len__(self) -> int:
+        return len(self.accounts)
+
+    @classmethod
+    def of(cls, positions: Sequence[Position]) -> BookHealth:
+        """The same figures read off built positions (adapters without `ExactHealth`)."""
+        return cls(
+            accounts=tuple(p.account for p in positions),
+            markets=tuple(p.market for p in positions),
+            health_factor=[p.health_factor for p in positions],
+            total_collateral_base=[p.total_collateral_base for p in positions],
+            total_debt_base=[p.total_debt_base for p in positions],
+            liquidatable=np.array([p.liquidatable for p in positions], bool),
+        )
+
+
+@runtime_checkable
+class ExactHealth(Protocol):
+    """Optional for incremental adapters: the contract-level figures of every kept position
+    recomputed at once (numpy arrays of Python ints, the contracts' operations in their order),
+    without building Position objects. `health_book` builds the arrays from kept states once,
+    `health_update` replaces one row (a re-read account), `exact_health` computes them at the
+    market state's block."""
+
+    def health_book(self, market_state: Any, states: list[Any]) -> Any: ...
+
+    def health_update(self, market_state: Any, book: Any, row: int, state: Any) -> None: ...
+
+    def exact_health(self, market_state: Any, book: Any, block: BlockRef) -> BookHealth: ...
 
 
 @runtime_checkable

@@ -20,7 +20,7 @@ from eth_utils import to_checksum_address
 
 from onchain.position_rows import PositionRows
 from onchain.protocols import state_codec
-from onchain.protocols.aave_v3 import risk_rows, screen
+from onchain.protocols.aave_v3 import exact_book, risk_rows, screen
 from onchain.protocols.aave_v3.adapter import (
     AaveAccountState,
     AaveMarketState,
@@ -38,7 +38,13 @@ from onchain.protocols.aave_v3.adapter import (
     _reserve_tokens,
     _view,
 )
-from onchain.protocols.base import MarketRef, Position, ReadPlan, indexed_addresses
+from onchain.protocols.base import (
+    BookHealth,
+    MarketRef,
+    Position,
+    ReadPlan,
+    indexed_addresses,
+)
 from onchain.rpc.client import BlockRef
 from onchain.rpc.logs import Log
 
@@ -172,6 +178,18 @@ class AaveV3Incremental:
     ) -> PositionRows:
         """The risk book's arrays for these states, no Position built (`risk_rows`)."""
         return risk_rows.risk_rows(market_state, states)
+
+    def health_book(self, market_state: AaveMarketState, states: list[AaveAccountState]) -> Any:
+        """Arrays for every kept position's exact figures (`exact_book.exact_health`)."""
+        return exact_book.book(market_state, states)
+
+    def health_update(
+        self, market_state: AaveMarketState, book: Any, row: int, state: AaveAccountState
+    ) -> None:
+        exact_book.set_row(market_state, book, row, state)
+
+    def exact_health(self, market_state: AaveMarketState, book: Any, block: BlockRef) -> BookHealth:
+        return exact_book.exact_health(market_state, book, block)
 
     def plan_adopt_states(
         self, market_state: AaveMarketState, states: list[AaveAccountState], block: BlockRef

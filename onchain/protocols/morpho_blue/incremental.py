@@ -18,8 +18,14 @@ from eth_utils import to_checksum_address
 
 from onchain.position_rows import PositionRows
 from onchain.protocols import state_codec
-from onchain.protocols.base import MarketRef, Position, ReadPlan, indexed_addresses
-from onchain.protocols.morpho_blue import math, risk_rows
+from onchain.protocols.base import (
+    BookHealth,
+    MarketRef,
+    Position,
+    ReadPlan,
+    indexed_addresses,
+)
+from onchain.protocols.morpho_blue import exact_book, math, risk_rows
 from onchain.protocols.morpho_blue.adapter import (
     CREATE_MARKET,
     MorphoBlueAdapter,
@@ -125,6 +131,18 @@ class MorphoBlueIncremental:
     ) -> PositionRows:
         """The risk book's arrays for these states, no Position built (`risk_rows`)."""
         return risk_rows.risk_rows(market_state, states)
+
+    def health_book(self, market_state: MorphoState, states: list[MorphoPositionState]) -> Any:
+        """Arrays for every kept position's exact figures (`exact_book.exact_health`)."""
+        return exact_book.book(market_state, states)
+
+    def health_update(
+        self, market_state: MorphoState, book: Any, row: int, state: MorphoPositionState
+    ) -> None:
+        exact_book.set_row(market_state, book, row, state)
+
+    def exact_health(self, market_state: MorphoState, book: Any, block: BlockRef) -> BookHealth:
+        return exact_book.exact_health(market_state, book, block)
 
     def always_stale(self, market_state: MorphoState, state: MorphoPositionState) -> bool:
         return False
