@@ -216,6 +216,10 @@ class WindowReplay:
     live: dict[int, npt.NDArray[np.int64]] = field(default_factory=dict)  # row -> columns
     books: dict[int, Book] = field(default_factory=dict)  # row -> book of those positions
     reused: bool = False  # taken from the replay cache
+    # row -> (supply, borrow) interest rates per book column, ln growth per second
+    rates: dict[int, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] = field(
+        default_factory=dict
+    )
 
 
 def live_books(window: WindowReplay) -> WindowReplay:
@@ -227,7 +231,13 @@ def live_books(window: WindowReplay) -> WindowReplay:
         if live.size:
             positions = result.positions[k]
             window.live[k] = live
-            window.books[k] = live_book([positions[i] for i in live])
+            book = live_book([positions[i] for i in live])
+            window.books[k] = book
+            rates = result.rates.get(k, {})
+            window.rates[k] = (
+                np.array([rates.get(c, (0.0, 0.0))[0] for c in book.assets]),
+                np.array([rates.get(c, (0.0, 0.0))[1] for c in book.assets]),
+            )
     result.positions.clear()
     return window
 
