@@ -27,21 +27,24 @@ ASSETS = ("BTC", "ETH")
 GARCH_TAIL_SCALE = 1.2  # the GARCH model's closes-only defaults
 GARCH_TAIL_DOF = 3.0
 MODELS = ("garch", "reference", "previous", "onchain")
-# the `onchain` model as it was before its calm-week calibration, every parameter pinned
+# the `onchain` model as it was before interest and this calibration, every parameter pinned
 PREVIOUS_PARAMS: dict[str, float] = {
     "fast_lambda": 0.9,
     "slow_lambda": 0.99,
-    "slow_weight": 1.0,
+    "slow_weight": 0.5,
     "trend_steps": 12,
     "trend_lambda": 0.9,
     "dof": 4.0,
-    "tail_scale": 1.0,
+    "tail_scale": 1.05,
+    "interest": 0.0,
 }
+# knobs of the scoring, not of the volatility fit: "interest" 1 adds the interest drift
+SCORING_PARAMS = ("interest",)
 MODEL_TITLES = {
     "garch": "before (GARCH(1,1)-t on closes, default t tails, continuous first passage)",
     "reference": "simple reference (EWMA lambda 0.98 + Gaussian first passage)",
-    "previous": "onchain before its calm-week calibration (max of fast, slow and trend EWMA "
-    "variances, t4 tails, hourly oracle steps)",
+    "previous": "onchain before interest drift (max of fast, half the slow and trend EWMA "
+    "variances, t4 tails x 1.05, hourly oracle steps)",
     "onchain": "onchain: what scan/watch/run use (fast/slow/trend EWMA, t tails, crash "
     "correlation, hourly oracle steps)",
 }
@@ -150,9 +153,10 @@ def score_models(
     horizon_s: float,
     models: Sequence[str] = MODELS,
     reactive_params: dict[str, float] | None = None,
+    rates: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None,
 ) -> dict[str, npt.NDArray[np.float64]]:
     """Each model's probability for each position of ``book``, from the closes up to
-    ``end_index``."""
+    ``end_index``; ``rates``: the book columns' (supply, borrow) interest rates per second."""
     from onchain.app.risk_context import underlying
 
     lo = max(0, end_index - LOOKBACK_H + 1)
@@ -165,8 +169,13 @@ def score_models(
             params: dict[str, Any] = dict(
                 (reactive_params or {}) if name == "onchain" else PREVIOUS_PARAMS
             )
+            interest = params.get("interest", 1.0) and rates is not None
+            for knob in SCORING_PARAMS:
+                params.pop(knob, None)
             model = reactive_volatility(close, ts, ASSETS, **params)
-            out[name] = stepped_probability(book, model, horizon_s, HOUR_S, keys).probability
+            out[name] = stepped_probability(
+                book, model, horizon_s, HOUR_S, keys, rates=rates if interest else None
+            ).probability
             continue
         model = _garch_model(ts, close) if name == "garch" else _reference_model(ts, close)
         aligned = model.with_assets(keys)
@@ -360,6 +369,7 @@ def score_window(
             horizon_h * HOUR_S,
             models,
             reactive_params,
+            window.rates.get(k),
         )
         samples.row.append(np.full(live.size, k))
         samples.health.append(result.health[k, live])

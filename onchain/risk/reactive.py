@@ -37,7 +37,11 @@ import numpy as np
 import numpy.typing as npt
 
 from onchain.risk.book import Book
-from onchain.risk.probability import LiquidationProbability, liquidation_probability
+from onchain.risk.probability import (
+    LiquidationProbability,
+    interest_drift,
+    liquidation_probability,
+)
 from onchain.risk.volatility import VolatilityModel, ewma_correlation, ewma_variance, log_returns
 
 DEFAULT_DOF = 4.0
@@ -64,7 +68,9 @@ def reactive_volatility(
     tail_scale: float = DEFAULT_TAIL_SCALE,
     trend_steps: int = 12,
     trend_lambda: float = 0.9,
+    trend_weight: float = 1.0,
     slow_weight: float = DEFAULT_SLOW_WEIGHT,
+    stress_correlation: float = 0.0,
 ) -> VolatilityModel:
     """The model from ``close`` (k, m), oldest first, past data only (see module doc)."""
     px = np.asarray(close, dtype=np.float64)
@@ -76,19 +82,23 @@ def reactive_volatility(
     fast = np.column_stack([ewma_variance(r[:, j], fast_lambda) for j in range(m)])
     slow = np.column_stack([ewma_variance(r[:, j], slow_lambda) for j in range(m)])
     sigma2 = np.maximum(fast[-1], slow_weight * slow[-1])
+    trend_steps = int(trend_steps)
     if trend_steps > 1 and px.shape[0] > 2 * trend_steps:
         # moves that persist: the per-step variance of overlapping trend_steps-step returns
         lp = np.log(px)
         rk = (lp[trend_steps:] - lp[:-trend_steps]) / np.sqrt(trend_steps)
         trend = np.array([ewma_variance(rk[:, j], trend_lambda)[-1] for j in range(m)])
-        sigma2 = np.maximum(sigma2, trend)
+        sigma2 = np.maximum(sigma2, trend_weight * trend)
+    stress = None
     if m > 1:
         z = r / np.sqrt(np.maximum(slow[:-1], 1e-300))
-        corr = np.maximum(
-            ewma_correlation(z, fast_correlation_lambda),
-            ewma_correlation(z, slow_correlation_lambda),
-        )
+        fast_corr = ewma_correlation(z, fast_correlation_lambda)
+        slow_corr = ewma_correlation(z, slow_correlation_lambda)
+        corr = np.maximum(fast_corr, slow_corr)
         np.fill_diagonal(corr, 1.0)
+        if stress_correlation:
+            stress = np.minimum(fast_corr, slow_corr)
+            np.fill_diagonal(stress, 1.0)
     else:
         corr = np.ones((1, 1))
     return VolatilityModel(
@@ -99,6 +109,7 @@ def reactive_volatility(
         tail_steps=(1.0,),
         tail_scale=np.full((1, m), tail_scale),
         tail_dof=np.full((1, m), dof),
+        stress_correlation=stress,
     )
 
 
@@ -108,15 +119,20 @@ def stepped_probability(
     horizon_s: float,
     monitor_s: float,
     asset_keys: Sequence[str],
+    *,
+    rates: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
 ) -> LiquidationProbability:
     """Probability of an oracle-published HF < 1 within the horizon, prices seen every
-    ``monitor_s`` seconds (``asset_keys``: the model's key of each book column)."""
+    ``monitor_s`` seconds (``asset_keys``: the model's key of each book column; ``rates``:
+    (supply, borrow) ln growth per second of each column, for the interest drift)."""
     aligned = model.with_assets(asset_keys)
+    drift = None if rates is None else interest_drift(book, *rates) * horizon_s
     return liquidation_probability(
         book,
-        aligned.effective_covariance(horizon_s),
+        aligned.effective_covariances(horizon_s),
         tail_dof=aligned.horizon_tail_dof(horizon_s),
         oracle_steps=horizon_s / monitor_s,
+        log_drift=drift,
     )
 
 
