@@ -248,9 +248,7 @@ def liquidation_probability(
     """Closed-form probability for every position of ``book``.
 
     ``covariance``: (m, m) effective covariance of log prices over the horizon, in the book's
-    asset order (``VolatilityModel.with_assets(...).effective_covariance(horizon_s)``), or a
-    stack (k, m, m) of which each position takes the one giving it the largest sd
-    (``effective_covariances``: a stress correlation);
+    asset order (``VolatilityModel.with_assets(...).effective_covariance(horizon_s)``);
     ``tail_dof``: scalar or (m,) per asset (combined per position by :func:`position_tail_dof`);
     ``oracle_steps``: prices the oracle publishes within the horizon (``inf``: continuous);
     ``log_drift``: scalar or (n,) known move of ln HF over the horizon (interest: see module
@@ -264,11 +262,7 @@ def liquidation_probability(
     with np.errstate(divide="ignore", invalid="ignore"):
         log_hf = np.where(d_num > 0.0, np.log(w_num / d_num), np.inf)
     weights = log_health_weights(book, p)
-    stack = cov if cov.ndim == 3 else cov[None]
-    cov = stack[0]
     sigma = log_health_sigma(weights, cov)
-    for other in stack[1:]:
-        np.maximum(sigma, log_health_sigma(weights, other), out=sigma)
     dof_assets = np.asarray(tail_dof, dtype=np.float64)
     dof = (
         np.full(book.n_positions, float(dof_assets))

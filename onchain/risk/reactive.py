@@ -70,7 +70,6 @@ def reactive_volatility(
     trend_lambda: float = 0.9,
     trend_weight: float = 1.0,
     slow_weight: float = DEFAULT_SLOW_WEIGHT,
-    stress_correlation: float = 0.0,
 ) -> VolatilityModel:
     """The model from ``close`` (k, m), oldest first, past data only (see module doc)."""
     px = np.asarray(close, dtype=np.float64)
@@ -89,16 +88,13 @@ def reactive_volatility(
         rk = (lp[trend_steps:] - lp[:-trend_steps]) / np.sqrt(trend_steps)
         trend = np.array([ewma_variance(rk[:, j], trend_lambda)[-1] for j in range(m)])
         sigma2 = np.maximum(sigma2, trend_weight * trend)
-    stress = None
     if m > 1:
         z = r / np.sqrt(np.maximum(slow[:-1], 1e-300))
-        fast_corr = ewma_correlation(z, fast_correlation_lambda)
-        slow_corr = ewma_correlation(z, slow_correlation_lambda)
-        corr = np.maximum(fast_corr, slow_corr)
+        corr = np.maximum(
+            ewma_correlation(z, fast_correlation_lambda),
+            ewma_correlation(z, slow_correlation_lambda),
+        )
         np.fill_diagonal(corr, 1.0)
-        if stress_correlation:
-            stress = np.minimum(fast_corr, slow_corr)
-            np.fill_diagonal(stress, 1.0)
     else:
         corr = np.ones((1, 1))
     return VolatilityModel(
@@ -109,7 +105,6 @@ def reactive_volatility(
         tail_steps=(1.0,),
         tail_scale=np.full((1, m), tail_scale),
         tail_dof=np.full((1, m), dof),
-        stress_correlation=stress,
     )
 
 
@@ -129,7 +124,7 @@ def stepped_probability(
     drift = None if rates is None else interest_drift(book, *rates) * horizon_s
     return liquidation_probability(
         book,
-        aligned.effective_covariances(horizon_s),
+        aligned.effective_covariance(horizon_s),
         tail_dof=aligned.horizon_tail_dof(horizon_s),
         oracle_steps=horizon_s / monitor_s,
         log_drift=drift,

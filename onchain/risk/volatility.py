@@ -400,9 +400,6 @@ class VolatilityModel:
     tail_steps: tuple[float, ...] = (1.0,)
     tail_scale: FloatArray = field(default_factory=lambda: np.ones((1, 0)))
     tail_dof: FloatArray = field(default_factory=lambda: np.full((1, 0), np.inf))
-    # a second correlation (m, m) or None: each position takes the one under which its health
-    # varies most (rising correlation hurts a long book, falling one a spread between assets)
-    stress_correlation: FloatArray | None = None
 
     @property
     def n_assets(self) -> int:
@@ -438,16 +435,6 @@ class VolatilityModel:
         k = self.horizon_tail_scale(horizon_s)
         return self.horizon_covariance(horizon_s) * np.outer(k, k)
 
-    def effective_covariances(self, horizon_s: float) -> FloatArray:
-        """(1 or 2, m, m): :meth:`effective_covariance`, then the same with the stress
-        correlation when there is one (``liquidation_probability`` takes the worse per
-        position)."""
-        cov = self.effective_covariance(horizon_s)
-        if self.stress_correlation is None:
-            return cov[None]
-        sd = np.sqrt(self.horizon_variance(horizon_s)) * self.horizon_tail_scale(horizon_s)
-        return np.stack([cov, self.stress_correlation * np.outer(sd, sd)])
-
     def with_assets(self, order: Sequence[str]) -> VolatilityModel:
         """Re-index to a book's asset order (case-insensitive keys). Assets the model lacks get
         zero variance and no correlation: stables, or anything the caller holds fixed."""
@@ -460,11 +447,6 @@ class VolatilityModel:
         s2[have] = self.sigma2_next[src]
         corr = np.eye(m)
         corr[np.ix_(have, have)] = self.correlation[np.ix_(src, src)]
-
-        stress = None
-        if self.stress_correlation is not None:
-            stress = np.eye(m)
-            stress[np.ix_(have, have)] = self.stress_correlation[np.ix_(src, src)]
         steps = len(self.tail_steps)
         scale = np.ones((steps, m))
         dof = np.full((steps, m), np.inf)
@@ -484,7 +466,6 @@ class VolatilityModel:
             garch=garch,
             tail_scale=scale,
             tail_dof=dof,
-            stress_correlation=stress,
         )
 
 

@@ -195,18 +195,3 @@ def test_interest_drift_bounds_a_monte_carlo_with_growing_debt() -> None:
     mc = monte_carlo_probability(book, cov, n_paths=40_000, n_steps=8, log_drift=rate * horizon)
     assert np.all(closed >= mc.probability - 3 * mc.standard_error), (closed, mc.probability)
     assert np.max(closed - mc.probability) < 0.05, (closed, mc.probability)
-
-
-def test_stress_correlation_takes_the_worse_sd_per_position() -> None:
-    """A long ETH+BTC basket is riskier when the two move together, ETH collateral against BTC
-    debt when they part: with two covariances each position takes its larger sd."""
-    book = grid_book(np.array([1.2]))
-    sd = np.array([0.05, 0.04, 0.0])
-    high = np.array([[1.0, 0.9, 0], [0.9, 1.0, 0], [0, 0, 1.0]]) * np.outer(sd, sd)
-    low = np.array([[1.0, 0.5, 0], [0.5, 1.0, 0], [0, 0, 1.0]]) * np.outer(sd, sd)
-    s_high = liquidation_probability(book, high).sigma
-    s_low = liquidation_probability(book, low).sigma
-    both = liquidation_probability(book, np.stack([high, low])).sigma
-    np.testing.assert_allclose(both, np.maximum(s_high, s_low))
-    assert s_high[1] > s_low[1] and s_low[2] > s_high[2]  # basket vs spread
-    assert both[0] == s_high[0] == s_low[0]  # ETH alone: correlation does not matter
