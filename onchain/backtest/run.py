@@ -34,6 +34,7 @@ PREVIOUS_PARAMS: dict[str, float] = {
     "slow_weight": 0.5,
     "trend_steps": 12,
     "trend_lambda": 0.9,
+    "trend_weight": 1.0,
     "dof": 4.0,
     "tail_scale": 1.05,
     "interest": 0.0,
@@ -46,7 +47,7 @@ MODEL_TITLES = {
     "previous": "onchain before interest drift (max of fast, half the slow and trend EWMA "
     "variances, t4 tails x 1.05, hourly oracle steps)",
     "onchain": "onchain: what scan/watch/run use (fast/slow/trend EWMA, t tails, crash "
-    "correlation, hourly oracle steps)",
+    "correlation, hourly oracle steps) with the interest drift",
 }
 RECALL_TARGET = 0.95
 

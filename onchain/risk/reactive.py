@@ -3,14 +3,16 @@ and prices what the protocol actually sees: oracle prices in steps.
 
 Volatility. Three EWMA variances per asset: hourly log returns with a fast lambda (0.9,
 half-life ~6.6 h) and a slow one (0.99, ~3 days), and overlapping ``trend_steps``-hour returns
-(12 h, per hour, lambda 0.9), which see moves that persist hour after hour (a crash is a trend:
-six hourly -2% moves are a -12% move, not the -4.9% that sqrt(6) hourly sds suggest). The forecast
-variance is the largest of the fast, the trend and ``slow_weight`` (0.5) times the slow one: when
-a crash starts the fast and trend ones jump within a few hours, where a GARCH fitted on 30 days,
-or a long EWMA, needs a day or more; the slow one, at half weight, is a floor that lets the
-forecast come down as a market calms (at full weight it lagged above the realized variance in
-calm months, and calm weeks were forecast about twice too high). Correlation: the larger of a fast and a slow EWMA correlation of standardized returns,
-since assets move together when markets fall.
+(6 h, the backtest's horizon; per hour, lambda 0.9), which see moves that persist hour after hour
+(a crash is a trend: six hourly -2% moves are a -12% move, not the -4.9% that sqrt(6) hourly sds
+suggest). The forecast variance is the largest of the fast one, ``trend_weight`` (0.6) times the
+trend one and ``slow_weight`` (0.35) times the slow one: when a crash starts the fast and trend
+ones jump within a few hours, where a GARCH fitted on 30 days, or a long EWMA, needs a day or
+more. The largest of noisy estimates sits above each of them, so the trend and slow ones count
+at less than full weight: at full weight calm weeks were forecast about twice too high (the slow
+one lagged above a falling volatility, the trend one added its noise). Correlation: the larger of
+a fast and a slow EWMA correlation of standardized returns, since assets move together when
+markets fall.
 
 Tails. The horizon move is a unit-variance Student-t (a normal variance mixture: jumps and
 volatility surprises), with ``dof`` (4) and a ``tail_scale`` on the sd (1.05); the reflection
@@ -23,6 +25,11 @@ equals the continuous one with the barrier moved away by 0.5826·sigma_step (Bro
 and Kou 1997), so ln HF is shifted up by 0.5826 times the sd of ln HF over one oracle step.
 Without it, positions just above HF 1 get probabilities near 1 although the next published price
 may well be above their liquidation price.
+
+Interest. With the columns' supply and borrow rates (``stepped_probability(..., rates=)``) the
+interest that accrues within the horizon moves the barrier (``probability.interest_drift``): a
+position that prices cannot move (collateral and debt the oracle prices together) a few basis
+points above HF 1 at a high borrow rate is liquidated by interest alone.
 
 The defaults were chosen with ``python -m onchain.backtest.tune`` (``onchain backtest``'s replays)
 on the tuning windows (May 2021 crash, Dec 2020-Jan 2021 rally, July 2023 calm) and judged on
@@ -46,11 +53,13 @@ from onchain.risk.volatility import VolatilityModel, ewma_correlation, ewma_vari
 
 DEFAULT_DOF = 4.0
 # chosen with `python -m onchain.backtest.tune` on the May 2021 crash, the Dec 2020-Jan 2021 rally
-# and July 2023 (README, model note): the slow variance counts half, so the forecast comes down
-# when a market calms down (it was ~2x too high in calm weeks), and the tails are scaled by 1.05
-# so the crash forecasts move little (May 2021: observed/forecast 1.39 in 1-40%, was 1.29)
+# and July 2023 with the interest drift (README, model note): the highest smallest skill of the
+# three (a flat optimum: 0.3106-0.3114 for trend weights 0.4-0.6 and slow weights 0.25-0.35),
+# tails scaled by 1.05 so May 2021 stays within 10% of its observed/forecast before (1.51 vs 1.39)
 DEFAULT_TAIL_SCALE = 1.05
-DEFAULT_SLOW_WEIGHT = 0.5
+DEFAULT_SLOW_WEIGHT = 0.35
+DEFAULT_TREND_STEPS = 6
+DEFAULT_TREND_WEIGHT = 0.6
 LOOKBACK_STEPS = 720  # the model is fitted and validated on the last 30 days of hourly closes
 
 
@@ -66,9 +75,9 @@ def reactive_volatility(
     slow_correlation_lambda: float = 0.995,
     dof: float = DEFAULT_DOF,
     tail_scale: float = DEFAULT_TAIL_SCALE,
-    trend_steps: int = 12,
+    trend_steps: int = DEFAULT_TREND_STEPS,
     trend_lambda: float = 0.9,
-    trend_weight: float = 1.0,
+    trend_weight: float = DEFAULT_TREND_WEIGHT,
     slow_weight: float = DEFAULT_SLOW_WEIGHT,
 ) -> VolatilityModel:
     """The model from ``close`` (k, m), oldest first, past data only (see module doc)."""
