@@ -123,12 +123,10 @@ def interest_drift(
     ``borrow_rate``: (m,) ln growth per unit time of a unit supplied / borrowed in each column).
     0 without debt."""
     p = book.price_base if price_base is None else np.asarray(price_base, dtype=np.float64)
-    wc = book.collateral_lt * p
-    wd = book.debt * p
-    ones = np.ones(book.n_assets)
-    w_sum, d_sum = wc @ ones, wd @ ones
-    grow_c = wc @ np.asarray(supply_rate, dtype=np.float64)
-    grow_d = wd @ np.asarray(borrow_rate, dtype=np.float64)
+    # (c * p) @ s = c @ (p * s): one (n, m) @ (m, 2) product per side, no (n, m) temporaries
+    c = book.collateral_lt @ np.column_stack([p, p * np.asarray(supply_rate, dtype=np.float64)])
+    d = book.debt @ np.column_stack([p, p * np.asarray(borrow_rate, dtype=np.float64)])
+    w_sum, grow_c, d_sum, grow_d = c[:, 0], c[:, 1], d[:, 0], d[:, 1]
     with np.errstate(divide="ignore", invalid="ignore"):
         up = np.where(w_sum > 0.0, grow_c / w_sum, 0.0)
         down = np.where(d_sum > 0.0, grow_d / d_sum, 0.0)
