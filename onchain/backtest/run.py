@@ -39,7 +39,8 @@ PREVIOUS_PARAMS: dict[str, float] = {
     "tail_scale": 1.05,
     "interest": 0.0,
 }
-# knobs of the scoring, not of the volatility fit: "interest" 1 adds the interest drift
+# knobs of the scoring, not of the volatility fit: "interest" scales the rates of the interest
+# drift (1: as read from the chain, the default; 0: no drift)
 SCORING_PARAMS = ("interest",)
 MODEL_TITLES = {
     "garch": "before (GARCH(1,1)-t on closes, default t tails, continuous first passage)",
@@ -170,12 +171,13 @@ def score_models(
             params: dict[str, Any] = dict(
                 (reactive_params or {}) if name == "onchain" else PREVIOUS_PARAMS
             )
-            interest = params.get("interest", 1.0) and rates is not None
+            scale = float(params.get("interest", 1.0))
+            scaled = None if rates is None or not scale else (rates[0] * scale, rates[1] * scale)
             for knob in SCORING_PARAMS:
                 params.pop(knob, None)
             model = reactive_volatility(close, ts, ASSETS, **params)
             out[name] = stepped_probability(
-                book, model, horizon_s, HOUR_S, keys, rates=rates if interest else None
+                book, model, horizon_s, HOUR_S, keys, rates=scaled
             ).probability
             continue
         model = _garch_model(ts, close) if name == "garch" else _reference_model(ts, close)
