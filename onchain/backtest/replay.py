@@ -57,6 +57,9 @@ class ReplayResult:
     health: npt.NDArray[np.float64]  # (K, N) HF, inf without debt
     liquidatable: npt.NDArray[np.bool_]  # (K, N) the contracts' verdict (HF < 1)
     positions: dict[int, list[Position]] = field(default_factory=dict)  # row -> positions
+    # row -> {book column "market:asset": (supply rate, borrow rate)}, ln growth per second of
+    # what a unit supplied / borrowed there owes or earns (the interest the book carries)
+    rates: dict[int, dict[str, tuple[float, float]]] = field(default_factory=dict)
     blocks: list[int] = field(default_factory=list)
     verified: int = 0  # positions compared with getUserAccountData, all equal
     seconds: float = 0.0
@@ -87,6 +90,34 @@ def _morpho_holder(adapter: Any, p: Position) -> _Held:
         return adapter.position(state, market, account, shares, collateral, block)
 
     return _Held(f"morpho-blue:{market_id[:10]}:{account}", "morpho-blue", evaluate)
+
+
+def column_rates(name: str, state: Any, before: Any | None) -> dict[str, tuple[float, float]]:
+    """Each book column's (supply, borrow) interest rate in force at ``state``: ln growth per
+    second. Aave: from the reserve indexes between ``before`` and ``state`` (nobody acts in the
+    replay, so the stored rates — and the growth per second — stay those in force at
+    ``before``); Morpho: the IRM's borrow rate the state read, collateral earns nothing."""
+    out: dict[str, tuple[float, float]] = {}
+    if name == "morpho-blue":
+        for m in state.markets:
+            rate = (m.borrow_rate or 0) / WAD
+            out[f"{m.id.lower()}:{m.loan_token.lower()}"] = (0.0, rate)
+            out.setdefault(f"{m.id.lower()}:{m.collateral_token.lower()}", (0.0, 0.0))
+        return out
+    if before is None:
+        return out
+    dt = state.block.timestamp - before.block.timestamp
+    if dt <= 0:
+        return out
+    provider = state.addresses_provider.lower()
+    for r in state.reserves:
+        prev = before.by_asset.get(r.asset)
+        if prev is None or not prev.normalized_income_ray or not prev.normalized_debt_ray:
+            continue
+        supply = float(np.log(r.normalized_income_ray / prev.normalized_income_ray)) / dt
+        borrow = float(np.log(r.normalized_debt_ray / prev.normalized_debt_ray)) / dt
+        out[f"{provider}:{r.asset.lower()}"] = (supply, borrow)
+    return out
 
 
 def _health(p: Position) -> float:
@@ -143,6 +174,7 @@ def replay(
     )
     verify_rows = verify_rows or set()
     n_rows = len(prices_usd)
+    before: dict[str, Any] = {}
     for k, prices in enumerate(prices_usd):
         chain.rpc("evm_setNextBlockTimestamp", [hex(t0 + k * HOUR_S)])
         number = (
@@ -180,6 +212,17 @@ def replay(
                     for cid, value in known.items():
                         getattr(state, attr).setdefault(cid, value)
         keep = k in keep_rows
+        if before:
+            # rates in force over the last hour; row 0's are those over the first hour (the
+            # stored rates nobody changes, see column_rates)
+            for row in ([k - 1] if k - 1 in keep_rows else []) + ([k] if keep else []):
+                if row in out.rates:
+                    continue
+                out.rates[row] = {}
+                for name, state in states.items():
+                    own = before[name] if row < k and name == "morpho-blue" else state
+                    out.rates[row].update(column_rates(name, own, before.get(name)))
+        before = states
         positions = [h.evaluate(states[h.market], block, keep) for h in held]
         result_rows_h.append(np.array([_health(p) for p in positions]))
         result_rows_l.append(np.array([p.liquidatable for p in positions], dtype=bool))

@@ -27,23 +27,28 @@ ASSETS = ("BTC", "ETH")
 GARCH_TAIL_SCALE = 1.2  # the GARCH model's closes-only defaults
 GARCH_TAIL_DOF = 3.0
 MODELS = ("garch", "reference", "previous", "onchain")
-# the `onchain` model as it was before its calm-week calibration, every parameter pinned
+# the `onchain` model as it was before interest and this calibration, every parameter pinned
 PREVIOUS_PARAMS: dict[str, float] = {
     "fast_lambda": 0.9,
     "slow_lambda": 0.99,
-    "slow_weight": 1.0,
+    "slow_weight": 0.5,
     "trend_steps": 12,
     "trend_lambda": 0.9,
+    "trend_weight": 1.0,
     "dof": 4.0,
-    "tail_scale": 1.0,
+    "tail_scale": 1.05,
+    "interest": 0.0,
 }
+# knobs of the scoring, not of the volatility fit: "interest" scales the rates of the interest
+# drift (1: as read from the chain, the default; 0: no drift)
+SCORING_PARAMS = ("interest",)
 MODEL_TITLES = {
     "garch": "before (GARCH(1,1)-t on closes, default t tails, continuous first passage)",
     "reference": "simple reference (EWMA lambda 0.98 + Gaussian first passage)",
-    "previous": "onchain before its calm-week calibration (max of fast, slow and trend EWMA "
-    "variances, t4 tails, hourly oracle steps)",
+    "previous": "onchain before interest drift (max of fast, half the slow and trend EWMA "
+    "variances, t4 tails x 1.05, hourly oracle steps)",
     "onchain": "onchain: what scan/watch/run use (fast/slow/trend EWMA, t tails, crash "
-    "correlation, hourly oracle steps)",
+    "correlation, hourly oracle steps) with the interest drift",
 }
 RECALL_TARGET = 0.95
 
@@ -150,9 +155,10 @@ def score_models(
     horizon_s: float,
     models: Sequence[str] = MODELS,
     reactive_params: dict[str, float] | None = None,
+    rates: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None,
 ) -> dict[str, npt.NDArray[np.float64]]:
     """Each model's probability for each position of ``book``, from the closes up to
-    ``end_index``."""
+    ``end_index``; ``rates``: the book columns' (supply, borrow) interest rates per second."""
     from onchain.app.risk_context import underlying
 
     lo = max(0, end_index - LOOKBACK_H + 1)
@@ -165,8 +171,14 @@ def score_models(
             params: dict[str, Any] = dict(
                 (reactive_params or {}) if name == "onchain" else PREVIOUS_PARAMS
             )
+            scale = float(params.get("interest", 1.0))
+            scaled = None if rates is None or not scale else (rates[0] * scale, rates[1] * scale)
+            for knob in SCORING_PARAMS:
+                params.pop(knob, None)
             model = reactive_volatility(close, ts, ASSETS, **params)
-            out[name] = stepped_probability(book, model, horizon_s, HOUR_S, keys).probability
+            out[name] = stepped_probability(
+                book, model, horizon_s, HOUR_S, keys, rates=scaled
+            ).probability
             continue
         model = _garch_model(ts, close) if name == "garch" else _reference_model(ts, close)
         aligned = model.with_assets(keys)
@@ -216,6 +228,10 @@ class WindowReplay:
     live: dict[int, npt.NDArray[np.int64]] = field(default_factory=dict)  # row -> columns
     books: dict[int, Book] = field(default_factory=dict)  # row -> book of those positions
     reused: bool = False  # taken from the replay cache
+    # row -> (supply, borrow) interest rates per book column, ln growth per second
+    rates: dict[int, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] = field(
+        default_factory=dict
+    )
 
 
 def live_books(window: WindowReplay) -> WindowReplay:
@@ -227,7 +243,13 @@ def live_books(window: WindowReplay) -> WindowReplay:
         if live.size:
             positions = result.positions[k]
             window.live[k] = live
-            window.books[k] = live_book([positions[i] for i in live])
+            book = live_book([positions[i] for i in live])
+            window.books[k] = book
+            rates = result.rates.get(k, {})
+            window.rates[k] = (
+                np.array([rates.get(c, (0.0, 0.0))[0] for c in book.assets]),
+                np.array([rates.get(c, (0.0, 0.0))[1] for c in book.assets]),
+            )
     result.positions.clear()
     return window
 
@@ -350,6 +372,7 @@ def score_window(
             horizon_h * HOUR_S,
             models,
             reactive_params,
+            window.rates.get(k),
         )
         samples.row.append(np.full(live.size, k))
         samples.health.append(result.health[k, live])

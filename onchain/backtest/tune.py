@@ -6,6 +6,9 @@ line per combination and window, then the tuning windows pooled. How the default
     python -m onchain.backtest.tune --prices ../shared/data/prices \\
         --window may2021=2021-05-05:2021-06-04 --window jul2023=2023-07-01:2023-07-31 \\
         --grid slow_weight=0.5,1 --grid tail_scale=1,1.1 [--json]
+
+Grid keys are ``reactive_volatility``'s parameters, plus ``interest`` (1: the interest drift from
+the replay's rates, the default; 0: without).
 """
 
 from __future__ import annotations

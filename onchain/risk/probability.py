@@ -45,7 +45,17 @@ by 0.5826·sigma/sqrt(n) (Broadie, Glasserman and Kou 1997): ln HF is shifted up
 law). Without it positions just above HF 1 get probabilities near 1 that the next published
 price often does not bear out (``onchain backtest``).
 
-Conventions: no debt -> probability 0; liquidatable now -> 1; zero variance -> 0 when healthy.
+Interest. Debt grows at its borrow rate and collateral at its supply rate, so with prices still
+ln HF drifts by (:func:`interest_drift`) sum_i c_i·s_i - sum_j d_j·r_j per second (value shares
+as in the weights above; s, r the assets' ln growth rates). Over a horizon of hours that is tiny
+against price moves, except where prices cannot move the position (a collateral and a debt the
+oracle prices together, e.g. wstETH against WETH: sigma = 0) and it sits basis points above 1 at a
+borrow rate of 80%/yr: interest alone liquidates it. ``log_drift`` (per position, over the
+horizon) counts only a fall, taken whole at the start (the barrier moved by it): exact when prices
+are still, an upper bound otherwise; interest never lowers a probability.
+
+Conventions: no debt -> probability 0; liquidatable now -> 1; zero variance -> 0 when healthy
+(unless interest alone takes HF below 1 within the horizon).
 """
 
 from __future__ import annotations
@@ -100,6 +110,27 @@ def log_health_weights(book: Book, price_base: npt.ArrayLike | None = None) -> F
     wd *= inv_d[:, None]
     wc -= wd
     return wc
+
+
+def interest_drift(
+    book: Book,
+    supply_rate: npt.ArrayLike,
+    borrow_rate: npt.ArrayLike,
+    price_base: npt.ArrayLike | None = None,
+) -> FloatArray:
+    """(n,) drift of ln HF per unit time from interest with prices still: the HF numerator's
+    shares times the supply rates minus the debt shares times the borrow rates (``supply_rate``,
+    ``borrow_rate``: (m,) ln growth per unit time of a unit supplied / borrowed in each column).
+    0 without debt."""
+    p = book.price_base if price_base is None else np.asarray(price_base, dtype=np.float64)
+    # (c * p) @ s = c @ (p * s): one (n, m) @ (m, 2) product per side, no (n, m) temporaries
+    c = book.collateral_lt @ np.column_stack([p, p * np.asarray(supply_rate, dtype=np.float64)])
+    d = book.debt @ np.column_stack([p, p * np.asarray(borrow_rate, dtype=np.float64)])
+    w_sum, grow_c, d_sum, grow_d = c[:, 0], c[:, 1], d[:, 0], d[:, 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        up = np.where(w_sum > 0.0, grow_c / w_sum, 0.0)
+        down = np.where(d_sum > 0.0, grow_d / d_sum, 0.0)
+    return up - down
 
 
 def log_health_sigma(weights: FloatArray, covariance: npt.ArrayLike) -> FloatArray:
@@ -210,13 +241,16 @@ def liquidation_probability(
     drift: Drift = "zero",
     price_base: npt.ArrayLike | None = None,
     oracle_steps: float = np.inf,
+    log_drift: npt.ArrayLike | None = None,
 ) -> LiquidationProbability:
     """Closed-form probability for every position of ``book``.
 
     ``covariance``: (m, m) effective covariance of log prices over the horizon, in the book's
     asset order (``VolatilityModel.with_assets(...).effective_covariance(horizon_s)``);
     ``tail_dof``: scalar or (m,) per asset (combined per position by :func:`position_tail_dof`);
-    ``oracle_steps``: prices the oracle publishes within the horizon (``inf``: continuous).
+    ``oracle_steps``: prices the oracle publishes within the horizon (``inf``: continuous);
+    ``log_drift``: scalar or (n,) known move of ln HF over the horizon (interest: see module
+    doc); only a fall counts.
     """
     shift = oracle_barrier_shift(oracle_steps)
     p = book.price_base if price_base is None else np.asarray(price_base, dtype=np.float64)
@@ -233,8 +267,11 @@ def liquidation_probability(
         if dof_assets.ndim == 0
         else position_tail_dof(weights, np.sqrt(np.clip(np.diag(cov), 0.0, None)), dof_assets)
     )
-    prob = first_passage_probability(log_hf + shift * sigma, sigma, drift=drift, tail_dof=dof)
-    if shift:
+    barrier = log_hf + shift * sigma
+    if log_drift is not None:
+        barrier = barrier + np.minimum(np.asarray(log_drift, dtype=np.float64), 0.0)
+    prob = first_passage_probability(barrier, sigma, drift=drift, tail_dof=dof)
+    if shift or log_drift is not None:
         prob = np.where(log_hf <= 0.0, 1.0, prob)
     return LiquidationProbability(prob, log_hf, sigma, dof, shift)
 

@@ -4,13 +4,15 @@ and prices what the protocol actually sees: oracle prices in steps.
 Volatility. Three EWMA variances per asset: hourly log returns with a fast lambda (0.9,
 half-life ~6.6 h) and a slow one (0.99, ~3 days), and overlapping ``trend_steps``-hour returns
 (12 h, per hour, lambda 0.9), which see moves that persist hour after hour (a crash is a trend:
-six hourly -2% moves are a -12% move, not the -4.9% that sqrt(6) hourly sds suggest). The forecast
-variance is the largest of the fast, the trend and ``slow_weight`` (0.5) times the slow one: when
-a crash starts the fast and trend ones jump within a few hours, where a GARCH fitted on 30 days,
-or a long EWMA, needs a day or more; the slow one, at half weight, is a floor that lets the
-forecast come down as a market calms (at full weight it lagged above the realized variance in
-calm months, and calm weeks were forecast about twice too high). Correlation: the larger of a fast and a slow EWMA correlation of standardized returns,
-since assets move together when markets fall.
+six hourly -2% moves are a -12% move, not the -4.9% that sqrt(6) hourly sds suggest). The
+forecast variance is the largest of the fast one, ``trend_weight`` (0.8) times the trend one and
+``slow_weight`` (0.35) times the slow one: when a crash starts the fast and trend ones jump within
+a few hours, where a GARCH fitted on 30 days, or a long EWMA, needs a day or more. The largest of
+noisy estimates sits above each of them, so the trend and slow ones count at less than full
+weight: at full weight calm weeks were forecast about twice too high (the slow one lagged above a
+falling volatility, the trend one added its noise); less trend weight than 0.8 lowers calm
+forecasts further but misses crash onsets. Correlation: the larger of a fast and a slow EWMA
+correlation of standardized returns, since assets move together when markets fall.
 
 Tails. The horizon move is a unit-variance Student-t (a normal variance mixture: jumps and
 volatility surprises), with ``dof`` (4) and a ``tail_scale`` on the sd (1.05); the reflection
@@ -23,6 +25,11 @@ equals the continuous one with the barrier moved away by 0.5826·sigma_step (Bro
 and Kou 1997), so ln HF is shifted up by 0.5826 times the sd of ln HF over one oracle step.
 Without it, positions just above HF 1 get probabilities near 1 although the next published price
 may well be above their liquidation price.
+
+Interest. With the columns' supply and borrow rates (``stepped_probability(..., rates=)``) the
+interest that accrues within the horizon moves the barrier (``probability.interest_drift``): a
+position that prices cannot move (collateral and debt the oracle prices together) a few basis
+points above HF 1 at a high borrow rate is liquidated by interest alone.
 
 The defaults were chosen with ``python -m onchain.backtest.tune`` (``onchain backtest``'s replays)
 on the tuning windows (May 2021 crash, Dec 2020-Jan 2021 rally, July 2023 calm) and judged on
@@ -37,16 +44,23 @@ import numpy as np
 import numpy.typing as npt
 
 from onchain.risk.book import Book
-from onchain.risk.probability import LiquidationProbability, liquidation_probability
+from onchain.risk.probability import (
+    LiquidationProbability,
+    interest_drift,
+    liquidation_probability,
+)
 from onchain.risk.volatility import VolatilityModel, ewma_correlation, ewma_variance, log_returns
 
 DEFAULT_DOF = 4.0
-# chosen with `python -m onchain.backtest.tune` on the May 2021 crash, the Dec 2020-Jan 2021 rally
-# and July 2023 (README, model note): the slow variance counts half, so the forecast comes down
-# when a market calms down (it was ~2x too high in calm weeks), and the tails are scaled by 1.05
-# so the crash forecasts move little (May 2021: observed/forecast 1.39 in 1-40%, was 1.29)
+# chosen with `python -m onchain.backtest.tune` with the interest drift on the May 2021 crash, the
+# Dec 2020-Jan 2021 rally and July 2023 (README, model note): the highest smallest skill of the
+# three among settings that keep crash onsets (May 18-20 2021, June 12-14 2022) above the simple
+# reference; a 6-hour trend at weight 0.6 did best on the three alone (0.311) but fell below it
+# at the June 2022 onset. Tails scaled by 1.05 so the crashes stay close to their forecasts.
 DEFAULT_TAIL_SCALE = 1.05
-DEFAULT_SLOW_WEIGHT = 0.5
+DEFAULT_SLOW_WEIGHT = 0.35
+DEFAULT_TREND_STEPS = 12
+DEFAULT_TREND_WEIGHT = 0.8
 LOOKBACK_STEPS = 720  # the model is fitted and validated on the last 30 days of hourly closes
 
 
@@ -62,8 +76,9 @@ def reactive_volatility(
     slow_correlation_lambda: float = 0.995,
     dof: float = DEFAULT_DOF,
     tail_scale: float = DEFAULT_TAIL_SCALE,
-    trend_steps: int = 12,
+    trend_steps: int = DEFAULT_TREND_STEPS,
     trend_lambda: float = 0.9,
+    trend_weight: float = DEFAULT_TREND_WEIGHT,
     slow_weight: float = DEFAULT_SLOW_WEIGHT,
 ) -> VolatilityModel:
     """The model from ``close`` (k, m), oldest first, past data only (see module doc)."""
@@ -76,12 +91,13 @@ def reactive_volatility(
     fast = np.column_stack([ewma_variance(r[:, j], fast_lambda) for j in range(m)])
     slow = np.column_stack([ewma_variance(r[:, j], slow_lambda) for j in range(m)])
     sigma2 = np.maximum(fast[-1], slow_weight * slow[-1])
+    trend_steps = int(trend_steps)
     if trend_steps > 1 and px.shape[0] > 2 * trend_steps:
         # moves that persist: the per-step variance of overlapping trend_steps-step returns
         lp = np.log(px)
         rk = (lp[trend_steps:] - lp[:-trend_steps]) / np.sqrt(trend_steps)
         trend = np.array([ewma_variance(rk[:, j], trend_lambda)[-1] for j in range(m)])
-        sigma2 = np.maximum(sigma2, trend)
+        sigma2 = np.maximum(sigma2, trend_weight * trend)
     if m > 1:
         z = r / np.sqrt(np.maximum(slow[:-1], 1e-300))
         corr = np.maximum(
@@ -108,15 +124,20 @@ def stepped_probability(
     horizon_s: float,
     monitor_s: float,
     asset_keys: Sequence[str],
+    *,
+    rates: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
 ) -> LiquidationProbability:
     """Probability of an oracle-published HF < 1 within the horizon, prices seen every
-    ``monitor_s`` seconds (``asset_keys``: the model's key of each book column)."""
+    ``monitor_s`` seconds (``asset_keys``: the model's key of each book column; ``rates``:
+    (supply, borrow) ln growth per second of each column, for the interest drift)."""
     aligned = model.with_assets(asset_keys)
+    drift = None if rates is None else interest_drift(book, *rates) * horizon_s
     return liquidation_probability(
         book,
         aligned.effective_covariance(horizon_s),
         tail_dof=aligned.horizon_tail_dof(horizon_s),
         oracle_steps=horizon_s / monitor_s,
+        log_drift=drift,
     )
 
 

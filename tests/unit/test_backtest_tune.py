@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import calendar
 
+import numpy as np
 import pytest
 
 from onchain.backtest import tune
@@ -44,3 +45,37 @@ def test_summary_folds_the_middle_bins_by_count() -> None:
     s = tune.summary(scores)
     assert s["observed_over_forecast_1_40pct"] == pytest.approx((1.0 + 6.0) / (2.0 + 3.0))
     assert s["not_safe_recall"] == 0.95 and s["threshold_95pct_recall"] == 0.03
+
+
+def test_replay_rates_are_ln_growth_per_second_per_book_column() -> None:
+    """Aave: the reserve indexes' growth between two reads; Morpho: the IRM's rate on the loan
+    token's column, nothing on the collateral's. Keys are the book's per-market columns."""
+    from types import SimpleNamespace
+
+    from onchain.backtest.replay import WAD, column_rates
+
+    ray = 10**27
+
+    def aave(ts: int, income: float, debt: float) -> SimpleNamespace:
+        reserve = SimpleNamespace(
+            asset="0xAA",
+            normalized_income_ray=int(income * ray),
+            normalized_debt_ray=int(debt * ray),
+        )
+        return SimpleNamespace(
+            block=SimpleNamespace(timestamp=ts),
+            addresses_provider="0xPP",
+            reserves=(reserve,),
+            by_asset={"0xAA": reserve},
+        )
+
+    before, after = aave(0, 1.0, 1.0), aave(3600, 1.0001, 1.0004)
+    supply, borrow = column_rates("aave-v3", after, before)["0xpp:0xaa"]
+    assert supply == pytest.approx(np.log(1.0001) / 3600)
+    assert borrow == pytest.approx(np.log(1.0004) / 3600)
+    assert column_rates("aave-v3", after, None) == {}
+    market = SimpleNamespace(
+        id="0xM", loan_token="0xL", collateral_token="0xC", borrow_rate=WAD // 10**8
+    )
+    rates = column_rates("morpho-blue", SimpleNamespace(markets=(market,)), None)
+    assert rates == {"0xm:0xl": (0.0, 1e-8), "0xm:0xc": (0.0, 0.0)}
