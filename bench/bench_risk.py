@@ -87,17 +87,25 @@ def market_context(m: int) -> dict:
     return {"pending": pending, "dex": dex, "gas_base": 350_000 * 20e9 * 1e-18 * 3000.0}
 
 
+def interest_rates(m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each column's supply and borrow rate (ln growth per second): the interest drift."""
+    year = 365 * 86_400.0
+    return np.full(m, 0.02 / year), np.linspace(0.01, 0.9, m) / year
+
+
 def ours(
     book: Book, horizon_s: float, workers: int | None = None, chunk_rows: int = 32_768
 ) -> tuple[float, object]:
     ctx = market_context(book.n_assets)
     cov = covariance(horizon_s)
     dof = np.array([3.0, 3.0, 3.0, 3.0, np.inf, np.inf])
+    supply, borrow = interest_rates(book.n_assets)
     started = time.perf_counter()
     result = assess(
         book,
         cov,
         tail_dof=dof,
+        interest=(supply * horizon_s, borrow * horizon_s),
         curve_drops=shock_grid(0.8, 0.05),
         workers=workers,
         chunk_rows=chunk_rows,
@@ -232,9 +240,7 @@ def main() -> None:
         np.arange(721) * 3600,
         SYMBOLS[:4],
     )
-    # each column's supply and borrow rate (ln growth per second): the interest drift
-    year = 365 * 86_400.0
-    rates = (np.full(book.n_assets, 0.02 / year), np.linspace(0.01, 0.9, book.n_assets) / year)
+    rates = interest_rates(book.n_assets)
     started = time.perf_counter()
     stepped_probability(book, model, 6 * 3600.0, 3600.0, SYMBOLS, rates=rates)
     print(

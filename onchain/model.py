@@ -40,12 +40,16 @@ class RiskTerms:
 
     Keys are collateral asset addresses (lower-case); fractions (0.05 = 5%).
     ``protocol_fee`` is the share of the bonus the protocol keeps (Aave's liquidation protocol
-    fee), 0 where the protocol keeps none.
+    fee), 0 where the protocol keeps none. ``interest`` keys every asset of the market the
+    adapter knows rates for.
     """
 
     liquidation_bonus: Mapping[str, float]
     close_factor_rule: CloseFactorRule
     protocol_fee: Mapping[str, float] = field(default_factory=dict)
+    # asset (lower-case) -> (supply, borrow) interest: ln growth per second of a unit supplied /
+    # borrowed at the block's rates (the probability's interest drift); empty: not known
+    interest: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

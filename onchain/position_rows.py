@@ -77,6 +77,10 @@ class PositionRows:
     price_base: FloatArray
     protocol_fee: FloatArray
     holds: Mapping[int, LiquidationHold] = field(default_factory=dict)
+    # (m,) per column: (supply, borrow) ln growth per second of a unit supplied / borrowed at
+    # the block's rates (`RiskTerms.interest`); None: the adapter does not know them
+    supply_rate: FloatArray | None = None
+    borrow_rate: FloatArray | None = None
 
     def __post_init__(self) -> None:
         n, m = len(self.accounts), len(self.assets)
@@ -95,6 +99,9 @@ class PositionRows:
                 raise ValueError(f"{name} must have shape {(n,)}")
         for name in ("column_market", "decimals", "price_base", "protocol_fee"):
             if np.shape(getattr(self, name)) != (m,):
+                raise ValueError(f"{name} must have shape {(m,)}")
+        for name in ("supply_rate", "borrow_rate"):
+            if getattr(self, name) is not None and np.shape(getattr(self, name)) != (m,):
                 raise ValueError(f"{name} must have shape {(m,)}")
         if len(self.symbols) != m:
             raise ValueError(f"symbols must have {m} entries")

@@ -645,6 +645,45 @@ def pool_liquidity(
     return available, utilization
 
 
+def interest_rates(
+    book: Book, positions: Sequence[Position] | PositionRows
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per book column: (supply, borrow) ln growth per second at the block's rates, from the
+    adapters (`RiskTerms.interest` of the Positions, the rows' `supply_rate`/`borrow_rate`), and
+    how many columns had them; 0 where the adapter gave none."""
+    known: dict[str, tuple[float, float]] = {}
+    if isinstance(positions, PositionRows):
+        if positions.supply_rate is not None and positions.borrow_rate is not None:
+            known = dict(
+                zip(
+                    positions.column_keys,
+                    zip(
+                        positions.supply_rate.tolist(), positions.borrow_rate.tolist(), strict=True
+                    ),
+                    strict=True,
+                )
+            )
+    else:
+        seen: set[int] = set()
+        for p in positions:
+            # adapters share one mapping per market state: read each once
+            if p.terms is None or not p.terms.interest or id(p.terms.interest) in seen:
+                continue
+            seen.add(id(p.terms.interest))
+            market = p.market.lower()
+            for asset, rates in p.terms.interest.items():
+                known.setdefault(f"{market}:{asset.lower()}", rates)
+    supply = np.zeros(book.n_assets)
+    borrow = np.zeros(book.n_assets)
+    found = 0
+    for j, key in enumerate(book.assets):
+        column = known.get(key)
+        if column is not None:
+            supply[j], borrow[j] = column
+            found += 1
+    return supply, borrow, found
+
+
 def assess_positions(
     client: RpcClient,
     block: BlockRef,
@@ -713,9 +752,17 @@ def assess_positions(
         f"oracle steps: one published price per {settings.oracle_step_s:g} s "
         f"({max(oracle_steps, 1.0):.3g} within the horizon)"
     )
+    supply, borrow, found = interest_rates(book, positions)
+    sources.append(
+        f"interest: supply and borrow rates at the block for {found} of {book.n_assets} "
+        "reserves (the rest 0)"
+        if found < book.n_assets
+        else "interest: supply and borrow rates at the block for every reserve"
+    )
     assessment = assess(
         book,
         covariance,
+        interest=(supply * horizon_s, borrow * horizon_s),
         tail_dof=tail_dof,
         oracle_steps=oracle_steps,
         pending=pending,

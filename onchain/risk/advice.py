@@ -187,6 +187,15 @@ def _solve(
     return np.where(ok_hi, np.exp(x_out), np.nan).reshape(shape)
 
 
+def _log_health(probability: LiquidationProbability) -> FloatArray:
+    """ln HF less the interest fall the probability counted: a margin is solved for the HF the
+    position will have after the interest (the fall held at its size now: a top-up or repay
+    changes it by the rates times the horizon times the change in shares, negligible)."""
+    if probability.log_drift is None:
+        return probability.log_health
+    return probability.log_health + probability.log_drift
+
+
 def safe_health_and_target(
     probability: LiquidationProbability,
     target_probability: float,
@@ -197,7 +206,7 @@ def safe_health_and_target(
     """(safe HF now, already below the target) for every position, from its probability inputs:
     the cheap part of :func:`margin_advice`, for the whole book."""
     dof_a = np.broadcast_to(np.asarray(tail_dof, dtype=np.float64), (n_assets,))
-    sigma, nu_pos, b0 = probability.sigma, probability.tail_dof, probability.log_health
+    sigma, nu_pos, b0 = probability.sigma, probability.tail_dof, _log_health(probability)
     has_debt = np.isfinite(b0) | (b0 < 0)
     k_pos = barrier_multiple(target_probability, nu_pos, dof_a)
     shift = probability.barrier_shift
@@ -206,6 +215,8 @@ def safe_health_and_target(
     else:
         safe_hf = safe_health_factor(sigma, target_probability, nu_pos, drift)
     safe_hf = safe_hf * np.exp(-shift * sigma)  # oracle steps: the barrier sits shift·sigma lower
+    if probability.log_drift is not None:  # interest: the HF must clear the fall it brings too
+        safe_hf = safe_hf * np.exp(-probability.log_drift)
     already = ~has_debt | _feasible(b0, sigma, k_pos, nu_pos, target_probability, drift, shift)
     return safe_hf, already
 
@@ -240,7 +251,7 @@ def margin_advice(
         )
     sigma = probability.sigma
     nu_pos = probability.tail_dof
-    b0 = probability.log_health
+    b0 = _log_health(probability)
     safe_hf, already = safe_health_and_target(probability, target_probability, dof_a, m, drift)
     repay = np.where(book.debt > 0.0, 0.0, np.nan)
     topup = np.where(book.liquidation_threshold > 0.0, 0.0, np.nan)

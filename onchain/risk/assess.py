@@ -39,7 +39,12 @@ from onchain.risk.health import health_factor_from_values
 from onchain.risk.liquidator import LiquidationPlan, plan_liquidations
 from onchain.risk.liquidity import DexDepth, low_liquidity_mask
 from onchain.risk.oracle_lag import PendingHealth, PendingPrices, pending_health
-from onchain.risk.probability import Drift, LiquidationProbability, liquidation_probability
+from onchain.risk.probability import (
+    Drift,
+    LiquidationProbability,
+    interest_drift,
+    liquidation_probability,
+)
 from onchain.risk.stress import LiquidationCurve, liquidation_curve
 from onchain.risk.tiers import (
     DEFAULT_THRESHOLDS,
@@ -106,6 +111,7 @@ def _assess_rows(
     with_advice: bool,
     collateral_totals: FloatArray,
     curve_drops: FloatArray | None,
+    interest: tuple[npt.ArrayLike, npt.ArrayLike] | None,
 ) -> Assessment:
     p = book.price_base
     n = book.n_positions
@@ -117,7 +123,12 @@ def _assess_rows(
     us = uniform_shock(book)
     ph = pending_health(book, pending) if pending is not None else None
     prob = liquidation_probability(
-        book, covariance, tail_dof=tail_dof, drift=drift, oracle_steps=oracle_steps
+        book,
+        covariance,
+        tail_dof=tail_dof,
+        drift=drift,
+        oracle_steps=oracle_steps,
+        log_drift=None if interest is None else interest_drift(book, *interest),
     )
     # liquidation plans: liquidatable now at oracle prices, pending ones at pending prices
     rows_now = np.flatnonzero(liq)
@@ -219,6 +230,7 @@ def assess(
     target_probability: float = 0.01,
     with_advice: bool = True,
     curve_drops: npt.ArrayLike | None = None,
+    interest: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
     chunk_rows: int = 32_768,
     workers: int | None = None,
 ) -> Assessment:
@@ -226,6 +238,8 @@ def assess(
     in book order; ``tail_dof`` scalar or (m,); prices are the book's (the oracle's).
     ``oracle_steps``: prices the oracle publishes within the horizon (``inf``: continuous;
     see ``probability``). ``curve_drops``: also the liquidation curve for these uniform volatile drops.
+    ``interest``: (supply, borrow) (m,) ln growth of a unit within the horizon per column (rate
+    per second times the horizon): the probability's interest drift (``probability`` module doc).
     ``workers``: threads (default: CPU count, at most 4); ``chunk_rows``: rows per chunk."""
     n = book.n_positions
     totals = book.collateral.sum(axis=0)
@@ -249,6 +263,7 @@ def assess(
         with_advice,
         totals,
         drops,
+        interest,
     )
     bounds = [(a, min(a + chunk_rows, n)) for a in range(0, max(n, 1), chunk_rows)]
     n_workers = min(workers or min(os.cpu_count() or 1, 4), len(bounds))

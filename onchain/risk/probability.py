@@ -93,6 +93,9 @@ class LiquidationProbability:
     sigma: FloatArray  # (n,) sd of ln HF over the horizon (effective, tail scale included)
     tail_dof: FloatArray  # (n,) Student-t dof used (inf = Gaussian)
     barrier_shift: float = 0.0  # discrete oracle steps: ln HF is shifted up by this times sigma
+    # (n,) the fall of ln HF from interest over the horizon that was counted (<= 0; the barrier
+    # moved by it, see module doc); None: no interest given
+    log_drift: FloatArray | None = None
 
 
 def log_health_weights(book: Book, price_base: npt.ArrayLike | None = None) -> FloatArray:
@@ -268,12 +271,15 @@ def liquidation_probability(
         else position_tail_dof(weights, np.sqrt(np.clip(np.diag(cov), 0.0, None)), dof_assets)
     )
     barrier = log_hf + shift * sigma
+    fall = None
     if log_drift is not None:
-        barrier = barrier + np.minimum(np.asarray(log_drift, dtype=np.float64), 0.0)
+        fall = np.minimum(np.asarray(log_drift, dtype=np.float64), 0.0)
+        fall = np.broadcast_to(fall, log_hf.shape).copy()
+        barrier = barrier + fall
     prob = first_passage_probability(barrier, sigma, drift=drift, tail_dof=dof)
     if shift or log_drift is not None:
         prob = np.where(log_hf <= 0.0, 1.0, prob)
-    return LiquidationProbability(prob, log_hf, sigma, dof, shift)
+    return LiquidationProbability(prob, log_hf, sigma, dof, shift, fall)
 
 
 def liquidation_probability_from_model(

@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from sqlalchemy import func, inspect, select
 
@@ -158,9 +159,12 @@ def test_onchain_run_stores_the_risk_modules_tiers_and_the_contracts_verdict(
         positions = read_positions(client, "aave-v3", state, [r.account for r in rows], pinned)
         snapshot = market_snapshot(client, "aave-v3", state, pinned)
         sent = client.requests_sent
-        expected, _report = risk_tiers(
+        expected, risk = risk_tiers(
             client, pinned, positions, RiskSettings.from_config(cfg.risk), snapshot
         )
+        # the reserves' interest rates moved the barrier of positions with debt (the drift)
+        assert risk is not None and risk.assessment.probability.log_drift is not None
+        assert np.count_nonzero(risk.assessment.probability.log_drift < 0) >= 100
         risk_requests = client.requests_sent - sent
         assert [(r.risk_tier, r.risk_reasons, r.risk_reason) for r in rows] == [
             (e.tier, e.reasons, e.reason) for e in expected
@@ -186,6 +190,10 @@ def test_onchain_run_stores_the_risk_modules_tiers_and_the_contracts_verdict(
             ).scalar_one()
         assert details["risk"]["horizon_s"] == rows[0].horizon_s
         assert any("pending health: reference prices" in s for s in details["risk"]["sources"])
+        assert (
+            "interest: supply and borrow rates at the block for every reserve"
+            in (details["risk"]["sources"])
+        )
 
         # the outbox's rule alerted each liquidatable account, LIQUIDATABLE last; every alert
         # names the tier its account was last reported in

@@ -19,11 +19,11 @@ from onchain.devnet.chain import DEPLOYER, DevChain, calldata
 from onchain.devnet.config_file import devnet_config_text
 from onchain.devnet.control import _in_one_block, set_prices
 from onchain.jobs.assess import exact_inputs, risk_tiers, risk_tiers_rows
-from onchain.protocols.base import MarketRef, RiskRows
+from onchain.protocols.base import RiskRows
 from onchain.risk.book import book_from_positions, book_from_rows
 from onchain.rpc.client import RpcClient
 from onchain.symbols import STABLE_SYMBOLS
-from tests.helpers.books import assert_same_book
+from tests.helpers.books import assert_same_book, risk_markets
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +42,7 @@ def at_risk(devnet: DevnetInfo, tmp_path_factory: pytest.TempPathFactory) -> dic
     config.write_text(devnet_config_text(devnet))
     client = RpcClient(devnet.rpc_url, expected_chain_id=devnet.chain_id)
     block = client.pin_block(number)
-    markets = {
-        "aave-3.0.2": MarketRef("aave-v3", devnet.aave.addresses_provider),
-        "aave-3.6": MarketRef("aave-v3", devnet.aave36.addresses_provider),
-        "morpho": MarketRef("morpho-blue", devnet.morpho.morpho),
-    }
+    markets = risk_markets(devnet)
     out: dict[str, Any] = {"client": client, "block": block, "config": config}
     for name, ref in markets.items():
         refresher = MarketRefresher(client, ref)

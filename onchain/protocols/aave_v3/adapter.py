@@ -104,11 +104,25 @@ class AaveReserve:
     price_feed: str | None = None  # the AaveOracle source (a Chainlink-style feed)
     deficit_raw: int = 0  # 3.3+: Pool.getReserveDeficit, bad debt not yet covered
     liquidation_grace_until: int = 0  # 3.1+: no liquidation with this reserve until after it
+    # getReserveData's currentLiquidityRate / currentVariableBorrowRate: ray, per year
+    liquidity_rate_ray: int = 0
+    variable_borrow_rate_ray: int = 0
 
     @property
     def utilization(self) -> float:
         total = self.available_liquidity_raw + self.total_debt_raw
         return self.total_debt_raw / total if total else 0.0
+
+    @property
+    def interest_rates(self) -> tuple[float, float]:
+        """(supply, variable borrow) ln growth per second of a unit at the stored rates: the
+        income index grows linearly and the debt index compounded at rate / year, so both grow
+        at rate / RAY / SECONDS_PER_YEAR per second at this instant."""
+        per_second = math.RAY * math.SECONDS_PER_YEAR
+        return (
+            self.liquidity_rate_ray / per_second,
+            self.variable_borrow_rate_ray / per_second,
+        )
 
 
 @dataclass(frozen=True)
@@ -136,6 +150,12 @@ class AaveMarketState:
         """The reserves by asset address, built once per state (every position looks up its
         assets here)."""
         return {r.asset: r for r in self.reserves}
+
+    @cached_property
+    def interest_rates(self) -> dict[str, tuple[float, float]]:
+        """Asset (lower-case) -> (supply, borrow) ln growth per second: `RiskTerms.interest`,
+        one mapping shared by every position of the state."""
+        return {r.asset.lower(): r.interest_rates for r in self.reserves}
 
     @property
     def description(self) -> str:
@@ -492,6 +512,7 @@ class AaveV3Adapter:
             },
             close_factor_rule=CloseFactorRule[market_state.rules.close_factor_rule],
             protocol_fee={r.asset: r.config.liquidation_protocol_fee / 10_000 for r in used},
+            interest=market_state.interest_rates,
         )
         return Position(
             protocol=PROTOCOL,
@@ -924,6 +945,8 @@ def _build_reserve(
         price_feed=to_checksum_address(source) if source else None,
         deficit_raw=int(deficit),
         liquidation_grace_until=int(grace),
+        liquidity_rate_ray=int(data[2]),
+        variable_borrow_rate_ray=int(data[4]),
     )
 
 

@@ -181,6 +181,8 @@ def risk_rows(market_state: AaveMarketState, states: Sequence[AaveAccountState])
         price_base=column_price,
         protocol_fee=fee,
         holds=holds,
+        supply_rate=np.array([r.interest_rates[0] for r in reserves]),
+        borrow_rate=np.array([r.interest_rates[1] for r in reserves]),
     )
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 from eth_abi import decode
@@ -102,6 +103,20 @@ class MorphoMarket:
     @property
     def liquidation_incentive_factor(self) -> int:
         return math.liquidation_incentive_factor(self.lltv)
+
+    @cached_property
+    def interest_rates(self) -> dict[str, tuple[float, float]]:
+        """Token (lower-case) -> (supply, borrow) ln growth per second at the IRM's rate:
+        Morpho compounds the borrow rate continuously (per second, wad), lenders earn it on the
+        borrowed share less the fee; collateral earns nothing."""
+        borrow = (self.borrow_rate or 0) / math.WAD
+        a = self.accrued
+        used = a.total_borrow_assets / a.total_supply_assets if a.total_supply_assets else 0.0
+        supply = borrow * used * (1.0 - a.fee / math.WAD)
+        return {
+            self.collateral_token.lower(): (0.0, 0.0),
+            self.loan_token.lower(): (supply, borrow),
+        }
 
 
 @dataclass(frozen=True)
@@ -501,6 +516,7 @@ class MorphoBlueAdapter:
             terms=RiskTerms(
                 liquidation_bonus={m.collateral_token.lower(): (lif - math.WAD) / math.WAD},
                 close_factor_rule=CloseFactorRule.FULL,
+                interest=m.interest_rates,
             ),
             version=market_state.version,
             base_currency=m.loan_symbol,

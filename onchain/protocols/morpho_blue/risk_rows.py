@@ -77,6 +77,11 @@ def risk_rows(market_state: MorphoState, states: Sequence[MorphoPositionState]) 
         assets += [m.collateral_token, m.loan_token]
         symbols += [m.collateral_symbol, m.loan_symbol]
         decimals += [m.collateral_decimals, m.loan_decimals]
+    # (supply, borrow) per column: each market's collateral, then its loan token
+    rates = np.array(
+        [m.interest_rates[t.lower()] for m in markets for t in (m.collateral_token, m.loan_token)],
+        dtype=np.float64,
+    ).reshape(2 * k, 2)
     return PositionRows(
         protocol=PROTOCOL,
         version=market_state.version,
@@ -99,4 +104,6 @@ def risk_rows(market_state: MorphoState, states: Sequence[MorphoPositionState]) 
         decimals=np.array(decimals, dtype=np.int64),
         price_base=np.array(price, dtype=np.float64).reshape(2 * k),
         protocol_fee=np.zeros(2 * k),
+        supply_rate=rates[:, 0],
+        borrow_rate=rates[:, 1],
     )
