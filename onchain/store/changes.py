@@ -414,12 +414,17 @@ def book_at(conn: Connection, market_id: int, block_number: int) -> StoredBook |
     )
 
 
-def rebuild_positions(book: StoredBook, incremental: IncrementalAdapter) -> list[Position]:
+def rebuild_positions(
+    book: StoredBook, incremental: IncrementalAdapter, *, flip_prices: bool = True
+) -> list[Position]:
     """The block's positions from its stored states, through the adapter's own exact math (the
-    same as a live read recomputes them from kept state)."""
+    same as a live read recomputes them from kept state). `flip_prices=False`: without the
+    per-asset liquidation prices, for readers that show none (tier series)."""
     market_state = incremental.decode_market_state(book.market_state)
     states = [s for blob in book.accounts.values() for s in incremental.decode_account_states(blob)]
-    return incremental.positions_from_states(market_state, states, book.block)
+    return incremental.positions_from_states(
+        market_state, states, book.block, flip_prices=flip_prices
+    )
 
 
 # -- retention --------------------------------------------------------------------------------
@@ -495,9 +500,11 @@ def _carry(
 
 # -- one account through the blocks -----------------------------------------------------------
 
-# (protocol, the market state's bytes, the account state's bytes, block) -> its positions: the
-# adapter's exact math, handed in by the caller (the store never decodes a blob)
-Rebuild = Callable[[str, bytes, bytes, BlockRef], list[Position]]
+# (protocol, one account state's bytes, [(the market state's bytes, block), ...]) -> the
+# account's positions at each of those blocks: the adapter's exact math, handed in by the caller
+# (the store never decodes a blob), which decodes the account's state once for them all
+Rebuild = Callable[[str, bytes, Sequence[tuple[bytes, BlockRef]]], list[list[Position]]]
+HEADS_PAGE = 256  # snapshot heads read at a time, newest first, while picking blocks
 
 
 @dataclass(frozen=True)
@@ -520,20 +527,9 @@ def account_points(
     limit: int,
 ) -> list[RebuiltPoint]:
     """The account's positions at the market's newest `limit` blocks stored in the change
-    layout alone (no snapshot rows), rebuilt exactly, with the verdict standing at each."""
-    heads = conn.execute(
-        select(
-            T_SNAPSHOTS.c.block_number,
-            T_SNAPSHOTS.c.block_hash,
-            T_SNAPSHOTS.c.block_timestamp,
-            T_SNAPSHOTS.c.details,
-        )
-        .where(T_SNAPSHOTS.c.market_id == market_id)
-        .order_by(T_SNAPSHOTS.c.block_number.desc())
-    ).all()
-    alone = [h for h in heads if (h.details or {}).get("layout") == "changes"][:limit]
-    if not alone:
-        return []
+    layout alone (no snapshot rows) at which it has a stored state, rebuilt exactly, with the
+    verdict standing at each. Each block's market state is decoded once and the account's
+    state once per stored row, not once per block."""
     mine = (T_ACCOUNT_STATES.c.market_id == market_id) & (
         T_ACCOUNT_STATES.c.account_id == account_id
     )
@@ -542,49 +538,96 @@ def account_points(
         .where(mine)
         .order_by(T_ACCOUNT_STATES.c.block_number)
     ).all()
-    if not states:
+    if not states or limit <= 0:
         return []
-    verdict_rows = conn.execute(
+    state_blocks = [n for n, _s in states]
+    picked = _heads_with_state(conn, market_id, state_blocks, states, limit)
+    if not picked:
+        return []
+    verdicts: dict[str, tuple[list[int], list[str | None]]] = {}
+    for key, number, tier in conn.execute(
         select(T_VERDICTS.c.market_key, T_VERDICTS.c.block_number, T_VERDICTS.c.risk_tier)
         .where((T_VERDICTS.c.market_id == market_id) & (T_VERDICTS.c.account_id == account_id))
         .order_by(T_VERDICTS.c.block_number)
-    ).all()
-    verdicts: dict[str, list[tuple[int, str | None]]] = {}
-    for key, number, tier in verdict_rows:
-        verdicts.setdefault(key, []).append((number, tier))
-    numbers = [h.block_number for h in alone]
-    blobs = {
-        n: blob
-        for n, blob in conn.execute(
+    ):
+        numbers, tiers = verdicts.setdefault(key, ([], []))
+        numbers.append(number)
+        tiers.append(tier)
+    blobs: dict[int, bytes] = {}
+    for chunk in chunks(sorted(b.number for b, _row in picked)):
+        rows = conn.execute(
             select(T_MARKET_STATES.c.block_number, T_MARKET_STATES.c.state).where(
                 (T_MARKET_STATES.c.market_id == market_id)
-                & T_MARKET_STATES.c.block_number.in_(numbers)
+                & T_MARKET_STATES.c.block_number.in_(list(chunk))
             )
         )
-    }
-    state_blocks = [n for n, _s in states]
-    out = []
-    for head in reversed(alone):
-        at = bisect_right(state_blocks, head.block_number)
-        blob = states[at - 1].state if at else None
-        if blob is None or head.block_number not in blobs:
+        blobs.update((n, blob) for n, blob in rows)
+    # oldest first, in runs of blocks that share the account's stored state
+    runs: list[tuple[int, list[BlockRef]]] = []
+    for block, row in sorted(picked, key=lambda p: p[0].number):
+        if block.number not in blobs:
             continue
-        block = BlockRef(head.block_number, head.block_hash, head.block_timestamp)
-        for p in rebuild(protocol, blobs[head.block_number], blob, block):
-            standing = verdicts.get(p.market, [])
-            v = bisect_right([n for n, _t in standing], head.block_number)
-            tier = standing[v - 1][1] if v else None
-            hf = p.health_factor
-            values = (
-                block.number,
-                block.hash,
-                block.timestamp,
-                hf,
-                None if hf is None else hf / WAD,
-                p.liquidatable,
-                tier or "",
-                p.total_collateral_base,
-                p.total_debt_base,
-            )
-            out.append(RebuiltPoint(p.market, p.base_currency_decimals, values))
+        if not runs or runs[-1][0] != row:
+            runs.append((row, []))
+        runs[-1][1].append(block)
+    out = []
+    for row, blocks in runs:
+        at = [(blobs[b.number], b) for b in blocks]
+        for block, positions in zip(blocks, rebuild(protocol, states[row].state, at), strict=True):
+            for p in positions:
+                numbers, tiers = verdicts.get(p.market, ([], []))
+                v = bisect_right(numbers, block.number)
+                hf = p.health_factor
+                values = (
+                    block.number,
+                    block.hash,
+                    block.timestamp,
+                    hf,
+                    None if hf is None else hf / WAD,
+                    p.liquidatable,
+                    (tiers[v - 1] if v else None) or "",
+                    p.total_collateral_base,
+                    p.total_debt_base,
+                )
+                out.append(RebuiltPoint(p.market, p.base_currency_decimals, values))
     return out
+
+
+def _heads_with_state(
+    conn: Connection,
+    market_id: int,
+    state_blocks: list[int],
+    states: Sequence[Any],
+    limit: int,
+) -> list[tuple[BlockRef, int]]:
+    """The newest `limit` blocks of the market stored in the change layout alone at which the
+    account has a state: (block, the index of its state row), read a page of heads at a time
+    from the newest down to the account's first state (not every head the market has)."""
+    s = T_SNAPSHOTS
+    first = state_blocks[0]
+    picked: list[tuple[BlockRef, int]] = []
+    below: int | None = None
+    while len(picked) < limit:
+        where = (s.c.market_id == market_id) & (s.c.block_number >= first)
+        if below is not None:
+            where &= s.c.block_number < below
+        page = conn.execute(
+            select(s.c.block_number, s.c.block_hash, s.c.block_timestamp, s.c.details)
+            .where(where)
+            .order_by(s.c.block_number.desc())
+            .limit(HEADS_PAGE)
+        ).all()
+        for head in page:
+            if (head.details or {}).get("layout") != "changes":
+                continue
+            row = bisect_right(state_blocks, head.block_number) - 1
+            if row < 0 or states[row].state is None:
+                continue
+            block = BlockRef(head.block_number, head.block_hash, head.block_timestamp)
+            picked.append((block, row))
+            if len(picked) == limit:
+                break
+        if len(page) < HEADS_PAGE:
+            break
+        below = page[-1].block_number
+    return picked
