@@ -430,19 +430,16 @@ def book_at(conn: Connection, market_id: int, block_number: int) -> StoredBook |
     ).first()
     if head is None:
         return None
-    known = (
-        select(T_ACCOUNT_STATES.c.account_id)
-        .where(T_ACCOUNT_STATES.c.market_id == market_id)
-        .distinct()
-    )
-    addresses = {
-        aid: address
-        for aid, address in conn.execute(
-            select(T_ACCOUNTS.c.id, T_ACCOUNTS.c.address).where(T_ACCOUNTS.c.id.in_(known))
-        )
-    }
     states = states_at(conn, market_id, block_number)
     verdicts = verdicts_at(conn, market_id, block_number)
+    addresses: dict[int, str] = {}
+    for chunk in chunks(sorted(set(states) | {aid for aid, _key in verdicts})):
+        addresses.update(
+            (aid, address)
+            for aid, address in conn.execute(
+                select(T_ACCOUNTS.c.id, T_ACCOUNTS.c.address).where(T_ACCOUNTS.c.id.in_(chunk))
+            )
+        )
     return StoredBook(
         BlockRef(block_number, head.block_hash, head.block_timestamp),
         head.state,
