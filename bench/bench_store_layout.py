@@ -161,6 +161,21 @@ def _changers(info: DevnetInfo, count: int) -> Callable[[], None]:
     return step
 
 
+def _track_borrowers(
+    info: DevnetInfo, stores: dict[str, Store], contexts: dict[str, JobContext]
+) -> None:
+    """Every seeded borrower tracked from block 0, discovery moved to the head."""
+    from eth_utils import to_checksum_address
+
+    from onchain.rpc.client import RpcClient
+
+    head = RpcClient(info.rpc_url, expected_chain_id=info.chain_id).pin_block()
+    found = {str(to_checksum_address(b)): 0 for b in info.borrowers}
+    for layout, ctx in contexts.items():
+        for market in ctx.markets:
+            crud.record_discovery(stores[layout], market, found, head)
+
+
 def run(
     kind: str, accounts: int, blocks: int, aave_only: bool, repeat: int, history_repeat: int
 ) -> None:
@@ -184,6 +199,8 @@ def run(
                     )
                 )
                 contexts[layout] = JobContext(cfg, store, crud.sync_markets(store, cfg))
+            if aave_only:  # it keeps no old logs to discover from: its borrowers are given
+                _track_borrowers(info, stores, contexts)
             changers = _changers(info, max(1, accounts // 100))
             for ctx in contexts.values():  # the first block: everything is new to both
                 assert refresh_job(ctx, Counter()) == []
