@@ -22,7 +22,9 @@ change layout's latest view, median of repeated runs; and the history over every
 where the change layout rebuilds each older block through the adapter.
 
     .venv/bin/python bench/bench_store_layout.py [--accounts 3000] [--blocks 10]
-        [--no-postgres | --no-sqlite]
+        [--no-postgres | --no-sqlite] [--aave-only] [--repeat 15] [--history-repeat 15]
+
+At 30,000 accounts: `--accounts 30000 --aave-only` (the large devnet is cached Aave-only).
 """
 
 from __future__ import annotations
@@ -159,8 +161,28 @@ def _changers(info: DevnetInfo, count: int) -> Callable[[], None]:
     return step
 
 
-def run(kind: str, accounts: int, blocks: int) -> None:
-    with running_devnet(accounts, 7) as info, tempfile.TemporaryDirectory() as folder:
+def _track_borrowers(
+    info: DevnetInfo, stores: dict[str, Store], contexts: dict[str, JobContext]
+) -> None:
+    """Every seeded borrower tracked from block 0, discovery moved to the head."""
+    from eth_utils import to_checksum_address
+
+    from onchain.rpc.client import RpcClient
+
+    head = RpcClient(info.rpc_url, expected_chain_id=info.chain_id).pin_block()
+    found = {str(to_checksum_address(b)): 0 for b in info.borrowers}
+    for layout, ctx in contexts.items():
+        for market in ctx.markets:
+            crud.record_discovery(stores[layout], market, found, head)
+
+
+def run(
+    kind: str, accounts: int, blocks: int, aave_only: bool, repeat: int, history_repeat: int
+) -> None:
+    with (
+        running_devnet(accounts, 7, aave_only=aave_only) as info,
+        tempfile.TemporaryDirectory() as folder,
+    ):
         how = "reloaded" if info.loaded_from_cache else "built cold"
         n_morpho = "with Morpho" if info.morpho is not None else "no Morpho"
         print(f"\n{kind}, {accounts} Aave borrowers ({n_morpho}), devnet {how}")
@@ -177,6 +199,8 @@ def run(kind: str, accounts: int, blocks: int) -> None:
                     )
                 )
                 contexts[layout] = JobContext(cfg, store, crud.sync_markets(store, cfg))
+            if aave_only:  # it keeps no old logs to discover from: its borrowers are given
+                _track_borrowers(info, stores, contexts)
             changers = _changers(info, max(1, accounts // 100))
             for ctx in contexts.values():  # the first block: everything is new to both
                 assert refresh_job(ctx, Counter()) == []
@@ -206,13 +230,15 @@ def run(kind: str, accounts: int, blocks: int) -> None:
                         if layout == "snapshots":
                             positions = max(positions, counts["positions"] // n)
                 _report(kind, scenario, figures, positions)
-            _reads(stores, info.borrowers[0])
+            _reads(stores, info.borrowers[0], repeat, history_repeat)
             for store in stores.values():
                 store.close()
 
 
-def _reads(stores: dict[str, Store], account: str, repeat: int = 15) -> None:
-    """Median seconds of the newest block's reads per layout, as a ratio to the snapshot rows'."""
+def _reads(stores: dict[str, Store], account: str, repeat: int, history_repeat: int) -> None:
+    """Median seconds of the newest block's reads per layout, as a ratio to the snapshot rows';
+    the histories also per stored block (they read every one; `history_repeat` runs, as a
+    whole book rebuilt per block takes seconds at tens of thousands of accounts)."""
     from eth_utils import to_checksum_address
 
     from onchain.app.stored_book import rebuild_account, rebuild_book
@@ -233,21 +259,34 @@ def _reads(stores: dict[str, Store], account: str, repeat: int = 15) -> None:
         "market history": lambda s: Q.tier_series(s, "aave", rebuild=rebuild_book),
         "account history": lambda s: queries.account_history(s, who, rebuild=rebuild_account),
     }
-    print(f"  reads (median of {repeat}):")
+    histories = ("market history", "account history")
+    print(f"  reads (median of {repeat}; histories of {history_repeat}):")
     for name, read in reads.items():
         seconds = {}
+        blocks = {}
         for layout, store in stores.items():
-            read(store)  # warm
+            got = read(store)  # warm
             runs = []
-            for _ in range(repeat):
+            for _ in range(history_repeat if name in histories else repeat):
                 started = time.perf_counter()
                 read(store)
                 runs.append(time.perf_counter() - started)
             seconds[layout] = statistics.median(runs)
+            if name in histories:
+                blocks[layout] = max((len(series.points) for series in got), default=0)
         a, b = seconds["snapshots"] * 1000, seconds["changes"] * 1000
         print(
             f"    {name:<22} snapshots {a:>9.2f} ms  changes {b:>9.2f} ms  = {b / a:7.2%} of snapshots"
         )
+        if blocks:
+            pa, pb = (
+                seconds[layout] * 1000 / max(1, blocks[layout])
+                for layout in ("snapshots", "changes")
+            )
+            print(
+                f"    {'  per block':<22} snapshots {pa:>9.2f} ms  changes {pb:>9.2f} ms  "
+                f"({blocks['changes']} blocks)"
+            )
 
 
 def _report(kind: str, scenario: str, figures: dict[str, Figures], positions: int) -> None:
@@ -277,6 +316,13 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=10)
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--no-sqlite", action="store_true")
+    parser.add_argument(
+        "--aave-only",
+        action="store_true",
+        help="the Aave-only devnet (how the 30,000-borrower one is cached)",
+    )
+    parser.add_argument("--repeat", type=int, default=15, help="runs per read (median)")
+    parser.add_argument("--history-repeat", type=int, default=15, help="runs per history read")
     args = parser.parse_args()
     refresh_module.crud.write_snapshot = _timed_write  # type: ignore[assignment]
     kinds = [
@@ -284,7 +330,7 @@ def main() -> None:
     ]
     for accounts in args.accounts:
         for kind in kinds:
-            run(kind, accounts, args.blocks)
+            run(kind, accounts, args.blocks, args.aave_only, args.repeat, args.history_repeat)
 
 
 if __name__ == "__main__":

@@ -252,7 +252,9 @@ class RefreshJobConfig(JobConfig):
     """`at`: the latest block, a safe block (`confirmations` behind), or each new block.
     `incremental`: keep account state and re-read only what a block's logs touched (protocols
     that support it); `reconcile_every_blocks`: then compare the kept state with a full read
-    every so many blocks and repair differences (0: never)."""
+    every so many blocks and repair differences (0: never). `resume_max_gap_blocks`: a
+    refresher taking up the store's states after a stop reads the logs since; past this many
+    blocks it reads every account instead (the logs of a long gap cost more; 0: no limit)."""
 
     every_s: float = 12.0
     at: str = "latest"
@@ -261,6 +263,7 @@ class RefreshJobConfig(JobConfig):
     reorg_window: int = 64
     incremental: bool = True
     reconcile_every_blocks: int = 100
+    resume_max_gap_blocks: int = 10_000
 
 
 @dataclass(frozen=True)
@@ -411,6 +414,7 @@ def _store_jobs_tiers(
             "reorg_window",
             "incremental",
             "reconcile_every_blocks",
+            "resume_max_gap_blocks",
         },
     )
     incremental = t.get("incremental", True)
@@ -427,6 +431,14 @@ def _store_jobs_tiers(
         reorg_window=_number(t, "reorg_window", 64, w, integer=True, minimum=1),
         incremental=incremental,
         reconcile_every_blocks=_number(t, "reconcile_every_blocks", 100, w, integer=True),
+        resume_max_gap_blocks=_number(
+            t,
+            "resume_max_gap_blocks",
+            defaults_jobs.refresh.resume_max_gap_blocks,
+            w,
+            integer=True,
+            minimum=0,
+        ),
     )
     w = f"{path} [jobs.assess]"
     assess = JobConfig(

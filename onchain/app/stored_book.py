@@ -5,6 +5,8 @@ protocol's state itself."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from onchain.errors import InputError
 from onchain.protocols.base import IncrementalAdapter, Position
 from onchain.protocols.registry import get_incremental
@@ -13,19 +15,27 @@ from onchain.store.changes import StoredBook, rebuild_positions
 
 
 def rebuild_account(
-    protocol: str, market_state: bytes, account_state: bytes, block: BlockRef
-) -> list[Position]:
-    """One account's positions at `block` from its stored state and the market's."""
+    protocol: str, account_state: bytes, at: Sequence[tuple[bytes, BlockRef]]
+) -> list[list[Position]]:
+    """One account's positions at each block of `at` (the market's stored state there, the
+    block) from one stored state of the account, decoded once. For history points: the health
+    factor and totals are exact, the per-asset liquidation prices left out (None), as they are
+    most of an Aave position's cost and no point shows them."""
     incremental = _incremental(protocol)
-    market = incremental.decode_market_state(market_state)
     states = incremental.decode_account_states(account_state)
-    return incremental.positions_from_states(market, states, block)
+    return [
+        incremental.positions_from_states(
+            incremental.decode_market_state(market_state), states, block, flip_prices=False
+        )
+        for market_state, block in at
+    ]
 
 
 def rebuild_book(protocol: str, book: StoredBook) -> list[Position]:
     """A whole book at a block stored in the change layout alone, decoded once (what the API's
-    tier series hands the store for such blocks)."""
-    return rebuild_positions(book, _incremental(protocol))
+    tier series hands the store for such blocks): tiers, health factors and totals exact, the
+    per-asset liquidation prices left out (the series shows none; they were half its cost)."""
+    return rebuild_positions(book, _incremental(protocol), flip_prices=False)
 
 
 def _incremental(protocol: str) -> IncrementalAdapter:

@@ -1,7 +1,8 @@
 """A restart without a full read: where the change layout keeps account states, a refresher
 with no kept state (a new process, a market taken over from another worker) takes them up from
 the store at the market's refresh cursor, then moves on with the logs since. Any doubt reads
-everything again, as before, counted and logged with the reason."""
+everything again, as before, counted and logged with the reason; so does a gap longer than
+`[jobs.refresh] resume_max_gap_blocks`, whose logs would cost more than reading every account."""
 
 from __future__ import annotations
 
@@ -31,6 +32,10 @@ class NothingStored(NoSeed):
     """Nothing to take up yet (a new store, or a cursor at or past the block): no warning."""
 
 
+class GapTooLong(NoSeed):
+    """The stored block is further back than `resume_max_gap_blocks`: by design, no warning."""
+
+
 def resume_from_store(
     ctx: JobContext,
     client: RpcClient,
@@ -45,7 +50,9 @@ def resume_from_store(
         seed = _stored_seed(ctx, client, market, block)
     except NoSeed as why:
         reason = str(why)
-        quiet = isinstance(why, NothingStored)
+        quiet = isinstance(why, (NothingStored, GapTooLong))
+        if isinstance(why, GapTooLong):
+            counts["incremental_resume_gap_too_long"] += 1
     except Exception as exc:  # a decode or read failure: the full read is always right
         reason, quiet = f"stored state unusable ({one_line(exc)})", False
     else:
@@ -74,6 +81,13 @@ def _stored_seed(
     cursor = crud.get_cursor(ctx.store, market.id, "refresh")
     if cursor is None or cursor.block_number >= block.number:
         raise NothingStored("no refresh cursor below the block")
+    gap = block.number - cursor.block_number
+    most = ctx.config.jobs.refresh.resume_max_gap_blocks
+    if most and gap > most:
+        raise GapTooLong(
+            f"{gap} blocks since the stored block {cursor.block_number}, more than "
+            f"resume_max_gap_blocks ({most}): a full read costs less than their logs"
+        )
     book = changes.stored_book(ctx.store, market.id, cursor.block_number)
     if book is None:
         raise NoSeed(f"no stored states at block {cursor.block_number}")

@@ -14,8 +14,9 @@ import json
 import types
 import typing
 import zlib
+from collections.abc import Callable
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 LEVEL = 6  # zlib: small rows matter more than microseconds here
 
@@ -28,7 +29,7 @@ def encode(value: Any) -> bytes:
 
 def decode(data: bytes, kind: Any) -> Any:
     """The value `encode` wrote, rebuilt as `kind` (e.g. `AaveMarketState`, `list[X]`)."""
-    return _build(kind, json.loads(zlib.decompress(data)))
+    return _decoder(kind)(json.loads(zlib.decompress(data)))
 
 
 def _plain(value: Any) -> Any:
@@ -61,35 +62,56 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _build(kind: Any, data: Any) -> Any:
+@cache
+def _decoder(kind: Any) -> Callable[[Any], Any]:
+    """A function rebuilding `kind` from its decoded JSON, made once per type: the type
+    hints are walked here, not again at every node of every value (a market state has
+    thousands)."""
     if kind is Any:
-        return data
+        return _same
     origin = typing.get_origin(kind)
     args = typing.get_args(kind)
     if origin in (typing.Union, types.UnionType):
-        if data is None:
-            return None
         inner = [a for a in args if a is not type(None)]
         if len(inner) != 1:
             raise TypeError(f"cannot decode the union {kind}")
-        return _build(inner[0], data)
+        one = _decoder(inner[0])
+        return lambda data: None if data is None else one(data)
     if origin is dict:
-        return {_build(args[0], k): _build(args[1], v) for k, v in data}
+        key, value = _decoder(args[0]), _decoder(args[1])
+        return lambda data: {key(k): value(v) for k, v in data}
     if origin in (set, frozenset):
-        return origin(_build(args[0], v) for v in data)
+        item = _decoder(args[0])
+        return lambda data: origin(item(v) for v in data)
     if origin is list:
-        return [_build(args[0], v) for v in data]
+        item = _decoder(args[0])
+        return lambda data: [item(v) for v in data]
     if origin is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_build(args[0], v) for v in data)
-        return tuple(_build(a, v) for a, v in zip(args, data, strict=True))
+            item = _decoder(args[0])
+            return lambda data: tuple(item(v) for v in data)
+        items = tuple(_decoder(a) for a in args)
+        return lambda data: tuple(f(v) for f, v in zip(items, data, strict=True))
     if isinstance(kind, type) and dataclasses.is_dataclass(kind):
-        hints = _hints(kind)
-        fields = _fields(kind)
-        values = {f.name: _build(hints[f.name], v) for f, v in zip(fields, data, strict=True)}
-        return kind(**values)
+        return _dataclass_decoder(kind)
     if kind is bytes:
-        return bytes.fromhex(data)
+        return bytes.fromhex
     if kind in (int, str, bool, float):
-        return kind(data)
+        return cast(Callable[[Any], Any], kind)
     raise TypeError(f"cannot decode a {kind} in a kept state")
+
+
+def _dataclass_decoder(kind: type) -> Callable[[Any], Any]:
+    """A dataclass from the list of its compared fields, by name."""
+    hints = _hints(kind)
+    names = tuple(f.name for f in _fields(kind))
+    parts = tuple(_decoder(hints[n]) for n in names)
+
+    def build(data: Any) -> Any:
+        return kind(**{n: f(v) for n, f, v in zip(names, parts, data, strict=True)})
+
+    return build
+
+
+def _same(data: Any) -> Any:
+    return data

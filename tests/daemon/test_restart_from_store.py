@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +33,11 @@ STEPS = itertools.count(20)  # each test moves the shared devnet with accounts o
 
 
 def _daemon(
-    devnet: DevnetInfo, store: Store, tmp_path: Path, refresh: str
+    devnet: DevnetInfo, store: Store, tmp_path: Path, refresh: str, at: str = "each-block"
 ) -> tuple[Config, list[crud.MarketInfo]]:
     url = store.engine.url.render_as_string(False)
-    cfg = load_config(_config(tmp_path, devnet, url, store='layout = "both"\n', refresh=refresh))
+    path = _config(tmp_path, devnet, url, store='layout = "both"\n', refresh=refresh, at=at)
+    cfg = load_config(path)
     return cfg, crud.sync_markets(store, cfg)
 
 
@@ -48,9 +50,15 @@ def _run(ctx: JobContext, counts: Counter[str] | None = None) -> Counter[str]:
 def _assert_exact(
     devnet: DevnetInfo, store: Store, markets: list[crud.MarketInfo], first: int, last: int
 ) -> int:
+    return _assert_exact_at(devnet, store, markets, range(first, last + 1))
+
+
+def _assert_exact_at(
+    devnet: DevnetInfo, store: Store, markets: list[crud.MarketInfo], numbers: Iterable[int]
+) -> int:
     client = RpcClient(devnet.rpc_url, expected_chain_id=devnet.chain_id)
     compared = 0
-    for number in range(first, last + 1):
+    for number in numbers:
         for market in markets:
             ref = MarketRef(market.protocol, market.address)
             full = scan(client, ref, block_number=number).positions
@@ -127,3 +135,42 @@ def test_a_restart_whose_stored_block_was_orphaned_reads_everything_again(
     assert again["incremental_full_reads"] == 2 and not again["incremental_restarts_from_store"]
     assert "left the canonical chain" in str(again["incremental_full_read_reason"])
     assert _assert_exact(devnet, store, markets, orphaned_top, last) > 2 * 300 * 2
+
+
+def test_a_restart_after_more_than_resume_max_gap_blocks_reads_everything_again(
+    devnet: DevnetInfo, store: Store, tmp_path: Path
+) -> None:
+    """With `at = "latest"` the first block after a stop is the head, and taking up the stored
+    states means reading the logs of the whole gap: up to `resume_max_gap_blocks` the store's
+    states are taken up, past it every account is read again, counted with the reason."""
+    chain = DevChain(devnet.rpc_url)
+    refresh = "reconcile_every_blocks = 0\nresume_max_gap_blocks = {}\n"
+    cfg, markets = _daemon(devnet, store, tmp_path, refresh.format(0), at="latest")
+    first_run = _run(JobContext(cfg, store, markets))
+    assert first_run["incremental_full_reads"] == 2
+    stored = [chain.block_number()]
+
+    cursor = crud.get_cursor(store, markets[0].id, "refresh")
+    assert cursor is not None
+    _move(devnet, next(STEPS))
+    most = chain.block_number() - cursor.block_number  # this gap is exactly the limit
+    assert most >= 1
+    cfg, markets = _daemon(devnet, store, tmp_path, refresh.format(most), at="latest")
+    near = _run(JobContext(cfg, store, markets))
+    stored.append(chain.block_number())
+    assert near["incremental_full_reads"] == 0, near
+    assert near["incremental_restarts_from_store"] == 2
+    assert not near["incremental_resume_gap_too_long"]
+    assert near["accounts_reread"] <= 10
+
+    _move(devnet, next(STEPS))
+    chain.mine(most)  # the same stop and a few blocks more: past the limit
+    far = _run(JobContext(cfg, store, markets))
+    stored.append(chain.block_number())
+    assert far["incremental_full_reads"] == 2 and not far["incremental_restarts_from_store"], far
+    assert far["incremental_resume_gap_too_long"] == 2
+    assert f"more than resume_max_gap_blocks ({most})" in str(far["incremental_full_read_reason"])
+    assert far["accounts_reread"] >= 500
+    now = crud.get_cursor(store, markets[0].id, "refresh")
+    assert now is not None and now.block_number == stored[-1]
+    assert _assert_exact_at(devnet, store, markets, stored) > 3 * 500

@@ -26,9 +26,10 @@ def _config(
     incremental: bool = True,
     store: str = "",
     refresh: str = "reconcile_every_blocks = 2\n",
+    at: str = "each-block",
 ) -> Path:
-    """Both devnet markets, each block; `store`: more [store] lines (e.g. the layout),
-    `refresh`: more [jobs.refresh] lines."""
+    """Both devnet markets, each block (or as `at` says); `store`: more [store] lines (e.g. the
+    layout), `refresh`: more [jobs.refresh] lines."""
     assert info.morpho is not None
     path = tmp_path / "incremental.toml"
     path.write_text(
@@ -38,7 +39,7 @@ def _config(
         f'[[markets]]\nname = "morpho"\nprotocol = "morpho-blue"\nchain = "devnet"\n'
         f'address = "{info.morpho.morpho}"\n\n'
         f'[store]\nurl = "{db_url}"\n{store}\n'
-        '[jobs.refresh]\nat = "each-block"\nmax_blocks_per_run = 50\n'
+        f'[jobs.refresh]\nat = "{at}"\nmax_blocks_per_run = 50\n'
         f"incremental = {'true' if incremental else 'false'}\n"
         f"{refresh}"
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from onchain.config import TierThresholds, load_config
 from onchain.errors import ConfigError
@@ -189,3 +189,42 @@ def test_a_later_assessment_re_tiers_the_blocks_verdict_rows(store: Store, tmp_p
     _, verdicts = _at(store, market.id, number)
     assert {v[1] for v in verdicts.values()} == {"CRITICAL"}
     assert {v[2] for v in verdicts.values()} == {"re-tiered by a later assessment"}
+
+
+def test_states_at_probed_per_account_equal_the_one_pass_read(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long history is read account by account (one primary-key probe each) instead of in
+    one pass over every row: both give every block's states alike, a left account's NULL
+    included, with another market's rows beside them."""
+    path = tmp_path / "two.toml"
+    path.write_text(
+        '[chains.devnet]\nchain_id = 31337\nrpc_url = "http://127.0.0.1:1"\n\n'
+        f'[[markets]]\nname = "m"\nprotocol = "aave-v3"\nchain = "devnet"\naddress = "{MARKET}"\n'
+        '[[markets]]\nname = "n"\nprotocol = "aave-v3"\nchain = "devnet"\n'
+        f'address = "0x{"5" * 40}"\n'
+    )
+    market, other = crud.sync_markets(store, load_config(path))
+    for n in range(60):
+        _write(store, market, n)
+        if n % 7 == 0:
+            _write(store, other, n, bump=100)
+    if store.dialect == "postgresql":
+        with store.write() as conn:  # the planner's row count, which picks the probes
+            conn.execute(text("ANALYZE account_states"))
+
+    def read(n: int) -> dict[int, bytes | None]:
+        with store.read() as conn:
+            return changes.states_at(conn, market.id, n)
+
+    monkeypatch.setattr(changes, "PROBE_ROWS_PER_ACCOUNT", 10**9)
+    with store.read() as conn:
+        assert not changes._long_history(conn)
+    passed = {n: read(n) for n in range(-1, 62)}
+    monkeypatch.setattr(changes, "PROBE_ROWS_PER_ACCOUNT", 0)
+    with store.read() as conn:
+        assert changes._long_history(conn)
+    probed = {n: read(n) for n in range(-1, 62)}
+    assert probed == passed
+    assert passed[-1] == {} and passed[20] != passed[21]
+    assert len(passed[61]) == 6 and sum(v is None for v in passed[61].values()) == 1

@@ -423,11 +423,17 @@ class AaveV3Adapter:
         ]
 
     def positions_from_states(
-        self, market_state: AaveMarketState, states: list[AaveAccountState], block: BlockRef
+        self,
+        market_state: AaveMarketState,
+        states: list[AaveAccountState],
+        block: BlockRef,
+        *,
+        flip_prices: bool = True,
     ) -> list[Position]:
         """Every account's position recomputed from its kept state and the market at `block`:
         the balances GenericLogic reads under today's configuration (an aToken balance only
-        where the reserve's threshold counts it, stable debt only where the reserve has any)."""
+        where the reserve's threshold counts it, stable debt only where the reserve has any).
+        `flip_prices`: as `position`'s."""
         counted = {
             r.reserve_id: (
                 r.config.liquidation_threshold != 0 or market_state.rules.lt_zero_collateral,
@@ -453,7 +459,15 @@ class AaveV3Adapter:
                         # absent: read while the reserve had no stable debt at all, so 0
                         values[(rid, "s")] = state.balances.get((rid, "s"), 0)
             positions.append(
-                self.position(market_state, state.account, config, state.emode, values, block)
+                self.position(
+                    market_state,
+                    state.account,
+                    config,
+                    state.emode,
+                    values,
+                    block,
+                    flip_prices=flip_prices,
+                )
             )
         return positions
 

@@ -157,9 +157,16 @@ class AaveV3Incremental:
         return (yield from self.adapter.plan_account_states(market_state, accounts, block))
 
     def positions_from_states(
-        self, market_state: AaveMarketState, states: list[Any], block: BlockRef
+        self,
+        market_state: AaveMarketState,
+        states: list[Any],
+        block: BlockRef,
+        *,
+        flip_prices: bool = True,
     ) -> list[Position]:
-        return self.adapter.positions_from_states(market_state, states, block)
+        return self.adapter.positions_from_states(
+            market_state, states, block, flip_prices=flip_prices
+        )
 
     def screen(self, market_state: AaveMarketState, states: list[AaveAccountState]) -> Any:
         """Arrays for the whole-book health screen (`screen.liquidatable`)."""

@@ -122,8 +122,14 @@ class MorphoBlueIncremental:
         return (yield from self.adapter.plan_account_states(market_state, accounts, block))
 
     def positions_from_states(
-        self, market_state: MorphoState, states: list[Any], block: BlockRef
+        self,
+        market_state: MorphoState,
+        states: list[Any],
+        block: BlockRef,
+        *,
+        flip_prices: bool = True,
     ) -> list[Position]:
+        """`flip_prices` changes nothing here: a Morpho liquidation price is one division."""
         return self.adapter.positions_from_states(market_state, states, block)
 
     def risk_rows(
