@@ -5,6 +5,7 @@ shorter), and the cursors rewind so nothing is skipped."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from collections.abc import Callable
@@ -17,7 +18,6 @@ from onchain.alerts.outbox import block_alerts, rules_watch
 from onchain.app.incremental import MarketRefresher, read_account_states
 from onchain.app.pipeline import load_market, market_snapshot, read_positions
 from onchain.app.risk_context import PriceSeries
-from onchain.jobs import assess as assess_module
 from onchain.jobs import metrics
 from onchain.jobs.assess import assess, risk_tiers, tier_of
 from onchain.jobs.context import Counts, JobContext, market_ref, note
@@ -290,7 +290,8 @@ def book_tiers(
     whole positions."""
     positions = getattr(health, "positions", None)
     rows_of = getattr(refresher.incremental, "risk_rows", None)
-    tiers_of_rows = getattr(assess_module, "risk_tiers_rows", None)
+    # (`onchain.jobs.assess` the module: the package's `assess` attribute is the function)
+    tiers_of_rows = getattr(importlib.import_module("onchain.jobs.assess"), "risk_tiers_rows", None)
     if positions is not None or rows_of is None or tiers_of_rows is None:
         whole = refresher.positions() if positions is None else positions
         return tier_block(ctx, client, market, block, whole, snapshot, counts)

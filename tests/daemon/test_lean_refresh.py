@@ -242,6 +242,8 @@ def test_the_lean_path_stores_what_the_full_path_stores(
     today_blocks = counts["today"]["incremental_blocks"] + counts["today"]["incremental_full_reads"]
     assert counts["lean"]["lean_blocks"] == today_blocks
     assert counts["lean"]["reconcile_runs"] >= 2
+    for name in ("today", "lean"):  # the risk module tiered every block, both ways
+        assert counts[name]["risk_fallback_blocks"] == 0 and counts[name]["risk_blocks"] > 10
     assert counts["lean"]["positions_whole"] < counts["lean"]["positions"] / 3, counts["lean"]
     assert max(stale_seen) > 300, stale_seen
     for ctx in (today, lean):
