@@ -10,6 +10,7 @@ current book. The store never reads the blobs: the adapter encodes and decodes t
 
 from __future__ import annotations
 
+import json
 from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Connection,
     MetaData,
     Table,
+    Text,
     and_,
     bindparam,
     delete,
@@ -28,6 +30,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy import cast as sa_cast
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.sql import Select
 
@@ -140,8 +143,7 @@ def band(health_factor: int | None, bands: Sequence[float]) -> int:
     """Which band a health factor is in (no debt: above them all)."""
     if health_factor is None:
         return len(bands) + 1
-    value = health_factor / WAD
-    return next((i for i, b in enumerate(bands) if value < b), len(bands))
+    return bisect_right(bands, health_factor / WAD)  # the first band above it
 
 
 def _newest_at(table: Table, key: Sequence[str], market_id: int, block_number: int) -> Select[Any]:
@@ -213,17 +215,20 @@ def _standing_verdicts(
             T_LATEST.c.block_number,
             T_LATEST.c.health_factor,
             T_LATEST.c.risk_tier,
-            T_LATEST.c.risk_reasons,
+            sa_cast(T_LATEST.c.risk_reasons, Text).label("reasons"),  # decoded once per text
         ).where(T_LATEST.c.market_id == market_id)
     ).all()
     if newest is None or newest > block_number or any(r.block_number != newest for r in rows):
         return verdicts_at(conn, market_id, block_number - 1)
-    return {
-        (r.account_id, r.market_key): StoredVerdict(
-            r.block_number, r.health_factor, r.risk_tier, None, r.risk_reasons, None, None, None
+    decoded: dict[str | None, Any] = {None: None}
+    out = {}
+    for r in rows:
+        if r.reasons not in decoded:
+            decoded[r.reasons] = json.loads(r.reasons)
+        out[(r.account_id, r.market_key)] = StoredVerdict(
+            r.block_number, r.health_factor, r.risk_tier, None, decoded[r.reasons], None, None, None
         )
-        for r in rows
-    }
+    return out
 
 
 def _newest_other(conn: Connection, market_id: int, block_number: int) -> int | None:
@@ -502,9 +507,11 @@ def _update_moving(
     stored: set[tuple[int, str]],
 ) -> int:
     """The rows of `book` not written whole: their moving columns, in place (no asset JSON
-    rewritten). Each must be in the view already: a new position is written whole."""
+    rewritten). Each must be in the view already: a new position is written whole. Tens of
+    thousands of rows per block: values go to the driver as the columns' types bind them,
+    without a statement's per-row parameter handling."""
     f = book.figures
-    rows = []
+    rows: list[tuple[Any, ...]] = []  # MOVING's values, then the key
     for i, (account, market_key) in enumerate(book.position_keys()):
         key = (account_ids[account], market_key)
         if key in whole:
@@ -513,32 +520,32 @@ def _update_moving(
             raise ValueError(f"{account} {market_key}: a new position must be written whole")
         hf, a = f.health_factor[i], book.assessed[i]
         rows.append(
-            {
-                "b_mid": market_id,
-                "b_aid": key[0],
-                "b_key": market_key,
-                "block_number": block.number,
-                "block_hash": block.hash,
-                "block_timestamp": block.timestamp,
-                "health_factor": hf,
-                "health_factor_float": None if hf is None else hf / WAD,
-                "liquidatable": bool(f.liquidatable[i]),
-                "total_collateral_base": int(f.total_collateral_base[i]),
-                "total_debt_base": int(f.total_debt_base[i]),
-                "risk_tier": a.tier,
-                "risk_reason": a.reason,
-                "risk_reasons": a.reasons,
-                "liquidation_probability": a.probability,
-                "pending_health_factor": a.pending_health_factor,
-                "horizon_s": a.horizon_s,
-            }
+            (
+                block.number,
+                block.hash,
+                block.timestamp,
+                hf,
+                None if hf is None else hf / WAD,
+                bool(f.liquidatable[i]),
+                int(f.total_collateral_base[i]),
+                int(f.total_debt_base[i]),
+                a.tier,
+                a.reason,
+                a.reasons,
+                a.probability,
+                a.pending_health_factor,
+                a.horizon_s,
+                market_id,
+                key[0],
+                market_key,
+            )
         )
     if not rows:
         return 0
     t = T_LATEST
+    names = [*MOVING, "market_id", "account_id", "market_key"]
     if conn.dialect.name == "postgresql" and len(rows) >= COPY_MIN_ROWS:
         # COPY into a scratch table of these columns, then one UPDATE ... FROM it
-        names = ["market_id", "account_id", "market_key", *MOVING]
         scratch = Table("positions_latest_moving", MetaData(), *(t.c[n]._copy() for n in names))
         conn.execute(
             text(
@@ -546,12 +553,7 @@ def _update_moving(
                 f"SELECT {', '.join(names)} FROM positions_latest WITH NO DATA"
             )
         )
-        renamed = [
-            {"market_id": r["b_mid"], "account_id": r["b_aid"], "market_key": r["b_key"]}
-            | {n: r[n] for n in MOVING}
-            for r in rows
-        ]
-        copy_rows(conn, scratch, renamed)
+        copy_rows(conn, scratch, [dict(zip(names, r, strict=True)) for r in rows])
         conn.execute(
             update(t)
             .where(
@@ -560,6 +562,14 @@ def _update_moving(
                 & (t.c.market_key == scratch.c.market_key)
             )
             .values({n: scratch.c[n] for n in MOVING})
+        )
+    elif conn.dialect.name == "sqlite":
+        binds = [t.c[n].type.dialect_impl(conn.dialect).bind_processor(conn.dialect) for n in names]
+        assignments = ", ".join(f"{n} = ?" for n in MOVING)
+        conn.exec_driver_sql(
+            f"UPDATE positions_latest SET {assignments} "
+            "WHERE market_id = ? AND account_id = ? AND market_key = ?",
+            [tuple(v if b is None else b(v) for v, b in zip(r, binds, strict=True)) for r in rows],
         )
     else:  # a SET clause's parameters may not bear its columns' names
         conn.execute(
@@ -570,7 +580,11 @@ def _update_moving(
                 & (t.c.market_key == bindparam("b_key"))
             )
             .values({n: bindparam(f"v_{n}", type_=t.c[n].type) for n in MOVING}),
-            [{k if k.startswith("b_") else f"v_{k}": v for k, v in r.items()} for r in rows],
+            [
+                {f"v_{n}": v for n, v in zip(MOVING, r, strict=False)}
+                | {"b_mid": r[-3], "b_aid": r[-2], "b_key": r[-1]}
+                for r in rows
+            ],
         )
     return len(rows)
 
