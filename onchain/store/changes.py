@@ -20,7 +20,6 @@ from sqlalchemy import (
     Connection,
     MetaData,
     Table,
-    Text,
     and_,
     bindparam,
     delete,
@@ -30,7 +29,6 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy import cast as sa_cast
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.sql import Select
 
@@ -208,25 +206,23 @@ def _standing_verdicts(
     """The verdicts standing before `block_number`, from the latest view when it holds the
     newest stored block and that is older (the common case: its tier, codes and band are the
     last verdict row's, else a row would have been written since), else from the verdicts."""
-    rows = conn.execute(
-        select(
-            T_LATEST.c.account_id,
-            T_LATEST.c.market_key,
-            T_LATEST.c.block_number,
-            T_LATEST.c.health_factor,
-            T_LATEST.c.risk_tier,
-            sa_cast(T_LATEST.c.risk_reasons, Text).label("reasons"),  # decoded once per text
-        ).where(T_LATEST.c.market_id == market_id)
+    # one row per position at every block: read as the driver gives it (the health factor and
+    # the reason codes as text, each distinct text decoded once)
+    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    rows = conn.exec_driver_sql(
+        "SELECT account_id, market_key, block_number, CAST(health_factor AS TEXT), risk_tier,"
+        f" CAST(risk_reasons AS TEXT) FROM positions_latest WHERE market_id = {mark}",
+        (market_id,),
     ).all()
-    if newest is None or newest > block_number or any(r.block_number != newest for r in rows):
+    if newest is None or newest > block_number or any(r[2] != newest for r in rows):
         return verdicts_at(conn, market_id, block_number - 1)
     decoded: dict[str | None, Any] = {None: None}
     out = {}
-    for r in rows:
-        if r.reasons not in decoded:
-            decoded[r.reasons] = json.loads(r.reasons)
-        out[(r.account_id, r.market_key)] = StoredVerdict(
-            r.block_number, r.health_factor, r.risk_tier, None, decoded[r.reasons], None, None, None
+    for aid, key, number, hf, tier, reasons in rows:
+        if reasons not in decoded:
+            decoded[reasons] = json.loads(reasons)
+        out[(aid, key)] = StoredVerdict(
+            number, None if hf is None else int(hf), tier, None, decoded[reasons], None, None, None
         )
     return out
 
@@ -564,12 +560,22 @@ def _update_moving(
             .values({n: scratch.c[n] for n in MOVING})
         )
     elif conn.dialect.name == "sqlite":
-        binds = [t.c[n].type.dialect_impl(conn.dialect).bind_processor(conn.dialect) for n in names]
+        binds = [
+            (j, bind)
+            for j, n in enumerate(names)
+            if (bind := t.c[n].type.dialect_impl(conn.dialect).bind_processor(conn.dialect))
+        ]
+        bound = []
+        for r in rows:
+            values = list(r)
+            for j, bind in binds:
+                values[j] = bind(values[j])
+            bound.append(tuple(values))
         assignments = ", ".join(f"{n} = ?" for n in MOVING)
         conn.exec_driver_sql(
             f"UPDATE positions_latest SET {assignments} "
             "WHERE market_id = ? AND account_id = ? AND market_key = ?",
-            [tuple(v if b is None else b(v) for v, b in zip(r, binds, strict=True)) for r in rows],
+            bound,
         )
     else:  # a SET clause's parameters may not bear its columns' names
         conn.execute(
