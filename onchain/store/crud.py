@@ -169,6 +169,28 @@ def _ensure_accounts(conn: Connection, chain_id: int, addresses: Sequence[str]) 
     return ids
 
 
+def _market_account_ids(
+    conn: Connection, market: MarketInfo, addresses: set[str]
+) -> dict[str, int]:
+    """Ids of these addresses: the market's tracked accounts in one query (a block names them
+    all), the others looked up or registered as `_ensure_accounts` does."""
+    ids = {
+        address: aid
+        for address, aid in conn.execute(
+            select(T_ACCOUNTS.c.address, T_ACCOUNTS.c.id).join(
+                T_MARKET_ACCOUNTS,
+                (T_MARKET_ACCOUNTS.c.account_id == T_ACCOUNTS.c.id)
+                & (T_MARKET_ACCOUNTS.c.market_id == market.id),
+            )
+        )
+        if address in addresses
+    }
+    missing = sorted(addresses - set(ids))
+    if missing:
+        ids.update(_ensure_accounts(conn, market.chain_id, missing))
+    return ids
+
+
 def record_discovery(
     store: Store,
     market: MarketInfo,
@@ -471,7 +493,7 @@ def write_snapshot(
         asset_ids = _asset_ids(conn, market.chain_id, assets)
         accounts = {p.account for p in positions} | set(kept.accounts if kept else ())
         accounts |= set(book.figures.accounts if book else ())
-        account_ids = _ensure_accounts(conn, market.chain_id, sorted(accounts))
+        account_ids = _market_account_ids(conn, market, accounts)
 
         if market_snapshot is not None:
             conn.execute(
