@@ -247,12 +247,16 @@ def _reads(stores: dict[str, Store], account: str, repeat: int, history_repeat: 
 
     who = to_checksum_address(account)
     reads: dict[str, Callable[[Store], Any]] = {
-        "riskiest page (50)": lambda s: Q.positions_page(s, Q.PositionFilter(), limit=50),
-        "by debt, page 3": lambda s: Q.positions_page(
-            s, Q.PositionFilter(), sort="debt", offset=100
+        "riskiest page (50)": lambda s: Q.positions_page(
+            s, Q.PositionFilter(), limit=50, rebuild=rebuild_book
         ),
-        "one account": lambda s: Q.positions_page(s, Q.PositionFilter(account=who), limit=1000),
-        "every position": lambda s: Q.latest_positions(s),
+        "by debt, page 3": lambda s: Q.positions_page(
+            s, Q.PositionFilter(), sort="debt", offset=100, rebuild=rebuild_book
+        ),
+        "one account": lambda s: Q.positions_page(
+            s, Q.PositionFilter(account=who), limit=1000, rebuild=rebuild_book
+        ),
+        "every position": lambda s: Q.latest_positions(s, rebuild=rebuild_book),
         "tier counts (metrics)": lambda s: Q.tier_series(s, "aave", limit=1, exact=False),
         "report": lambda s: queries.at_risk_report(s),
         # every stored block: the change layout rebuilds each older one through the adapter

@@ -435,6 +435,53 @@ def recent(store: Store, limit: int = 20) -> list[dict[str, Any]]:
     ]
 
 
+@dataclass(frozen=True)
+class RulesWatch:
+    """Which positions of a block the rules need whole (`Observation.of` reads a position's
+    raw amounts): those in an episode under some rule, and those in danger under a rule that
+    watches them. `record_block` does nothing for any other position: without a state it skips
+    a quiet position, and a quiet one's state (not in an episode) saves nothing new, as
+    `_significant` ignores what it observed then; so a block's rules may be run on these
+    positions alone and decide what they decide on the whole book."""
+
+    rules: tuple[RuleConfig, ...]
+    market: str
+    episodes: frozenset[tuple[str, str]]  # (account, market key) in an episode under a rule
+
+    def wants(
+        self,
+        account: str,
+        market_key: str,
+        health_factor: int | None,
+        liquidatable: bool,
+        tier: str,
+    ) -> bool:
+        if (account, market_key) in self.episodes:
+            return True
+        seen = Observation(health_factor, liquidatable, tier, {}, {})  # in_danger reads no amounts
+        return any(r.watches(self.market, account) and in_danger(r, seen) for r in self.rules)
+
+
+def rules_watch(ctx: Any, market: MarketInfo) -> RulesWatch | None:
+    """The market's `RulesWatch` (None where no rule is set): the episodes as stored now."""
+    cfg: AlertsConfig = ctx.config.alerts
+    if not cfg.enabled:
+        return None
+    rules = tuple(r for r in cfg.rules if r.markets is None or market.name in r.markets)
+    if not rules:
+        return RulesWatch((), market.name, frozenset())
+    store: Store = ctx.store
+    with store.read() as conn:
+        active = conn.execute(
+            select(T_STATE.c.account, T_STATE.c.market_key).where(
+                (T_STATE.c.market_id == market.id)
+                & T_STATE.c.rule.in_([r.name for r in rules])
+                & T_STATE.c.active.is_(True)
+            )
+        ).all()
+    return RulesWatch(rules, market.name, frozenset((a, k) for a, k in active))
+
+
 def block_alerts(
     ctx: Any,
     market: MarketInfo,

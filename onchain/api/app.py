@@ -223,7 +223,13 @@ def create_app(store: Store, settings: ApiSettings) -> FastAPI:
             min_debt_base=int(min_debt_base) if min_debt_base is not None else None,
         )
         page = Q.positions_page(
-            store, where, sort=sort, descending=order == "desc", limit=limit, offset=offset
+            store,
+            where,
+            sort=sort,
+            descending=order == "desc",
+            limit=limit,
+            offset=offset,
+            rebuild=rebuild_book,
         )
         return {
             "total": page.total,
@@ -243,7 +249,9 @@ def create_app(store: Store, settings: ApiSettings) -> FastAPI:
         address = _checksum(account)
         if not Q.account_known(store, address):
             raise HTTPException(404, f"unknown account {address}")
-        now = Q.positions_page(store, Q.PositionFilter(account=address), limit=1000)
+        now = Q.positions_page(
+            store, Q.PositionFilter(account=address), limit=1000, rebuild=rebuild_book
+        )
         books = queries.account_history(
             store, address, limit=history_limit, rebuild=rebuild_account
         )
@@ -438,7 +446,9 @@ def _stored_examples(store: Store) -> dict[str, str]:
         markets = [m for m in Q.markets(store) if m.head is not None]
         if not markets:
             return {}
-        page = Q.positions_page(store, Q.PositionFilter(market=markets[0].name), limit=1)
+        page = Q.positions_page(
+            store, Q.PositionFilter(market=markets[0].name), limit=1, rebuild=rebuild_book
+        )
     except SQLAlchemyError:
         return {}
     out = {"market": markets[0].name}
@@ -505,7 +515,7 @@ def stress_of(
     chosen = (
         [] if curve_only else [custom] if custom is not None else select_scenarios(scenario or [])
     )
-    stored = Q.latest_positions(store, market)
+    stored = Q.latest_positions(store, market, rebuild_book)
     if not stored:
         raise HTTPException(404, f"no snapshot of market {market!r} yet")
     block = stored[0].position.block
@@ -521,7 +531,7 @@ def stored_targets(store: Store, market: str | None, limit: int) -> list[dict[st
     from onchain.app.stress_report import stress_book
     from onchain.risk.liquidator import plan_liquidations
 
-    stored = [s for s in Q.latest_positions(store, market) if s.position.has_debt]
+    stored = [s for s in Q.latest_positions(store, market, rebuild_book) if s.position.has_debt]
     if not stored:
         return []
     eligible = np.array([s.risk_tier in ("LIQUIDATABLE", "PENDING") for s in stored])

@@ -17,6 +17,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
 from onchain.api.settings import ApiSettings
+from onchain.app.stored_book import rebuild_book
 from onchain.errors import InputError
 from onchain.numbers import format_base
 from onchain.store import api_queries as Q
@@ -115,7 +116,9 @@ def mount_dashboard(app: FastAPI, settings: ApiSettings) -> None:
         rows = [m for m in Q.markets(store) if m.name == market]
         if not rows:
             return not_found(request, f"unknown market {market!r}")
-        page = Q.positions_page(store, Q.PositionFilter(market=market), limit=50)
+        page = Q.positions_page(
+            store, Q.PositionFilter(market=market), limit=50, rebuild=rebuild_book
+        )
         return render(
             request,
             "market.html",
@@ -142,6 +145,7 @@ def mount_dashboard(app: FastAPI, settings: ApiSettings) -> None:
             descending=filters["order"] == "desc",
             limit=limit,
             offset=offset,
+            rebuild=rebuild_book,
         )
         query = {k: v for k, v in params.items() if k not in ("offset",)}
 
@@ -175,7 +179,9 @@ def mount_dashboard(app: FastAPI, settings: ApiSettings) -> None:
         from onchain.app.stored_book import rebuild_account
         from onchain.store import queries
 
-        page = Q.positions_page(store, Q.PositionFilter(account=address), limit=1000)
+        page = Q.positions_page(
+            store, Q.PositionFilter(account=address), limit=1000, rebuild=rebuild_book
+        )
         return render(
             request,
             "account.html",

@@ -5,16 +5,21 @@ shorter), and the cursors rewind so nothing is skipped."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
 
-from onchain.alerts.outbox import block_alerts
+import numpy as np
+
+from onchain.alerts.outbox import block_alerts, rules_watch
 from onchain.app.incremental import MarketRefresher, read_account_states
 from onchain.app.pipeline import load_market, market_snapshot, read_positions
 from onchain.app.risk_context import PriceSeries
 from onchain.jobs import metrics
-from onchain.jobs.assess import assess, risk_tiers
+from onchain.jobs.assess import assess, risk_tiers, tier_of
 from onchain.jobs.context import Counts, JobContext, market_ref, note
 from onchain.jobs.discover import discover_from_refresher, discover_market, one_line
 from onchain.jobs.restart import resume_from_store
@@ -22,7 +27,7 @@ from onchain.protocols.base import IncrementalAdapter, MarketSnapshot, Position
 from onchain.protocols.registry import get_incremental
 from onchain.risk.reactive import LOOKBACK_STEPS
 from onchain.rpc.client import BlockRef, RpcClient
-from onchain.store import crud
+from onchain.store import changes, crud
 from onchain.store.changes import KeptState
 from onchain.store.crud import Assessed, MarketInfo, WriteResult
 from onchain.store.leases import LeaseLost
@@ -79,20 +84,33 @@ def tier_block(
     counts: Counts,
 ) -> tuple[list[Assessed], dict[str, Any]]:
     """The block's tiers from the risk module, or, when it cannot run, from the health-factor
-    rule; the fallback is never silent: the run's counts say how often and why, the snapshot's
-    details say so for that block, and the log warns. Each tier from the risk module carries
-    its typed verdict (the alerts' advice and price moves)."""
+    rule (`tiered`)."""
+
+    def run(prices: list[PriceSeries]) -> tuple[list[Assessed], Any]:
+        cfg = ctx.config
+        return risk_tiers(
+            client, block, positions, cfg.risk_settings, snapshot, cfg.health_floors, prices
+        )
+
+    return tiered(ctx, market, block, counts, run, lambda: assess(positions, ctx.config.tiers))
+
+
+def tiered(
+    ctx: JobContext,
+    market: MarketInfo,
+    block: BlockRef,
+    counts: Counts,
+    run: Callable[[list[PriceSeries]], tuple[list[Assessed], Any]],
+    fallback: Callable[[], list[Assessed]],
+) -> tuple[list[Assessed], dict[str, Any]]:
+    """The block's tiers from the risk module (`run`, given the market's stored prices), or,
+    when it cannot run, from the health-factor rule (`fallback`); the fallback is never silent:
+    the run's counts say how often and why, the snapshot's details say so for that block, and
+    the log warns. Each tier from the risk module carries its typed verdict (the alerts'
+    advice and price moves)."""
     started = time.perf_counter()
     try:
-        assessed, report = risk_tiers(
-            client,
-            block,
-            positions,
-            ctx.config.risk_settings,
-            snapshot,
-            ctx.config.health_floors,
-            stored_prices(ctx, market, block),
-        )
+        assessed, report = run(stored_prices(ctx, market, block))
     except Exception as exc:  # a risk failure must not cost the block: fall back, say why
         why = one_line(exc)
         counts["risk_fallback_blocks"] += 1
@@ -103,7 +121,7 @@ def tier_block(
             block.number,
             why,
         )
-        return assess(positions, ctx.config.tiers), {"risk": {"fallback": why}}
+        return fallback(), {"risk": {"fallback": why}}
     counts["risk_blocks"] += 1
     counts["risk_ms"] += round((time.perf_counter() - started) * 1000)
     if report is None:
@@ -128,19 +146,23 @@ def market_refresher(
     return refresher
 
 
-def incremental_positions(
+def incremental_advance(
     ctx: JobContext,
     client: RpcClient,
     market: MarketInfo,
     block: BlockRef,
     refresher: MarketRefresher,
     counts: Counts,
-) -> tuple[list[Position], Any]:
-    """The block's positions from kept state: a full read on the first block (and after a
-    restart or a reorg), then only what the logs touched; every `reconcile_every_blocks` the
-    kept state is checked against a full read, and each repaired account counted and logged.
-    Where the store keeps account states, a refresher with none takes them up from the store
-    at the refresh cursor and moves on from there instead of reading everything."""
+) -> tuple[set[str] | None, list[Position] | None]:
+    """The kept state moved to `block`: a full read on the first block (and after a restart or
+    a reorg), then only what the logs touched; every `reconcile_every_blocks` the kept state is
+    checked against a full read, and each repaired account counted and logged. Where the store
+    keeps account states, a refresher with none takes them up from the store at the refresh
+    cursor and moves on from there instead of reading everything.
+
+    Returns the accounts whose kept state was read again at this block (touched, new, stale,
+    repaired; None: every account) and, after a full read, every position (else None: the
+    caller recomputes what it needs)."""
     if refresher.block is None and store_layout(ctx, market) != "snapshots":
         resume_from_store(ctx, client, market, refresher, block, counts)
     moving = refresher.block is not None and block.number > refresher.block.number
@@ -153,8 +175,13 @@ def incremental_positions(
         state = load_market(client, market_ref(market), block)
         discover_market(ctx, client, market, state, block, counts)
     accounts = crud.tracked_accounts(ctx.store, market.id, block.number)
+    reread: set[str] | None = None
+    positions: list[Position] | None = None
     if moving:
-        positions = refresher.advance_to(block, accounts, logs=logs)
+        before = dict(refresher.kept)
+        refresher.advance(block, accounts, logs=logs)
+        # an account read again holds new state records (kept ones are never changed in place)
+        reread = {a for a, kept in refresher.kept.items() if kept is not before.get(a)}
         counts["incremental_blocks"] += 1
     else:
         positions = refresher.start(block, accounts, notes=ctx.discovery_notes.get(market.id))
@@ -169,8 +196,10 @@ def incremental_positions(
         metrics.record_reconciliation(market.name, len(repairs))
         if repairs:
             note(counts, "reconcile_repaired", ", ".join(r.account for r in repairs[:10]))
-            positions = refresher.positions()
-    return positions, refresher.state
+            positions = None
+            if reread is not None:
+                reread |= {r.account for r in repairs}
+    return reread, positions
 
 
 def store_layout(ctx: JobContext, market: MarketInfo) -> str:
@@ -203,6 +232,209 @@ def encode_kept(
     )
 
 
+# The change layout's per-block path whose cost follows what changed (`lean_block`); the
+# benchmarks turn it off to measure the path that builds every Position against it.
+LEAN = True
+
+
+@dataclass(frozen=True)
+class PositionsHealth:
+    """Every position's exact figures, row by row, taken from whole Position objects (what
+    `book_health` falls back to where the refresher cannot give them without building them);
+    `positions` the objects themselves, so nothing builds them twice."""
+
+    positions: list[Position]
+    accounts: list[str]
+    markets: list[str]
+    health_factor: list[int | None]
+    total_collateral_base: list[int]
+    total_debt_base: list[int]
+    liquidatable: Any  # numpy bool array
+
+    @classmethod
+    def of(cls, positions: list[Position]) -> PositionsHealth:
+        return cls(
+            positions,
+            [p.account for p in positions],
+            [p.market for p in positions],
+            [p.health_factor for p in positions],
+            [p.total_collateral_base for p in positions],
+            [p.total_debt_base for p in positions],
+            np.array([p.liquidatable for p in positions], dtype=bool),
+        )
+
+
+def book_health(refresher: MarketRefresher, positions: list[Position] | None = None) -> Any:
+    """Every position's exact contract-level figures at the refresher's block, in
+    `positions_from_states`' order: the refresher's own (`health`, no Position built) where it
+    has them, else from whole positions (`positions`, when the caller built them already)."""
+    health = getattr(refresher, "health", None)
+    if positions is None and health is not None:
+        return health()
+    return PositionsHealth.of(refresher.positions() if positions is None else positions)
+
+
+def book_tiers(
+    ctx: JobContext,
+    client: RpcClient,
+    market: MarketInfo,
+    block: BlockRef,
+    refresher: MarketRefresher,
+    health: Any,
+    snapshot: MarketSnapshot | None,
+    counts: Counts,
+) -> tuple[list[Assessed], dict[str, Any]]:
+    """Every position's tier, reasons and probability, row by row as `health`, with
+    `tiered`'s fallback (the health-factor rule, counted) when the risk module fails: from the
+    adapter's risk rows and the exact figures where both exist (no Position built), else from
+    whole positions."""
+    positions = getattr(health, "positions", None)
+    rows_of = getattr(refresher.incremental, "risk_rows", None)
+    # (`onchain.jobs.assess` the module: the package's `assess` attribute is the function)
+    tiers_of_rows = getattr(importlib.import_module("onchain.jobs.assess"), "risk_tiers_rows", None)
+    if positions is not None or rows_of is None or tiers_of_rows is None:
+        whole = refresher.positions() if positions is None else positions
+        return tier_block(ctx, client, market, block, whole, snapshot, counts)
+    states = [s for a in refresher.accounts for s in refresher.kept.get(a, ())]
+    cfg = ctx.config
+
+    def run(prices: list[PriceSeries]) -> tuple[list[Assessed], Any]:
+        rows = rows_of(refresher.state, states)
+        liquidatable = [bool(v) for v in health.liquidatable]
+        return cast(
+            tuple[list[Assessed], Any],
+            tiers_of_rows(
+                client,
+                block,
+                rows,
+                health.health_factor,
+                liquidatable,
+                cfg.risk_settings,
+                snapshot,
+                cfg.health_floors,
+                prices,
+                accounts=health.accounts,
+            ),
+        )
+
+    def fallback() -> list[Assessed]:
+        pairs = zip(health.health_factor, health.liquidatable, strict=True)
+        return [tier_of(hf, bool(liquidatable), cfg.tiers) for hf, liquidatable in pairs]
+
+    return tiered(ctx, market, block, counts, run, fallback)
+
+
+def detail_rows(
+    ctx: JobContext,
+    market: MarketInfo,
+    block: BlockRef,
+    health: Any,
+    assessed: list[Assessed],
+    reread: set[str] | None,
+) -> list[int]:
+    """The rows of the book written whole, with a Position built for each: every position of
+    an account read again at this block, whose stored verdict changes (new, tier, reasons,
+    health-factor band: `changes.verdict_changes`), not SAFE or liquidatable, or that the
+    alert rules need whole (`outbox.RulesWatch`); and every other position of those accounts.
+    The other rows' stored values are all in `health` and `assessed`."""
+    if reread is None:
+        return list(range(len(assessed)))
+    standing = changes.standing_verdicts(ctx.store, market.id, block.number)
+    bands = ctx.config.store.verdict_bands
+    watch = rules_watch(ctx, market)
+    wanted: set[str] = set()
+    for i, (account, key) in enumerate(zip(health.accounts, health.markets, strict=True)):
+        if account in wanted:
+            continue
+        a, hf, liquidatable = assessed[i], health.health_factor[i], bool(health.liquidatable[i])
+        if (
+            account in reread
+            or liquidatable
+            or a.tier != "SAFE"
+            or changes.verdict_changes(standing.get((account, key)), hf, a, bands)
+            or (watch is not None and watch.wants(account, key, hf, liquidatable, a.tier))
+        ):
+            wanted.add(account)
+    return [i for i, account in enumerate(health.accounts) if account in wanted]
+
+
+def detail_positions(refresher: MarketRefresher, health: Any, rows: list[int]) -> list[Position]:
+    """The Positions of these rows (their accounts' kept states recomputed), in row order."""
+    built = getattr(health, "positions", None)
+    if built is not None:
+        return [built[i] for i in rows]
+    accounts = {health.accounts[i] for i in rows}
+    states = [s for a in refresher.accounts if a in accounts for s in refresher.kept.get(a, ())]
+    assert refresher.block is not None
+    found = refresher.incremental.positions_from_states(refresher.state, states, refresher.block)
+    by_key = {(p.account, p.market): p for p in found}
+    return [by_key[(health.accounts[i], health.markets[i])] for i in rows]
+
+
+def lean_block(
+    ctx: JobContext,
+    client: RpcClient,
+    market: MarketInfo,
+    block: BlockRef,
+    refresher: MarketRefresher,
+    counts: Counts,
+) -> tuple[WriteResult, Any, list[Assessed]]:
+    """One block in the change layout at a cost that follows what changed: every position's
+    exact figures and verdict without building its Position, a Position only for the rows
+    written whole (`detail_rows`), the alert rules on those (they decide on them what they
+    decide on the whole book: `outbox.RulesWatch`), the other rows of the latest view updated
+    in place. Stores what the full path stores, row for row, but the unchanged details."""
+    incremental = get_incremental(market.protocol)
+    assert incremental is not None
+    reread, every = incremental_advance(ctx, client, market, block, refresher, counts)
+    health = book_health(refresher, every)
+    kept_states = {a: refresher.kept.get(a, []) for a in refresher.accounts}
+    kept = encode_kept(ctx, market, incremental, refresher.state, kept_states)
+    snapshot = market_snapshot(client, market.protocol, refresher.state, block)
+    assessed, details = book_tiers(ctx, client, market, block, refresher, health, snapshot, counts)
+    rows = detail_rows(ctx, market, block, health, assessed, reread)
+    positions = detail_positions(refresher, health, rows)
+    chosen = [assessed[i] for i in rows]
+    counts["lean_blocks"] += 1
+    counts["positions_whole"] += len(rows)
+    book = changes.LeanBook(health, assessed)
+    result = store_block(
+        ctx, market, block, positions, chosen, snapshot, details, counts, kept, book
+    )
+    return result, health, assessed
+
+
+def store_block(
+    ctx: JobContext,
+    market: MarketInfo,
+    block: BlockRef,
+    positions: list[Position],
+    assessed: list[Assessed],
+    snapshot: MarketSnapshot | None,
+    details: dict[str, Any],
+    counts: Counts,
+    kept: KeptState | None,
+    book: changes.LeanBook | None = None,
+) -> WriteResult:
+    """The block and the alerts its positions fire, in one transaction (`book`: the lean
+    path's whole book, `positions` then the rows written whole)."""
+    alerts = block_alerts(ctx, market, block, positions, assessed, counts)
+    return crud.write_snapshot(
+        ctx.store,
+        market,
+        block,
+        positions,
+        assessed,
+        snapshot,
+        details,
+        alerts,
+        guard=ctx.write_guard(market, block.number),
+        kept=kept,
+        layout="changes" if book is not None else store_layout(ctx, market),
+        book=book,
+    )
+
+
 def refresh_block(
     ctx: JobContext,
     client: RpcClient,
@@ -222,8 +454,13 @@ def refresh_block(
     incremental = get_incremental(market.protocol)
     kept_states: dict[str, list[Any]] | None = None
     refresher = market_refresher(ctx, client, market)
+    if refresher is not None and layout == "changes" and LEAN:
+        result, health, assessed = lean_block(ctx, client, market, block, refresher, counts)
+        return _logged(ctx, market, block, result, health, assessed, counts, started)
     if refresher is not None:
-        positions, state = incremental_positions(ctx, client, market, block, refresher, counts)
+        _reread, every = incremental_advance(ctx, client, market, block, refresher, counts)
+        positions = refresher.positions() if every is None else every
+        state = refresher.state
         kept_states = {a: refresher.kept.get(a, []) for a in refresher.accounts}
     else:
         state = market_state or load_market(client, market_ref(market), block)
@@ -240,20 +477,23 @@ def refresh_block(
         kept = encode_kept(ctx, market, incremental, state, kept_states)
     snapshot = market_snapshot(client, market.protocol, state, block)
     assessed, details = tier_block(ctx, client, market, block, positions, snapshot, counts)
-    alerts = block_alerts(ctx, market, block, positions, assessed, counts)
-    result = crud.write_snapshot(
-        ctx.store,
-        market,
-        block,
-        positions,
-        assessed,
-        snapshot,
-        details,
-        alerts,
-        guard=ctx.write_guard(market, block.number),
-        kept=kept,
-        layout=layout,
+    result = store_block(ctx, market, block, positions, assessed, snapshot, details, counts, kept)
+    return _logged(
+        ctx, market, block, result, PositionsHealth.of(positions), assessed, counts, started
     )
+
+
+def _logged(
+    ctx: JobContext,
+    market: MarketInfo,
+    block: BlockRef,
+    result: WriteResult,
+    health: Any,
+    assessed: list[Assessed],
+    counts: Counts,
+    started: float,
+) -> WriteResult:
+    """The block counted and logged."""
     counts[f"blocks_{result.outcome}"] += 1
     counts["positions"] += result.positions
     counts["asset_rows"] += result.asset_rows
@@ -264,9 +504,9 @@ def refresh_block(
         block.number,
         block.hash[:10],
         result.outcome,
-        len(positions),
+        len(assessed),
         at_risk,
-        sum(1 for p in positions if p.liquidatable),
+        int(np.count_nonzero(health.liquidatable)),
         time.monotonic() - started,
     )
     return result

@@ -8,9 +8,10 @@ Uint256 columns are text on SQLite: exact comparisons and ordering go through `u
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import (
@@ -34,7 +35,14 @@ from sqlalchemy.sql import FromClause
 from onchain.model import AssetPosition, Position, fields_from_details
 from onchain.risk.book import DEFAULT_STABLE_SYMBOLS
 from onchain.rpc.client import BlockRef
-from onchain.store.changes import T_LATEST, StoredBook, book_at, newest_book
+from onchain.store.changes import (
+    T_LATEST,
+    BookRebuild,
+    book_at,
+    newest_book,
+    rebuilt_details,
+    stale_details,
+)
 from onchain.store.crud import (
     T_ACCOUNTS,
     T_ASSET_POSITIONS,
@@ -231,6 +239,7 @@ def _position_columns(table: Any) -> list[Any]:
     return [
         p.c.snapshot_id if snapshots else null().label("snapshot_id"),
         null().label("assets") if snapshots else p.c.assets,
+        null().label("detail_block") if snapshots else p.c.detail_block,
         p.c.market_id,
         p.c.account_id,
         p.c.market_key,
@@ -369,8 +378,11 @@ def positions_page(
     descending: bool = False,
     limit: int = 50,
     offset: int = 0,
+    rebuild: BookRebuild | None = None,
 ) -> PositionPage:
-    """One page of the positions at each market's newest stored block, and how many match."""
+    """One page of the positions at each market's newest stored block, and how many match.
+    `rebuild`: the adapters' exact math for latest-view rows whose details are older than
+    their block (`fresh`)."""
     with store.read() as conn:
         heads = heads_of(conn, where.market)
         if not heads.tables():
@@ -408,7 +420,7 @@ def positions_page(
             keys += [tuple(r) for r in got]
             need -= len(got)
             skip = 0
-        return PositionPage(int(total), _rows_in_order(conn, heads, keys))
+        return PositionPage(int(total), _rows_in_order(conn, heads, keys, rebuild))
 
 
 def _segment_counts(
@@ -431,7 +443,10 @@ def _segment_counts(
 
 
 def _rows_in_order(
-    conn: Connection, heads: Heads, keys: list[tuple[int, int, str]]
+    conn: Connection,
+    heads: Heads,
+    keys: list[tuple[int, int, str]],
+    rebuild: BookRebuild | None = None,
 ) -> list[StoredPosition]:
     """The positions of these (market, account, book) keys at the heads, in the keys' order."""
     if not keys:
@@ -452,7 +467,31 @@ def _rows_in_order(
                 .where(one.where(p) & p.c.account_id.in_(chunk))
             ):
                 rows[(r.market_id, r.account_id, r.market_key)] = r
-    return _with_assets(conn, [rows[k] for k in keys if k in rows])
+    return _with_assets(conn, fresh(conn, [rows[k] for k in keys if k in rows], rebuild))
+
+
+def fresh(conn: Connection, rows: Sequence[Any], rebuild: BookRebuild | None) -> list[Any]:
+    """The rows with the details of latest-view rows older than their block (a block wrote
+    only their moving columns) rebuilt exactly from the stored states at their block: what a
+    row written whole holds (`changes.rebuilt_details`). Only these rows are rebuilt."""
+    stale = [r for r in rows if stale_details(r)]
+    if not stale:
+        return list(rows)
+    if rebuild is None:
+        raise ValueError("latest rows with older details need the adapters' rebuild")
+    details: dict[tuple[int, int, str], dict[str, Any]] = {}
+    for market_id in sorted({r.market_id for r in stale}):
+        mine = [r for r in stale if r.market_id == market_id]
+        for (aid, key), rebuilt in rebuilt_details(conn, market_id, mine, rebuild).items():
+            details[(market_id, aid, key)] = rebuilt
+    out: list[Any] = []
+    for r in rows:
+        values = details.get((r.market_id, r.account_id, r.market_key))
+        if values is None:
+            out.append(r)
+        else:
+            out.append(SimpleNamespace(**{**r._asdict(), **values}))
+    return out
 
 
 def _asset_position(r: Any, address: str, symbol: str, decimals: int) -> AssetPosition:
@@ -572,8 +611,11 @@ def _held_assets(conn: Connection, rows: Sequence[Any]) -> dict[int, list[AssetP
     return out
 
 
-def latest_positions(store: Store, market: str | None = None) -> list[StoredPosition]:
-    """Every position of each market's newest block (one market, or all), in a stable order."""
+def latest_positions(
+    store: Store, market: str | None = None, rebuild: BookRebuild | None = None
+) -> list[StoredPosition]:
+    """Every position of each market's newest block (one market, or all), in a stable order
+    (`rebuild`: as `positions_page`'s)."""
     with store.read() as conn:
         heads = heads_of(conn, market)
         rows: list[Any] = []
@@ -585,7 +627,7 @@ def latest_positions(store: Store, market: str | None = None) -> list[StoredPosi
                 .where(heads.where(p))
             ).all()
         rows.sort(key=lambda r: (r.market_name, r.market_key, r.address))
-        return _with_assets(conn, rows)
+        return _with_assets(conn, fresh(conn, rows, rebuild))
 
 
 def account_known(store: Store, address: str) -> bool:
@@ -626,11 +668,6 @@ class BookSeries:
     base_currency: str
     base_currency_decimals: int
     points: list[BookPoint] = field(default_factory=list)
-
-
-# (protocol, a book's stored change rows at a block) -> its positions, by the adapter's exact
-# math (`onchain.app.stored_book.rebuild_book`): the store never decodes a protocol's state
-BookRebuild = Callable[[str, StoredBook], list[Position]]
 
 
 def _rebuilt_rows(

@@ -10,12 +10,25 @@ current book. The store never reads the blobs: the adapter encodes and decodes t
 
 from __future__ import annotations
 
+import json
 from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from sqlalchemy import Connection, MetaData, Table, and_, delete, func, select, text, tuple_, update
+from sqlalchemy import (
+    Connection,
+    MetaData,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.sql import Select
 
@@ -23,7 +36,15 @@ from onchain.protocols.base import IncrementalAdapter, Position
 from onchain.rpc.client import BlockRef
 from onchain.store import models as m
 from onchain.store.db import Store
-from onchain.store.rows import IN_CHUNK, chunks, copy_rows, insert_for, jsonable, position_values
+from onchain.store.rows import (
+    IN_CHUNK,
+    asset_values,
+    chunks,
+    copy_rows,
+    insert_for,
+    jsonable,
+    position_values,
+)
 
 if TYPE_CHECKING:
     from onchain.store.crud import Assessed
@@ -54,6 +75,44 @@ class KeptState:
     bands: tuple[float, ...]
 
 
+class BookFigures(Protocol):
+    """Every position of a block, row by row: its exact contract-level figures (the adapter's
+    own integers, what a Position would hold), without building the Position."""
+
+    @property
+    def accounts(self) -> Sequence[str]: ...
+
+    @property
+    def markets(self) -> Sequence[str]: ...
+
+    @property
+    def health_factor(self) -> Sequence[int | None]: ...
+
+    @property
+    def total_collateral_base(self) -> Sequence[int]: ...
+
+    @property
+    def total_debt_base(self) -> Sequence[int]: ...
+
+    @property
+    def liquidatable(self) -> Any: ...  # one bool per row (a numpy array)
+
+
+@dataclass(frozen=True)
+class LeanBook:
+    """A block written at a cost that follows what changed: every position's figures and
+    verdict (`figures`, `assessed`, row by row), while `write_snapshot`'s positions are only
+    the rows written whole (their account's state changed, their verdict changed, at risk);
+    the other rows of the latest view get only the columns prices move."""
+
+    figures: BookFigures
+    assessed: Sequence[Assessed]
+
+    def position_keys(self) -> list[tuple[str, str]]:
+        """(account, market key) of each row."""
+        return list(zip(self.figures.accounts, self.figures.markets, strict=True))
+
+
 @dataclass(frozen=True)
 class StoredVerdict:
     """A position's verdict as stored, from `block_number` on."""
@@ -82,8 +141,7 @@ def band(health_factor: int | None, bands: Sequence[float]) -> int:
     """Which band a health factor is in (no debt: above them all)."""
     if health_factor is None:
         return len(bands) + 1
-    value = health_factor / WAD
-    return next((i for i, b in enumerate(bands) if value < b), len(bands))
+    return bisect_right(bands, health_factor / WAD)  # the first band above it
 
 
 def _newest_at(table: Table, key: Sequence[str], market_id: int, block_number: int) -> Select[Any]:
@@ -202,24 +260,76 @@ def _standing_verdicts(
     """The verdicts standing before `block_number`, from the latest view when it holds the
     newest stored block and that is older (the common case: its tier, codes and band are the
     last verdict row's, else a row would have been written since), else from the verdicts."""
-    rows = conn.execute(
-        select(
-            T_LATEST.c.account_id,
-            T_LATEST.c.market_key,
-            T_LATEST.c.block_number,
-            T_LATEST.c.health_factor,
-            T_LATEST.c.risk_tier,
-            T_LATEST.c.risk_reasons,
-        ).where(T_LATEST.c.market_id == market_id)
+    # one row per position at every block: read as the driver gives it (the health factor and
+    # the reason codes as text, each distinct text decoded once)
+    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    rows = conn.exec_driver_sql(
+        "SELECT account_id, market_key, block_number, CAST(health_factor AS TEXT), risk_tier,"
+        f" CAST(risk_reasons AS TEXT) FROM positions_latest WHERE market_id = {mark}",
+        (market_id,),
     ).all()
-    if newest is None or newest > block_number or any(r.block_number != newest for r in rows):
+    if newest is None or newest > block_number or any(r[2] != newest for r in rows):
         return verdicts_at(conn, market_id, block_number - 1)
-    return {
-        (r.account_id, r.market_key): StoredVerdict(
-            r.block_number, r.health_factor, r.risk_tier, None, r.risk_reasons, None, None, None
+    decoded: dict[str | None, Any] = {None: None}
+    out = {}
+    for aid, key, number, hf, tier, reasons in rows:
+        if reasons not in decoded:
+            decoded[reasons] = json.loads(reasons)
+        out[(aid, key)] = StoredVerdict(
+            number, None if hf is None else int(hf), tier, None, decoded[reasons], None, None, None
         )
-        for r in rows
-    }
+    return out
+
+
+def _newest_other(conn: Connection, market_id: int, block_number: int) -> int | None:
+    """The market's newest stored block other than `block_number`."""
+    return cast(
+        int | None,
+        conn.execute(
+            select(func.max(T_SNAPSHOTS.c.block_number)).where(
+                (T_SNAPSHOTS.c.market_id == market_id)
+                & (T_SNAPSHOTS.c.block_number != block_number)
+            )
+        ).scalar(),
+    )
+
+
+def standing_verdicts(
+    store: Store, market_id: int, block_number: int
+) -> dict[tuple[str, str], StoredVerdict]:
+    """(account, market key) -> the verdict standing before `block_number`, as `write_changes`
+    compares the block's verdicts with it: what the refresh asks before choosing which rows
+    of a block to write whole."""
+    with store.read() as conn:
+        newest = _newest_other(conn, market_id, block_number)
+        previous = _standing_verdicts(conn, market_id, block_number, newest)
+        addresses = dict(
+            conn.execute(
+                select(T_ACCOUNTS.c.id, T_ACCOUNTS.c.address).join(
+                    T_MARKET_ACCOUNTS,
+                    (T_MARKET_ACCOUNTS.c.account_id == T_ACCOUNTS.c.id)
+                    & (T_MARKET_ACCOUNTS.c.market_id == market_id),
+                )
+            ).all()
+        )
+    return {(addresses[aid], key): v for (aid, key), v in previous.items() if aid in addresses}
+
+
+def _verdict_inputs(
+    positions: Sequence[Position], assessed: Sequence[Assessed], book: LeanBook | None
+) -> list[tuple[str, str, int | None, Assessed]]:
+    """(account, market key, health factor, verdict) of every position of the block."""
+    if book is None:
+        return [
+            (p.account, p.market, p.health_factor, a)
+            for p, a in zip(positions, assessed, strict=True)
+        ]
+    return [
+        (account, key, hf, a)
+        for (account, key), hf, a in zip(
+            book.position_keys(), book.figures.health_factor, book.assessed, strict=True
+        )
+    ]
 
 
 def write_changes(
@@ -231,9 +341,11 @@ def write_changes(
     assessed: Sequence[Assessed],
     account_ids: Mapping[str, int],
     asset_rows: Mapping[tuple[str, str], list[dict[str, Any]]],
+    book: LeanBook | None = None,
 ) -> dict[str, int]:
     """Block `block`'s changes, inside the caller's transaction; how many rows of each kind.
-    `asset_rows`: each position's asset rows (account, market key) for the latest view."""
+    `asset_rows`: each position's asset rows (account, market key) for the latest view.
+    `book`: the whole book where `positions` are only the rows to write whole (`LeanBook`)."""
     conn.execute(
         T_MARKET_STATES.insert().values(
             market_id=market_id, block_number=block.number, state=kept.market_state
@@ -253,34 +365,45 @@ def write_changes(
     if state_rows:
         conn.execute(T_ACCOUNT_STATES.insert(), state_rows)
 
-    newest = conn.execute(
-        select(func.max(T_SNAPSHOTS.c.block_number)).where(
-            (T_SNAPSHOTS.c.market_id == market_id) & (T_SNAPSHOTS.c.block_number != block.number)
-        )
-    ).scalar()
+    newest = _newest_other(conn, market_id, block.number)
     previous = _standing_verdicts(conn, market_id, block.number, newest)
     verdict_rows = []
     current: set[tuple[int, str]] = set()
-    for p, a in zip(positions, assessed, strict=True):
-        key = (account_ids[p.account], p.market)
+    for account, market_key, hf, a in _verdict_inputs(positions, assessed, book):
+        key = (account_ids[account], market_key)
         current.add(key)
-        last = previous.get(key)
-        if (
-            last is None
-            or (last.risk_tier, last.risk_reasons) != (a.tier, a.reasons)
-            or band(last.health_factor, kept.bands) != band(p.health_factor, kept.bands)
-        ):
-            verdict_rows.append(_verdict_row(market_id, key, block.number, p.health_factor, a))
+        if verdict_changes(previous.get(key), hf, a, kept.bands):
+            verdict_rows.append(_verdict_row(market_id, key, block.number, hf, a))
     for key, last in sorted(previous.items()):
         if last.risk_tier is not None and key not in current:  # left the book
             verdict_rows.append(_verdict_row(market_id, key, block.number, None, None))
     if verdict_rows:
         conn.execute(T_VERDICTS.insert(), verdict_rows)
 
-    latest = 0
+    latest = whole = 0
     if newest is None or block.number >= newest:
-        latest = _write_latest(conn, market_id, block, positions, assessed, account_ids, asset_rows)
-    return {"account_states": len(state_rows), "verdicts": len(verdict_rows), "latest": latest}
+        whole = _write_latest(
+            conn, market_id, block, positions, assessed, account_ids, asset_rows, book
+        )
+        latest = whole if book is None else len(book.assessed)
+    return {
+        "account_states": len(state_rows),
+        "verdicts": len(verdict_rows),
+        "latest": latest,
+        "latest_whole": whole,
+    }
+
+
+def verdict_changes(
+    last: StoredVerdict | None, health_factor: int | None, a: Assessed, bands: Sequence[float]
+) -> bool:
+    """Whether a position's verdict is stored again at this block: it is new (or back), its
+    tier or reason codes changed, or its health factor crossed a band."""
+    return (
+        last is None
+        or (last.risk_tier, last.risk_reasons) != (a.tier, a.reasons)
+        or band(last.health_factor, bands) != band(health_factor, bands)
+    )
 
 
 def record_assessment(
@@ -340,8 +463,11 @@ def _write_latest(
     assessed: Sequence[Assessed],
     account_ids: Mapping[str, int],
     asset_rows: Mapping[tuple[str, str], list[dict[str, Any]]],
+    book: LeanBook | None = None,
 ) -> int:
-    """The current book in place: positions gone are deleted, the others upserted."""
+    """The current book in place: positions gone are deleted, `positions` upserted whole, and
+    with a `book` its other rows get the columns prices move (`_update_moving`). Returns the
+    rows written whole."""
     rows = [
         {
             "market_id": market_id,
@@ -349,16 +475,25 @@ def _write_latest(
             "market_key": p.market,
             **position_values(block, p, a),
             "assets": jsonable(asset_rows.get((p.account, p.market), [])),
+            "detail_block": block.number,
         }
         for p, a in zip(positions, assessed, strict=True)
     ]
-    keys = {(r["account_id"], r["market_key"]) for r in rows}
-    stored = conn.execute(
-        select(T_LATEST.c.account_id, T_LATEST.c.market_key).where(
-            T_LATEST.c.market_id == market_id
+    whole = {(r["account_id"], r["market_key"]) for r in rows}
+    keys = whole
+    if book is not None:
+        keys = {(account_ids[a], k) for a, k in book.position_keys()}
+    stored = {
+        (aid, key)
+        for aid, key in conn.execute(
+            select(T_LATEST.c.account_id, T_LATEST.c.market_key).where(
+                T_LATEST.c.market_id == market_id
+            )
         )
-    ).all()
-    gone = [(aid, key) for aid, key in stored if (aid, key) not in keys]
+    }
+    if book is not None:
+        _update_moving(conn, market_id, block, book, account_ids, whole, stored)
+    gone = sorted(k for k in stored if k not in keys)
     for aid, key in gone:
         conn.execute(
             delete(T_LATEST).where(
@@ -389,6 +524,128 @@ def _write_latest(
         conn.execute(upsert(insert_for(conn, T_LATEST).from_select(names, picked)))
     else:
         conn.execute(upsert(insert_for(conn, T_LATEST)), rows)
+    return len(rows)
+
+
+# the latest view's columns that move with prices and indexes: a row not written whole gets
+# these alone (its other columns stay those of its `detail_block`)
+MOVING = (
+    "block_number",
+    "block_hash",
+    "block_timestamp",
+    "health_factor",
+    "health_factor_float",
+    "liquidatable",
+    "total_collateral_base",
+    "total_debt_base",
+    "risk_tier",
+    "risk_reason",
+    "risk_reasons",
+    "liquidation_probability",
+    "pending_health_factor",
+    "horizon_s",
+)
+
+
+def _update_moving(
+    conn: Connection,
+    market_id: int,
+    block: BlockRef,
+    book: LeanBook,
+    account_ids: Mapping[str, int],
+    whole: set[tuple[int, str]],
+    stored: set[tuple[int, str]],
+) -> int:
+    """The rows of `book` not written whole: their moving columns, in place (no asset JSON
+    rewritten). Each must be in the view already: a new position is written whole. Tens of
+    thousands of rows per block: values go to the driver as the columns' types bind them,
+    without a statement's per-row parameter handling."""
+    f = book.figures
+    rows: list[tuple[Any, ...]] = []  # MOVING's values, then the key
+    for i, (account, market_key) in enumerate(book.position_keys()):
+        key = (account_ids[account], market_key)
+        if key in whole:
+            continue
+        if key not in stored:
+            raise ValueError(f"{account} {market_key}: a new position must be written whole")
+        hf, a = f.health_factor[i], book.assessed[i]
+        rows.append(
+            (
+                block.number,
+                block.hash,
+                block.timestamp,
+                hf,
+                None if hf is None else hf / WAD,
+                bool(f.liquidatable[i]),
+                int(f.total_collateral_base[i]),
+                int(f.total_debt_base[i]),
+                a.tier,
+                a.reason,
+                a.reasons,
+                a.probability,
+                a.pending_health_factor,
+                a.horizon_s,
+                market_id,
+                key[0],
+                market_key,
+            )
+        )
+    if not rows:
+        return 0
+    t = T_LATEST
+    names = [*MOVING, "market_id", "account_id", "market_key"]
+    if conn.dialect.name == "postgresql" and len(rows) >= COPY_MIN_ROWS:
+        # COPY into a scratch table of these columns, then one UPDATE ... FROM it
+        scratch = Table("positions_latest_moving", MetaData(), *(t.c[n]._copy() for n in names))
+        conn.execute(
+            text(
+                "CREATE TEMP TABLE IF NOT EXISTS positions_latest_moving ON COMMIT DELETE ROWS AS "
+                f"SELECT {', '.join(names)} FROM positions_latest WITH NO DATA"
+            )
+        )
+        copy_rows(conn, scratch, [dict(zip(names, r, strict=True)) for r in rows])
+        conn.execute(
+            update(t)
+            .where(
+                (t.c.market_id == scratch.c.market_id)
+                & (t.c.account_id == scratch.c.account_id)
+                & (t.c.market_key == scratch.c.market_key)
+            )
+            .values({n: scratch.c[n] for n in MOVING})
+        )
+    elif conn.dialect.name == "sqlite":
+        binds = [
+            (j, bind)
+            for j, n in enumerate(names)
+            if (bind := t.c[n].type.dialect_impl(conn.dialect).bind_processor(conn.dialect))
+        ]
+        bound = []
+        for r in rows:
+            values = list(r)
+            for j, bind in binds:
+                values[j] = bind(values[j])
+            bound.append(tuple(values))
+        assignments = ", ".join(f"{n} = ?" for n in MOVING)
+        conn.exec_driver_sql(
+            f"UPDATE positions_latest SET {assignments} "
+            "WHERE market_id = ? AND account_id = ? AND market_key = ?",
+            bound,
+        )
+    else:  # a SET clause's parameters may not bear its columns' names
+        conn.execute(
+            update(t)
+            .where(
+                (t.c.market_id == bindparam("b_mid"))
+                & (t.c.account_id == bindparam("b_aid"))
+                & (t.c.market_key == bindparam("b_key"))
+            )
+            .values({n: bindparam(f"v_{n}", type_=t.c[n].type) for n in MOVING}),
+            [
+                {f"v_{n}": v for n, v in zip(MOVING, r, strict=False)}
+                | {"b_mid": r[-3], "b_aid": r[-2], "b_key": r[-1]}
+                for r in rows
+            ],
+        )
     return len(rows)
 
 
@@ -464,6 +721,109 @@ def book_at(conn: Connection, market_id: int, block_number: int) -> StoredBook |
             if v.risk_tier is not None
         },
     )
+
+
+# (protocol, a book's stored change rows at a block) -> its positions, by the adapter's exact
+# math (`onchain.app.stored_book.rebuild_book`): the store never decodes a protocol's state
+BookRebuild = Callable[[str, StoredBook], list[Position]]
+
+# the latest view's columns a row not written whole keeps from its `detail_block`
+DETAILS = (
+    "base_currency_decimals",
+    "available_borrows_base",
+    "liquidation_threshold_bps",
+    "ltv_bps",
+    "extra",
+    "assets",
+)
+
+
+def stale_details(row: Any) -> bool:
+    """Whether a latest-view row's details are older than its block."""
+    detail = getattr(row, "detail_block", None)
+    return detail is not None and detail != row.block_number
+
+
+def rebuilt_details(
+    conn: Connection, market_id: int, rows: Sequence[Any], rebuild: BookRebuild
+) -> dict[tuple[int, str], dict[str, Any]]:
+    """(account id, market key) -> the `DETAILS` columns of these latest-view rows of one
+    market, rebuilt exactly from the stored states at each row's block, as a row written whole
+    at that block holds them. Rows: account_id, market_key, block_number, block_hash,
+    block_timestamp."""
+    if not rows:
+        return {}
+    market = conn.execute(
+        select(m.Market.chain_id, m.Market.protocol).where(m.Market.id == market_id)
+    ).one()
+    out: dict[tuple[int, str], dict[str, Any]] = {}
+    for number in sorted({r.block_number for r in rows}):
+        at = [r for r in rows if r.block_number == number]
+        blob = conn.execute(
+            select(T_MARKET_STATES.c.state).where(
+                (T_MARKET_STATES.c.market_id == market_id)
+                & (T_MARKET_STATES.c.block_number == number)
+            )
+        ).scalar_one()
+        ids = sorted({r.account_id for r in at})
+        addresses: dict[int, str] = {}
+        states: dict[int, bytes | None] = {}
+        t = T_ACCOUNT_STATES
+        for chunk in chunks(ids):
+            addresses.update(
+                conn.execute(
+                    select(T_ACCOUNTS.c.id, T_ACCOUNTS.c.address).where(T_ACCOUNTS.c.id.in_(chunk))
+                ).all()
+            )
+            for aid, state in conn.execute(
+                select(t.c.account_id, t.c.state)
+                .where(
+                    (t.c.market_id == market_id)
+                    & t.c.account_id.in_(chunk)
+                    & (t.c.block_number <= number)
+                )
+                .order_by(t.c.account_id, t.c.block_number)
+            ):
+                states[aid] = state  # the newest at or before the block wins
+        first = at[0]
+        book = StoredBook(
+            BlockRef(number, first.block_hash, first.block_timestamp),
+            blob,
+            {addresses[aid]: state for aid, state in states.items() if state is not None},
+            {},
+        )
+        ids_of = {address: aid for aid, address in addresses.items()}
+        positions = rebuild(market.protocol, book)
+        asset_ids = _asset_ids_of(
+            conn, market.chain_id, {a.asset for p in positions for a in p.assets}
+        )
+        for p in positions:
+            out[(ids_of[p.account], p.market)] = {
+                "base_currency_decimals": p.base_currency_decimals,
+                "available_borrows_base": p.available_borrows_base,
+                "liquidation_threshold_bps": p.liquidation_threshold_bps,
+                "ltv_bps": p.ltv_bps,
+                "extra": jsonable(p.extra),
+                "assets": jsonable(
+                    [{"asset_id": asset_ids[a.asset], **asset_values(a)} for a in p.assets]
+                ),
+            }
+    return out
+
+
+def _asset_ids_of(conn: Connection, chain_id: int, addresses: set[str]) -> dict[str, int]:
+    """Registered assets' ids by address (every asset of a stored position is registered)."""
+    t = cast(Table, m.Asset.__table__)
+    found: dict[str, int] = {}
+    for chunk in chunks(sorted(addresses)):
+        found.update(
+            conn.execute(
+                select(t.c.address, t.c.id).where(
+                    (t.c.chain_id == chain_id) & t.c.address.in_(chunk)
+                )
+            ).all()
+        )
+    return found
 
 
 def rebuild_positions(

@@ -26,7 +26,7 @@ from onchain.protocols.base import MarketSnapshot, Position
 from onchain.rpc.client import BlockRef
 from onchain.store import changes
 from onchain.store import models as m
-from onchain.store.changes import KeptState
+from onchain.store.changes import KeptState, LeanBook
 from onchain.store.db import Store
 from onchain.store.rows import (
     asset_values,
@@ -166,6 +166,28 @@ def _ensure_accounts(conn: Connection, chain_id: int, addresses: Sequence[str]) 
             [{"chain_id": chain_id, "address": a} for a in missing],
         )
         ids.update(_account_ids(conn, chain_id, missing))
+    return ids
+
+
+def _market_account_ids(
+    conn: Connection, market: MarketInfo, addresses: set[str]
+) -> dict[str, int]:
+    """Ids of these addresses: the market's tracked accounts in one query (a block names them
+    all), the others looked up or registered as `_ensure_accounts` does."""
+    ids = {
+        address: aid
+        for address, aid in conn.execute(
+            select(T_ACCOUNTS.c.address, T_ACCOUNTS.c.id).join(
+                T_MARKET_ACCOUNTS,
+                (T_MARKET_ACCOUNTS.c.account_id == T_ACCOUNTS.c.id)
+                & (T_MARKET_ACCOUNTS.c.market_id == market.id),
+            )
+        )
+        if address in addresses
+    }
+    missing = sorted(addresses - set(ids))
+    if missing:
+        ids.update(_ensure_accounts(conn, market.chain_id, missing))
     return ids
 
 
@@ -420,6 +442,7 @@ def write_snapshot(
     *,
     kept: KeptState | None = None,
     layout: str = "snapshots",
+    book: LeanBook | None = None,
 ) -> WriteResult:
     """All of block B's rows for one market, in ONE transaction, or none of them.
 
@@ -433,13 +456,19 @@ def write_snapshot(
     snapshot header's details (e.g. how the block's risk tiers were computed).
     `in_transaction` runs last, inside the same transaction (the alerts outbox: a block is
     stored with the alerts it caused, or neither is). `guard` runs first, inside the same
-    transaction, and raises to write nothing (a worker whose lease is gone: onchain.store.leases)."""
+    transaction, and raises to write nothing (a worker whose lease is gone: onchain.store.leases).
+
+    `book` (the change layout alone): the whole book's figures and verdicts, `positions` then
+    being only the rows written whole (`changes.LeanBook`); the snapshot header counts the
+    book, its `asset_rows` the asset rows written."""
     if len(assessed) != len(positions):
         raise ValueError("one assessment per position")
     if layout not in ("snapshots", "changes", "both"):
         raise ValueError(f"unknown store layout {layout!r}")
     if layout != "snapshots" and kept is None:
         raise ValueError(f"the {layout} layout needs the block's kept state")
+    if book is not None and layout != "changes":
+        raise ValueError(f"the {layout} layout writes every position whole")
     with store.write() as conn:
         if guard is not None:
             guard(conn)
@@ -463,7 +492,8 @@ def write_snapshot(
                 assets.setdefault(r.asset, (r.symbol, r.decimals))
         asset_ids = _asset_ids(conn, market.chain_id, assets)
         accounts = {p.account for p in positions} | set(kept.accounts if kept else ())
-        account_ids = _ensure_accounts(conn, market.chain_id, sorted(accounts))
+        accounts |= set(book.figures.accounts if book else ())
+        account_ids = _market_account_ids(conn, market, accounts)
 
         if market_snapshot is not None:
             conn.execute(
@@ -476,6 +506,7 @@ def write_snapshot(
                 )
             )
         n_assets = sum(len(p.assets) for p in positions)
+        counted = _book_counts(positions, assessed, book)
         snapshot_id = conn.execute(
             T_SNAPSHOTS.insert()
             .values(
@@ -483,11 +514,11 @@ def write_snapshot(
                 block_number=block.number,
                 block_hash=block.hash,
                 block_timestamp=block.timestamp,
-                positions=len(positions),
+                positions=counted[0],
                 asset_rows=n_assets,
-                with_debt=sum(1 for p in positions if p.total_debt_base > 0),
-                liquidatable=sum(1 for p in positions if p.liquidatable),
-                at_risk=sum(1 for a in assessed if a.tier != "SAFE"),
+                with_debt=counted[1],
+                liquidatable=counted[2],
+                at_risk=counted[3],
                 details=jsonable(
                     {
                         "version": market_snapshot.version if market_snapshot else None,
@@ -533,7 +564,7 @@ def write_snapshot(
                     {"asset_id": asset_ids[a.asset], **asset_values(a)} for a in p.assets
                 ]
             written = changes.write_changes(
-                conn, market.id, block, kept, positions, assessed, account_ids, by_position
+                conn, market.id, block, kept, positions, assessed, account_ids, by_position, book
             )
         if layout != "changes":
             _bulk_insert(conn, T_POSITIONS, position_rows)
@@ -562,9 +593,29 @@ def write_snapshot(
             in_transaction(conn)
     return WriteResult(
         "replaced" if existing is not None else "written",
-        len(position_rows),
+        counted[0],
         len(asset_rows),
         written,
+    )
+
+
+def _book_counts(
+    positions: Sequence[Position], assessed: Sequence[Assessed], book: LeanBook | None
+) -> tuple[int, int, int, int]:
+    """(positions, with debt, liquidatable, at risk) of the block's book."""
+    if book is None:
+        return (
+            len(positions),
+            sum(1 for p in positions if p.total_debt_base > 0),
+            sum(1 for p in positions if p.liquidatable),
+            sum(1 for a in assessed if a.tier != "SAFE"),
+        )
+    f = book.figures
+    return (
+        len(book.assessed),
+        sum(1 for debt in f.total_debt_base if debt > 0),
+        int(sum(bool(v) for v in f.liquidatable)),
+        sum(1 for a in book.assessed if a.tier != "SAFE"),
     )
 
 

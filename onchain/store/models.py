@@ -435,7 +435,13 @@ class PositionLatest(PositionValues, Base):
     """The current book: one row per position, updated in place at every stored block, for the
     queries that need it fast (report, dashboard, targets). `assets` holds the asset rows.
     No index on a column that moves with prices, and on PostgreSQL a fill factor of 50 (0007):
-    an update then stays in its page (a HOT update), so the table does not grow per block."""
+    an update then stays in its page (a HOT update), so the table does not grow per block.
+
+    A block updates the columns prices move (health factor, collateral, debt, liquidatable, the
+    verdict) of every row, and writes a row whole only where more changed (its account's state,
+    its verdict, a position at risk); `detail_block` is the block its other columns (`assets`,
+    `extra`, available borrows, thresholds) are from. Readers rebuild those from the stored
+    states where it is older than `block_number` (NULL: rows written whole before 0008)."""
 
     __tablename__ = "positions_latest"
 
@@ -443,3 +449,4 @@ class PositionLatest(PositionValues, Base):
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
     market_key: Mapped[str] = mapped_column(Hash, primary_key=True)
     assets: Mapped[list[Any]] = mapped_column(Json)
+    detail_block: Mapped[int | None] = mapped_column(BigInteger)

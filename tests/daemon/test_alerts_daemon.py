@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,15 +41,6 @@ FIELDS = (
     "tier", "previous_tier", "health_factor", "reasons", "liquidation_probability",
     "horizon_s", "liquidation_price", "advice", "text",
 )  # fmt: skip
-
-
-@pytest.fixture
-def devchain(devnet: DevnetInfo) -> Iterator[DevChain]:
-    """The module's devnet, put back as it was after each test."""
-    chain = DevChain(devnet.rpc_url)
-    checkpoint = chain.rpc("evm_snapshot")
-    yield chain
-    assert chain.rpc("evm_revert", [checkpoint]) is True
 
 
 @pytest.fixture

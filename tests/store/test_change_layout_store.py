@@ -5,7 +5,7 @@ retention keeps every kept block's states and verdicts exactly as they were."""
 
 from __future__ import annotations
 
-from dataclasses import astuple
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -228,3 +228,95 @@ def test_states_at_probed_per_account_equal_the_one_pass_read(
     assert probed == passed
     assert passed[-1] == {} and passed[20] != passed[21]
     assert len(passed[61]) == 6 and sum(v is None for v in passed[61].values()) == 1
+
+
+@dataclass(frozen=True)
+class Figures:
+    """A block's figures row by row (`changes.BookFigures`), as the lean refresh hands them."""
+
+    accounts: list[str]
+    markets: list[str]
+    health_factor: list[int | None]
+    total_collateral_base: list[int]
+    total_debt_base: list[int]
+    liquidatable: list[bool]
+
+
+def _write_lean(
+    store: Store, market: crud.MarketInfo, n: int, whole: set[int], count: int = 6
+) -> Any:
+    """Block n with only the positions of accounts `whole` written whole (the others' moving
+    columns updated in place), as the lean refresh writes a block."""
+    blk = _block(n)
+    positions = [position(i, blk, WAD + WAD * ((n + 7 * i) % 30) // 40) for i in range(count)]
+    assessed = assess(positions, TierThresholds())
+    figures = Figures(
+        [p.account for p in positions],
+        [p.market for p in positions],
+        [p.health_factor for p in positions],
+        [p.total_collateral_base for p in positions],
+        [p.total_debt_base for p in positions],
+        [p.liquidatable for p in positions],
+    )
+    blobs = {account(i): f"{i}:{n // (i + 2)}".encode() for i in range(count)}
+    return crud.write_snapshot(
+        store,
+        market,
+        blk,
+        [positions[i] for i in sorted(whole)],
+        [assessed[i] for i in sorted(whole)],
+        None,
+        kept=changes.KeptState(b"market %d" % n, blobs, BANDS),
+        layout="changes",
+        book=changes.LeanBook(figures, assessed),
+    )
+
+
+def _detail_blocks(store: Store) -> dict[int, tuple[int, int | None]]:
+    t = changes.T_LATEST
+    with store.read() as conn:
+        rows = conn.execute(select(t.c.account_id, t.c.block_number, t.c.detail_block)).all()
+    return {aid: (number, detail) for aid, number, detail in rows}
+
+
+def test_0008_dates_the_latest_rows_details_and_a_downgrade_waits_for_whole_rows(
+    db_url: str, tmp_path: Path
+) -> None:
+    """0007 -> 0008 dates every existing latest row's details at its block; a block written
+    the lean way updates the other rows' moving columns alone and dates their details older;
+    0008 -> 0007 is refused while such a row stands (nothing dropped), and goes through once
+    a block wrote every row whole."""
+    engine = make_engine(parse_db_url(db_url), create_sqlite_dir=True)
+    upgrade(engine)
+    store = Store(engine)
+    market = _market(store, tmp_path)
+    for n in range(3):
+        _write(store, market, n)
+    assert downgrade(engine, "0007_change_layout") == "0007_change_layout"
+    assert upgrade(engine) == head_revision()
+    assert set(_detail_blocks(store).values()) == {(2, 2)}  # filled from each row's block
+
+    result = _write_lean(store, market, 3, whole={1})
+    assert result.change_rows["latest"] == 6 and result.change_rows["latest_whole"] == 1
+    dated = _detail_blocks(store)
+    assert sorted(dated.values()) == [(3, 2)] * 5 + [(3, 3)]
+    with store.read() as conn:  # the moving columns are the block's, the details the older
+        t = changes.T_LATEST
+        hf = dict(conn.execute(select(t.c.account_id, t.c.health_factor)).all())
+    assert sorted(v for v in hf.values() if v is not None) == sorted(
+        WAD + WAD * ((3 + 7 * i) % 30) // 40 for i in range(6)
+    )
+    with pytest.raises(RuntimeError, match="older than their block"):
+        downgrade(engine, "0007_change_layout")
+    refused = run_cli("db", "downgrade", "0007_change_layout", "--db", db_url, "--yes")
+    assert_one_clear_error(refused, "older than their block")
+    assert current_revision(engine) == head_revision()
+    assert _detail_blocks(store) == dated
+    with pytest.raises(ValueError, match="written whole"):  # a new position is never narrow
+        _write_lean(store, market, 4, whole=set(), count=7)
+    assert crud.snapshot_hash(store, market.id, 4) is None  # the block wrote nothing
+
+    _write(store, market, 5)  # the full path: every row whole
+    assert downgrade(engine, "0007_change_layout") == "0007_change_layout"
+    assert _count(store, changes.T_LATEST) == 6
+    engine.dispose()
