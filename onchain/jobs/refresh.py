@@ -5,12 +5,11 @@ shorter), and the cursors rewind so nothing is skipped."""
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
@@ -19,11 +18,11 @@ from onchain.app.incremental import MarketRefresher, read_account_states
 from onchain.app.pipeline import load_market, market_snapshot, read_positions
 from onchain.app.risk_context import PriceSeries
 from onchain.jobs import metrics
-from onchain.jobs.assess import assess, risk_tiers, tier_of
+from onchain.jobs.assess import assess, risk_tiers, risk_tiers_rows, tier_of
 from onchain.jobs.context import Counts, JobContext, market_ref, note
 from onchain.jobs.discover import discover_from_refresher, discover_market, one_line
 from onchain.jobs.restart import resume_from_store
-from onchain.protocols.base import IncrementalAdapter, MarketSnapshot, Position
+from onchain.protocols.base import IncrementalAdapter, MarketSnapshot, Position, RiskRows
 from onchain.protocols.registry import get_incremental
 from onchain.risk.reactive import LOOKBACK_STEPS
 from onchain.rpc.client import BlockRef, RpcClient
@@ -268,10 +267,9 @@ def book_health(refresher: MarketRefresher, positions: list[Position] | None = N
     """Every position's exact contract-level figures at the refresher's block, in
     `positions_from_states`' order: the refresher's own (`health`, no Position built) where it
     has them, else from whole positions (`positions`, when the caller built them already)."""
-    health = getattr(refresher, "health", None)
-    if positions is None and health is not None:
-        return health()
-    return PositionsHealth.of(refresher.positions() if positions is None else positions)
+    if positions is None:
+        return refresher.health()
+    return PositionsHealth.of(positions)
 
 
 def book_tiers(
@@ -289,32 +287,27 @@ def book_tiers(
     adapter's risk rows and the exact figures where both exist (no Position built), else from
     whole positions."""
     positions = getattr(health, "positions", None)
-    rows_of = getattr(refresher.incremental, "risk_rows", None)
-    # (`onchain.jobs.assess` the module: the package's `assess` attribute is the function)
-    tiers_of_rows = getattr(importlib.import_module("onchain.jobs.assess"), "risk_tiers_rows", None)
-    if positions is not None or rows_of is None or tiers_of_rows is None:
+    adapter = refresher.incremental
+    if positions is not None or not isinstance(adapter, RiskRows):
         whole = refresher.positions() if positions is None else positions
         return tier_block(ctx, client, market, block, whole, snapshot, counts)
     states = [s for a in refresher.accounts for s in refresher.kept.get(a, ())]
     cfg = ctx.config
 
     def run(prices: list[PriceSeries]) -> tuple[list[Assessed], Any]:
-        rows = rows_of(refresher.state, states)
+        rows = adapter.risk_rows(refresher.state, states)
         liquidatable = [bool(v) for v in health.liquidatable]
-        return cast(
-            tuple[list[Assessed], Any],
-            tiers_of_rows(
-                client,
-                block,
-                rows,
-                health.health_factor,
-                liquidatable,
-                cfg.risk_settings,
-                snapshot,
-                cfg.health_floors,
-                prices,
-                accounts=health.accounts,
-            ),
+        return risk_tiers_rows(
+            client,
+            block,
+            rows,
+            health.health_factor,
+            liquidatable,
+            cfg.risk_settings,
+            snapshot,
+            cfg.health_floors,
+            prices,
+            accounts=health.accounts,
         )
 
     def fallback() -> list[Assessed]:
