@@ -241,7 +241,7 @@ def _reads(stores: dict[str, Store], account: str, repeat: int, history_repeat: 
     whole book rebuilt per block takes seconds at tens of thousands of accounts)."""
     from eth_utils import to_checksum_address
 
-    from onchain.app.stored_book import rebuild_account, rebuild_book
+    from onchain.app.stored_book import rebuild_account, rebuild_book, rebuild_book_figures
     from onchain.store import api_queries as Q
     from onchain.store import queries
 
@@ -260,7 +260,7 @@ def _reads(stores: dict[str, Store], account: str, repeat: int, history_repeat: 
         "tier counts (metrics)": lambda s: Q.tier_series(s, "aave", limit=1, exact=False),
         "report": lambda s: queries.at_risk_report(s),
         # every stored block: the change layout rebuilds each older one through the adapter
-        "market history": lambda s: Q.tier_series(s, "aave", rebuild=rebuild_book),
+        "market history": lambda s: Q.tier_series(s, "aave", rebuild=rebuild_book_figures),
         "account history": lambda s: queries.account_history(s, who, rebuild=rebuild_account),
     }
     histories = ("market history", "account history")

@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from onchain.api import schemas as S
 from onchain.api.settings import ApiSettings
-from onchain.app.stored_book import rebuild_account, rebuild_book
+from onchain.app.stored_book import rebuild_account, rebuild_book, rebuild_book_figures
 from onchain.errors import InputError
 from onchain.output import _no_nan, position_json
 from onchain.store import api_queries as Q
@@ -307,7 +307,7 @@ def create_app(store: Store, settings: ApiSettings) -> FastAPI:
         """Per book: positions with debt by tier, and collateral and debt at risk (every tier
         but SAFE) at each stored block, exact in the base currency and in USD."""
         known_market(store, market)
-        books = Q.tier_series(store, market, limit, rebuild=rebuild_book)
+        books = Q.tier_series(store, market, limit, rebuild=rebuild_book_figures)
         return {
             "market": market,
             "books": [

@@ -32,9 +32,14 @@ def rebuild_account(
 
 
 def rebuild_book(protocol: str, book: StoredBook) -> list[Position]:
-    """A whole book at a block stored in the change layout alone, decoded once (what the API's
-    tier series hands the store for such blocks): tiers, health factors and totals exact, the
-    per-asset liquidation prices left out (the series shows none; they were half its cost)."""
+    """A whole book at a block stored in the change layout, decoded once, every field as a live
+    read gives it (the latest view's rows whose details are older than their block)."""
+    return rebuild_positions(book, _incremental(protocol))
+
+
+def rebuild_book_figures(protocol: str, book: StoredBook) -> list[Position]:
+    """`rebuild_book` without the per-asset liquidation prices (None), for readers that show
+    none (the API's tier series): tiers, health factors and totals exact, half the cost."""
     return rebuild_positions(book, _incremental(protocol), flip_prices=False)
 
 
