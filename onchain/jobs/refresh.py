@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,13 @@ from onchain.jobs.assess import assess, risk_tiers, risk_tiers_rows, tier_of
 from onchain.jobs.context import Counts, JobContext, market_ref, note
 from onchain.jobs.discover import discover_from_refresher, discover_market, one_line
 from onchain.jobs.restart import resume_from_store
-from onchain.protocols.base import IncrementalAdapter, MarketSnapshot, Position, RiskRows
+from onchain.protocols.base import (
+    BookHealth,
+    IncrementalAdapter,
+    MarketSnapshot,
+    Position,
+    RiskRows,
+)
 from onchain.protocols.registry import get_incremental
 from onchain.risk.reactive import LOOKBACK_STEPS
 from onchain.rpc.client import BlockRef, RpcClient
@@ -237,30 +243,15 @@ LEAN = True
 
 
 @dataclass(frozen=True)
-class PositionsHealth:
-    """Every position's exact figures, row by row, taken from whole Position objects (what
-    `book_health` falls back to where the refresher cannot give them without building them);
-    `positions` the objects themselves, so nothing builds them twice."""
+class PositionsHealth(BookHealth):
+    """`BookHealth` read off whole Position objects (where the refresher built them anyway: a
+    full read), keeping `positions` themselves so nothing builds them twice."""
 
-    positions: list[Position]
-    accounts: list[str]
-    markets: list[str]
-    health_factor: list[int | None]
-    total_collateral_base: list[int]
-    total_debt_base: list[int]
-    liquidatable: Any  # numpy bool array
+    positions: list[Position] = field(default_factory=list)
 
     @classmethod
-    def of(cls, positions: list[Position]) -> PositionsHealth:
-        return cls(
-            positions,
-            [p.account for p in positions],
-            [p.market for p in positions],
-            [p.health_factor for p in positions],
-            [p.total_collateral_base for p in positions],
-            [p.total_debt_base for p in positions],
-            np.array([p.liquidatable for p in positions], dtype=bool),
-        )
+    def of(cls, positions: Sequence[Position]) -> PositionsHealth:
+        return cls(**vars(BookHealth.of(positions)), positions=list(positions))
 
 
 def book_health(refresher: MarketRefresher, positions: list[Position] | None = None) -> Any:
