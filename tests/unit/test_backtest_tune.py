@@ -79,3 +79,21 @@ def test_replay_rates_are_ln_growth_per_second_per_book_column() -> None:
     )
     rates = column_rates("morpho-blue", SimpleNamespace(markets=(market,)), None)
     assert rates == {"0xm:0xl": (0.0, 1e-8), "0xm:0xc": (0.0, 0.0)}
+
+
+def test_watch_threshold_comes_from_the_tuning_windows_pooled() -> None:
+    """The threshold catches the recall asked of the tuning windows together (the highest that
+    does), whatever a held-out window would have preferred; each window is read at it."""
+
+    def flat(prob: list[float], outcome: list[bool]) -> dict[str, object]:
+        return {"prob": {"onchain": np.array(prob)}, "outcome": np.array(outcome)}
+
+    a = flat([0.9, 0.5, 0.2, 0.1, 0.05], [True, True, False, True, False])
+    b = flat([0.6, 0.3, 0.04, 0.01], [True, False, True, False])
+    held = flat([0.001, 0.5], [True, False])
+    # tuning liquidations at 0.9, 0.6, 0.5, 0.1, 0.04: 80% of five needs the fourth, 0.1
+    assert tune.watch_threshold([a, b], 0.8) == pytest.approx(0.1)
+    assert tune.watch_threshold([a, b], 1.0) == pytest.approx(0.04)
+    at = tune.at_threshold(a, 0.1)
+    assert at == {"recall": 1.0, "precision": 0.75, "flagged": 4}
+    assert tune.at_threshold(held, 0.1) == {"recall": 0.0, "precision": 0.0, "flagged": 1}
