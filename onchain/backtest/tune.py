@@ -25,6 +25,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from onchain.backtest.run import (
     score_window,
 )
 from onchain.risk.scoring import recall_precision, threshold_for_recall
-from onchain.risk.tiers import DEFAULT_THRESHOLDS
+from onchain.risk.tiers import DEFAULT_THRESHOLDS, TierThresholds
 
 # the reliability bins the summary folds into one ratio: where calm weeks were too high
 MID_BINS = (0.01, 0.4)
@@ -67,8 +68,9 @@ def _parse_grid(items: Sequence[str]) -> list[dict[str, float]]:
 
 
 def summary(scores: dict[str, Any]) -> dict[str, float]:
-    """The figures a choice is made on: skills, log loss, observed/forecast in the middle bins,
-    not-SAFE recall/precision and the threshold for 95% recall."""
+    """The figures a choice is made on: skills, log loss, AUC, observed/forecast in the middle
+    bins, recall/precision per tier (not SAFE, HIGH or worse, CRITICAL) and the threshold for 95%
+    recall."""
     mid = [r for r in scores["reliability"] if r["lo"] >= MID_BINS[0] and r["hi"] <= MID_BINS[1]]
     forecast = sum(r["mean_forecast"] * r["n"] for r in mid)
     observed = sum(r["observed"] * r["n"] for r in mid)
@@ -77,15 +79,20 @@ def summary(scores: dict[str, Any]) -> dict[str, float]:
         "skill_vs_best_hf_rule": scores["skill_vs_best_hf_rule"],
         "skill_vs_climatology": scores["skill_vs_climatology"],
         "log_loss": scores["log_loss"],
+        "auc": scores["auc"],
         "observed_over_forecast_1_40pct": observed / forecast if forecast else float("nan"),
         "not_safe_recall": scores["tiers"]["not SAFE"]["recall"],
         "not_safe_precision": scores["tiers"]["not SAFE"]["precision"],
+        "high_plus_recall": scores["tiers"]["HIGH+"]["recall"],
+        "high_plus_precision": scores["tiers"]["HIGH+"]["precision"],
+        "critical_recall": scores["tiers"]["CRITICAL"]["recall"],
+        "critical_precision": scores["tiers"]["CRITICAL"]["precision"],
         "threshold_95pct_recall": t95["threshold"],
         "precision_at_95pct_recall": t95["precision"],
     }
 
 
-def _pooled(flats: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def _pooled(flats: Sequence[dict[str, Any]], thresholds: TierThresholds) -> dict[str, Any]:
     """Every figure over several windows' samples at once (scoring times kept apart)."""
     groups = np.concatenate([f["row"] + 100_000 * i for i, f in enumerate(flats)])
     return model_scores(
@@ -93,7 +100,7 @@ def _pooled(flats: Sequence[dict[str, Any]]) -> dict[str, Any]:
         np.concatenate([f["outcome"] for f in flats]),
         np.concatenate([f["health"] for f in flats]),
         groups,
-        DEFAULT_THRESHOLDS,
+        thresholds,
         seed=7,
     )
 
@@ -121,26 +128,30 @@ def tune(
     *,
     holdout: dict[str, WindowReplay] | None = None,
     recall: float = RECALL_TARGET,
+    thresholds: TierThresholds = DEFAULT_THRESHOLDS,
 ) -> list[dict[str, Any]]:
-    """Each combination scored per window, pooled over the tuning ``windows`` (and over the
-    ``holdout`` ones apart), and every window at the WATCH threshold the tuning windows give."""
+    """Each combination scored per window at ``thresholds``, pooled over the tuning ``windows``
+    (and over the ``holdout`` ones apart), and every window at the WATCH threshold the tuning
+    windows give."""
     holdout = holdout or {}
     rows = []
     for params in grid:
         flats: dict[str, dict[str, Any]] = {}
         per_window = {}
         for name, window in {**windows, **holdout}.items():
-            report = score_window(window, history, models=("onchain",), reactive_params=params)
+            report = score_window(
+                window, history, models=("onchain",), reactive_params=params, thresholds=thresholds
+            )
             per_window[name] = summary(report["models"]["onchain"])
             flats[name] = report["_flat"]
         tuning = [flats[n] for n in windows]
         watch = watch_threshold(tuning, recall)
         at_watch = {name: at_threshold(flat, watch) for name, flat in flats.items()}
-        pooled = {"pooled": summary(_pooled(tuning))}
+        pooled = {"pooled": summary(_pooled(tuning, thresholds))}
         at_watch["pooled"] = at_threshold(_flat_concat(tuning), watch)
         if holdout:
             held = [flats[n] for n in holdout]
-            pooled["pooled held out"] = summary(_pooled(held))
+            pooled["pooled held out"] = summary(_pooled(held, thresholds))
             at_watch["pooled held out"] = at_threshold(_flat_concat(held), watch)
         rows.append(
             {
@@ -172,6 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--grid", action="append", default=[], help="PARAM=V1,V2,...")
     parser.add_argument("--horizon-h", type=int, default=6)
     parser.add_argument("--recall", type=float, default=RECALL_TARGET)
+    parser.add_argument(
+        "--watch", type=float, help="read the tiers at this WATCH threshold (default: the default)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     history = load_history(args.prices)
@@ -186,21 +200,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         return out
 
     windows, holdout = replays(args.window), replays(args.holdout)
-    rows = tune(history, windows, _parse_grid(args.grid), holdout=holdout, recall=args.recall)
+    thresholds = DEFAULT_THRESHOLDS
+    if args.watch is not None:
+        thresholds = replace(thresholds, watch_probability=args.watch)
+    rows = tune(
+        history,
+        windows,
+        _parse_grid(args.grid),
+        holdout=holdout,
+        recall=args.recall,
+        thresholds=thresholds,
+    )
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
     cols = (
         "skill_vs_best_hf_rule",
         "log_loss",
+        "auc",
         "observed_over_forecast_1_40pct",
         "not_safe_recall",
         "not_safe_precision",
+        "high_plus_recall",
+        "high_plus_precision",
+        "critical_recall",
+        "critical_precision",
         "threshold_95pct_recall",
         "precision_at_95pct_recall",
     )
-    print("params | window | skill vs HF rule, log loss, observed/forecast 1-40%, not-SAFE recall,")
-    print("  precision (p >= WATCH), threshold for 95% recall, precision there;")
+    print("params | window | skill vs HF rule, log loss, AUC, observed/forecast 1-40%, recall and")
+    print("  precision of not SAFE (p >= WATCH), HIGH+, CRITICAL; threshold for 95% recall,")
+    print("  precision there;")
     print(
         f"  recall, precision at the WATCH threshold for {args.recall:.0%} recall of the tuning windows"
     )

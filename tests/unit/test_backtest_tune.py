@@ -33,7 +33,12 @@ def test_summary_folds_the_middle_bins_by_count() -> None:
         "skill_vs_best_hf_rule": 0.3,
         "skill_vs_climatology": 0.35,
         "log_loss": 0.02,
-        "tiers": {"not SAFE": {"recall": 0.95, "precision": 0.25}},
+        "auc": 0.99,
+        "tiers": {
+            "not SAFE": {"recall": 0.95, "precision": 0.25},
+            "HIGH+": {"recall": 0.85, "precision": 0.35},
+            "CRITICAL": {"recall": 0.6, "precision": 0.5},
+        },
         "threshold_for_95pct_recall": {"threshold": 0.03, "precision": 0.25},
         "reliability": [
             row(0.0, 0.01, 1000, 0.001, 0.5),  # outside 1-40%: not counted
@@ -45,6 +50,7 @@ def test_summary_folds_the_middle_bins_by_count() -> None:
     s = tune.summary(scores)
     assert s["observed_over_forecast_1_40pct"] == pytest.approx((1.0 + 6.0) / (2.0 + 3.0))
     assert s["not_safe_recall"] == 0.95 and s["threshold_95pct_recall"] == 0.03
+    assert s["high_plus_precision"] == 0.35 and s["critical_recall"] == 0.6
 
 
 def test_replay_rates_are_ln_growth_per_second_per_book_column() -> None:
