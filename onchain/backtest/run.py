@@ -37,6 +37,7 @@ PREVIOUS_PARAMS: dict[str, float] = {
     "trend_weight": 1.0,
     "dof": 4.0,
     "tail_scale": 1.05,
+    "month_weight": 0.0,
     "interest": 0.0,
 }
 # knobs of the scoring, not of the volatility fit: "interest" scales the rates of the interest

@@ -7,7 +7,10 @@ half-life ~6.6 h) and a slow one (0.99, ~3 days), and overlapping ``trend_steps`
 six hourly -2% moves are a -12% move, not the -4.9% that sqrt(6) hourly sds suggest). The
 forecast variance is the largest of the fast one, ``trend_weight`` (0.8) times the trend one and
 ``slow_weight`` (0.35) times the slow one: when a crash starts the fast and trend ones jump within
-a few hours, where a GARCH fitted on 30 days, or a long EWMA, needs a day or more. The largest of
+a few hours, where a GARCH fitted on 30 days, or a long EWMA, needs a day or more. Then
+``month_weight`` (5%) of it is replaced by the lookback's mean squared hourly return: after a calm
+week the fast estimates sit far below what the month has shown a day can bring (4-5 Aug 2024:
+-14% in two hours after a week whose 6-hour sd was 1.1%), and this keeps part of it. The largest of
 noisy estimates sits above each of them, so the trend and slow ones count at less than full
 weight: at full weight calm weeks were forecast about twice too high (the slow one lagged above a
 falling volatility, the trend one added its noise); less trend weight than 0.8 lowers calm
@@ -61,6 +64,9 @@ DEFAULT_TAIL_SCALE = 1.05
 DEFAULT_SLOW_WEIGHT = 0.35
 DEFAULT_TREND_STEPS = 12
 DEFAULT_TREND_WEIGHT = 0.8
+# share of the forecast variance taken from the whole lookback's mean squared return: a crash can
+# start from a calm week (Aug 2024); chosen on the tuning windows (README, "Tiers")
+DEFAULT_MONTH_WEIGHT = 0.05
 LOOKBACK_STEPS = 720  # the model is fitted and validated on the last 30 days of hourly closes
 
 
@@ -80,6 +86,7 @@ def reactive_volatility(
     trend_lambda: float = 0.9,
     trend_weight: float = DEFAULT_TREND_WEIGHT,
     slow_weight: float = DEFAULT_SLOW_WEIGHT,
+    month_weight: float = DEFAULT_MONTH_WEIGHT,
 ) -> VolatilityModel:
     """The model from ``close`` (k, m), oldest first, past data only (see module doc)."""
     px = np.asarray(close, dtype=np.float64)
@@ -98,6 +105,8 @@ def reactive_volatility(
         rk = (lp[trend_steps:] - lp[:-trend_steps]) / np.sqrt(trend_steps)
         trend = np.array([ewma_variance(rk[:, j], trend_lambda)[-1] for j in range(m)])
         sigma2 = np.maximum(sigma2, trend_weight * trend)
+    if month_weight and r.shape[0]:
+        sigma2 = (1.0 - month_weight) * sigma2 + month_weight * np.mean(r * r, axis=0)
     if m > 1:
         z = r / np.sqrt(np.maximum(slow[:-1], 1e-300))
         corr = np.maximum(

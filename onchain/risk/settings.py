@@ -18,12 +18,13 @@ class TierThresholds:
     The probability thresholds come from ``onchain backtest`` (6 h horizon, the `onchain`
     model) on the tuning windows (May 2021 crash, Dec 2020-Jan 2021 rally, July 2023 calm)
     pooled: WATCH is the highest threshold at which "not SAFE" still catches 95% of the
-    positions liquidated within the horizon (0.0337 there, so 0.033). README "How good is the
-    probability" has each tier's recall and precision per window, held-out ones apart."""
+    positions liquidated within the horizon (0.0343 there, so 0.034: ``python -m
+    onchain.backtest.tune ... --recall 0.95`` prints it). README "How good is the probability"
+    has each tier's recall and precision per window, held-out ones apart."""
 
     critical_probability: float = 0.30
     high_probability: float = 0.10
-    watch_probability: float = 0.033
+    watch_probability: float = 0.034
     near_move: float = 0.05
     concentration_share: float = 0.05
     max_utilization: float = 0.95

@@ -33,7 +33,12 @@ def test_summary_folds_the_middle_bins_by_count() -> None:
         "skill_vs_best_hf_rule": 0.3,
         "skill_vs_climatology": 0.35,
         "log_loss": 0.02,
-        "tiers": {"not SAFE": {"recall": 0.95, "precision": 0.25}},
+        "auc": 0.99,
+        "tiers": {
+            "not SAFE": {"recall": 0.95, "precision": 0.25},
+            "HIGH+": {"recall": 0.85, "precision": 0.35},
+            "CRITICAL": {"recall": 0.6, "precision": 0.5},
+        },
         "threshold_for_95pct_recall": {"threshold": 0.03, "precision": 0.25},
         "reliability": [
             row(0.0, 0.01, 1000, 0.001, 0.5),  # outside 1-40%: not counted
@@ -45,6 +50,7 @@ def test_summary_folds_the_middle_bins_by_count() -> None:
     s = tune.summary(scores)
     assert s["observed_over_forecast_1_40pct"] == pytest.approx((1.0 + 6.0) / (2.0 + 3.0))
     assert s["not_safe_recall"] == 0.95 and s["threshold_95pct_recall"] == 0.03
+    assert s["high_plus_precision"] == 0.35 and s["critical_recall"] == 0.6
 
 
 def test_replay_rates_are_ln_growth_per_second_per_book_column() -> None:
@@ -79,3 +85,21 @@ def test_replay_rates_are_ln_growth_per_second_per_book_column() -> None:
     )
     rates = column_rates("morpho-blue", SimpleNamespace(markets=(market,)), None)
     assert rates == {"0xm:0xl": (0.0, 1e-8), "0xm:0xc": (0.0, 0.0)}
+
+
+def test_watch_threshold_comes_from_the_tuning_windows_pooled() -> None:
+    """The threshold catches the recall asked of the tuning windows together (the highest that
+    does), whatever a held-out window would have preferred; each window is read at it."""
+
+    def flat(prob: list[float], outcome: list[bool]) -> dict[str, object]:
+        return {"prob": {"onchain": np.array(prob)}, "outcome": np.array(outcome)}
+
+    a = flat([0.9, 0.5, 0.2, 0.1, 0.05], [True, True, False, True, False])
+    b = flat([0.6, 0.3, 0.04, 0.01], [True, False, True, False])
+    held = flat([0.001, 0.5], [True, False])
+    # tuning liquidations at 0.9, 0.6, 0.5, 0.1, 0.04: 80% of five needs the fourth, 0.1
+    assert tune.watch_threshold([a, b], 0.8) == pytest.approx(0.1)
+    assert tune.watch_threshold([a, b], 1.0) == pytest.approx(0.04)
+    at = tune.at_threshold(a, 0.1)
+    assert at == {"recall": 1.0, "precision": 0.75, "flagged": 4}
+    assert tune.at_threshold(held, 0.1) == {"recall": 0.0, "precision": 0.0, "flagged": 1}

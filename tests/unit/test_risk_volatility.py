@@ -158,3 +158,21 @@ def test_hourly_closes_are_the_price_in_force_at_each_hour() -> None:
     np.testing.assert_array_equal(grid, [11_800, 15_400, 19_000])
     assert hourly_closes([], [], 19_000)[0].size == 0
     assert hourly_closes([20_000], [1.0], 19_000)[0].size == 0
+
+
+def test_reactive_forecast_keeps_a_share_of_the_months_variance_after_a_calm_stretch() -> None:
+    """A volatile month then two flat days: the fast, slow and trend EWMAs have decayed, and 5%
+    of the forecast variance is the lookback's mean squared return (a crash can start from a
+    calm week); without that share the forecast is the decayed estimates alone."""
+    from onchain.risk.reactive import DEFAULT_MONTH_WEIGHT, reactive_volatility
+
+    rng = np.random.default_rng(3)
+    moves = np.concatenate([rng.normal(0.0, 0.02, (672, 2)), np.zeros((48, 2))])
+    close = 2000.0 * np.exp(np.cumsum(np.vstack([np.zeros((1, 2)), moves]), axis=0))
+    ts = 3600 * np.arange(close.shape[0])
+    now = reactive_volatility(close, ts, ["ETH", "BTC"]).sigma2_next
+    decayed = reactive_volatility(close, ts, ["ETH", "BTC"], month_weight=0.0).sigma2_next
+    month = np.mean(moves * moves, axis=0)
+    assert DEFAULT_MONTH_WEIGHT == 0.05
+    np.testing.assert_allclose(now, 0.95 * decayed + 0.05 * month, rtol=1e-12)
+    assert np.all(now > 1.15 * decayed)  # a fifth of the forecast after two flat days
