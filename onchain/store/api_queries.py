@@ -8,7 +8,7 @@ Uint256 columns are text on SQLite: exact comparisons and ordering go through `u
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import SimpleNamespace
@@ -268,15 +268,11 @@ class Heads:
     latest: dict[int, int]
 
     def where(self, table: Any) -> ColumnElement[bool]:
-        """The rows of these blocks in `table` (the snapshot rows or the latest view)."""
+        """The rows of these blocks in `table` (the snapshot rows or the latest view: every
+        row of a market there, as `heads_of` checked it holds the market's newest block)."""
         if table is T_POSITIONS:
             return table.c.snapshot_id.in_(sorted(self.snapshots.values()))
-        return or_(
-            *(
-                (table.c.market_id == mid) & (table.c.block_number == n)
-                for mid, n in sorted(self.latest.items())
-            )
-        )
+        return table.c.market_id.in_(sorted(self.latest))
 
     def tables(self) -> list[Any]:
         return [t for t, ids in ((T_POSITIONS, self.snapshots), (T_LATEST, self.latest)) if ids]
@@ -301,9 +297,19 @@ def heads_of(conn: Connection, market: str | None = None) -> Heads:
         table, _where = newest_book(r.id, r.market_id, r.block_number, r.details)
         if table is T_POSITIONS:
             heads.snapshots[r.market_id] = r.id
-        else:
+        elif _latest_block(conn, r.market_id) == r.block_number:
             heads.latest[r.market_id] = r.block_number
     return heads
+
+
+def _latest_block(conn: Connection, market_id: int) -> int | None:
+    """The block the market's rows of the latest view are at: one row's, as a block writes
+    every row of the market (a replaced newest block leaves them at the replaced one until
+    the next block is written: its market then has no rows to serve, as before)."""
+    t = T_LATEST
+    return conn.execute(
+        select(t.c.block_number).where(t.c.market_id == market_id).limit(1)
+    ).scalar()
 
 
 def _book(heads: Heads) -> tuple[Any, list[Any]]:
@@ -404,15 +410,20 @@ def positions_page(
         keys: list[tuple[int, int, str]] = []
         total, skip, need = 0, offset, limit
         segments = _segments(p, conn, sort, descending)
+        counted: list[tuple[Segment, int]] | None = None
         if where.account is not None:  # a handful of rows: one segment, sorted whole
             segments = [([], _whole_order(p, conn, sort, descending))]
-        for (extra, order), n in zip(
-            segments, _segment_counts(conn, p, conditions, segments), strict=True
-        ):
+        elif p is T_LATEST:
+            counted = _bucketed(conn, conditions, sort, descending)
+        if counted is None:
+            counts = _segment_counts(conn, p, conditions, segments)
+            counted = [(_made(s), n) for s, n in zip(segments, counts, strict=True)]
+        for segment, n in counted:
             total += n
             if need <= 0 or skip >= n:
                 skip = max(0, skip - n)
                 continue
+            extra, order = segment()
             query = select(p.c.market_id, p.c.account_id, p.c.market_key).where(*conditions, *extra)
             if sort == "account" or where.account is not None:
                 query = query.join(T_ACCOUNTS, T_ACCOUNTS.c.id == p.c.account_id)
@@ -421,6 +432,60 @@ def positions_page(
             need -= len(got)
             skip = 0
         return PositionPage(int(total), _rows_in_order(conn, heads, keys, rebuild))
+
+
+# a segment of a sort, built when a page reads it: (its conditions, its ORDER BY)
+Segment = Callable[[], tuple[list[Any], list[Any]]]
+
+
+def _made(segment: tuple[list[Any], list[Any]]) -> Segment:
+    return lambda: segment
+
+
+def _bucketed(
+    conn: Connection, conditions: list[Any], sort: str, descending: bool
+) -> list[tuple[Segment, int]] | None:
+    """The latest view's segments of `_segments`, each cut into its sort key's buckets
+    (`onchain.store.buckets`), with how many rows each holds, counted in one grouped pass
+    over an index: a page then reads and sorts only the buckets it covers. None: a sort with
+    no bucket (by account)."""
+    p = T_LATEST
+    tie = [p.c.account_id, p.c.market_key, p.c.market_id]
+    bucket, value = {
+        "risk": (p.c.hf_bucket, [p.c.health_factor_float]),
+        "health_factor": (p.c.hf_bucket, [p.c.health_factor_float]),
+        "probability": (p.c.probability_bucket, [p.c.liquidation_probability]),
+        "debt": (p.c.debt_bucket, uint_order(conn, p.c.total_debt_base)),
+        "collateral": (p.c.collateral_bucket, uint_order(conn, p.c.total_collateral_base)),
+    }.get(sort, (None, []))
+    if bucket is None:
+        return None
+    groups = [p.c.risk_tier, bucket] if sort == "risk" else [bucket]
+    counts: dict[tuple[Any, ...], int] = {
+        tuple(r[:-1]): int(r[-1])
+        for r in conn.execute(select(*groups, func.count()).where(*conditions).group_by(*groups))
+    }
+
+    def segment(tier: str | None, b: int | None) -> Segment:
+        def made() -> tuple[list[Any], list[Any]]:
+            where = [p.c.risk_tier == tier] if tier else []
+            if sort == "health_factor":  # every tier: its index's prefix, a range per tier
+                where = [p.c.risk_tier.in_(TIERS)]
+            if b is None:  # no value (no debt, no probability): last, in the ties' order
+                extra, order = [*where, bucket.is_(None)], tie
+            else:
+                extra, order = [*where, bucket == b], [bucket, *value, *tie]
+            return extra, [t.desc() for t in order] if descending else order
+
+        return made
+
+    out: list[tuple[Segment, int]] = []
+    for tier in TIERS if sort == "risk" else [None]:
+        mine = {k[-1]: n for k, n in counts.items() if tier is None or k[0] == tier}
+        out += [(segment(tier, b), mine[b]) for b in sorted(b for b in mine if b is not None)]
+        if None in mine:
+            out.append((segment(tier, None), mine[None]))
+    return out[::-1] if descending else out
 
 
 def _segment_counts(

@@ -35,6 +35,7 @@ from sqlalchemy.sql import Select
 from onchain.protocols.base import IncrementalAdapter, Position
 from onchain.rpc.client import BlockRef
 from onchain.store import models as m
+from onchain.store.buckets import BUCKET_COLUMNS, buckets
 from onchain.store.db import Store
 from onchain.store.rows import (
     IN_CHUNK,
@@ -473,9 +474,10 @@ def _write_latest(
             "market_id": market_id,
             "account_id": account_ids[p.account],
             "market_key": p.market,
-            **position_values(block, p, a),
+            **(values := position_values(block, p, a)),
             "assets": jsonable(asset_rows.get((p.account, p.market), [])),
             "detail_block": block.number,
+            **_bucket_values(values),
         }
         for p, a in zip(positions, assessed, strict=True)
     ]
@@ -483,12 +485,13 @@ def _write_latest(
     keys = whole
     if book is not None:
         keys = {(account_ids[a], k) for a, k in book.position_keys()}
+    t = T_LATEST
     stored = {
-        (aid, key)
-        for aid, key in conn.execute(
-            select(T_LATEST.c.account_id, T_LATEST.c.market_key).where(
-                T_LATEST.c.market_id == market_id
-            )
+        (aid, key): tuple(indexed)
+        for aid, key, *indexed in conn.execute(
+            select(
+                t.c.account_id, t.c.market_key, *(t.c[n] for n in INDEXED if n != "market_id")
+            ).where(t.c.market_id == market_id)
         )
     }
     if book is not None:
@@ -547,6 +550,28 @@ MOVING = (
 )
 
 
+# the latest view's indexed columns that a block may change (the tier, the sort keys' buckets)
+INDEXED = ("market_id", "risk_tier", *BUCKET_COLUMNS)
+# the moving columns no index holds: a row whose tier and buckets stay gets these alone
+UNINDEXED = tuple(n for n in MOVING if n not in INDEXED)
+
+
+def _bucket_values(values: Mapping[str, Any]) -> dict[str, int | None]:
+    """A latest row's buckets from its values (`position_values`' names)."""
+    return dict(
+        zip(
+            BUCKET_COLUMNS,
+            buckets(
+                values["health_factor_float"],
+                int(values["total_debt_base"]),
+                int(values["total_collateral_base"]),
+                values["liquidation_probability"],
+            ),
+            strict=True,
+        )
+    )
+
+
 def _update_moving(
     conn: Connection,
     market_id: int,
@@ -554,14 +579,19 @@ def _update_moving(
     book: LeanBook,
     account_ids: Mapping[str, int],
     whole: set[tuple[int, str]],
-    stored: set[tuple[int, str]],
+    stored: Mapping[tuple[int, str], tuple[Any, ...]],
 ) -> int:
     """The rows of `book` not written whole: their moving columns, in place (no asset JSON
-    rewritten). Each must be in the view already: a new position is written whole. Tens of
-    thousands of rows per block: values go to the driver as the columns' types bind them,
-    without a statement's per-row parameter handling."""
+    rewritten). Each must be in the view already: a new position is written whole. `stored`:
+    each row's indexed values now (`INDEXED` but the market): only the rows whose tier or a
+    bucket changed rewrite an index entry (on SQLite a column in the SET list rewrites its
+    index entry even when equal, so the others leave those columns out). Tens of thousands of
+    rows per block: values go to the driver as the columns' types bind them, without a
+    statement's per-row parameter handling."""
     f = book.figures
-    rows: list[tuple[Any, ...]] = []  # MOVING's values, then the key
+    pg = conn.dialect.name == "postgresql"
+    same: list[tuple[Any, ...]] = []  # UNINDEXED's values, then the key
+    moved: list[tuple[Any, ...]] = []  # MOVING's, then the buckets, then the key
     for i, (account, market_key) in enumerate(book.position_keys()):
         key = (account_ids[account], market_key)
         if key in whole:
@@ -569,54 +599,62 @@ def _update_moving(
         if key not in stored:
             raise ValueError(f"{account} {market_key}: a new position must be written whole")
         hf, a = f.health_factor[i], book.assessed[i]
-        rows.append(
-            (
-                block.number,
-                block.hash,
-                block.timestamp,
-                hf,
-                None if hf is None else hf / WAD,
-                bool(f.liquidatable[i]),
-                int(f.total_collateral_base[i]),
-                int(f.total_debt_base[i]),
-                a.tier,
-                a.reason,
-                a.reasons,
-                a.probability,
-                a.pending_health_factor,
-                a.horizon_s,
-                market_id,
-                key[0],
-                market_key,
-            )
-        )
+        debt, collateral = int(f.total_debt_base[i]), int(f.total_collateral_base[i])
+        hf_float = None if hf is None else hf / WAD
+        indexed = (a.tier, *buckets(hf_float, debt, collateral, a.probability))
+        values = {
+            "block_number": block.number,
+            "block_hash": block.hash,
+            "block_timestamp": block.timestamp,
+            "health_factor": hf,
+            "health_factor_float": hf_float,
+            "liquidatable": bool(f.liquidatable[i]),
+            "total_collateral_base": collateral,
+            "total_debt_base": debt,
+            "risk_tier": a.tier,
+            "risk_reason": a.reason,
+            "risk_reasons": a.reasons,
+            "liquidation_probability": a.probability,
+            "pending_health_factor": a.pending_health_factor,
+            "horizon_s": a.horizon_s,
+        }
+        row = (*(values[n] for n in MOVING), *indexed[1:], market_id, *key)
+        if pg or indexed != stored[key]:  # PostgreSQL: HOT compares the indexed values
+            moved.append(row)
+        else:
+            same.append((*(values[n] for n in UNINDEXED), market_id, *key))
+    _set_rows(conn, list(UNINDEXED), same)
+    _set_rows(conn, [*MOVING, *BUCKET_COLUMNS], moved)
+    return len(same) + len(moved)
+
+
+def _set_rows(conn: Connection, names: list[str], rows: list[tuple[Any, ...]]) -> None:
+    """UPDATE the latest view's `names` columns of each row in place: a row is their values,
+    then its key (market id, account id, market key)."""
     if not rows:
-        return 0
+        return
     t = T_LATEST
-    names = [*MOVING, "market_id", "account_id", "market_key"]
+    columns = [*names, *KEY_LATEST]
     if conn.dialect.name == "postgresql" and len(rows) >= COPY_MIN_ROWS:
         # COPY into a scratch table of these columns, then one UPDATE ... FROM it
-        scratch = Table("positions_latest_moving", MetaData(), *(t.c[n]._copy() for n in names))
+        name = f"positions_latest_set{len(names)}"
+        scratch = Table(name, MetaData(), *(t.c[n]._copy() for n in columns))
         conn.execute(
             text(
-                "CREATE TEMP TABLE IF NOT EXISTS positions_latest_moving ON COMMIT DELETE ROWS AS "
-                f"SELECT {', '.join(names)} FROM positions_latest WITH NO DATA"
+                f"CREATE TEMP TABLE IF NOT EXISTS {name} ON COMMIT DELETE ROWS AS "
+                f"SELECT {', '.join(columns)} FROM positions_latest WITH NO DATA"
             )
         )
-        copy_rows(conn, scratch, [dict(zip(names, r, strict=True)) for r in rows])
+        copy_rows(conn, scratch, [dict(zip(columns, r, strict=True)) for r in rows])
         conn.execute(
             update(t)
-            .where(
-                (t.c.market_id == scratch.c.market_id)
-                & (t.c.account_id == scratch.c.account_id)
-                & (t.c.market_key == scratch.c.market_key)
-            )
-            .values({n: scratch.c[n] for n in MOVING})
+            .where(and_(*(t.c[k] == scratch.c[k] for k in KEY_LATEST)))
+            .values({n: scratch.c[n] for n in names})
         )
     elif conn.dialect.name == "sqlite":
         binds = [
             (j, bind)
-            for j, n in enumerate(names)
+            for j, n in enumerate(columns)
             if (bind := t.c[n].type.dialect_impl(conn.dialect).bind_processor(conn.dialect))
         ]
         bound = []
@@ -625,7 +663,7 @@ def _update_moving(
             for j, bind in binds:
                 values[j] = bind(values[j])
             bound.append(tuple(values))
-        assignments = ", ".join(f"{n} = ?" for n in MOVING)
+        assignments = ", ".join(f"{n} = ?" for n in names)
         conn.exec_driver_sql(
             f"UPDATE positions_latest SET {assignments} "
             "WHERE market_id = ? AND account_id = ? AND market_key = ?",
@@ -634,19 +672,14 @@ def _update_moving(
     else:  # a SET clause's parameters may not bear its columns' names
         conn.execute(
             update(t)
-            .where(
-                (t.c.market_id == bindparam("b_mid"))
-                & (t.c.account_id == bindparam("b_aid"))
-                & (t.c.market_key == bindparam("b_key"))
-            )
-            .values({n: bindparam(f"v_{n}", type_=t.c[n].type) for n in MOVING}),
+            .where(and_(*(t.c[k] == bindparam(f"b_{k}") for k in KEY_LATEST)))
+            .values({n: bindparam(f"v_{n}", type_=t.c[n].type) for n in names}),
             [
-                {f"v_{n}": v for n, v in zip(MOVING, r, strict=False)}
-                | {"b_mid": r[-3], "b_aid": r[-2], "b_key": r[-1]}
+                {f"v_{n}": v for n, v in zip(names, r, strict=False)}
+                | {f"b_{k}": v for k, v in zip(KEY_LATEST, r[-3:], strict=True)}
                 for r in rows
             ],
         )
-    return len(rows)
 
 
 def delete_changes(conn: Connection, market_id: int, block_numbers: Sequence[int]) -> None:
@@ -794,9 +827,7 @@ def rebuilt_details(
         )
         ids_of = {address: aid for aid, address in addresses.items()}
         positions = rebuild(market.protocol, book)
-        asset_ids = _asset_ids_of(
-            conn, market.chain_id, {a.asset for p in positions for a in p.assets}
-        )
+        asset_ids = _asset_ids_of(conn, market.chain_id)
         for p in positions:
             out[(ids_of[p.account], p.market)] = {
                 "base_currency_decimals": p.base_currency_decimals,
@@ -804,26 +835,19 @@ def rebuilt_details(
                 "liquidation_threshold_bps": p.liquidation_threshold_bps,
                 "ltv_bps": p.ltv_bps,
                 "extra": jsonable(p.extra),
-                "assets": jsonable(
-                    [{"asset_id": asset_ids[a.asset], **asset_values(a)} for a in p.assets]
-                ),
+                # as `assets` reads back from JSON (asset_values' are JSON's types already)
+                "assets": [{"asset_id": asset_ids[a.asset], **asset_values(a)} for a in p.assets],
             }
     return out
 
 
-def _asset_ids_of(conn: Connection, chain_id: int, addresses: set[str]) -> dict[str, int]:
-    """Registered assets' ids by address (every asset of a stored position is registered)."""
+def _asset_ids_of(conn: Connection, chain_id: int) -> dict[str, int]:
+    """The chain's registered assets' ids by address (every asset of a stored position is
+    registered; a chain has tens of them, not thousands)."""
     t = cast(Table, m.Asset.__table__)
-    found: dict[str, int] = {}
-    for chunk in chunks(sorted(addresses)):
-        found.update(
-            conn.execute(
-                select(t.c.address, t.c.id).where(
-                    (t.c.chain_id == chain_id) & t.c.address.in_(chunk)
-                )
-            ).all()
-        )
-    return found
+    return dict(
+        conn.execute(select(t.c.address, t.c.id).where(t.c.chain_id == chain_id)).tuples().all()
+    )
 
 
 def rebuild_positions(

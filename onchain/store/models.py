@@ -434,8 +434,9 @@ class PositionVerdict(Base):
 class PositionLatest(PositionValues, Base):
     """The current book: one row per position, updated in place at every stored block, for the
     queries that need it fast (report, dashboard, targets). `assets` holds the asset rows.
-    No index on a column that moves with prices, and on PostgreSQL a fill factor of 50 (0007):
-    an update then stays in its page (a HOT update), so the table does not grow per block.
+    No index on a column that moves with prices (only on their coarse buckets), and on
+    PostgreSQL a fill factor of 50 (0007): an update then stays in its page (a HOT update), so
+    the table does not grow per block.
 
     A block updates the columns prices move (health factor, collateral, debt, liquidatable, the
     verdict) of every row, and writes a row whole only where more changed (its account's state,
@@ -444,9 +445,22 @@ class PositionLatest(PositionValues, Base):
     states where it is older than `block_number` (NULL: rows written whole before 0008)."""
 
     __tablename__ = "positions_latest"
+    # the sort keys' buckets (`onchain.store.buckets`, 0009): a page reads the index range of
+    # the buckets it covers and sorts only those rows; a block rewrites an entry only where a
+    # bucket (or the tier) changed, so most updates stay in place (HOT on PostgreSQL)
+    __table_args__ = (
+        Index(None, "market_id", "risk_tier", "hf_bucket"),  # riskiest, by health; counts
+        Index(None, "market_id", "debt_bucket"),
+        Index(None, "market_id", "collateral_bucket"),
+        Index(None, "market_id", "probability_bucket"),
+    )
 
     market_id: Mapped[int] = mapped_column(ForeignKey("markets.id"), primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
     market_key: Mapped[str] = mapped_column(Hash, primary_key=True)
     assets: Mapped[list[Any]] = mapped_column(Json)
     detail_block: Mapped[int | None] = mapped_column(BigInteger)
+    hf_bucket: Mapped[int | None] = mapped_column(Integer)  # NULL: no debt
+    debt_bucket: Mapped[int | None] = mapped_column(Integer)
+    collateral_bucket: Mapped[int | None] = mapped_column(Integer)
+    probability_bucket: Mapped[int | None] = mapped_column(Integer)  # NULL: no probability

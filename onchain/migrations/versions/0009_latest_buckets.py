@@ -1,0 +1,104 @@
+"""The latest view's sort keys get coarse, indexed twins (`hf_bucket`, `debt_bucket`,
+`collateral_bucket`, `probability_bucket`; onchain/store/buckets.py): the values move every
+block and carry no index (the update in place stays cheap), their buckets seldom change, so a
+page of positions reads the index range of the buckets it covers and sorts only those rows,
+and tier counts come from an index. Existing rows get their buckets here.
+
+Self-contained (no imports from onchain), as 0001: the bucket functions are repeated below
+and must stay equal to onchain/store/buckets.py (tests/store/test_change_layout_store.py
+compares them).
+
+Revision ID: 0009_latest_buckets
+Revises: 0008_latest_detail_block
+Create Date: 2026-12-06 00:00:00
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from math import frexp
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0009_latest_buckets"
+down_revision: str | None = "0008_latest_detail_block"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+COLUMNS = ("hf_bucket", "debt_bucket", "collateral_bucket", "probability_bucket")
+INDEXES = (
+    ("risk_tier", "hf_bucket"),
+    ("debt_bucket",),
+    ("collateral_bucket",),
+    ("probability_bucket",),
+)
+PER_OCTAVE = 4
+HF_PER_OCTAVE = 64
+ZERO = -1_000_000
+
+
+def float_bucket(value: float | None, per_octave: int = PER_OCTAVE) -> int | None:
+    if value is None or value != value:
+        return None
+    if value > 0:
+        mantissa, exponent = frexp(value)
+        return exponent * per_octave + int((2 * mantissa - 1) * per_octave)
+    if value == 0:
+        return ZERO
+    return 2 * ZERO - (float_bucket(-value, per_octave) or 0)
+
+
+def int_bucket(value: int, per_octave: int = PER_OCTAVE) -> int:
+    if value < 2 * per_octave:
+        return max(0, value)
+    bits = value.bit_length()
+    top = value >> (bits - per_octave.bit_length())
+    return bits * per_octave + top - per_octave
+
+
+def _index_name(columns: Sequence[str]) -> str:
+    return "ix_positions_latest_market_id_" + "_".join(columns)
+
+
+def upgrade() -> None:
+    for name in COLUMNS:
+        op.add_column("positions_latest", sa.Column(name, sa.Integer(), nullable=True))
+    bind = op.get_bind()
+    rows = bind.execute(
+        sa.text(
+            "SELECT market_id, account_id, market_key, health_factor_float, total_debt_base,"
+            " total_collateral_base, liquidation_probability FROM positions_latest"
+        )
+    ).all()
+    values = [
+        {
+            "m": r[0],
+            "a": r[1],
+            "k": r[2],
+            "hf": float_bucket(r[3], HF_PER_OCTAVE),
+            "debt": int_bucket(int(r[4])),
+            "coll": int_bucket(int(r[5])),
+            "prob": float_bucket(r[6]),
+        }
+        for r in rows
+    ]
+    if values:
+        bind.execute(
+            sa.text(
+                "UPDATE positions_latest SET hf_bucket = :hf, debt_bucket = :debt,"
+                " collateral_bucket = :coll, probability_bucket = :prob"
+                " WHERE market_id = :m AND account_id = :a AND market_key = :k"
+            ),
+            values,
+        )
+    for columns in INDEXES:
+        op.create_index(_index_name(columns), "positions_latest", ["market_id", *columns])
+
+
+def downgrade() -> None:
+    for columns in INDEXES:
+        op.drop_index(_index_name(columns), table_name="positions_latest")
+    with op.batch_alter_table("positions_latest") as batch:
+        for name in COLUMNS:
+            batch.drop_column(name)
