@@ -30,15 +30,18 @@ from sqlalchemy import (
     type_coerce,
     union_all,
 )
-from sqlalchemy.sql import FromClause
+from sqlalchemy.sql import FromClause, Select
 
 from onchain.model import AssetPosition, Position, fields_from_details
 from onchain.risk.book import DEFAULT_STABLE_SYMBOLS
 from onchain.rpc.client import BlockRef
 from onchain.store.changes import (
+    KEY_LATEST,
     T_LATEST,
+    T_LATEST_DETAILS,
     BookRebuild,
     book_at,
+    latest_seek,
     newest_book,
     rebuilt_details,
     stale_details,
@@ -231,24 +234,33 @@ class PositionPage:
     positions: list[StoredPosition] = field(default_factory=list)
 
 
-def _position_columns(table: Any) -> list[Any]:
-    """A position row with its account and market, from the snapshot rows or the latest view
-    (which holds its asset rows in `assets`, where the snapshot rows have `snapshot_id`)."""
+def _position_rows(table: Any) -> Select[Any]:
+    """Position rows with their account and market, from the snapshot rows or the latest view
+    (whose extras and asset rows, `assets`, are in its details table; the snapshot rows have
+    `snapshot_id` and asset rows of their own)."""
     p = table
     snapshots = table is T_POSITIONS
-    return [
+    d = T_LATEST_DETAILS
+    query = select(
         p.c.snapshot_id if snapshots else null().label("snapshot_id"),
-        null().label("assets") if snapshots else p.c.assets,
+        null().label("assets") if snapshots else d.c.assets,
         null().label("detail_block") if snapshots else p.c.detail_block,
         p.c.market_id,
         p.c.account_id,
         p.c.market_key,
         *(p.c[name] for name in VALUE_COLUMNS),
+        p.c.extra if snapshots else d.c.extra,
         T_ACCOUNTS.c.address,
         T_MARKETS.c.name.label("market_name"),
         T_MARKETS.c.address.label("market_address"),
         T_MARKETS.c.protocol,
-    ]
+    )
+    query = query.join(T_ACCOUNTS, T_ACCOUNTS.c.id == p.c.account_id).join(
+        T_MARKETS, T_MARKETS.c.id == p.c.market_id
+    )
+    if snapshots:
+        return query
+    return query.join(d, and_(*(d.c[k] == p.c[k] for k in KEY_LATEST)))
 
 
 # a position's values, the same columns in the snapshot rows and the latest view
@@ -526,10 +538,7 @@ def _rows_in_order(
         accounts = sorted({k[1] for k in keys if k[0] == mid})
         for chunk in chunks(accounts):
             for r in conn.execute(
-                select(*_position_columns(p))
-                .join(T_ACCOUNTS, T_ACCOUNTS.c.id == p.c.account_id)
-                .join(T_MARKETS, T_MARKETS.c.id == p.c.market_id)
-                .where(one.where(p) & p.c.account_id.in_(chunk))
+                _position_rows(p).where(one.where(p) & p.c.account_id.in_(chunk))
             ):
                 rows[(r.market_id, r.account_id, r.market_key)] = r
     return _with_assets(conn, fresh(conn, [rows[k] for k in keys if k in rows], rebuild))
@@ -685,12 +694,7 @@ def latest_positions(
         heads = heads_of(conn, market)
         rows: list[Any] = []
         for p in heads.tables():
-            rows += conn.execute(
-                select(*_position_columns(p))
-                .join(T_ACCOUNTS, T_ACCOUNTS.c.id == p.c.account_id)
-                .join(T_MARKETS, T_MARKETS.c.id == p.c.market_id)
-                .where(heads.where(p))
-            ).all()
+            rows += conn.execute(_position_rows(p).where(heads.where(p))).all()
         rows.sort(key=lambda r: (r.market_name, r.market_key, r.address))
         return _with_assets(conn, fresh(conn, rows, rebuild))
 
@@ -760,11 +764,13 @@ def _tally(
     exact: bool,
     counts: dict[tuple[int, str], dict[str, int]],
     amounts: dict[tuple[int, str], dict[str, list[Any]]],
+    at_risk_where: Any = None,
 ) -> None:
     """Positions with debt per (snapshot, book, tier), and the collateral and debt of those not
     SAFE, from stored rows (`p` where `where`): the snapshot rows, grouped by their snapshot
     (`sid` None), or the latest view's, all of snapshot `sid`. `exact=False` sums floats in the
-    database."""
+    database. `at_risk_where`: the same rows as `where`, in a form an index on the tier serves
+    (the latest view's counts read every row, its rows at risk a few)."""
     with_debt = or_(p.c.health_factor_float.is_not(None), p.c.liquidatable)
     block = [p.c.snapshot_id] if sid is None else []
 
@@ -777,7 +783,11 @@ def _tally(
         select(*keys, func.count()).where(where & with_debt).group_by(*keys)
     ):
         counts.setdefault((snapshot, key), {})[tier] = int(n)
-    at_risk = where & (p.c.risk_tier != "SAFE") & with_debt
+    at_risk = (
+        (where if at_risk_where is None else at_risk_where)
+        & p.c.risk_tier.in_([t for t in TIERS if t != "SAFE"])
+        & with_debt
+    )
     if not exact:
         sums = [
             func.sum(cast(p.c.total_collateral_base, Double)),
@@ -835,9 +845,9 @@ def tier_series(
             if snap.id not in alone:
                 continue
             if snap.id == heads[0].id:  # the newest: the latest view, summed in the database
-                t = T_LATEST
-                at = (t.c.market_id == m.id) & (t.c.block_number == snap.block_number)
-                _tally(conn, t, at, snap.id, exact, counts, amounts)
+                _, scan = newest_book(snap.id, m.id, snap.block_number, snap.details)
+                seek = latest_seek(m.id, snap.block_number)
+                _tally(conn, T_LATEST, scan, snap.id, exact, counts, amounts, seek)
                 continue
             for key, tier, has_debt, coll, debt in _rebuilt_rows(
                 conn, m.id, m.protocol, snap.block_number, rebuild
@@ -852,6 +862,8 @@ def tier_series(
                     pair[1] += debt if exact else float(debt)
         head = snaps[-1]
         table, where = newest_book(head.id, m.id, head.block_number, head.details)
+        if table is T_LATEST:  # its books: from its primary key alone
+            where = latest_seek(m.id, head.block_number)
         books = _book_currencies(conn, table, where)
         rates = UsdRates.load(conn, [b[0] for b in books.values()], snaps[0].block_number)
         out = []
@@ -898,11 +910,14 @@ def _book_currencies(
     out: dict[str, tuple[str, int, str | None]] = {}
     keys = conn.execute(select(p.c.market_key).where(where).distinct()).scalars()
     for key in list(keys):  # one row per book: its extras name the book's base currency
-        decimals, extra = conn.execute(
-            select(p.c.base_currency_decimals, p.c.extra)
-            .where(where & (p.c.market_key == key))
-            .limit(1)
-        ).one()
+        if p is T_LATEST:  # its extras are in its details
+            d = T_LATEST_DETAILS
+            query = select(p.c.base_currency_decimals, d.c.extra).join(
+                d, and_(*(d.c[k] == p.c[k] for k in KEY_LATEST))
+            )
+        else:
+            query = select(p.c.base_currency_decimals, p.c.extra)
+        decimals, extra = conn.execute(query.where(where & (p.c.market_key == key)).limit(1)).one()
         extra = extra or {}
         label = extra.get("market_label")
         out[key] = (str(extra.get("base_currency", "USD")), int(decimals), label)

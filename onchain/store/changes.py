@@ -56,6 +56,7 @@ T_MARKET_STATES = cast(Table, m.MarketStateRow.__table__)
 T_ACCOUNT_STATES = cast(Table, m.AccountStateRow.__table__)
 T_VERDICTS = cast(Table, m.PositionVerdict.__table__)
 T_LATEST = cast(Table, m.PositionLatest.__table__)
+T_LATEST_DETAILS = cast(Table, m.PositionLatestDetails.__table__)
 T_ACCOUNTS = cast(Table, m.Account.__table__)
 T_SNAPSHOTS = cast(Table, m.MarketSnapshot.__table__)
 T_MARKET_ACCOUNTS = cast(Table, m.MarketAccount.__table__)
@@ -469,18 +470,15 @@ def _write_latest(
     """The current book in place: positions gone are deleted, `positions` upserted whole, and
     with a `book` its other rows get the columns prices move (`_update_moving`). Returns the
     rows written whole."""
-    rows = [
-        {
-            "market_id": market_id,
-            "account_id": account_ids[p.account],
-            "market_key": p.market,
-            **(values := position_values(block, p, a)),
-            "assets": jsonable(asset_rows.get((p.account, p.market), [])),
-            "detail_block": block.number,
-            **_bucket_values(values),
-        }
-        for p, a in zip(positions, assessed, strict=True)
-    ]
+    rows = []
+    details = []
+    for p, a in zip(positions, assessed, strict=True):
+        key = {"market_id": market_id, "account_id": account_ids[p.account], "market_key": p.market}
+        values = position_values(block, p, a)
+        extra = values.pop("extra")
+        rows.append({**key, **values, "detail_block": block.number, **_bucket_values(values)})
+        assets = jsonable(asset_rows.get((p.account, p.market), []))
+        details.append({**key, "extra": extra, "assets": assets})
     whole = {(r["account_id"], r["market_key"]) for r in rows}
     keys = whole
     if book is not None:
@@ -498,15 +496,31 @@ def _write_latest(
         _update_moving(conn, market_id, block, book, account_ids, whole, stored)
     gone = sorted(k for k in stored if k not in keys)
     for aid, key in gone:
-        conn.execute(
-            delete(T_LATEST).where(
-                (T_LATEST.c.market_id == market_id)
-                & (T_LATEST.c.account_id == aid)
-                & (T_LATEST.c.market_key == key)
+        for table in (T_LATEST, T_LATEST_DETAILS):
+            conn.execute(
+                delete(table).where(
+                    (table.c.market_id == market_id)
+                    & (table.c.account_id == aid)
+                    & (table.c.market_key == key)
+                )
             )
-        )
+    _upsert(conn, T_LATEST, rows)
+    _upsert(conn, T_LATEST_DETAILS, details)
+    return len(rows)
+
+
+def latest_with_details() -> Select[Any]:
+    """The latest view's rows with their details (extras, asset rows): each row as it was
+    written whole, its moving columns as of its block."""
+    d = T_LATEST_DETAILS
+    on = and_(*(d.c[k] == T_LATEST.c[k] for k in KEY_LATEST))
+    return select(T_LATEST, d.c.extra, d.c.assets).join(d, on)
+
+
+def _upsert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Rows of the latest view (or its details) whole, over any row of the same key."""
     if not rows:
-        return 0
+        return
     names = list(rows[0])
 
     def upsert(stmt: Any) -> Any:
@@ -515,19 +529,18 @@ def _write_latest(
 
     if conn.dialect.name == "postgresql" and len(rows) >= COPY_MIN_ROWS:
         # COPY into a scratch table of the same shape, then one upsert from it
-        scratch = Table("positions_latest_in", MetaData(), *(c._copy() for c in T_LATEST.columns))
+        name = f"{table.name}_in"
+        scratch = Table(name, MetaData(), *(c._copy() for c in table.columns))
         conn.execute(
             text(
-                "CREATE TEMP TABLE IF NOT EXISTS positions_latest_in "
-                "(LIKE positions_latest) ON COMMIT DELETE ROWS"
+                f"CREATE TEMP TABLE IF NOT EXISTS {name} (LIKE {table.name}) ON COMMIT DELETE ROWS"
             )
         )
         copy_rows(conn, scratch, rows)
         picked = select(*(scratch.c[n] for n in names))
-        conn.execute(upsert(insert_for(conn, T_LATEST).from_select(names, picked)))
+        conn.execute(upsert(insert_for(conn, table).from_select(names, picked)))
     else:
-        conn.execute(upsert(insert_for(conn, T_LATEST)), rows)
-    return len(rows)
+        conn.execute(upsert(insert_for(conn, table)), rows)
 
 
 # the latest view's columns that move with prices and indexes: a row not written whole gets
@@ -702,11 +715,19 @@ def newest_book(
     its snapshot rows, or, for a block stored in the change layout alone, the latest view (the
     same columns). Only for the market's newest block: the latest view holds no other."""
     if (details or {}).get("layout") == "changes":
-        return T_LATEST, (T_LATEST.c.market_id == market_id) & (
+        # every row of the market: one pass over the table beats a lookup per row through an
+        # index on the market (SQLite, without statistics, would take one)
+        return T_LATEST, ((T_LATEST.c.market_id + 0) == market_id) & (
             T_LATEST.c.block_number == block_number
         )
     positions = cast(Table, m.PositionSnapshot.__table__)
     return positions, positions.c.snapshot_id == snapshot_id
+
+
+def latest_seek(market_id: int, block_number: int) -> Any:
+    """`newest_book`'s latest-view rows, in a form an index on the market serves (for reads
+    that narrow them further: a tier, the books)."""
+    return (T_LATEST.c.market_id == market_id) & (T_LATEST.c.block_number == block_number)
 
 
 def stored_book(store: Store, market_id: int, block_number: int) -> StoredBook | None:
