@@ -14,6 +14,7 @@ import json
 from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from sqlalchemy import (
@@ -603,6 +604,7 @@ def _update_moving(
     statement's per-row parameter handling."""
     f = book.figures
     pg = conn.dialect.name == "postgresql"
+    unindexed = itemgetter(*(MOVING.index(n) for n in UNINDEXED))
     same: list[tuple[Any, ...]] = []  # UNINDEXED's values, then the key
     moved: list[tuple[Any, ...]] = []  # MOVING's, then the buckets, then the key
     for i, (account, market_key) in enumerate(book.position_keys()):
@@ -615,27 +617,26 @@ def _update_moving(
         debt, collateral = int(f.total_debt_base[i]), int(f.total_collateral_base[i])
         hf_float = None if hf is None else hf / WAD
         indexed = (a.tier, *buckets(hf_float, debt, collateral, a.probability))
-        values = {
-            "block_number": block.number,
-            "block_hash": block.hash,
-            "block_timestamp": block.timestamp,
-            "health_factor": hf,
-            "health_factor_float": hf_float,
-            "liquidatable": bool(f.liquidatable[i]),
-            "total_collateral_base": collateral,
-            "total_debt_base": debt,
-            "risk_tier": a.tier,
-            "risk_reason": a.reason,
-            "risk_reasons": a.reasons,
-            "liquidation_probability": a.probability,
-            "pending_health_factor": a.pending_health_factor,
-            "horizon_s": a.horizon_s,
-        }
-        row = (*(values[n] for n in MOVING), *indexed[1:], market_id, *key)
+        values = (  # MOVING's order
+            block.number,
+            block.hash,
+            block.timestamp,
+            hf,
+            hf_float,
+            bool(f.liquidatable[i]),
+            collateral,
+            debt,
+            a.tier,
+            a.reason,
+            a.reasons,
+            a.probability,
+            a.pending_health_factor,
+            a.horizon_s,
+        )
         if pg or indexed != stored[key]:  # PostgreSQL: HOT compares the indexed values
-            moved.append(row)
+            moved.append((*values, *indexed[1:], market_id, *key))
         else:
-            same.append((*(values[n] for n in UNINDEXED), market_id, *key))
+            same.append((*unindexed(values), market_id, *key))
     _set_rows(conn, list(UNINDEXED), same)
     _set_rows(conn, [*MOVING, *BUCKET_COLUMNS], moved)
     return len(same) + len(moved)
@@ -866,9 +867,7 @@ def _asset_ids_of(conn: Connection, chain_id: int) -> dict[str, int]:
     """The chain's registered assets' ids by address (every asset of a stored position is
     registered; a chain has tens of them, not thousands)."""
     t = cast(Table, m.Asset.__table__)
-    return dict(
-        conn.execute(select(t.c.address, t.c.id).where(t.c.chain_id == chain_id)).tuples().all()
-    )
+    return dict(conn.execute(select(t.c.address, t.c.id).where(t.c.chain_id == chain_id)).all())
 
 
 def rebuild_positions(
