@@ -234,22 +234,23 @@ class PositionPage:
     positions: list[StoredPosition] = field(default_factory=list)
 
 
-def _position_rows(table: Any) -> Select[Any]:
+def _position_rows(table: Any, details: bool = True) -> Select[Any]:
     """Position rows with their account and market, from the snapshot rows or the latest view
     (whose extras and asset rows, `assets`, are in its details table; the snapshot rows have
-    `snapshot_id` and asset rows of their own)."""
+    `snapshot_id` and asset rows of their own). `details=False`: the latest view's rows
+    without them (NULL), for rows whose details are rebuilt anyway."""
     p = table
     snapshots = table is T_POSITIONS
     d = T_LATEST_DETAILS
     query = select(
         p.c.snapshot_id if snapshots else null().label("snapshot_id"),
-        null().label("assets") if snapshots else d.c.assets,
+        d.c.assets if details and not snapshots else null().label("assets"),
         null().label("detail_block") if snapshots else p.c.detail_block,
         p.c.market_id,
         p.c.account_id,
         p.c.market_key,
         *(p.c[name] for name in VALUE_COLUMNS),
-        p.c.extra if snapshots else d.c.extra,
+        p.c.extra if snapshots else d.c.extra if details else null().label("extra"),
         T_ACCOUNTS.c.address,
         T_MARKETS.c.name.label("market_name"),
         T_MARKETS.c.address.label("market_address"),
@@ -258,9 +259,35 @@ def _position_rows(table: Any) -> Select[Any]:
     query = query.join(T_ACCOUNTS, T_ACCOUNTS.c.id == p.c.account_id).join(
         T_MARKETS, T_MARKETS.c.id == p.c.market_id
     )
-    if snapshots:
+    if snapshots or not details:
         return query
     return query.join(d, and_(*(d.c[k] == p.c[k] for k in KEY_LATEST)))
+
+
+def _latest_rows(conn: Connection, where: Any) -> list[Any]:
+    """The latest view's rows where `where`, with their details read only where they are the
+    row's block's (the others' are rebuilt: `fresh`)."""
+    p, d = T_LATEST, T_LATEST_DETAILS
+    rows = conn.execute(_position_rows(p, details=False).where(where)).all()
+    current = (p.c.detail_block.is_(None)) | (p.c.detail_block == p.c.block_number)
+    held = {
+        (r.market_id, r.account_id, r.market_key): r
+        for r in conn.execute(
+            select(d.c.market_id, d.c.account_id, d.c.market_key, d.c.extra, d.c.assets)
+            .join(p, and_(*(d.c[k] == p.c[k] for k in KEY_LATEST)))
+            .where(where & current)
+        )
+    }
+    out: list[Any] = []
+    for r in rows:
+        mine = held.get((r.market_id, r.account_id, r.market_key))
+        if mine is None:
+            out.append(r)
+        else:
+            out.append(
+                SimpleNamespace(**{**r._asdict(), "extra": mine.extra, "assets": mine.assets})
+            )
+    return out
 
 
 # a position's values, the same columns in the snapshot rows and the latest view
@@ -537,9 +564,13 @@ def _rows_in_order(
         (p,) = one.tables()
         accounts = sorted({k[1] for k in keys if k[0] == mid})
         for chunk in chunks(accounts):
-            for r in conn.execute(
-                _position_rows(p).where(one.where(p) & p.c.account_id.in_(chunk))
-            ):
+            where = one.where(p) & p.c.account_id.in_(chunk)
+            got = (
+                _latest_rows(conn, where)
+                if p is T_LATEST
+                else conn.execute(_position_rows(p).where(where)).all()
+            )
+            for r in got:
                 rows[(r.market_id, r.account_id, r.market_key)] = r
     return _with_assets(conn, fresh(conn, [rows[k] for k in keys if k in rows], rebuild))
 
@@ -694,7 +725,10 @@ def latest_positions(
         heads = heads_of(conn, market)
         rows: list[Any] = []
         for p in heads.tables():
-            rows += conn.execute(_position_rows(p).where(heads.where(p))).all()
+            if p is T_LATEST:
+                rows += _latest_rows(conn, heads.where(p))
+            else:
+                rows += conn.execute(_position_rows(p).where(heads.where(p))).all()
         rows.sort(key=lambda r: (r.market_name, r.market_key, r.address))
         return _with_assets(conn, fresh(conn, rows, rebuild))
 
