@@ -33,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.sql import FromClause, Select
 
 from onchain.model import AssetPosition, Position, fields_from_details
+from onchain.protocols.base import BookHealth
 from onchain.risk.book import DEFAULT_STABLE_SYMBOLS
 from onchain.rpc.client import BlockRef
 from onchain.store.changes import (
@@ -40,6 +41,7 @@ from onchain.store.changes import (
     T_LATEST,
     T_LATEST_DETAILS,
     BookRebuild,
+    StoredBook,
     book_at,
     latest_seek,
     newest_book,
@@ -62,6 +64,10 @@ from onchain.store.db import Store
 from onchain.store.models import TIERS
 from onchain.store.queries import book_label
 from onchain.store.rows import chunks
+
+# (protocol, a book's stored change rows at a block) -> its exact figures row by row
+# (`onchain.app.stored_book.rebuild_book_figures`)
+FiguresRebuild = Callable[[str, StoredBook], BookHealth]
 
 SORTS = ("risk", "health_factor", "debt", "collateral", "account", "probability")
 
@@ -774,19 +780,21 @@ class BookSeries:
 
 
 def _rebuilt_rows(
-    conn: Connection, market_id: int, protocol: str, number: int, rebuild: BookRebuild | None
+    conn: Connection, market_id: int, protocol: str, number: int, rebuild: FiguresRebuild | None
 ) -> list[tuple[str, str, bool, int, int]]:
     """(book, tier, has debt, collateral, debt) of each position at an older block stored in
-    the change layout alone: the book rebuilt, with the verdict standing at that block."""
+    the change layout alone: the book's figures rebuilt, with the verdict standing at that
+    block."""
     book = book_at(conn, market_id, number)
     if book is None or rebuild is None:
         return []
+    f = rebuild(protocol, book)
     out = []
-    for p in rebuild(protocol, book):
-        verdict = book.verdicts.get((p.account, p.market))
+    for i, (account, key) in enumerate(zip(f.accounts, f.markets, strict=True)):
+        verdict = book.verdicts.get((account, key))
         tier = verdict.risk_tier if verdict is not None and verdict.risk_tier else ""
-        has_debt = p.health_factor is not None or p.liquidatable
-        out.append((p.market, tier, has_debt, p.total_collateral_base, p.total_debt_base))
+        has_debt = f.health_factor[i] is not None or bool(f.liquidatable[i])
+        out.append((key, tier, has_debt, f.total_collateral_base[i], f.total_debt_base[i]))
     return out
 
 
@@ -846,7 +854,7 @@ def tier_series(
     limit: int = 500,
     *,
     exact: bool = True,
-    rebuild: BookRebuild | None = None,
+    rebuild: FiguresRebuild | None = None,
 ) -> list[BookSeries]:
     """The market's newest `limit` snapshots, oldest first, per book. `exact=False` sums the
     amounts at risk as floats in the database (for metrics: one query, no integer per row).
