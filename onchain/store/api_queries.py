@@ -319,6 +319,11 @@ class Heads:
             return table.c.snapshot_id.in_(sorted(self.snapshots.values()))
         return table.c.market_id.in_(sorted(self.latest))
 
+    def scan(self, table: Any) -> ColumnElement[bool]:
+        """`where(table)` for the latest view, in a form no index on the market serves: a
+        read of every row is one pass over the table, not a lookup per row."""
+        return (table.c.market_id + 0).in_(sorted(self.latest))
+
     def tables(self) -> list[Any]:
         return [t for t, ids in ((T_POSITIONS, self.snapshots), (T_LATEST, self.latest)) if ids]
 
@@ -460,6 +465,8 @@ def positions_page(
             segments = [([], _whole_order(p, conn, sort, descending))]
         elif p is T_LATEST:
             counted = _bucketed(conn, conditions, sort, descending)
+            if counted is None:  # every row read: one pass, not a lookup per row by an index
+                conditions[0] = heads.scan(p)
         if counted is None:
             counts = _segment_counts(conn, p, conditions, segments)
             counted = [(_made(s), n) for s, n in zip(segments, counts, strict=True)]
@@ -493,23 +500,24 @@ def _bucketed(
     """The latest view's segments of `_segments`, each cut into its sort key's buckets
     (`onchain.store.buckets`), with how many rows each holds, counted in one grouped pass
     over an index: a page then reads and sorts only the buckets it covers. None: a sort with
-    no bucket (by account)."""
+    no bucket (collateral, probability, account: one pass over the narrow rows)."""
     p = T_LATEST
     tie = [p.c.account_id, p.c.market_key, p.c.market_id]
     bucket, value = {
         "risk": (p.c.hf_bucket, [p.c.health_factor_float]),
         "health_factor": (p.c.hf_bucket, [p.c.health_factor_float]),
-        "probability": (p.c.probability_bucket, [p.c.liquidation_probability]),
         "debt": (p.c.debt_bucket, uint_order(conn, p.c.total_debt_base)),
-        "collateral": (p.c.collateral_bucket, uint_order(conn, p.c.total_collateral_base)),
     }.get(sort, (None, []))
     if bucket is None:
         return None
-    groups = [p.c.risk_tier, bucket] if sort == "risk" else [bucket]
-    counts: dict[tuple[Any, ...], int] = {
-        tuple(r[:-1]): int(r[-1])
-        for r in conn.execute(select(*groups, func.count()).where(*conditions).group_by(*groups))
-    }
+    # by tier and bucket, the index's order (no sort to group), for the health factor too
+    groups = [p.c.risk_tier, bucket] if sort != "debt" else [bucket]
+    counts: dict[tuple[Any, ...], int] = {}
+    for *group, n in conn.execute(
+        select(*groups, func.count()).where(*conditions).group_by(*groups)
+    ):
+        key = tuple(group) if sort == "risk" else (group[-1],)
+        counts[key] = counts.get(key, 0) + int(n)
 
     def segment(tier: str | None, b: int | None) -> Segment:
         def made() -> tuple[list[Any], list[Any]]:

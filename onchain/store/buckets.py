@@ -1,10 +1,11 @@
-"""Coarse, indexed twins of the latest view's sort keys (health factor, debt, collateral,
-probability of liquidation): each value's bucket, non-decreasing in the value, so ordering by
+"""Coarse, indexed twins of the latest view's indexed sort keys (health factor, debt): each
+value's bucket, non-decreasing in the value, so ordering by
 (bucket, value) is ordering by the value, and a page reads only the buckets it covers from an
 index. The values move every block, their buckets seldom: the per-block update in place
 rewrites an index entry only where a bucket changed. Health factors crowd just above 1 (the
-riskiest page reads there), so their buckets are finer (1/64 of an octave, ~1.1%) than the
-amounts' and probabilities' (a quarter of an octave, ~19%).
+riskiest page reads there), so their buckets are finer (1/32 of an octave, ~2.2%) than the
+debts' (a quarter of an octave, ~19%). The other sorts (collateral, probability) read every
+row of the narrow latest view, faster than the snapshot rows' sort, and keep no index.
 
 Exact: a float's bucket comes from its exponent and mantissa (`math.frexp`, no rounding), an
 integer's from its bit length and top bits, so equal values share a bucket and a larger value
@@ -16,7 +17,7 @@ from math import frexp
 
 # buckets per doubling (powers of 2): fewer re-bucket on a price move, more sort less per page
 PER_OCTAVE = 4
-HF_PER_OCTAVE = 64
+HF_PER_OCTAVE = 32
 ZERO = -1_000_000  # below every positive float's bucket (exponents reach -1074)
 
 
@@ -42,16 +43,9 @@ def int_bucket(value: int, per_octave: int = PER_OCTAVE) -> int:
     return bits * per_octave + top - per_octave
 
 
-def buckets(
-    health_factor_float: float | None, debt: int, collateral: int, probability: float | None
-) -> tuple[int | None, int, int, int | None]:
-    """(health factor, debt, collateral, probability) buckets of one latest-view row."""
-    return (
-        float_bucket(health_factor_float, HF_PER_OCTAVE),
-        int_bucket(debt),
-        int_bucket(collateral),
-        float_bucket(probability),
-    )
+def buckets(health_factor_float: float | None, debt: int) -> tuple[int | None, int]:
+    """(health factor, debt) buckets of one latest-view row."""
+    return float_bucket(health_factor_float, HF_PER_OCTAVE), int_bucket(debt)
 
 
-BUCKET_COLUMNS = ("hf_bucket", "debt_bucket", "collateral_bucket", "probability_bucket")
+BUCKET_COLUMNS = ("hf_bucket", "debt_bucket")

@@ -575,12 +575,7 @@ def _bucket_values(values: Mapping[str, Any]) -> dict[str, int | None]:
     return dict(
         zip(
             BUCKET_COLUMNS,
-            buckets(
-                values["health_factor_float"],
-                int(values["total_debt_base"]),
-                int(values["total_collateral_base"]),
-                values["liquidation_probability"],
-            ),
+            buckets(values["health_factor_float"], int(values["total_debt_base"])),
             strict=True,
         )
     )
@@ -616,7 +611,7 @@ def _update_moving(
         hf, a = f.health_factor[i], book.assessed[i]
         debt, collateral = int(f.total_debt_base[i]), int(f.total_collateral_base[i])
         hf_float = None if hf is None else hf / WAD
-        indexed = (a.tier, *buckets(hf_float, debt, collateral, a.probability))
+        indexed = (a.tier, *buckets(hf_float, debt))
         values = (  # MOVING's order
             block.number,
             block.hash,

@@ -460,8 +460,6 @@ class PositionLatest(PositionFigures, Base):
     __table_args__ = (
         Index(None, "market_id", "risk_tier", "hf_bucket"),  # riskiest, by health; counts
         Index(None, "market_id", "debt_bucket"),
-        Index(None, "market_id", "collateral_bucket"),
-        Index(None, "market_id", "probability_bucket"),
     )
 
     market_id: Mapped[int] = mapped_column(ForeignKey("markets.id"), primary_key=True)
@@ -470,8 +468,6 @@ class PositionLatest(PositionFigures, Base):
     detail_block: Mapped[int | None] = mapped_column(BigInteger)
     hf_bucket: Mapped[int | None] = mapped_column(Integer)  # NULL: no debt
     debt_bucket: Mapped[int | None] = mapped_column(Integer)
-    collateral_bucket: Mapped[int | None] = mapped_column(Integer)
-    probability_bucket: Mapped[int | None] = mapped_column(Integer)  # NULL: no probability
 
 
 class PositionLatestDetails(Base):

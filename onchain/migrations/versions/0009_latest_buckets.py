@@ -1,6 +1,5 @@
-"""The latest view's sort keys get coarse, indexed twins (`hf_bucket`, `debt_bucket`,
-`collateral_bucket`, `probability_bucket`; onchain/store/buckets.py): the values move every
-block and carry no index (the update in place stays cheap), their buckets seldom change, so a
+"""The latest view's indexed sort keys get coarse, indexed twins (`hf_bucket`, `debt_bucket`;
+onchain/store/buckets.py): the values move every block and carry no index (the update in place stays cheap), their buckets seldom change, so a
 page of positions reads the index range of the buckets it covers and sorts only those rows,
 and tier counts come from an index. Existing rows get their buckets here.
 
@@ -35,15 +34,13 @@ ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 HASH = sa.String(66)
 DETAILS = "positions_latest_details"
-COLUMNS = ("hf_bucket", "debt_bucket", "collateral_bucket", "probability_bucket")
+COLUMNS = ("hf_bucket", "debt_bucket")
 INDEXES = (
     ("risk_tier", "hf_bucket"),
     ("debt_bucket",),
-    ("collateral_bucket",),
-    ("probability_bucket",),
 )
 PER_OCTAVE = 4
-HF_PER_OCTAVE = 64
+HF_PER_OCTAVE = 32
 ZERO = -1_000_000
 
 
@@ -95,8 +92,8 @@ def upgrade() -> None:
     bind = op.get_bind()
     rows = bind.execute(
         sa.text(
-            "SELECT market_id, account_id, market_key, health_factor_float, total_debt_base,"
-            " total_collateral_base, liquidation_probability FROM positions_latest"
+            "SELECT market_id, account_id, market_key, health_factor_float, total_debt_base"
+            " FROM positions_latest"
         )
     ).all()
     values = [
@@ -106,16 +103,13 @@ def upgrade() -> None:
             "k": r[2],
             "hf": float_bucket(r[3], HF_PER_OCTAVE),
             "debt": int_bucket(int(r[4])),
-            "coll": int_bucket(int(r[5])),
-            "prob": float_bucket(r[6]),
         }
         for r in rows
     ]
     if values:
         bind.execute(
             sa.text(
-                "UPDATE positions_latest SET hf_bucket = :hf, debt_bucket = :debt,"
-                " collateral_bucket = :coll, probability_bucket = :prob"
+                "UPDATE positions_latest SET hf_bucket = :hf, debt_bucket = :debt"
                 " WHERE market_id = :m AND account_id = :a AND market_key = :k"
             ),
             values,
