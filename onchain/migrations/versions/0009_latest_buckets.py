@@ -40,7 +40,7 @@ INDEXES = (
     ("debt_bucket",),
 )
 PER_OCTAVE = 4
-HF_PER_OCTAVE = 32
+HF_PER_OCTAVE = 16
 ZERO = -1_000_000
 
 
