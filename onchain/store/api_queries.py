@@ -912,8 +912,6 @@ def tier_series(
                     pair[1] += debt if exact else float(debt)
         head = snaps[-1]
         table, where = newest_book(head.id, m.id, head.block_number, head.details)
-        if table is T_LATEST:  # its books: from its primary key alone
-            where = latest_seek(m.id, head.block_number)
         books = _book_currencies(conn, table, where)
         rates = UsdRates.load(conn, [b[0] for b in books.values()], snaps[0].block_number)
         out = []
