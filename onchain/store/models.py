@@ -472,7 +472,9 @@ class PositionLatest(PositionFigures, Base):
 
 class PositionLatestDetails(Base):
     """A latest-view row's protocol extras and asset rows (`assets`), as of its
-    `detail_block`: written with the row whole, never by the per-block update in place."""
+    `detail_block`: written with the row whole, never by the per-block update in place. On
+    PostgreSQL a fill factor of 50 (0009), as the latest view's: a row written whole again
+    stays in its page."""
 
     __tablename__ = "positions_latest_details"
 

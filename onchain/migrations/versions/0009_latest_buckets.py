@@ -83,6 +83,8 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("market_id", "account_id", "market_key", name=f"pk_{DETAILS}"),
     )
+    if op.get_bind().dialect.name == "postgresql":  # a row written whole again: HOT, in place
+        op.execute(f"ALTER TABLE {DETAILS} SET (fillfactor = 50)")
     op.execute(
         f"INSERT INTO {DETAILS} (market_id, account_id, market_key, extra, assets)"
         " SELECT market_id, account_id, market_key, extra, assets FROM positions_latest"
