@@ -30,6 +30,7 @@ At 30,000 accounts: `--accounts 30000 --aave-only` (the large devnet is cached A
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -177,7 +178,13 @@ def _track_borrowers(
 
 
 def run(
-    kind: str, accounts: int, blocks: int, aave_only: bool, repeat: int, history_repeat: int
+    kind: str,
+    accounts: int,
+    blocks: int,
+    aave_only: bool,
+    repeat: int,
+    history_repeat: int,
+    keep: Path | None = None,
 ) -> None:
     with (
         running_devnet(accounts, 7, aave_only=aave_only) as info,
@@ -230,6 +237,11 @@ def run(
                         if layout == "snapshots":
                             positions = max(positions, counts["positions"] // n)
                 _report(kind, scenario, figures, positions)
+            if keep is not None and kind == "sqlite":  # for timing reads again without a devnet
+                for layout, store in stores.items():
+                    _checkpoint(store)
+                    keep.mkdir(parents=True, exist_ok=True)
+                    shutil.copy(str(store.engine.url.database), keep / f"{layout}.sqlite")
             _reads(stores, info.borrowers[0], repeat, history_repeat)
             for store in stores.values():
                 store.close()
@@ -327,6 +339,9 @@ def main() -> None:
     )
     parser.add_argument("--repeat", type=int, default=15, help="runs per read (median)")
     parser.add_argument("--history-repeat", type=int, default=15, help="runs per history read")
+    parser.add_argument(
+        "--keep", type=Path, help="copy the SQLite stores here after the writes (SQLite only)"
+    )
     args = parser.parse_args()
     refresh_module.crud.write_snapshot = _timed_write  # type: ignore[assignment]
     kinds = [
@@ -334,7 +349,15 @@ def main() -> None:
     ]
     for accounts in args.accounts:
         for kind in kinds:
-            run(kind, accounts, args.blocks, args.aave_only, args.repeat, args.history_repeat)
+            run(
+                kind,
+                accounts,
+                args.blocks,
+                args.aave_only,
+                args.repeat,
+                args.history_repeat,
+                args.keep,
+            )
 
 
 if __name__ == "__main__":

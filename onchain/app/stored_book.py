@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from onchain.errors import InputError
-from onchain.protocols.base import IncrementalAdapter, Position
+from onchain.protocols.base import BookHealth, ExactHealth, IncrementalAdapter, Position
 from onchain.protocols.registry import get_incremental
 from onchain.rpc.client import BlockRef
 from onchain.store.changes import StoredBook, rebuild_positions
@@ -37,10 +37,19 @@ def rebuild_book(protocol: str, book: StoredBook) -> list[Position]:
     return rebuild_positions(book, _incremental(protocol))
 
 
-def rebuild_book_figures(protocol: str, book: StoredBook) -> list[Position]:
-    """`rebuild_book` without the per-asset liquidation prices (None), for readers that show
-    none (the API's tier series): tiers, health factors and totals exact, half the cost."""
-    return rebuild_positions(book, _incremental(protocol), flip_prices=False)
+def rebuild_book_figures(protocol: str, book: StoredBook) -> BookHealth:
+    """A whole book's exact figures at a block stored in the change layout (health factor,
+    totals, liquidatable: row for row the positions `rebuild_book` gives), for readers that
+    show no more (the API's tier series): over the whole book at once where the adapter
+    computes them so (`ExactHealth`), else read off positions built without liquidation
+    prices."""
+    incremental = _incremental(protocol)
+    if not isinstance(incremental, ExactHealth):
+        return BookHealth.of(rebuild_positions(book, incremental, flip_prices=False))
+    market_state = incremental.decode_market_state(book.market_state)
+    states = [s for blob in book.accounts.values() for s in incremental.decode_account_states(blob)]
+    rows = incremental.health_book(market_state, states)
+    return incremental.exact_health(market_state, rows, book.block)
 
 
 def _incremental(protocol: str) -> IncrementalAdapter:

@@ -8,7 +8,7 @@ Uint256 columns are text on SQLite: exact comparisons and ordering go through `u
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import SimpleNamespace
@@ -30,15 +30,20 @@ from sqlalchemy import (
     type_coerce,
     union_all,
 )
-from sqlalchemy.sql import FromClause
+from sqlalchemy.sql import FromClause, Select
 
 from onchain.model import AssetPosition, Position, fields_from_details
+from onchain.protocols.base import BookHealth
 from onchain.risk.book import DEFAULT_STABLE_SYMBOLS
 from onchain.rpc.client import BlockRef
 from onchain.store.changes import (
+    KEY_LATEST,
     T_LATEST,
+    T_LATEST_DETAILS,
     BookRebuild,
+    StoredBook,
     book_at,
+    latest_seek,
     newest_book,
     rebuilt_details,
     stale_details,
@@ -59,6 +64,10 @@ from onchain.store.db import Store
 from onchain.store.models import TIERS
 from onchain.store.queries import book_label
 from onchain.store.rows import chunks
+
+# (protocol, a book's stored change rows at a block) -> its exact figures row by row
+# (`onchain.app.stored_book.rebuild_book_figures`)
+FiguresRebuild = Callable[[str, StoredBook], BookHealth]
 
 SORTS = ("risk", "health_factor", "debt", "collateral", "account", "probability")
 
@@ -231,24 +240,60 @@ class PositionPage:
     positions: list[StoredPosition] = field(default_factory=list)
 
 
-def _position_columns(table: Any) -> list[Any]:
-    """A position row with its account and market, from the snapshot rows or the latest view
-    (which holds its asset rows in `assets`, where the snapshot rows have `snapshot_id`)."""
+def _position_rows(table: Any, details: bool = True) -> Select[Any]:
+    """Position rows with their account and market, from the snapshot rows or the latest view
+    (whose extras and asset rows, `assets`, are in its details table; the snapshot rows have
+    `snapshot_id` and asset rows of their own). `details=False`: the latest view's rows
+    without them (NULL), for rows whose details are rebuilt anyway."""
     p = table
     snapshots = table is T_POSITIONS
-    return [
+    d = T_LATEST_DETAILS
+    query = select(
         p.c.snapshot_id if snapshots else null().label("snapshot_id"),
-        null().label("assets") if snapshots else p.c.assets,
+        d.c.assets if details and not snapshots else null().label("assets"),
         null().label("detail_block") if snapshots else p.c.detail_block,
         p.c.market_id,
         p.c.account_id,
         p.c.market_key,
         *(p.c[name] for name in VALUE_COLUMNS),
+        p.c.extra if snapshots else d.c.extra if details else null().label("extra"),
         T_ACCOUNTS.c.address,
         T_MARKETS.c.name.label("market_name"),
         T_MARKETS.c.address.label("market_address"),
         T_MARKETS.c.protocol,
-    ]
+    )
+    query = query.join(T_ACCOUNTS, T_ACCOUNTS.c.id == p.c.account_id).join(
+        T_MARKETS, T_MARKETS.c.id == p.c.market_id
+    )
+    if snapshots or not details:
+        return query
+    return query.join(d, and_(*(d.c[k] == p.c[k] for k in KEY_LATEST)))
+
+
+def _latest_rows(conn: Connection, where: Any) -> list[Any]:
+    """The latest view's rows where `where`, with their details read only where they are the
+    row's block's (the others' are rebuilt: `fresh`)."""
+    p, d = T_LATEST, T_LATEST_DETAILS
+    rows = conn.execute(_position_rows(p, details=False).where(where)).all()
+    current = (p.c.detail_block.is_(None)) | (p.c.detail_block == p.c.block_number)
+    held = {
+        (r.market_id, r.account_id, r.market_key): r
+        for r in conn.execute(
+            select(d.c.market_id, d.c.account_id, d.c.market_key, d.c.extra, d.c.assets)
+            .join(p, and_(*(d.c[k] == p.c[k] for k in KEY_LATEST)))
+            .where(where & current)
+        )
+    }
+    out: list[Any] = []
+    for r in rows:
+        mine = held.get((r.market_id, r.account_id, r.market_key))
+        if mine is None:
+            out.append(r)
+        else:
+            out.append(
+                SimpleNamespace(**{**r._asdict(), "extra": mine.extra, "assets": mine.assets})
+            )
+    return out
 
 
 # a position's values, the same columns in the snapshot rows and the latest view
@@ -268,15 +313,16 @@ class Heads:
     latest: dict[int, int]
 
     def where(self, table: Any) -> ColumnElement[bool]:
-        """The rows of these blocks in `table` (the snapshot rows or the latest view)."""
+        """The rows of these blocks in `table` (the snapshot rows or the latest view: every
+        row of a market there, as `heads_of` checked it holds the market's newest block)."""
         if table is T_POSITIONS:
             return table.c.snapshot_id.in_(sorted(self.snapshots.values()))
-        return or_(
-            *(
-                (table.c.market_id == mid) & (table.c.block_number == n)
-                for mid, n in sorted(self.latest.items())
-            )
-        )
+        return table.c.market_id.in_(sorted(self.latest))
+
+    def scan(self, table: Any) -> ColumnElement[bool]:
+        """`where(table)` for the latest view, in a form no index on the market serves: a
+        read of every row is one pass over the table, not a lookup per row."""
+        return (table.c.market_id + 0).in_(sorted(self.latest))
 
     def tables(self) -> list[Any]:
         return [t for t, ids in ((T_POSITIONS, self.snapshots), (T_LATEST, self.latest)) if ids]
@@ -301,9 +347,19 @@ def heads_of(conn: Connection, market: str | None = None) -> Heads:
         table, _where = newest_book(r.id, r.market_id, r.block_number, r.details)
         if table is T_POSITIONS:
             heads.snapshots[r.market_id] = r.id
-        else:
+        elif _latest_block(conn, r.market_id) == r.block_number:
             heads.latest[r.market_id] = r.block_number
     return heads
+
+
+def _latest_block(conn: Connection, market_id: int) -> int | None:
+    """The block the market's rows of the latest view are at: one row's, as a block writes
+    every row of the market (a replaced newest block leaves them at the replaced one until
+    the next block is written: its market then has no rows to serve, as before)."""
+    t = T_LATEST
+    return conn.execute(
+        select(t.c.block_number).where(t.c.market_id == market_id).limit(1)
+    ).scalar()
 
 
 def _book(heads: Heads) -> tuple[Any, list[Any]]:
@@ -404,15 +460,22 @@ def positions_page(
         keys: list[tuple[int, int, str]] = []
         total, skip, need = 0, offset, limit
         segments = _segments(p, conn, sort, descending)
+        counted: list[tuple[Segment, int]] | None = None
         if where.account is not None:  # a handful of rows: one segment, sorted whole
             segments = [([], _whole_order(p, conn, sort, descending))]
-        for (extra, order), n in zip(
-            segments, _segment_counts(conn, p, conditions, segments), strict=True
-        ):
+        elif p is T_LATEST:
+            counted = _bucketed(conn, conditions, sort, descending)
+            if counted is None:  # every row read: one pass, not a lookup per row by an index
+                conditions[0] = heads.scan(p)
+        if counted is None:
+            counts = _segment_counts(conn, p, conditions, segments)
+            counted = [(_made(s), n) for s, n in zip(segments, counts, strict=True)]
+        for segment, n in counted:
             total += n
             if need <= 0 or skip >= n:
                 skip = max(0, skip - n)
                 continue
+            extra, order = segment()
             query = select(p.c.market_id, p.c.account_id, p.c.market_key).where(*conditions, *extra)
             if sort == "account" or where.account is not None:
                 query = query.join(T_ACCOUNTS, T_ACCOUNTS.c.id == p.c.account_id)
@@ -421,6 +484,61 @@ def positions_page(
             need -= len(got)
             skip = 0
         return PositionPage(int(total), _rows_in_order(conn, heads, keys, rebuild))
+
+
+# a segment of a sort, built when a page reads it: (its conditions, its ORDER BY)
+Segment = Callable[[], tuple[list[Any], list[Any]]]
+
+
+def _made(segment: tuple[list[Any], list[Any]]) -> Segment:
+    return lambda: segment
+
+
+def _bucketed(
+    conn: Connection, conditions: list[Any], sort: str, descending: bool
+) -> list[tuple[Segment, int]] | None:
+    """The latest view's segments of `_segments`, each cut into its sort key's buckets
+    (`onchain.store.buckets`), with how many rows each holds, counted in one grouped pass
+    over an index: a page then reads and sorts only the buckets it covers. None: a sort with
+    no bucket (collateral, probability, account: one pass over the narrow rows)."""
+    p = T_LATEST
+    tie = [p.c.account_id, p.c.market_key, p.c.market_id]
+    bucket, value = {
+        "risk": (p.c.hf_bucket, [p.c.health_factor_float]),
+        "health_factor": (p.c.hf_bucket, [p.c.health_factor_float]),
+        "debt": (p.c.debt_bucket, uint_order(conn, p.c.total_debt_base)),
+    }.get(sort, (None, []))
+    if bucket is None:
+        return None
+    # by tier and bucket, the index's order (no sort to group), for the health factor too
+    groups = [p.c.risk_tier, bucket] if sort != "debt" else [bucket]
+    counts: dict[tuple[Any, ...], int] = {}
+    for *group, n in conn.execute(
+        select(*groups, func.count()).where(*conditions).group_by(*groups)
+    ):
+        key = tuple(group) if sort == "risk" else (group[-1],)
+        counts[key] = counts.get(key, 0) + int(n)
+
+    def segment(tier: str | None, b: int | None) -> Segment:
+        def made() -> tuple[list[Any], list[Any]]:
+            where = [p.c.risk_tier == tier] if tier else []
+            if sort == "health_factor":  # every tier: its index's prefix, a range per tier
+                where = [p.c.risk_tier.in_(TIERS)]
+            if b is None:  # no value (no debt, no probability): last, in the ties' order
+                extra, order = [*where, bucket.is_(None)], tie
+            else:
+                extra, order = [*where, bucket == b], [bucket, *value, *tie]
+            return extra, [t.desc() for t in order] if descending else order
+
+        return made
+
+    out: list[tuple[Segment, int]] = []
+    for tier in TIERS if sort == "risk" else [None]:
+        mine = {k[-1]: n for k, n in counts.items() if tier is None or k[0] == tier}
+        out += [(segment(tier, b), mine[b]) for b in sorted(b for b in mine if b is not None)]
+        if None in mine:
+            out.append((segment(tier, None), mine[None]))
+    return out[::-1] if descending else out
 
 
 def _segment_counts(
@@ -460,12 +578,13 @@ def _rows_in_order(
         (p,) = one.tables()
         accounts = sorted({k[1] for k in keys if k[0] == mid})
         for chunk in chunks(accounts):
-            for r in conn.execute(
-                select(*_position_columns(p))
-                .join(T_ACCOUNTS, T_ACCOUNTS.c.id == p.c.account_id)
-                .join(T_MARKETS, T_MARKETS.c.id == p.c.market_id)
-                .where(one.where(p) & p.c.account_id.in_(chunk))
-            ):
+            where = one.where(p) & p.c.account_id.in_(chunk)
+            got = (
+                _latest_rows(conn, where)
+                if p is T_LATEST
+                else conn.execute(_position_rows(p).where(where)).all()
+            )
+            for r in got:
                 rows[(r.market_id, r.account_id, r.market_key)] = r
     return _with_assets(conn, fresh(conn, [rows[k] for k in keys if k in rows], rebuild))
 
@@ -620,12 +739,10 @@ def latest_positions(
         heads = heads_of(conn, market)
         rows: list[Any] = []
         for p in heads.tables():
-            rows += conn.execute(
-                select(*_position_columns(p))
-                .join(T_ACCOUNTS, T_ACCOUNTS.c.id == p.c.account_id)
-                .join(T_MARKETS, T_MARKETS.c.id == p.c.market_id)
-                .where(heads.where(p))
-            ).all()
+            if p is T_LATEST:
+                rows += _latest_rows(conn, heads.where(p))
+            else:
+                rows += conn.execute(_position_rows(p).where(heads.where(p))).all()
         rows.sort(key=lambda r: (r.market_name, r.market_key, r.address))
         return _with_assets(conn, fresh(conn, rows, rebuild))
 
@@ -671,19 +788,21 @@ class BookSeries:
 
 
 def _rebuilt_rows(
-    conn: Connection, market_id: int, protocol: str, number: int, rebuild: BookRebuild | None
+    conn: Connection, market_id: int, protocol: str, number: int, rebuild: FiguresRebuild | None
 ) -> list[tuple[str, str, bool, int, int]]:
     """(book, tier, has debt, collateral, debt) of each position at an older block stored in
-    the change layout alone: the book rebuilt, with the verdict standing at that block."""
+    the change layout alone: the book's figures rebuilt, with the verdict standing at that
+    block."""
     book = book_at(conn, market_id, number)
     if book is None or rebuild is None:
         return []
+    f = rebuild(protocol, book)
     out = []
-    for p in rebuild(protocol, book):
-        verdict = book.verdicts.get((p.account, p.market))
+    for i, (account, key) in enumerate(zip(f.accounts, f.markets, strict=True)):
+        verdict = book.verdicts.get((account, key))
         tier = verdict.risk_tier if verdict is not None and verdict.risk_tier else ""
-        has_debt = p.health_factor is not None or p.liquidatable
-        out.append((p.market, tier, has_debt, p.total_collateral_base, p.total_debt_base))
+        has_debt = f.health_factor[i] is not None or bool(f.liquidatable[i])
+        out.append((key, tier, has_debt, f.total_collateral_base[i], f.total_debt_base[i]))
     return out
 
 
@@ -695,11 +814,13 @@ def _tally(
     exact: bool,
     counts: dict[tuple[int, str], dict[str, int]],
     amounts: dict[tuple[int, str], dict[str, list[Any]]],
+    at_risk_where: Any = None,
 ) -> None:
     """Positions with debt per (snapshot, book, tier), and the collateral and debt of those not
     SAFE, from stored rows (`p` where `where`): the snapshot rows, grouped by their snapshot
     (`sid` None), or the latest view's, all of snapshot `sid`. `exact=False` sums floats in the
-    database."""
+    database. `at_risk_where`: the same rows as `where`, in a form an index on the tier serves
+    (the latest view's counts read every row, its rows at risk a few)."""
     with_debt = or_(p.c.health_factor_float.is_not(None), p.c.liquidatable)
     block = [p.c.snapshot_id] if sid is None else []
 
@@ -712,7 +833,11 @@ def _tally(
         select(*keys, func.count()).where(where & with_debt).group_by(*keys)
     ):
         counts.setdefault((snapshot, key), {})[tier] = int(n)
-    at_risk = where & (p.c.risk_tier != "SAFE") & with_debt
+    at_risk = (
+        (where if at_risk_where is None else at_risk_where)
+        & p.c.risk_tier.in_([t for t in TIERS if t != "SAFE"])
+        & with_debt
+    )
     if not exact:
         sums = [
             func.sum(cast(p.c.total_collateral_base, Double)),
@@ -737,7 +862,7 @@ def tier_series(
     limit: int = 500,
     *,
     exact: bool = True,
-    rebuild: BookRebuild | None = None,
+    rebuild: FiguresRebuild | None = None,
 ) -> list[BookSeries]:
     """The market's newest `limit` snapshots, oldest first, per book. `exact=False` sums the
     amounts at risk as floats in the database (for metrics: one query, no integer per row).
@@ -770,9 +895,9 @@ def tier_series(
             if snap.id not in alone:
                 continue
             if snap.id == heads[0].id:  # the newest: the latest view, summed in the database
-                t = T_LATEST
-                at = (t.c.market_id == m.id) & (t.c.block_number == snap.block_number)
-                _tally(conn, t, at, snap.id, exact, counts, amounts)
+                _, scan = newest_book(snap.id, m.id, snap.block_number, snap.details)
+                seek = latest_seek(m.id, snap.block_number)
+                _tally(conn, T_LATEST, scan, snap.id, exact, counts, amounts, seek)
                 continue
             for key, tier, has_debt, coll, debt in _rebuilt_rows(
                 conn, m.id, m.protocol, snap.block_number, rebuild
@@ -833,11 +958,14 @@ def _book_currencies(
     out: dict[str, tuple[str, int, str | None]] = {}
     keys = conn.execute(select(p.c.market_key).where(where).distinct()).scalars()
     for key in list(keys):  # one row per book: its extras name the book's base currency
-        decimals, extra = conn.execute(
-            select(p.c.base_currency_decimals, p.c.extra)
-            .where(where & (p.c.market_key == key))
-            .limit(1)
-        ).one()
+        if p is T_LATEST:  # its extras are in its details
+            d = T_LATEST_DETAILS
+            query = select(p.c.base_currency_decimals, d.c.extra).join(
+                d, and_(*(d.c[k] == p.c[k] for k in KEY_LATEST))
+            )
+        else:
+            query = select(p.c.base_currency_decimals, p.c.extra)
+        decimals, extra = conn.execute(query.where(where & (p.c.market_key == key)).limit(1)).one()
         extra = extra or {}
         label = extra.get("market_label")
         out[key] = (str(extra.get("base_currency", "USD")), int(decimals), label)

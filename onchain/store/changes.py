@@ -14,6 +14,7 @@ import json
 from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from sqlalchemy import (
@@ -35,6 +36,7 @@ from sqlalchemy.sql import Select
 from onchain.protocols.base import IncrementalAdapter, Position
 from onchain.rpc.client import BlockRef
 from onchain.store import models as m
+from onchain.store.buckets import BUCKET_COLUMNS, buckets
 from onchain.store.db import Store
 from onchain.store.rows import (
     IN_CHUNK,
@@ -55,6 +57,7 @@ T_MARKET_STATES = cast(Table, m.MarketStateRow.__table__)
 T_ACCOUNT_STATES = cast(Table, m.AccountStateRow.__table__)
 T_VERDICTS = cast(Table, m.PositionVerdict.__table__)
 T_LATEST = cast(Table, m.PositionLatest.__table__)
+T_LATEST_DETAILS = cast(Table, m.PositionLatestDetails.__table__)
 T_ACCOUNTS = cast(Table, m.Account.__table__)
 T_SNAPSHOTS = cast(Table, m.MarketSnapshot.__table__)
 T_MARKET_ACCOUNTS = cast(Table, m.MarketAccount.__table__)
@@ -468,42 +471,57 @@ def _write_latest(
     """The current book in place: positions gone are deleted, `positions` upserted whole, and
     with a `book` its other rows get the columns prices move (`_update_moving`). Returns the
     rows written whole."""
-    rows = [
-        {
-            "market_id": market_id,
-            "account_id": account_ids[p.account],
-            "market_key": p.market,
-            **position_values(block, p, a),
-            "assets": jsonable(asset_rows.get((p.account, p.market), [])),
-            "detail_block": block.number,
-        }
-        for p, a in zip(positions, assessed, strict=True)
-    ]
+    rows = []
+    details = []
+    for p, a in zip(positions, assessed, strict=True):
+        key = {"market_id": market_id, "account_id": account_ids[p.account], "market_key": p.market}
+        values = position_values(block, p, a)
+        extra = values.pop("extra")
+        rows.append({**key, **values, "detail_block": block.number, **_bucket_values(values)})
+        assets = jsonable(asset_rows.get((p.account, p.market), []))
+        details.append({**key, "extra": extra, "assets": assets})
     whole = {(r["account_id"], r["market_key"]) for r in rows}
     keys = whole
     if book is not None:
         keys = {(account_ids[a], k) for a, k in book.position_keys()}
+    t = T_LATEST
     stored = {
-        (aid, key)
-        for aid, key in conn.execute(
-            select(T_LATEST.c.account_id, T_LATEST.c.market_key).where(
-                T_LATEST.c.market_id == market_id
-            )
+        (aid, key): tuple(indexed)
+        for aid, key, *indexed in conn.execute(
+            select(
+                t.c.account_id, t.c.market_key, *(t.c[n] for n in INDEXED if n != "market_id")
+            ).where(t.c.market_id == market_id)
         )
     }
     if book is not None:
         _update_moving(conn, market_id, block, book, account_ids, whole, stored)
     gone = sorted(k for k in stored if k not in keys)
     for aid, key in gone:
-        conn.execute(
-            delete(T_LATEST).where(
-                (T_LATEST.c.market_id == market_id)
-                & (T_LATEST.c.account_id == aid)
-                & (T_LATEST.c.market_key == key)
+        for table in (T_LATEST, T_LATEST_DETAILS):
+            conn.execute(
+                delete(table).where(
+                    (table.c.market_id == market_id)
+                    & (table.c.account_id == aid)
+                    & (table.c.market_key == key)
+                )
             )
-        )
+    _upsert(conn, T_LATEST, rows)
+    _upsert(conn, T_LATEST_DETAILS, details)
+    return len(rows)
+
+
+def latest_with_details() -> Select[Any]:
+    """The latest view's rows with their details (extras, asset rows): each row as it was
+    written whole, its moving columns as of its block."""
+    d = T_LATEST_DETAILS
+    on = and_(*(d.c[k] == T_LATEST.c[k] for k in KEY_LATEST))
+    return select(T_LATEST, d.c.extra, d.c.assets).join(d, on)
+
+
+def _upsert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Rows of the latest view (or its details) whole, over any row of the same key."""
     if not rows:
-        return 0
+        return
     names = list(rows[0])
 
     def upsert(stmt: Any) -> Any:
@@ -512,19 +530,18 @@ def _write_latest(
 
     if conn.dialect.name == "postgresql" and len(rows) >= COPY_MIN_ROWS:
         # COPY into a scratch table of the same shape, then one upsert from it
-        scratch = Table("positions_latest_in", MetaData(), *(c._copy() for c in T_LATEST.columns))
+        name = f"{table.name}_in"
+        scratch = Table(name, MetaData(), *(c._copy() for c in table.columns))
         conn.execute(
             text(
-                "CREATE TEMP TABLE IF NOT EXISTS positions_latest_in "
-                "(LIKE positions_latest) ON COMMIT DELETE ROWS"
+                f"CREATE TEMP TABLE IF NOT EXISTS {name} (LIKE {table.name}) ON COMMIT DELETE ROWS"
             )
         )
         copy_rows(conn, scratch, rows)
         picked = select(*(scratch.c[n] for n in names))
-        conn.execute(upsert(insert_for(conn, T_LATEST).from_select(names, picked)))
+        conn.execute(upsert(insert_for(conn, table).from_select(names, picked)))
     else:
-        conn.execute(upsert(insert_for(conn, T_LATEST)), rows)
-    return len(rows)
+        conn.execute(upsert(insert_for(conn, table)), rows)
 
 
 # the latest view's columns that move with prices and indexes: a row not written whole gets
@@ -547,6 +564,23 @@ MOVING = (
 )
 
 
+# the latest view's indexed columns that a block may change (the tier, the sort keys' buckets)
+INDEXED = ("market_id", "risk_tier", *BUCKET_COLUMNS)
+# the moving columns no index holds: a row whose tier and buckets stay gets these alone
+UNINDEXED = tuple(n for n in MOVING if n not in INDEXED)
+
+
+def _bucket_values(values: Mapping[str, Any]) -> dict[str, int | None]:
+    """A latest row's buckets from its values (`position_values`' names)."""
+    return dict(
+        zip(
+            BUCKET_COLUMNS,
+            buckets(values["health_factor_float"], int(values["total_debt_base"])),
+            strict=True,
+        )
+    )
+
+
 def _update_moving(
     conn: Connection,
     market_id: int,
@@ -554,14 +588,20 @@ def _update_moving(
     book: LeanBook,
     account_ids: Mapping[str, int],
     whole: set[tuple[int, str]],
-    stored: set[tuple[int, str]],
+    stored: Mapping[tuple[int, str], tuple[Any, ...]],
 ) -> int:
     """The rows of `book` not written whole: their moving columns, in place (no asset JSON
-    rewritten). Each must be in the view already: a new position is written whole. Tens of
-    thousands of rows per block: values go to the driver as the columns' types bind them,
-    without a statement's per-row parameter handling."""
+    rewritten). Each must be in the view already: a new position is written whole. `stored`:
+    each row's indexed values now (`INDEXED` but the market): only the rows whose tier or a
+    bucket changed rewrite an index entry (on SQLite a column in the SET list rewrites its
+    index entry even when equal, so the others leave those columns out). Tens of thousands of
+    rows per block: values go to the driver as the columns' types bind them, without a
+    statement's per-row parameter handling."""
     f = book.figures
-    rows: list[tuple[Any, ...]] = []  # MOVING's values, then the key
+    pg = conn.dialect.name == "postgresql"
+    unindexed = itemgetter(*(MOVING.index(n) for n in UNINDEXED))
+    same: list[tuple[Any, ...]] = []  # UNINDEXED's values, then the key
+    moved: list[tuple[Any, ...]] = []  # MOVING's, then the buckets, then the key
     for i, (account, market_key) in enumerate(book.position_keys()):
         key = (account_ids[account], market_key)
         if key in whole:
@@ -569,54 +609,61 @@ def _update_moving(
         if key not in stored:
             raise ValueError(f"{account} {market_key}: a new position must be written whole")
         hf, a = f.health_factor[i], book.assessed[i]
-        rows.append(
-            (
-                block.number,
-                block.hash,
-                block.timestamp,
-                hf,
-                None if hf is None else hf / WAD,
-                bool(f.liquidatable[i]),
-                int(f.total_collateral_base[i]),
-                int(f.total_debt_base[i]),
-                a.tier,
-                a.reason,
-                a.reasons,
-                a.probability,
-                a.pending_health_factor,
-                a.horizon_s,
-                market_id,
-                key[0],
-                market_key,
-            )
+        debt, collateral = int(f.total_debt_base[i]), int(f.total_collateral_base[i])
+        hf_float = None if hf is None else hf / WAD
+        indexed = (a.tier, *buckets(hf_float, debt))
+        values = (  # MOVING's order
+            block.number,
+            block.hash,
+            block.timestamp,
+            hf,
+            hf_float,
+            bool(f.liquidatable[i]),
+            collateral,
+            debt,
+            a.tier,
+            a.reason,
+            a.reasons,
+            a.probability,
+            a.pending_health_factor,
+            a.horizon_s,
         )
+        if pg or indexed != stored[key]:  # PostgreSQL: HOT compares the indexed values
+            moved.append((*values, *indexed[1:], market_id, *key))
+        else:
+            same.append((*unindexed(values), market_id, *key))
+    _set_rows(conn, list(UNINDEXED), same)
+    _set_rows(conn, [*MOVING, *BUCKET_COLUMNS], moved)
+    return len(same) + len(moved)
+
+
+def _set_rows(conn: Connection, names: list[str], rows: list[tuple[Any, ...]]) -> None:
+    """UPDATE the latest view's `names` columns of each row in place: a row is their values,
+    then its key (market id, account id, market key)."""
     if not rows:
-        return 0
+        return
     t = T_LATEST
-    names = [*MOVING, "market_id", "account_id", "market_key"]
+    columns = [*names, *KEY_LATEST]
     if conn.dialect.name == "postgresql" and len(rows) >= COPY_MIN_ROWS:
         # COPY into a scratch table of these columns, then one UPDATE ... FROM it
-        scratch = Table("positions_latest_moving", MetaData(), *(t.c[n]._copy() for n in names))
+        name = f"positions_latest_set{len(names)}"
+        scratch = Table(name, MetaData(), *(t.c[n]._copy() for n in columns))
         conn.execute(
             text(
-                "CREATE TEMP TABLE IF NOT EXISTS positions_latest_moving ON COMMIT DELETE ROWS AS "
-                f"SELECT {', '.join(names)} FROM positions_latest WITH NO DATA"
+                f"CREATE TEMP TABLE IF NOT EXISTS {name} ON COMMIT DELETE ROWS AS "
+                f"SELECT {', '.join(columns)} FROM positions_latest WITH NO DATA"
             )
         )
-        copy_rows(conn, scratch, [dict(zip(names, r, strict=True)) for r in rows])
+        copy_rows(conn, scratch, [dict(zip(columns, r, strict=True)) for r in rows])
         conn.execute(
             update(t)
-            .where(
-                (t.c.market_id == scratch.c.market_id)
-                & (t.c.account_id == scratch.c.account_id)
-                & (t.c.market_key == scratch.c.market_key)
-            )
-            .values({n: scratch.c[n] for n in MOVING})
+            .where(and_(*(t.c[k] == scratch.c[k] for k in KEY_LATEST)))
+            .values({n: scratch.c[n] for n in names})
         )
     elif conn.dialect.name == "sqlite":
         binds = [
             (j, bind)
-            for j, n in enumerate(names)
+            for j, n in enumerate(columns)
             if (bind := t.c[n].type.dialect_impl(conn.dialect).bind_processor(conn.dialect))
         ]
         bound = []
@@ -625,7 +672,7 @@ def _update_moving(
             for j, bind in binds:
                 values[j] = bind(values[j])
             bound.append(tuple(values))
-        assignments = ", ".join(f"{n} = ?" for n in MOVING)
+        assignments = ", ".join(f"{n} = ?" for n in names)
         conn.exec_driver_sql(
             f"UPDATE positions_latest SET {assignments} "
             "WHERE market_id = ? AND account_id = ? AND market_key = ?",
@@ -634,19 +681,14 @@ def _update_moving(
     else:  # a SET clause's parameters may not bear its columns' names
         conn.execute(
             update(t)
-            .where(
-                (t.c.market_id == bindparam("b_mid"))
-                & (t.c.account_id == bindparam("b_aid"))
-                & (t.c.market_key == bindparam("b_key"))
-            )
-            .values({n: bindparam(f"v_{n}", type_=t.c[n].type) for n in MOVING}),
+            .where(and_(*(t.c[k] == bindparam(f"b_{k}") for k in KEY_LATEST)))
+            .values({n: bindparam(f"v_{n}", type_=t.c[n].type) for n in names}),
             [
-                {f"v_{n}": v for n, v in zip(MOVING, r, strict=False)}
-                | {"b_mid": r[-3], "b_aid": r[-2], "b_key": r[-1]}
+                {f"v_{n}": v for n, v in zip(names, r, strict=False)}
+                | {f"b_{k}": v for k, v in zip(KEY_LATEST, r[-3:], strict=True)}
                 for r in rows
             ],
         )
-    return len(rows)
 
 
 def delete_changes(conn: Connection, market_id: int, block_numbers: Sequence[int]) -> None:
@@ -669,11 +711,19 @@ def newest_book(
     its snapshot rows, or, for a block stored in the change layout alone, the latest view (the
     same columns). Only for the market's newest block: the latest view holds no other."""
     if (details or {}).get("layout") == "changes":
-        return T_LATEST, (T_LATEST.c.market_id == market_id) & (
+        # every row of the market: one pass over the table beats a lookup per row through an
+        # index on the market (SQLite, without statistics, would take one)
+        return T_LATEST, ((T_LATEST.c.market_id + 0) == market_id) & (
             T_LATEST.c.block_number == block_number
         )
     positions = cast(Table, m.PositionSnapshot.__table__)
     return positions, positions.c.snapshot_id == snapshot_id
+
+
+def latest_seek(market_id: int, block_number: int) -> Any:
+    """`newest_book`'s latest-view rows, in a form an index on the market serves (for reads
+    that narrow them further: a tier, the books)."""
+    return (T_LATEST.c.market_id == market_id) & (T_LATEST.c.block_number == block_number)
 
 
 def stored_book(store: Store, market_id: int, block_number: int) -> StoredBook | None:
@@ -794,9 +844,7 @@ def rebuilt_details(
         )
         ids_of = {address: aid for aid, address in addresses.items()}
         positions = rebuild(market.protocol, book)
-        asset_ids = _asset_ids_of(
-            conn, market.chain_id, {a.asset for p in positions for a in p.assets}
-        )
+        asset_ids = _asset_ids_of(conn, market.chain_id)
         for p in positions:
             out[(ids_of[p.account], p.market)] = {
                 "base_currency_decimals": p.base_currency_decimals,
@@ -804,26 +852,17 @@ def rebuilt_details(
                 "liquidation_threshold_bps": p.liquidation_threshold_bps,
                 "ltv_bps": p.ltv_bps,
                 "extra": jsonable(p.extra),
-                "assets": jsonable(
-                    [{"asset_id": asset_ids[a.asset], **asset_values(a)} for a in p.assets]
-                ),
+                # as `assets` reads back from JSON (asset_values' are JSON's types already)
+                "assets": [{"asset_id": asset_ids[a.asset], **asset_values(a)} for a in p.assets],
             }
     return out
 
 
-def _asset_ids_of(conn: Connection, chain_id: int, addresses: set[str]) -> dict[str, int]:
-    """Registered assets' ids by address (every asset of a stored position is registered)."""
+def _asset_ids_of(conn: Connection, chain_id: int) -> dict[str, int]:
+    """The chain's registered assets' ids by address (every asset of a stored position is
+    registered; a chain has tens of them, not thousands)."""
     t = cast(Table, m.Asset.__table__)
-    found: dict[str, int] = {}
-    for chunk in chunks(sorted(addresses)):
-        found.update(
-            conn.execute(
-                select(t.c.address, t.c.id).where(
-                    (t.c.chain_id == chain_id) & t.c.address.in_(chunk)
-                )
-            ).all()
-        )
-    return found
+    return dict(conn.execute(select(t.c.address, t.c.id).where(t.c.chain_id == chain_id)).all())
 
 
 def rebuild_positions(

@@ -166,9 +166,9 @@ class ReserveSnapshot(Base):
     extra: Mapped[dict[str, Any]] = mapped_column(Json)
 
 
-class PositionValues:
-    """A position's values at a block with its verdict: a snapshot row's and the latest
-    view's columns (`onchain.store.rows.position_values` writes them)."""
+class PositionFigures:
+    """A position's values at a block with its verdict but its protocol extras: the latest
+    view's columns (which keeps the extras, the widest, with the asset rows aside)."""
 
     block_number: Mapped[int] = mapped_column(BigInteger)
     block_hash: Mapped[str] = mapped_column(Hash)
@@ -188,6 +188,12 @@ class PositionValues:
     liquidation_probability: Mapped[float | None] = mapped_column(Double)
     pending_health_factor: Mapped[float | None] = mapped_column(Double)
     horizon_s: Mapped[float | None] = mapped_column(Double)
+
+
+class PositionValues(PositionFigures):
+    """A position's values at a block with its verdict: a snapshot row's columns
+    (`onchain.store.rows.position_values` writes them)."""
+
     extra: Mapped[dict[str, Any]] = mapped_column(Json)
 
 
@@ -431,22 +437,49 @@ class PositionVerdict(Base):
     horizon_s: Mapped[float | None] = mapped_column(Double)
 
 
-class PositionLatest(PositionValues, Base):
+class PositionLatest(PositionFigures, Base):
     """The current book: one row per position, updated in place at every stored block, for the
-    queries that need it fast (report, dashboard, targets). `assets` holds the asset rows.
-    No index on a column that moves with prices, and on PostgreSQL a fill factor of 50 (0007):
-    an update then stays in its page (a HOT update), so the table does not grow per block.
+    queries that need it fast (report, dashboard, targets); its protocol extras and asset rows
+    are in `positions_latest_details`, written only with the row whole (0009), so the update
+    in place rewrites a narrow row and a pass over the book reads narrow pages. No index on a
+    column that moves with prices (only on their coarse buckets), and on PostgreSQL a fill
+    factor of 50 (0007): an update then stays in its page (a HOT update), so the table does
+    not grow per block.
 
     A block updates the columns prices move (health factor, collateral, debt, liquidatable, the
     verdict) of every row, and writes a row whole only where more changed (its account's state,
-    its verdict, a position at risk); `detail_block` is the block its other columns (`assets`,
-    `extra`, available borrows, thresholds) are from. Readers rebuild those from the stored
-    states where it is older than `block_number` (NULL: rows written whole before 0008)."""
+    its verdict, a position at risk); `detail_block` is the block its other columns (the
+    details' extras and assets, available borrows, thresholds) are from. Readers rebuild those
+    from the stored states where it is older than `block_number` (NULL: rows written whole
+    before 0008)."""
 
     __tablename__ = "positions_latest"
+    # the sort keys' buckets (`onchain.store.buckets`, 0009): a page reads the index range of
+    # the buckets it covers and sorts only those rows; a block rewrites an entry only where a
+    # bucket (or the tier) changed, so most updates stay in place (HOT on PostgreSQL)
+    __table_args__ = (
+        Index(None, "market_id", "risk_tier", "hf_bucket"),  # riskiest, by health; counts
+        Index(None, "market_id", "debt_bucket"),
+    )
 
     market_id: Mapped[int] = mapped_column(ForeignKey("markets.id"), primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
     market_key: Mapped[str] = mapped_column(Hash, primary_key=True)
-    assets: Mapped[list[Any]] = mapped_column(Json)
     detail_block: Mapped[int | None] = mapped_column(BigInteger)
+    hf_bucket: Mapped[int | None] = mapped_column(Integer)  # NULL: no debt
+    debt_bucket: Mapped[int | None] = mapped_column(Integer)
+
+
+class PositionLatestDetails(Base):
+    """A latest-view row's protocol extras and asset rows (`assets`), as of its
+    `detail_block`: written with the row whole, never by the per-block update in place. On
+    PostgreSQL a fill factor of 50 (0009), as the latest view's: a row written whole again
+    stays in its page."""
+
+    __tablename__ = "positions_latest_details"
+
+    market_id: Mapped[int] = mapped_column(ForeignKey("markets.id"), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    market_key: Mapped[str] = mapped_column(Hash, primary_key=True)
+    extra: Mapped[dict[str, Any]] = mapped_column(Json)
+    assets: Mapped[list[Any]] = mapped_column(Json)

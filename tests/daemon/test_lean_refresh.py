@@ -129,7 +129,7 @@ def _latest(store: Store, *, rebuilt: bool) -> tuple[dict[tuple[str, str, str], 
     many rows held older details."""
     markets, accounts = _names(store)
     with store.read() as conn:
-        rows = conn.execute(select(changes.T_LATEST)).all()
+        rows = conn.execute(changes.latest_with_details()).all()
         stale = sum(1 for r in rows if changes.stale_details(r))
         if rebuilt:
             rows = Q.fresh(conn, rows, rebuild_book)

@@ -15,6 +15,7 @@ from sqlalchemy import func, select, text
 from onchain.config import TierThresholds, load_config
 from onchain.errors import ConfigError
 from onchain.jobs.assess import assess
+from onchain.protocols.base import Position
 from onchain.rpc.client import BlockRef
 from onchain.store import changes, crud
 from onchain.store.db import (
@@ -241,6 +242,17 @@ class Figures:
     total_debt_base: list[int]
     liquidatable: list[bool]
 
+    @classmethod
+    def of(cls, positions: list[Position]) -> Figures:
+        return cls(
+            [p.account for p in positions],
+            [p.market for p in positions],
+            [p.health_factor for p in positions],
+            [p.total_collateral_base for p in positions],
+            [p.total_debt_base for p in positions],
+            [p.liquidatable for p in positions],
+        )
+
 
 def _write_lean(
     store: Store, market: crud.MarketInfo, n: int, whole: set[int], count: int = 6
@@ -250,14 +262,7 @@ def _write_lean(
     blk = _block(n)
     positions = [position(i, blk, WAD + WAD * ((n + 7 * i) % 30) // 40) for i in range(count)]
     assessed = assess(positions, TierThresholds())
-    figures = Figures(
-        [p.account for p in positions],
-        [p.market for p in positions],
-        [p.health_factor for p in positions],
-        [p.total_collateral_base for p in positions],
-        [p.total_debt_base for p in positions],
-        [p.liquidatable for p in positions],
-    )
+    figures = Figures.of(positions)
     blobs = {account(i): f"{i}:{n // (i + 2)}".encode() for i in range(count)}
     return crud.write_snapshot(
         store,

@@ -23,7 +23,13 @@ from onchain.store.db import (
 from onchain.store.models import Base
 
 ONCHAIN = [str(Path(sys.executable).with_name("onchain"))]
-CHANGE_LAYOUT = {"market_states", "account_states", "position_verdicts", "positions_latest"}
+CHANGE_LAYOUT = {
+    "market_states",
+    "account_states",
+    "position_verdicts",
+    "positions_latest",
+    "positions_latest_details",
+}
 TABLES = {
     "chains",
     "markets",
