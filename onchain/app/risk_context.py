@@ -219,6 +219,22 @@ class RiskReport:
             finite(a.uniform.drop_fraction),
         )
 
+    def verdict_columns(
+        self,
+    ) -> tuple[list[str], list[tuple[str, ...]], list[float], list[float | None]]:
+        """Every row's tier, reason codes, probability and pending health factor, as `verdict`
+        gives them, without building a verdict per row (a block's whole book)."""
+        tiers, all_flags, probabilities, pendings, _safes, _drops = self._columns_as_lists
+        reasons = self._reasons
+        for flags in set(all_flags) - set(reasons):
+            reasons[flags] = tuple(reason_names(flags))
+        return (
+            [_TIER_NAMES[t] for t in tiers],
+            [reasons[f] for f in all_flags],
+            probabilities,
+            pendings,
+        )
+
     def verdicts(self) -> list[RiskVerdict]:
         """Every position's verdict, in the order of `positions`."""
         return [self.verdict(i) for i in range(self.book.n_positions)]
