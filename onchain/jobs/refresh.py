@@ -334,37 +334,36 @@ def riskiest(tiers: Sequence[str], health_factors: Sequence[int | None], k: int)
 def detail_rows(
     ctx: JobContext,
     market: MarketInfo,
-    block: BlockRef,
     health: Any,
     verdicts: TierColumns,
     reread: set[str] | None,
 ) -> list[int]:
     """The rows of the book written whole, with a Position built for each: every position of
-    an account read again at this block, whose stored verdict changes (new, tier, reasons,
-    health-factor band: `changes.verdict_changes`), that the alert rules need whole
-    (`outbox.RulesWatch`), or among the `[store] whole_riskiest` riskiest (`riskiest`: the
-    first pages readers look at); and every other position of those accounts. The other rows'
-    stored values are all in `health` and `verdicts`, their details (assets) stay those of an
-    earlier block, which readers rebuild."""
+    an account read again at this block (a new one among them), among the `[store]
+    whole_riskiest` riskiest (`riskiest`: the first pages readers look at), or that the alert
+    rules need whole (`outbox.RulesWatch`); and every other position of those accounts. The
+    other rows' stored values, their verdict rows too, are all in `health` and `verdicts`;
+    their details (assets, liquidation prices) stay those of an earlier block, which readers
+    rebuild: a block's cost does not follow how many positions are at risk or change tier."""
     if reread is None:
         return list(range(len(verdicts)))
-    memory = ctx.standing.get(market.id)
-    standing = changes.standing_verdicts(ctx.store, market.id, block.number, memory)
-    bands = ctx.config.store.verdict_bands
+    tiers, accounts = verdicts.tier, health.accounts
+    wanted = set(reread)
+    wanted.update(accounts[i] for i in riskiest(tiers, health.health_factor, _riskiest(ctx)))
     watch = rules_watch(ctx, market)
-    tiers, reasons = verdicts.tier, verdicts.reasons
-    hfs, liquidatable = health.health_factor, health.liquidatable.tolist()
-    riskiest_rows = riskiest(tiers, hfs, ctx.config.store.whole_riskiest)
-    wanted = set(reread) | {health.accounts[i] for i in riskiest_rows}
-    for i, (account, key) in enumerate(zip(health.accounts, health.markets, strict=True)):
-        if account in wanted:
-            continue
-        hf = hfs[i]
-        if changes.verdict_changes(standing(account, key), hf, tiers[i], reasons[i], bands) or (
-            watch is not None and watch.wants(account, key, hf, liquidatable[i], tiers[i])
-        ):
-            wanted.add(account)
-    return [i for i, account in enumerate(health.accounts) if account in wanted]
+    if watch is not None and (watch.rules or watch.episodes):
+        hfs, liquidatable = health.health_factor, health.liquidatable.tolist()
+        wanted.update(
+            account
+            for i, (account, key) in enumerate(zip(accounts, health.markets, strict=True))
+            if account not in wanted
+            and watch.wants(account, key, hfs[i], liquidatable[i], tiers[i])
+        )
+    return [i for i, account in enumerate(accounts) if account in wanted]
+
+
+def _riskiest(ctx: JobContext) -> int:
+    return ctx.config.store.whole_riskiest
 
 
 def detail_positions(refresher: MarketRefresher, health: Any, rows: list[int]) -> list[Position]:
@@ -405,7 +404,7 @@ def lean_block(
     kept = encode_kept(ctx, market, incremental, refresher.state, kept_states, standing)
     snapshot = market_snapshot(client, market.protocol, refresher.state, block)
     verdicts, details = book_tiers(ctx, client, market, block, refresher, health, snapshot, counts)
-    rows = detail_rows(ctx, market, block, health, verdicts, reread)
+    rows = detail_rows(ctx, market, health, verdicts, reread)
     positions = detail_positions(refresher, health, rows)
     chosen = [verdicts[i] for i in rows]
     counts["lean_blocks"] += 1

@@ -157,16 +157,15 @@ class _Columns:
 class Standing:
     """What a writer knows stands in the store for one market after the block it wrote last
     (`block_number`, `block_hash`): each account's state bytes and each position's verdict, as
-    `states_at` and `_standing_verdicts` would read them back, and the accounts' ids. Kept
-    across blocks so a block costs no read of the whole book; used only while the market's
-    newest stored block is that one (`usable`): a restart, a reorg, another writer or a block
-    written below the newest make the next block read the store again (and refill this)."""
+    `states_at` and `_standing_verdicts` would read them back. Kept across blocks so a block
+    costs no read of the whole book; used only while the market's newest stored block is that
+    one (`usable`): a restart, a reorg, another writer or a block written below the newest
+    make the next block read the store again (and refill this)."""
 
     block_number: int | None = None
     block_hash: str | None = None
     states: dict[int, bytes] = field(default_factory=dict)
     verdicts: dict[tuple[int, str], StoredVerdict] = field(default_factory=dict)
-    ids: dict[str, int] = field(default_factory=dict)  # address -> account id
 
     def usable(self, block_number: int, newest: tuple[int, str] | None) -> bool:
         """Whether this is what stands before `block_number`, the store's newest other block
@@ -176,10 +175,6 @@ class Standing:
             and newest == (self.block_number, self.block_hash)
             and self.block_number < block_number
         )
-
-    def verdict(self, account: str, market_key: str) -> StoredVerdict | None:
-        aid = self.ids.get(account)
-        return None if aid is None else self.verdicts.get((aid, market_key))
 
 
 @dataclass(frozen=True)
@@ -362,33 +357,6 @@ def _newest_other(conn: Connection, market_id: int, block_number: int) -> tuple[
     return None if row is None else (row.block_number, row.block_hash)
 
 
-def standing_verdicts(
-    store: Store, market_id: int, block_number: int, memory: Standing | None = None
-) -> Callable[[str, str], StoredVerdict | None]:
-    """(account, market key) -> the verdict standing before `block_number`, as `write_changes`
-    compares the block's verdicts with it: what the refresh asks before choosing which rows
-    of a block to write whole. From the writer's `memory` where it is usable (one small read),
-    else from the store."""
-    with store.read() as conn:
-        newest = _newest_other(conn, market_id, block_number)
-        if memory is not None and memory.usable(block_number, newest):
-            return memory.verdict
-        previous = _standing_verdicts(
-            conn, market_id, block_number, None if newest is None else newest[0]
-        )
-        addresses = dict(
-            conn.execute(
-                select(T_ACCOUNTS.c.id, T_ACCOUNTS.c.address).join(
-                    T_MARKET_ACCOUNTS,
-                    (T_MARKET_ACCOUNTS.c.account_id == T_ACCOUNTS.c.id)
-                    & (T_MARKET_ACCOUNTS.c.market_id == market_id),
-                )
-            ).all()
-        )
-    found = {(addresses[aid], key): v for (aid, key), v in previous.items() if aid in addresses}
-    return lambda account, market_key: found.get((account, market_key))
-
-
 def _verdict_inputs(
     positions: Sequence[Position], assessed: Sequence[Assessed], book: LeanBook | None
 ) -> tuple[list[tuple[str, str]], Sequence[int | None], VerdictColumns]:
@@ -445,14 +413,14 @@ def write_changes(
         before = states_at(conn, market_id, block.number - 1)
         previous = _standing_verdicts(conn, market_id, block.number, newest)
     now = {account_ids[a]: blob for a, blob in kept.accounts.items()}
+    moved = sorted(aid for aid, blob in now.items() if before.get(aid) != blob)
+    gone = sorted(aid for aid, blob in before.items() if blob is not None and aid not in now)
     state_rows = [
-        {"market_id": market_id, "account_id": aid, "block_number": block.number, "state": blob}
-        for aid, blob in sorted(now.items())
-        if before.get(aid) != blob
+        {"market_id": market_id, "account_id": aid, "block_number": block.number, "state": now[aid]}
+        for aid in moved
     ] + [
         {"market_id": market_id, "account_id": aid, "block_number": block.number, "state": None}
-        for aid, blob in sorted(before.items())
-        if blob is not None and aid not in now
+        for aid in gone
     ]
     if state_rows:
         conn.execute(T_ACCOUNT_STATES.insert(), state_rows)
@@ -467,13 +435,13 @@ def write_changes(
         hf = health[i]
         if verdict_changes(previous.get(key), hf, tier[i], reasons[i], kept.bands):
             verdict_rows.append(_verdict_row(market_id, key, block.number, hf, verdicts, i))
-    for key, last in sorted(previous.items()):
-        if last.risk_tier is not None and key not in current:  # left the book
-            verdict_rows.append(_verdict_row(market_id, key, block.number, None, None, 0))
+    left = (k for k in previous.keys() - current if previous[k].risk_tier is not None)
+    for key in sorted(left):  # left the book
+        verdict_rows.append(_verdict_row(market_id, key, block.number, None, None, 0))
     if verdict_rows:
         conn.execute(T_VERDICTS.insert(), verdict_rows)
     if memory is not None:
-        _remember(memory, block, newest, now, previous, verdict_rows, account_ids, verdicts)
+        _remember(memory, block, newest, now, previous, verdict_rows, verdicts)
 
     latest = whole = 0
     if newest is None or block.number >= newest:
@@ -497,7 +465,6 @@ def _remember(
     now: dict[int, bytes],
     previous: dict[tuple[int, str], StoredVerdict],
     verdict_rows: list[dict[str, Any]],
-    account_ids: Mapping[str, int],
     verdicts: VerdictColumns,
 ) -> None:
     """`memory` brought up to `block` as written (before the transaction commits: a rollback
@@ -506,7 +473,7 @@ def _remember(
     assess run may re-tier those verdicts in the store)."""
     if (newest is not None and block.number < newest) or None in verdicts.probability:
         memory.block_number = memory.block_hash = None
-        memory.states, memory.verdicts, memory.ids = {}, {}, {}
+        memory.states, memory.verdicts = {}, {}
         return
     for row in verdict_rows:
         key = (row["account_id"], row["market_key"])
@@ -524,7 +491,7 @@ def _remember(
                 row["horizon_s"],
             )
     memory.block_number, memory.block_hash = block.number, block.hash
-    memory.states, memory.verdicts, memory.ids = now, previous, dict(account_ids)
+    memory.states, memory.verdicts = now, previous
 
 
 def verdict_changes(
