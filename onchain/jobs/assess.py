@@ -12,6 +12,7 @@ assessment cannot run, and what the assess job applies to rows the risk module d
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from functools import lru_cache
 from typing import Protocol, overload
 
 from onchain.app.risk_context import (
@@ -107,7 +108,9 @@ def assess_stored(stored: Iterable[StoredHealth], tiers: TierThresholds) -> list
     ]
 
 
+@lru_cache(maxsize=256)
 def _seconds(value: float) -> str:
+    """A horizon as the reason text shows it (one horizon per block: formatted once)."""
     return f"{value / 3600:.1f} h" if value >= 7200 else f"{value:.0f} s"
 
 

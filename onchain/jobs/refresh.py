@@ -347,9 +347,9 @@ def detail_rows(
     rebuild: a block's cost does not follow how many positions are at risk or change tier."""
     if reread is None:
         return list(range(len(verdicts)))
-    tiers, accounts = verdicts.tier, health.accounts
+    tiers, accounts, k = verdicts.tier, health.accounts, ctx.config.store.whole_riskiest
     wanted = set(reread)
-    wanted.update(accounts[i] for i in riskiest(tiers, health.health_factor, _riskiest(ctx)))
+    wanted.update(accounts[i] for i in riskiest(tiers, health.health_factor, k))
     watch = rules_watch(ctx, market)
     if watch is not None and (watch.rules or watch.episodes):
         hfs, liquidatable = health.health_factor, health.liquidatable.tolist()
@@ -360,10 +360,6 @@ def detail_rows(
             and watch.wants(account, key, hfs[i], liquidatable[i], tiers[i])
         )
     return [i for i, account in enumerate(accounts) if account in wanted]
-
-
-def _riskiest(ctx: JobContext) -> int:
-    return ctx.config.store.whole_riskiest
 
 
 def detail_positions(refresher: MarketRefresher, health: Any, rows: list[int]) -> list[Position]:
