@@ -14,7 +14,7 @@ import json
 from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast, overload, runtime_checkable
 
 from sqlalchemy import (
     Connection,
@@ -102,22 +102,67 @@ class BookFigures(Protocol):
 @dataclass(frozen=True)
 class LeanBook:
     """A block written at a cost that follows what changed: every position's figures and
-    verdict (`figures`, `assessed`, row by row), while `write_snapshot`'s positions are only
-    the rows written whole (their account's state changed, their verdict changed, at risk);
-    the other rows of the latest view get only the columns prices move."""
+    verdict (`figures`, `tiers`, row by row), while `write_snapshot`'s positions are only the
+    rows written whole; the other rows of the latest view get only the columns prices move.
+    `tiers`: in the daemon `jobs.assess.TierColumns`, columns whose whole `Assessed` (with
+    its typed verdict) is built only for a row asked for; read the book through `verdicts`
+    (columns) or `assessed` (a row's stored verdict fields, cheap)."""
 
     figures: BookFigures
-    assessed: Sequence[Assessed]  # a row's whole Assessed, built when asked for (TierColumns)
+    tiers: Sequence[Assessed]
 
     @property
     def verdicts(self) -> VerdictColumns:
-        """Every row's stored verdict as columns (what `assessed` holds, without an Assessed
-        per row): read these for the whole book."""
-        return columns_of(self.assessed)
+        """Every row's stored verdict as columns, without an Assessed per row."""
+        return columns_of(self.tiers)
+
+    @property
+    def assessed(self) -> Sequence[VerdictRow]:
+        """Row i's stored verdict fields (those of its `Assessed`, without the typed verdict),
+        built from the columns when read."""
+        return _VerdictRows(self.verdicts)
 
     def position_keys(self) -> list[tuple[str, str]]:
         """(account, market key) of each row."""
         return list(zip(self.figures.accounts, self.figures.markets, strict=True))
+
+
+class VerdictRow(NamedTuple):
+    """One row's stored verdict fields, as `Assessed` names them."""
+
+    tier: str
+    reason: str
+    reasons: list[str] | None
+    probability: float | None
+    pending_health_factor: float | None
+    horizon_s: float | None
+
+
+class _VerdictRows(Sequence[VerdictRow]):
+    def __init__(self, columns: VerdictColumns) -> None:
+        self._c = columns
+
+    def __len__(self) -> int:
+        return len(self._c.tier)
+
+    @overload
+    def __getitem__(self, i: int) -> VerdictRow: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[VerdictRow]: ...
+
+    def __getitem__(self, i: int | slice) -> VerdictRow | list[VerdictRow]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(len(self))[i]]
+        c = self._c
+        return VerdictRow(
+            c.tier[i],
+            c.reason[i],
+            c.reasons[i],
+            c.probability[i],
+            c.pending_health_factor[i],
+            c.horizon_s[i],
+        )
 
 
 @runtime_checkable
@@ -448,7 +493,7 @@ def write_changes(
         whole = _write_latest(
             conn, market_id, block, positions, assessed, account_ids, asset_rows, book
         )
-        latest = whole if book is None else len(book.figures.accounts)
+        latest = whole if book is None else len(book.assessed)
     return {
         "account_states": len(state_rows),
         "verdicts": len(verdict_rows),
@@ -676,7 +721,7 @@ def _update_moving(
     rewritten). Each must be in the view already: a new position is written whole. Tens of
     thousands of rows per block: values go to the driver as the columns' types bind them,
     without a statement's per-row parameter handling."""
-    f, v = book.figures, book.verdicts
+    f = book.figures
     rows: list[tuple[Any, ...]] = []  # MOVING's values, then the key
     for i, (account, market_key) in enumerate(book.position_keys()):
         key = (account_ids[account], market_key)
@@ -684,7 +729,7 @@ def _update_moving(
             continue
         if key not in stored:
             raise ValueError(f"{account} {market_key}: a new position must be written whole")
-        hf = f.health_factor[i]
+        hf, a = f.health_factor[i], book.assessed[i]
         rows.append(
             (
                 block.number,
@@ -695,12 +740,12 @@ def _update_moving(
                 bool(f.liquidatable[i]),
                 int(f.total_collateral_base[i]),
                 int(f.total_debt_base[i]),
-                v.tier[i],
-                v.reason[i],
-                v.reasons[i],
-                v.probability[i],
-                v.pending_health_factor[i],
-                v.horizon_s[i],
+                a.tier,
+                a.reason,
+                a.reasons,
+                a.probability,
+                a.pending_health_factor,
+                a.horizon_s,
                 market_id,
                 key[0],
                 market_key,
