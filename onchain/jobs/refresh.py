@@ -319,16 +319,19 @@ def book_tiers(
 
 
 def riskiest(tiers: Sequence[str], health_factors: Sequence[int | None], k: int) -> list[int]:
-    """The rows of the `k` riskiest positions as the API's risk sort puts them first: worst
-    tier first, then the lowest health factor (no debt last within a tier)."""
-    if k <= 0 or not tiers:
+    """The rows of the `k` riskiest positions at risk (not SAFE) as the API's risk sort puts
+    them first: worst tier first, then the lowest health factor (no debt last in a tier)."""
+    at_risk = [i for i, t in enumerate(tiers) if t != "SAFE"]
+    if k <= 0 or not at_risk:
         return []
     rank = {t: i for i, t in enumerate(TIERS)}
-    ranks = np.fromiter((rank.get(t, len(TIERS)) for t in tiers), int, len(tiers))
+    ranks = np.fromiter((rank.get(tiers[i], len(TIERS)) for i in at_risk), int, len(at_risk))
     floats = np.fromiter(
-        (np.inf if hf is None else hf / WAD for hf in health_factors), float, len(tiers)
+        (np.inf if (hf := health_factors[i]) is None else hf / WAD for i in at_risk),
+        float,
+        len(at_risk),
     )
-    return sorted(np.lexsort((floats, ranks))[:k].tolist())
+    return sorted(at_risk[j] for j in np.lexsort((floats, ranks))[:k].tolist())
 
 
 def detail_rows(
@@ -340,7 +343,7 @@ def detail_rows(
 ) -> list[int]:
     """The rows of the book written whole, with a Position built for each: every position of
     an account read again at this block (a new one among them), among the `[store]
-    whole_riskiest` riskiest (`riskiest`: the first pages readers look at), or that the alert
+    whole_riskiest` riskiest at risk (`riskiest`: the first pages readers look at), or that the alert
     rules need whole (`outbox.RulesWatch`); and every other position of those accounts. The
     other rows' stored values, their verdict rows too, are all in `health` and `verdicts`;
     their details (assets, liquidation prices) stay those of an earlier block, which readers
