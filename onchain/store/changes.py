@@ -14,6 +14,7 @@ import json
 from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast, overload, runtime_checkable
 
 from sqlalchemy import (
@@ -111,12 +112,12 @@ class LeanBook:
     figures: BookFigures
     tiers: Sequence[Assessed]
 
-    @property
+    @cached_property
     def verdicts(self) -> VerdictColumns:
         """Every row's stored verdict as columns, without an Assessed per row."""
         return columns_of(self.tiers)
 
-    @property
+    @cached_property
     def assessed(self) -> Sequence[VerdictRow]:
         """Row i's stored verdict fields (those of its `Assessed`, without the typed verdict),
         built from the columns when read."""
@@ -414,7 +415,7 @@ def _verdict_inputs(
 
 def columns_of(assessed: Sequence[Assessed]) -> VerdictColumns:
     """Whole assessments' fields as columns."""
-    if isinstance(assessed, VerdictColumns):
+    if not isinstance(assessed, (list, tuple)) and isinstance(assessed, VerdictColumns):
         return assessed
     return _Columns(
         [a.tier for a in assessed],
