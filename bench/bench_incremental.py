@@ -31,7 +31,7 @@ from onchain.devnet.chain import DevChain, calldata
 from onchain.devnet.control import _in_one_block as in_one_block
 from onchain.devnet.control import set_prices
 from onchain.devnet.morpho import set_prices_everywhere
-from onchain.protocols.aave_v3 import exact_book, screen
+from onchain.protocols.aave_v3 import exact_book
 from onchain.protocols.aave_v3.adapter import AaveAccountState, AaveV3Adapter
 from onchain.protocols.base import MarketRef, checksummed
 from onchain.rpc.client import RpcClient
@@ -193,10 +193,6 @@ def exact_bench(refresher: MarketRefresher, n: int, rng: random.Random) -> None:
     want = [_position_figures(p) for p in positions]
     differ = sum(a != b for a, b in zip(_figures(health), want, strict=True))
     assert differ == 0, f"{differ} rows differ"
-    floats = screen.book_arrays(state, book_states)
-    t0 = time.perf_counter()
-    screen.screen_health(state, floats)
-    float_screen = time.perf_counter() - t0
     liquidatable = int(health.liquidatable.sum())
     print(f"\n  exact recompute of {n:,} kept positions ({liquidatable:,} liquidatable):")
     print(f"    arrays built once (then per touched row): {build:.3f}s")
@@ -204,7 +200,6 @@ def exact_bench(refresher: MarketRefresher, n: int, rng: random.Random) -> None:
           f" by the scalar math): {best:.3f}s wall, {cpu:.3f}s CPU (goal < 0.5s)")  # fmt: skip
     print(f"    every exact Position object (the naive way): {every_position:.2f}s"
           f" ({every_position / n * 1e6:.0f} us each) -> exact book {every_position / best:.0f}x faster")  # fmt: skip
-    print(f"    (float health screen alone, for scale: {float_screen:.3f}s)")
     print(f"    every field of every row compared with the Position objects: {n:,} rows, 0 differ")
 
 

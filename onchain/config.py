@@ -230,6 +230,9 @@ class StoreConfig:
     path: Path | None = None
     layout: str = "snapshots"
     verdict_bands: tuple[float, ...] = VERDICT_BANDS
+    # the change layout's incremental blocks: how many of the riskiest positions get their
+    # details (assets, liquidation prices) written again at every block, the first pages
+    whole_riskiest: int = 200
 
     def resolve_url(self) -> str | None:
         if self.url_env and os.environ.get(self.url_env):
@@ -363,7 +366,7 @@ def _store_jobs_tiers(
     """Parse the daemon's sections; every mistake is one ConfigError naming file and key."""
     where = f"{path} [store]"
     store_t = _section(raw, "store", str(path))
-    _only(store_t, {"url", "url_env", "path", "layout", "verdict_bands"}, where)
+    _only(store_t, {"url", "url_env", "path", "layout", "verdict_bands", "whole_riskiest"}, where)
     for key in ("url", "url_env", "path"):
         if key in store_t and not isinstance(store_t[key], str):
             raise ConfigError(f"{where}: '{key}' must be a string")
@@ -378,12 +381,16 @@ def _store_jobs_tiers(
         or sorted(bands) != bands
     ):
         raise ConfigError(f"{where}: 'verdict_bands' must be a rising list of health factors")
+    riskiest = store_t.get("whole_riskiest", StoreConfig.whole_riskiest)
+    if not isinstance(riskiest, int) or isinstance(riskiest, bool) or riskiest < 0:
+        raise ConfigError(f"{where}: 'whole_riskiest' must be a whole number >= 0")
     store = StoreConfig(
         url=store_t.get("url"),
         url_env=store_t.get("url_env"),
         path=(path.parent / db_path).resolve() if db_path else None,
         layout=layout,
         verdict_bands=tuple(float(b) for b in bands),
+        whole_riskiest=riskiest,
     )
 
     jobs_t = _section(raw, "jobs", str(path))

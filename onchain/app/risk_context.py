@@ -122,7 +122,23 @@ class RiskReport:
                 )
                 for a in p.assets
             ]
-        return self._held_rows[row]
+        if "_held_rows" in self.__dict__ or len(self._held_one) > len(self.rows) // 8:
+            return self._held_rows[row]
+        found = self._held_one.get(row)
+        if found is None:  # a few rows' verdicts (a block's rows written whole): row by row
+            r = self.rows
+            cols = np.flatnonzero(r.held[row]).tolist()
+            debts = (r.debt[row, cols] > 0).tolist()
+            enabled = r.collateral_enabled[row, cols].tolist()
+            found = self._held_one[row] = [
+                HeldAsset(r.column_keys[j], r.symbols[j], int(r.decimals[j]), d, e)
+                for j, d, e in zip(cols, debts, enabled, strict=True)
+            ]
+        return found
+
+    @cached_property
+    def _held_one(self) -> dict[int, list[HeldAsset]]:
+        return {}
 
     @cached_property
     def _held_rows(self) -> list[list[HeldAsset]]:
@@ -217,6 +233,22 @@ class RiskReport:
             finite(None if a.pending is None else a.pending.health_pending),
             finite(a.safe_health_factor),
             finite(a.uniform.drop_fraction),
+        )
+
+    def verdict_columns(
+        self,
+    ) -> tuple[list[str], list[tuple[str, ...]], list[float], list[float | None]]:
+        """Every row's tier, reason codes, probability and pending health factor, as `verdict`
+        gives them, without building a verdict per row (a block's whole book)."""
+        tiers, all_flags, probabilities, pendings, _safes, _drops = self._columns_as_lists
+        reasons = self._reasons
+        for flags in set(all_flags) - set(reasons):
+            reasons[flags] = tuple(reason_names(flags))
+        return (
+            [_TIER_NAMES[t] for t in tiers],
+            [reasons[f] for f in all_flags],
+            probabilities,
+            pendings,
         )
 
     def verdicts(self) -> list[RiskVerdict]:

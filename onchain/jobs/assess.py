@@ -12,7 +12,8 @@ assessment cannot run, and what the assess job applies to rows the risk module d
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Protocol
+from functools import lru_cache
+from typing import Protocol, overload
 
 from onchain.app.risk_context import (
     PriceSeries,
@@ -28,6 +29,7 @@ from onchain.position_rows import PositionRows
 from onchain.protocols.base import MarketSnapshot, Position
 from onchain.risk.verdict import RiskVerdict
 from onchain.rpc.client import BlockRef, RpcClient
+from onchain.store.changes import columns_of
 from onchain.store.crud import Assessed, StoredHealth
 from onchain.store.models import TIERS
 
@@ -106,7 +108,9 @@ def assess_stored(stored: Iterable[StoredHealth], tiers: TierThresholds) -> list
     ]
 
 
+@lru_cache(maxsize=256)
 def _seconds(value: float) -> str:
+    """A horizon as the reason text shows it (one horizon per block: formatted once)."""
     return f"{value / 3600:.1f} h" if value >= 7200 else f"{value:.0f} s"
 
 
@@ -133,8 +137,38 @@ def exact_assessed(
 ) -> Assessed:
     """`risk_assessed` from the exact facts alone: the health factor (wad, None without debt),
     the protocol's "liquidatable now" and the hold that keeps a position below 1 from it."""
-    tier = "LIQUIDATABLE" if liquidatable else verdict.tier
-    codes = list(verdict.reasons)
+    pending = verdict.pending_health_factor
+    probability = verdict.liquidation_probability
+    horizon = verdict.horizon_s
+    tier, text, codes = _exact_verdict(
+        hf, liquidatable, hold, verdict.tier, verdict.reasons, pending, probability, horizon, floors
+    )
+    return Assessed(
+        tier,
+        text,
+        reasons=codes,
+        probability=probability,
+        pending_health_factor=pending,
+        horizon_s=horizon,
+        verdict=verdict,
+    )
+
+
+def _exact_verdict(
+    hf: int | None,
+    liquidatable: bool,
+    hold: LiquidationHold | None,
+    screened: str,
+    reasons: Sequence[str],
+    pending: float | None,
+    probability: float,
+    horizon: float,
+    floors: TierThresholds | None,
+) -> tuple[str, str, list[str]]:
+    """(tier, reason text, reason codes) of `exact_assessed`, from the verdict's fields alone
+    (`screened`: the risk module's tier), so a whole book's columns need no verdict per row."""
+    tier = "LIQUIDATABLE" if liquidatable else screened
+    codes = list(reasons)
     if tier != "LIQUIDATABLE":
         tier, codes = floored(tier, codes, hf, liquidatable, floors)
     shown = "unknown" if hf is None else format_wad(hf)
@@ -148,7 +182,8 @@ def exact_assessed(
         text = f"health factor {shown} < 1, not liquidatable now: {hold.describe()}"
     else:
         screened_below_1 = "HF_BELOW_1" in codes or tier == "LIQUIDATABLE"
-        codes = [c for c in codes if c != "HF_BELOW_1"]  # the exact math says healthy
+        if screened_below_1:
+            codes = [c for c in codes if c != "HF_BELOW_1"]  # the exact math says healthy
         if tier == "LIQUIDATABLE":
             tier = "CRITICAL"
         if hf is None:
@@ -157,24 +192,74 @@ def exact_assessed(
             text = f"health factor {shown}"
             if screened_below_1:
                 text += " (the float screen put it below 1; the exact math does not)"
-    pending = verdict.pending_health_factor
-    probability = verdict.liquidation_probability
-    horizon = verdict.horizon_s
     if hf is not None and not liquidatable:
         if tier == "PENDING" and pending is not None:
             text += f", {truncated(pending)} at the next oracle price"
         text += f", P(liquidation within {_seconds(horizon)}) {probability:.2%}"
     if codes and tier != "SAFE":
         text += f" [{', '.join(codes)}]"
-    return Assessed(
-        tier,
-        text,
-        reasons=codes,
-        probability=probability,
-        pending_health_factor=pending,
-        horizon_s=horizon,
-        verdict=verdict,
-    )
+    return tier, text, codes
+
+
+class TierColumns(Sequence[Assessed]):
+    """A block's stored verdicts as columns, row by row (`tier`, `reason`, `reasons`,
+    `probability`, `pending_health_factor`, `horizon_s`: what the store writes of each row),
+    with the row's whole `Assessed` (and its typed `RiskVerdict`, which the alerts read) built
+    only when asked for (`self[i]`): a block's book is tens of thousands of rows, of which
+    few are written whole."""
+
+    def __init__(
+        self,
+        tier: Sequence[str],
+        reason: Sequence[str],
+        reasons: Sequence[list[str] | None],
+        probability: Sequence[float | None],
+        pending_health_factor: Sequence[float | None],
+        horizon_s: Sequence[float | None],
+        row: Callable[[int], Assessed],
+    ) -> None:
+        self.tier = tier
+        self.reason = reason
+        self.reasons = reasons
+        self.probability = probability
+        self.pending_health_factor = pending_health_factor
+        self.horizon_s = horizon_s
+        self._row = row
+
+    @classmethod
+    def of(cls, assessed: Sequence[Assessed]) -> TierColumns:
+        """Columns read off whole assessments (the health-factor rule's, a test's)."""
+        rows = list(assessed)
+        c = columns_of(rows)
+        return cls(
+            c.tier,
+            c.reason,
+            c.reasons,
+            c.probability,
+            c.pending_health_factor,
+            c.horizon_s,
+            rows.__getitem__,
+        )
+
+    def __len__(self) -> int:
+        return len(self.tier)
+
+    @overload
+    def __getitem__(self, i: int) -> Assessed: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Assessed]: ...
+
+    def __getitem__(self, i: int | slice) -> Assessed | list[Assessed]:
+        if isinstance(i, slice):
+            return [self._row(j) for j in range(len(self))[i]]
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        return self._row(i % len(self))
+
+    def at_risk(self) -> int:
+        """Rows not SAFE."""
+        return len(self.tier) - self.tier.count("SAFE")
 
 
 def risk_tiers(
@@ -229,6 +314,29 @@ def risk_tiers_rows(
     hold, as `Position.liquidatable`). `accounts` and `markets` (`Position.market`): the
     positions those lists were computed for, checked against the rows' (a misaligned list must
     not tier the wrong position)."""
+    columns, report = risk_tier_columns(
+        client, block, rows, health_factors, liquidatable, settings, market_snapshot, floors,
+        stored_prices, accounts, markets,
+    )  # fmt: skip
+    return list(columns), report
+
+
+def risk_tier_columns(
+    client: RpcClient,
+    block: BlockRef,
+    rows: PositionRows,
+    health_factors: Sequence[int | None],
+    liquidatable: Sequence[bool],
+    settings: RiskSettings,
+    market_snapshot: MarketSnapshot | None = None,
+    floors: TierThresholds | None = None,
+    stored_prices: Sequence[PriceSeries] = (),
+    accounts: Sequence[str] | None = None,
+    markets: Sequence[str] | None = None,
+) -> tuple[TierColumns, RiskReport | None]:
+    """`risk_tiers_rows` as columns (`TierColumns`): every row's stored verdict without a
+    `RiskVerdict` or `Assessed` per row; `columns[i]` is `risk_tiers_rows`' i-th, field for
+    field."""
     n = len(rows)
     if len(health_factors) != n or len(liquidatable) != n:
         raise ValueError(
@@ -239,18 +347,24 @@ def risk_tiers_rows(
         raise ValueError("the exact verdicts are not in the rows' account order")
     if markets is not None and list(markets) != [rows.market_of(i) for i in range(n)]:
         raise ValueError("the exact verdicts are not in the rows' market order")
-    holds = [rows.hold(i, hf) for i, hf in enumerate(health_factors)]
-    now = [bool(x) and hold is None for x, hold in zip(liquidatable, holds, strict=True)]
-    return _tiers(
-        client, block, rows, health_factors, now, holds.__getitem__, settings,
-        market_snapshot, floors, stored_prices,
-    )  # fmt: skip
+    holds = {
+        i: held
+        for i in rows.holds
+        if i < n and (held := rows.hold(i, health_factors[i])) is not None
+    }
+    now = [bool(x) for x in liquidatable]
+    for i in holds:
+        now[i] = False
+    if not n:
+        return TierColumns.of([]), None
+    report = _report(client, block, rows, settings, market_snapshot, stored_prices)
+    return _columns(report, health_factors, now, holds, floors), report
 
 
 def _tiers(
     client: RpcClient,
     block: BlockRef,
-    positions: Sequence[Position] | PositionRows,
+    positions: Sequence[Position],
     health_factors: Sequence[int | None],
     liquidatable: Sequence[bool],
     hold: Callable[[int], LiquidationHold | None],
@@ -261,7 +375,24 @@ def _tiers(
 ) -> tuple[list[Assessed], RiskReport | None]:
     if not health_factors:
         return [], None
-    report = assess_positions(
+    report = _report(client, block, positions, settings, market_snapshot, stored_prices)
+    assessed = [
+        exact_assessed(hf, bool(now), hold(i), report.verdict(i), floors)
+        for i, (hf, now) in enumerate(zip(health_factors, liquidatable, strict=True))
+    ]
+    return assessed, report
+
+
+def _report(
+    client: RpcClient,
+    block: BlockRef,
+    positions: Sequence[Position] | PositionRows,
+    settings: RiskSettings,
+    market_snapshot: MarketSnapshot | None,
+    stored_prices: Sequence[PriceSeries],
+) -> RiskReport:
+    """One risk assessment of the block's book."""
+    return assess_positions(
         client,
         block,
         positions,
@@ -269,11 +400,35 @@ def _tiers(
         market_snapshots=(market_snapshot,) if market_snapshot is not None else (),
         stored_prices=stored_prices,
     )
-    assessed = [
-        exact_assessed(hf, bool(now), hold(i), report.verdict(i), floors)
-        for i, (hf, now) in enumerate(zip(health_factors, liquidatable, strict=True))
-    ]
-    return assessed, report
+
+
+def _columns(
+    report: RiskReport,
+    health_factors: Sequence[int | None],
+    liquidatable: list[bool],
+    holds: dict[int, LiquidationHold],
+    floors: TierThresholds | None,
+) -> TierColumns:
+    """Every row's `exact_assessed` as columns, from the report's columns (no verdict built);
+    a row's whole `Assessed` is built from its `RiskVerdict` when asked for."""
+    screened, reasons, probabilities, pendings = report.verdict_columns()
+    horizon = report.horizon_s
+    tiers, texts, codes = [], [], []
+    for i, hf in enumerate(health_factors):
+        tier, text, why = _exact_verdict(
+            hf, liquidatable[i], holds.get(i), screened[i], reasons[i], pendings[i],
+            probabilities[i], horizon, floors,
+        )  # fmt: skip
+        tiers.append(tier)
+        texts.append(text)
+        codes.append(why)
+
+    def row(i: int) -> Assessed:
+        return exact_assessed(
+            health_factors[i], liquidatable[i], holds.get(i), report.verdict(i), floors
+        )
+
+    return TierColumns(tiers, texts, codes, probabilities, pendings, [horizon] * len(tiers), row)
 
 
 def exact_inputs(positions: Sequence[Position]) -> tuple[list[int | None], list[bool]]:

@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from onchain.app.incremental import MarketRefresher, read_account_states
 from onchain.app.pipeline import load_market, market_snapshot, read_positions
 from onchain.app.risk_context import PriceSeries
 from onchain.jobs import metrics
-from onchain.jobs.assess import assess, risk_tiers, risk_tiers_rows, tier_of
+from onchain.jobs.assess import TierColumns, assess, risk_tier_columns, risk_tiers, tier_of
 from onchain.jobs.context import Counts, JobContext, market_ref, note
 from onchain.jobs.discover import discover_from_refresher, discover_market, one_line
 from onchain.jobs.restart import resume_from_store
@@ -33,12 +33,14 @@ from onchain.protocols.registry import get_incremental
 from onchain.risk.reactive import LOOKBACK_STEPS
 from onchain.rpc.client import BlockRef, RpcClient
 from onchain.store import changes, crud
-from onchain.store.changes import KeptState
+from onchain.store.changes import KeptState, columns_of
 from onchain.store.crud import Assessed, MarketInfo, WriteResult
 from onchain.store.leases import LeaseLost
+from onchain.store.models import TIERS
 from onchain.store.price_history import hourly_stored_prices
 
 log = logging.getLogger("onchain.jobs.refresh")
+WAD = 10**18
 
 
 def canonical_hashes(client: RpcClient, numbers: list[int]) -> dict[int, str | None]:
@@ -100,14 +102,17 @@ def tier_block(
     return tiered(ctx, market, block, counts, run, lambda: assess(positions, ctx.config.tiers))
 
 
+Tiers = TypeVar("Tiers", list[Assessed], TierColumns)
+
+
 def tiered(
     ctx: JobContext,
     market: MarketInfo,
     block: BlockRef,
     counts: Counts,
-    run: Callable[[list[PriceSeries]], tuple[list[Assessed], Any]],
-    fallback: Callable[[], list[Assessed]],
-) -> tuple[list[Assessed], dict[str, Any]]:
+    run: Callable[[list[PriceSeries]], tuple[Tiers, Any]],
+    fallback: Callable[[], Tiers],
+) -> tuple[Tiers, dict[str, Any]]:
     """The block's tiers from the risk module (`run`, given the market's stored prices), or,
     when it cannot run, from the health-factor rule (`fallback`); the fallback is never silent:
     the run's counts say how often and why, the snapshot's details say so for that block, and
@@ -219,9 +224,11 @@ def encode_kept(
     incremental: IncrementalAdapter,
     market_state: Any,
     states: dict[str, list[Any]],
+    standing: changes.Standing | None = None,
 ) -> KeptState:
     """The block's kept state as the adapter encodes it; an account whose states equal the
-    ones encoded before reuses their bytes."""
+    ones encoded before reuses their bytes. `standing`: the writer's memory of what stands in
+    the store (`changes.Standing`), which the write uses where it can and brings up to date."""
     cache = ctx.encoded_states.setdefault(market.id, {})
     accounts: dict[str, bytes] = {}
     for account, kept in states.items():
@@ -233,7 +240,10 @@ def encode_kept(
     for gone in set(cache) - set(states):
         del cache[gone]
     return KeptState(
-        incremental.encode_market_state(market_state), accounts, ctx.config.store.verdict_bands
+        incremental.encode_market_state(market_state),
+        accounts,
+        ctx.config.store.verdict_bands,
+        standing,
     )
 
 
@@ -272,28 +282,28 @@ def book_tiers(
     health: Any,
     snapshot: MarketSnapshot | None,
     counts: Counts,
-) -> tuple[list[Assessed], dict[str, Any]]:
-    """Every position's tier, reasons and probability, row by row as `health`, with
-    `tiered`'s fallback (the health-factor rule, counted) when the risk module fails: from the
-    adapter's risk rows and the exact figures where both exist (no Position built), else from
-    whole positions."""
+) -> tuple[TierColumns, dict[str, Any]]:
+    """Every position's tier, reasons and probability, row by row as `health`, as columns
+    (`TierColumns`: a row's whole Assessed only when asked for), with `tiered`'s fallback (the
+    health-factor rule, counted) when the risk module fails: from the adapter's risk rows and
+    the exact figures where both exist (no Position built), else from whole positions."""
     positions = getattr(health, "positions", None)
     adapter = refresher.incremental
     if positions is not None or not isinstance(adapter, RiskRows):
         whole = refresher.positions() if positions is None else positions
-        return tier_block(ctx, client, market, block, whole, snapshot, counts)
+        assessed, details = tier_block(ctx, client, market, block, whole, snapshot, counts)
+        return TierColumns.of(assessed), details
     states = [s for a in refresher.accounts for s in refresher.kept.get(a, ())]
     cfg = ctx.config
 
-    def run(prices: list[PriceSeries]) -> tuple[list[Assessed], Any]:
+    def run(prices: list[PriceSeries]) -> tuple[TierColumns, Any]:
         rows = adapter.risk_rows(refresher.state, states)
-        liquidatable = [bool(v) for v in health.liquidatable]
-        return risk_tiers_rows(
+        return risk_tier_columns(
             client,
             block,
             rows,
             health.health_factor,
-            liquidatable,
+            health.liquidatable.tolist(),
             cfg.risk_settings,
             snapshot,
             cfg.health_floors,
@@ -301,45 +311,58 @@ def book_tiers(
             accounts=health.accounts,
         )
 
-    def fallback() -> list[Assessed]:
+    def fallback() -> TierColumns:
         pairs = zip(health.health_factor, health.liquidatable, strict=True)
-        return [tier_of(hf, bool(liquidatable), cfg.tiers) for hf, liquidatable in pairs]
+        return TierColumns.of([tier_of(hf, bool(v), cfg.tiers) for hf, v in pairs])
 
     return tiered(ctx, market, block, counts, run, fallback)
+
+
+def riskiest(tiers: Sequence[str], health_factors: Sequence[int | None], k: int) -> list[int]:
+    """The rows of the `k` riskiest positions at risk (not SAFE) as the API's risk sort puts
+    them first: worst tier first, then the lowest health factor (no debt last in a tier)."""
+    at_risk = [i for i, t in enumerate(tiers) if t != "SAFE"]
+    if k <= 0 or not at_risk:
+        return []
+    rank = {t: i for i, t in enumerate(TIERS)}
+    ranks = np.fromiter((rank.get(tiers[i], len(TIERS)) for i in at_risk), int, len(at_risk))
+    floats = np.fromiter(
+        (np.inf if (hf := health_factors[i]) is None else hf / WAD for i in at_risk),
+        float,
+        len(at_risk),
+    )
+    return sorted(at_risk[j] for j in np.lexsort((floats, ranks))[:k].tolist())
 
 
 def detail_rows(
     ctx: JobContext,
     market: MarketInfo,
-    block: BlockRef,
     health: Any,
-    assessed: list[Assessed],
+    verdicts: TierColumns,
     reread: set[str] | None,
 ) -> list[int]:
     """The rows of the book written whole, with a Position built for each: every position of
-    an account read again at this block, whose stored verdict changes (new, tier, reasons,
-    health-factor band: `changes.verdict_changes`), not SAFE or liquidatable, or that the
-    alert rules need whole (`outbox.RulesWatch`); and every other position of those accounts.
-    The other rows' stored values are all in `health` and `assessed`."""
+    an account read again at this block (a new one among them), among the `[store]
+    whole_riskiest` riskiest at risk (`riskiest`: the first pages readers look at), or that the alert
+    rules need whole (`outbox.RulesWatch`); and every other position of those accounts. The
+    other rows' stored values, their verdict rows too, are all in `health` and `verdicts`;
+    their details (assets, liquidation prices) stay those of an earlier block, which readers
+    rebuild: a block's cost does not follow how many positions are at risk or change tier."""
     if reread is None:
-        return list(range(len(assessed)))
-    standing = changes.standing_verdicts(ctx.store, market.id, block.number)
-    bands = ctx.config.store.verdict_bands
+        return list(range(len(verdicts)))
+    tiers, accounts, k = verdicts.tier, health.accounts, ctx.config.store.whole_riskiest
+    wanted = set(reread)
+    wanted.update(accounts[i] for i in riskiest(tiers, health.health_factor, k))
     watch = rules_watch(ctx, market)
-    wanted: set[str] = set()
-    for i, (account, key) in enumerate(zip(health.accounts, health.markets, strict=True)):
-        if account in wanted:
-            continue
-        a, hf, liquidatable = assessed[i], health.health_factor[i], bool(health.liquidatable[i])
-        if (
-            account in reread
-            or liquidatable
-            or a.tier != "SAFE"
-            or changes.verdict_changes(standing.get((account, key)), hf, a, bands)
-            or (watch is not None and watch.wants(account, key, hf, liquidatable, a.tier))
-        ):
-            wanted.add(account)
-    return [i for i, account in enumerate(health.accounts) if account in wanted]
+    if watch is not None and (watch.rules or watch.episodes):
+        hfs, liquidatable = health.health_factor, health.liquidatable.tolist()
+        wanted.update(
+            account
+            for i, (account, key) in enumerate(zip(accounts, health.markets, strict=True))
+            if account not in wanted
+            and watch.wants(account, key, hfs[i], liquidatable[i], tiers[i])
+        )
+    return [i for i, account in enumerate(accounts) if account in wanted]
 
 
 def detail_positions(refresher: MarketRefresher, health: Any, rows: list[int]) -> list[Position]:
@@ -362,30 +385,35 @@ def lean_block(
     block: BlockRef,
     refresher: MarketRefresher,
     counts: Counts,
-) -> tuple[WriteResult, Any, list[Assessed]]:
+) -> tuple[WriteResult, Any, TierColumns]:
     """One block in the change layout at a cost that follows what changed: every position's
-    exact figures and verdict without building its Position, a Position only for the rows
-    written whole (`detail_rows`), the alert rules on those (they decide on them what they
-    decide on the whole book: `outbox.RulesWatch`), the other rows of the latest view updated
-    in place. Stores what the full path stores, row for row, but the unchanged details."""
+    exact figures and verdict as columns (no Position, no Assessed per row), a Position and
+    an Assessed only for the rows written whole (`detail_rows`), the alert rules on those
+    (they decide on them what they decide on the whole book: `outbox.RulesWatch`), the other
+    rows of the latest view updated in place. What stands in the store (account states,
+    verdicts) is kept in memory from block to block (`changes.Standing`), read back only when
+    the store moved without this process. Stores what the full path stores, row for row, but
+    the unchanged details."""
     incremental = get_incremental(market.protocol)
     assert incremental is not None
     reread, every = incremental_advance(ctx, client, market, block, refresher, counts)
     health = book_health(refresher, every)
     kept_states = {a: refresher.kept.get(a, []) for a in refresher.accounts}
-    kept = encode_kept(ctx, market, incremental, refresher.state, kept_states)
+    standing = ctx.standing.setdefault(market.id, changes.Standing())
+    kept = encode_kept(ctx, market, incremental, refresher.state, kept_states, standing)
     snapshot = market_snapshot(client, market.protocol, refresher.state, block)
-    assessed, details = book_tiers(ctx, client, market, block, refresher, health, snapshot, counts)
-    rows = detail_rows(ctx, market, block, health, assessed, reread)
+    verdicts, details = book_tiers(ctx, client, market, block, refresher, health, snapshot, counts)
+    rows = detail_rows(ctx, market, health, verdicts, reread)
     positions = detail_positions(refresher, health, rows)
-    chosen = [assessed[i] for i in rows]
+    chosen = [verdicts[i] for i in rows]
     counts["lean_blocks"] += 1
     counts["positions_whole"] += len(rows)
-    book = changes.LeanBook(health, assessed)
+    book = changes.LeanBook(health, verdicts)
     result = store_block(
         ctx, market, block, positions, chosen, snapshot, details, counts, kept, book
     )
-    return result, health, assessed
+    counts["standing_remembered"] += (result.change_rows or {}).get("remembered", 0)
+    return result, health, verdicts
 
 
 def store_block(
@@ -439,8 +467,8 @@ def refresh_block(
     kept_states: dict[str, list[Any]] | None = None
     refresher = market_refresher(ctx, client, market)
     if refresher is not None and layout == "changes" and LEAN:
-        result, health, assessed = lean_block(ctx, client, market, block, refresher, counts)
-        return _logged(ctx, market, block, result, health, assessed, counts, started)
+        result, health, verdicts = lean_block(ctx, client, market, block, refresher, counts)
+        return _logged(ctx, market, block, result, health, verdicts, counts, started)
     if refresher is not None:
         _reread, every = incremental_advance(ctx, client, market, block, refresher, counts)
         positions = refresher.positions() if every is None else every
@@ -473,7 +501,7 @@ def _logged(
     block: BlockRef,
     result: WriteResult,
     health: Any,
-    assessed: list[Assessed],
+    assessed: Sequence[Assessed],
     counts: Counts,
     started: float,
 ) -> WriteResult:
@@ -481,7 +509,8 @@ def _logged(
     counts[f"blocks_{result.outcome}"] += 1
     counts["positions"] += result.positions
     counts["asset_rows"] += result.asset_rows
-    at_risk = sum(1 for a in assessed if a.tier != "SAFE")
+    tiers = list(columns_of(assessed).tier)
+    at_risk = len(tiers) - tiers.count("SAFE")
     log.info(
         "%s block %d %s: %s %d positions (%d at risk, %d liquidatable) in %.2fs",
         market.name,

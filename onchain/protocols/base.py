@@ -175,20 +175,6 @@ class IncrementalAdapter(Protocol):
     def decode_account_states(self, data: bytes) -> list[Any]: ...
 
 
-@runtime_checkable
-class HealthScreen(Protocol):
-    """Optional for incremental adapters: "liquidatable now" for a whole book of kept states
-    without building Position objects (vectorised floats, exact integers near the threshold).
-    `screen` builds the arrays, `screen_update` replaces one row, `screen_verdicts` returns the
-    verdict per row and how many rows needed the exact computation."""
-
-    def screen(self, market_state: Any, states: list[Any]) -> Any: ...
-
-    def screen_update(self, market_state: Any, book: Any, row: int, state: Any) -> None: ...
-
-    def screen_verdicts(self, market_state: Any, book: Any) -> tuple[Any, int]: ...
-
-
 @dataclass(frozen=True)
 class BookHealth:
     """Every position of a kept book at one block, the protocol's exact figures: row i is the

@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast, overload, runtime_checkable
 
 from sqlalchemy import (
     Connection,
@@ -76,6 +77,7 @@ class KeptState:
     market_state: bytes
     accounts: Mapping[str, bytes]
     bands: tuple[float, ...]
+    standing: Standing | None = None  # the writer's memory of what stands (`Standing`)
 
 
 class BookFigures(Protocol):
@@ -104,16 +106,124 @@ class BookFigures(Protocol):
 @dataclass(frozen=True)
 class LeanBook:
     """A block written at a cost that follows what changed: every position's figures and
-    verdict (`figures`, `assessed`, row by row), while `write_snapshot`'s positions are only
-    the rows written whole (their account's state changed, their verdict changed, at risk);
-    the other rows of the latest view get only the columns prices move."""
+    verdict (`figures`, `tiers`, row by row), while `write_snapshot`'s positions are only the
+    rows written whole; the other rows of the latest view get only the columns prices move.
+    `tiers`: in the daemon `jobs.assess.TierColumns`, columns whose whole `Assessed` (with
+    its typed verdict) is built only for a row asked for; read the book through `verdicts`
+    (columns) or `assessed` (a row's stored verdict fields, cheap)."""
 
     figures: BookFigures
-    assessed: Sequence[Assessed]
+    tiers: Sequence[Assessed]
+
+    @cached_property
+    def verdicts(self) -> VerdictColumns:
+        """Every row's stored verdict as columns, without an Assessed per row."""
+        return columns_of(self.tiers)
+
+    @cached_property
+    def assessed(self) -> Sequence[VerdictRow]:
+        """Row i's stored verdict fields (those of its `Assessed`, without the typed verdict),
+        built from the columns when read."""
+        return _VerdictRows(self.verdicts)
 
     def position_keys(self) -> list[tuple[str, str]]:
         """(account, market key) of each row."""
         return list(zip(self.figures.accounts, self.figures.markets, strict=True))
+
+
+class VerdictRow(NamedTuple):
+    """One row's stored verdict fields, as `Assessed` names them."""
+
+    tier: str
+    reason: str
+    reasons: list[str] | None
+    probability: float | None
+    pending_health_factor: float | None
+    horizon_s: float | None
+
+
+class _VerdictRows(Sequence[VerdictRow]):
+    def __init__(self, columns: VerdictColumns) -> None:
+        self._c = columns
+
+    def __len__(self) -> int:
+        return len(self._c.tier)
+
+    @overload
+    def __getitem__(self, i: int) -> VerdictRow: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[VerdictRow]: ...
+
+    def __getitem__(self, i: int | slice) -> VerdictRow | list[VerdictRow]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(len(self))[i]]
+        c = self._c
+        return VerdictRow(
+            c.tier[i],
+            c.reason[i],
+            c.reasons[i],
+            c.probability[i],
+            c.pending_health_factor[i],
+            c.horizon_s[i],
+        )
+
+
+@runtime_checkable
+class VerdictColumns(Protocol):
+    """A block's stored verdicts, one list per column, row by row (`jobs.assess.TierColumns`)."""
+
+    @property
+    def tier(self) -> Sequence[str]: ...
+
+    @property
+    def reason(self) -> Sequence[str]: ...
+
+    @property
+    def reasons(self) -> Sequence[list[str] | None]: ...
+
+    @property
+    def probability(self) -> Sequence[float | None]: ...
+
+    @property
+    def pending_health_factor(self) -> Sequence[float | None]: ...
+
+    @property
+    def horizon_s(self) -> Sequence[float | None]: ...
+
+
+@dataclass(frozen=True)
+class _Columns:
+    tier: Sequence[str]
+    reason: Sequence[str]
+    reasons: Sequence[list[str] | None]
+    probability: Sequence[float | None]
+    pending_health_factor: Sequence[float | None]
+    horizon_s: Sequence[float | None]
+
+
+@dataclass
+class Standing:
+    """What a writer knows stands in the store for one market after the block it wrote last
+    (`block_number`, `block_hash`): each account's state bytes and each position's verdict, as
+    `states_at` and `_standing_verdicts` would read them back. Kept across blocks so a block
+    costs no read of the whole book; used only while the market's newest stored block is that
+    one (`usable`): a restart, a reorg, another writer or a block written below the newest
+    make the next block read the store again (and refill this)."""
+
+    block_number: int | None = None
+    block_hash: str | None = None
+    states: dict[int, bytes] = field(default_factory=dict)
+    verdicts: dict[tuple[int, str], StoredVerdict] = field(default_factory=dict)
+
+    def usable(self, block_number: int, newest: tuple[int, str] | None) -> bool:
+        """Whether this is what stands before `block_number`, the store's newest other block
+        being `newest` (number, hash)."""
+        return (
+            self.block_number is not None
+            and newest == (self.block_number, self.block_hash)
+            and self.block_number < block_number
+        )
 
 
 @dataclass(frozen=True)
@@ -284,55 +394,40 @@ def _standing_verdicts(
     return out
 
 
-def _newest_other(conn: Connection, market_id: int, block_number: int) -> int | None:
-    """The market's newest stored block other than `block_number`."""
-    return cast(
-        int | None,
-        conn.execute(
-            select(func.max(T_SNAPSHOTS.c.block_number)).where(
-                (T_SNAPSHOTS.c.market_id == market_id)
-                & (T_SNAPSHOTS.c.block_number != block_number)
-            )
-        ).scalar(),
-    )
-
-
-def standing_verdicts(
-    store: Store, market_id: int, block_number: int
-) -> dict[tuple[str, str], StoredVerdict]:
-    """(account, market key) -> the verdict standing before `block_number`, as `write_changes`
-    compares the block's verdicts with it: what the refresh asks before choosing which rows
-    of a block to write whole."""
-    with store.read() as conn:
-        newest = _newest_other(conn, market_id, block_number)
-        previous = _standing_verdicts(conn, market_id, block_number, newest)
-        addresses = dict(
-            conn.execute(
-                select(T_ACCOUNTS.c.id, T_ACCOUNTS.c.address).join(
-                    T_MARKET_ACCOUNTS,
-                    (T_MARKET_ACCOUNTS.c.account_id == T_ACCOUNTS.c.id)
-                    & (T_MARKET_ACCOUNTS.c.market_id == market_id),
-                )
-            ).all()
-        )
-    return {(addresses[aid], key): v for (aid, key), v in previous.items() if aid in addresses}
+def _newest_other(conn: Connection, market_id: int, block_number: int) -> tuple[int, str] | None:
+    """The market's newest stored block other than `block_number`: (number, hash)."""
+    s = T_SNAPSHOTS
+    row = conn.execute(
+        select(s.c.block_number, s.c.block_hash)
+        .where((s.c.market_id == market_id) & (s.c.block_number != block_number))
+        .order_by(s.c.block_number.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else (row.block_number, row.block_hash)
 
 
 def _verdict_inputs(
     positions: Sequence[Position], assessed: Sequence[Assessed], book: LeanBook | None
-) -> list[tuple[str, str, int | None, Assessed]]:
-    """(account, market key, health factor, verdict) of every position of the block."""
+) -> tuple[list[tuple[str, str]], Sequence[int | None], VerdictColumns]:
+    """(account, market key), health factor and verdict of every position of the block."""
     if book is None:
-        return [
-            (p.account, p.market, p.health_factor, a)
-            for p, a in zip(positions, assessed, strict=True)
-        ]
-    return [
-        (account, key, hf, a)
-        for (account, key), hf, a in zip(
-            book.position_keys(), book.figures.health_factor, book.assessed, strict=True
-        )
-    ]
+        keys = [(p.account, p.market) for p in positions]
+        return keys, [p.health_factor for p in positions], columns_of(assessed)
+    return book.position_keys(), book.figures.health_factor, book.verdicts
+
+
+def columns_of(assessed: Sequence[Assessed]) -> VerdictColumns:
+    """Whole assessments' fields as columns."""
+    if not isinstance(assessed, (list, tuple)) and isinstance(assessed, VerdictColumns):
+        return assessed
+    return _Columns(
+        [a.tier for a in assessed],
+        [a.reason for a in assessed],
+        [a.reasons for a in assessed],
+        [a.probability for a in assessed],
+        [a.pending_health_factor for a in assessed],
+        [a.horizon_s for a in assessed],
+    )
 
 
 def write_changes(
@@ -348,40 +443,54 @@ def write_changes(
 ) -> dict[str, int]:
     """Block `block`'s changes, inside the caller's transaction; how many rows of each kind.
     `asset_rows`: each position's asset rows (account, market key) for the latest view.
-    `book`: the whole book where `positions` are only the rows to write whole (`LeanBook`)."""
+    `book`: the whole book where `positions` are only the rows to write whole (`LeanBook`).
+    `kept.standing`: the writer's memory of what stands; where usable it replaces reading the
+    book's states and verdicts back, and it is brought up to this block either way."""
     conn.execute(
         T_MARKET_STATES.insert().values(
             market_id=market_id, block_number=block.number, state=kept.market_state
         )
     )
-    before = states_at(conn, market_id, block.number - 1)
+    newest_ref = _newest_other(conn, market_id, block.number)
+    newest = None if newest_ref is None else newest_ref[0]
+    memory = kept.standing
+    remembered = memory is not None and memory.usable(block.number, newest_ref)
+    if memory is not None and remembered:
+        before: Mapping[int, bytes | None] = memory.states
+        previous = memory.verdicts
+    else:
+        before = states_at(conn, market_id, block.number - 1)
+        previous = _standing_verdicts(conn, market_id, block.number, newest)
     now = {account_ids[a]: blob for a, blob in kept.accounts.items()}
+    moved = sorted(aid for aid, blob in now.items() if before.get(aid) != blob)
+    gone = sorted(aid for aid, blob in before.items() if blob is not None and aid not in now)
     state_rows = [
-        {"market_id": market_id, "account_id": aid, "block_number": block.number, "state": blob}
-        for aid, blob in sorted(now.items())
-        if before.get(aid) != blob
+        {"market_id": market_id, "account_id": aid, "block_number": block.number, "state": now[aid]}
+        for aid in moved
     ] + [
         {"market_id": market_id, "account_id": aid, "block_number": block.number, "state": None}
-        for aid, blob in sorted(before.items())
-        if blob is not None and aid not in now
+        for aid in gone
     ]
     if state_rows:
         conn.execute(T_ACCOUNT_STATES.insert(), state_rows)
 
-    newest = _newest_other(conn, market_id, block.number)
-    previous = _standing_verdicts(conn, market_id, block.number, newest)
+    keys, health, verdicts = _verdict_inputs(positions, assessed, book)
+    tier, reasons = verdicts.tier, verdicts.reasons
     verdict_rows = []
     current: set[tuple[int, str]] = set()
-    for account, market_key, hf, a in _verdict_inputs(positions, assessed, book):
+    for i, (account, market_key) in enumerate(keys):
         key = (account_ids[account], market_key)
         current.add(key)
-        if verdict_changes(previous.get(key), hf, a, kept.bands):
-            verdict_rows.append(_verdict_row(market_id, key, block.number, hf, a))
-    for key, last in sorted(previous.items()):
-        if last.risk_tier is not None and key not in current:  # left the book
-            verdict_rows.append(_verdict_row(market_id, key, block.number, None, None))
+        hf = health[i]
+        if verdict_changes(previous.get(key), hf, tier[i], reasons[i], kept.bands):
+            verdict_rows.append(_verdict_row(market_id, key, block.number, hf, verdicts, i))
+    left = (k for k in previous.keys() - current if previous[k].risk_tier is not None)
+    for key in sorted(left):  # left the book
+        verdict_rows.append(_verdict_row(market_id, key, block.number, None, None, 0))
     if verdict_rows:
         conn.execute(T_VERDICTS.insert(), verdict_rows)
+    if memory is not None:
+        _remember(memory, block, newest, now, previous, verdict_rows, verdicts)
 
     latest = whole = 0
     if newest is None or block.number >= newest:
@@ -394,17 +503,59 @@ def write_changes(
         "verdicts": len(verdict_rows),
         "latest": latest,
         "latest_whole": whole,
+        "remembered": int(remembered),  # what stands came from the writer's memory
     }
 
 
+def _remember(
+    memory: Standing,
+    block: BlockRef,
+    newest: int | None,
+    now: dict[int, bytes],
+    previous: dict[tuple[int, str], StoredVerdict],
+    verdict_rows: list[dict[str, Any]],
+    verdicts: VerdictColumns,
+) -> None:
+    """`memory` brought up to `block` as written (before the transaction commits: a rollback
+    leaves it naming a block the store does not hold, so it is not used). Not kept where the
+    block is below the newest stored one, or where the health-factor rule tiered it (a later
+    assess run may re-tier those verdicts in the store)."""
+    if (newest is not None and block.number < newest) or None in verdicts.probability:
+        memory.block_number = memory.block_hash = None
+        memory.states, memory.verdicts = {}, {}
+        return
+    for row in verdict_rows:
+        key = (row["account_id"], row["market_key"])
+        if row["risk_tier"] is None:
+            previous.pop(key, None)
+        else:
+            previous[key] = StoredVerdict(
+                block.number,
+                row["health_factor"],
+                row["risk_tier"],
+                row["risk_reason"],
+                row["risk_reasons"],
+                row["liquidation_probability"],
+                row["pending_health_factor"],
+                row["horizon_s"],
+            )
+    memory.block_number, memory.block_hash = block.number, block.hash
+    memory.states, memory.verdicts = now, previous
+
+
 def verdict_changes(
-    last: StoredVerdict | None, health_factor: int | None, a: Assessed, bands: Sequence[float]
+    last: StoredVerdict | None,
+    health_factor: int | None,
+    tier: str,
+    reasons: list[str] | None,
+    bands: Sequence[float],
 ) -> bool:
     """Whether a position's verdict is stored again at this block: it is new (or back), its
     tier or reason codes changed, or its health factor crossed a band."""
     return (
         last is None
-        or (last.risk_tier, last.risk_reasons) != (a.tier, a.reasons)
+        or last.risk_tier != tier
+        or last.risk_reasons != reasons
         or band(last.health_factor, bands) != band(health_factor, bands)
     )
 
@@ -435,26 +586,37 @@ def record_assessment(
                 & tuple_(T_VERDICTS.c.account_id, T_VERDICTS.c.market_key).in_(chunk)
             )
         )
-    rows = [_verdict_row(market_id, key, block_number, hf, a) for key, hf, a in changed]
+    verdicts = columns_of([a for _key, _hf, a in changed])
+    rows = [
+        _verdict_row(market_id, key, block_number, hf, verdicts, i)
+        for i, (key, hf, _a) in enumerate(changed)
+    ]
     conn.execute(T_VERDICTS.insert(), rows)
     return len(rows)
 
 
 def _verdict_row(
-    market_id: int, key: tuple[int, str], number: int, hf: int | None, a: Assessed | None
+    market_id: int,
+    key: tuple[int, str],
+    number: int,
+    hf: int | None,
+    verdicts: VerdictColumns | None,
+    i: int,
 ) -> dict[str, Any]:
+    """Row `i` of `verdicts` as a verdict row (None: the position left the book)."""
+    v = verdicts
     return {
         "market_id": market_id,
         "account_id": key[0],
         "market_key": key[1],
         "block_number": number,
         "health_factor": hf,
-        "risk_tier": a.tier if a else None,
-        "risk_reason": a.reason if a else None,
-        "risk_reasons": a.reasons if a else None,
-        "liquidation_probability": a.probability if a else None,
-        "pending_health_factor": a.pending_health_factor if a else None,
-        "horizon_s": a.horizon_s if a else None,
+        "risk_tier": v.tier[i] if v else None,
+        "risk_reason": v.reason[i] if v else None,
+        "risk_reasons": v.reasons[i] if v else None,
+        "liquidation_probability": v.probability[i] if v else None,
+        "pending_health_factor": v.pending_health_factor[i] if v else None,
+        "horizon_s": v.horizon_s[i] if v else None,
     }
 
 

@@ -610,12 +610,12 @@ def _book_counts(
             sum(1 for p in positions if p.liquidatable),
             sum(1 for a in assessed if a.tier != "SAFE"),
         )
-    f = book.figures
+    f, tiers = book.figures, book.verdicts.tier
     return (
-        len(book.assessed),
+        len(tiers),
         sum(1 for debt in f.total_debt_base if debt > 0),
         int(sum(bool(v) for v in f.liquidatable)),
-        sum(1 for a in book.assessed if a.tier != "SAFE"),
+        len(tiers) - list(tiers).count("SAFE"),
     )
 
 

@@ -31,6 +31,7 @@ from onchain.jobs.refresh import refresh_job
 from onchain.store import api_queries as Q
 from onchain.store import changes, crud
 from onchain.store.db import Store, make_engine, open_store, parse_db_url, upgrade
+from onchain.store.models import TIERS
 from tests.helpers.aave_liquidator import LIQUIDATOR, _fund_liquidator
 from tests.helpers.aave_oracle import UINT256_MAX, pool_account_data
 from tests.helpers.incremental_daemon import _config, _move
@@ -45,6 +46,7 @@ ALERTS = (
     "below_hf = 1.10\nrearm_hf = 1.15\ncooldown_s = 0\n\n"
     '[[alerts.channels]]\nname = "out"\nurl = "console://"\n'
 )
+RISKIEST = 20  # [store] whole_riskiest: the riskiest rows written whole at every block
 
 
 def _context(devnet: DevnetInfo, folder: Path, url: str, layout: str) -> JobContext:
@@ -52,7 +54,8 @@ def _context(devnet: DevnetInfo, folder: Path, url: str, layout: str) -> JobCont
     engine = make_engine(parse_db_url(url), create_sqlite_dir=True)
     upgrade(engine)
     engine.dispose()
-    path = _config(folder, devnet, url, store=f'layout = "{layout}"\n')
+    lines = f'layout = "{layout}"\nwhole_riskiest = {RISKIEST}\n'
+    path = _config(folder, devnet, url, store=lines)
     path.write_text(path.read_text() + risk_section(devnet) + ALERTS)
     cfg = load_config(path)
     store = open_store(url)
@@ -161,6 +164,32 @@ def _compare_latest(today: Store, lean: Store) -> int:
     return stale
 
 
+def _riskiest_are_fresh(store: Store) -> int:
+    """Each market's riskiest rows at risk in the latest view (the API's risk order: worst
+    tier, then the lowest health factor) hold details from their own block: all of them where
+    there are at most RISKIEST, else those strictly ahead of the RISKIEST-th (ties at the edge
+    go either way). Returns how many rows were checked."""
+    rank = {t: i for i, t in enumerate(TIERS)}
+    with store.read() as conn:
+        rows = conn.execute(select(changes.T_LATEST)).all()
+
+    def key(r: Any) -> tuple[int, bool, float]:
+        hf = r.health_factor_float
+        return (rank[r.risk_tier], hf is None, hf or 0.0)
+
+    checked = 0
+    for market_id in {r.market_id for r in rows}:
+        ranked = sorted(
+            (r for r in rows if r.market_id == market_id and r.risk_tier != "SAFE"), key=key
+        )
+        if len(ranked) > RISKIEST:
+            edge = key(ranked[RISKIEST - 1])
+            ranked = [r for r in ranked if key(r) < edge]
+        assert all(r.detail_block == r.block_number for r in ranked), market_id
+        checked += len(ranked)
+    return checked
+
+
 def _alerts(ctx: JobContext) -> list[tuple[Any, ...]]:
     """The alerts queued, the config's path (their "see more" line) named alike."""
     o = outbox.T_OUTBOX
@@ -192,10 +221,14 @@ def test_the_lean_path_stores_what_the_full_path_stores(
     counts: dict[str, Counter[str]] = {"today": Counter(), "lean": Counter()}
     stale_seen = []
 
-    def refresh_both() -> None:
-        for name, ctx in (("today", today), ("lean", lean)):
+    fresh_checked = []
+
+    def refresh_both(writer: JobContext | None = None) -> None:
+        """Both stores refreshed; `writer`: another process's context writes the lean store."""
+        for name, ctx in (("today", today), ("lean", writer or lean)):
             assert refresh_job(ctx, counts[name]) == []
         stale_seen.append(_compare_latest(today.store, lean.store))
+        fresh_checked.append(_riskiest_are_fresh(lean.store))
 
     def weth(hf: float) -> None:
         price = _weth_for(devchain, devnet, hf)
@@ -224,6 +257,21 @@ def test_the_lean_path_stores_what_the_full_path_stores(
     for step in (1, 2, 3):
         _move(devnet, step)
         refresh_both()
+    # a reorg: the block just stored leaves the chain for a longer branch
+    checkpoint = devchain.rpc("evm_snapshot")
+    _move(devnet, 4)
+    refresh_both()
+    assert devchain.rpc("evm_revert", [checkpoint]) is True
+    _move(devnet, 5)
+    devchain.mine(1)
+    refresh_both()
+    # another process (a restart, a worker that took the market over) writes a block: what
+    # the first one remembers no longer stands, and its next block reads the store again
+    refresh_both()  # nothing new: the same blocks
+    _move(devnet, 6)
+    refresh_both(JobContext(lean.config, lean.store, lean.markets))
+    _move(devnet, 7)
+    refresh_both()
 
     # every stored block: the same change rows, heads, alerts and rule states
     for table in (changes.T_MARKET_STATES, changes.T_ACCOUNT_STATES, changes.T_VERDICTS):
@@ -246,5 +294,10 @@ def test_the_lean_path_stores_what_the_full_path_stores(
         assert counts[name]["risk_fallback_blocks"] == 0 and counts[name]["risk_blocks"] > 10
     assert counts["lean"]["positions_whole"] < counts["lean"]["positions"] / 3, counts["lean"]
     assert max(stale_seen) > 300, stale_seen
+    assert min(fresh_checked) >= 1 and max(fresh_checked) >= RISKIEST, fresh_checked
+    # what stood came from memory at most blocks, from the store after a first read, a reorg
+    # and another writer's block
+    remembered = counts["lean"]["standing_remembered"]
+    assert today_blocks / 2 < remembered < today_blocks - 4, (remembered, today_blocks)
     for ctx in (today, lean):
         ctx.store.close()

@@ -169,6 +169,8 @@ def test_a_wrong_layout_or_band_list_is_one_clear_config_error(tmp_path: Path) -
     for line, words in (
         ('layout = "deltas"', "'layout' must be one of snapshots, changes, both"),
         ("verdict_bands = [1.5, 1.0]", "'verdict_bands' must be a rising list"),
+        ("whole_riskiest = -1", "'whole_riskiest' must be a whole number >= 0"),
+        ("whole_riskiest = 2.5", "'whole_riskiest' must be a whole number >= 0"),
     ):
         path = tmp_path / "c.toml"
         path.write_text(f'[store]\npath = "s.sqlite"\n{line}\n')
@@ -176,7 +178,9 @@ def test_a_wrong_layout_or_band_list_is_one_clear_config_error(tmp_path: Path) -
             load_config(path)
     path.write_text('[store]\npath = "s.sqlite"\nlayout = "changes"\nverdict_bands = [1, 2]\n')
     store = load_config(path).store
-    assert (store.layout, store.verdict_bands) == ("changes", (1.0, 2.0))
+    assert (store.layout, store.verdict_bands, store.whole_riskiest) == ("changes", (1.0, 2.0), 200)
+    path.write_text('[store]\npath = "s.sqlite"\nwhole_riskiest = 0\n')
+    assert load_config(path).store.whole_riskiest == 0
 
 
 def test_a_later_assessment_re_tiers_the_blocks_verdict_rows(store: Store, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from eth_utils import to_checksum_address
 
 from onchain.position_rows import PositionRows
 from onchain.protocols import state_codec
-from onchain.protocols.aave_v3 import exact_book, risk_rows, screen
+from onchain.protocols.aave_v3 import exact_book, risk_rows
 from onchain.protocols.aave_v3.adapter import (
     AaveAccountState,
     AaveMarketState,
@@ -167,18 +167,6 @@ class AaveV3Incremental:
         return self.adapter.positions_from_states(
             market_state, states, block, flip_prices=flip_prices
         )
-
-    def screen(self, market_state: AaveMarketState, states: list[AaveAccountState]) -> Any:
-        """Arrays for the whole-book health screen (`screen.liquidatable`)."""
-        return screen.book_arrays(market_state, states)
-
-    def screen_update(
-        self, market_state: AaveMarketState, book: Any, row: int, state: AaveAccountState
-    ) -> None:
-        screen.set_row(market_state, book, row, state)
-
-    def screen_verdicts(self, market_state: AaveMarketState, book: Any) -> tuple[Any, int]:
-        return screen.liquidatable(market_state, book)
 
     def risk_rows(
         self, market_state: AaveMarketState, states: list[AaveAccountState]
