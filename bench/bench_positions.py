@@ -58,6 +58,7 @@ def run(n: int, ref: str, repeat: int) -> None:
         refresher = MarketRefresher(client, MarketRef("aave-v3", info.aave.addresses_provider))
         refresher.start(client.pin_block(), info.borrowers if n > 3_000 else None)
         state, block = refresher.state, refresher.block
+        assert block is not None
         states = [s for a in refresher.accounts for s in refresher.kept[a]]
     for s in states:  # from the second block on, every account's checksum is known
         checksummed(s.account)
