@@ -1153,7 +1153,8 @@ class _BookPositions:
                 debt_index=r.normalized_debt_ray,
                 counted=r.config.liquidation_threshold != 0 or rules.lt_zero_collateral,
                 stable=r.has_stable_debt,
-                checked=r.config.decimals <= _MAX_DECIMALS
+                checked=0 <= r.reserve_id < math.MAX_RESERVES_COUNT
+                and r.config.decimals <= _MAX_DECIMALS
                 and 0 <= r.price_base < 1 << _PRICE_BITS
                 and 0 <= r.normalized_income_ray < 1 << _INDEX_BITS
                 and 0 <= r.normalized_debt_ray < 1 << _INDEX_BITS,
