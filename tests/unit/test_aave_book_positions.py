@@ -180,3 +180,22 @@ def test_flip_price_is_exact_from_any_start() -> None:
                 assert not _liquidatable(parts, i, past, rules)
             checked += 1
     assert checked > 100
+
+
+@pytest.mark.parametrize("rules", [r for r in RULES if r.emode_bitmaps], ids=lambda r: r.version)
+def test_an_unusable_category_leaves_its_accounts_to_the_checked_path(rules: AaveRules) -> None:
+    """A category bitmap past uint128: accounts using no reserve of the market still get a
+    Position, the others raise, exactly as `position` does."""
+    rng = random.Random(5)
+    market_state = market(rng, rules)
+    bad = replace(market_state.emode_categories[1], collateral_bitmap=2**130)
+    market_state = replace(market_state, emode_categories={1: bad})
+    states = [
+        AaveAccountState("0x" + "21" * 20, 0, 1, {}),
+        AaveAccountState("0x" + "22" * 20, 0b11, 1, {(0, "a"): 10**6, (0, "v"): 10}),
+        AaveAccountState("0x" + "23" * 20, 0b11 << 14, 1, {(7, "a"): 5}),  # reserve 7: none
+    ] + [account(rng, i, emodes=(0, 1)) for i in range(60)]
+    want = _one_by_one(market_state, states)
+    assert isinstance(want[0], Position) and want[1] is ValueError
+    assert isinstance(want[2], Position)
+    assert _book(market_state, states) == want

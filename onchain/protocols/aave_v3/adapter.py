@@ -1187,38 +1187,42 @@ class _BookPositions:
         return values
 
     def table(self, emode: int) -> dict[int, tuple[int, int, int]] | None:
-        """Reserve id -> (price, LTV, LT) an account in `emode` counts it with (calculate_user_
-        account_data's choices, which depend on the category alone); None when the category is
-        not usable here (not loaded, no price): such accounts take `position`."""
-        if emode in self.tables:
-            return self.tables[emode]
+        """Reserve id -> (price, LTV, LT) an account in `emode` counts it with: the choices of
+        `calculate_user_account_data`, which depend on the category alone. None when the
+        category is not usable here (not loaded, no price, a bitmap out of range): such
+        accounts take `position`, which raises where the Pool reverts."""
+        if emode not in self.tables:
+            try:
+                self.tables[emode] = self.build_table(emode)
+            except (ArithmeticError, ValueError):
+                self.tables[emode] = None
+        return self.tables[emode]
+
+    def build_table(self, emode: int) -> dict[int, tuple[int, int, int]] | None:
         market_state, rules = self.market_state, self.rules
         category = market_state.emode_categories.get(emode)
         emode_ltv = emode_lt = emode_price = 0
-        table: dict[int, tuple[int, int, int]] | None = {}
         if emode:
             if not 0 < emode < 256 or category is None or category.id != emode:
-                table = None
+                return None
+            emode_ltv, emode_lt = category.ltv, category.liquidation_threshold
+            if category.has_price_source and not rules.emode_bitmaps:
+                emode_price = market_state.emode_prices.get(emode, -1)
+                if not 0 <= emode_price < 1 << _PRICE_BITS:
+                    return None
+        table = {}
+        for r in self.reserves:
+            cfg = r.reserve.config
+            use_emode_price = emode_price != 0 and emode == cfg.emode_category
+            price = emode_price if use_emode_price else r.reserve.price_base
+            in_emode = math.in_emode_collateral(emode, category, cfg, r.rid, rules)
+            if rules.ltvzero_bitmap:
+                ltv = math.get_user_reserve_ltv(cfg.ltv, category, emode, r.rid)
+            elif cfg.ltv != 0:
+                ltv = emode_ltv if in_emode else cfg.ltv
             else:
-                emode_ltv, emode_lt = category.ltv, category.liquidation_threshold
-                if category.has_price_source and not rules.emode_bitmaps:
-                    emode_price = market_state.emode_prices.get(emode, -1)
-                    if not 0 <= emode_price < 1 << _PRICE_BITS:
-                        table = None
-        if table is not None:
-            for r in self.reserves:
-                cfg = r.reserve.config
-                use_emode_price = emode_price != 0 and emode == cfg.emode_category
-                price = emode_price if use_emode_price else r.reserve.price_base
-                in_emode = math.in_emode_collateral(emode, category, cfg, r.rid, rules)
-                if rules.ltvzero_bitmap:
-                    ltv = math.get_user_reserve_ltv(cfg.ltv, category, emode, r.rid)
-                elif cfg.ltv != 0:
-                    ltv = emode_ltv if in_emode else cfg.ltv
-                else:
-                    ltv = 0
-                table[r.rid] = (price, ltv, emode_lt if in_emode else cfg.liquidation_threshold)
-        self.tables[emode] = table
+                ltv = 0
+            table[r.rid] = (price, ltv, emode_lt if in_emode else cfg.liquidation_threshold)
         return table
 
     def risk_terms(self, emode: int, user_config: int) -> RiskTerms:
