@@ -4,7 +4,7 @@ devnet's book (default: the 30,000-borrower Aave-only devnet, states read once b
 `MarketRefresher`). The old function is git's own text of adapter.py and liquidation_price.py at
 the ref, loaded as a throw-away module (the rest of the package is this checkout's). Both must
 give equal Positions (every field) before a time is printed. Times: best of `--repeat`, wall
-and CPU, per position."""
+and CPU, per position; then the book built 50 states at a time (an API page's rebuild)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from onchain.protocols.base import MarketRef, checksummed
 from onchain.rpc.client import RpcClient
 
 PACKAGE = "onchain.protocols.aave_v3"
+PAGE = 50  # rows of an API page whose older details are rebuilt
 
 
 def module_at(ref: str, name: str, rename: dict[str, str]) -> types.ModuleType:
@@ -78,6 +79,18 @@ def run(n: int, ref: str, repeat: int) -> None:
             f" | this: {n_wall * per:6.1f} us wall {n_cpu * per:6.1f} us CPU"
             f" | {o_cpu / n_cpu:.2f}x CPU, {o_wall / n_wall:.2f}x wall (equal Positions)"
         )
+    pages = [states[i : i + PAGE] for i in range(0, len(states), PAGE)][:200]
+
+    def by_page(adapter: Any) -> list[Any]:
+        return [p for page in pages for p in adapter.positions_from_states(state, page, block)]
+
+    o_wall, o_cpu, o_out = timed(lambda: by_page(old), repeat)
+    n_wall, n_cpu, n_out = timed(lambda: by_page(new), repeat)
+    assert n_out == o_out, "the Positions differ"
+    print(
+        f"  {f'{PAGE}-row pages (API)':<24} {ref}: {o_cpu / len(pages) * 1e3:.2f} ms CPU a page"
+        f" | this: {n_cpu / len(pages) * 1e3:.2f} ms CPU a page | {o_cpu / n_cpu:.2f}x CPU"
+    )
 
 
 def main() -> None:
