@@ -439,7 +439,8 @@ class AaveV3Adapter:
         """Every account's position recomputed from its kept state and the market at `block`:
         the balances GenericLogic reads under today's configuration (an aToken balance only
         where the reserve's threshold counts it, stable debt only where the reserve has any).
-        `flip_prices`: as `position`'s."""
+        `flip_prices`: as `position`'s. Each Position equals `position`'s for the account, field
+        for field (`_BookPositions` builds them with the book's constants taken once)."""
         build = _BookPositions(self, market_state, block, flip_prices)
         with _without_cycle_collection():
             return [build.position(state) for state in states]
