@@ -7,7 +7,9 @@ lacks, and records the release so a report says which rules were applied."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import gc
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -17,7 +19,11 @@ from eth_utils import to_checksum_address
 from onchain.errors import NotAMarket
 from onchain.model import CloseFactorRule, DetailColumn, LiquidationHold, RiskTerms
 from onchain.protocols.aave_v3 import math
-from onchain.protocols.aave_v3.liquidation_price import liquidation_price, priced_assets
+from onchain.protocols.aave_v3.liquidation_price import (
+    PricedAsset,
+    liquidation_price,
+    priced_assets,
+)
 from onchain.protocols.aave_v3.rules import V3_0_2, AaveRules, rules_for
 from onchain.protocols.base import (
     AssetPosition,
@@ -433,43 +439,11 @@ class AaveV3Adapter:
         """Every account's position recomputed from its kept state and the market at `block`:
         the balances GenericLogic reads under today's configuration (an aToken balance only
         where the reserve's threshold counts it, stable debt only where the reserve has any).
-        `flip_prices`: as `position`'s."""
-        counted = {
-            r.reserve_id: (
-                r.config.liquidation_threshold != 0 or market_state.rules.lt_zero_collateral,
-                r.has_stable_debt,
-            )
-            for r in market_state.reserves
-        }
-        positions = []
-        for state in states:
-            config = state.user_configuration
-            values: dict[tuple[int, str], int] = {}
-            for reserve in market_state.reserves:
-                rid = reserve.reserve_id
-                bits = math.reserve_bits(config, rid)
-                if not bits:
-                    continue
-                with_collateral, with_stable = counted[rid]
-                if with_collateral and bits & 2:
-                    values[(rid, "a")] = state.balances.get((rid, "a"), 0)
-                if bits & 1:
-                    values[(rid, "v")] = state.balances.get((rid, "v"), 0)
-                    if with_stable:
-                        # absent: read while the reserve had no stable debt at all, so 0
-                        values[(rid, "s")] = state.balances.get((rid, "s"), 0)
-            positions.append(
-                self.position(
-                    market_state,
-                    state.account,
-                    config,
-                    state.emode,
-                    values,
-                    block,
-                    flip_prices=flip_prices,
-                )
-            )
-        return positions
+        `flip_prices`: as `position`'s. Each Position equals `position`'s for the account, field
+        for field (`_BookPositions` builds them with the book's constants taken once)."""
+        build = _BookPositions(self, market_state, block, flip_prices)
+        with _without_cycle_collection():
+            return [build.position(state) for state in states]
 
     def position(
         self,
@@ -1114,3 +1088,308 @@ def _liquidation_prices(
         else liquidation_price(parts, i, rules)
         for i, part in enumerate(data.assets)
     ]
+
+
+@contextmanager
+def _without_cycle_collection() -> Iterator[None]:
+    """The cyclic garbage collector paused while a book's Positions are built: they hold no
+    reference cycles (reference counting frees them as before), but the collector's passes over
+    the tens of thousands of new objects cost as much as building them."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+# Bounds under which GenericLogic's per-reserve products stay far inside uint256 (scaled balance
+# · index < 2**228, amount · price < 2**220, Σ base · LT < 2**243), so `_BookPositions` may skip
+# the contracts' overflow checks there; an account past them takes `position`'s checked math.
+_BALANCE_BITS = 128
+_PRICE_BITS = 80
+_INDEX_BITS = 100
+_MAX_DECIMALS = 60
+
+
+@dataclass(frozen=True, slots=True)
+class _BookReserve:
+    """One reserve's constants at the block, taken once per book instead of once per account."""
+
+    reserve: AaveReserve
+    rid: int
+    unit: int  # 10 ** decimals
+    income: int
+    debt_index: int
+    counted: bool  # an aToken balance counts as collateral (LT != 0, or the 3.6 rule)
+    stable: bool  # the reserve has stable debt: the account's stable balance is added
+    checked: bool  # within the bounds above: the unchecked per-reserve math is exact
+
+
+class _BookPositions:
+    """`positions_from_states`' Positions, the same fields bit for bit as `position` gives for
+    each account, built with what is constant across a book hoisted out of the per-account
+    work: per-reserve constants, per-eMode prices/LTV/LT, the risk terms per (eMode, collateral
+    set), and GenericLogic's loop over the reserves the bitmap marks without the intermediate
+    dataclasses. Accounts past the bounds above, or whose eMode category is not loaded, take
+    `position` itself (which also raises what the Pool would)."""
+
+    def __init__(
+        self,
+        adapter: AaveV3Adapter,
+        market_state: AaveMarketState,
+        block: BlockRef,
+        flip_prices: bool,
+    ) -> None:
+        self.adapter, self.market_state, self.block = adapter, market_state, block
+        self.flip_prices = flip_prices
+        rules = self.rules = market_state.rules
+        self.reserves = [
+            _BookReserve(
+                reserve=r,
+                rid=r.reserve_id,
+                unit=10**r.config.decimals,
+                income=r.normalized_income_ray,
+                debt_index=r.normalized_debt_ray,
+                counted=r.config.liquidation_threshold != 0 or rules.lt_zero_collateral,
+                stable=r.has_stable_debt,
+                checked=0 <= r.reserve_id < math.MAX_RESERVES_COUNT
+                and r.config.decimals <= _MAX_DECIMALS
+                and 0 <= r.price_base < 1 << _PRICE_BITS
+                and 0 <= r.normalized_income_ray < 1 << _INDEX_BITS
+                and 0 <= r.normalized_debt_ray < 1 << _INDEX_BITS,
+            )
+            for r in market_state.reserves
+        ]
+        self.by_id = {r.rid: r for r in self.reserves}
+        ids = [r.rid for r in self.reserves]
+        # bits are visited by ascending reserve id, as GenericLogic does; the balances are kept
+        # in the market's order: both agree when the market lists its reserves by id
+        self.ascending = ids == sorted(set(ids))
+        self.collateral_mask = sum(2 << (2 * rid) for rid in set(ids))
+        self.tables: dict[int, dict[int, tuple[int, int, int]] | None] = {}
+        self.terms: dict[tuple[int, int], tuple[dict[str, float], dict[str, float]]] = {}
+
+    @staticmethod
+    def values(
+        state: AaveAccountState, used: list[tuple[_BookReserve, int]]
+    ) -> dict[tuple[int, str], int]:
+        """The balances GenericLogic reads under today's configuration, in `used`'s order."""
+        balances = state.balances
+        values: dict[tuple[int, str], int] = {}
+        for r, bits in used:
+            if r.counted and bits & 2:
+                values[(r.rid, "a")] = balances.get((r.rid, "a"), 0)
+            if bits & 1:
+                values[(r.rid, "v")] = balances.get((r.rid, "v"), 0)
+                if r.stable:  # absent: read while the reserve had no stable debt at all, so 0
+                    values[(r.rid, "s")] = balances.get((r.rid, "s"), 0)
+        return values
+
+    def table(self, emode: int) -> dict[int, tuple[int, int, int]] | None:
+        """Reserve id -> (price, LTV, LT) an account in `emode` counts it with: the choices of
+        `calculate_user_account_data`, which depend on the category alone. None when the
+        category is not usable here (not loaded, no price, a bitmap out of range): such
+        accounts take `position`, which raises where the Pool reverts."""
+        if emode not in self.tables:
+            try:
+                self.tables[emode] = self.build_table(emode)
+            except (ArithmeticError, ValueError):
+                self.tables[emode] = None
+        return self.tables[emode]
+
+    def build_table(self, emode: int) -> dict[int, tuple[int, int, int]] | None:
+        market_state, rules = self.market_state, self.rules
+        category = market_state.emode_categories.get(emode)
+        emode_ltv = emode_lt = emode_price = 0
+        if emode:
+            if not 0 < emode < 256 or category is None or category.id != emode:
+                return None
+            emode_ltv, emode_lt = category.ltv, category.liquidation_threshold
+            if category.has_price_source and not rules.emode_bitmaps:
+                emode_price = market_state.emode_prices.get(emode, -1)
+                if not 0 <= emode_price < 1 << _PRICE_BITS:
+                    return None
+        table = {}
+        for r in self.reserves:
+            cfg = r.reserve.config
+            use_emode_price = emode_price != 0 and emode == cfg.emode_category
+            price = emode_price if use_emode_price else r.reserve.price_base
+            in_emode = math.in_emode_collateral(emode, category, cfg, r.rid, rules)
+            if rules.ltvzero_bitmap:
+                ltv = math.get_user_reserve_ltv(cfg.ltv, category, emode, r.rid)
+            elif cfg.ltv != 0:
+                ltv = emode_ltv if in_emode else cfg.ltv
+            else:
+                ltv = 0
+            table[r.rid] = (price, ltv, emode_lt if in_emode else cfg.liquidation_threshold)
+        return table
+
+    def risk_terms(self, emode: int, user_config: int) -> RiskTerms:
+        """`position`'s terms: bonus and protocol fee of every reserve marked as collateral,
+        computed once per (eMode, collateral set) and copied per position."""
+        key = (emode, user_config & self.collateral_mask)
+        if key not in self.terms:
+            rules, category = self.rules, self.market_state.emode_categories.get(emode)
+            used = [r.reserve for r in self.reserves if math.reserve_bits(user_config, r.rid) & 2]
+            self.terms[key] = (
+                {r.asset: (_bonus_bps(rules, r, emode, category) - 10_000) / 10_000 for r in used},
+                {r.asset: r.config.liquidation_protocol_fee / 10_000 for r in used},
+            )
+        bonus, fee = self.terms[key]
+        return RiskTerms(
+            liquidation_bonus=dict(bonus),
+            close_factor_rule=CloseFactorRule[self.rules.close_factor_rule],
+            protocol_fee=dict(fee),
+            interest=self.market_state.interest_rates,
+        )
+
+    def position(self, state: AaveAccountState) -> Position:
+        config, emode = state.user_configuration, state.emode
+        fast = self.ascending and config > 0
+        if fast:
+            used = self.in_use(config)
+        else:  # the market's order
+            used = [(r, math.reserve_bits(config, r.rid)) for r in self.reserves]
+        values = self.values(state, used)
+        table = self.table(emode) if fast else None
+        if (
+            table is None
+            or not used
+            or not all(r.checked for r, _ in used)
+            or any(not 0 <= v < 1 << _BALANCE_BITS for v in values.values())
+        ):
+            return self.adapter.position(
+                self.market_state,
+                state.account,
+                config,
+                emode,
+                values,
+                self.block,
+                flip_prices=self.flip_prices,
+            )
+        assert table is not None
+        return self.checked_position(state, table, used, values)
+
+    def in_use(self, config: int) -> list[tuple[_BookReserve, int]]:
+        """(reserve, its two bits) for every market reserve the bitmap marks, by ascending id."""
+        out = []
+        rest = config
+        while rest:
+            rid = ((rest & -rest).bit_length() - 1) >> 1
+            rest &= ~(3 << (2 * rid))
+            reserve = self.by_id.get(rid)
+            if reserve is not None:
+                out.append((reserve, (config >> (2 * rid)) & 3))
+        return out
+
+    def checked_position(
+        self,
+        state: AaveAccountState,
+        table: dict[int, tuple[int, int, int]],
+        used: list[tuple[_BookReserve, int]],
+        values: dict[tuple[int, str], int],
+    ) -> Position:
+        """calculate_user_account_data's loop for one account within the bounds (no overflow
+        possible, so no checks), then `position`'s fields from it."""
+        rules, market_state = self.rules, self.market_state
+        ceil = rules.directional_rounding
+        total_collateral = total_debt = weighted_ltv = weighted_lt = 0
+        # (reserve, price, collateral raw, collateral base, debt raw, debt base, LT, counted)
+        rows = []
+        for r, bits in used:
+            price, ltv, lt = table[r.rid]
+            collateral = collateral_base = lt_used = 0
+            counts = bool(bits & 2) and r.counted
+            if counts:
+                scaled = values[(r.rid, "a")]
+                if ceil:  # rayMulFloor
+                    collateral = scaled * r.income // math.RAY
+                else:
+                    collateral = (scaled * r.income + math.HALF_RAY) // math.RAY
+                collateral_base = collateral * price // r.unit
+                total_collateral += collateral_base
+                weighted_ltv += collateral_base * ltv
+                lt_used = lt
+                weighted_lt += collateral_base * lt
+            debt = debt_base = 0
+            if bits & 1:
+                scaled = values[(r.rid, "v")]
+                if ceil:  # rayMulCeil, then mulDivCeil
+                    debt = -(-(scaled * r.debt_index) // math.RAY) + values.get((r.rid, "s"), 0)
+                    debt_base = -(-(debt * price) // r.unit)
+                else:
+                    debt = (scaled * r.debt_index + math.HALF_RAY) // math.RAY
+                    debt += values.get((r.rid, "s"), 0)
+                    debt_base = price * debt // r.unit
+                total_debt += debt_base
+            rows.append((r, price, collateral, collateral_base, debt, debt_base, lt_used, counts))
+        if ceil:
+            health_factor = math.calculate_health_factor_3_5(weighted_lt, total_debt)
+        ltv = weighted_ltv // total_collateral if total_collateral else 0
+        average_lt = weighted_lt // total_collateral if total_collateral else 0
+        if not ceil:
+            health_factor = math.calculate_health_factor(total_collateral, total_debt, average_lt)
+        available = math.calculate_available_borrows(total_collateral, total_debt, ltv, rules)
+        has_debt = total_debt > 0
+        flips: list[int | None] = [None] * len(rows)
+        if self.flip_prices and has_debt:
+            parts = [PricedAsset(c, d, lt, r.unit, p) for r, p, c, _, d, _, lt, _ in rows]
+            flips = [
+                None if p != r.reserve.price_base else liquidation_price(parts, i, rules)
+                for i, (r, p, *_) in enumerate(rows)
+            ]
+        below = has_debt and health_factor < math.HEALTH_FACTOR_LIQUIDATION_THRESHOLD
+        hold = None
+        if below:  # rare: the breakdown `liquidation_hold` reads
+            breakdown = [
+                math.AssetBreakdown(r.reserve.asset, cb, db, c, d, 0, lt, False, p, r.rid, counts)
+                for r, p, c, cb, d, db, lt, counts in rows
+            ]
+            hold = liquidation_hold(market_state, breakdown, self.block.timestamp)
+        terms = self.risk_terms(state.emode, state.user_configuration)
+        return Position(
+            protocol=PROTOCOL,
+            market=market_state.addresses_provider,
+            account=checksummed(state.account),
+            block=self.block,
+            health_factor=health_factor if has_debt else None,
+            liquidatable=below and hold is None,
+            total_collateral_base=total_collateral,
+            total_debt_base=total_debt,
+            available_borrows_base=available,
+            liquidation_threshold_bps=average_lt,
+            ltv_bps=ltv,
+            base_currency_decimals=market_state.base_currency_decimals,
+            assets=tuple(
+                AssetPosition(
+                    asset=r.reserve.asset,
+                    symbol=r.reserve.symbol,
+                    decimals=r.reserve.config.decimals,
+                    price_base=p,
+                    collateral_raw=c,
+                    debt_raw=d,
+                    collateral_base=cb,
+                    debt_base=db,
+                    collateral_enabled=counts,
+                    liquidation_threshold_bps=lt,
+                    liquidation_price_base=flip,
+                )
+                for (r, p, c, cb, d, db, lt, counts), flip in zip(rows, flips, strict=True)
+            ),
+            terms=terms,
+            version=market_state.version,
+            liquidation_hold=hold,
+            extra={
+                "emode_category": state.emode,
+                "version": market_state.version,
+                "pool_revision": market_state.pool_revision,
+                "user_configuration": state.user_configuration,
+                "liquidation_bonus": dict(terms.liquidation_bonus),
+                "liquidation_protocol_fee": dict(terms.protocol_fee),
+                "close_factor_rule": terms.close_factor_rule.name,
+                "scaled_balances": {f"{rid}:{kind}": v for (rid, kind), v in values.items()},
+                **({"liquidation_hold": hold.as_json()} if hold else {}),
+            },
+        )
