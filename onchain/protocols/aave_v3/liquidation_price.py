@@ -139,43 +139,24 @@ def _verdict_at(
     return bad
 
 
-def _estimate(parts: Sequence[PricedAsset], index: int, rest: tuple[int, int, int]) -> int | None:
-    """Where HF = 1 in real numbers (from the others' sums `rest`); the exact search starts
-    from here."""
-    _, rest_weighted, rest_debt = rest
+def _estimate(parts: Sequence[PricedAsset], index: int) -> int | None:
+    """Where HF = 1 in real numbers; the exact search starts from here."""
+    rest_weighted = sum(
+        p.collateral_amount_raw * p.price_base / p.unit * p.liquidation_threshold / 10_000
+        for i, p in enumerate(parts)
+        if i != index
+    )
+    rest_debt = sum(
+        p.debt_amount_raw * p.price_base / p.unit for i, p in enumerate(parts) if i != index
+    )
     part = parts[index]
     slope = (
         part.collateral_amount_raw * part.liquidation_threshold / 10_000 - part.debt_amount_raw
     ) / part.unit
     if slope == 0:
         return None
-    estimate = (rest_debt - rest_weighted / 10_000) / slope
+    estimate = (rest_debt - rest_weighted) / slope
     return int(estimate) if 0 < estimate < MAX_PRICE else None
-
-
-def _with_average_lt(
-    parts: Sequence[PricedAsset], index: int, start: int, rest: tuple[int, int, int]
-) -> int:
-    """3.0.2's HF uses the average LT truncated to a whole bps, which can put the flip some
-    1e-4 of the price away from the real-number `_estimate`: solve again with the truncated
-    average at the estimate (twice, as the average moves with the price). Only the search's
-    start moves (the search is exact from any start); its trials drop from ~15 to a few."""
-    me = parts[index]
-    rest_collateral, rest_weighted, rest_debt = rest
-    for _ in range(2):
-        collateral = me.collateral_amount_raw * start // me.unit
-        total = rest_collateral + collateral
-        if not total:
-            break
-        average = (rest_weighted + collateral * me.liquidation_threshold) // total
-        slope = me.collateral_amount_raw * average / PERCENTAGE_FACTOR - me.debt_amount_raw
-        if slope == 0:
-            break
-        price = (rest_debt - rest_collateral * average / PERCENTAGE_FACTOR) * me.unit / slope
-        if not 0 < price < MAX_PRICE:
-            break
-        start = int(price)
-    return start
 
 
 def liquidation_price(
@@ -191,9 +172,7 @@ def liquidation_price(
     if low_bad == high_bad:
         return None  # this price alone never changes the verdict
 
-    start = _estimate(parts, index, rest) or parts[index].price_base
-    if not rules.directional_rounding:
-        start = _with_average_lt(parts, index, start, rest)
+    start = _estimate(parts, index) or parts[index].price_base
     # Gallop from the estimate to a bracket (a, b) with bad(a) != bad(b), then bisect.
     a, step = start, 1
     a_bad = bad(a)
