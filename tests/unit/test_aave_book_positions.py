@@ -199,3 +199,47 @@ def test_an_unusable_category_leaves_its_accounts_to_the_checked_path(rules: Aav
     assert isinstance(want[0], Position) and want[1] is ValueError
     assert isinstance(want[2], Position)
     assert _book(market_state, states) == want
+
+
+def test_a_configuration_past_uint256_raises_as_the_checked_path() -> None:
+    """A user configuration no uint256 holds is refused by `position` (the Pool could not read
+    it); the book path must not compute a Position for it."""
+    rng = random.Random(11)
+    market_state = market(rng, V3_0_2)
+    state = AaveAccountState("0x" + "31" * 20, 2**256 | 0b11, 0, {(0, "a"): 10**6, (0, "v"): 10})
+    assert _one_by_one(market_state, [state]) == [ValueError]
+    assert _book(market_state, [state]) == [ValueError]
+
+
+def test_overlapping_builds_leave_the_collector_as_they_found_it() -> None:
+    """Two threads' builds overlapping (the daemon's jobs, the API's pages): the collector runs
+    again once the last one ends, whatever the order they end in."""
+    import gc
+    import threading
+
+    from onchain.protocols.aave_v3.adapter import _without_cycle_collection
+
+    assert gc.isenabled()
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+    seen: list[bool] = []
+
+    def first() -> None:
+        with _without_cycle_collection():
+            a_in.set()
+            b_in.wait(5)
+        a_out.set()
+
+    def second() -> None:
+        a_in.wait(5)
+        with _without_cycle_collection():
+            b_in.set()
+            a_out.wait(5)
+            seen.append(gc.isenabled())  # the other build ended; this one still runs paused
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert seen == [False]
+    assert gc.isenabled()

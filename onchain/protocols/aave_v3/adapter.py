@@ -8,6 +8,7 @@ lacks, and records the release so a report says which rules were applied."""
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -1090,18 +1091,31 @@ def _liquidation_prices(
     ]
 
 
+# Threads building books at once share one pause: the first in records whether the collector
+# ran and stops it, the last out starts it again (the collector is process-wide).
+_GC_PAUSE = threading.Lock()
+_gc_builders = 0
+_gc_was_enabled = False
+
+
 @contextmanager
 def _without_cycle_collection() -> Iterator[None]:
     """The cyclic garbage collector paused while a book's Positions are built: they hold no
     reference cycles (reference counting frees them as before), but the collector's passes over
     the tens of thousands of new objects cost as much as building them."""
-    was_enabled = gc.isenabled()
-    gc.disable()
+    global _gc_builders, _gc_was_enabled
+    with _GC_PAUSE:
+        if _gc_builders == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_builders += 1
     try:
         yield
     finally:
-        if was_enabled:
-            gc.enable()
+        with _GC_PAUSE:
+            _gc_builders -= 1
+            if _gc_builders == 0 and _gc_was_enabled:
+                gc.enable()
 
 
 # Bounds under which GenericLogic's per-reserve products stay far inside uint256 (scaled balance
@@ -1247,7 +1261,7 @@ class _BookPositions:
 
     def position(self, state: AaveAccountState) -> Position:
         config, emode = state.user_configuration, state.emode
-        fast = self.ascending and config > 0
+        fast = self.ascending and 0 < config <= math.UINT256_MAX
         if fast:
             used = self.in_use(config)
         else:  # the market's order
