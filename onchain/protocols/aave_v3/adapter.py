@@ -520,19 +520,7 @@ class AaveV3Adapter:
             terms=terms,
             version=market_state.version,
             liquidation_hold=hold,
-            extra={
-                "emode_category": emode,
-                "version": market_state.version,
-                "pool_revision": market_state.pool_revision,
-                "user_configuration": user_config,
-                # the same terms, kept in the JSON details as before
-                "liquidation_bonus": dict(terms.liquidation_bonus),
-                "liquidation_protocol_fee": dict(terms.protocol_fee),
-                "close_factor_rule": terms.close_factor_rule.name,
-                # (reserve id, "a"|"v"|"s") -> scaled aToken / scaled variable debt / stable debt
-                "scaled_balances": {f"{rid}:{kind}": v for (rid, kind), v in balances.items()},
-                **({"liquidation_hold": hold.as_json()} if hold else {}),
-            },
+            extra=position_extra(market_state, emode, user_config, terms, balances, hold),
         )
 
     def liquidation_quote(
@@ -1098,6 +1086,30 @@ _gc_builders = 0
 _gc_was_enabled = False
 
 
+def position_extra(
+    market_state: AaveMarketState,
+    emode: int,
+    user_config: int,
+    terms: RiskTerms,
+    balances: dict[tuple[int, str], int],
+    hold: LiquidationHold | None,
+) -> dict[str, Any]:
+    """A Position's JSON details, the same whichever path built it (`position`, the book's)."""
+    return {
+        "emode_category": emode,
+        "version": market_state.version,
+        "pool_revision": market_state.pool_revision,
+        "user_configuration": user_config,
+        # the risk terms, kept in the JSON details as before
+        "liquidation_bonus": dict(terms.liquidation_bonus),
+        "liquidation_protocol_fee": dict(terms.protocol_fee),
+        "close_factor_rule": terms.close_factor_rule.name,
+        # (reserve id, "a"|"v"|"s") -> scaled aToken / scaled variable debt / stable debt
+        "scaled_balances": {f"{rid}:{kind}": v for (rid, kind), v in balances.items()},
+        **({"liquidation_hold": hold.as_json()} if hold else {}),
+    }
+
+
 @contextmanager
 def _without_cycle_collection() -> Iterator[None]:
     """The cyclic garbage collector paused while a book's Positions are built: they hold no
@@ -1395,15 +1407,7 @@ class _BookPositions:
             terms=terms,
             version=market_state.version,
             liquidation_hold=hold,
-            extra={
-                "emode_category": state.emode,
-                "version": market_state.version,
-                "pool_revision": market_state.pool_revision,
-                "user_configuration": state.user_configuration,
-                "liquidation_bonus": dict(terms.liquidation_bonus),
-                "liquidation_protocol_fee": dict(terms.protocol_fee),
-                "close_factor_rule": terms.close_factor_rule.name,
-                "scaled_balances": {f"{rid}:{kind}": v for (rid, kind), v in values.items()},
-                **({"liquidation_hold": hold.as_json()} if hold else {}),
-            },
+            extra=position_extra(
+                market_state, state.emode, state.user_configuration, terms, values, hold
+            ),
         )
