@@ -8,7 +8,7 @@ Uint256 columns are text on SQLite: exact comparisons and ordering go through `u
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import SimpleNamespace
@@ -277,22 +277,25 @@ def _latest_rows(conn: Connection, where: Any) -> list[Any]:
     rows = conn.execute(_position_rows(p, details=False).where(where)).all()
     current = (p.c.detail_block.is_(None)) | (p.c.detail_block == p.c.block_number)
     held = {
-        (r.market_id, r.account_id, r.market_key): r
+        (r.market_id, r.account_id, r.market_key): {"extra": r.extra, "assets": r.assets}
         for r in conn.execute(
             select(d.c.market_id, d.c.account_id, d.c.market_key, d.c.extra, d.c.assets)
             .join(p, and_(*(d.c[k] == p.c[k] for k in KEY_LATEST)))
             .where(where & current)
         )
     }
+    return _overlaid(rows, held)
+
+
+def _overlaid(
+    rows: Sequence[Any], values: Mapping[tuple[int, int, str], Mapping[str, Any]]
+) -> list[Any]:
+    """The rows with `values` (by market, account, book) laid over their columns; the others
+    as they are."""
     out: list[Any] = []
     for r in rows:
-        mine = held.get((r.market_id, r.account_id, r.market_key))
-        if mine is None:
-            out.append(r)
-        else:
-            out.append(
-                SimpleNamespace(**{**r._asdict(), "extra": mine.extra, "assets": mine.assets})
-            )
+        mine = values.get((r.market_id, r.account_id, r.market_key))
+        out.append(r if mine is None else SimpleNamespace(**{**r._asdict(), **mine}))
     return out
 
 
@@ -603,14 +606,7 @@ def fresh(conn: Connection, rows: Sequence[Any], rebuild: BookRebuild | None) ->
         mine = [r for r in stale if r.market_id == market_id]
         for (aid, key), rebuilt in rebuilt_details(conn, market_id, mine, rebuild).items():
             details[(market_id, aid, key)] = rebuilt
-    out: list[Any] = []
-    for r in rows:
-        values = details.get((r.market_id, r.account_id, r.market_key))
-        if values is None:
-            out.append(r)
-        else:
-            out.append(SimpleNamespace(**{**r._asdict(), **values}))
-    return out
+    return _overlaid(rows, details)
 
 
 def _asset_position(r: Any, address: str, symbol: str, decimals: int) -> AssetPosition:
