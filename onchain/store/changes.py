@@ -251,6 +251,14 @@ class StoredVerdict:
     pending_health_factor: float | None
     horizon_s: float | None
 
+    def band(self, bands: Sequence[float]) -> int:
+        """`band` of its health factor, worked out once per bands (each block asks again)."""
+        memo = self.__dict__.get("_band")
+        if memo is None or memo[0] is not bands:
+            memo = (bands, band(self.health_factor, bands))
+            object.__setattr__(self, "_band", memo)
+        return memo[1]
+
 
 @dataclass(frozen=True)
 class StoredBook:
@@ -509,7 +517,7 @@ def write_changes(
             last is None
             or last.risk_tier != tier[i]
             or last.risk_reasons != reasons[i]
-            or band(last.health_factor, bands) != band(hf, bands)
+            or last.band(bands) != band(hf, bands)
         ):
             verdict_rows.append(_verdict_row(market_id, key, block.number, hf, verdicts, i))
     left = (k for k in previous.keys() - set(current) if previous[k].risk_tier is not None)
@@ -524,8 +532,9 @@ def write_changes(
     if newest is None or block.number >= newest:
         known = memory.latest if memory is not None and remembered else None
         whole, indexed = _write_latest(
-            conn, market_id, block, positions, assessed, account_ids, asset_rows, book, known
-        )
+            conn, market_id, block, positions, assessed, account_ids, asset_rows, book, known,
+            current if book is not None else None,
+        )  # fmt: skip
         latest = whole if book is None else len(book.assessed)
         if memory is not None and memory.block_number == block.number:
             memory.latest, memory.account_ids = indexed, dict(account_ids)
@@ -662,12 +671,14 @@ def _write_latest(
     asset_rows: Mapping[tuple[str, str], list[dict[str, Any]]],
     book: LeanBook | None = None,
     known: Mapping[tuple[int, str], tuple[Any, ...]] | None = None,
+    book_keys: list[tuple[int, str]] | None = None,
 ) -> tuple[int, dict[tuple[int, str], tuple[Any, ...]]]:
     """The current book in place: positions gone are deleted, `positions` upserted whole, and
     with a `book` its other rows get the columns prices move (`_update_moving`). `known`: each
     stored row's indexed values (`INDEXED` but the market) where the writer remembers them
     (`Standing.latest`), else read. Returns the rows written whole and every row's indexed
-    values as written."""
+    values as written. `book_keys`: the book's (account id, market key) by row, where the
+    caller has them."""
     rows = []
     details = []
     for p, a in zip(positions, assessed, strict=True):
@@ -679,11 +690,12 @@ def _write_latest(
         details.append({**key, "extra": extra, "assets": assets})
     indexed = {(r["account_id"], r["market_key"]): tuple(r[n] for n in INDEXED[1:]) for r in rows}
     keys: set[tuple[int, str]] | dict[tuple[int, str], Any] = indexed
-    if book is not None:
-        keys = {(account_ids[a], k) for a, k in book.position_keys()}
     stored = known if known is not None else _stored_indexed(conn, market_id)
     if book is not None:
-        _update_moving(conn, market_id, block, book, account_ids, indexed, stored)
+        if book_keys is None:
+            book_keys = [(account_ids[a], k) for a, k in book.position_keys()]
+        keys = set(book_keys)
+        _update_moving(conn, market_id, block, book, book_keys, indexed, stored)
     gone = sorted(k for k in stored if k not in keys)
     for aid, market_key in gone:
         for table in (T_LATEST, T_LATEST_DETAILS):
@@ -788,11 +800,12 @@ def _update_moving(
     market_id: int,
     block: BlockRef,
     book: LeanBook,
-    account_ids: Mapping[str, int],
+    keys: list[tuple[int, str]],
     indexed: dict[tuple[int, str], tuple[Any, ...]],
     stored: Mapping[tuple[int, str], tuple[Any, ...]],
 ) -> int:
-    """The rows of `book` not written whole (not in `indexed` yet): their moving columns, in
+    """The rows of `book` (`keys`: each one's account id and market key) not written whole
+    (not in `indexed` yet): their moving columns, in
     place (no asset JSON rewritten); `indexed` gains their indexed values. Each must be in the
     view already: a new position is written whole. `stored`: each row's indexed values now
     (`INDEXED` but the market): only the rows whose tier or a bucket changed rewrite an index
@@ -802,7 +815,6 @@ def _update_moving(
     f, v = book.figures, book.verdicts
     pg = conn.dialect.name == "postgresql"
     hfs, debts, collaterals = f.health_factor, f.total_debt_base, f.total_collateral_base
-    keys = [(account_ids[a], k) for a, k in zip(f.accounts, f.markets, strict=True)]
     floats = [None if hf is None else hf / WAD for hf in hfs]
     debt_buckets = [int_bucket(int(d)) for d in debts]
     hf_buckets = [float_bucket(x, HF_PER_OCTAVE) for x in floats]
