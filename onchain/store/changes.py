@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from operator import itemgetter
+from types import NoneType
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast, overload, runtime_checkable
 
 from sqlalchemy import (
@@ -42,7 +43,7 @@ from onchain.store.buckets import (
     BUCKET_COLUMNS,
     HF_PER_OCTAVE,
     buckets,
-    float_bucket,
+    float_buckets,
     int_bucket,
 )
 from onchain.store.db import Store
@@ -817,7 +818,7 @@ def _update_moving(
     hfs, debts, collaterals = f.health_factor, f.total_debt_base, f.total_collateral_base
     floats = [None if hf is None else hf / WAD for hf in hfs]
     debt_buckets = [int_bucket(int(d)) for d in debts]
-    hf_buckets = [float_bucket(x, HF_PER_OCTAVE) for x in floats]
+    hf_buckets = float_buckets(floats, HF_PER_OCTAVE)
     same: list[int] = []  # rows whose tier and buckets stay
     moved: list[int] = []  # rows that rewrite an index entry
     tiers = v.tier
@@ -928,9 +929,15 @@ def _bound(column: Any, dialect: Any, values: list[Any]) -> list[Any]:
     bind = column.type.dialect_impl(dialect).bind_processor(dialect)
     if bind is None:
         return values
-    if isinstance(column.type, Uint256):  # distinct per row: no memo; in range: its text
-        top = UINT256_MAX
-        return [str(v) if type(v) is int and 0 <= v <= top else bind(v) for v in values]
+    if isinstance(column.type, Uint256):  # distinct per row: no memo; ints in range: text
+        kinds = set(map(type, values))
+        if kinds <= {int, NoneType}:
+            present = [v for v in values if v is not None] if NoneType in kinds else values
+            if not present or 0 <= min(present) <= max(present) <= UINT256_MAX:
+                if NoneType in kinds:
+                    return [None if v is None else str(v) for v in values]
+                return list(map(str, values))
+        return [bind(v) for v in values]  # what the type refuses raises as it says
     if isinstance(column.type, Float):
         return list(map(bind, values))
     keys = [tuple(v) if type(v) is list else v for v in values]

@@ -205,6 +205,19 @@ def test_the_migrations_bucket_functions_are_the_stores() -> None:
         assert migration.float_bucket(value) == buckets.float_bucket(value)
     for value in ints:
         assert migration.int_bucket(value) == buckets.int_bucket(value)
+    subnormal = [5e-324 * k for k in range(1, 50)] + [
+        2.2250738585072014e-308,
+        1.7976931348623157e308,
+    ]
+    column = [*floats, *subnormal, *(1.0 + k * 2**-52 for k in range(40))]
+    for per_octave in (buckets.PER_OCTAVE, buckets.HF_PER_OCTAVE):  # the whole column at once
+        one_by_one = [buckets.float_bucket(v, per_octave) for v in column]
+        assert buckets.float_buckets(column, per_octave) == one_by_one
+    for infinite in (float("inf"), float("-inf")):  # no bucket either way
+        with pytest.raises(OverflowError):
+            buckets.float_bucket(infinite)
+        with pytest.raises(OverflowError):
+            buckets.float_buckets([1.0, infinite])
     ordered = sorted(v for v in floats if v is not None and v == v)
     for per_octave in (buckets.PER_OCTAVE, buckets.HF_PER_OCTAVE):
         got = [buckets.float_bucket(v, per_octave) for v in ordered]
