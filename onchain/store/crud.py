@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
+import numpy as np
 from sqlalchemy import (
     Connection,
     Table,
@@ -625,7 +626,7 @@ def _book_counts(
     return (
         len(tiers),
         sum(1 for debt in f.total_debt_base if debt > 0),
-        int(sum(bool(v) for v in f.liquidatable)),
+        int(np.count_nonzero(np.asarray(f.liquidatable, dtype=bool))),
         len(tiers) - list(tiers).count("SAFE"),
     )
 
