@@ -505,7 +505,7 @@ def write_changes(
         for aid in gone
     ]
     if state_rows:
-        conn.execute(T_ACCOUNT_STATES.insert(), state_rows)
+        _insert(conn, T_ACCOUNT_STATES, state_rows)
 
     keys, health, verdicts = _verdict_inputs(positions, assessed, book)
     tier, reasons = verdicts.tier, verdicts.reasons
@@ -525,7 +525,7 @@ def write_changes(
     for key in sorted(left):  # left the book
         verdict_rows.append(_verdict_row(market_id, key, block.number, None, None, 0))
     if verdict_rows:
-        conn.execute(T_VERDICTS.insert(), verdict_rows)
+        _insert(conn, T_VERDICTS, verdict_rows)
     if memory is not None:
         _remember(memory, block, newest, now, previous, verdict_rows, verdicts)
 
@@ -920,6 +920,20 @@ def _set_rows(conn: Connection, names: list[str], columns: list[list[Any]]) -> N
                 for r in zip(*columns, strict=True)
             ],
         )
+
+
+def _insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Rows into a change table: on SQLite bound column by column (`_bound`) and handed to
+    the driver at once (thousands of verdict rows a block when prices move far)."""
+    if conn.dialect.name != "sqlite":
+        conn.execute(table.insert(), rows)
+        return
+    names = list(rows[0])
+    bound = [_bound(table.c[n], conn.dialect, [r[n] for r in rows]) for n in names]
+    conn.exec_driver_sql(
+        f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+        list(zip(*bound, strict=True)),
+    )
 
 
 def _bound(column: Any, dialect: Any, values: list[Any]) -> list[Any]:
