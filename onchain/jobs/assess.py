@@ -413,8 +413,23 @@ def _columns(
     a row's whole `Assessed` is built from its `RiskVerdict` when asked for."""
     screened, reasons, probabilities, pendings = report.verdict_columns()
     horizon = report.horizon_s
-    tiers, texts, codes = [], [], []
+    within = f", P(liquidation within {_seconds(horizon)}) "
+    tiers: list[str] = []
+    texts: list[str] = []
+    codes: list[list[str]] = []
     for i, hf in enumerate(health_factors):
+        if (  # most of a book: `_exact_verdict`'s text for a SAFE row with no reason, inline
+            hf is not None
+            and screened[i] == "SAFE"
+            and not reasons[i]
+            and not liquidatable[i]
+            and i not in holds
+            and floored("SAFE", [], hf, False, floors)[0] == "SAFE"
+        ):
+            tiers.append("SAFE")
+            texts.append(f"health factor {format_wad(hf)}{within}{probabilities[i]:.2%}")
+            codes.append([])
+            continue
         tier, text, why = _exact_verdict(
             hf, liquidatable[i], holds.get(i), screened[i], reasons[i], pendings[i],
             probabilities[i], horizon, floors,

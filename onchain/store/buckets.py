@@ -14,7 +14,9 @@ never has a lower one."""
 
 from __future__ import annotations
 
-from math import frexp
+from math import frexp, isfinite
+
+import numpy as np
 
 # buckets per doubling (powers of 2): fewer re-bucket on a price move, more sort less per page
 PER_OCTAVE = 4
@@ -33,6 +35,19 @@ def float_bucket(value: float | None, per_octave: int = PER_OCTAVE) -> int | Non
         return ZERO
     below = float_bucket(-value, per_octave)  # negative: mirrored under ZERO, still ordered
     return 2 * ZERO - (below or 0)
+
+
+def float_buckets(values: list[float | None], per_octave: int = PER_OCTAVE) -> list[int | None]:
+    """`float_bucket` of each value, the positive finite ones at once (numpy's frexp is the
+    same split; the rest of the arithmetic is the same IEEE operations)."""
+    positive = [v is not None and v > 0 and isfinite(v) for v in values]
+    x = np.array([v if ok else 1.0 for v, ok in zip(values, positive, strict=True)], dtype=float)
+    mantissa, exponent = np.frexp(x)
+    at_once = (exponent * per_octave + ((2 * mantissa - 1) * per_octave).astype(np.int64)).tolist()
+    return [
+        b if ok else float_bucket(v, per_octave)
+        for b, v, ok in zip(at_once, values, positive, strict=True)
+    ]
 
 
 def int_bucket(value: int, per_octave: int = PER_OCTAVE) -> int:

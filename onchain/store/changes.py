@@ -16,10 +16,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from operator import itemgetter
+from types import NoneType
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast, overload, runtime_checkable
 
 from sqlalchemy import (
     Connection,
+    Float,
     MetaData,
     Table,
     and_,
@@ -37,7 +39,13 @@ from sqlalchemy.sql import Select
 from onchain.protocols.base import IncrementalAdapter, Position
 from onchain.rpc.client import BlockRef
 from onchain.store import models as m
-from onchain.store.buckets import BUCKET_COLUMNS, buckets
+from onchain.store.buckets import (
+    BUCKET_COLUMNS,
+    HF_PER_OCTAVE,
+    buckets,
+    float_buckets,
+    int_bucket,
+)
 from onchain.store.db import Store
 from onchain.store.rows import (
     IN_CHUNK,
@@ -48,6 +56,7 @@ from onchain.store.rows import (
     jsonable,
     position_values,
 )
+from onchain.store.types import UINT256_MAX, Uint256
 
 if TYPE_CHECKING:
     from onchain.store.crud import Assessed
@@ -215,6 +224,10 @@ class Standing:
     block_hash: str | None = None
     states: dict[int, bytes] = field(default_factory=dict)
     verdicts: dict[tuple[int, str], StoredVerdict] = field(default_factory=dict)
+    # the latest view's indexed values per row (`INDEXED` but the market), as written; None:
+    # not known (read from the store)
+    latest: dict[tuple[int, str], tuple[Any, ...]] | None = None
+    account_ids: dict[str, int] = field(default_factory=dict)  # address -> id, as written
 
     def usable(self, block_number: int, newest: tuple[int, str] | None) -> bool:
         """Whether this is what stands before `block_number`, the store's newest other block
@@ -238,6 +251,14 @@ class StoredVerdict:
     liquidation_probability: float | None
     pending_health_factor: float | None
     horizon_s: float | None
+
+    def band(self, bands: Sequence[float]) -> int:
+        """`band` of its health factor, worked out once per bands (each block asks again)."""
+        memo = self.__dict__.get("_band")
+        if memo is None or memo[0] is not bands:
+            memo = (bands, band(self.health_factor, bands))
+            object.__setattr__(self, "_band", memo)
+        return memo[1]
 
 
 @dataclass(frozen=True)
@@ -394,6 +415,18 @@ def _standing_verdicts(
     return out
 
 
+def remembered_ids(
+    conn: Connection, market_id: int, block_number: int, standing: Standing | None
+) -> dict[str, int]:
+    """The account ids the writer remembers for the market (`Standing.account_ids`) where its
+    memory stands for the store before `block_number`, else none."""
+    if standing is None or not standing.account_ids:
+        return {}
+    if not standing.usable(block_number, _newest_other(conn, market_id, block_number)):
+        return {}
+    return standing.account_ids
+
+
 def _newest_other(conn: Connection, market_id: int, block_number: int) -> tuple[int, str] | None:
     """The market's newest stored block other than `block_number`: (number, hash)."""
     s = T_SNAPSHOTS
@@ -472,32 +505,40 @@ def write_changes(
         for aid in gone
     ]
     if state_rows:
-        conn.execute(T_ACCOUNT_STATES.insert(), state_rows)
+        _insert(conn, T_ACCOUNT_STATES, state_rows)
 
     keys, health, verdicts = _verdict_inputs(positions, assessed, book)
     tier, reasons = verdicts.tier, verdicts.reasons
     verdict_rows = []
-    current: set[tuple[int, str]] = set()
-    for i, (account, market_key) in enumerate(keys):
-        key = (account_ids[account], market_key)
-        current.add(key)
-        hf = health[i]
-        if verdict_changes(previous.get(key), hf, tier[i], reasons[i], kept.bands):
+    current = [(account_ids[account], market_key) for account, market_key in keys]
+    last_of, bands = previous.get, kept.bands
+    for i, key in enumerate(current):  # `verdict_changes`, inline: every row of the book
+        last, hf = last_of(key), health[i]
+        if (
+            last is None
+            or last.risk_tier != tier[i]
+            or last.risk_reasons != reasons[i]
+            or last.band(bands) != band(hf, bands)
+        ):
             verdict_rows.append(_verdict_row(market_id, key, block.number, hf, verdicts, i))
-    left = (k for k in previous.keys() - current if previous[k].risk_tier is not None)
+    left = (k for k in previous.keys() - set(current) if previous[k].risk_tier is not None)
     for key in sorted(left):  # left the book
         verdict_rows.append(_verdict_row(market_id, key, block.number, None, None, 0))
     if verdict_rows:
-        conn.execute(T_VERDICTS.insert(), verdict_rows)
+        _insert(conn, T_VERDICTS, verdict_rows)
     if memory is not None:
         _remember(memory, block, newest, now, previous, verdict_rows, verdicts)
 
     latest = whole = 0
     if newest is None or block.number >= newest:
-        whole = _write_latest(
-            conn, market_id, block, positions, assessed, account_ids, asset_rows, book
-        )
+        known = memory.latest if memory is not None and remembered else None
+        whole, indexed = _write_latest(
+            conn, market_id, block, positions, assessed, account_ids, asset_rows, book, known,
+            current if book is not None else None,
+        )  # fmt: skip
         latest = whole if book is None else len(book.assessed)
+        if memory is not None and memory.block_number == block.number:
+            memory.latest, memory.account_ids = indexed, dict(account_ids)
     return {
         "account_states": len(state_rows),
         "verdicts": len(verdict_rows),
@@ -522,7 +563,8 @@ def _remember(
     assess run may re-tier those verdicts in the store)."""
     if (newest is not None and block.number < newest) or None in verdicts.probability:
         memory.block_number = memory.block_hash = None
-        memory.states, memory.verdicts = {}, {}
+        memory.states, memory.verdicts, memory.latest = {}, {}, None
+        memory.account_ids = {}
         return
     for row in verdict_rows:
         key = (row["account_id"], row["market_key"])
@@ -629,10 +671,15 @@ def _write_latest(
     account_ids: Mapping[str, int],
     asset_rows: Mapping[tuple[str, str], list[dict[str, Any]]],
     book: LeanBook | None = None,
-) -> int:
+    known: Mapping[tuple[int, str], tuple[Any, ...]] | None = None,
+    book_keys: list[tuple[int, str]] | None = None,
+) -> tuple[int, dict[tuple[int, str], tuple[Any, ...]]]:
     """The current book in place: positions gone are deleted, `positions` upserted whole, and
-    with a `book` its other rows get the columns prices move (`_update_moving`). Returns the
-    rows written whole."""
+    with a `book` its other rows get the columns prices move (`_update_moving`). `known`: each
+    stored row's indexed values (`INDEXED` but the market) where the writer remembers them
+    (`Standing.latest`), else read. Returns the rows written whole and every row's indexed
+    values as written. `book_keys`: the book's (account id, market key) by row, where the
+    caller has them."""
     rows = []
     details = []
     for p, a in zip(positions, assessed, strict=True):
@@ -642,34 +689,40 @@ def _write_latest(
         rows.append({**key, **values, "detail_block": block.number, **_bucket_values(values)})
         assets = jsonable(asset_rows.get((p.account, p.market), []))
         details.append({**key, "extra": extra, "assets": assets})
-    whole = {(r["account_id"], r["market_key"]) for r in rows}
-    keys = whole
+    indexed = {(r["account_id"], r["market_key"]): tuple(r[n] for n in INDEXED[1:]) for r in rows}
+    keys: set[tuple[int, str]] | dict[tuple[int, str], Any] = indexed
+    stored = known if known is not None else _stored_indexed(conn, market_id)
     if book is not None:
-        keys = {(account_ids[a], k) for a, k in book.position_keys()}
-    t = T_LATEST
-    stored = {
-        (aid, key): tuple(indexed)
-        for aid, key, *indexed in conn.execute(
-            select(
-                t.c.account_id, t.c.market_key, *(t.c[n] for n in INDEXED if n != "market_id")
-            ).where(t.c.market_id == market_id)
-        )
-    }
-    if book is not None:
-        _update_moving(conn, market_id, block, book, account_ids, whole, stored)
+        if book_keys is None:
+            book_keys = [(account_ids[a], k) for a, k in book.position_keys()]
+        keys = set(book_keys)
+        _update_moving(conn, market_id, block, book, book_keys, indexed, stored)
     gone = sorted(k for k in stored if k not in keys)
-    for aid, key in gone:
+    for aid, market_key in gone:
         for table in (T_LATEST, T_LATEST_DETAILS):
             conn.execute(
                 delete(table).where(
                     (table.c.market_id == market_id)
                     & (table.c.account_id == aid)
-                    & (table.c.market_key == key)
+                    & (table.c.market_key == market_key)
                 )
             )
     _upsert(conn, T_LATEST, rows)
     _upsert(conn, T_LATEST_DETAILS, details)
-    return len(rows)
+    return len(rows), indexed
+
+
+def _stored_indexed(conn: Connection, market_id: int) -> dict[tuple[int, str], tuple[Any, ...]]:
+    """Each of the market's latest-view rows' indexed values (`INDEXED` but the market)."""
+    t = T_LATEST
+    return {
+        (aid, key): tuple(values)
+        for aid, key, *values in conn.execute(
+            select(
+                t.c.account_id, t.c.market_key, *(t.c[n] for n in INDEXED if n != "market_id")
+            ).where(t.c.market_id == market_id)
+        )
+    }
 
 
 def latest_with_details() -> Select[Any]:
@@ -748,97 +801,113 @@ def _update_moving(
     market_id: int,
     block: BlockRef,
     book: LeanBook,
-    account_ids: Mapping[str, int],
-    whole: set[tuple[int, str]],
+    keys: list[tuple[int, str]],
+    indexed: dict[tuple[int, str], tuple[Any, ...]],
     stored: Mapping[tuple[int, str], tuple[Any, ...]],
 ) -> int:
-    """The rows of `book` not written whole: their moving columns, in place (no asset JSON
-    rewritten). Each must be in the view already: a new position is written whole. `stored`:
-    each row's indexed values now (`INDEXED` but the market): only the rows whose tier or a
-    bucket changed rewrite an index entry (on SQLite a column in the SET list rewrites its
-    index entry even when equal, so the others leave those columns out). Tens of thousands of
-    rows per block: values go to the driver as the columns' types bind them, without a
-    statement's per-row parameter handling."""
-    f = book.figures
+    """The rows of `book` (`keys`: each one's account id and market key) not written whole
+    (not in `indexed` yet): their moving columns, in
+    place (no asset JSON rewritten); `indexed` gains their indexed values. Each must be in the
+    view already: a new position is written whole. `stored`: each row's indexed values now
+    (`INDEXED` but the market): only the rows whose tier or a bucket changed rewrite an index
+    entry (on SQLite a column in the SET list rewrites its index entry even when equal, so the
+    others leave those columns out). Tens of thousands of rows per block: built column by
+    column, and bound without a statement's per-row parameter handling."""
+    f, v = book.figures, book.verdicts
     pg = conn.dialect.name == "postgresql"
-    unindexed = itemgetter(*(MOVING.index(n) for n in UNINDEXED))
-    same: list[tuple[Any, ...]] = []  # UNINDEXED's values, then the key
-    moved: list[tuple[Any, ...]] = []  # MOVING's, then the buckets, then the key
-    for i, (account, market_key) in enumerate(book.position_keys()):
-        key = (account_ids[account], market_key)
-        if key in whole:
+    hfs, debts, collaterals = f.health_factor, f.total_debt_base, f.total_collateral_base
+    floats = [None if hf is None else hf / WAD for hf in hfs]
+    debt_buckets = [int_bucket(int(d)) for d in debts]
+    hf_buckets = float_buckets(floats, HF_PER_OCTAVE)
+    same: list[int] = []  # rows whose tier and buckets stay
+    moved: list[int] = []  # rows that rewrite an index entry
+    tiers = v.tier
+    for i, key in enumerate(keys):
+        if key in indexed:
             continue
-        if key not in stored:
-            raise ValueError(f"{account} {market_key}: a new position must be written whole")
-        hf, a = f.health_factor[i], book.assessed[i]
-        debt, collateral = int(f.total_debt_base[i]), int(f.total_collateral_base[i])
-        hf_float = None if hf is None else hf / WAD
-        indexed = (a.tier, *buckets(hf_float, debt))
-        values = (  # MOVING's order
-            block.number,
-            block.hash,
-            block.timestamp,
-            hf,
-            hf_float,
-            bool(f.liquidatable[i]),
-            collateral,
-            debt,
-            a.tier,
-            a.reason,
-            a.reasons,
-            a.probability,
-            a.pending_health_factor,
-            a.horizon_s,
-        )
-        if pg or indexed != stored[key]:  # PostgreSQL: HOT compares the indexed values
-            moved.append((*values, *indexed[1:], market_id, *key))
-        else:
-            same.append((*unindexed(values), market_id, *key))
-    _set_rows(conn, list(UNINDEXED), same)
-    _set_rows(conn, [*MOVING, *BUCKET_COLUMNS], moved)
+        was = stored.get(key)
+        if was is None:
+            raise ValueError(f"{f.accounts[i]} {key[1]}: a new position must be written whole")
+        now = indexed[key] = (tiers[i], hf_buckets[i], debt_buckets[i])
+        (moved if pg or now != was else same).append(i)  # PostgreSQL: HOT compares them
+    liquidatable = f.liquidatable.tolist() if hasattr(f.liquidatable, "tolist") else f.liquidatable
+    # each column as a sequence by row (a constant: None), the buckets from `indexed`
+    by_row: dict[str, Sequence[Any] | None] = {
+        "block_number": None,
+        "block_hash": None,
+        "block_timestamp": None,
+        "health_factor": hfs,
+        "health_factor_float": floats,
+        "liquidatable": [bool(x) for x in liquidatable],
+        "total_collateral_base": [int(x) for x in collaterals],
+        "total_debt_base": [int(x) for x in debts],
+        "risk_tier": v.tier,
+        "risk_reason": v.reason,
+        "risk_reasons": v.reasons,
+        "liquidation_probability": v.probability,
+        "pending_health_factor": v.pending_health_factor,
+        "horizon_s": v.horizon_s,
+        "hf_bucket": [indexed[k][1] for k in keys],
+        "debt_bucket": [indexed[k][2] for k in keys],
+        "market_id": None,
+        "account_id": [k[0] for k in keys],
+        "market_key": [k[1] for k in keys],
+    }
+    constant = {
+        "block_number": block.number,
+        "block_hash": block.hash,
+        "block_timestamp": block.timestamp,
+        "market_id": market_id,
+    }
+    for names, picked in ((list(UNINDEXED), same), ([*MOVING, *BUCKET_COLUMNS], moved)):
+        if not picked:
+            continue
+        picked.sort(key=keys.__getitem__)  # in the primary key's order: pages stay warm
+        take = itemgetter(*picked)
+        columns = []
+        for n in [*names, *KEY_LATEST]:
+            values = by_row[n]
+            if values is None:
+                columns.append([constant[n]] * len(picked))
+            else:
+                columns.append([values[picked[0]]] if len(picked) == 1 else list(take(values)))
+        _set_rows(conn, names, columns)
     return len(same) + len(moved)
 
 
-def _set_rows(conn: Connection, names: list[str], rows: list[tuple[Any, ...]]) -> None:
-    """UPDATE the latest view's `names` columns of each row in place: a row is their values,
-    then its key (market id, account id, market key)."""
-    if not rows:
-        return
+def _set_rows(conn: Connection, names: list[str], columns: list[list[Any]]) -> None:
+    """UPDATE the latest view's `names` columns of each row in place: `columns` are their
+    values, then the key's (market id, account id, market key), one list per column."""
     t = T_LATEST
-    columns = [*names, *KEY_LATEST]
-    if conn.dialect.name == "postgresql" and len(rows) >= COPY_MIN_ROWS:
+    named = [*names, *KEY_LATEST]
+    count = len(columns[0])
+    if conn.dialect.name == "postgresql" and count >= COPY_MIN_ROWS:
         # COPY into a scratch table of these columns, then one UPDATE ... FROM it
         name = f"positions_latest_set{len(names)}"
-        scratch = Table(name, MetaData(), *(t.c[n]._copy() for n in columns))
+        scratch = Table(name, MetaData(), *(t.c[n]._copy() for n in named))
         conn.execute(
             text(
                 f"CREATE TEMP TABLE IF NOT EXISTS {name} ON COMMIT DELETE ROWS AS "
-                f"SELECT {', '.join(columns)} FROM positions_latest WITH NO DATA"
+                f"SELECT {', '.join(named)} FROM positions_latest WITH NO DATA"
             )
         )
-        copy_rows(conn, scratch, [dict(zip(columns, r, strict=True)) for r in rows])
+        copy_rows(
+            conn, scratch, [dict(zip(named, r, strict=True)) for r in zip(*columns, strict=True)]
+        )
         conn.execute(
             update(t)
             .where(and_(*(t.c[k] == scratch.c[k] for k in KEY_LATEST)))
             .values({n: scratch.c[n] for n in names})
         )
     elif conn.dialect.name == "sqlite":
-        binds = [
-            (j, bind)
-            for j, n in enumerate(columns)
-            if (bind := t.c[n].type.dialect_impl(conn.dialect).bind_processor(conn.dialect))
+        bound = [
+            _bound(t.c[n], conn.dialect, values) for n, values in zip(named, columns, strict=True)
         ]
-        bound = []
-        for r in rows:
-            values = list(r)
-            for j, bind in binds:
-                values[j] = bind(values[j])
-            bound.append(tuple(values))
         assignments = ", ".join(f"{n} = ?" for n in names)
         conn.exec_driver_sql(
             f"UPDATE positions_latest SET {assignments} "
             "WHERE market_id = ? AND account_id = ? AND market_key = ?",
-            bound,
+            list(zip(*bound, strict=True)),
         )
     else:  # a SET clause's parameters may not bear its columns' names
         conn.execute(
@@ -848,9 +917,46 @@ def _set_rows(conn: Connection, names: list[str], rows: list[tuple[Any, ...]]) -
             [
                 {f"v_{n}": v for n, v in zip(names, r, strict=False)}
                 | {f"b_{k}": v for k, v in zip(KEY_LATEST, r[-3:], strict=True)}
-                for r in rows
+                for r in zip(*columns, strict=True)
             ],
         )
+
+
+def _insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Rows into a change table: on SQLite bound column by column (`_bound`) and handed to
+    the driver at once (thousands of verdict rows a block when prices move far)."""
+    if conn.dialect.name != "sqlite":
+        conn.execute(table.insert(), rows)
+        return
+    names = list(rows[0])
+    bound = [_bound(table.c[n], conn.dialect, [r[n] for r in rows]) for n in names]
+    conn.exec_driver_sql(
+        f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+        list(zip(*bound, strict=True)),
+    )
+
+
+def _bound(column: Any, dialect: Any, values: list[Any]) -> list[Any]:
+    """A column's values as its type binds them for the driver: floats through the type's own
+    (compiled) converter, each distinct value of the others bound once (a block's timestamp,
+    tiers, flags and reason codes repeat down the column)."""
+    bind = column.type.dialect_impl(dialect).bind_processor(dialect)
+    if bind is None:
+        return values
+    if isinstance(column.type, Uint256):  # distinct per row: no memo; ints in range: text
+        kinds = set(map(type, values))
+        if kinds <= {int, NoneType}:
+            present = [v for v in values if v is not None] if NoneType in kinds else values
+            if not present or 0 <= min(present) <= max(present) <= UINT256_MAX:
+                if NoneType in kinds:
+                    return [None if v is None else str(v) for v in values]
+                return list(map(str, values))
+        return [bind(v) for v in values]  # what the type refuses raises as it says
+    if isinstance(column.type, Float):
+        return list(map(bind, values))
+    keys = [tuple(v) if type(v) is list else v for v in values]
+    by_key = {k: bind(v) for k, v in dict(zip(keys, values, strict=True)).items()}
+    return [by_key[k] for k in keys]
 
 
 def delete_changes(conn: Connection, market_id: int, block_numbers: Sequence[int]) -> None:

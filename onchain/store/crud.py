@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
+import numpy as np
 from sqlalchemy import (
     Connection,
     Table,
@@ -170,10 +171,16 @@ def _ensure_accounts(conn: Connection, chain_id: int, addresses: Sequence[str]) 
 
 
 def _market_account_ids(
-    conn: Connection, market: MarketInfo, addresses: set[str]
+    conn: Connection,
+    market: MarketInfo,
+    addresses: set[str],
+    known: Mapping[str, int] | None = None,
 ) -> dict[str, int]:
     """Ids of these addresses: the market's tracked accounts in one query (a block names them
-    all), the others looked up or registered as `_ensure_accounts` does."""
+    all), the others looked up or registered as `_ensure_accounts` does. `known`: ids the
+    writer remembers (`changes.remembered_ids`); no query when they name every address."""
+    if known and addresses.issubset(known):
+        return {a: known[a] for a in addresses}
     ids = {
         address: aid
         for address, aid in conn.execute(
@@ -493,7 +500,12 @@ def write_snapshot(
         asset_ids = _asset_ids(conn, market.chain_id, assets)
         accounts = {p.account for p in positions} | set(kept.accounts if kept else ())
         accounts |= set(book.figures.accounts if book else ())
-        account_ids = _market_account_ids(conn, market, accounts)
+        known = (
+            changes.remembered_ids(conn, market.id, block.number, kept.standing)
+            if kept is not None and layout == "changes"
+            else {}
+        )
+        account_ids = _market_account_ids(conn, market, accounts, known)
 
         if market_snapshot is not None:
             conn.execute(
@@ -614,7 +626,7 @@ def _book_counts(
     return (
         len(tiers),
         sum(1 for debt in f.total_debt_base if debt > 0),
-        int(sum(bool(v) for v in f.liquidatable)),
+        int(np.count_nonzero(np.asarray(f.liquidatable, dtype=bool))),
         len(tiers) - list(tiers).count("SAFE"),
     )
 

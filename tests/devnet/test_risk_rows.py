@@ -18,7 +18,7 @@ from onchain.devnet.build import DevnetInfo
 from onchain.devnet.chain import DEPLOYER, DevChain, calldata
 from onchain.devnet.config_file import devnet_config_text
 from onchain.devnet.control import _in_one_block, set_prices
-from onchain.jobs.assess import exact_inputs, risk_tiers, risk_tiers_rows
+from onchain.jobs.assess import exact_inputs, risk_tier_columns, risk_tiers, risk_tiers_rows
 from onchain.protocols.base import RiskRows
 from onchain.risk.book import book_from_positions, book_from_rows
 from onchain.rpc.client import RpcClient
@@ -103,6 +103,21 @@ def test_tiers_from_rows_are_the_tiers_from_positions(at_risk: dict[str, Any], m
         markets=markets,
     )  # fmt: skip
     assert again == ours
+    # the columns the daemon's lean block stores (texts formatted without an Assessed per row)
+    columns, _ = risk_tier_columns(
+        client, block, rows, health, liquidatable, settings, snapshot, floors
+    )
+    as_columns = list(
+        zip(
+            columns.tier, columns.reason, columns.reasons, columns.probability,
+            columns.pending_health_factor, columns.horizon_s, strict=True,
+        )
+    )  # fmt: skip
+    assert as_columns == [
+        (a.tier, a.reason, a.reasons, a.probability, a.pending_health_factor, a.horizon_s)
+        for a in ours
+    ]
+    assert sum(t == "SAFE" and not why for t, _r, why, *_ in as_columns) >= 5
     with pytest.raises(ValueError, match="account order"):
         risk_tiers_rows(client, block, rows, health, below, settings, accounts=rows.accounts[::-1])
     tiers = {a.tier for a in ours}

@@ -7,12 +7,14 @@ asset rows aside and back without losing a row."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import random
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import inspect, select, text
 
 from onchain.config import TierThresholds
@@ -57,22 +59,34 @@ def _rebuild(_protocol: str, book: changes.StoredBook) -> list[Position]:
     return [p for p in _positions(book.block.number, book.block) if p.account in mine]
 
 
-def _write(store: Store, market: crud.MarketInfo, n: int, lean: bool = True) -> None:
-    """Block n, every fifth account written whole (lean), or every row whole."""
+def _write(
+    store: Store,
+    market: crud.MarketInfo,
+    n: int,
+    lean: bool = True,
+    standing: changes.Standing | None = None,
+) -> crud.WriteResult:
+    """Block n, every fifth account written whole (lean), or every row whole; `standing`: the
+    writer's memory across blocks, as the daemon keeps it."""
     blk = _block(n)
     positions = _positions(n, blk)
     assessed = assess(positions, TierThresholds())
+    if standing is not None:  # as the risk module tiers (a health-factor rule's is not kept)
+        assessed = [
+            dataclasses.replace(a, reasons=[], probability=(i % 7) / 10, horizon_s=21600.0)
+            for i, a in enumerate(assessed)
+        ]
     whole = [i for i in range(ACCOUNTS) if not lean or i % 5 == n % 5]
     figures = Figures.of(positions)
     blobs = {p.account: f"{p.account}:{n}".encode() for p in positions}
-    crud.write_snapshot(
+    return crud.write_snapshot(
         store,
         market,
         blk,
         [positions[i] for i in whole],
         [assessed[i] for i in whole],
         None,
-        kept=changes.KeptState(b"market %d" % n, blobs, BANDS),
+        kept=changes.KeptState(b"market %d" % n, blobs, BANDS, standing),
         layout="changes",
         book=changes.LeanBook(figures, assessed) if lean else None,
     )
@@ -125,15 +139,23 @@ def _pages(store: Store, sort: str, descending: bool, tier: str | None, size: in
     return got
 
 
+@pytest.mark.parametrize("remember", [False, True], ids=["read", "remembered"])
 def test_buckets_follow_the_values_and_every_page_is_the_sorted_book(
-    store: Store, tmp_path: Path
+    store: Store, tmp_path: Path, remember: bool
 ) -> None:
+    """`remembered`: the writer keeps what it wrote (`changes.Standing`: the rows' indexed
+    values and the account ids) and reads neither back; the store must be the same."""
     market = _market(store, tmp_path)
-    _write(store, market, 1, lean=False)
+    standing = changes.Standing() if remember else None
+    _write(store, market, 1, lean=False, standing=standing)
     seen: dict[tuple[int, str], tuple[Any, ...]] = {}
     moved = 0
     for n in range(2, 7):
-        _write(store, market, n)
+        result = _write(store, market, n, standing=standing)
+        if standing is not None:
+            assert (result.change_rows or {})["remembered"] == 1, n
+            with store.read() as conn:
+                assert standing.latest == changes._stored_indexed(conn, market.id), n
         rows = _rows(store)
         assert len(rows) == ACCOUNTS
         for key, r in rows.items():
@@ -183,6 +205,19 @@ def test_the_migrations_bucket_functions_are_the_stores() -> None:
         assert migration.float_bucket(value) == buckets.float_bucket(value)
     for value in ints:
         assert migration.int_bucket(value) == buckets.int_bucket(value)
+    subnormal = [5e-324 * k for k in range(1, 50)] + [
+        2.2250738585072014e-308,
+        1.7976931348623157e308,
+    ]
+    column = [*floats, *subnormal, *(1.0 + k * 2**-52 for k in range(40))]
+    for per_octave in (buckets.PER_OCTAVE, buckets.HF_PER_OCTAVE):  # the whole column at once
+        one_by_one = [buckets.float_bucket(v, per_octave) for v in column]
+        assert buckets.float_buckets(column, per_octave) == one_by_one
+    for infinite in (float("inf"), float("-inf")):  # no bucket either way
+        with pytest.raises(OverflowError):
+            buckets.float_bucket(infinite)
+        with pytest.raises(OverflowError):
+            buckets.float_buckets([1.0, infinite])
     ordered = sorted(v for v in floats if v is not None and v == v)
     for per_octave in (buckets.PER_OCTAVE, buckets.HF_PER_OCTAVE):
         got = [buckets.float_bucket(v, per_octave) for v in ordered]

@@ -16,6 +16,7 @@ from onchain.jobs.assess import exact_assessed
 from onchain.model import Position
 from onchain.position_rows import PositionRows
 from onchain.protocols.aave_v3 import math
+from onchain.protocols.aave_v3 import risk_rows as risk_rows_module
 from onchain.protocols.aave_v3.adapter import (
     AaveAccountState,
     AaveMarketState,
@@ -292,3 +293,34 @@ def test_morpho_rows_give_the_positions_book() -> None:
     empty = morpho_rows(state, [])
     assert len(empty) == 0 and book_from_rows(empty).n_positions == 0
     assert len(morpho_rows(replace(state, markets=()), states)) == 0
+
+
+def test_rows_from_states_seen_before_are_the_rows_from_new_ones() -> None:
+    """The arrays a book takes from its states alone are kept for those state objects: the
+    same states give the same rows, and a book where one account's state was replaced gives
+    what a first computation gives (nothing of the replaced state is reused)."""
+    market = aave_market(9)
+    states = aave_states(market, 300, 21)
+    first = aave_rows(market, states)
+    assert aave_rows(market, list(states)).accounts == first.accounts  # the kept arrays
+    changed = list(states)
+    old = changed[7]
+    changed[7] = AaveAccountState(
+        old.account,
+        old.user_configuration,
+        1 - old.emode,
+        {k: v * 3 for k, v in old.balances.items()},
+    )
+    changed[8] = states[9]  # another account in its place: the order is part of the key too
+    changed[9] = states[8]
+    kept = aave_rows(market, changed)
+    risk_rows_module._KEPT.clear()
+    fresh = aave_rows(market, changed)
+    assert kept.accounts == fresh.accounts != first.accounts
+    assert_same_book(
+        book_from_rows(kept, per_market_columns=False),
+        book_from_rows(fresh, per_market_columns=False),
+    )
+    positions = AaveV3Adapter().positions_from_states(market, changed, BLOCK)
+    assert_same_book(book_from_rows(kept, per_market_columns=False), book_from_positions(positions))
+    check_assets(kept, positions)

@@ -10,7 +10,10 @@ LiquidationLogic choose them. Per-account Python work is one pass over its kept 
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
+from operator import is_
 
 import numpy as np
 
@@ -77,6 +80,46 @@ def _whole(raw: np.ndarray, unit: np.ndarray) -> np.ndarray:
     return np.asarray(raw.astype(np.float64) / unit, dtype=np.float64)
 
 
+@dataclass(frozen=True)
+class _StateArrays:
+    """What the rows take from the kept states alone (not prices or indexes): the same from
+    block to block while no account changes, so kept for the states they came from."""
+
+    states: tuple[AaveAccountState, ...]
+    reserve_ids: tuple[int, ...]
+    bits: np.ndarray
+    emode: np.ndarray
+    entries: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    accounts: tuple[str, ...]
+
+
+# the last few books' state arrays (one per market refreshed in turn), oldest first
+_KEPT: deque[_StateArrays] = deque(maxlen=8)
+
+
+def _of_states(states: Sequence[AaveAccountState], reserve_ids: list[int]) -> _StateArrays:
+    """The state arrays of `states`: those computed before for these very state objects (the
+    states are frozen and replaced, never changed, when an account changes), else new."""
+    rids = tuple(reserve_ids)
+    for kept in reversed(_KEPT):
+        if (
+            kept.reserve_ids == rids
+            and len(kept.states) == len(states)
+            and all(map(is_, kept.states, states))
+        ):
+            return kept
+    bits = _bits([s.user_configuration for s in states], reserve_ids)
+    emode = np.array([s.emode for s in states], dtype=np.int64)
+    entries = _entries(states, reserve_ids)
+    for array in (bits, emode, *entries):
+        array.flags.writeable = False  # shared by later blocks' rows: nobody may change them
+    made = _StateArrays(
+        tuple(states), rids, bits, emode, entries, tuple(checksummed(s.account) for s in states)
+    )
+    _KEPT.append(made)
+    return made
+
+
 def risk_rows(market_state: AaveMarketState, states: Sequence[AaveAccountState]) -> PositionRows:
     """One row per state, as `positions_from_states` gives one Position per state."""
     rules = market_state.rules
@@ -89,14 +132,15 @@ def risk_rows(market_state: AaveMarketState, states: Sequence[AaveAccountState])
     )
     has_stable = np.array([r.has_stable_debt for r in reserves], dtype=bool)
 
-    bits = _bits([s.user_configuration for s in states], rids)
+    known = _of_states(states, rids)
+    bits = known.bits
     held = bits != 0
     enabled = (bits & 2).astype(bool)
     borrowing = (bits & 1).astype(bool)
     counted = enabled & counts
 
     # per eMode category of the book: the price, threshold and bonus each reserve counts with
-    emode = np.array([s.emode for s in states], dtype=np.int64)
+    emode = known.emode
     emodes = sorted({0, *(int(e) for e in np.unique(emode))})
     price = np.zeros((len(emodes), k), dtype=object)
     lt_bps = np.zeros((len(emodes), k), dtype=np.int64)
@@ -123,7 +167,7 @@ def risk_rows(market_state: AaveMarketState, states: Sequence[AaveAccountState])
     at = np.searchsorted(np.array(emodes), emode)
 
     # exact balances over the non-zero entries
-    e_row, e_col, e_kind, scaled = _entries(states, rids)
+    e_row, e_col, e_kind, scaled = known.entries
     income = np.array([r.normalized_income_ray for r in reserves] + [0], dtype=object)
     debt_index = np.array([r.normalized_debt_ray for r in reserves] + [0], dtype=object)
     collateral = np.zeros((n, k))
@@ -162,7 +206,7 @@ def risk_rows(market_state: AaveMarketState, states: Sequence[AaveAccountState])
         protocol=PROTOCOL,
         version=market_state.version,
         block=market_state.block,
-        accounts=tuple(checksummed(s.account) for s in states),
+        accounts=known.accounts,
         row_market=np.zeros(n, dtype=np.intp),
         markets=(market_state.addresses_provider,),
         base_currencies=(None,),
