@@ -8,6 +8,7 @@ that JSON, the metrics tables rendered here). Everything is read from the store,
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Path, Query, Request
@@ -80,6 +81,11 @@ def mount_backtest_api(app: FastAPI, store: Store) -> None:
         return run_out(run)
 
 
+def _when(value: datetime) -> str:
+    """A window's edge: the day alone when it is midnight."""
+    return f"{value:%Y-%m-%d}" if value.hour == value.minute == 0 else f"{value:%Y-%m-%d %H:%M}"
+
+
 def _fig(value: float | None, digits: int) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
@@ -135,6 +141,8 @@ def mount_backtest_pages(
         runs = []
         for r in backtest_runs(store, 200):
             run = run_out(r)
+            run["window"] = f"{_when(r.window_start)} to {_when(r.window_end)}"
+            run["stored"] = f"{r.ran_at:%Y-%m-%d %H:%M}"
             run["rows"] = [
                 [name, *(_fig(figures.get(key), digits) for key, _, digits in LIST_COLUMNS)]
                 for name, figures in run["summary"].items()
@@ -150,7 +158,8 @@ def mount_backtest_pages(
 
     @app.get("/backtests/{run_id}", response_class=HTMLResponse, include_in_schema=False)
     def backtest_page(request: Request, run_id: str) -> Response:
-        run = backtest_run(store, int(run_id)) if run_id.isdigit() and len(run_id) < 19 else None
+        known = run_id.isascii() and run_id.isdigit() and len(run_id) < 19
+        run = backtest_run(store, int(run_id)) if known else None
         if run is None or run.report is None:
             return not_found(request, f"no stored backtest with id {run_id}")
         return render(

@@ -158,6 +158,9 @@ def test_unknown_and_malformed_ids(served: Served) -> None:
     for bad in ("abc", "0", str(2**63)):
         reply = served.get(f"/api/backtests/{bad}")
         assert reply.status_code == 422 and "run_id" in reply.json()["error"], bad
+    for bad in ("abc", "0", "²", str(2**63), str(max(served.ids) + 1)):
+        page = served.get(f"/backtests/{bad}")
+        assert page.status_code == 404 and "no stored backtest" in page.text, bad
     paths = served.json("/openapi.json")["paths"]
     assert {"/api/backtests", "/api/backtests/{run_id}"} <= set(paths)
 
