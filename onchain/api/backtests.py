@@ -130,6 +130,22 @@ def tier_rows(report: dict[str, Any]) -> list[dict[str, str]]:
     return rows
 
 
+def reliability_rows(report: dict[str, Any]) -> list[list[str]]:
+    """The reliability table, one row per forecast bin and a cell per model (as the command
+    prints it): mean forecast / observed [90% bootstrap interval] (n)."""
+    bins: dict[tuple[float, float], dict[str, str]] = {}
+    for name, s in report["models"].items():
+        for r in s["reliability"]:
+            bins.setdefault((r["lo"], r["hi"]), {})[name] = (
+                f"{_fig(r['mean_forecast'], 3)} / {_fig(r['observed'], 3)} "
+                f"[{_fig(r['observed_lo'], 3)}, {_fig(r['observed_hi'], 3)}] ({r['n']})"
+            )
+    return [
+        [f"{lo:g}–{hi:g}", *(cells.get(name, "") for name in report["models"])]
+        for (lo, hi), cells in sorted(bins.items())
+    ]
+
+
 def mount_backtest_pages(
     app: FastAPI,
     store: Store,
@@ -171,4 +187,5 @@ def mount_backtest_pages(
             columns=[heading for _, heading, _ in SCORE_COLUMNS],
             scores=score_rows(run.report),
             tiers=tier_rows(run.report),
+            reliability=reliability_rows(run.report),
         )

@@ -247,6 +247,16 @@ def test_the_dashboard_draws_the_reliability_diagram_and_the_roc_in_chromium(
         assert [r.find_elements("tag name", "td")[0].text for r in scores] == list(MODELS)
         auc_cells = [r.find_elements("tag name", "td")[5].text for r in scores]
         assert auc_cells == [f"{models[m]['auc']:.3f}" for m in MODELS]
+        cells = [
+            [td.text for td in r.find_elements("tag name", "td")]
+            for r in browser.find_elements("css selector", "#reliability-table tbody tr")
+        ]
+        first_bin = models[MODELS[-1]]["reliability"][0]
+        assert cells[0][0] == f"{first_bin['lo']:g}–{first_bin['hi']:g}"
+        assert cells[0][-1] == (
+            f"{first_bin['mean_forecast']:.3f} / {first_bin['observed']:.3f} "
+            f"[{first_bin['observed_lo']:.3f}, {first_bin['observed_hi']:.3f}] ({first_bin['n']})"
+        )
         tiers = browser.find_elements("css selector", "#tiers-table tbody tr")
         assert len(tiers) == sum(len(models[m]["tiers"]) + 1 for m in MODELS)
         scripts = [s.get_attribute("src") for s in browser.find_elements("tag name", "script")]
