@@ -432,9 +432,11 @@ def create_app(store: Store, settings: ApiSettings) -> FastAPI:
 
     app.openapi = openapi_with_stored_examples  # type: ignore[method-assign]
 
+    from onchain.api.backtests import mount_backtest_api
     from onchain.api.dashboard import mount_dashboard
     from onchain.api.metrics import mount_metrics
 
+    mount_backtest_api(app, store)
     mount_metrics(app, store)
     mount_dashboard(app, settings)
     return app

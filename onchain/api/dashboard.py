@@ -191,6 +191,10 @@ def mount_dashboard(app: FastAPI, settings: ApiSettings) -> None:
             history=queries.account_history(store, address, limit=1, rebuild=rebuild_account),
         )
 
+    from onchain.api.backtests import mount_backtest_pages
+
+    mount_backtest_pages(app, store, render, not_found)
+
 
 def _filters(params: dict[str, str], markets: set[str]) -> dict[str, Any]:
     """The positions page's query, checked as the API checks it (one message when wrong)."""

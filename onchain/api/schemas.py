@@ -218,3 +218,39 @@ class ReadyOut(BaseModel):
     ready: bool
     reason: str | None
     newest_snapshot_age_s: float | None
+
+
+class BacktestModelOut(BaseModel):
+    brier: float | None
+    skill_vs_climatology: float | None
+    skill_vs_best_hf_rule: float | None
+    log_loss: float | None
+    auc: float | None
+
+
+class BacktestRunOut(BaseModel):
+    id: int
+    ran_at: str = Field(description="when the run was stored (ISO 8601, UTC)")
+    prices: str = Field(description="the --prices source as given")
+    window_start: str = Field(description="--start (ISO 8601, UTC)")
+    window_end: str = Field(description="--end, exclusive (ISO 8601, UTC)")
+    horizon_h: int
+    cadence_h: int
+    seed: int
+    borrowers: int
+    markets: list[str]
+    models: list[str] = Field(description="the models scored, in the report's order")
+    samples: int
+    liquidations: int
+    summary: dict[str, BacktestModelOut] = Field(description="per model, its headline figures")
+
+
+class BacktestRunsOut(BaseModel):
+    runs: list[BacktestRunOut]
+
+
+class BacktestOut(BacktestRunOut):
+    report: dict[str, Any] = Field(
+        description="the whole report as `onchain backtest --json` printed it (with the ROC "
+        "points per model)"
+    )

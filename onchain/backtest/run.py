@@ -52,6 +52,7 @@ MODEL_TITLES = {
     "correlation, hourly oracle steps) with the interest drift",
 }
 RECALL_TARGET = 0.95
+ROC_STEP = 1 / 200  # the reported ROC keeps one vertex per cell of this side (roc_points)
 
 
 @dataclass(frozen=True)
@@ -458,6 +459,21 @@ class DevnetChainView:
         )
 
 
+def roc_points(
+    prob: npt.NDArray[np.float64], outcome: npt.NDArray[np.bool_], step: float = ROC_STEP
+) -> dict[str, list[float]]:
+    """The ROC curve for the report (``--json``, the store, the dashboard). ``scoring.roc_curve``
+    has a vertex per distinct probability (tens of thousands); this keeps the first vertex in
+    each ``step`` x ``step`` cell the curve enters, and the last (at most 2 / step + 2 points):
+    a dropped vertex lies within ``step`` of the one kept before it."""
+    fpr, tpr = scoring.roc_curve(prob, outcome)
+    cell = np.floor(fpr / step) + np.floor(tpr / step)  # both rise along the curve
+    keep = np.flatnonzero(np.diff(cell, prepend=-1.0) > 0)
+    if keep[-1] != fpr.size - 1:
+        keep = np.append(keep, fpr.size - 1)
+    return {"fpr": fpr[keep].tolist(), "tpr": tpr[keep].tolist()}
+
+
 def model_scores(
     prob: npt.NDArray[np.float64],
     outcome: npt.NDArray[np.bool_],
@@ -506,6 +522,7 @@ def model_scores(
         "reliability": [
             row.__dict__ for row in scoring.reliability_table(prob, outcome, groups, seed=seed)
         ],
+        "roc": roc_points(prob, outcome),
     }
 
 

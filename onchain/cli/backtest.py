@@ -3,19 +3,23 @@ a window of hourly ETH/BTC prices on the devnet's real Aave V3 (3.0.2 and 3.6) a
 Blue contracts, scores
 every position at a cadence with the models (using only the 30 days of closes before each hour),
 takes the outcome from the contracts, and reports Brier score and skills, log loss, AUC, tier
-recall/precision and the reliability table. --json for machines, --chart DIR for the PNGs.
-Bad input is one line on stderr and exit 2, before the devnet starts."""
+recall/precision and the reliability table. --json for machines, --chart DIR for the PNGs,
+--store to keep the report in the store (the database of --db/--config, as `report` opens it),
+where the API (/api/backtests) and the dashboard (/backtests) read it.
+Bad input (a missing or stale store too) is one line on stderr and exit 2, before the devnet
+starts."""
 
 from __future__ import annotations
 
 import calendar
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from onchain.cli.common import LazyConsole, err
+from onchain.cli.common import DbOpt, LazyConsole, StoreConfigOpt, err
 from onchain.errors import InputError
 
 out = LazyConsole(pipe_width=160)
@@ -180,9 +184,19 @@ def backtest_cmd(
         Path | None,
         typer.Option("--chart", help="folder for reliability.png and roc.png"),
     ] = None,
+    store: Annotated[
+        bool,
+        typer.Option(
+            "--store",
+            help="keep the report in the store (--db, else ONCHAIN_DB_URL, else the config's "
+            "[store]): the API and the dashboard show it",
+        ),
+    ] = False,
+    config: StoreConfigOpt = None,
+    db: DbOpt = None,
 ) -> None:
     """Score the liquidation probabilities on a replayed price history (see module doc)."""
-    from onchain.backtest.run import load_history, run_backtest
+    from onchain.backtest.run import load_history
     from onchain.output import strict_json
 
     start_ts, end_ts = parse_date(start, "--start"), parse_date(end, "--end")
@@ -196,27 +210,44 @@ def backtest_cmd(
         chosen.append(MARKETS[m.lower()])
     if chart is not None and chart.exists() and not chart.is_dir():
         raise InputError(f"--chart {chart}: not a folder")
+    if not store and (db is not None or config is not None):
+        raise InputError("--db and --config name the store of --store: add --store")
     history = load_history(prices)
     from onchain.backtest.run import window_rows
 
     window_rows(history, start_ts, end_ts, horizon_h)  # bad windows fail before the devnet
+    protocols = tuple(dict.fromkeys(chosen))
+    from onchain.cli.stored import opened_store
 
-    def progress(done: int, total: int) -> None:
-        if done == 1 or done % 100 == 0 or done == total:
-            err.print(f"replayed {done}/{total} hours")
+    # opened (and its schema checked) before the devnet starts: a wrong store fails in a second
+    with opened_store(db, config) if store else nullcontext() as opened:
+        report = _run(
+            history,
+            start_ts,
+            end_ts,
+            horizon_h,
+            cadence_h,
+            borrowers,
+            seed,
+            protocols,
+            reuse_replay,
+        )
+        if opened is not None:
+            from onchain.store.backtests import record_backtest
 
-    report = run_backtest(
-        history,
-        start_ts,
-        end_ts,
-        horizon_h=horizon_h,
-        cadence_h=cadence_h,
-        borrowers=borrowers,
-        seed=seed,
-        protocols=tuple(dict.fromkeys(chosen)),
-        progress=progress,
-        reuse=reuse_replay,
-    )
+            run_id = record_backtest(
+                opened,
+                report,
+                prices=str(prices),
+                start_ts=start_ts,
+                end_ts=end_ts,
+                markets=protocols,
+            )
+            err.print(
+                f"stored as backtest run {run_id} in {opened.url} "
+                f"(onchain serve: /backtests/{run_id})"
+            )
+
     if chart is not None:
         from onchain.backtest.charts import write_charts
 
@@ -227,3 +258,35 @@ def backtest_cmd(
         print(strict_json(report))
     else:
         print_report(report)
+
+
+def _run(
+    history: Any,
+    start_ts: int,
+    end_ts: int,
+    horizon_h: int,
+    cadence_h: int,
+    borrowers: int,
+    seed: int,
+    protocols: tuple[str, ...],
+    reuse: bool,
+) -> dict[str, Any]:
+    """The backtest with its progress on stderr."""
+    from onchain.backtest.run import run_backtest
+
+    def progress(done: int, total: int) -> None:
+        if done == 1 or done % 100 == 0 or done == total:
+            err.print(f"replayed {done}/{total} hours")
+
+    return run_backtest(
+        history,
+        start_ts,
+        end_ts,
+        horizon_h=horizon_h,
+        cadence_h=cadence_h,
+        borrowers=borrowers,
+        seed=seed,
+        protocols=protocols,
+        progress=progress,
+        reuse=reuse,
+    )

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     Double,
@@ -483,3 +484,29 @@ class PositionLatestDetails(Base):
     market_key: Mapped[str] = mapped_column(Hash, primary_key=True)
     extra: Mapped[dict[str, Any]] = mapped_column(Json)
     assets: Mapped[list[Any]] = mapped_column(Json)
+
+
+class BacktestRun(Base):
+    """One `onchain backtest --store`: when it ran, its parameters, the counts and per-model
+    headline figures the list shows (`summary`), and the whole report as `--json` prints it
+    (non-finite floats as null), written in one transaction (0010). The API reads it back."""
+
+    __tablename__ = "backtest_runs"
+    __table_args__ = (Index(None, "ran_at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    ran_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    prices: Mapped[str] = mapped_column(Text)  # the --prices source as given
+    window_start: Mapped[datetime] = mapped_column(UtcDateTime)  # --start
+    window_end: Mapped[datetime] = mapped_column(UtcDateTime)  # --end (exclusive)
+    horizon_h: Mapped[int] = mapped_column(Integer)
+    cadence_h: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    borrowers: Mapped[int] = mapped_column(Integer)
+    markets: Mapped[list[str]] = mapped_column(Json)
+    models: Mapped[list[str]] = mapped_column(Json)
+    samples: Mapped[int] = mapped_column(Integer)
+    liquidations: Mapped[int] = mapped_column(Integer)
+    summary: Mapped[dict[str, Any]] = mapped_column(Json)
+    # json, not jsonb, on PostgreSQL: kept as written, so the report's keys keep their order
+    report: Mapped[dict[str, Any]] = mapped_column(JSON)
