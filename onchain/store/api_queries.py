@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from types import SimpleNamespace
 from typing import Any
 
@@ -32,6 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql import FromClause, Select
 
+from onchain.gc_pause import without_cycle_collection
 from onchain.model import AssetPosition, Position, fields_from_details
 from onchain.protocols.base import BookHealth
 from onchain.risk.book import DEFAULT_STABLE_SYMBOLS
@@ -64,7 +66,7 @@ from onchain.store.crud import (
 from onchain.store.db import Store
 from onchain.store.models import TIERS
 from onchain.store.queries import book_label
-from onchain.store.rows import asset_values, chunks, jsonable
+from onchain.store.rows import chunks, jsonable
 
 # (protocol, a book's stored change rows at a block) -> its exact figures row by row
 # (`onchain.app.stored_book.rebuild_book_figures`)
@@ -775,19 +777,47 @@ class _Assets:
         return [_asset_position(x, k.address, k.symbol, k.decimals) for k, x in held]
 
     def rebuilt(self, chain_id: int, p: Position) -> list[AssetPosition]:
-        """A rebuilt position's assets as its row written whole would hold them (`held` of
-        `changes.details_of`' entries)."""
-        held = [(self.by_address[(chain_id, x.asset)], asset_values(x)) for x in p.assets]
-        held.sort(key=lambda pair: pair[0].address)
-        return [_asset_position(x, k.address, k.symbol, k.decimals) for k, x in held]
+        """A rebuilt position's assets as its row written whole would hold them: `held` of
+        `changes.details_of`' entries (`asset_values`), field for field, without the dicts."""
+        by_address = self.by_address
+        held = []
+        for a in p.assets:
+            k = by_address[(chain_id, a.asset)]
+            price = a.liquidation_price_base
+            exact = (
+                price  # `asset_values`' exact twin, else the estimate rounded (`_asset_position`)
+            )
+            if price is not None and (not isinstance(price, int) or isinstance(price, bool)):
+                exact = round(price)
+            held.append(
+                (
+                    k.address,
+                    AssetPosition(
+                        k.address,
+                        k.symbol,
+                        k.decimals,
+                        a.price_base,
+                        a.collateral_raw,
+                        a.debt_raw,
+                        a.collateral_base,
+                        a.debt_base,
+                        bool(a.collateral_enabled),
+                        a.liquidation_threshold_bps,
+                        exact,
+                    ),
+                )
+            )
+        held.sort(key=itemgetter(0))
+        return [asset for _address, asset in held]
 
 
 def latest_positions(
     store: Store, market: str | None = None, rebuild: BookRebuild | None = None
 ) -> list[StoredPosition]:
     """Every position of each market's newest block (one market, or all), in a stable order
-    (`rebuild`: as `positions_page`'s)."""
-    with store.read() as conn:
+    (`rebuild`: as `positions_page`'s). Tens of thousands of rows and Positions, none in a
+    reference cycle: made with the cyclic collector paused."""
+    with store.read() as conn, without_cycle_collection():
         heads = heads_of(conn, market)
         rows: list[Any] = []
         for p in heads.tables():
