@@ -300,20 +300,21 @@ def _reads(stores: dict[str, Store], account: str, repeat: int, history_repeat: 
         "rebuilt positions' cache emptied before each run):"
     )
     for name, read in reads.items():
-        seconds = {}
         blocks = {}
-        for layout, store in [*stores.items(), ("cold", stores["changes"])]:
+        layouts = [*stores.items(), ("cold", stores["changes"])]
+        for layout, store in layouts:
             got = read(store)  # warm
-            runs = []
-            for _ in range(history_repeat if name in histories else repeat):
+            if name in histories:
+                blocks[layout] = max((len(series.points) for series in got), default=0)
+        runs: dict[str, list[float]] = {layout: [] for layout, _store in layouts}
+        for _ in range(history_repeat if name in histories else repeat):
+            for layout, store in layouts:  # in turn: a load that comes and goes hits them alike
                 if layout == "cold":
                     BOOKS.clear()
                 started = time.perf_counter()
                 read(store)
-                runs.append(time.perf_counter() - started)
-            seconds[layout] = statistics.median(runs)
-            if name in histories:
-                blocks[layout] = max((len(series.points) for series in got), default=0)
+                runs[layout].append(time.perf_counter() - started)
+        seconds = {layout: statistics.median(r) for layout, r in runs.items()}
         a, b, c = (seconds[k] * 1000 for k in ("snapshots", "changes", "cold"))
         print(
             f"    {name:<22} snapshots {a:>9.2f} ms  changes {b:>9.2f} ms  = {b / a:7.2%} of "
