@@ -24,6 +24,7 @@ from sqlalchemy import (
     case,
     cast,
     func,
+    literal,
     null,
     or_,
     select,
@@ -465,20 +466,22 @@ def positions_page(
         if where.min_debt_base is not None:
             conditions.append(uint_ge(conn, p.c.total_debt_base, where.min_debt_base))
         keys: list[tuple[int, int, str]] = []
-        total, skip, need = 0, offset, limit
-        counted: list[tuple[Segment, int]] | None = None
+        skip, need = offset, limit
+        bucketed: tuple[int, list[tuple[Segment, int]]] | None = None
         if where.account is None and p is T_LATEST:
-            counted = _bucketed(conn, conditions, sort, descending)
-            if counted is None:  # every row read: one pass, not a lookup per row by an index
+            bucketed = _bucketed(conn, conditions, sort, descending, offset + limit)
+            if bucketed is None:  # every row read: one pass, not a lookup per row by an index
                 conditions[0] = heads.scan(p)
-        if counted is None:
+        if bucketed is None:
             segments = _segments(p, conn, sort, descending)
             if where.account is not None:  # a handful of rows: one segment, sorted whole
                 segments = [([], _whole_order(p, conn, sort, descending))]
             counts = _segment_counts(conn, p, conditions, segments)
             counted = [(_made(s), n) for s, n in zip(segments, counts, strict=True)]
+            total = sum(counts)
+        else:
+            total, counted = bucketed
         for segment, n in counted:
-            total += n
             if need <= 0 or skip >= n:
                 skip = max(0, skip - n)
                 continue
@@ -502,12 +505,15 @@ def _made(segment: tuple[list[Any], list[Any]]) -> Segment:
 
 
 def _bucketed(
-    conn: Connection, conditions: list[Any], sort: str, descending: bool
-) -> list[tuple[Segment, int]] | None:
-    """The latest view's segments of `_segments`, each cut into its sort key's buckets
-    (`onchain.store.buckets`), with how many rows each holds, counted in one grouped pass
-    over an index: a page then reads and sorts only the buckets it covers. None: a sort with
-    no bucket (collateral, probability, account: one pass over the narrow rows)."""
+    conn: Connection, conditions: list[Any], sort: str, descending: bool, enough: int
+) -> tuple[int, list[tuple[Segment, int]]] | None:
+    """How many rows match, and the latest view's segments of `_segments`, each cut into its
+    sort key's buckets (`onchain.store.buckets`) with how many rows each holds, in order: a
+    page then reads and sorts only the buckets it covers. The segments are the sort's first
+    ones holding at least `enough` rows where the first buckets of each tier tell them
+    (`_bucket_head`: one statement, each tier's index range read only as far as those), else
+    every one, counted in one grouped pass over the index. None: a sort with no bucket
+    (collateral, probability, account: one pass over the narrow rows)."""
     p = T_LATEST
     tie = [p.c.account_id, p.c.market_key, p.c.market_id]
     bucket, value = {
@@ -517,14 +523,6 @@ def _bucketed(
     }.get(sort, (None, []))
     if bucket is None:
         return None
-    # by tier and bucket, the index's order (no sort to group), for the health factor too
-    groups = [p.c.risk_tier, bucket] if sort != "debt" else [bucket]
-    counts: dict[tuple[Any, ...], int] = {}
-    for *group, n in conn.execute(
-        select(*groups, func.count()).where(*conditions).group_by(*groups)
-    ):
-        key = tuple(group) if sort == "risk" else (group[-1],)
-        counts[key] = counts.get(key, 0) + int(n)
 
     def segment(tier: str | None, b: int | None) -> Segment:
         def made() -> tuple[list[Any], list[Any]]:
@@ -539,13 +537,102 @@ def _bucketed(
 
         return made
 
+    head = _bucket_head(conn, conditions, sort, descending, enough, bucket)
+    if head is not None:
+        total, first = head
+        return total, [(segment(tier, b), n) for tier, b, n in first]
+    # by tier and bucket, the index's order (no sort to group), for the health factor too
+    groups = [p.c.risk_tier, bucket] if sort != "debt" else [bucket]
+    counts: dict[tuple[Any, ...], int] = {}
+    for *group, n in conn.execute(
+        select(*groups, func.count()).where(*conditions).group_by(*groups)
+    ):
+        key = tuple(group) if sort == "risk" else (group[-1],)
+        counts[key] = counts.get(key, 0) + int(n)
     out: list[tuple[Segment, int]] = []
     for tier in TIERS if sort == "risk" else [None]:
         mine = {k[-1]: n for k, n in counts.items() if tier is None or k[0] == tier}
         out += [(segment(tier, b), mine[b]) for b in sorted(b for b in mine if b is not None)]
         if None in mine:
             out.append((segment(tier, None), mine[None]))
-    return out[::-1] if descending else out
+    return sum(n for _segment, n in out), out[::-1] if descending else out
+
+
+# buckets per tier that `_bucket_head` counts ahead of a page
+HEAD_BUCKETS = 4
+
+
+def _bucket_head(
+    conn: Connection,
+    conditions: list[Any],
+    sort: str,
+    descending: bool,
+    enough: int,
+    bucket: Any,
+) -> tuple[int, list[tuple[str | None, int | None, int]]] | None:
+    """How many rows match, and the sort's first (tier, bucket, rows) segments, in order, that
+    hold at least `enough` rows (fewer only where they are all), from one statement: the count,
+    and per tier (the risk and health-factor sorts) its first `HEAD_BUCKETS` buckets in the
+    page's direction, read along the index and no further, and its rows without one. None:
+    those do not reach `enough` rows."""
+    p = T_LATEST
+    tiers: list[str | None] = list(TIERS) if sort != "debt" else [None]
+    way = bucket.desc() if descending else bucket
+    everyone = [p.c.risk_tier.in_(TIERS)] if sort == "risk" else []  # as its segments
+    parts: list[Any] = [
+        select(literal(0).label("part"), null().label("b"), func.count()).where(
+            *conditions, *everyone
+        )
+    ]
+    for i, tier in enumerate(tiers):
+        mine = [*conditions, *([p.c.risk_tier == tier] if tier else [])]
+        first = (
+            select(bucket.label("b"), func.count().label("n"))
+            .where(*mine, bucket.is_not(None))
+            .group_by(bucket)
+            .order_by(way)
+            .limit(HEAD_BUCKETS)
+            .subquery()
+        )
+        parts.append(select(literal(2 * i + 1), first.c.b, first.c.n))
+        parts.append(
+            select(literal(2 * i + 2), null(), func.count()).where(*mine, bucket.is_(None))
+        )
+    found: dict[int, list[tuple[int, int]]] = {}
+    for part, b, n in conn.execute(union_all(*parts)):
+        found.setdefault(int(part), []).append((0 if b is None else int(b), int(n)))
+    total = found[0][0][1]
+    per_tier = []  # (its first buckets in the page's direction, its rows without one, more?)
+    for i in range(len(tiers)):
+        firsts = sorted(found.get(2 * i + 1, []), reverse=descending)
+        nulls = sum(n for _b, n in found.get(2 * i + 2, []))
+        per_tier.append((firsts, nulls, len(firsts) >= HEAD_BUCKETS))
+    if sort == "health_factor":  # every tier's buckets as one: known up to the nearest edge
+        edges = [firsts[-1][0] for firsts, _n, more in per_tier if more]
+        edge = (max(edges) if descending else min(edges)) if edges else None
+        merged: dict[int, int] = {}
+        for firsts, _n, _more in per_tier:
+            for b, n in firsts:
+                if edge is None or (b >= edge if descending else b <= edge):
+                    merged[b] = merged.get(b, 0) + n
+        ordered = sorted(merged.items(), reverse=descending)
+        per_tier = [(ordered, sum(n for _f, n, _m in per_tier), edge is not None)]
+        tiers = [None]
+    out: list[tuple[str | None, int | None, int]] = []
+    covered = 0
+    order = range(len(tiers) - 1, -1, -1) if descending else range(len(tiers))
+    for i in order:
+        firsts, nulls, more = per_tier[i]
+        mine = [(tiers[i], b, n) for b, n in firsts]
+        if nulls and descending:  # no value: first, descending
+            mine.insert(0, (tiers[i], None, nulls))
+        elif nulls and not more:  # no value: last, ascending
+            mine.append((tiers[i], None, nulls))
+        out += mine
+        covered += sum(n for _t, _b, n in mine)
+        if more or covered >= enough:
+            return (total, out) if covered >= enough else None
+    return total, out
 
 
 def _segment_counts(
