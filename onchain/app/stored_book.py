@@ -49,12 +49,12 @@ def rebuild_book(protocol: str, book: StoredBook) -> list[Position]:
 class BookCache:
     """Rebuilt positions by what they are a function of: the protocol, the market state's
     bytes, the block, and each account's state bytes (so no entry can stand for other stored
-    states: a new block, a reorg or an account's new state is another key). The newest
-    `BOOKS` market states are kept, each with the decoded market state and at most `ACCOUNTS`
+    states: a new block, a reorg or an account's new state is another key). The `BOOKS` market
+    states read last are kept, each with the decoded market state and at most `ACCOUNTS`
     accounts' positions. The Positions handed out are shared: readers copy what they keep."""
 
     BOOKS = 4
-    ACCOUNTS = 4096
+    ACCOUNTS = 2048  # ~3 KB an Aave Position: ~6 MB a book at most
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
