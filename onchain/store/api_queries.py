@@ -19,8 +19,10 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Double,
+    Integer,
     String,
     and_,
+    bindparam,
     case,
     cast,
     func,
@@ -469,7 +471,8 @@ def positions_page(
         skip, need = offset, limit
         bucketed: tuple[int, list[tuple[Segment, int]]] | None = None
         if where.account is None and p is T_LATEST:
-            bucketed = _bucketed(conn, conditions, sort, descending, offset + limit)
+            given = (sorted(heads.latest), where.tier, where.min_debt_base)
+            bucketed = _bucketed(conn, conditions, sort, descending, offset + limit, given)
             if bucketed is None:  # every row read: one pass, not a lookup per row by an index
                 conditions[0] = heads.scan(p)
         if bucketed is None:
@@ -505,14 +508,20 @@ def _made(segment: tuple[list[Any], list[Any]]) -> Segment:
 
 
 def _bucketed(
-    conn: Connection, conditions: list[Any], sort: str, descending: bool, enough: int
+    conn: Connection,
+    conditions: list[Any],
+    sort: str,
+    descending: bool,
+    enough: int,
+    given: Filtered,
 ) -> tuple[int, list[tuple[Segment, int]]] | None:
     """How many rows match, and the latest view's segments of `_segments`, each cut into its
     sort key's buckets (`onchain.store.buckets`) with how many rows each holds, in order: a
     page then reads and sorts only the buckets it covers. The segments are the sort's first
     ones holding at least `enough` rows where the first buckets of each tier tell them
     (`_bucket_head`: one statement, each tier's index range read only as far as those), else
-    every one, counted in one grouped pass over the index. None: a sort with no bucket
+    every one, counted in one grouped pass over the index. `given`: what `conditions` say
+    (`Filtered`). None: a sort with no bucket
     (collateral, probability, account: one pass over the narrow rows)."""
     p = T_LATEST
     tie = [p.c.account_id, p.c.market_key, p.c.market_id]
@@ -537,7 +546,7 @@ def _bucketed(
 
         return made
 
-    head = _bucket_head(conn, conditions, sort, descending, enough, bucket)
+    head = _bucket_head(conn, given, sort, descending, enough, bucket)
     if head is not None:
         total, first = head
         return total, [(segment(tier, b), n) for tier, b, n in first]
@@ -562,9 +571,17 @@ def _bucketed(
 HEAD_BUCKETS = 4
 
 
+# the conditions of a page of the latest view: (its markets, a tier, a least debt)
+Filtered = tuple[list[int], str | None, int | None]
+
+# `_bucket_head`'s statements by their shape (dialect, sort, order, filters), built once: the
+# values are bound at each read (building the statement costs about as much as running it)
+_HEADS: dict[tuple[Any, ...], Any] = {}
+
+
 def _bucket_head(
     conn: Connection,
-    conditions: list[Any],
+    given: Filtered,
     sort: str,
     descending: bool,
     enough: int,
@@ -575,31 +592,18 @@ def _bucket_head(
     and per tier (the risk and health-factor sorts) its first `HEAD_BUCKETS` buckets in the
     page's direction, read along the index and no further, and its rows without one. None:
     those do not reach `enough` rows."""
-    p = T_LATEST
+    markets, tier_wanted, min_debt = given
     tiers: list[str | None] = list(TIERS) if sort != "debt" else [None]
-    way = bucket.desc() if descending else bucket
-    everyone = [p.c.risk_tier.in_(TIERS)] if sort == "risk" else []  # as its segments
-    parts: list[Any] = [
-        select(literal(0).label("part"), null().label("b"), func.count()).where(
-            *conditions, *everyone
-        )
-    ]
-    for i, tier in enumerate(tiers):
-        mine = [*conditions, *([p.c.risk_tier == tier] if tier else [])]
-        first = (
-            select(bucket.label("b"), func.count().label("n"))
-            .where(*mine, bucket.is_not(None))
-            .group_by(bucket)
-            .order_by(way)
-            .limit(HEAD_BUCKETS)
-            .subquery()
-        )
-        parts.append(select(literal(2 * i + 1), first.c.b, first.c.n))
-        parts.append(
-            select(literal(2 * i + 2), null(), func.count()).where(*mine, bucket.is_(None))
-        )
+    shape = (conn.dialect.name, sort, descending, tier_wanted is not None, min_debt is not None)
+    statement = _HEADS.get(shape)
+    if statement is None:
+        statement = _HEADS[shape] = _head_statement(conn, shape, tiers, bucket)
+    values: dict[str, Any] = {"head_markets": markets, "head_tier": tier_wanted}
+    if min_debt is not None:
+        values |= {"head_debt": min_debt, "head_debt_text": str(min_debt)}
+        values["head_debt_digits"] = len(values["head_debt_text"])
     found: dict[int, list[tuple[int, int]]] = {}
-    for part, b, n in conn.execute(union_all(*parts)):
+    for part, b, n in conn.execute(statement, {k: v for k, v in values.items() if v is not None}):
         found.setdefault(int(part), []).append((0 if b is None else int(b), int(n)))
     total = found[0][0][1]
     per_tier = []  # (its first buckets in the page's direction, its rows without one, more?)
@@ -623,7 +627,7 @@ def _bucket_head(
     order = range(len(tiers) - 1, -1, -1) if descending else range(len(tiers))
     for i in order:
         firsts, nulls, more = per_tier[i]
-        mine = [(tiers[i], b, n) for b, n in firsts]
+        mine: list[tuple[str | None, int | None, int]] = [(tiers[i], b, n) for b, n in firsts]
         if nulls and descending:  # no value: first, descending
             mine.insert(0, (tiers[i], None, nulls))
         elif nulls and not more:  # no value: last, ascending
@@ -633,6 +637,58 @@ def _bucket_head(
         if more or covered >= enough:
             return (total, out) if covered >= enough else None
     return total, out
+
+
+def _head_statement(
+    conn: Connection, shape: tuple[Any, ...], tiers: list[str | None], bucket: Any
+) -> Any:
+    """`_bucket_head`'s statement for a shape, its values bound by name (head_markets,
+    head_tier, head_debt or head_debt_text and head_debt_digits: `uint_ge`'s)."""
+    p = T_LATEST
+    _dialect, sort, descending, tier_wanted, min_debt = shape
+    conditions: list[ColumnElement[bool]] = [
+        p.c.market_id.in_(bindparam("head_markets", expanding=True))
+    ]
+    if tier_wanted:
+        conditions.append(p.c.risk_tier == bindparam("head_tier", type_=p.c.risk_tier.type))
+    if min_debt:
+        conditions.append(_uint_ge_bound(conn, p.c.total_debt_base))
+    way = bucket.desc() if descending else bucket
+    everyone = [p.c.risk_tier.in_(TIERS)] if sort == "risk" else []  # as its segments
+    parts: list[Any] = [
+        select(literal(0).label("part"), null().label("b"), func.count()).where(
+            *conditions, *everyone
+        )
+    ]
+    for i, tier in enumerate(tiers):
+        mine = [*conditions, *([p.c.risk_tier == tier] if tier else [])]
+        first = (
+            select(bucket.label("b"), func.count().label("n"))
+            .where(*mine, bucket.is_not(None))
+            .group_by(bucket)
+            .order_by(way)
+            .limit(HEAD_BUCKETS)
+            .subquery()
+        )
+        parts.append(select(literal(2 * i + 1), first.c.b, first.c.n))
+        parts.append(
+            select(literal(2 * i + 2), null(), func.count()).where(*mine, bucket.is_(None))
+        )
+    return union_all(*parts)
+
+
+def _uint_ge_bound(conn: Connection, column: Any) -> ColumnElement[bool]:
+    """`uint_ge(conn, column, value)` with the value bound at each read (head_debt on
+    PostgreSQL; its digits, head_debt_text, and how many, head_debt_digits, on SQLite)."""
+    if conn.dialect.name == "postgresql":
+        return column >= bindparam("head_debt", type_=column.type)
+    as_text = type_coerce(column, String(78))
+    length = func.length(as_text)
+    digits = bindparam("head_debt_digits", type_=Integer)
+    return or_(
+        length > digits,
+        and_(length == digits, as_text >= bindparam("head_debt_text", type_=String(78))),
+    )
 
 
 def _segment_counts(
