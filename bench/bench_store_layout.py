@@ -25,6 +25,11 @@ where the change layout rebuilds each older block through the adapter.
         [--no-postgres | --no-sqlite] [--aave-only] [--repeat 15] [--history-repeat 15]
 
 At 30,000 accounts: `--accounts 30000 --aave-only` (the large devnet is cached Aave-only).
+`--keep DIR` copies the two SQLite stores there; `--reads-only DIR` then times the reads alone
+over them (copies: reading may leave a write-ahead log beside them), the change layout also
+cold (`stored_book.BOOKS`, the rebuilt positions kept between reads, emptied before each run):
+
+    .venv/bin/python bench/bench_store_layout.py --reads-only DIR [--repeat 9] --history-repeat 0
 """
 
 from __future__ import annotations
