@@ -25,6 +25,11 @@ where the change layout rebuilds each older block through the adapter.
         [--no-postgres | --no-sqlite] [--aave-only] [--repeat 15] [--history-repeat 15]
 
 At 30,000 accounts: `--accounts 30000 --aave-only` (the large devnet is cached Aave-only).
+`--keep DIR` copies the two SQLite stores there; `--reads-only DIR` then times the reads alone
+over them (copies: reading may leave a write-ahead log beside them), the change layout also
+cold (`stored_book.BOOKS`, the rebuilt positions kept between reads, emptied before each run):
+
+    .venv/bin/python bench/bench_store_layout.py --reads-only DIR [--repeat 9] --history-repeat 0
 """
 
 from __future__ import annotations
@@ -253,7 +258,12 @@ def _reads(stores: dict[str, Store], account: str, repeat: int, history_repeat: 
     whole book rebuilt per block takes seconds at tens of thousands of accounts)."""
     from eth_utils import to_checksum_address
 
-    from onchain.app.stored_book import rebuild_account, rebuild_book, rebuild_book_figures
+    from onchain.app.stored_book import (
+        BOOKS,
+        rebuild_account,
+        rebuild_book,
+        rebuild_book_figures,
+    )
     from onchain.store import api_queries as Q
     from onchain.store import queries
 
@@ -262,8 +272,20 @@ def _reads(stores: dict[str, Store], account: str, repeat: int, history_repeat: 
         "riskiest page (50)": lambda s: Q.positions_page(
             s, Q.PositionFilter(), limit=50, rebuild=rebuild_book
         ),
+        "by health factor (50)": lambda s: Q.positions_page(
+            s, Q.PositionFilter(), sort="health_factor", limit=50, rebuild=rebuild_book
+        ),
         "by debt, page 3": lambda s: Q.positions_page(
             s, Q.PositionFilter(), sort="debt", offset=100, rebuild=rebuild_book
+        ),
+        "by debt, descending": lambda s: Q.positions_page(
+            s, Q.PositionFilter(), sort="debt", descending=True, rebuild=rebuild_book
+        ),
+        "by probability (50)": lambda s: Q.positions_page(
+            s, Q.PositionFilter(), sort="probability", limit=50, rebuild=rebuild_book
+        ),
+        "by collateral, desc.": lambda s: Q.positions_page(
+            s, Q.PositionFilter(), sort="collateral", descending=True, rebuild=rebuild_book
         ),
         "one account": lambda s: Q.positions_page(
             s, Q.PositionFilter(account=who), limit=1000, rebuild=rebuild_book
@@ -276,23 +298,32 @@ def _reads(stores: dict[str, Store], account: str, repeat: int, history_repeat: 
         "account history": lambda s: queries.account_history(s, who, rebuild=rebuild_account),
     }
     histories = ("market history", "account history")
-    print(f"  reads (median of {repeat}; histories of {history_repeat}):")
+    if history_repeat <= 0:
+        reads = {k: v for k, v in reads.items() if k not in histories}
+    print(
+        f"  reads (median of {repeat}; histories of {history_repeat}; changes cold: the "
+        "rebuilt positions' cache emptied before each run):"
+    )
     for name, read in reads.items():
-        seconds = {}
         blocks = {}
-        for layout, store in stores.items():
+        layouts = [*stores.items(), ("cold", stores["changes"])]
+        for layout, store in layouts:
             got = read(store)  # warm
-            runs = []
-            for _ in range(history_repeat if name in histories else repeat):
-                started = time.perf_counter()
-                read(store)
-                runs.append(time.perf_counter() - started)
-            seconds[layout] = statistics.median(runs)
             if name in histories:
                 blocks[layout] = max((len(series.points) for series in got), default=0)
-        a, b = seconds["snapshots"] * 1000, seconds["changes"] * 1000
+        runs: dict[str, list[float]] = {layout: [] for layout, _store in layouts}
+        for _ in range(history_repeat if name in histories else repeat):
+            for layout, store in layouts:  # in turn: a load that comes and goes hits them alike
+                if layout == "cold":
+                    BOOKS.clear()
+                started = time.perf_counter()
+                read(store)
+                runs[layout].append(time.perf_counter() - started)
+        seconds = {layout: statistics.median(r) for layout, r in runs.items()}
+        a, b, c = (seconds[k] * 1000 for k in ("snapshots", "changes", "cold"))
         print(
-            f"    {name:<22} snapshots {a:>9.2f} ms  changes {b:>9.2f} ms  = {b / a:7.2%} of snapshots"
+            f"    {name:<22} snapshots {a:>9.2f} ms  changes {b:>9.2f} ms  = {b / a:7.2%} of "
+            f"snapshots  (cold {c:>9.2f} ms = {c / a:7.2%})"
         )
         if blocks:
             pa, pb = (
@@ -303,6 +334,30 @@ def _reads(stores: dict[str, Store], account: str, repeat: int, history_repeat: 
                 f"    {'  per block':<22} snapshots {pa:>9.2f} ms  changes {pb:>9.2f} ms  "
                 f"({blocks['changes']} blocks)"
             )
+
+
+def reads_only(folder: Path, repeat: int, history_repeat: int) -> None:
+    """`_reads` over stores kept by `--keep` (no devnet): their newest blocks as written, the
+    account read being the lowest-id account the snapshot store tracks."""
+    from sqlalchemy import select
+
+    stores = {layout: open_store(f"sqlite:///{folder / layout}.sqlite") for layout in LAYOUTS}
+    try:
+        with stores["snapshots"].read() as conn:
+            account = conn.execute(
+                select(crud.T_ACCOUNTS.c.address)
+                .join(
+                    crud.T_MARKET_ACCOUNTS,
+                    crud.T_MARKET_ACCOUNTS.c.account_id == crud.T_ACCOUNTS.c.id,
+                )
+                .order_by(crud.T_ACCOUNTS.c.id)
+                .limit(1)
+            ).scalar_one()
+        print(f"\nsqlite, kept stores in {folder}")
+        _reads(stores, account, repeat, history_repeat)
+    finally:
+        for store in stores.values():
+            store.close()
 
 
 def _report(kind: str, scenario: str, figures: dict[str, Figures], positions: int) -> None:
@@ -342,7 +397,17 @@ def main() -> None:
     parser.add_argument(
         "--keep", type=Path, help="copy the SQLite stores here after the writes (SQLite only)"
     )
+    parser.add_argument(
+        "--reads-only",
+        type=Path,
+        metavar="STORE_DIR",
+        help="only time the reads over stores kept by --keep (no devnet; --history-repeat 0: "
+        "without the histories)",
+    )
     args = parser.parse_args()
+    if args.reads_only is not None:
+        reads_only(args.reads_only, args.repeat, args.history_repeat)
+        return
     refresh_module.crud.write_snapshot = _timed_write  # type: ignore[assignment]
     kinds = [
         k for k, off in (("sqlite", args.no_sqlite), ("postgresql", args.no_postgres)) if not off

@@ -5,7 +5,11 @@ protocol's state itself."""
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from onchain.errors import InputError
 from onchain.protocols.base import BookHealth, ExactHealth, IncrementalAdapter, Position
@@ -33,8 +37,79 @@ def rebuild_account(
 
 def rebuild_book(protocol: str, book: StoredBook) -> list[Position]:
     """A whole book at a block stored in the change layout, decoded once, every field as a live
-    read gives it (the latest view's rows whose details are older than their block)."""
-    return rebuild_positions(book, _incremental(protocol))
+    read gives it (the latest view's rows whose details are older than their block). A small
+    book (an API page's rows) goes through `BOOKS`: the same page read again within a block
+    rebuilds nothing."""
+    incremental = _incremental(protocol)
+    if len(book.accounts) > BookCache.ACCOUNTS:
+        return rebuild_positions(book, incremental)
+    return BOOKS.positions(protocol, book, incremental)
+
+
+class BookCache:
+    """Rebuilt positions by what they are a function of: the protocol, the market state's
+    bytes, the block, and each account's state bytes (so no entry can stand for other stored
+    states: a new block, a reorg or an account's new state is another key). The `BOOKS` market
+    states read last are kept, each with the decoded market state and at most `ACCOUNTS`
+    accounts' positions. The Positions handed out are shared: readers copy what they keep."""
+
+    BOOKS = 4
+    ACCOUNTS = 2048  # ~3 KB an Aave Position: ~6 MB a book at most
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._books: OrderedDict[tuple[str, bytes, BlockRef], _CachedBook] = OrderedDict()
+
+    def clear(self) -> None:
+        """Every entry dropped (a reader timed cold)."""
+        with self._lock:
+            self._books.clear()
+
+    def positions(
+        self, protocol: str, book: StoredBook, incremental: IncrementalAdapter
+    ) -> list[Position]:
+        """`rebuild_positions(book, incremental)`, the accounts rebuilt before taken from here
+        (the others rebuilt together, as one book), in the book's account order."""
+        key = (protocol, book.market_state, book.block)
+        with self._lock:
+            cached = self._books.get(key)
+            if cached is not None:
+                self._books.move_to_end(key)
+        if cached is None:
+            cached = _CachedBook(incremental.decode_market_state(book.market_state))
+            with self._lock:
+                self._books[key] = cached
+                while len(self._books) > self.BOOKS:
+                    self._books.popitem(last=False)
+        known = cached.accounts
+        missing = [(a, blob) for a, blob in book.accounts.items() if (a, blob) not in known]
+        built: dict[str, list[Position]] = {a: [] for a, _blob in missing}
+        if missing:
+            states = [s for _a, blob in missing for s in incremental.decode_account_states(blob)]
+            got = incremental.positions_from_states(cached.market_state, states, book.block)
+            if any(p.account not in built for p in got):  # not the book's addresses: no cache
+                return rebuild_positions(book, incremental)
+            for p in got:
+                built[p.account].append(p)
+            with self._lock:
+                for a, blob in missing[: max(0, self.ACCOUNTS - len(known))]:
+                    known[(a, blob)] = built[a]
+            if len(missing) == len(book.accounts):  # nothing was kept: the adapter's order
+                return got
+        return [
+            p
+            for a, blob in book.accounts.items()
+            for p in (built[a] if a in built else known[(a, blob)])
+        ]
+
+
+@dataclass
+class _CachedBook:
+    market_state: Any
+    accounts: dict[tuple[str, bytes], list[Position]] = field(default_factory=dict)
+
+
+BOOKS = BookCache()
 
 
 def rebuild_book_figures(protocol: str, book: StoredBook) -> BookHealth:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,11 +19,14 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Double,
+    Integer,
     String,
     and_,
+    bindparam,
     case,
     cast,
     func,
+    literal,
     null,
     or_,
     select,
@@ -32,6 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql import FromClause, Select
 
+from onchain.gc_pause import without_cycle_collection
 from onchain.model import AssetPosition, Position, fields_from_details
 from onchain.protocols.base import BookHealth
 from onchain.risk.book import DEFAULT_STABLE_SYMBOLS
@@ -46,6 +51,7 @@ from onchain.store.changes import (
     latest_seek,
     newest_book,
     rebuilt_details,
+    rebuilt_positions,
     stale_details,
 )
 from onchain.store.crud import (
@@ -63,7 +69,7 @@ from onchain.store.crud import (
 from onchain.store.db import Store
 from onchain.store.models import TIERS
 from onchain.store.queries import book_label
-from onchain.store.rows import chunks
+from onchain.store.rows import chunks, jsonable
 
 # (protocol, a book's stored change rows at a block) -> its exact figures row by row
 # (`onchain.app.stored_book.rebuild_book_figures`)
@@ -244,47 +250,41 @@ def _position_rows(table: Any, details: bool = True) -> Select[Any]:
     """Position rows with their account and market, from the snapshot rows or the latest view
     (whose extras and asset rows, `assets`, are in its details table; the snapshot rows have
     `snapshot_id` and asset rows of their own). `details=False`: the latest view's rows
-    without them (NULL), for rows whose details are rebuilt anyway."""
+    with their details only where they are the row's block's (NULL elsewhere: rebuilt)."""
     p = table
     snapshots = table is T_POSITIONS
     d = T_LATEST_DETAILS
     query = select(
         p.c.snapshot_id if snapshots else null().label("snapshot_id"),
-        d.c.assets if details and not snapshots else null().label("assets"),
+        null().label("assets") if snapshots else d.c.assets,
         null().label("detail_block") if snapshots else p.c.detail_block,
         p.c.market_id,
         p.c.account_id,
         p.c.market_key,
         *(p.c[name] for name in VALUE_COLUMNS),
-        p.c.extra if snapshots else d.c.extra if details else null().label("extra"),
+        p.c.extra if snapshots else d.c.extra,
         T_ACCOUNTS.c.address,
         T_MARKETS.c.name.label("market_name"),
         T_MARKETS.c.address.label("market_address"),
         T_MARKETS.c.protocol,
+        T_MARKETS.c.chain_id.label("chain_id"),
     )
     query = query.join(T_ACCOUNTS, T_ACCOUNTS.c.id == p.c.account_id).join(
         T_MARKETS, T_MARKETS.c.id == p.c.market_id
     )
-    if snapshots or not details:
+    if snapshots:
         return query
-    return query.join(d, and_(*(d.c[k] == p.c[k] for k in KEY_LATEST)))
+    on = and_(*(d.c[k] == p.c[k] for k in KEY_LATEST))
+    if details:
+        return query.join(d, on)
+    current = (p.c.detail_block.is_(None)) | (p.c.detail_block == p.c.block_number)
+    return query.outerjoin(d, on & current)
 
 
 def _latest_rows(conn: Connection, where: Any) -> list[Any]:
     """The latest view's rows where `where`, with their details read only where they are the
-    row's block's (the others' are rebuilt: `fresh`)."""
-    p, d = T_LATEST, T_LATEST_DETAILS
-    rows = conn.execute(_position_rows(p, details=False).where(where)).all()
-    current = (p.c.detail_block.is_(None)) | (p.c.detail_block == p.c.block_number)
-    held = {
-        (r.market_id, r.account_id, r.market_key): {"extra": r.extra, "assets": r.assets}
-        for r in conn.execute(
-            select(d.c.market_id, d.c.account_id, d.c.market_key, d.c.extra, d.c.assets)
-            .join(p, and_(*(d.c[k] == p.c[k] for k in KEY_LATEST)))
-            .where(where & current)
-        )
-    }
-    return _overlaid(rows, held)
+    row's block's (the others' are rebuilt: `fresh`), in one statement."""
+    return list(conn.execute(_position_rows(T_LATEST, details=False).where(where)).all())
 
 
 def _overlaid(
@@ -332,14 +332,17 @@ class Heads:
 
 
 def heads_of(conn: Connection, market: str | None = None) -> Heads:
-    """Each market's newest block (one market, or all), split by layout."""
+    """Each market's newest block (one market, or all), split by layout: one statement, the
+    block the latest view's rows of each market are at read with it (`_latest_block`)."""
     s, mk = T_SNAPSHOTS, T_MARKETS
     newest = (
         select(s.c.market_id, func.max(s.c.block_number).label("block_number"))
         .group_by(s.c.market_id)
         .subquery()
     )
-    query = select(s.c.market_id, s.c.id, s.c.block_number, s.c.details).join(
+    query = select(
+        s.c.market_id, s.c.id, s.c.block_number, s.c.details, _latest_block(s.c.market_id)
+    ).join(
         newest,
         (newest.c.market_id == s.c.market_id) & (newest.c.block_number == s.c.block_number),
     )
@@ -350,19 +353,23 @@ def heads_of(conn: Connection, market: str | None = None) -> Heads:
         table, _where = newest_book(r.id, r.market_id, r.block_number, r.details)
         if table is T_POSITIONS:
             heads.snapshots[r.market_id] = r.id
-        elif _latest_block(conn, r.market_id) == r.block_number:
+        elif r.latest_block == r.block_number:
             heads.latest[r.market_id] = r.block_number
     return heads
 
 
-def _latest_block(conn: Connection, market_id: int) -> int | None:
+def _latest_block(market_id: Any) -> Any:
     """The block the market's rows of the latest view are at: one row's, as a block writes
     every row of the market (a replaced newest block leaves them at the replaced one until
     the next block is written: its market then has no rows to serve, as before)."""
     t = T_LATEST
-    return conn.execute(
-        select(t.c.block_number).where(t.c.market_id == market_id).limit(1)
-    ).scalar()
+    return (
+        select(t.c.block_number)
+        .where(t.c.market_id == market_id)
+        .limit(1)
+        .scalar_subquery()
+        .label("latest_block")
+    )
 
 
 def _book(heads: Heads) -> tuple[Any, list[Any]]:
@@ -461,20 +468,23 @@ def positions_page(
         if where.min_debt_base is not None:
             conditions.append(uint_ge(conn, p.c.total_debt_base, where.min_debt_base))
         keys: list[tuple[int, int, str]] = []
-        total, skip, need = 0, offset, limit
-        segments = _segments(p, conn, sort, descending)
-        counted: list[tuple[Segment, int]] | None = None
-        if where.account is not None:  # a handful of rows: one segment, sorted whole
-            segments = [([], _whole_order(p, conn, sort, descending))]
-        elif p is T_LATEST:
-            counted = _bucketed(conn, conditions, sort, descending)
-            if counted is None:  # every row read: one pass, not a lookup per row by an index
+        skip, need = offset, limit
+        bucketed: tuple[int, list[tuple[Segment, int]]] | None = None
+        if where.account is None and p is T_LATEST:
+            given = (sorted(heads.latest), where.tier, where.min_debt_base)
+            bucketed = _bucketed(conn, conditions, sort, descending, offset + limit, given)
+            if bucketed is None:  # every row read: one pass, not a lookup per row by an index
                 conditions[0] = heads.scan(p)
-        if counted is None:
+        if bucketed is None:
+            segments = _segments(p, conn, sort, descending)
+            if where.account is not None:  # a handful of rows: one segment, sorted whole
+                segments = [([], _whole_order(p, conn, sort, descending))]
             counts = _segment_counts(conn, p, conditions, segments)
             counted = [(_made(s), n) for s, n in zip(segments, counts, strict=True)]
+            total = sum(counts)
+        else:
+            total, counted = bucketed
         for segment, n in counted:
-            total += n
             if need <= 0 or skip >= n:
                 skip = max(0, skip - n)
                 continue
@@ -498,12 +508,21 @@ def _made(segment: tuple[list[Any], list[Any]]) -> Segment:
 
 
 def _bucketed(
-    conn: Connection, conditions: list[Any], sort: str, descending: bool
-) -> list[tuple[Segment, int]] | None:
-    """The latest view's segments of `_segments`, each cut into its sort key's buckets
-    (`onchain.store.buckets`), with how many rows each holds, counted in one grouped pass
-    over an index: a page then reads and sorts only the buckets it covers. None: a sort with
-    no bucket (collateral, probability, account: one pass over the narrow rows)."""
+    conn: Connection,
+    conditions: list[Any],
+    sort: str,
+    descending: bool,
+    enough: int,
+    given: Filtered,
+) -> tuple[int, list[tuple[Segment, int]]] | None:
+    """How many rows match, and the latest view's segments of `_segments`, each cut into its
+    sort key's buckets (`onchain.store.buckets`) with how many rows each holds, in order: a
+    page then reads and sorts only the buckets it covers. The segments are the sort's first
+    ones holding at least `enough` rows where the first buckets of each tier tell them
+    (`_bucket_head`: one statement, each tier's index range read only as far as those), else
+    every one, counted in one grouped pass over the index. `given`: what `conditions` say
+    (`Filtered`). None: a sort with no bucket
+    (collateral, probability, account: one pass over the narrow rows)."""
     p = T_LATEST
     tie = [p.c.account_id, p.c.market_key, p.c.market_id]
     bucket, value = {
@@ -513,14 +532,6 @@ def _bucketed(
     }.get(sort, (None, []))
     if bucket is None:
         return None
-    # by tier and bucket, the index's order (no sort to group), for the health factor too
-    groups = [p.c.risk_tier, bucket] if sort != "debt" else [bucket]
-    counts: dict[tuple[Any, ...], int] = {}
-    for *group, n in conn.execute(
-        select(*groups, func.count()).where(*conditions).group_by(*groups)
-    ):
-        key = tuple(group) if sort == "risk" else (group[-1],)
-        counts[key] = counts.get(key, 0) + int(n)
 
     def segment(tier: str | None, b: int | None) -> Segment:
         def made() -> tuple[list[Any], list[Any]]:
@@ -535,13 +546,149 @@ def _bucketed(
 
         return made
 
+    head = _bucket_head(conn, given, sort, descending, enough, bucket)
+    if head is not None:
+        total, first = head
+        return total, [(segment(tier, b), n) for tier, b, n in first]
+    # by tier and bucket, the index's order (no sort to group), for the health factor too
+    groups = [p.c.risk_tier, bucket] if sort != "debt" else [bucket]
+    counts: dict[tuple[Any, ...], int] = {}
+    for *group, n in conn.execute(
+        select(*groups, func.count()).where(*conditions).group_by(*groups)
+    ):
+        key = tuple(group) if sort == "risk" else (group[-1],)
+        counts[key] = counts.get(key, 0) + int(n)
     out: list[tuple[Segment, int]] = []
     for tier in TIERS if sort == "risk" else [None]:
         mine = {k[-1]: n for k, n in counts.items() if tier is None or k[0] == tier}
         out += [(segment(tier, b), mine[b]) for b in sorted(b for b in mine if b is not None)]
         if None in mine:
             out.append((segment(tier, None), mine[None]))
-    return out[::-1] if descending else out
+    return sum(n for _segment, n in out), out[::-1] if descending else out
+
+
+# buckets per tier that `_bucket_head` counts ahead of a page
+HEAD_BUCKETS = 4
+
+
+# the conditions of a page of the latest view: (its markets, a tier, a least debt)
+Filtered = tuple[list[int], str | None, int | None]
+
+# `_bucket_head`'s statements by their shape (dialect, sort, order, filters), built once: the
+# values are bound at each read (building the statement costs about as much as running it)
+_HEADS: dict[tuple[Any, ...], Any] = {}
+
+
+def _bucket_head(
+    conn: Connection,
+    given: Filtered,
+    sort: str,
+    descending: bool,
+    enough: int,
+    bucket: Any,
+) -> tuple[int, list[tuple[str | None, int | None, int]]] | None:
+    """How many rows match, and the sort's first (tier, bucket, rows) segments, in order, that
+    hold at least `enough` rows (fewer only where they are all), from one statement: the count,
+    and per tier (the risk and health-factor sorts) its first `HEAD_BUCKETS` buckets in the
+    page's direction, read along the index and no further, and its rows without one. None:
+    those do not reach `enough` rows."""
+    markets, tier_wanted, min_debt = given
+    tiers: list[str | None] = list(TIERS) if sort != "debt" else [None]
+    shape = (conn.dialect.name, sort, descending, tier_wanted is not None, min_debt is not None)
+    statement = _HEADS.get(shape)
+    if statement is None:
+        statement = _HEADS[shape] = _head_statement(conn, shape, tiers, bucket)
+    values: dict[str, Any] = {"head_markets": markets, "head_tier": tier_wanted}
+    if min_debt is not None:
+        values |= {"head_debt": min_debt, "head_debt_text": str(min_debt)}
+        values["head_debt_digits"] = len(values["head_debt_text"])
+    found: dict[int, list[tuple[int, int]]] = {}
+    for part, b, n in conn.execute(statement, {k: v for k, v in values.items() if v is not None}):
+        found.setdefault(int(part), []).append((0 if b is None else int(b), int(n)))
+    total = found[0][0][1]
+    per_tier = []  # (its first buckets in the page's direction, its rows without one, more?)
+    for i in range(len(tiers)):
+        firsts = sorted(found.get(2 * i + 1, []), reverse=descending)
+        nulls = sum(n for _b, n in found.get(2 * i + 2, []))
+        per_tier.append((firsts, nulls, len(firsts) >= HEAD_BUCKETS))
+    if sort == "health_factor":  # every tier's buckets as one: known up to the nearest edge
+        edges = [firsts[-1][0] for firsts, _n, more in per_tier if more]
+        edge = (max(edges) if descending else min(edges)) if edges else None
+        merged: dict[int, int] = {}
+        for firsts, _n, _more in per_tier:
+            for b, n in firsts:
+                if edge is None or (b >= edge if descending else b <= edge):
+                    merged[b] = merged.get(b, 0) + n
+        ordered = sorted(merged.items(), reverse=descending)
+        per_tier = [(ordered, sum(n for _f, n, _m in per_tier), edge is not None)]
+        tiers = [None]
+    out: list[tuple[str | None, int | None, int]] = []
+    covered = 0
+    order = range(len(tiers) - 1, -1, -1) if descending else range(len(tiers))
+    for i in order:
+        firsts, nulls, more = per_tier[i]
+        mine: list[tuple[str | None, int | None, int]] = [(tiers[i], b, n) for b, n in firsts]
+        if nulls and descending:  # no value: first, descending
+            mine.insert(0, (tiers[i], None, nulls))
+        elif nulls and not more:  # no value: last, ascending
+            mine.append((tiers[i], None, nulls))
+        out += mine
+        covered += sum(n for _t, _b, n in mine)
+        if more or covered >= enough:
+            return (total, out) if covered >= enough else None
+    return total, out
+
+
+def _head_statement(
+    conn: Connection, shape: tuple[Any, ...], tiers: list[str | None], bucket: Any
+) -> Any:
+    """`_bucket_head`'s statement for a shape, its values bound by name (head_markets,
+    head_tier, head_debt or head_debt_text and head_debt_digits: `uint_ge`'s)."""
+    p = T_LATEST
+    _dialect, sort, descending, tier_wanted, min_debt = shape
+    conditions: list[ColumnElement[bool]] = [
+        p.c.market_id.in_(bindparam("head_markets", expanding=True))
+    ]
+    if tier_wanted:
+        conditions.append(p.c.risk_tier == bindparam("head_tier", type_=p.c.risk_tier.type))
+    if min_debt:
+        conditions.append(_uint_ge_bound(conn, p.c.total_debt_base))
+    way = bucket.desc() if descending else bucket
+    everyone = [p.c.risk_tier.in_(TIERS)] if sort == "risk" else []  # as its segments
+    parts: list[Any] = [
+        select(literal(0).label("part"), null().label("b"), func.count()).where(
+            *conditions, *everyone
+        )
+    ]
+    for i, tier in enumerate(tiers):
+        mine = [*conditions, *([p.c.risk_tier == tier] if tier else [])]
+        first = (
+            select(bucket.label("b"), func.count().label("n"))
+            .where(*mine, bucket.is_not(None))
+            .group_by(bucket)
+            .order_by(way)
+            .limit(HEAD_BUCKETS)
+            .subquery()
+        )
+        parts.append(select(literal(2 * i + 1), first.c.b, first.c.n))
+        parts.append(
+            select(literal(2 * i + 2), null(), func.count()).where(*mine, bucket.is_(None))
+        )
+    return union_all(*parts)
+
+
+def _uint_ge_bound(conn: Connection, column: Any) -> ColumnElement[bool]:
+    """`uint_ge(conn, column, value)` with the value bound at each read (head_debt on
+    PostgreSQL; its digits, head_debt_text, and how many, head_debt_digits, on SQLite)."""
+    if conn.dialect.name == "postgresql":
+        return column >= bindparam("head_debt", type_=column.type)
+    as_text = type_coerce(column, String(78))
+    length = func.length(as_text)
+    digits = bindparam("head_debt_digits", type_=Integer)
+    return or_(
+        length > digits,
+        and_(length == digits, as_text >= bindparam("head_debt_text", type_=String(78))),
+    )
 
 
 def _segment_counts(
@@ -589,7 +736,7 @@ def _rows_in_order(
             )
             for r in got:
                 rows[(r.market_id, r.account_id, r.market_key)] = r
-    return _with_assets(conn, fresh(conn, [rows[k] for k in keys if k in rows], rebuild))
+    return _stored(conn, [rows[k] for k in keys if k in rows], rebuild)
 
 
 def fresh(conn: Connection, rows: Sequence[Any], rebuild: BookRebuild | None) -> list[Any]:
@@ -607,6 +754,24 @@ def fresh(conn: Connection, rows: Sequence[Any], rebuild: BookRebuild | None) ->
         for (aid, key), rebuilt in rebuilt_details(conn, market_id, mine, rebuild).items():
             details[(market_id, aid, key)] = rebuilt
     return _overlaid(rows, details)
+
+
+def _rebuilt(
+    conn: Connection, rows: Sequence[Any], rebuild: BookRebuild | None
+) -> dict[tuple[int, int, str], Position]:
+    """(market, account, book) -> the position rebuilt for each latest-view row older than its
+    block (`fresh`'s rows; `_stored` reads their details off it)."""
+    stale = [r for r in rows if stale_details(r)]
+    if not stale:
+        return {}
+    if rebuild is None:
+        raise ValueError("latest rows with older details need the adapters' rebuild")
+    out: dict[tuple[int, int, str], Position] = {}
+    for market_id in sorted({r.market_id for r in stale}):
+        mine = [r for r in stale if r.market_id == market_id]
+        for (aid, key), p in rebuilt_positions(conn, market_id, mine, rebuild).items():
+            out[(market_id, aid, key)] = p
+    return out
 
 
 def _asset_position(r: Any, address: str, symbol: str, decimals: int) -> AssetPosition:
@@ -629,10 +794,24 @@ def _asset_position(r: Any, address: str, symbol: str, decimals: int) -> AssetPo
     )
 
 
-def _with_assets(conn: Connection, rows: Sequence[Any]) -> list[StoredPosition]:
+def _stored(
+    conn: Connection, rows: Sequence[Any], rebuild: BookRebuild | None
+) -> list[StoredPosition]:
+    """The rows (`_position_rows`') as StoredPositions: `_with_assets(conn, fresh(conn, rows,
+    rebuild))`, the rebuilt rows' details read off their positions (no row copied)."""
+    return _with_assets(conn, rows, _rebuilt(conn, rows, rebuild))
+
+
+def _with_assets(
+    conn: Connection,
+    rows: Sequence[Any],
+    rebuilt: Mapping[tuple[int, int, str], Position] | None = None,
+) -> list[StoredPosition]:
     """The rows as StoredPositions, their assets read in one query per chunk (snapshot rows)
-    or from the latest view's own `assets`."""
+    or from the latest view's own `assets`; a row with a `rebuilt` position (by market,
+    account, book) takes its details from it, as `fresh` lays them over the row."""
     a = T_ASSET_POSITIONS
+    rebuilt = rebuilt or {}
     wanted = {(r.snapshot_id, r.account_id, r.market_key) for r in rows if r.snapshot_id}
     assets: dict[tuple[int, int, str], list[AssetPosition]] = {}
     by_snapshot: dict[int, set[int]] = {}
@@ -669,78 +848,128 @@ def _with_assets(conn: Connection, rows: Sequence[Any]) -> list[StoredPosition]:
                     assets.setdefault(key, []).append(
                         _asset_position(row, r.address, r.symbol, r.decimals)
                     )
-    held = _held_assets(conn, [r for r in rows if not r.snapshot_id])
+    known = _Assets.read(conn) if any(not r.snapshot_id for r in rows) else _Assets({}, {})
     out = []
     for r in rows:
-        mine = held.get(id(r)) or assets.get((r.snapshot_id, r.account_id, r.market_key), [])
-        position = Position(
-            protocol=r.protocol,
-            market=r.market_key,
-            account=r.address,
-            block=BlockRef(r.block_number, r.block_hash, r.block_timestamp),
-            health_factor=r.health_factor,
-            liquidatable=bool(r.liquidatable),
-            total_collateral_base=r.total_collateral_base,
-            total_debt_base=r.total_debt_base,
-            available_borrows_base=r.available_borrows_base,
-            liquidation_threshold_bps=r.liquidation_threshold_bps,
-            ltv_bps=r.ltv_bps,
-            base_currency_decimals=r.base_currency_decimals,
-            assets=tuple(mine),
-            extra=dict(r.extra or {}),
-            **fields_from_details(r.extra or {}),
-        )
-        out.append(
-            StoredPosition(
-                r.market_name,
-                label_of(r.market_name, r.market_address, r.market_key, r.extra),
-                position,
-                r.risk_tier,
-                r.risk_reason,
-                r.risk_reasons,
-                r.liquidation_probability,
-                r.pending_health_factor,
-                r.horizon_s,
-            )
-        )
+        p = rebuilt.get((r.market_id, r.account_id, r.market_key))
+        if p is not None:
+            out.append(_position(r, known.rebuilt(r.chain_id, p), p))
+            continue
+        if r.snapshot_id:
+            mine = assets.get((r.snapshot_id, r.account_id, r.market_key), [])
+        else:
+            mine = known.held(r.assets)
+        out.append(_position(r, mine))
     return out
 
 
-def _held_assets(conn: Connection, rows: Sequence[Any]) -> dict[int, list[AssetPosition]]:
-    """id(row) -> the asset rows a latest-view row holds, in the snapshot rows' order (by
-    asset address)."""
-    ids = sorted({int(x["asset_id"]) for r in rows for x in r.assets or ()})
-    known: dict[int, Any] = {}
-    for chunk in chunks(ids):
-        for asset in conn.execute(
-            select(T_ASSETS.c.id, T_ASSETS.c.address, T_ASSETS.c.symbol, T_ASSETS.c.decimals).where(
-                T_ASSETS.c.id.in_(chunk)
-            )
-        ):
-            known[asset.id] = asset
-    out = {}
-    for r in rows:
-        held = [(known[int(x["asset_id"])], x) for x in r.assets or ()]
+def _position(r: Any, assets: list[AssetPosition], p: Position | None = None) -> StoredPosition:
+    """A stored row as a StoredPosition, with `p`'s details (`changes.DETAILS`) where its own
+    are older than its block (`p` rebuilt at its block: what `fresh` lays over the row)."""
+    d = r if p is None else p
+    extra = r.extra if p is None else jsonable(p.extra)
+    position = Position(
+        protocol=r.protocol,
+        market=r.market_key,
+        account=r.address,
+        block=BlockRef(r.block_number, r.block_hash, r.block_timestamp),
+        health_factor=r.health_factor,
+        liquidatable=bool(r.liquidatable),
+        total_collateral_base=r.total_collateral_base,
+        total_debt_base=r.total_debt_base,
+        available_borrows_base=d.available_borrows_base,
+        liquidation_threshold_bps=d.liquidation_threshold_bps,
+        ltv_bps=d.ltv_bps,
+        base_currency_decimals=d.base_currency_decimals,
+        assets=tuple(assets),
+        extra=dict(extra or {}),
+        **fields_from_details(extra or {}),
+    )
+    return StoredPosition(
+        r.market_name,
+        label_of(r.market_name, r.market_address, r.market_key, extra),
+        position,
+        r.risk_tier,
+        r.risk_reason,
+        r.risk_reasons,
+        r.liquidation_probability,
+        r.pending_health_factor,
+        r.horizon_s,
+    )
+
+
+@dataclass(frozen=True)
+class _Assets:
+    """The registered assets (tens per chain), read in one statement: a latest-view row's asset
+    entries name them by id, a rebuilt position's by address."""
+
+    by_id: dict[int, Any]
+    by_address: dict[tuple[int, str], Any]  # (chain id, address)
+
+    @classmethod
+    def read(cls, conn: Connection) -> _Assets:
+        t = T_ASSETS
+        rows = conn.execute(select(t.c.id, t.c.chain_id, t.c.address, t.c.symbol, t.c.decimals))
+        by_id = {r.id: r for r in rows}
+        return cls(by_id, {(r.chain_id, r.address): r for r in by_id.values()})
+
+    def held(self, entries: Sequence[Mapping[str, Any]] | None) -> list[AssetPosition]:
+        """A latest-view row's asset entries, in the snapshot rows' order (by asset address)."""
+        held = [(self.by_id[int(x["asset_id"])], x) for x in entries or ()]
         held.sort(key=lambda pair: pair[0].address)
-        out[id(r)] = [_asset_position(x, k.address, k.symbol, k.decimals) for k, x in held]
-    return out
+        return [_asset_position(x, k.address, k.symbol, k.decimals) for k, x in held]
+
+    def rebuilt(self, chain_id: int, p: Position) -> list[AssetPosition]:
+        """A rebuilt position's assets as its row written whole would hold them: `held` of
+        `changes.details_of`' entries (`asset_values`), field for field, without the dicts."""
+        by_address = self.by_address
+        held = []
+        for a in p.assets:
+            k = by_address[(chain_id, a.asset)]
+            price = a.liquidation_price_base
+            exact = (
+                price  # `asset_values`' exact twin, else the estimate rounded (`_asset_position`)
+            )
+            if price is not None and (not isinstance(price, int) or isinstance(price, bool)):
+                exact = round(price)
+            held.append(
+                (
+                    k.address,
+                    AssetPosition(
+                        k.address,
+                        k.symbol,
+                        k.decimals,
+                        a.price_base,
+                        a.collateral_raw,
+                        a.debt_raw,
+                        a.collateral_base,
+                        a.debt_base,
+                        bool(a.collateral_enabled),
+                        a.liquidation_threshold_bps,
+                        exact,
+                    ),
+                )
+            )
+        held.sort(key=itemgetter(0))
+        return [asset for _address, asset in held]
 
 
 def latest_positions(
     store: Store, market: str | None = None, rebuild: BookRebuild | None = None
 ) -> list[StoredPosition]:
     """Every position of each market's newest block (one market, or all), in a stable order
-    (`rebuild`: as `positions_page`'s)."""
-    with store.read() as conn:
+    (`rebuild`: as `positions_page`'s). Tens of thousands of rows and Positions, none in a
+    reference cycle: made with the cyclic collector paused."""
+    with store.read() as conn, without_cycle_collection():
         heads = heads_of(conn, market)
         rows: list[Any] = []
         for p in heads.tables():
             if p is T_LATEST:
-                rows += _latest_rows(conn, heads.where(p))
+                rows += _latest_rows(conn, heads.scan(p))
             else:
                 rows += conn.execute(_position_rows(p).where(heads.where(p))).all()
         rows.sort(key=lambda r: (r.market_name, r.market_key, r.address))
-        return _with_assets(conn, fresh(conn, rows, rebuild))
+        return _stored(conn, rows, rebuild)
 
 
 def account_known(store: Store, address: str) -> bool:

@@ -1063,66 +1063,104 @@ def stale_details(row: Any) -> bool:
 
 
 def rebuilt_details(
-    conn: Connection, market_id: int, rows: Sequence[Any], rebuild: BookRebuild
+    conn: Connection,
+    market_id: int,
+    rows: Sequence[Any],
+    rebuild: BookRebuild,
+    asset_ids: Mapping[str, int] | None = None,
 ) -> dict[tuple[int, str], dict[str, Any]]:
     """(account id, market key) -> the `DETAILS` columns of these latest-view rows of one
     market, rebuilt exactly from the stored states at each row's block, as a row written whole
     at that block holds them. Rows: account_id, market_key, block_number, block_hash,
-    block_timestamp."""
+    block_timestamp (and `address`, which saves reading it). `asset_ids`: the chain's assets'
+    ids by address where the caller has them (`_asset_ids_of`)."""
+    positions = rebuilt_positions(conn, market_id, rows, rebuild)
+    if not positions:
+        return {}
+    if asset_ids is None:
+        chain_id = conn.execute(
+            select(m.Market.chain_id).where(m.Market.id == market_id)
+        ).scalar_one()
+        asset_ids = _asset_ids_of(conn, chain_id)
+    return {key: details_of(p, asset_ids) for key, p in positions.items()}
+
+
+def details_of(p: Position, asset_ids: Mapping[str, int]) -> dict[str, Any]:
+    """A rebuilt position's `DETAILS` columns, as a row written whole holds them."""
+    return {
+        "base_currency_decimals": p.base_currency_decimals,
+        "available_borrows_base": p.available_borrows_base,
+        "liquidation_threshold_bps": p.liquidation_threshold_bps,
+        "ltv_bps": p.ltv_bps,
+        "extra": jsonable(p.extra),
+        # as `assets` reads back from JSON (asset_values' are JSON's types already)
+        "assets": [{"asset_id": asset_ids[a.asset], **asset_values(a)} for a in p.assets],
+    }
+
+
+# from this many rows of one block, their states are read in one pass over the market's (as a
+# book's: `states_at`) rather than by account id, chunk by chunk
+BOOK_ROWS = 2 * IN_CHUNK
+
+
+def rebuilt_positions(
+    conn: Connection, market_id: int, rows: Sequence[Any], rebuild: BookRebuild
+) -> dict[tuple[int, str], Position]:
+    """(account id, market key) -> the position of these latest-view rows of one market, rebuilt
+    exactly from the stored states at each row's block (`rebuilt_details`' rows); a row whose
+    account has no state there has none. Many rows: the book's states in one pass, each
+    account's address taken from its row."""
     if not rows:
         return {}
-    market = conn.execute(
-        select(m.Market.chain_id, m.Market.protocol).where(m.Market.id == market_id)
-    ).one()
-    out: dict[tuple[int, str], dict[str, Any]] = {}
+    head = conn.execute(
+        select(m.Market.protocol, T_MARKET_STATES.c.block_number, T_MARKET_STATES.c.state)
+        .join(T_MARKET_STATES, T_MARKET_STATES.c.market_id == m.Market.id)
+        .where(
+            (m.Market.id == market_id)
+            & T_MARKET_STATES.c.block_number.in_(sorted({r.block_number for r in rows}))
+        )
+    ).all()
+    blobs = {number: blob for _protocol, number, blob in head}
+    out: dict[tuple[int, str], Position] = {}
     for number in sorted({r.block_number for r in rows}):
         at = [r for r in rows if r.block_number == number]
-        blob = conn.execute(
-            select(T_MARKET_STATES.c.state).where(
-                (T_MARKET_STATES.c.market_id == market_id)
-                & (T_MARKET_STATES.c.block_number == number)
-            )
-        ).scalar_one()
-        ids = sorted({r.account_id for r in at})
-        addresses: dict[int, str] = {}
-        states: dict[int, bytes | None] = {}
-        t = T_ACCOUNT_STATES
-        for chunk in chunks(ids):
-            addresses.update(
-                conn.execute(
-                    select(T_ACCOUNTS.c.id, T_ACCOUNTS.c.address).where(T_ACCOUNTS.c.id.in_(chunk))
-                ).all()
-            )
-            for aid, state in conn.execute(
-                select(t.c.account_id, t.c.state)
-                .where(
-                    (t.c.market_id == market_id)
-                    & t.c.account_id.in_(chunk)
-                    & (t.c.block_number <= number)
-                )
-                .order_by(t.c.account_id, t.c.block_number)
-            ):
-                states[aid] = state  # the newest at or before the block wins
+        states = _states_of(conn, market_id, number, at)
         first = at[0]
         book = StoredBook(
             BlockRef(number, first.block_hash, first.block_timestamp),
-            blob,
-            {addresses[aid]: state for aid, state in states.items() if state is not None},
+            blobs[number],
+            {address: state for address, state in states.values() if state is not None},
             {},
         )
-        ids_of = {address: aid for aid, address in addresses.items()}
-        positions = rebuild(market.protocol, book)
-        asset_ids = _asset_ids_of(conn, market.chain_id)
-        for p in positions:
-            out[(ids_of[p.account], p.market)] = {
-                "base_currency_decimals": p.base_currency_decimals,
-                "available_borrows_base": p.available_borrows_base,
-                "liquidation_threshold_bps": p.liquidation_threshold_bps,
-                "ltv_bps": p.ltv_bps,
-                "extra": jsonable(p.extra),
-                # as `assets` reads back from JSON (asset_values' are JSON's types already)
-                "assets": [{"asset_id": asset_ids[a.asset], **asset_values(a)} for a in p.assets],
-            }
+        ids_of = {address: aid for aid, (address, _state) in states.items()}
+        for p in rebuild(head[0].protocol, book):
+            out[(ids_of[p.account], p.market)] = p
+    return out
+
+
+def _states_of(
+    conn: Connection, market_id: int, number: int, rows: Sequence[Any]
+) -> dict[int, tuple[str, bytes | None]]:
+    """account id -> (address, its kept state at block `number`) for the accounts of `rows`."""
+    ids = sorted({r.account_id for r in rows})
+    if len(ids) >= BOOK_ROWS and all(hasattr(r, "address") for r in rows):
+        addresses = {r.account_id: r.address for r in rows}
+        every = states_at(conn, market_id, number)
+        return {aid: (addresses[aid], every.get(aid)) for aid in ids}
+    t, a = T_ACCOUNT_STATES, T_ACCOUNTS
+    out: dict[int, tuple[str, bytes | None]] = {}
+    for chunk in chunks(ids):
+        for aid, address, state in conn.execute(
+            select(t.c.account_id, a.c.address, t.c.state)
+            .join(a, a.c.id == t.c.account_id)
+            .where(
+                (t.c.market_id == market_id)
+                & t.c.account_id.in_(chunk)
+                & (t.c.block_number <= number)
+            )
+            .order_by(t.c.account_id, t.c.block_number)
+        ):
+            out[aid] = (address, state)  # the newest at or before the block wins
     return out
 
 

@@ -65,12 +65,14 @@ def _write(
     n: int,
     lean: bool = True,
     standing: changes.Standing | None = None,
+    tiers: TierThresholds | None = None,
 ) -> crud.WriteResult:
     """Block n, every fifth account written whole (lean), or every row whole; `standing`: the
-    writer's memory across blocks, as the daemon keeps it."""
+    writer's memory across blocks, as the daemon keeps it; `tiers`: the health factors the
+    tiers change at."""
     blk = _block(n)
     positions = _positions(n, blk)
-    assessed = assess(positions, TierThresholds())
+    assessed = assess(positions, tiers or TierThresholds())
     if standing is not None:  # as the risk module tiers (a health-factor rule's is not kept)
         assessed = [
             dataclasses.replace(a, reasons=[], probability=(i % 7) / 10, horizon_s=21600.0)
@@ -169,6 +171,11 @@ def test_buckets_follow_the_values_and_every_page_is_the_sorted_book(
     rows = list(_rows(store).values())
     assert {r.risk_tier for r in rows} >= {"SAFE", "LIQUIDATABLE"}
     assert sum(r.detail_block != r.block_number for r in rows) > ACCOUNTS // 2
+    _every_page_is_the_sorted_book(store, ("SAFE", "LIQUIDATABLE"))
+
+
+def _every_page_is_the_sorted_book(store: Store, tiers: tuple[str, ...]) -> None:
+    rows = list(_rows(store).values())
     with store.read() as conn:
         addresses = dict(
             conn.execute(select(crud.T_ACCOUNTS.c.id, crud.T_ACCOUNTS.c.address)).all()
@@ -176,11 +183,30 @@ def test_buckets_follow_the_values_and_every_page_is_the_sorted_book(
     for sort in SORTS:
         for descending in (False, True):
             expected = _expected(rows, sort, descending, addresses)
-            assert _pages(store, sort, descending, None, 7) == expected, (sort, descending)
-            for tier in ("SAFE", "LIQUIDATABLE"):
+            for size in (3, 7):
+                got = _pages(store, sort, descending, None, size)
+                assert got == expected, (sort, descending, size)
+            for tier in tiers:
                 mine = [r for r in rows if r.risk_tier == tier]
                 want = _expected(mine, sort, descending, addresses)
                 assert _pages(store, sort, descending, tier, 5) == want, (sort, descending, tier)
+
+
+def test_pages_read_ahead_in_tiers_that_span_many_buckets(store: Store, tmp_path: Path) -> None:
+    """Every tier over several health-factor buckets (the first pages are counted from each
+    tier's first buckets, `api_queries._bucket_head`): every page is still the sorted book."""
+    wide = TierThresholds(critical_wad=13 * 10**17, high_wad=18 * 10**17, watch_wad=24 * 10**17)
+    market = _market(store, tmp_path)
+    _write(store, market, 1, lean=False, tiers=wide)
+    for n in (2, 3):
+        _write(store, market, n, tiers=wide)
+    rows = list(_rows(store).values())
+    spans = {
+        tier: len({r.hf_bucket for r in rows if r.risk_tier == tier and r.hf_bucket is not None})
+        for tier in TIERS
+    }
+    assert sum(n > Q.HEAD_BUCKETS for n in spans.values()) >= 3, spans
+    _every_page_is_the_sorted_book(store, TIERS)
 
 
 def test_the_migrations_bucket_functions_are_the_stores() -> None:

@@ -7,10 +7,7 @@ lacks, and records the release so a report says which rules were applied."""
 
 from __future__ import annotations
 
-import gc
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -18,6 +15,7 @@ from typing import Any
 from eth_utils import to_checksum_address
 
 from onchain.errors import NotAMarket
+from onchain.gc_pause import without_cycle_collection as _without_cycle_collection
 from onchain.model import CloseFactorRule, DetailColumn, LiquidationHold, RiskTerms
 from onchain.protocols.aave_v3 import math
 from onchain.protocols.aave_v3.liquidation_price import (
@@ -1079,13 +1077,6 @@ def _liquidation_prices(
     ]
 
 
-# Threads building books at once share one pause: the first in records whether the collector
-# ran and stops it, the last out starts it again (the collector is process-wide).
-_GC_PAUSE = threading.Lock()
-_gc_builders = 0
-_gc_was_enabled = False
-
-
 def position_extra(
     market_state: AaveMarketState,
     emode: int,
@@ -1108,26 +1099,6 @@ def position_extra(
         "scaled_balances": {f"{rid}:{kind}": v for (rid, kind), v in balances.items()},
         **({"liquidation_hold": hold.as_json()} if hold else {}),
     }
-
-
-@contextmanager
-def _without_cycle_collection() -> Iterator[None]:
-    """The cyclic garbage collector paused while a book's Positions are built: they hold no
-    reference cycles (reference counting frees them as before), but the collector's passes over
-    the tens of thousands of new objects cost as much as building them."""
-    global _gc_builders, _gc_was_enabled
-    with _GC_PAUSE:
-        if _gc_builders == 0:
-            _gc_was_enabled = gc.isenabled()
-            gc.disable()
-        _gc_builders += 1
-    try:
-        yield
-    finally:
-        with _GC_PAUSE:
-            _gc_builders -= 1
-            if _gc_builders == 0 and _gc_was_enabled:
-                gc.enable()
 
 
 # Bounds under which GenericLogic's per-reserve products stay far inside uint256 (scaled balance

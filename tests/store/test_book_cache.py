@@ -1,0 +1,112 @@
+"""The rebuilt positions' cache (`onchain.app.stored_book.BookCache`) behind the API's pages over
+the change layout: a page read again within a block rebuilds nothing, and nothing it keeps is
+served for other stored states: a new block (its market state, even the same bytes at another
+block), an account's new state, or another account. Every answer equals the uncached rebuild,
+in the same order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from onchain.app.stored_book import BookCache
+from onchain.protocols.base import Position
+from onchain.rpc.client import BlockRef
+from onchain.store.changes import StoredBook, rebuild_positions
+from tests.helpers.store_rows import account, block, position
+
+
+@dataclass
+class _Adapter:
+    """An incremental adapter whose positions are a function of the market state's bytes, the
+    block and each account state's bytes (a state names its account and a debt); it counts the
+    positions it builds."""
+
+    built: int = 0
+
+    def decode_market_state(self, data: bytes) -> int:
+        return int(data.decode().split(":")[1])  # "price:<n>"
+
+    def decode_account_states(self, data: bytes) -> list[tuple[int, int]]:
+        i, debt = data.decode().split(":")
+        return [(int(i), int(debt))]
+
+    def positions_from_states(
+        self, market_state: int, states: list[Any], blk: BlockRef, *, flip_prices: bool = True
+    ) -> list[Position]:
+        self.built += len(states)
+        return [
+            replace(position(i, blk, 10**18 * market_state // debt), extra={"price": market_state})
+            for i, debt in states
+        ]
+
+
+def _book(n: int, price: int, debts: dict[int, int], tag: str = "a") -> StoredBook:
+    return StoredBook(
+        block(n, tag),
+        f"price:{price}".encode(),
+        {account(i): f"{i}:{d}".encode() for i, d in debts.items()},
+        {},
+    )
+
+
+def _check(cache: BookCache, adapter: _Adapter, book: StoredBook) -> list[Position]:
+    got = cache.positions("aave-v3", book, adapter)  # type: ignore[arg-type]
+    assert got == rebuild_positions(book, _Adapter())  # type: ignore[arg-type]
+    return got
+
+
+def test_a_page_read_again_rebuilds_nothing_and_a_new_block_rebuilds_it() -> None:
+    cache, adapter = BookCache(), _Adapter()
+    cache.BOOKS = 16  # none dropped here
+    page = _book(10, 3000, {1: 5, 2: 7, 3: 9})
+    _check(cache, adapter, page)
+    assert adapter.built == 3
+    _check(cache, adapter, page)
+    _check(cache, adapter, _book(10, 3000, {3: 9, 1: 5}))  # fewer rows, in another order
+    assert adapter.built == 3
+    # rows kept and rows not: only these are built, the answer in the book's order
+    _check(cache, adapter, _book(10, 3000, {4: 11, 1: 5, 5: 13}))
+    assert adapter.built == 5
+
+    # the next block: a new market state, the accounts' states unchanged
+    after = _check(cache, adapter, _book(11, 2000, {1: 5, 2: 7, 3: 9}))
+    assert adapter.built == 8
+    assert [p.health_factor for p in after] == [10**18 * 2000 // d for d in (5, 7, 9)]
+    assert {p.block.number for p in after} == {11}
+    # the block before still kept answers as it did
+    again = _check(cache, adapter, _book(10, 3000, {1: 5, 2: 7, 3: 9}))
+    assert adapter.built == 8
+    assert [p.extra for p in again] == [{"price": 3000}] * 3
+
+    # the same market state's bytes at another block, or the same block number replaced (a
+    # reorg): the positions name their block
+    _check(cache, adapter, _book(12, 2000, {1: 5}))
+    _check(cache, adapter, _book(11, 2000, {1: 5}, tag="c"))
+    assert adapter.built == 10
+
+    # the same block with another market state (the block written again)
+    other = _check(cache, adapter, _book(11, 2500, {1: 5}))
+    assert adapter.built == 11
+    assert other[0].extra == {"price": 2500}
+
+    # an account's new state at the same block (written again)
+    moved = _check(cache, adapter, _book(11, 2000, {1: 6, 2: 7}))
+    assert adapter.built == 12
+    assert moved[0].health_factor == 10**18 * 2000 // 6
+
+
+def test_it_keeps_a_bounded_number_of_books_and_accounts() -> None:
+    cache, adapter = BookCache(), _Adapter()
+    cache.ACCOUNTS = 2
+    _check(cache, adapter, _book(1, 100, {1: 5, 2: 7, 3: 9}))
+    _check(cache, adapter, _book(1, 100, {1: 5, 2: 7, 3: 9}))
+    assert adapter.built == 3 + 1  # the third account was not kept
+    for n in range(2, 2 + BookCache.BOOKS):
+        _check(cache, adapter, _book(n, 100 + n, {1: 5}))
+    assert adapter.built == 4 + BookCache.BOOKS
+    _check(cache, adapter, _book(1, 100, {1: 5}))  # the oldest book was dropped
+    assert adapter.built == 5 + BookCache.BOOKS
+    cache.clear()
+    _check(cache, adapter, _book(1, 100, {1: 5}))
+    assert adapter.built == 6 + BookCache.BOOKS
