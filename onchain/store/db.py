@@ -79,11 +79,18 @@ def resolve_db_url(flag: str | None, config: Any | None) -> URL:
     return parse_db_url(candidate)
 
 
+# SQLite's page cache per connection, KiB (its default is 2 MiB): the latest view of a book of
+# tens of thousands of positions and its indexes are tens of MiB, read and updated every block
+SQLITE_CACHE_KIB = 65_536
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     """Foreign keys on; wait for the write lock instead of failing; Python's sqlite3 must not
-    open transactions itself. (WAL is set once, by `upgrade`: it is stored in the file.)"""
+    open transactions itself; a page cache the size of a large book's latest view (filled only
+    as pages are read). (WAL is set once, by `upgrade`: it is stored in the file.)"""
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")

@@ -17,7 +17,15 @@ from onchain.jobs.maintenance import assess_job
 from onchain.protocols.base import Position
 from onchain.rpc.client import BlockRef
 from onchain.store import crud, queries
-from onchain.store.db import Store, StoreError, parse_db_url
+from onchain.store.db import (
+    SQLITE_CACHE_KIB,
+    Store,
+    StoreError,
+    make_engine,
+    open_store,
+    parse_db_url,
+    upgrade,
+)
 from onchain.store.types import UINT256_MAX
 from tests.helpers.cli_support import assert_one_clear_error
 from tests.helpers.cli_support import run as run_cli
@@ -330,3 +338,28 @@ def test_cli_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path: Path) 
     )
     assert_one_clear_error(run_cli("run", "--config", str(cfg)), "run `onchain db upgrade`")
     assert empty.stat().st_size == 0  # a database without our schema is not touched
+
+
+def test_sqlite_connections_get_their_settings(tmp_path: Path) -> None:
+    """Every SQLite connection of a store: foreign keys on, a lock wait, synchronous NORMAL (WAL)
+    and a page cache of `SQLITE_CACHE_KIB` (the latest view of a large book stays in it)."""
+    url = f"sqlite:///{tmp_path / 'settings.sqlite'}"
+    engine = make_engine(parse_db_url(url), create_sqlite_dir=True)
+    upgrade(engine)
+    engine.dispose()
+    store = open_store(url)
+    try:
+        for _ in range(2):  # a second connection too
+            with store.read() as conn:
+                got = {
+                    name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+                    for name in ("cache_size", "foreign_keys", "synchronous", "journal_mode")
+                }
+            assert got == {
+                "cache_size": -SQLITE_CACHE_KIB,
+                "foreign_keys": 1,
+                "synchronous": 1,  # NORMAL
+                "journal_mode": "wal",
+            }
+    finally:
+        store.close()
