@@ -5,7 +5,12 @@ one unit short of it does not.
 Moving one price only changes that asset's base values, so the health factor at a trial price
 is recomputed from the breakdown in a few integer operations (same roundings as the release's
 GenericLogic: 3.0.2's truncated average LT, or 3.5's Σ collateral·LT with debt rounded up)
-instead of re-running the whole account computation."""
+instead of re-running the whole account computation.
+
+The verdict need not flip only once as one price moves: 3.0.2's average LT is truncated to a
+whole bps and steps as the asset's share changes (falling, for collateral whose LT is below the
+others'), and an asset held both as collateral and as debt has its two amounts floored apart.
+The search's flip is then carried to the farthest one (`_farthest_flip`)."""
 
 from __future__ import annotations
 
@@ -67,6 +72,16 @@ def _liquidatable(
     )
 
 
+def _amounts(part: PricedAsset) -> tuple[int, int, int, int]:
+    """What a trial price multiplies: (collateral amount, debt amount, LT, unit)."""
+    return (
+        part.collateral_amount_raw,
+        part.debt_amount_raw,
+        part.liquidation_threshold,
+        part.unit,
+    )
+
+
 def _rest(parts: Sequence[PricedAsset], index: int, ceil: bool) -> tuple[int, int, int]:
     """The other assets' (collateral, Σ collateral·LT, debt) in base units at their prices,
     with the release's roundings: what a trial price of asset `index` adds to."""
@@ -96,13 +111,7 @@ def _verdict_at(
     integer operations (the same roundings; `percent_mul` / `wad_div` inlined)."""
     ceil = rules.directional_rounding
     rest_collateral, rest_weighted, rest_debt = rest or _rest(parts, index, ceil)
-    me = parts[index]
-    amount, owed, threshold, unit = (
-        me.collateral_amount_raw,
-        me.debt_amount_raw,
-        me.liquidation_threshold,
-        me.unit,
-    )
+    amount, owed, threshold, unit = _amounts(parts[index])
 
     # Below these bounds percentMul and wadDiv cannot overflow (nor leave uint256); past them,
     # the whole reference computation runs, with its own checks and errors.
@@ -189,7 +198,190 @@ def liquidation_price(
             lo = mid
         else:
             hi = mid
-    return lo if low_bad else hi
+    flip = lo if low_bad else hi
+    if _flips_once(parts[index], rest, rules.directional_rounding):
+        return flip
+    return _farthest_flip(parts[index], rest, rules.directional_rounding, flip, rises=not low_bad)
+
+
+def _flips_once(part: PricedAsset, rest: tuple[int, int, int], ceil: bool) -> bool:
+    """Whether the verdict is monotone in this asset's price, so the search's flip is the only
+    one: the asset adds only debt, or only collateral that cannot lower the average LT (3.0.2:
+    its LT at least the others' average), or (3.5+) only one side that counts."""
+    if not part.collateral_amount_raw:
+        return True
+    if ceil:
+        return not part.debt_amount_raw or not part.liquidation_threshold
+    rest_collateral, rest_weighted, _ = rest
+    return not part.debt_amount_raw and (
+        part.liquidation_threshold * rest_collateral >= rest_weighted
+    )
+
+
+def _farthest_flip(
+    part: PricedAsset, rest: tuple[int, int, int], ceil: bool, flip: int, rises: bool
+) -> int:
+    """The flip farthest out, given a flip `flip`: the lowest liquidatable price if a rise
+    liquidates (`rises`), else the highest. The verdict is the comparison X(c) < M(d) of the
+    collateral term X (3.0.2: total·avgLT, 3.5+: Σ collateral·LT) of this asset's collateral c
+    against a threshold M of the total debt d; c and d never fall as the price rises, M never
+    falls as d rises. Past a bound from a linear lower envelope of X no price can liquidate; up
+    to it the prices are walked step by step of the average LT (within a step X never falls as
+    the price rises), each step split in halves until a half is wholly safe or wholly
+    liquidatable from the values at its two ends."""
+    rest_collateral, rest_weighted, rest_debt = rest
+    amount, owed, threshold, unit = _amounts(part)
+
+    def collateral_at(price: int) -> int:
+        return amount * price // unit
+
+    def debt_at(price: int) -> int:
+        if ceil:
+            return rest_debt - (-(owed * price) // unit)
+        return rest_debt + owed * price // unit
+
+    def term(collateral: int) -> int:  # X
+        weighted = rest_weighted + collateral * threshold
+        if ceil:
+            return weighted
+        total = rest_collateral + collateral
+        return total * (weighted // total) if total else 0
+
+    def limit(debt: int) -> int:  # M: liquidatable exactly when X < M (none when debt is 0)
+        if ceil:  # Σ·LT wad-divided by the debt (half up), then / 1e4, below 1e18
+            return (PERCENTAGE_FACTOR * WAD * debt - debt // 2 - 1) // WAD + 1
+        # percentMul (half up) of X, wad-divided by the debt (half up), below 1e18
+        value = (WAD * debt - debt // 2 - 1) // WAD  # the highest value still below
+        return PERCENTAGE_FACTOR * (value + 1) - HALF_PERCENTAGE_FACTOR
+
+    safe = _safe_beyond(part, rest, ceil, rises)
+    step = _average_lt_steps(part, rest, ceil)
+
+    def farthest_in(a: int, b: int) -> int | None:
+        """The farthest liquidatable price in [a, b] (one step: X and M both non-decreasing)."""
+        pending = [(a, b)]
+        while pending:
+            a, b = pending.pop()
+            if term(collateral_at(a)) >= limit(debt_at(b)):
+                continue  # none in [a, b]
+            if term(collateral_at(b)) < limit(debt_at(a)):
+                return a if rises else b  # all of [a, b]
+            mid = (a + b) // 2
+            if rises:  # the lower half is searched first
+                pending += [(mid + 1, b), (a, mid)]
+            else:
+                pending += [(a, mid), (mid + 1, b)]
+        return None
+
+    if rises:
+        price, end = max(safe + 1, 0), flip - 2
+        while price <= end:
+            b = min(step(price)[1], end)
+            found = farthest_in(price, b)
+            if found is not None:
+                return found
+            price = b + 1
+    else:
+        price, end = min(safe - 1, MAX_PRICE), flip + 2
+        while price >= end:
+            a = max(step(price)[0], end)
+            found = farthest_in(a, price)
+            if found is not None:
+                return found
+            price = a - 1
+    return flip
+
+
+def _safe_beyond(part: PricedAsset, rest: tuple[int, int, int], ceil: bool, rises: bool) -> int:
+    """A price past which no price liquidates: if a rise liquidates, every price at or below
+    the returned one is safe (-1: none known); else every price at or above it (MAX_PRICE + 1:
+    none known). From lines X >= x0 + xs·c that hold for every c (3.5+: X itself; 3.0.2:
+    total·avgLT >= Σ·LT - total + 1 while the total is positive, and >= total·(the least
+    average LT)), against M(d) <= 1e4·d - m0 and c, d within a unit of their real values."""
+    rest_collateral, rest_weighted, rest_debt = rest
+    amount, owed, threshold, unit = _amounts(part)
+    # (x0, xs, the least price from which the line holds)
+    if ceil:
+        lines = [(rest_weighted, threshold, 0)]
+        m0 = 0
+    else:
+        least = (
+            threshold
+            if rest_weighted >= threshold * rest_collateral
+            else rest_weighted // rest_collateral
+        )
+        positive_from = 0 if rest_collateral else -(-unit // amount)  # c >= 1
+        lines = [
+            (rest_collateral * least, least, 0),
+            (rest_weighted - rest_collateral + 1, threshold - 1, positive_from),
+        ]
+        m0 = HALF_PERCENTAGE_FACTOR
+    best = -1 if rises else MAX_PRICE + 1
+    for x0, xs, holds_from in lines:
+        # Safe where x0 + xs·c >= 1e4·d - m0; with unit·c in (A·p - unit, A·p] and unit·d at
+        # most unit·Dr + O·p (+ unit - 1 rounded up), safe where slope·p + offset >= 0.
+        slope = xs * amount - PERCENTAGE_FACTOR * owed
+        offset = (
+            unit * (x0 - PERCENTAGE_FACTOR * rest_debt + m0)
+            - (xs * (unit - 1) if xs >= 0 else 0)
+            - (PERCENTAGE_FACTOR * (unit - 1) if ceil else 0)
+        )
+        if rises:  # safe at every price up to `up_to`
+            if holds_from:
+                continue
+            if slope < 0:
+                up_to = offset // -slope if offset >= 0 else -1
+            else:
+                up_to = MAX_PRICE if offset >= 0 else -1
+            best = max(best, up_to)
+        else:  # safe at every price from `down_to`
+            if slope > 0:
+                down_to = max(0, -(offset // slope))
+            else:
+                down_to = 0 if slope == 0 and offset >= 0 else MAX_PRICE + 1
+            best = min(best, max(down_to, holds_from))
+    return best
+
+
+def _average_lt_steps(
+    part: PricedAsset, rest: tuple[int, int, int], ceil: bool
+) -> Callable[[int], tuple[int, int]]:
+    """The prices around a price at which 3.0.2's average LT stays what it is there (its
+    truncation changes only at these bounds: Σ·LT / total is monotone in the asset's collateral
+    c); 3.5+ has no average, one step."""
+    rest_collateral, rest_weighted, _ = rest
+    amount, _, threshold, unit = _amounts(part)
+    steady = threshold * rest_collateral == rest_weighted and (rest_collateral or not threshold)
+    if ceil or not amount or steady:  # one average at every price
+        return lambda price: (0, MAX_PRICE)
+
+    def step(price: int) -> tuple[int, int]:
+        c = amount * price // unit
+        high: int | None
+        if not rest_collateral:  # no total at c = 0; the asset's own LT above it
+            low, high = (0, 0) if c == 0 else (1, None)
+        else:
+            k = (rest_weighted + c * threshold) // (rest_collateral + c)
+            if rest_weighted > threshold * rest_collateral:  # falls towards the LT as c grows
+                # average >= k  <=>  c·(k - LT) <= Σr·LT - k·Cr
+                low = max(0, (rest_weighted - (k + 1) * rest_collateral) // (k + 1 - threshold) + 1)
+                high = (
+                    (rest_weighted - k * rest_collateral) // (k - threshold)
+                    if k > threshold
+                    else None
+                )
+            else:  # rises towards the LT: average >= k  <=>  c·(LT - k) >= k·Cr - Σr·LT
+                low = max(0, -((rest_weighted - k * rest_collateral) // (threshold - k)))
+                high = (
+                    -((rest_weighted - (k + 1) * rest_collateral) // (threshold - k - 1)) - 1
+                    if k + 1 < threshold
+                    else None
+                )
+        first = -(-(low * unit) // amount)  # the least price with A·p // unit >= low
+        last = MAX_PRICE if high is None else min(((high + 1) * unit - 1) // amount, MAX_PRICE)
+        return first, last
+
+    return step
 
 
 def priced_assets(
