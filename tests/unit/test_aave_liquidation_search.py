@@ -16,6 +16,7 @@ from onchain.protocols.aave_v3.liquidation_price import (
     _average_lt_steps,
     _liquidatable,
     _rest,
+    _sides,
     _verdict_at,
     liquidation_price,
 )
@@ -63,6 +64,49 @@ def test_the_per_asset_verdict_is_the_reference_verdict(rules: AaveRules, huge: 
     assert checked == 2_000
     if huge:  # the hand-over to the reference (and its errors) was exercised
         assert errors > 0
+
+
+@pytest.mark.parametrize("rules", [V3_0_2, V3_6], ids=["3.0.2", "3.6"])
+def test_the_verdicts_two_sides_are_the_reference_verdict(rules: AaveRules) -> None:
+    """`_sides` (the verdict as term < limit, which the walk past the first flip bounds over
+    whole ranges) against the reference at every price 0..300 of small positions, where the
+    two sides are often equal, and at random prices of usual and huge ones."""
+    rng = random.Random(rules.revision + 3)
+    ceil = rules.directional_rounding
+    equal = 0
+    for _ in range(300):
+        if rng.random() < 0.5:  # lent 2k, borrowed k at LT 50%, beside about one unit of each
+            k = rng.randint(1, 50)
+            parts = [
+                PricedAsset(2 * k, k, 5_000, 1, 1),
+                PricedAsset(rng.randint(0, 2), 0, 5_000, 1, 1),
+                PricedAsset(0, rng.randint(0, 2), 0, 1, 1),
+            ]
+        else:
+            parts = [
+                PricedAsset(
+                    rng.randint(0, 1_000),
+                    rng.choice([0, rng.randint(0, 1_000)]),
+                    rng.choice([0, 2_500, 5_000, 7_500, rng.randint(1, 9_700)]),
+                    rng.choice([1, 10, 100]),
+                    rng.randint(0, 300),
+                )
+                for _ in range(rng.randint(1, 3))
+            ]
+        term, limit = _sides(parts[0], _rest(parts, 0, ceil), ceil)
+        for price in range(301):
+            assert (term(price) < limit(price)) == _liquidatable(parts, 0, price, rules)
+            equal += term(price) == limit(price)
+    assert equal > 1_000
+    for huge in (False, True):
+        for _ in range(300):
+            parts = _position(rng, huge)
+            index = rng.randrange(len(parts))
+            term, limit = _sides(parts[index], _rest(parts, index, ceil), ceil)
+            for price in (0, 1, MAX_PRICE, parts[index].price_base, rng.randint(0, 10**14)):
+                want = _outcome(_liquidatable, parts, index, price, rules)
+                if not isinstance(want, type):  # past uint256 the Pool reverts; no verdict
+                    assert (term(price) < limit(price)) == want
 
 
 def _average_lt(parts: list[PricedAsset], index: int, price: int) -> int:
@@ -186,6 +230,8 @@ def test_an_asset_lent_and_borrowed_gets_the_farthest_flip(rules: AaveRules) -> 
         price = rng.randint(50, 2_000)
         unit = 10**6
         lt, rest_lt = rng.randint(0, 9_500), rng.randint(5_000, 9_500)
+        if rng.random() < 0.5:  # round LTs: the two sides of the verdict often meet exactly
+            lt, rest_lt = rng.choice([2_500, 5_000, 7_500]), rng.choice([5_000, 7_500])
         amount = rng.randint(10**4, 10**7)
         owed = int(amount * rng.uniform(0.2, 1.5) * max(lt, 1_000) / 10_000)
         rest_debt = rng.randint(0, 10**5)

@@ -222,38 +222,11 @@ def _farthest_flip(
     part: PricedAsset, rest: tuple[int, int, int], ceil: bool, flip: int, rises: bool
 ) -> int:
     """The flip farthest out, given a flip `flip`: the lowest liquidatable price if a rise
-    liquidates (`rises`), else the highest. The verdict is the comparison X(c) < M(d) of the
-    collateral term X (3.0.2: total·avgLT, 3.5+: Σ collateral·LT) of this asset's collateral c
-    against a threshold M of the total debt d; c and d never fall as the price rises, M never
-    falls as d rises. Past a bound from a linear lower envelope of X no price can liquidate; up
-    to it the prices are walked step by step of the average LT (within a step X never falls as
-    the price rises), each step split in halves until a half is wholly safe or wholly
-    liquidatable from the values at its two ends."""
-    rest_collateral, rest_weighted, rest_debt = rest
-    amount, owed, threshold, unit = _amounts(part)
-
-    def collateral_at(price: int) -> int:
-        return amount * price // unit
-
-    def debt_at(price: int) -> int:
-        if ceil:
-            return rest_debt - (-(owed * price) // unit)
-        return rest_debt + owed * price // unit
-
-    def term(collateral: int) -> int:  # X
-        weighted = rest_weighted + collateral * threshold
-        if ceil:
-            return weighted
-        total = rest_collateral + collateral
-        return total * (weighted // total) if total else 0
-
-    def limit(debt: int) -> int:  # M: liquidatable exactly when X < M (none when debt is 0)
-        if ceil:  # Σ·LT wad-divided by the debt (half up), then / 1e4, below 1e18
-            return (PERCENTAGE_FACTOR * WAD * debt - debt // 2 - 1) // WAD + 1
-        # percentMul (half up) of X, wad-divided by the debt (half up), below 1e18
-        value = (WAD * debt - debt // 2 - 1) // WAD  # the highest value still below
-        return PERCENTAGE_FACTOR * (value + 1) - HALF_PERCENTAGE_FACTOR
-
+    liquidates (`rises`), else the highest. Past a bound (`_safe_beyond`) no price can
+    liquidate; up to it the prices are walked step by step of the average LT, within which both
+    sides of the verdict (`_sides`) never fall as the price rises, each step split in halves
+    until a half is wholly safe or wholly liquidatable by the sides at its two ends."""
+    term, limit = _sides(part, rest, ceil)
     safe = _safe_beyond(part, rest, ceil, rises)
     step = _average_lt_steps(part, rest, ceil)
 
@@ -262,9 +235,9 @@ def _farthest_flip(
         pending = [(a, b)]
         while pending:
             a, b = pending.pop()
-            if term(collateral_at(a)) >= limit(debt_at(b)):
+            if term(a) >= limit(b):
                 continue  # none in [a, b]
-            if term(collateral_at(b)) < limit(debt_at(a)):
+            if term(b) < limit(a):
                 return a if rises else b  # all of [a, b]
             mid = (a + b) // 2
             if rises:  # the lower half is searched first
@@ -276,7 +249,7 @@ def _farthest_flip(
     if rises:
         price, end = max(safe + 1, 0), flip - 2
         while price <= end:
-            b = min(step(price)[1], end)
+            b = min(max(step(price)[1], price), end)  # (the step holds `price`: progress)
             found = farthest_in(price, b)
             if found is not None:
                 return found
@@ -284,12 +257,43 @@ def _farthest_flip(
     else:
         price, end = min(safe - 1, MAX_PRICE), flip + 2
         while price >= end:
-            a = max(step(price)[0], end)
+            a = max(min(step(price)[0], price), end)
             found = farthest_in(a, price)
             if found is not None:
                 return found
             price = a - 1
     return flip
+
+
+def _sides(
+    part: PricedAsset, rest: tuple[int, int, int], ceil: bool
+) -> tuple[Callable[[int], int], Callable[[int], int]]:
+    """The verdict at a price split in two sides, liquidatable exactly when term < limit: the
+    term X of the collateral (3.0.2: total·avgLT, 3.5+: Σ collateral·LT) and a threshold M of
+    the total debt (none reached when it is 0). M never falls as the price rises; X never does
+    within one average LT (3.5+: anywhere)."""
+    rest_collateral, rest_weighted, rest_debt = rest
+    amount, owed, threshold, unit = _amounts(part)
+
+    def term(price: int) -> int:
+        collateral = amount * price // unit
+        weighted = rest_weighted + collateral * threshold
+        if ceil:
+            return weighted
+        total = rest_collateral + collateral
+        return total * (weighted // total) if total else 0
+
+    def limit(price: int) -> int:
+        if ceil:  # Σ·LT wad-divided by the debt (half up), then / 1e4, below 1e18
+            debt = rest_debt - (-(owed * price) // unit)
+            return (PERCENTAGE_FACTOR * WAD * debt - debt // 2 - 1) // WAD + 1
+        debt = rest_debt + owed * price // unit
+        # percentMul of X (half up) wad-divided by the debt (half up) below 1e18: the highest
+        # such value, then the least X whose percentMul passes it
+        value = (WAD * debt - debt // 2 - 1) // WAD
+        return PERCENTAGE_FACTOR * (value + 1) - HALF_PERCENTAGE_FACTOR
+
+    return term, limit
 
 
 def _safe_beyond(part: PricedAsset, rest: tuple[int, int, int], ceil: bool, rises: bool) -> int:
