@@ -262,7 +262,8 @@ def test_an_asset_lent_and_borrowed_gets_the_farthest_flip(rules: AaveRules) -> 
 
 def test_average_lt_steps_hold_one_average_each() -> None:
     """The search's step bounds (`_average_lt_steps`, 3.0.2) around random prices: the price is
-    inside, the average LT is the same at both bounds and differs one unit past each."""
+    inside, the average LT is the same at both bounds and differs one unit past each, and the
+    step's line is X there."""
     rng = random.Random(17)
     checked = 0
     for _ in range(3_000):
@@ -273,10 +274,13 @@ def test_average_lt_steps_hold_one_average_each() -> None:
             parts = [parts[0], parts[2]]
         rest = _rest(parts, 0, False)
         price = rng.choice([0, 1, rng.randint(0, 10**13), parts[0].price_base])
-        first, last = _average_lt_steps(parts[0], rest, False)(price)
+        first, last, (x0, xs, _) = _average_lt_steps(parts[0], rest, False)(price)
         assert first <= price <= last
         average = _average_lt(parts, 0, price)
         assert _average_lt(parts, 0, first) == average == _average_lt(parts, 0, last)
+        term, _ = _sides(parts[0], rest, False)
+        for p in (first, price, last):  # total·average: the step's line, exactly
+            assert term(p) == x0 + xs * (parts[0].collateral_amount_raw * p // parts[0].unit)
         if first > 0:
             assert _average_lt(parts, 0, first - 1) != average
         if last < MAX_PRICE:

@@ -222,16 +222,31 @@ def _farthest_flip(
     part: PricedAsset, rest: tuple[int, int, int], ceil: bool, flip: int, rises: bool
 ) -> int:
     """The flip farthest out, given a flip `flip`: the lowest liquidatable price if a rise
-    liquidates (`rises`), else the highest. Past a bound (`_safe_beyond`) no price can
-    liquidate; up to it the prices are walked step by step of the average LT, within which both
-    sides of the verdict (`_sides`) never fall as the price rises, each step split in halves
-    until a half is wholly safe or wholly liquidatable by the sides at its two ends."""
+    liquidates (`rises`), else the highest. Past a bound (`_envelopes`) no price liquidates; up
+    to it the prices are walked step by step of the average LT (`_average_lt_steps`), within
+    which both sides of the verdict (`_sides`) never fall as the price rises and X is exactly
+    linear in the collateral, which bounds the step's liquidatable prices closely; what is
+    left is searched from its far end."""
     term, limit = _sides(part, rest, ceil)
-    safe = _safe_beyond(part, rest, ceil, rises)
     step = _average_lt_steps(part, rest, ceil)
+    rest_debt = rest[2]
+    safe = (max if rises else min)(
+        _safe_price(part, rest_debt, ceil, rises, line) for line in _envelopes(part, rest, ceil)
+    )
 
     def farthest_in(a: int, b: int) -> int | None:
-        """The farthest liquidatable price in [a, b] (one step: X and M both non-decreasing)."""
+        """The farthest liquidatable price in [a, b], within one step: a liquidatable price
+        galloped to from the far end, then halves of the range up to it dropped when wholly
+        safe (X at the low end >= M at the high end), kept when wholly liquidatable."""
+        gap = 1
+        while True:
+            q = min(a + gap - 1, b) if rises else max(b - gap + 1, a)
+            if term(q) < limit(q):
+                a, b = (a, q) if rises else (q, b)
+                break
+            if q == (b if rises else a):
+                break
+            gap *= 2
         pending = [(a, b)]
         while pending:
             a, b = pending.pop()
@@ -249,16 +264,20 @@ def _farthest_flip(
     if rises:
         price, end = max(safe + 1, 0), flip - 2
         while price <= end:
-            b = min(max(step(price)[1], price), end)  # (the step holds `price`: progress)
-            found = farthest_in(price, b)
+            _, last, line = step(price)
+            b = min(max(last, price), end)  # (the step holds `price`: progress)
+            a = max(price, _safe_price(part, rest_debt, ceil, rises, line) + 1)
+            found = farthest_in(a, b) if a <= b else None
             if found is not None:
                 return found
             price = b + 1
     else:
         price, end = min(safe - 1, MAX_PRICE), flip + 2
         while price >= end:
-            a = max(min(step(price)[0], price), end)
-            found = farthest_in(a, price)
+            first, _, line = step(price)
+            a = max(min(first, price), end)
+            b = min(price, _safe_price(part, rest_debt, ceil, rises, line) - 1)
+            found = farthest_in(a, b) if a <= b else None
             if found is not None:
                 return found
             price = a - 1
@@ -296,73 +315,77 @@ def _sides(
     return term, limit
 
 
-def _safe_beyond(part: PricedAsset, rest: tuple[int, int, int], ceil: bool, rises: bool) -> int:
-    """A price past which no price liquidates: if a rise liquidates, every price at or below
-    the returned one is safe (-1: none known); else every price at or above it (MAX_PRICE + 1:
-    none known). From lines X >= x0 + xs·c that hold for every c (3.5+: X itself; 3.0.2:
-    total·avgLT >= Σ·LT - total + 1 while the total is positive, and >= total·(the least
-    average LT)), against M(d) <= 1e4·d - m0 and c, d within a unit of their real values."""
-    rest_collateral, rest_weighted, rest_debt = rest
-    amount, owed, threshold, unit = _amounts(part)
-    # (x0, xs, the least price from which the line holds)
+Line = tuple[int, int, int]  # X >= x0 + xs·c, from the price given on
+
+
+def _envelopes(part: PricedAsset, rest: tuple[int, int, int], ceil: bool) -> list[Line]:
+    """Lines under X at every price: 3.5+'s X itself; 3.0.2's total·avgLT >= Σ·LT - total + 1
+    while the total is positive, and >= total·(the least average LT)."""
+    rest_collateral, rest_weighted, _ = rest
+    amount, _, threshold, unit = _amounts(part)
     if ceil:
-        lines = [(rest_weighted, threshold, 0)]
-        m0 = 0
-    else:
-        least = (
-            threshold
-            if rest_weighted >= threshold * rest_collateral
-            else rest_weighted // rest_collateral
-        )
-        positive_from = 0 if rest_collateral else -(-unit // amount)  # c >= 1
-        lines = [
-            (rest_collateral * least, least, 0),
-            (rest_weighted - rest_collateral + 1, threshold - 1, positive_from),
-        ]
-        m0 = HALF_PERCENTAGE_FACTOR
-    best = -1 if rises else MAX_PRICE + 1
-    for x0, xs, holds_from in lines:
-        # Safe where x0 + xs·c >= 1e4·d - m0; with unit·c in (A·p - unit, A·p] and unit·d at
-        # most unit·Dr + O·p (+ unit - 1 rounded up), safe where slope·p + offset >= 0.
-        slope = xs * amount - PERCENTAGE_FACTOR * owed
-        offset = (
-            unit * (x0 - PERCENTAGE_FACTOR * rest_debt + m0)
-            - (xs * (unit - 1) if xs >= 0 else 0)
-            - (PERCENTAGE_FACTOR * (unit - 1) if ceil else 0)
-        )
-        if rises:  # safe at every price up to `up_to`
-            if holds_from:
-                continue
-            if slope < 0:
-                up_to = offset // -slope if offset >= 0 else -1
-            else:
-                up_to = MAX_PRICE if offset >= 0 else -1
-            best = max(best, up_to)
-        else:  # safe at every price from `down_to`
-            if slope > 0:
-                down_to = max(0, -(offset // slope))
-            else:
-                down_to = 0 if slope == 0 and offset >= 0 else MAX_PRICE + 1
-            best = min(best, max(down_to, holds_from))
-    return best
+        return [(rest_weighted, threshold, 0)]
+    least = (
+        threshold
+        if rest_weighted >= threshold * rest_collateral
+        else rest_weighted // rest_collateral
+    )
+    positive_from = 0 if rest_collateral else -(-unit // amount)  # c >= 1
+    return [
+        (rest_collateral * least, least, 0),
+        (rest_weighted - rest_collateral + 1, threshold - 1, positive_from),
+    ]
+
+
+def _safe_price(part: PricedAsset, rest_debt: int, ceil: bool, rises: bool, line: Line) -> int:
+    """Where a line under X shows no price can liquidate: if a rise liquidates, every price at
+    or below the one returned (-1: none); else every price at or above it (MAX_PRICE + 1: none).
+    The line's value against M(d) <= 1e4·d - m0, with c and d within a unit of their real
+    values."""
+    amount, owed, _, unit = _amounts(part)
+    x0, xs, holds_from = line
+    m0 = 0 if ceil else HALF_PERCENTAGE_FACTOR
+    # Safe where x0 + xs·c >= 1e4·d - m0; with unit·c in (A·p - unit, A·p] and unit·d at most
+    # unit·Dr + O·p (+ unit - 1 rounded up): safe where slope·p + offset >= 0.
+    slope = xs * amount - PERCENTAGE_FACTOR * owed
+    offset = (
+        unit * (x0 - PERCENTAGE_FACTOR * rest_debt + m0)
+        - (xs * (unit - 1) if xs >= 0 else 0)
+        - (PERCENTAGE_FACTOR * (unit - 1) if ceil else 0)
+    )
+    if rises:  # safe at every price up to the one returned
+        if holds_from:
+            return -1
+        if slope < 0:
+            return offset // -slope if offset >= 0 else -1
+        return MAX_PRICE if offset >= 0 else -1
+    if slope > 0:  # safe at every price from the one returned
+        return max(0, -(offset // slope), holds_from)
+    return max(0, holds_from) if slope == 0 and offset >= 0 else MAX_PRICE + 1
 
 
 def _average_lt_steps(
     part: PricedAsset, rest: tuple[int, int, int], ceil: bool
-) -> Callable[[int], tuple[int, int]]:
-    """The prices around a price at which 3.0.2's average LT stays what it is there (its
+) -> Callable[[int], tuple[int, int, Line]]:
+    """The prices around a price at which 3.0.2's average LT k stays what it is there (its
     truncation changes only at these bounds: Σ·LT / total is monotone in the asset's collateral
-    c); 3.5+ has no average, one step."""
+    c), and X there, total·k, as a line; 3.5+ has no average, one step."""
     rest_collateral, rest_weighted, _ = rest
     amount, _, threshold, unit = _amounts(part)
+    if ceil:
+        whole = (0, MAX_PRICE, (rest_weighted, threshold, 0))
+        return lambda price: whole
     steady = threshold * rest_collateral == rest_weighted and (rest_collateral or not threshold)
-    if ceil or not amount or steady:  # one average at every price
-        return lambda price: (0, MAX_PRICE)
+    if not amount or steady:  # one average at every price
+        k = rest_weighted // rest_collateral if rest_collateral else threshold
+        whole = (0, MAX_PRICE, (rest_collateral * k, k, 0))
+        return lambda price: whole
 
-    def step(price: int) -> tuple[int, int]:
+    def step(price: int) -> tuple[int, int, Line]:
         c = amount * price // unit
         high: int | None
         if not rest_collateral:  # no total at c = 0; the asset's own LT above it
+            k = 0 if c == 0 else threshold
             low, high = (0, 0) if c == 0 else (1, None)
         else:
             k = (rest_weighted + c * threshold) // (rest_collateral + c)
@@ -383,7 +406,7 @@ def _average_lt_steps(
                 )
         first = -(-(low * unit) // amount)  # the least price with A·p // unit >= low
         last = MAX_PRICE if high is None else min(((high + 1) * unit - 1) // amount, MAX_PRICE)
-        return first, last
+        return first, last, (rest_collateral * k, k, 0)
 
     return step
 
