@@ -6,6 +6,7 @@ inlined path hands over to the reference and its uint256 errors."""
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import replace
 
 import pytest
@@ -287,3 +288,25 @@ def test_average_lt_steps_hold_one_average_each() -> None:
             assert _average_lt(parts, 0, last + 1) != average
         checked += first < last < MAX_PRICE
     assert checked > 1_000
+
+
+def test_a_lent_and_borrowed_asset_that_cancels_out_ends_in_bounded_time() -> None:
+    """Lent 4n+1, borrowed n at LT 25%: its price moves the verdict by rounding alone, over a
+    range no halving resolves. The walk stops at its budget (WALK_BUDGET) with a true flip
+    rather than running for hours."""
+    parts = [
+        PricedAsset(
+            4 * 7_907_930_417_516_660_236_738 + 1,
+            7_907_930_417_516_660_236_738,
+            2_500,
+            10**18,
+            239_845_055_260,
+        ),
+        PricedAsset(69_961_736_966_228_565_731, 0, 8_308, 10**18, 566_777_692_857),
+        PricedAsset(0, 83_104_134_372_228_280_082, 0, 10**18, 864_302_280_855),
+    ]
+    started = time.process_time()
+    flip = liquidation_price(parts, 0, V3_0_2)
+    assert time.process_time() - started < 2
+    assert flip is not None
+    assert _liquidatable(parts, 0, flip, V3_0_2) and not _liquidatable(parts, 0, flip + 1, V3_0_2)

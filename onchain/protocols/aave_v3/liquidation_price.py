@@ -30,6 +30,7 @@ from onchain.protocols.aave_v3.math import (
 from onchain.protocols.aave_v3.rules import V3_0_2, AaveRules
 
 MAX_PRICE = 2**128  # far beyond any oracle answer; bounds the search
+WALK_BUDGET = 4_096  # steps and halves past the first flip; usual positions take a few
 ONE = HEALTH_FACTOR_LIQUIDATION_THRESHOLD
 
 
@@ -204,6 +205,10 @@ def liquidation_price(
     return _farthest_flip(parts[index], rest, rules.directional_rounding, flip, rises=not low_bad)
 
 
+class _OverBudget(Exception):
+    """The walk past the first flip ran out of its budget."""
+
+
 def _flips_once(part: PricedAsset, rest: tuple[int, int, int], ceil: bool) -> bool:
     """Whether the verdict is monotone in this asset's price, so the search's flip is the only
     one: the asset adds only debt, or only collateral that cannot lower the average LT (3.0.2:
@@ -226,8 +231,18 @@ def _farthest_flip(
     to it the prices are walked step by step of the average LT (`_average_lt_steps`), within
     which both sides of the verdict (`_sides`) never fall as the price rises and X is exactly
     linear in the collateral, which bounds the step's liquidatable prices closely; what is
-    left is searched from its far end."""
+    left is searched from its far end. The walk is bounded (WALK_BUDGET steps and halves): past
+    it, which only an asset whose collateral and debt nearly cancel reaches (its price then
+    moves the verdict by rounding alone, over ranges no halving resolves), `flip` stands."""
     term, limit = _sides(part, rest, ceil)
+    budget = WALK_BUDGET
+
+    def spend() -> None:
+        nonlocal budget
+        budget -= 1
+        if budget < 0:
+            raise _OverBudget
+
     step = _average_lt_steps(part, rest, ceil)
     rest_debt = rest[2]
     safe = (max if rises else min)(
@@ -249,6 +264,7 @@ def _farthest_flip(
             gap *= 2
         pending = [(a, b)]
         while pending:
+            spend()
             a, b = pending.pop()
             if term(a) >= limit(b):
                 continue  # none in [a, b]
@@ -261,26 +277,31 @@ def _farthest_flip(
                 pending += [(a, mid), (mid + 1, b)]
         return None
 
-    if rises:
-        price, end = max(safe + 1, 0), flip - 2
-        while price <= end:
-            _, last, line = step(price)
-            b = min(max(last, price), end)  # (the step holds `price`: progress)
-            a = max(price, _safe_price(part, rest_debt, ceil, rises, line) + 1)
-            found = farthest_in(a, b) if a <= b else None
-            if found is not None:
-                return found
-            price = b + 1
-    else:
-        price, end = min(safe - 1, MAX_PRICE), flip + 2
-        while price >= end:
-            first, _, line = step(price)
-            a = max(min(first, price), end)
-            b = min(price, _safe_price(part, rest_debt, ceil, rises, line) - 1)
-            found = farthest_in(a, b) if a <= b else None
-            if found is not None:
-                return found
-            price = a - 1
+    try:
+        if rises:
+            price, end = max(safe + 1, 0), flip - 2
+            while price <= end:
+                spend()
+                _, last, line = step(price)
+                b = min(max(last, price), end)  # (the step holds `price`: progress)
+                a = max(price, _safe_price(part, rest_debt, ceil, rises, line) + 1)
+                found = farthest_in(a, b) if a <= b else None
+                if found is not None:
+                    return found
+                price = b + 1
+        else:
+            price, end = min(safe - 1, MAX_PRICE), flip + 2
+            while price >= end:
+                spend()
+                first, _, line = step(price)
+                a = max(min(first, price), end)
+                b = min(price, _safe_price(part, rest_debt, ceil, rises, line) - 1)
+                found = farthest_in(a, b) if a <= b else None
+                if found is not None:
+                    return found
+                price = a - 1
+    except _OverBudget:
+        pass
     return flip
 
 
