@@ -5,7 +5,12 @@ one unit short of it does not.
 Moving one price only changes that asset's base values, so the health factor at a trial price
 is recomputed from the breakdown in a few integer operations (same roundings as the release's
 GenericLogic: 3.0.2's truncated average LT, or 3.5's Σ collateral·LT with debt rounded up)
-instead of re-running the whole account computation."""
+instead of re-running the whole account computation.
+
+The verdict need not flip only once as one price moves: 3.0.2's average LT is truncated to a
+whole bps and steps as the asset's share changes (falling, for collateral whose LT is below the
+others'), and an asset held both as collateral and as debt has its two amounts floored apart.
+The search's flip is then carried to the farthest one (`_farthest_flip`)."""
 
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ from onchain.protocols.aave_v3.math import (
 from onchain.protocols.aave_v3.rules import V3_0_2, AaveRules
 
 MAX_PRICE = 2**128  # far beyond any oracle answer; bounds the search
+WALK_BUDGET = 4_096  # steps and halves past the first flip; usual positions take a few
 ONE = HEALTH_FACTOR_LIQUIDATION_THRESHOLD
 
 
@@ -67,6 +73,16 @@ def _liquidatable(
     )
 
 
+def _amounts(part: PricedAsset) -> tuple[int, int, int, int]:
+    """What a trial price multiplies: (collateral amount, debt amount, LT, unit)."""
+    return (
+        part.collateral_amount_raw,
+        part.debt_amount_raw,
+        part.liquidation_threshold,
+        part.unit,
+    )
+
+
 def _rest(parts: Sequence[PricedAsset], index: int, ceil: bool) -> tuple[int, int, int]:
     """The other assets' (collateral, Σ collateral·LT, debt) in base units at their prices,
     with the release's roundings: what a trial price of asset `index` adds to."""
@@ -96,13 +112,7 @@ def _verdict_at(
     integer operations (the same roundings; `percent_mul` / `wad_div` inlined)."""
     ceil = rules.directional_rounding
     rest_collateral, rest_weighted, rest_debt = rest or _rest(parts, index, ceil)
-    me = parts[index]
-    amount, owed, threshold, unit = (
-        me.collateral_amount_raw,
-        me.debt_amount_raw,
-        me.liquidation_threshold,
-        me.unit,
-    )
+    amount, owed, threshold, unit = _amounts(parts[index])
 
     # Below these bounds percentMul and wadDiv cannot overflow (nor leave uint256); past them,
     # the whole reference computation runs, with its own checks and errors.
@@ -189,7 +199,237 @@ def liquidation_price(
             lo = mid
         else:
             hi = mid
-    return lo if low_bad else hi
+    flip = lo if low_bad else hi
+    if _flips_once(parts[index], rest, rules.directional_rounding):
+        return flip
+    return _farthest_flip(parts[index], rest, rules.directional_rounding, flip, rises=not low_bad)
+
+
+class _OverBudget(Exception):
+    """The walk past the first flip ran out of its budget."""
+
+
+def _flips_once(part: PricedAsset, rest: tuple[int, int, int], ceil: bool) -> bool:
+    """Whether the verdict is monotone in this asset's price, so the search's flip is the only
+    one: the asset adds only debt, or only collateral that cannot lower the average LT (3.0.2:
+    its LT at least the others' average), or (3.5+) only one side that counts."""
+    if not part.collateral_amount_raw:
+        return True
+    if ceil:
+        return not part.debt_amount_raw or not part.liquidation_threshold
+    rest_collateral, rest_weighted, _ = rest
+    return not part.debt_amount_raw and (
+        part.liquidation_threshold * rest_collateral >= rest_weighted
+    )
+
+
+def _farthest_flip(
+    part: PricedAsset, rest: tuple[int, int, int], ceil: bool, flip: int, rises: bool
+) -> int:
+    """The flip farthest out, given a flip `flip`: the lowest liquidatable price if a rise
+    liquidates (`rises`), else the highest. Past a bound (`_envelopes`) no price liquidates; up
+    to it the prices are walked step by step of the average LT (`_average_lt_steps`), within
+    which both sides of the verdict (`_sides`) never fall as the price rises and X is exactly
+    linear in the collateral, which bounds the step's liquidatable prices closely; what is
+    left is searched from its far end. The walk is bounded (WALK_BUDGET steps and halves): past
+    it, which only an asset whose collateral and debt nearly cancel reaches (its price then
+    moves the verdict by rounding alone, over ranges no halving resolves), `flip` stands."""
+    term, limit = _sides(part, rest, ceil)
+    budget = WALK_BUDGET
+
+    def spend() -> None:
+        nonlocal budget
+        budget -= 1
+        if budget < 0:
+            raise _OverBudget
+
+    step = _average_lt_steps(part, rest, ceil)
+    rest_debt = rest[2]
+    safe = (max if rises else min)(
+        _safe_price(part, rest_debt, ceil, rises, line) for line in _envelopes(part, rest, ceil)
+    )
+
+    def farthest_in(a: int, b: int) -> int | None:
+        """The farthest liquidatable price in [a, b], within one step: a liquidatable price
+        galloped to from the far end, then halves of the range up to it dropped when wholly
+        safe (X at the low end >= M at the high end), kept when wholly liquidatable."""
+        gap = 1
+        while True:
+            q = min(a + gap - 1, b) if rises else max(b - gap + 1, a)
+            if term(q) < limit(q):
+                a, b = (a, q) if rises else (q, b)
+                break
+            if q == (b if rises else a):
+                break
+            gap *= 2
+        pending = [(a, b)]
+        while pending:
+            spend()
+            a, b = pending.pop()
+            if term(a) >= limit(b):
+                continue  # none in [a, b]
+            if term(b) < limit(a):
+                return a if rises else b  # all of [a, b]
+            mid = (a + b) // 2
+            if rises:  # the lower half is searched first
+                pending += [(mid + 1, b), (a, mid)]
+            else:
+                pending += [(a, mid), (mid + 1, b)]
+        return None
+
+    try:
+        if rises:
+            price, end = max(safe + 1, 0), flip - 2
+            while price <= end:
+                spend()
+                _, last, line = step(price)
+                b = min(max(last, price), end)  # (the step holds `price`: progress)
+                a = max(price, _safe_price(part, rest_debt, ceil, rises, line) + 1)
+                found = farthest_in(a, b) if a <= b else None
+                if found is not None:
+                    return found
+                price = b + 1
+        else:
+            price, end = min(safe - 1, MAX_PRICE), flip + 2
+            while price >= end:
+                spend()
+                first, _, line = step(price)
+                a = max(min(first, price), end)
+                b = min(price, _safe_price(part, rest_debt, ceil, rises, line) - 1)
+                found = farthest_in(a, b) if a <= b else None
+                if found is not None:
+                    return found
+                price = a - 1
+    except _OverBudget:
+        pass
+    return flip
+
+
+def _sides(
+    part: PricedAsset, rest: tuple[int, int, int], ceil: bool
+) -> tuple[Callable[[int], int], Callable[[int], int]]:
+    """The verdict at a price split in two sides, liquidatable exactly when term < limit: the
+    term X of the collateral (3.0.2: total·avgLT, 3.5+: Σ collateral·LT) and a threshold M of
+    the total debt (none reached when it is 0). M never falls as the price rises; X never does
+    within one average LT (3.5+: anywhere)."""
+    rest_collateral, rest_weighted, rest_debt = rest
+    amount, owed, threshold, unit = _amounts(part)
+
+    def term(price: int) -> int:
+        collateral = amount * price // unit
+        weighted = rest_weighted + collateral * threshold
+        if ceil:
+            return weighted
+        total = rest_collateral + collateral
+        return total * (weighted // total) if total else 0
+
+    def limit(price: int) -> int:
+        if ceil:  # Σ·LT wad-divided by the debt (half up), then / 1e4, below 1e18
+            debt = rest_debt - (-(owed * price) // unit)
+            return (PERCENTAGE_FACTOR * WAD * debt - debt // 2 - 1) // WAD + 1
+        debt = rest_debt + owed * price // unit
+        # percentMul of X (half up) wad-divided by the debt (half up) below 1e18: the highest
+        # such value, then the least X whose percentMul passes it
+        value = (WAD * debt - debt // 2 - 1) // WAD
+        return PERCENTAGE_FACTOR * (value + 1) - HALF_PERCENTAGE_FACTOR
+
+    return term, limit
+
+
+Line = tuple[int, int, int]  # X >= x0 + xs·c, from the price given on
+
+
+def _envelopes(part: PricedAsset, rest: tuple[int, int, int], ceil: bool) -> list[Line]:
+    """Lines under X at every price: 3.5+'s X itself; 3.0.2's total·avgLT >= Σ·LT - total + 1
+    while the total is positive, and >= total·(the least average LT)."""
+    rest_collateral, rest_weighted, _ = rest
+    amount, _, threshold, unit = _amounts(part)
+    if ceil:
+        return [(rest_weighted, threshold, 0)]
+    least = (
+        threshold
+        if rest_weighted >= threshold * rest_collateral
+        else rest_weighted // rest_collateral
+    )
+    positive_from = 0 if rest_collateral else -(-unit // amount)  # c >= 1
+    return [
+        (rest_collateral * least, least, 0),
+        (rest_weighted - rest_collateral + 1, threshold - 1, positive_from),
+    ]
+
+
+def _safe_price(part: PricedAsset, rest_debt: int, ceil: bool, rises: bool, line: Line) -> int:
+    """Where a line under X shows no price can liquidate: if a rise liquidates, every price at
+    or below the one returned (-1: none); else every price at or above it (MAX_PRICE + 1: none).
+    The line's value against M(d) <= 1e4·d - m0, with c and d within a unit of their real
+    values."""
+    amount, owed, _, unit = _amounts(part)
+    x0, xs, holds_from = line
+    m0 = 0 if ceil else HALF_PERCENTAGE_FACTOR
+    # Safe where x0 + xs·c >= 1e4·d - m0; with unit·c in (A·p - unit, A·p] and unit·d at most
+    # unit·Dr + O·p (+ unit - 1 rounded up): safe where slope·p + offset >= 0.
+    slope = xs * amount - PERCENTAGE_FACTOR * owed
+    offset = (
+        unit * (x0 - PERCENTAGE_FACTOR * rest_debt + m0)
+        - (xs * (unit - 1) if xs >= 0 else 0)
+        - (PERCENTAGE_FACTOR * (unit - 1) if ceil else 0)
+    )
+    if rises:  # safe at every price up to the one returned
+        if holds_from:
+            return -1
+        if slope < 0:
+            return offset // -slope if offset >= 0 else -1
+        return MAX_PRICE if offset >= 0 else -1
+    if slope > 0:  # safe at every price from the one returned
+        return max(0, -(offset // slope), holds_from)
+    return max(0, holds_from) if slope == 0 and offset >= 0 else MAX_PRICE + 1
+
+
+def _average_lt_steps(
+    part: PricedAsset, rest: tuple[int, int, int], ceil: bool
+) -> Callable[[int], tuple[int, int, Line]]:
+    """The prices around a price at which 3.0.2's average LT k stays what it is there (its
+    truncation changes only at these bounds: Σ·LT / total is monotone in the asset's collateral
+    c), and X there, total·k, as a line; 3.5+ has no average, one step."""
+    rest_collateral, rest_weighted, _ = rest
+    amount, _, threshold, unit = _amounts(part)
+    if ceil:
+        whole = (0, MAX_PRICE, (rest_weighted, threshold, 0))
+        return lambda price: whole
+    steady = threshold * rest_collateral == rest_weighted and (rest_collateral or not threshold)
+    if not amount or steady:  # one average at every price
+        k = rest_weighted // rest_collateral if rest_collateral else threshold
+        whole = (0, MAX_PRICE, (rest_collateral * k, k, 0))
+        return lambda price: whole
+
+    def step(price: int) -> tuple[int, int, Line]:
+        c = amount * price // unit
+        high: int | None
+        if not rest_collateral:  # no total at c = 0; the asset's own LT above it
+            k = 0 if c == 0 else threshold
+            low, high = (0, 0) if c == 0 else (1, None)
+        else:
+            k = (rest_weighted + c * threshold) // (rest_collateral + c)
+            if rest_weighted > threshold * rest_collateral:  # falls towards the LT as c grows
+                # average >= k  <=>  c·(k - LT) <= Σr·LT - k·Cr
+                low = max(0, (rest_weighted - (k + 1) * rest_collateral) // (k + 1 - threshold) + 1)
+                high = (
+                    (rest_weighted - k * rest_collateral) // (k - threshold)
+                    if k > threshold
+                    else None
+                )
+            else:  # rises towards the LT: average >= k  <=>  c·(LT - k) >= k·Cr - Σr·LT
+                low = max(0, -((rest_weighted - k * rest_collateral) // (threshold - k)))
+                high = (
+                    -((rest_weighted - (k + 1) * rest_collateral) // (threshold - k - 1)) - 1
+                    if k + 1 < threshold
+                    else None
+                )
+        first = -(-(low * unit) // amount)  # the least price with A·p // unit >= low
+        last = MAX_PRICE if high is None else min(((high + 1) * unit - 1) // amount, MAX_PRICE)
+        return first, last, (rest_collateral * k, k, 0)
+
+    return step
 
 
 def priced_assets(
