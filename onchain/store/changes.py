@@ -218,7 +218,9 @@ class Standing:
     `states_at` and `_standing_verdicts` would read them back. Kept across blocks so a block
     costs no read of the whole book; used only while the market's newest stored block is that
     one (`usable`): a restart, a reorg, another writer or a block written below the newest
-    make the next block read the store again (and refill this)."""
+    make the next block read the store again (and refill this). The latest view's indexed
+    values (`latest`) also need the view itself at that block: another writer's block that a
+    reorg dropped leaves its rows there."""
 
     block_number: int | None = None
     block_hash: str | None = None
@@ -427,6 +429,16 @@ def remembered_ids(
     return standing.account_ids
 
 
+def _latest_ref(conn: Connection, market_id: int) -> tuple[int, str] | None:
+    """The block (number, hash) the market's latest view is at: one row's (a block sets every
+    row's); None without rows."""
+    t = T_LATEST
+    row = conn.execute(
+        select(t.c.block_number, t.c.block_hash).where(t.c.market_id == market_id).limit(1)
+    ).first()
+    return None if row is None else (row.block_number, row.block_hash)
+
+
 def _newest_other(conn: Connection, market_id: int, block_number: int) -> tuple[int, str] | None:
     """The market's newest stored block other than `block_number`: (number, hash)."""
     s = T_SNAPSHOTS
@@ -531,7 +543,11 @@ def write_changes(
 
     latest = whole = 0
     if newest is None or block.number >= newest:
-        known = memory.latest if memory is not None and remembered else None
+        # the latest view outlives a dropped block (a reorg drops change rows, not the view's
+        # rows another writer left): remembered only while the view is at the block we wrote
+        known = None
+        if memory is not None and remembered and _latest_ref(conn, market_id) == newest_ref:
+            known = memory.latest
         whole, indexed = _write_latest(
             conn, market_id, block, positions, assessed, account_ids, asset_rows, book, known,
             current if book is not None else None,

@@ -11,6 +11,7 @@ import dataclasses
 import importlib.util
 import json
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -290,3 +291,40 @@ def test_0009_moves_the_details_aside_and_back_on_a_filled_store(
     assert after == before  # buckets filled from the values, details moved back aside
     assert {sort: _pages(store, sort, False, None, 9) for sort in SORTS} == pages
     engine.dispose()
+
+
+def test_a_remembered_view_is_not_trusted_once_another_writers_block_left_it(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writer A keeps what it wrote; another writer's block (other tiers) is written over it and
+    then dropped by a reorg: its change rows go, its latest-view rows stay. A's next block must
+    then read the view, not trust its memory: every row's tier is its newest verdict's."""
+    quiet = _positions
+    monkeypatch.setattr(sys.modules[__name__], "_positions", lambda n, blk: quiet(3, blk))
+    market = _market(store, tmp_path)
+    mine = changes.Standing()
+    for n in (1, 2, 3):
+        _write(store, market, n, lean=n > 1, standing=mine)
+    wide = TierThresholds(critical_wad=13 * 10**17, high_wad=18 * 10**17, watch_wad=24 * 10**17)
+    _write(store, market, 4, lean=False, standing=changes.Standing(), tiers=wide)
+    crud.delete_snapshots_from(store, market.id, [4])
+    result = _write(store, market, 4, standing=mine)
+    assert (result.change_rows or {})["remembered"] == 1  # states and verdicts: still usable
+    with store.read() as conn:
+        view = dict(
+            conn.execute(
+                select(changes.T_LATEST.c.account_id, changes.T_LATEST.c.risk_tier).where(
+                    changes.T_LATEST.c.market_id == market.id
+                )
+            ).all()
+        )
+        newest = {
+            aid: tier
+            for aid, tier in conn.execute(
+                select(changes.T_VERDICTS.c.account_id, changes.T_VERDICTS.c.risk_tier)
+                .where(changes.T_VERDICTS.c.market_id == market.id)
+                .order_by(changes.T_VERDICTS.c.block_number)
+            )
+        }
+        assert mine.latest == changes._stored_indexed(conn, market.id)
+    assert len(view) == ACCOUNTS and view == newest
