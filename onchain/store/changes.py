@@ -970,9 +970,19 @@ def _bound(column: Any, dialect: Any, values: list[Any]) -> list[Any]:
         return [bind(v) for v in values]  # what the type refuses raises as it says
     if isinstance(column.type, Float):
         return list(map(bind, values))
-    keys = [tuple(v) if type(v) is list else v for v in values]
+    keys = [_memo_key(v) for v in values]
+    if None in keys:  # a value no key tells apart from another that binds otherwise
+        return [bind(v) for v in values]
     by_key = {k: bind(v) for k, v in dict(zip(keys, values, strict=True)).items()}
     return [by_key[k] for k in keys]
+
+
+def _memo_key(value: Any) -> Any:
+    """A key equal only for values that bind alike: with the type (True, 1 and 1.0 are equal in
+    Python but not as JSON), a list as a tuple of its strings (reason codes); None: no key."""
+    if type(value) is list:
+        return (list, tuple(value)) if all(type(v) is str for v in value) else None
+    return (type(value), value)
 
 
 def delete_changes(conn: Connection, market_id: int, block_numbers: Sequence[int]) -> None:
