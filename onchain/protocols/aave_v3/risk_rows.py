@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import is_
+from threading import Lock
 
 import numpy as np
 
@@ -93,15 +94,19 @@ class _StateArrays:
     accounts: tuple[str, ...]
 
 
-# the last few books' state arrays (one per market refreshed in turn), oldest first
+# the last few books' state arrays (one per market refreshed in turn), oldest first; a lock,
+# as markets may be refreshed in threads
 _KEPT: deque[_StateArrays] = deque(maxlen=8)
+_KEPT_LOCK = Lock()
 
 
 def _of_states(states: Sequence[AaveAccountState], reserve_ids: list[int]) -> _StateArrays:
     """The state arrays of `states`: those computed before for these very state objects (the
     states are frozen and replaced, never changed, when an account changes), else new."""
     rids = tuple(reserve_ids)
-    for kept in reversed(_KEPT):
+    with _KEPT_LOCK:
+        books = list(_KEPT)
+    for kept in reversed(books):
         if (
             kept.reserve_ids == rids
             and len(kept.states) == len(states)
@@ -116,7 +121,8 @@ def _of_states(states: Sequence[AaveAccountState], reserve_ids: list[int]) -> _S
     made = _StateArrays(
         tuple(states), rids, bits, emode, entries, tuple(checksummed(s.account) for s in states)
     )
-    _KEPT.append(made)
+    with _KEPT_LOCK:
+        _KEPT.append(made)
     return made
 
 
