@@ -232,6 +232,16 @@ def backtest_cmd(
             protocols,
             reuse_replay,
         )
+        if chart is not None:
+            from onchain.backtest.charts import write_charts
+
+            for path in write_charts(report, chart):
+                err.print(f"chart written: {path}")
+        report.pop("_flat")
+        if as_json:  # printed before it is stored: a store that fails then loses no report
+            print(strict_json(report))
+        else:
+            print_report(report)
         if opened is not None:
             from onchain.store.backtests import record_backtest
 
@@ -247,17 +257,6 @@ def backtest_cmd(
                 f"stored as backtest run {run_id} in {opened.url} "
                 f"(onchain serve: /backtests/{run_id})"
             )
-
-    if chart is not None:
-        from onchain.backtest.charts import write_charts
-
-        for path in write_charts(report, chart):
-            err.print(f"chart written: {path}")
-    report.pop("_flat")
-    if as_json:
-        print(strict_json(report))
-    else:
-        print_report(report)
 
 
 def _run(
