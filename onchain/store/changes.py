@@ -524,7 +524,9 @@ def write_changes(
     verdict_rows = []
     current = [(account_ids[account], market_key) for account, market_key in keys]
     last_of, bands = previous.get, kept.bands
-    for i, key in enumerate(current):  # `verdict_changes`, inline: every row of the book
+    # a verdict is stored again where it is new (or back), its tier or reason codes changed, or
+    # its health factor crossed a band; inline, as it runs for every row of the book
+    for i, key in enumerate(current):
         last, hf = last_of(key), health[i]
         if (
             last is None
@@ -599,23 +601,6 @@ def _remember(
             )
     memory.block_number, memory.block_hash = block.number, block.hash
     memory.states, memory.verdicts = now, previous
-
-
-def verdict_changes(
-    last: StoredVerdict | None,
-    health_factor: int | None,
-    tier: str,
-    reasons: list[str] | None,
-    bands: Sequence[float],
-) -> bool:
-    """Whether a position's verdict is stored again at this block: it is new (or back), its
-    tier or reason codes changed, or its health factor crossed a band."""
-    return (
-        last is None
-        or last.risk_tier != tier
-        or last.risk_reasons != reasons
-        or band(last.health_factor, bands) != band(health_factor, bands)
-    )
 
 
 def record_assessment(
