@@ -743,34 +743,30 @@ def fresh(conn: Connection, rows: Sequence[Any], rebuild: BookRebuild | None) ->
     """The rows with the details of latest-view rows older than their block (a block wrote
     only their moving columns) rebuilt exactly from the stored states at their block: what a
     row written whole holds (`changes.rebuilt_details`). Only these rows are rebuilt."""
-    stale = [r for r in rows if stale_details(r)]
-    if not stale:
-        return list(rows)
-    if rebuild is None:
-        raise ValueError("latest rows with older details need the adapters' rebuild")
-    details: dict[tuple[int, int, str], dict[str, Any]] = {}
-    for market_id in sorted({r.market_id for r in stale}):
-        mine = [r for r in stale if r.market_id == market_id]
-        for (aid, key), rebuilt in rebuilt_details(conn, market_id, mine, rebuild).items():
-            details[(market_id, aid, key)] = rebuilt
-    return _overlaid(rows, details)
+    return _overlaid(rows, _rebuilt(conn, rows, rebuild, rebuilt_details))
 
 
 def _rebuilt(
-    conn: Connection, rows: Sequence[Any], rebuild: BookRebuild | None
-) -> dict[tuple[int, int, str], Position]:
-    """(market, account, book) -> the position rebuilt for each latest-view row older than its
-    block (`fresh`'s rows; `_stored` reads their details off it)."""
+    conn: Connection,
+    rows: Sequence[Any],
+    rebuild: BookRebuild | None,
+    of: Callable[
+        [Connection, int, Sequence[Any], BookRebuild], Mapping[tuple[int, str], Any]
+    ] = rebuilt_positions,
+) -> dict[tuple[int, int, str], Any]:
+    """(market, account, book) -> `of` (the rebuilt position; `fresh`: its details) for each
+    latest-view row older than its block, market by market (`_stored` reads the details off
+    the positions)."""
     stale = [r for r in rows if stale_details(r)]
     if not stale:
         return {}
     if rebuild is None:
         raise ValueError("latest rows with older details need the adapters' rebuild")
-    out: dict[tuple[int, int, str], Position] = {}
+    out: dict[tuple[int, int, str], Any] = {}
     for market_id in sorted({r.market_id for r in stale}):
         mine = [r for r in stale if r.market_id == market_id]
-        for (aid, key), p in rebuilt_positions(conn, market_id, mine, rebuild).items():
-            out[(market_id, aid, key)] = p
+        for (aid, key), rebuilt in of(conn, market_id, mine, rebuild).items():
+            out[(market_id, aid, key)] = rebuilt
     return out
 
 
