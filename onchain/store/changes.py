@@ -552,7 +552,7 @@ def write_changes(
             known = memory.latest
         whole, indexed = _write_latest(
             conn, market_id, block, positions, assessed, account_ids, asset_rows, book, known,
-            current if book is not None else None,
+            current if book is not None else (),
         )  # fmt: skip
         latest = whole if book is None else len(book.assessed)
         if memory is not None and memory.block_number == block.number:
@@ -673,14 +673,13 @@ def _write_latest(
     asset_rows: Mapping[tuple[str, str], list[dict[str, Any]]],
     book: LeanBook | None = None,
     known: Mapping[tuple[int, str], tuple[Any, ...]] | None = None,
-    book_keys: list[tuple[int, str]] | None = None,
+    book_keys: Sequence[tuple[int, str]] = (),
 ) -> tuple[int, dict[tuple[int, str], tuple[Any, ...]]]:
     """The current book in place: positions gone are deleted, `positions` upserted whole, and
     with a `book` its other rows get the columns prices move (`_update_moving`). `known`: each
     stored row's indexed values (`INDEXED` but the market) where the writer remembers them
     (`Standing.latest`), else read. Returns the rows written whole and every row's indexed
-    values as written. `book_keys`: the book's (account id, market key) by row, where the
-    caller has them."""
+    values as written. `book_keys`: with a `book`, its rows' (account id, market key)."""
     rows = []
     details = []
     for p, a in zip(positions, assessed, strict=True):
@@ -694,8 +693,6 @@ def _write_latest(
     keys: set[tuple[int, str]] | dict[tuple[int, str], Any] = indexed
     stored = known if known is not None else _stored_indexed(conn, market_id)
     if book is not None:
-        if book_keys is None:
-            book_keys = [(account_ids[a], k) for a, k in book.position_keys()]
         keys = set(book_keys)
         _update_moving(conn, market_id, block, book, book_keys, indexed, stored)
     gone = sorted(k for k in stored if k not in keys)
@@ -802,7 +799,7 @@ def _update_moving(
     market_id: int,
     block: BlockRef,
     book: LeanBook,
-    keys: list[tuple[int, str]],
+    keys: Sequence[tuple[int, str]],
     indexed: dict[tuple[int, str], tuple[Any, ...]],
     stored: Mapping[tuple[int, str], tuple[Any, ...]],
 ) -> int:
