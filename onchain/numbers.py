@@ -17,6 +17,18 @@ def format_wad(value: int, places: int = 4, *, trim: bool = True) -> str:
     return text.rstrip("0").rstrip(".") if trim else text
 
 
+# the four-place fractions `format_wad` writes (trailing zeros trimmed, none for .0000)
+_FRACTIONS = tuple("." + f"{r:04d}".rstrip("0") if r else "" for r in range(10_000))
+_FOUR_PLACES = 10 ** (18 - 4)
+
+
+def format_wads(values: list[int]) -> list[str]:
+    """`format_wad` of each non-negative wad at four places, trimmed: a whole book's health
+    factors in one pass (each block writes one text per position)."""
+    fractions, unit = _FRACTIONS, _FOUR_PLACES
+    return [f"{(t := v // unit) // 10_000}{fractions[t % 10_000]}" for v in values]
+
+
 def format_base(value: int, decimals: int) -> str:
     """An amount in base-currency units with two decimals (truncated), exact at any size."""
     whole, rest = divmod(value, 10**decimals)

@@ -24,7 +24,7 @@ from onchain.app.risk_context import (
 from onchain.config import TierThresholds
 from onchain.model import LiquidationHold
 from onchain.numbers import format_wad as format_wad
-from onchain.numbers import truncated
+from onchain.numbers import format_wads, truncated
 from onchain.position_rows import PositionRows
 from onchain.protocols.base import MarketSnapshot, Position
 from onchain.risk.verdict import RiskVerdict
@@ -402,6 +402,14 @@ def _report(
     )
 
 
+def _safe_from(floors: TierThresholds | None) -> int:
+    """The exact health factor from which `floored` leaves a SAFE tier SAFE (a position below
+    any threshold is at least that tier)."""
+    if floors is None:
+        return 0
+    return max(floors.critical_wad, floors.high_wad, floors.watch_wad)
+
+
 def _columns(
     report: RiskReport,
     health_factors: Sequence[int | None],
@@ -414,29 +422,25 @@ def _columns(
     screened, reasons, probabilities, pendings = report.verdict_columns()
     horizon = report.horizon_s
     within = f", P(liquidation within {_seconds(horizon)}) "
-    tiers: list[str] = []
-    texts: list[str] = []
-    codes: list[list[str]] = []
-    for i, hf in enumerate(health_factors):
-        if (  # most of a book: `_exact_verdict`'s text for a SAFE row with no reason, inline
-            hf is not None
-            and screened[i] == "SAFE"
-            and not reasons[i]
-            and not liquidatable[i]
-            and i not in holds
-            and floored("SAFE", [], hf, False, floors)[0] == "SAFE"
-        ):
-            tiers.append("SAFE")
-            texts.append(f"health factor {format_wad(hf)}{within}{probabilities[i]:.2%}")
-            codes.append([])
-            continue
-        tier, text, why = _exact_verdict(
-            hf, liquidatable[i], holds.get(i), screened[i], reasons[i], pendings[i],
-            probabilities[i], horizon, floors,
+    floor = _safe_from(floors)
+    # most of a book: SAFE with no reason (`_exact_verdict`'s text for it, formatted at once)
+    plain = bytearray(
+        tier == "SAFE" and not why and not now and hf is not None and hf >= floor
+        for hf, tier, why, now in zip(health_factors, screened, reasons, liquidatable, strict=True)
+    )
+    for i in holds:  # a held row is CRITICAL
+        plain[i] = False
+    rows = [i for i, yes in enumerate(plain) if yes]
+    n = len(health_factors)
+    tiers, texts = ["SAFE"] * n, [""] * n
+    codes: list[list[str]] = [[] for _ in range(n)]
+    for i, shown in zip(rows, format_wads([health_factors[i] or 0 for i in rows]), strict=True):
+        texts[i] = f"health factor {shown}{within}{probabilities[i]:.2%}"
+    for i in (i for i, yes in enumerate(plain) if not yes):
+        tiers[i], texts[i], codes[i] = _exact_verdict(
+            health_factors[i], liquidatable[i], holds.get(i), screened[i], reasons[i],
+            pendings[i], probabilities[i], horizon, floors,
         )  # fmt: skip
-        tiers.append(tier)
-        texts.append(text)
-        codes.append(why)
 
     def row(i: int) -> Assessed:
         return exact_assessed(
