@@ -59,6 +59,23 @@ def int_bucket(value: int, per_octave: int = PER_OCTAVE) -> int:
     return bits * per_octave + top - per_octave
 
 
+_EXACT_FLOAT_INT = 2**53  # below it an integer is a float exactly, its split too
+
+
+def int_buckets(values: list[int], per_octave: int = PER_OCTAVE) -> list[int]:
+    """`int_bucket` of each value, those a float holds exactly at once: the exponent is the
+    bit length and the mantissa's top bits are the integer's."""
+    small = 2 * per_octave
+    x = np.array([v if small <= v < _EXACT_FLOAT_INT else small for v in values], dtype=float)
+    mantissa, bits = np.frexp(x)
+    top = np.floor(mantissa * (1 << per_octave.bit_length())).astype(np.int64)
+    at_once = (bits * per_octave + top - per_octave).tolist()
+    return [
+        b if small <= v < _EXACT_FLOAT_INT else int_bucket(v, per_octave)
+        for b, v in zip(at_once, values, strict=True)
+    ]
+
+
 def buckets(health_factor_float: float | None, debt: int) -> tuple[int | None, int]:
     """(health factor, debt) buckets of one latest-view row."""
     return float_bucket(health_factor_float, HF_PER_OCTAVE), int_bucket(debt)
