@@ -19,6 +19,7 @@ from operator import itemgetter
 from types import NoneType
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast, overload, runtime_checkable
 
+import numpy as np
 from sqlalchemy import (
     Connection,
     Float,
@@ -44,7 +45,7 @@ from onchain.store.buckets import (
     HF_PER_OCTAVE,
     buckets,
     float_buckets,
-    int_bucket,
+    int_buckets,
 )
 from onchain.store.db import Store
 from onchain.store.rows import (
@@ -254,14 +255,6 @@ class StoredVerdict:
     pending_health_factor: float | None
     horizon_s: float | None
 
-    def band(self, bands: Sequence[float]) -> int:
-        """`band` of its health factor, worked out once per bands (each block asks again)."""
-        memo = self.__dict__.get("_band")
-        if memo is None or memo[0] is not bands:
-            memo = (bands, band(self.health_factor, bands))
-            object.__setattr__(self, "_band", memo)
-        return memo[1]
-
 
 @dataclass(frozen=True)
 class StoredBook:
@@ -278,6 +271,15 @@ def band(health_factor: int | None, bands: Sequence[float]) -> int:
     if health_factor is None:
         return len(bands) + 1
     return bisect_right(bands, health_factor / WAD)  # the first band above it
+
+
+def bands_of(health_factors: Sequence[int | None], bands: Sequence[float]) -> list[int]:
+    """`band` of each health factor, a whole book at once (numpy's right-side search is
+    `bisect_right`'s, on the same floats)."""
+    floats = np.array([0.0 if hf is None else hf / WAD for hf in health_factors], dtype=float)
+    found = np.searchsorted(np.asarray(bands, dtype=float), floats, side="right").tolist()
+    above = len(bands) + 1
+    return [above if hf is None else b for hf, b in zip(health_factors, found, strict=True)]
 
 
 def _newest_at(table: Table, key: Sequence[str], market_id: int, block_number: int) -> Select[Any]:
@@ -523,18 +525,18 @@ def write_changes(
     tier, reasons = verdicts.tier, verdicts.reasons
     verdict_rows = []
     current = [(account_ids[account], market_key) for account, market_key in keys]
-    last_of, bands = previous.get, kept.bands
+    lasts = list(map(previous.get, current))
+    was_bands = bands_of([None if v is None else v.health_factor for v in lasts], kept.bands)
+    now_bands = bands_of(health, kept.bands)
     # a verdict is stored again where it is new (or back), its tier or reason codes changed, or
     # its health factor crossed a band; inline, as it runs for every row of the book
-    for i, key in enumerate(current):
-        last, hf = last_of(key), health[i]
-        if (
-            last is None
-            or last.risk_tier != tier[i]
-            or last.risk_reasons != reasons[i]
-            or last.band(bands) != band(hf, bands)
-        ):
-            verdict_rows.append(_verdict_row(market_id, key, block.number, hf, verdicts, i))
+    for i, (last, t, r, old_band, new_band) in enumerate(
+        zip(lasts, tier, reasons, was_bands, now_bands, strict=True)
+    ):
+        if last is None or last.risk_tier != t or last.risk_reasons != r or old_band != new_band:
+            verdict_rows.append(
+                _verdict_row(market_id, current[i], block.number, health[i], verdicts, i)
+            )
     left = (k for k in previous.keys() - set(current) if previous[k].risk_tier is not None)
     for key in sorted(left):  # left the book
         verdict_rows.append(_verdict_row(market_id, key, block.number, None, None, 0))
@@ -815,21 +817,23 @@ def _update_moving(
     pg = conn.dialect.name == "postgresql"
     hfs, debts, collaterals = f.health_factor, f.total_debt_base, f.total_collateral_base
     floats = [None if hf is None else hf / WAD for hf in hfs]
-    debt_buckets = [int_bucket(int(d)) for d in debts]
+    debt_buckets = int_buckets(debts if type(debts) is list else [int(d) for d in debts])
     hf_buckets = float_buckets(floats, HF_PER_OCTAVE)
     same: list[int] = []  # rows whose tier and buckets stay
     moved: list[int] = []  # rows that rewrite an index entry
-    tiers = v.tier
-    for i, key in enumerate(keys):
+    for i, (key, tier, hf_bucket, debt_bucket) in enumerate(
+        zip(keys, v.tier, hf_buckets, debt_buckets, strict=True)
+    ):
         if key in indexed:
             continue
         was = stored.get(key)
         if was is None:
             raise ValueError(f"{f.accounts[i]} {key[1]}: a new position must be written whole")
-        now = indexed[key] = (tiers[i], hf_buckets[i], debt_buckets[i])
+        now = indexed[key] = (tier, hf_bucket, debt_bucket)
         (moved if pg or now != was else same).append(i)  # PostgreSQL: HOT compares them
     liquidatable = f.liquidatable.tolist() if hasattr(f.liquidatable, "tolist") else f.liquidatable
-    # each column as a sequence by row (a constant: None), the buckets from `indexed`
+    # each column as a sequence by row (a constant: None); a row not written whole has the
+    # buckets worked out here (`indexed` holds them too)
     by_row: dict[str, Sequence[Any] | None] = {
         "block_number": None,
         "block_hash": None,
@@ -837,16 +841,16 @@ def _update_moving(
         "health_factor": hfs,
         "health_factor_float": floats,
         "liquidatable": [bool(x) for x in liquidatable],
-        "total_collateral_base": [int(x) for x in collaterals],
-        "total_debt_base": [int(x) for x in debts],
+        "total_collateral_base": collaterals,
+        "total_debt_base": debts,
         "risk_tier": v.tier,
         "risk_reason": v.reason,
         "risk_reasons": v.reasons,
         "liquidation_probability": v.probability,
         "pending_health_factor": v.pending_health_factor,
         "horizon_s": v.horizon_s,
-        "hf_bucket": [indexed[k][1] for k in keys],
-        "debt_bucket": [indexed[k][2] for k in keys],
+        "hf_bucket": hf_buckets,
+        "debt_bucket": debt_buckets,
         "market_id": None,
         "account_id": [k[0] for k in keys],
         "market_key": [k[1] for k in keys],
@@ -952,6 +956,19 @@ def _bound(column: Any, dialect: Any, values: list[Any]) -> list[Any]:
         return [bind(v) for v in values]  # what the type refuses raises as it says
     if isinstance(column.type, Float):
         return list(map(bind, values))
+    kinds = set(map(type, values))
+    if kinds == {bool}:  # flags: two values
+        yes, no = bind(True), bind(False)
+        return [yes if v else no for v in values]
+    if kinds == {list}:  # reason codes: a few distinct lists of strings
+        try:
+            distinct = set(map(tuple, values))
+        except TypeError:  # something unhashable in a list
+            return [bind(v) for v in values]
+        if all(type(c) is str for codes in distinct for c in codes):
+            by_codes = {codes: bind(list(codes)) for codes in distinct}
+            return [by_codes[tuple(v)] for v in values]
+        return [bind(v) for v in values]
     keys = [_memo_key(v) for v in values]
     if None in keys:  # a value no key tells apart from another that binds otherwise
         return [bind(v) for v in values]

@@ -26,7 +26,11 @@ def _theirs(name: str, values: list[Any]) -> list[Any]:
         ("risk_reasons", [["A"], [1], [True], [1.0], None, ["A"], [], [[1]], ["A", "B"]]),
         ("risk_reasons", [["HF_BELOW_1"], ["HF_BELOW_1"], None, []]),
         ("risk_reasons", [[1], [True], [1.0]]),  # equal in Python, three JSON texts
+        ("risk_reasons", [["A"], [], ["A", "B"], [], ["B", "A"]]),  # lists alone
+        ("risk_reasons", [[1], ["A"], [True], [1.0], []]),
+        ("risk_reasons", [[{"a": 1}], ["A"]]),  # unhashable inside
         ("liquidatable", [True, False, True, 1, 0, None]),
+        ("liquidatable", [True, False, True]),  # flags alone
         ("health_factor", [10**18, None, 0, 2**256 - 1, 7]),
         ("total_debt_base", [5, 6, 7]),
         ("liquidation_probability", [0.5, None, 1, 0.25]),
