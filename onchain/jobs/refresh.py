@@ -17,6 +17,7 @@ from onchain.alerts.outbox import block_alerts, rules_watch
 from onchain.app.incremental import MarketRefresher, read_account_states
 from onchain.app.pipeline import load_market, market_snapshot, read_positions
 from onchain.app.risk_context import PriceSeries
+from onchain.gc_pause import without_cycle_collection
 from onchain.jobs import metrics
 from onchain.jobs.assess import TierColumns, assess, risk_tier_columns, risk_tiers, tier_of
 from onchain.jobs.context import Counts, JobContext, market_ref, note
@@ -447,6 +448,7 @@ def store_block(
     )
 
 
+@without_cycle_collection()
 def refresh_block(
     ctx: JobContext,
     client: RpcClient,
@@ -457,7 +459,9 @@ def refresh_block(
     market_state: Any = None,
 ) -> WriteResult:
     """Read every tracked account at `block` and store the block whole; a block already stored
-    with this hash is left as it is (no reads, no writes)."""
+    with this hash is left as it is (no reads, no writes). The cyclic collector waits meanwhile:
+    a block makes and drops tens of thousands of objects without cycles, and its passes over the
+    kept book cost as much as the block's own work (reference counting frees them as before)."""
     if crud.snapshot_hash(ctx.store, market.id, block.number) == block.hash:
         counts["blocks_unchanged"] += 1
         return WriteResult("unchanged")
