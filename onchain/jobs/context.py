@@ -46,6 +46,8 @@ class JobContext:
     )
     # market id -> what its last written block left standing in the store (changes.Standing)
     standing: dict[int, Any] = field(default_factory=dict)
+    # market id -> (block, the tracked accounts the store gave up to it): `tracked_accounts`
+    tracked: dict[int, tuple[int, list[str]]] = field(default_factory=dict)
     keeper: LeaseKeeper | None = None  # a worker's leases; None: one process, every market
     # market id -> the lease epoch what `market_memory` keeps of it was built under
     notes_epoch: dict[int, int] = field(default_factory=dict)
@@ -55,7 +57,13 @@ class JobContext:
         """Everything kept in memory per market id between runs: a worker drops a market's
         entries when it stops holding it, or holds it again under a new lease (another worker
         moved it on meanwhile), so nothing stale is carried over."""
-        return [self.discovery_notes, self.refreshers, self.encoded_states, self.standing]
+        return [
+            self.discovery_notes,
+            self.refreshers,
+            self.encoded_states,
+            self.standing,
+            self.tracked,
+        ]
 
     def active_markets(self) -> list[MarketInfo]:
         """The markets this process works on now: all of them, or a worker's leased ones."""

@@ -269,6 +269,19 @@ def tracked_accounts(store: Store, market_id: int, up_to_block: int) -> list[str
         return [r[0] for r in rows]
 
 
+def tracked_count(store: Store, market_id: int, up_to_block: int) -> int:
+    """How many accounts `tracked_accounts` gives (counted in the index, no row read)."""
+    with store.read() as conn:
+        return int(
+            conn.execute(
+                select(func.count()).where(
+                    (T_MARKET_ACCOUNTS.c.market_id == market_id)
+                    & (T_MARKET_ACCOUNTS.c.first_seen_block <= up_to_block)
+                )
+            ).scalar_one()
+        )
+
+
 # -- cursors ----------------------------------------------------------------------------------
 
 

@@ -363,3 +363,31 @@ def test_sqlite_connections_get_their_settings(tmp_path: Path) -> None:
             }
     finally:
         store.close()
+
+
+def test_the_refresh_keeps_tracked_accounts_while_the_store_counts_the_same(
+    store: Store, tmp_path: Path
+) -> None:
+    from onchain.jobs.refresh import tracked_accounts
+
+    market = market_of(store, tmp_path)
+    ctx = JobContext(config(tmp_path), store, [market])
+    a, b, c, d = (account(i) for i in range(4))
+
+    def both(number: int) -> list[str]:
+        ours = tracked_accounts(ctx, market, block(number))
+        assert ours == crud.tracked_accounts(store, market.id, number)
+        return ours
+
+    crud.record_discovery(store, market, {a: 5, b: 7}, block(7))
+    kept = both(8)
+    assert sorted(kept) == sorted([a, b])
+    assert both(9) is kept  # nothing new: the list kept from the last block
+    crud.record_discovery(store, market, {c: 12}, block(12))  # another writer meanwhile
+    assert both(10) is kept  # c is tracked from block 12 on
+    assert c in both(12)
+    crud.record_discovery(store, market, {d: 20}, block(20))
+    assert d not in both(13)
+    crud.record_discovery(store, market, {d: 11}, block(20))  # d's first block moved earlier
+    assert d in both(13)
+    assert both(6) == [a]  # an earlier block than the kept one
