@@ -240,6 +240,13 @@ def test_the_migrations_bucket_functions_are_the_stores() -> None:
     for per_octave in (buckets.PER_OCTAVE, buckets.HF_PER_OCTAVE):  # the whole column at once
         one_by_one = [buckets.float_bucket(v, per_octave) for v in column]
         assert buckets.float_buckets(column, per_octave) == one_by_one
+    near_2_53 = [2**53 + d for d in range(-40, 40)] + [
+        2**k + d for k in range(64) for d in (-1, 0, 1)
+    ]
+    int_column = [v for v in [*ints, *near_2_53] if v >= 0]
+    for per_octave in (buckets.PER_OCTAVE, buckets.HF_PER_OCTAVE, 2, 8):
+        one_by_one = [buckets.int_bucket(v, per_octave) for v in int_column]
+        assert buckets.int_buckets(int_column, per_octave) == one_by_one
     for infinite in (float("inf"), float("-inf")):  # no bucket either way
         with pytest.raises(OverflowError):
             buckets.float_bucket(infinite)

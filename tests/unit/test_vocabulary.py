@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 
 from onchain.app.risk_context import underlying
-from onchain.numbers import format_wad, health_text, truncated
+from onchain.numbers import format_wad, format_wads, health_text, truncated
 from onchain.risk.book import DEFAULT_STABLE_SYMBOLS, make_book
 from onchain.risk.stress import SYMBOL_ALIASES, scenario_prices
 from onchain.symbols import STABLE_SYMBOLS
@@ -43,3 +45,11 @@ def test_a_health_factor_is_truncated_never_rounded_up_across_one() -> None:
     assert truncated(0.29, 2) == "0.29"
     assert truncated(1.5) == "1.5000"
     assert truncated(float("inf")) == "inf"
+
+
+def test_a_whole_book_of_health_factors_reads_as_format_wad_reads_each() -> None:
+    rng = random.Random(4)
+    values = [0, 1, 10**14 - 1, 10**14, 10**18, 10**18 + 10**14, 105 * 10**16, 2**256 - 1]
+    values += [rng.randrange(10**22) for _ in range(5000)]
+    values += [rng.randrange(10**5) * 10 ** rng.randrange(14, 20) for _ in range(5000)]
+    assert format_wads(values) == [format_wad(v) for v in values]
