@@ -136,6 +136,11 @@ class LeanBook:
         built from the columns when read."""
         return _VerdictRows(self.verdicts)
 
+    @cached_property
+    def health_floats(self) -> list[float | None]:
+        """Each row's health factor as a float (None without debt), as the latest view has it."""
+        return [None if hf is None else hf / WAD for hf in self.figures.health_factor]
+
     def position_keys(self) -> list[tuple[str, str]]:
         """(account, market key) of each row."""
         return list(zip(self.figures.accounts, self.figures.markets, strict=True))
@@ -231,6 +236,15 @@ class Standing:
     # not known (read from the store)
     latest: dict[tuple[int, str], tuple[Any, ...]] | None = None
     account_ids: dict[str, int] = field(default_factory=dict)  # address -> id, as written
+    # the last book's keys (account id, market key) by row, and its rows in key order
+    key_order: tuple[list[tuple[int, str]], list[int]] | None = None
+
+    def in_key_order(self, keys: list[tuple[int, str]]) -> list[int]:
+        """The rows of a book with these keys, in the primary key's order (kept while the
+        book's rows stay the same: sorting them is a noticeable part of a quiet block)."""
+        if self.key_order is None or self.key_order[0] != keys:
+            self.key_order = (keys, sorted(range(len(keys)), key=keys.__getitem__))
+        return self.key_order[1]
 
     def usable(self, block_number: int, newest: tuple[int, str] | None) -> bool:
         """Whether this is what stands before `block_number`, the store's newest other block
@@ -273,11 +287,18 @@ def band(health_factor: int | None, bands: Sequence[float]) -> int:
     return bisect_right(bands, health_factor / WAD)  # the first band above it
 
 
-def bands_of(health_factors: Sequence[int | None], bands: Sequence[float]) -> list[int]:
+def bands_of(
+    health_factors: Sequence[int | None],
+    bands: Sequence[float],
+    floats: Sequence[float | None] | None = None,
+) -> list[int]:
     """`band` of each health factor, a whole book at once (numpy's right-side search is
-    `bisect_right`'s, on the same floats)."""
-    floats = np.array([0.0 if hf is None else hf / WAD for hf in health_factors], dtype=float)
-    found = np.searchsorted(np.asarray(bands, dtype=float), floats, side="right").tolist()
+    `bisect_right`'s, on the same floats; `floats`: each health factor / WAD, if at hand)."""
+    if floats is None:
+        floats = [None if hf is None else hf / WAD for hf in health_factors]
+    found = np.searchsorted(
+        np.asarray(bands, dtype=float), np.array(floats, dtype=float), side="right"
+    ).tolist()
     above = len(bands) + 1
     return [above if hf is None else b for hf, b in zip(health_factors, found, strict=True)]
 
@@ -527,7 +548,7 @@ def write_changes(
     current = [(account_ids[account], market_key) for account, market_key in keys]
     lasts = list(map(previous.get, current))
     was_bands = bands_of([None if v is None else v.health_factor for v in lasts], kept.bands)
-    now_bands = bands_of(health, kept.bands)
+    now_bands = bands_of(health, kept.bands, book.health_floats if book is not None else None)
     # a verdict is stored again where it is new (or back), its tier or reason codes changed, or
     # its health factor crossed a band; inline, as it runs for every row of the book
     for i, (last, t, r, old_band, new_band) in enumerate(
@@ -552,9 +573,12 @@ def write_changes(
         known = None
         if memory is not None and remembered and _latest_ref(conn, market_id) == newest_ref:
             known = memory.latest
+        order = None
+        if book is not None:
+            order = (memory or Standing()).in_key_order(current)
         whole, indexed = _write_latest(
             conn, market_id, block, positions, assessed, account_ids, asset_rows, book, known,
-            current if book is not None else (),
+            current if book is not None else (), order,
         )  # fmt: skip
         latest = whole if book is None else len(book.assessed)
         if memory is not None and memory.block_number == block.number:
@@ -676,6 +700,7 @@ def _write_latest(
     book: LeanBook | None = None,
     known: Mapping[tuple[int, str], tuple[Any, ...]] | None = None,
     book_keys: Sequence[tuple[int, str]] = (),
+    order: Sequence[int] | None = None,
 ) -> tuple[int, dict[tuple[int, str], tuple[Any, ...]]]:
     """The current book in place: positions gone are deleted, `positions` upserted whole, and
     with a `book` its other rows get the columns prices move (`_update_moving`). `known`: each
@@ -696,7 +721,9 @@ def _write_latest(
     stored = known if known is not None else _stored_indexed(conn, market_id)
     if book is not None:
         keys = set(book_keys)
-        _update_moving(conn, market_id, block, book, book_keys, indexed, stored)
+        if order is None:
+            order = sorted(range(len(book_keys)), key=book_keys.__getitem__)
+        _update_moving(conn, market_id, block, book, book_keys, indexed, stored, order)
     gone = sorted(k for k in stored if k not in keys)
     for aid, market_key in gone:
         for table in (T_LATEST, T_LATEST_DETAILS):
@@ -804,6 +831,7 @@ def _update_moving(
     keys: Sequence[tuple[int, str]],
     indexed: dict[tuple[int, str], tuple[Any, ...]],
     stored: Mapping[tuple[int, str], tuple[Any, ...]],
+    order: Sequence[int],
 ) -> int:
     """The rows of `book` (`keys`: each one's account id and market key) not written whole
     (not in `indexed` yet): their moving columns, in
@@ -816,21 +844,24 @@ def _update_moving(
     f, v = book.figures, book.verdicts
     pg = conn.dialect.name == "postgresql"
     hfs, debts, collaterals = f.health_factor, f.total_debt_base, f.total_collateral_base
-    floats = [None if hf is None else hf / WAD for hf in hfs]
+    floats = book.health_floats
     debt_buckets = int_buckets(debts if type(debts) is list else [int(d) for d in debts])
     hf_buckets = float_buckets(floats, HF_PER_OCTAVE)
-    same: list[int] = []  # rows whose tier and buckets stay
-    moved: list[int] = []  # rows that rewrite an index entry
+    whole = bool(indexed)  # rows written whole (few, often none)
+    kind = bytearray(len(keys))  # per row: 0 written whole, 1 tier and buckets stay, 2 moved
     for i, (key, tier, hf_bucket, debt_bucket) in enumerate(
         zip(keys, v.tier, hf_buckets, debt_buckets, strict=True)
     ):
-        if key in indexed:
+        if whole and key in indexed:
             continue
         was = stored.get(key)
         if was is None:
             raise ValueError(f"{f.accounts[i]} {key[1]}: a new position must be written whole")
         now = indexed[key] = (tier, hf_bucket, debt_bucket)
-        (moved if pg or now != was else same).append(i)  # PostgreSQL: HOT compares them
+        kind[i] = 2 if pg or now != was else 1  # PostgreSQL: HOT compares them
+    # in the primary key's order: pages stay warm
+    same = [i for i in order if kind[i] == 1]  # rows whose tier and buckets stay
+    moved = [i for i in order if kind[i] == 2]  # rows that rewrite an index entry
     liquidatable = f.liquidatable.tolist() if hasattr(f.liquidatable, "tolist") else f.liquidatable
     # each column as a sequence by row (a constant: None); a row not written whole has the
     # buckets worked out here (`indexed` holds them too)
@@ -864,7 +895,6 @@ def _update_moving(
     for names, picked in ((list(UNINDEXED), same), ([*MOVING, *BUCKET_COLUMNS], moved)):
         if not picked:
             continue
-        picked.sort(key=keys.__getitem__)  # in the primary key's order: pages stay warm
         take = itemgetter(*picked)
         columns = []
         for n in [*names, *KEY_LATEST]:
