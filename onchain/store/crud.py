@@ -175,12 +175,13 @@ def _market_account_ids(
     market: MarketInfo,
     addresses: set[str],
     known: Mapping[str, int] | None = None,
-) -> dict[str, int]:
+) -> Mapping[str, int]:
     """Ids of these addresses: the market's tracked accounts in one query (a block names them
     all), the others looked up or registered as `_ensure_accounts` does. `known`: ids the
-    writer remembers (`changes.remembered_ids`); no query when they name every address."""
+    writer remembers (`changes.remembered_ids`); no query when they name every address (then
+    `known` itself is the answer: a mapping the caller only reads)."""
     if known and addresses.issubset(known):
-        return {a: known[a] for a in addresses}
+        return known  # more addresses than asked for, perhaps: the ids are the same
     ids = {
         address: aid
         for address, aid in conn.execute(
