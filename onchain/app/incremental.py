@@ -157,8 +157,7 @@ class MarketRefresher:
     def positions(self) -> list[Position]:
         """Every tracked account's positions recomputed from kept state at the current block."""
         assert self.block is not None
-        states = [s for a in self.accounts for s in self.kept.get(a, ())]
-        return self.incremental.positions_from_states(self.state, states, self.block)
+        return self.incremental.positions_from_states(self.state, self.rows(), self.block)
 
     def advance_to(
         self,
@@ -275,16 +274,22 @@ class MarketRefresher:
             return self.adapter.discovery_notes(self.state)
         return None
 
-    def health(self) -> BookHealth:
+    def rows(self) -> list[Any]:
+        """Every tracked account's kept states, in account order: the book's rows."""
+        return [s for a in self.accounts for s in self.kept.get(a, ())]
+
+    def health(self, rows: list[Any] | None = None) -> BookHealth:
         """Every tracked position's exact figures at the current block (health factor, totals,
         liquidatable), row for row the positions `positions` gives, without building them
         where the adapter computes them over the whole book (`ExactHealth`): its arrays are
-        kept across blocks and only the rows of re-read accounts are replaced."""
+        kept across blocks and only the rows of re-read accounts are replaced. `rows`: `rows()`,
+        where the caller has them."""
         assert self.block is not None
         exact = self.incremental
         if not isinstance(exact, ExactHealth):
             return BookHealth.of(self.positions())
-        rows = [s for a in self.accounts for s in self.kept.get(a, ())]
+        if rows is None:
+            rows = self.rows()
         book = self._book
         if book is None or len(book.states) != len(rows):
             book = self._book = exact.health_book(self.state, rows)

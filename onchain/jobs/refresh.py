@@ -282,12 +282,17 @@ class PositionsHealth(BookHealth):
         return cls(**vars(BookHealth.of(positions)), positions=list(positions))
 
 
-def book_health(refresher: MarketRefresher, positions: list[Position] | None = None) -> Any:
+def book_health(
+    refresher: MarketRefresher,
+    positions: list[Position] | None = None,
+    rows: list[Any] | None = None,
+) -> Any:
     """Every position's exact contract-level figures at the refresher's block, in
     `positions_from_states`' order: the refresher's own (`health`, no Position built) where it
-    has them, else from whole positions (`positions`, when the caller built them already)."""
+    has them, else from whole positions (`positions`, when the caller built them already).
+    `rows`: the refresher's `rows()`, where the caller has them."""
     if positions is None:
-        return refresher.health()
+        return refresher.health(rows)
     return PositionsHealth.of(positions)
 
 
@@ -300,6 +305,7 @@ def book_tiers(
     health: Any,
     snapshot: MarketSnapshot | None,
     counts: Counts,
+    rows: list[Any] | None = None,
 ) -> tuple[TierColumns, dict[str, Any]]:
     """Every position's tier, reasons and probability, row by row as `health`, as columns
     (`TierColumns`: a row's whole Assessed only when asked for), with `tiered`'s fallback (the
@@ -311,7 +317,7 @@ def book_tiers(
         whole = refresher.positions() if positions is None else positions
         assessed, details = tier_block(ctx, client, market, block, whole, snapshot, counts)
         return TierColumns.of(assessed), details
-    states = [s for a in refresher.accounts for s in refresher.kept.get(a, ())]
+    states = refresher.rows() if rows is None else rows
     cfg = ctx.config
 
     def run(prices: list[PriceSeries]) -> tuple[TierColumns, Any]:
@@ -415,17 +421,20 @@ def lean_block(
     incremental = get_incremental(market.protocol)
     assert incremental is not None
     reread, every = incremental_advance(ctx, client, market, block, refresher, counts)
-    health = book_health(refresher, every)
+    rows = refresher.rows()
+    health = book_health(refresher, every, rows)
     kept_states = {a: refresher.kept.get(a, []) for a in refresher.accounts}
     standing = ctx.standing.setdefault(market.id, changes.Standing())
     kept = encode_kept(ctx, market, incremental, refresher.state, kept_states, standing)
     snapshot = market_snapshot(client, market.protocol, refresher.state, block)
-    verdicts, details = book_tiers(ctx, client, market, block, refresher, health, snapshot, counts)
-    rows = detail_rows(ctx, market, health, verdicts, reread)
-    positions = detail_positions(refresher, health, rows)
-    chosen = [verdicts[i] for i in rows]
+    verdicts, details = book_tiers(
+        ctx, client, market, block, refresher, health, snapshot, counts, rows
+    )
+    whole = detail_rows(ctx, market, health, verdicts, reread)
+    positions = detail_positions(refresher, health, whole)
+    chosen = [verdicts[i] for i in whole]
     counts["lean_blocks"] += 1
-    counts["positions_whole"] += len(rows)
+    counts["positions_whole"] += len(whole)
     book = changes.LeanBook(health, verdicts)
     result = store_block(
         ctx, market, block, positions, chosen, snapshot, details, counts, kept, book
