@@ -236,6 +236,9 @@ class Standing:
     # not known (read from the store)
     latest: dict[tuple[int, str], tuple[Any, ...]] | None = None
     account_ids: dict[str, int] = field(default_factory=dict)  # address -> id, as written
+    # each verdict's band (`band`) under `band_edges`, the same keys as `verdicts`
+    verdict_bands: dict[tuple[int, str], int] = field(default_factory=dict)
+    band_edges: tuple[float, ...] | None = None
     # the last book's keys (account id, market key) by row, and its rows in key order
     key_order: tuple[list[tuple[int, str]], list[int]] | None = None
 
@@ -547,7 +550,20 @@ def write_changes(
     verdict_rows = []
     current = [(account_ids[account], market_key) for account, market_key in keys]
     lasts = list(map(previous.get, current))
-    was_bands = bands_of([None if v is None else v.health_factor for v in lasts], kept.bands)
+    known_bands = None
+    if (
+        memory is not None
+        and remembered
+        and memory.band_edges == tuple(kept.bands)
+        and len(memory.verdict_bands) == len(previous)
+    ):
+        known_bands = memory.verdict_bands
+    if known_bands is not None:  # None where there is no verdict: `last` is None there
+        was_bands: list[int | None] = list(map(known_bands.get, current))
+    else:
+        was_bands = list(
+            bands_of([None if v is None else v.health_factor for v in lasts], kept.bands)
+        )
     now_bands = bands_of(health, kept.bands, book.health_floats if book is not None else None)
     # a verdict is stored again where it is new (or back), its tier or reason codes changed, or
     # its health factor crossed a band; inline, as it runs for every row of the book
@@ -564,7 +580,9 @@ def write_changes(
     if verdict_rows:
         _insert(conn, T_VERDICTS, verdict_rows)
     if memory is not None:
-        _remember(memory, block, newest, now, previous, verdict_rows, verdicts)
+        _remember(
+            memory, block, newest, now, previous, verdict_rows, verdicts, kept.bands, known_bands
+        )
 
     latest = whole = 0
     if newest is None or block.number >= newest:
@@ -600,20 +618,26 @@ def _remember(
     previous: dict[tuple[int, str], StoredVerdict],
     verdict_rows: list[dict[str, Any]],
     verdicts: VerdictColumns,
+    bands: Sequence[float],
+    known_bands: dict[tuple[int, str], int] | None,
 ) -> None:
     """`memory` brought up to `block` as written (before the transaction commits: a rollback
     leaves it naming a block the store does not hold, so it is not used). Not kept where the
     block is below the newest stored one, or where the health-factor rule tiered it (a later
-    assess run may re-tier those verdicts in the store)."""
+    assess run may re-tier those verdicts in the store). `known_bands`: the bands of
+    `previous` as remembered, else worked out here."""
     if (newest is not None and block.number < newest) or None in verdicts.probability:
         memory.block_number = memory.block_hash = None
         memory.states, memory.verdicts, memory.latest = {}, {}, None
-        memory.account_ids = {}
+        memory.account_ids, memory.verdict_bands, memory.band_edges = {}, {}, None
         return
+    if known_bands is None:
+        known_bands = {key: band(v.health_factor, bands) for key, v in previous.items()}
     for row in verdict_rows:
         key = (row["account_id"], row["market_key"])
         if row["risk_tier"] is None:
             previous.pop(key, None)
+            known_bands.pop(key, None)
         else:
             previous[key] = StoredVerdict(
                 block.number,
@@ -625,8 +649,10 @@ def _remember(
                 row["pending_health_factor"],
                 row["horizon_s"],
             )
+            known_bands[key] = band(row["health_factor"], bands)
     memory.block_number, memory.block_hash = block.number, block.hash
     memory.states, memory.verdicts = now, previous
+    memory.verdict_bands, memory.band_edges = known_bands, tuple(bands)
 
 
 def record_assessment(
@@ -680,12 +706,12 @@ def _verdict_row(
         "market_key": key[1],
         "block_number": number,
         "health_factor": hf,
-        "risk_tier": v.tier[i] if v else None,
-        "risk_reason": v.reason[i] if v else None,
-        "risk_reasons": v.reasons[i] if v else None,
-        "liquidation_probability": v.probability[i] if v else None,
-        "pending_health_factor": v.pending_health_factor[i] if v else None,
-        "horizon_s": v.horizon_s[i] if v else None,
+        "risk_tier": v.tier[i] if v is not None else None,
+        "risk_reason": v.reason[i] if v is not None else None,
+        "risk_reasons": v.reasons[i] if v is not None else None,
+        "liquidation_probability": v.probability[i] if v is not None else None,
+        "pending_health_factor": v.pending_health_factor[i] if v is not None else None,
+        "horizon_s": v.horizon_s[i] if v is not None else None,
     }
 
 
@@ -717,14 +743,15 @@ def _write_latest(
         assets = jsonable(asset_rows.get((p.account, p.market), []))
         details.append({**key, "extra": extra, "assets": assets})
     indexed = {(r["account_id"], r["market_key"]): tuple(r[n] for n in INDEXED[1:]) for r in rows}
-    keys: set[tuple[int, str]] | dict[tuple[int, str], Any] = indexed
     stored = known if known is not None else _stored_indexed(conn, market_id)
     if book is not None:
-        keys = set(book_keys)
         if order is None:
             order = sorted(range(len(book_keys)), key=book_keys.__getitem__)
-        _update_moving(conn, market_id, block, book, book_keys, indexed, stored, order)
-    gone = sorted(k for k in stored if k not in keys)
+        present = _update_moving(conn, market_id, block, book, book_keys, indexed, stored, order)
+        # every stored row still in the book (its keys are distinct): none gone
+        gone = [] if present == len(stored) else sorted(set(stored) - set(book_keys))
+    else:
+        gone = sorted(k for k in stored if k not in indexed)
     for aid, market_key in gone:
         for table in (T_LATEST, T_LATEST_DETAILS):
             conn.execute(
@@ -840,7 +867,8 @@ def _update_moving(
     (`INDEXED` but the market): only the rows whose tier or a bucket changed rewrite an index
     entry (on SQLite a column in the SET list rewrites its index entry even when equal, so the
     others leave those columns out). Tens of thousands of rows per block: built column by
-    column, and bound without a statement's per-row parameter handling."""
+    column, and bound without a statement's per-row parameter handling. Returns how many of
+    the book's rows `stored` holds."""
     f, v = book.figures, book.verdicts
     pg = conn.dialect.name == "postgresql"
     hfs, debts, collaterals = f.health_factor, f.total_debt_base, f.total_collateral_base
@@ -849,10 +877,12 @@ def _update_moving(
     hf_buckets = float_buckets(floats, HF_PER_OCTAVE)
     whole = bool(indexed)  # rows written whole (few, often none)
     kind = bytearray(len(keys))  # per row: 0 written whole, 1 tier and buckets stay, 2 moved
+    present = 0  # rows written whole that the view held already
     for i, (key, tier, hf_bucket, debt_bucket) in enumerate(
         zip(keys, v.tier, hf_buckets, debt_buckets, strict=True)
     ):
         if whole and key in indexed:
+            present += key in stored
             continue
         was = stored.get(key)
         if was is None:
@@ -904,7 +934,7 @@ def _update_moving(
             else:
                 columns.append([values[picked[0]]] if len(picked) == 1 else list(take(values)))
         _set_rows(conn, names, columns)
-    return len(same) + len(moved)
+    return present + len(same) + len(moved)
 
 
 def _set_rows(conn: Connection, names: list[str], columns: list[list[Any]]) -> None:
