@@ -324,3 +324,32 @@ def test_rows_from_states_seen_before_are_the_rows_from_new_ones() -> None:
     positions = AaveV3Adapter().positions_from_states(market, changed, BLOCK)
     assert_same_book(book_from_rows(kept, per_market_columns=False), book_from_positions(positions))
     check_assets(kept, positions)
+
+
+def test_state_arrays_patched_for_a_few_replaced_states_equal_new_ones() -> None:
+    """A block where a few accounts changed takes the last book's arrays with those rows
+    computed again: every array equals a first computation's, in the same order."""
+    market = aave_market(9)
+    states = aave_states(market, 400, 22)
+    rids = sorted(r.reserve_id for r in market.reserves)
+    risk_rows_module._KEPT.clear()
+    risk_rows_module._of_states(states, rids)
+    changed = list(states)
+    for i in (0, 5, 6, 133, 399):
+        old = changed[i]
+        balances = {k: v * 2 + 1 for k, v in old.balances.items()}
+        if i == 5:  # a balance more, listed first
+            balances = {(rids[-1], "v"): 7, **balances}
+        if i == 6:  # no balance left
+            balances = {}
+        changed[i] = AaveAccountState(old.account, old.user_configuration ^ 3, old.emode, balances)
+    changed[10], changed[11] = states[11], states[10]  # two accounts swap rows
+    patched = risk_rows_module._of_states(changed, rids)
+    assert len(risk_rows_module._KEPT) == 2
+    fresh = risk_rows_module._computed(changed, rids)
+    assert patched.accounts == fresh.accounts
+    assert np.array_equal(patched.bits, fresh.bits)
+    assert np.array_equal(patched.emode, fresh.emode)
+    for ours, theirs in zip(patched.entries, fresh.entries, strict=True):
+        assert ours.dtype == theirs.dtype and ours.tolist() == theirs.tolist()
+    assert not patched.bits.flags.writeable

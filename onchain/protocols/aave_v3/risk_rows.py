@@ -102,28 +102,65 @@ _KEPT_LOCK = Lock()
 
 def _of_states(states: Sequence[AaveAccountState], reserve_ids: list[int]) -> _StateArrays:
     """The state arrays of `states`: those computed before for these very state objects (the
-    states are frozen and replaced, never changed, when an account changes), else new."""
+    states are frozen and replaced, never changed, when an account changes), else those of a
+    kept book of the same size with the replaced rows computed again (`_patched`: a block
+    where a few accounts changed), else new."""
     rids = tuple(reserve_ids)
     with _KEPT_LOCK:
         books = list(_KEPT)
+    near: tuple[_StateArrays, list[int]] | None = None
     for kept in reversed(books):
-        if (
-            kept.reserve_ids == rids
-            and len(kept.states) == len(states)
-            and all(map(is_, kept.states, states))
-        ):
+        if kept.reserve_ids != rids or len(kept.states) != len(states):
+            continue
+        if all(map(is_, kept.states, states)):
             return kept
-    bits = _bits([s.user_configuration for s in states], reserve_ids)
-    emode = np.array([s.emode for s in states], dtype=np.int64)
-    entries = _entries(states, reserve_ids)
-    for array in (bits, emode, *entries):
+        if near is None:
+            pairs = zip(kept.states, states, strict=True)
+            changed = [i for i, (a, b) in enumerate(pairs) if a is not b]
+            if len(changed) <= len(states) // 8:
+                near = (kept, changed)
+    made = _patched(near[0], near[1], states) if near else _computed(states, reserve_ids)
+    for array in (made.bits, made.emode, *made.entries):
         array.flags.writeable = False  # shared by later blocks' rows: nobody may change them
-    made = _StateArrays(
-        tuple(states), rids, bits, emode, entries, tuple(checksummed(s.account) for s in states)
-    )
     with _KEPT_LOCK:
         _KEPT.append(made)
     return made
+
+
+def _computed(states: Sequence[AaveAccountState], reserve_ids: list[int]) -> _StateArrays:
+    bits = _bits([s.user_configuration for s in states], reserve_ids)
+    emode = np.array([s.emode for s in states], dtype=np.int64)
+    entries = _entries(states, reserve_ids)
+    accounts = tuple(checksummed(s.account) for s in states)
+    return _StateArrays(tuple(states), tuple(reserve_ids), bits, emode, entries, accounts)
+
+
+def _patched(
+    kept: _StateArrays, changed: list[int], states: Sequence[AaveAccountState]
+) -> _StateArrays:
+    """`_computed(states)` from a book that differs in the `changed` rows alone: those rows
+    computed again, the entries of the others kept, in the same order (by row, then as each
+    state lists its balances)."""
+    rids = list(kept.reserve_ids)
+    fresh = _computed([states[i] for i in changed], rids)
+    at = np.array(changed, dtype=np.intp)
+    bits, emode = kept.bits.copy(), kept.emode.copy()
+    bits[at], emode[at] = fresh.bits, fresh.emode
+    rows, cols, kinds, values = kept.entries
+    others = ~np.isin(rows, at)
+    new_rows, new_cols, new_kinds, new_values = fresh.entries
+    rows = np.concatenate([rows[others], at[new_rows]])
+    order = np.argsort(rows, kind="stable")
+    entries = (
+        rows[order],
+        np.concatenate([cols[others], new_cols])[order],
+        np.concatenate([kinds[others], new_kinds])[order],
+        np.concatenate([values[others], new_values])[order],
+    )
+    accounts = list(kept.accounts)
+    for i, account in zip(changed, fresh.accounts, strict=True):
+        accounts[i] = account
+    return _StateArrays(tuple(states), kept.reserve_ids, bits, emode, entries, tuple(accounts))
 
 
 def risk_rows(market_state: AaveMarketState, states: Sequence[AaveAccountState]) -> PositionRows:
