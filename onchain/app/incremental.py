@@ -50,6 +50,7 @@ class Advance:
     accounts_new: int
     requests: int
     seconds: float
+    read_again: tuple[str, ...] = ()  # those accounts (each now holds new state records)
 
 
 @dataclass(frozen=True)
@@ -240,6 +241,7 @@ class MarketRefresher:
             len(new),
             self.client.requests_sent - sent,
             time.perf_counter() - started,
+            tuple(again),
         )
 
     def _range_logs(self, from_block: int, to_block: int) -> list[Log]:

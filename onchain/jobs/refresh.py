@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -189,10 +189,9 @@ def incremental_advance(
     reread: set[str] | None = None
     positions: list[Position] | None = None
     if moving:
-        before = dict(refresher.kept)
         refresher.advance(block, accounts, logs=logs)
-        # an account read again holds new state records (kept ones are never changed in place)
-        reread = {a for a, kept in refresher.kept.items() if kept is not before.get(a)}
+        assert refresher.last is not None
+        reread = set(refresher.last.read_again)
         counts["incremental_blocks"] += 1
     else:
         positions = refresher.start(block, accounts, notes=ctx.discovery_notes.get(market.id))
@@ -241,22 +240,25 @@ def encode_kept(
     market: MarketInfo,
     incremental: IncrementalAdapter,
     market_state: Any,
-    states: dict[str, list[Any]],
+    tracked: Sequence[str],
+    states: Mapping[str, list[Any]],
     standing: changes.Standing | None = None,
 ) -> KeptState:
-    """The block's kept state as the adapter encodes it; an account whose states equal the
-    ones encoded before reuses their bytes. `standing`: the writer's memory of what stands in
-    the store (`changes.Standing`), which the write uses where it can and brings up to date."""
+    """The block's kept state as the adapter encodes it (each of the `tracked` accounts' kept
+    `states`, none where it has none); an account whose states equal the ones encoded before
+    reuses their bytes. `standing`: the writer's memory of what stands in the store
+    (`changes.Standing`), which the write uses where it can and brings up to date."""
     cache = ctx.encoded_states.setdefault(market.id, {})
     accounts: dict[str, bytes] = {}
-    for account, kept in states.items():
-        key = tuple(kept)
+    for account in tracked:
+        key = tuple(states.get(account, ()))
         hit = cache.get(account)
         if hit is None or hit[0] != key:
-            hit = cache[account] = (key, incremental.encode_account_states(list(kept)))
+            hit = cache[account] = (key, incremental.encode_account_states(list(key)))
         accounts[account] = hit[1]
-    for gone in set(cache) - set(states):
-        del cache[gone]
+    if len(cache) != len(accounts):
+        for gone in set(cache) - set(accounts):
+            del cache[gone]
     return KeptState(
         incremental.encode_market_state(market_state),
         accounts,
@@ -423,9 +425,10 @@ def lean_block(
     reread, every = incremental_advance(ctx, client, market, block, refresher, counts)
     rows = refresher.rows()
     health = book_health(refresher, every, rows)
-    kept_states = {a: refresher.kept.get(a, []) for a in refresher.accounts}
     standing = ctx.standing.setdefault(market.id, changes.Standing())
-    kept = encode_kept(ctx, market, incremental, refresher.state, kept_states, standing)
+    kept = encode_kept(
+        ctx, market, incremental, refresher.state, refresher.accounts, refresher.kept, standing
+    )
     snapshot = market_snapshot(client, market.protocol, refresher.state, block)
     verdicts, details = book_tiers(
         ctx, client, market, block, refresher, health, snapshot, counts, rows
@@ -516,7 +519,7 @@ def refresh_block(
             positions = incremental.positions_from_states(state, flat, block)
     kept = None
     if layout != "snapshots" and incremental is not None and kept_states is not None:
-        kept = encode_kept(ctx, market, incremental, state, kept_states)
+        kept = encode_kept(ctx, market, incremental, state, list(kept_states), kept_states)
     snapshot = market_snapshot(client, market.protocol, state, block)
     assessed, details = tier_block(ctx, client, market, block, positions, snapshot, counts)
     result = store_block(ctx, market, block, positions, assessed, snapshot, details, counts, kept)
