@@ -224,7 +224,11 @@ class RiskReport:
         def finite(values: Any) -> list[float | None]:
             if values is None:
                 return [None] * n
-            return [v if math.isfinite(v) else None for v in np.asarray(values, float).tolist()]
+            array = np.asarray(values, float)
+            out: list[float | None] = array.tolist()
+            for i in np.flatnonzero(~np.isfinite(array)).tolist():
+                out[i] = None
+            return out
 
         return (
             np.asarray(a.tier).astype(int).tolist(),
