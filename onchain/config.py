@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -378,6 +379,7 @@ def _store_jobs_tiers(
     if (
         not isinstance(bands, list)
         or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bands)
+        or not all(math.isfinite(b) for b in bands)  # nan and inf order nothing
         or sorted(bands) != bands
     ):
         raise ConfigError(f"{where}: 'verdict_bands' must be a rising list of health factors")

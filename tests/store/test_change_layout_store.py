@@ -169,6 +169,8 @@ def test_a_wrong_layout_or_band_list_is_one_clear_config_error(tmp_path: Path) -
     for line, words in (
         ('layout = "deltas"', "'layout' must be one of snapshots, changes, both"),
         ("verdict_bands = [1.5, 1.0]", "'verdict_bands' must be a rising list"),
+        ("verdict_bands = [1.0, nan, 2.0]", "'verdict_bands' must be a rising list"),
+        ("verdict_bands = [1.0, inf]", "'verdict_bands' must be a rising list"),
         ("whole_riskiest = -1", "'whole_riskiest' must be a whole number >= 0"),
         ("whole_riskiest = 2.5", "'whole_riskiest' must be a whole number >= 0"),
     ):
