@@ -15,6 +15,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import pairwise
 from operator import itemgetter
 from types import NoneType
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast, overload, runtime_checkable
@@ -246,7 +247,11 @@ class Standing:
         """The rows of a book with these keys, in the primary key's order (kept while the
         book's rows stay the same: sorting them is a noticeable part of a quiet block)."""
         if self.key_order is None or self.key_order[0] != keys:
-            self.key_order = (keys, sorted(range(len(keys)), key=keys.__getitem__))
+            order = sorted(range(len(keys)), key=keys.__getitem__)
+            for i, j in pairwise(order):  # a row per key: the update and count rely on it
+                if keys[i] == keys[j]:
+                    raise ValueError(f"two positions of the book have the key {keys[i]}")
+            self.key_order = (keys, order)
         return self.key_order[1]
 
     def usable(self, block_number: int, newest: tuple[int, str] | None) -> bool:
@@ -746,7 +751,7 @@ def _write_latest(
     stored = known if known is not None else _stored_indexed(conn, market_id)
     if book is not None:
         if order is None:
-            order = sorted(range(len(book_keys)), key=book_keys.__getitem__)
+            order = Standing().in_key_order(list(book_keys))
         present = _update_moving(conn, market_id, block, book, book_keys, indexed, stored, order)
         # every stored row still in the book (its keys are distinct): none gone
         gone = [] if present == len(stored) else sorted(set(stored) - set(book_keys))
@@ -873,7 +878,8 @@ def _update_moving(
     pg = conn.dialect.name == "postgresql"
     hfs, debts, collaterals = f.health_factor, f.total_debt_base, f.total_collateral_base
     floats = book.health_floats
-    debt_buckets = int_buckets(debts if type(debts) is list else [int(d) for d in debts])
+    debts, collaterals = _ints(debts), _ints(collaterals)
+    debt_buckets = int_buckets(debts)
     hf_buckets = float_buckets(floats, HF_PER_OCTAVE)
     whole = bool(indexed)  # rows written whole (few, often none)
     kind = bytearray(len(keys))  # per row: 0 written whole, 1 tier and buckets stay, 2 moved
@@ -935,6 +941,13 @@ def _update_moving(
                 columns.append([values[picked[0]]] if len(picked) == 1 else list(take(values)))
         _set_rows(conn, names, columns)
     return present + len(same) + len(moved)
+
+
+def _ints(values: Sequence[Any]) -> list[int]:
+    """Amounts as Python ints (the exact figures give them so: then as they are)."""
+    if type(values) is list and set(map(type, values)) <= {int}:
+        return values
+    return [int(x) for x in values]
 
 
 def _set_rows(conn: Connection, names: list[str], columns: list[list[Any]]) -> None:
