@@ -121,6 +121,7 @@ class MarketRefresher:
             len(self.accounts),
             self.client.requests_sent - sent,
             time.perf_counter() - started,
+            tuple(self.accounts),
         )
         return self.positions()
 
