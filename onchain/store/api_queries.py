@@ -458,9 +458,7 @@ def positions_page(
             conditions.append(p.c.risk_tier == where.tier)
         if where.account is not None:
             ids = list(
-                conn.execute(
-                    select(T_ACCOUNTS.c.id).where(T_ACCOUNTS.c.address == where.account)
-                ).scalars()
+                conn.execute(select(T_ACCOUNTS.c.id).where(_address_is(where.account))).scalars()
             )
             if not ids:
                 return PositionPage(0)
@@ -968,12 +966,18 @@ def latest_positions(
         return _stored(conn, rows, rebuild)
 
 
+def _address_is(address: str) -> ColumnElement[bool]:
+    """The accounts with this address, on any chain, in a form the accounts' unique index
+    (chain id, address) serves: a lookup per registered chain, not a pass over every account
+    (no index starts with the address)."""
+    a = T_ACCOUNTS.c
+    return a.chain_id.in_(select(T_CHAINS.c.chain_id)) & (a.address == address)
+
+
 def account_known(store: Store, address: str) -> bool:
     with store.read() as conn:
         return (
-            conn.execute(
-                select(T_ACCOUNTS.c.id).where(T_ACCOUNTS.c.address == address).limit(1)
-            ).first()
+            conn.execute(select(T_ACCOUNTS.c.id).where(_address_is(address)).limit(1)).first()
             is not None
         )
 
