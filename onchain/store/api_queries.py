@@ -470,7 +470,7 @@ def positions_page(
         bucketed: tuple[int, list[tuple[Segment, int]]] | None = None
         if where.account is None and p is T_LATEST:
             given = (sorted(heads.latest), where.tier, where.min_debt_base)
-            bucketed = _bucketed(conn, conditions, sort, descending, offset + limit, given)
+            bucketed = _bucketed(conn, sort, descending, offset + limit, given)
             if bucketed is None:  # every row read: one pass, not a lookup per row by an index
                 conditions[0] = heads.scan(p)
         if bucketed is None:
@@ -507,7 +507,6 @@ def _made(segment: tuple[list[Any], list[Any]]) -> Segment:
 
 def _bucketed(
     conn: Connection,
-    conditions: list[Any],
     sort: str,
     descending: bool,
     enough: int,
@@ -516,11 +515,9 @@ def _bucketed(
     """How many rows match, and the latest view's segments of `_segments`, each cut into its
     sort key's buckets (`onchain.store.buckets`) with how many rows each holds, in order: a
     page then reads and sorts only the buckets it covers. The segments are the sort's first
-    ones holding at least `enough` rows where the first buckets of each tier tell them
-    (`_bucket_head`: one statement, each tier's index range read only as far as those), else
-    every one, counted in one grouped pass over the index. `given`: what `conditions` say
-    (`Filtered`). None: a sort with no bucket
-    (collateral, probability, account: one pass over the narrow rows)."""
+    ones holding at least `enough` rows (`_bucket_head`: one statement, each tier's index
+    range read only as far as those). `given`: the page's conditions (`Filtered`). None: a
+    sort with no bucket (collateral, probability, account: one pass over the narrow rows)."""
     p = T_LATEST
     tie = [p.c.account_id, p.c.market_key, p.c.market_id]
     bucket, value = {
@@ -544,29 +541,13 @@ def _bucketed(
 
         return made
 
-    head = _bucket_head(conn, given, sort, descending, enough, bucket)
-    if head is not None:
-        total, first = head
-        return total, [(segment(tier, b), n) for tier, b, n in first]
-    # by tier and bucket, the index's order (no sort to group), for the health factor too
-    groups = [p.c.risk_tier, bucket] if sort != "debt" else [bucket]
-    counts: dict[tuple[Any, ...], int] = {}
-    for *group, n in conn.execute(
-        select(*groups, func.count()).where(*conditions).group_by(*groups)
-    ):
-        key = tuple(group) if sort == "risk" else (group[-1],)
-        counts[key] = counts.get(key, 0) + int(n)
-    out: list[tuple[Segment, int]] = []
-    for tier in TIERS if sort == "risk" else [None]:
-        mine = {k[-1]: n for k, n in counts.items() if tier is None or k[0] == tier}
-        out += [(segment(tier, b), mine[b]) for b in sorted(b for b in mine if b is not None)]
-        if None in mine:
-            out.append((segment(tier, None), mine[None]))
-    return sum(n for _segment, n in out), out[::-1] if descending else out
+    total, first = _bucket_head(conn, given, sort, descending, enough, bucket)
+    return total, [(segment(tier, b), n) for tier, b, n in first]
 
 
-# buckets per tier that `_bucket_head` counts ahead of a page
-HEAD_BUCKETS = 4
+# beyond every bucket, either way (`buckets`: health factors' reach about -2.1e6 below zero,
+# debts' about 1e3): `_bucket_head`'s edge of a tier that holds fewer rows than a page needs
+PAST_BUCKETS = 2**31 - 1
 
 
 # the conditions of a page of the latest view: (its markets, a tier, a least debt)
@@ -584,12 +565,12 @@ def _bucket_head(
     descending: bool,
     enough: int,
     bucket: Any,
-) -> tuple[int, list[tuple[str | None, int | None, int]]] | None:
+) -> tuple[int, list[tuple[str | None, int | None, int]]]:
     """How many rows match, and the sort's first (tier, bucket, rows) segments, in order, that
     hold at least `enough` rows (fewer only where they are all), from one statement: the count,
-    and per tier (the risk and health-factor sorts) its first `HEAD_BUCKETS` buckets in the
-    page's direction, read along the index and no further, and its rows without one. None:
-    those do not reach `enough` rows."""
+    and per tier (the risk and health-factor sorts) its buckets in the page's direction up to
+    the one holding its `enough`-th row (every one where it holds fewer), read along the index
+    and no further, and its rows without one."""
     markets, tier_wanted, min_debt = given
     tiers: list[str | None] = list(TIERS) if sort != "debt" else [None]
     shape = (conn.dialect.name, sort, descending, tier_wanted is not None, min_debt is not None)
@@ -597,6 +578,7 @@ def _bucket_head(
     if statement is None:
         statement = _HEADS[shape] = _head_statement(conn, shape, tiers, bucket)
     values: dict[str, Any] = {"head_markets": markets, "head_tier": tier_wanted}
+    values["head_skip"] = max(0, enough - 1)
     if min_debt is not None:
         values |= {"head_debt": min_debt, "head_debt_text": str(min_debt)}
         values["head_debt_digits"] = len(values["head_debt_text"])
@@ -604,36 +586,33 @@ def _bucket_head(
     for part, b, n in conn.execute(statement, {k: v for k, v in values.items() if v is not None}):
         found.setdefault(int(part), []).append((0 if b is None else int(b), int(n)))
     total = found[0][0][1]
-    per_tier = []  # (its first buckets in the page's direction, its rows without one, more?)
+    per_tier = []  # (its first buckets in the page's direction, its rows without one)
     for i in range(len(tiers)):
         firsts = sorted(found.get(2 * i + 1, []), reverse=descending)
-        nulls = sum(n for _b, n in found.get(2 * i + 2, []))
-        per_tier.append((firsts, nulls, len(firsts) >= HEAD_BUCKETS))
-    if sort == "health_factor":  # every tier's buckets as one: known up to the nearest edge
-        edges = [firsts[-1][0] for firsts, _n, more in per_tier if more]
-        edge = (max(edges) if descending else min(edges)) if edges else None
+        per_tier.append((firsts, sum(n for _b, n in found.get(2 * i + 2, []))))
+    if sort == "health_factor":  # every tier's buckets as one
         merged: dict[int, int] = {}
-        for firsts, _n, _more in per_tier:
+        for firsts, _n in per_tier:
             for b, n in firsts:
-                if edge is None or (b >= edge if descending else b <= edge):
-                    merged[b] = merged.get(b, 0) + n
-        ordered = sorted(merged.items(), reverse=descending)
-        per_tier = [(ordered, sum(n for _f, n, _m in per_tier), edge is not None)]
+                merged[b] = merged.get(b, 0) + n
+        per_tier = [(sorted(merged.items(), reverse=descending), sum(n for _f, n in per_tier))]
         tiers = [None]
+    # A tier's buckets are all there up to its edge, which holds its `enough`-th row: a page
+    # reads no further (in the health-factor sort, a bucket past one tier's edge, its count
+    # then short of that tier's rows, comes after `enough` rows), and reads a tier's rows
+    # without a value, which come after its last bucket, only where every bucket is there.
     out: list[tuple[str | None, int | None, int]] = []
     covered = 0
     order = range(len(tiers) - 1, -1, -1) if descending else range(len(tiers))
     for i in order:
-        firsts, nulls, more = per_tier[i]
+        firsts, nulls = per_tier[i]
         mine: list[tuple[str | None, int | None, int]] = [(tiers[i], b, n) for b, n in firsts]
-        if nulls and descending:  # no value: first, descending
-            mine.insert(0, (tiers[i], None, nulls))
-        elif nulls and not more:  # no value: last, ascending
-            mine.append((tiers[i], None, nulls))
+        if nulls:  # no value: first, descending; last, ascending
+            mine.insert(len(mine) if not descending else 0, (tiers[i], None, nulls))
         out += mine
         covered += sum(n for _t, _b, n in mine)
-        if more or covered >= enough:
-            return (total, out) if covered >= enough else None
+        if covered >= enough:
+            break
     return total, out
 
 
@@ -658,14 +637,18 @@ def _head_statement(
             *conditions, *everyone
         )
     ]
+    skip = bindparam("head_skip", type_=Integer)
     for i, tier in enumerate(tiers):
         mine = [*conditions, *([p.c.risk_tier == tier] if tier else [])]
+        # the bucket of the tier's `enough`-th row in the page's direction (else past its last)
+        nth = (
+            select(bucket).where(*mine, bucket.is_not(None)).order_by(way).limit(1).offset(skip)
+        ).scalar_subquery()
+        edge = func.coalesce(nth, -PAST_BUCKETS if descending else PAST_BUCKETS)
         first = (
             select(bucket.label("b"), func.count().label("n"))
-            .where(*mine, bucket.is_not(None))
+            .where(*mine, bucket.is_not(None), bucket >= edge if descending else bucket <= edge)
             .group_by(bucket)
-            .order_by(way)
-            .limit(HEAD_BUCKETS)
             .subquery()
         )
         parts.append(select(literal(2 * i + 1), first.c.b, first.c.n))
