@@ -904,6 +904,14 @@ class _Assets:
         for a in p.assets:
             k = by_address[(chain_id, a.asset)]
             price = a.liquidation_price_base
+            if (
+                a.symbol == k.symbol
+                and a.decimals == k.decimals
+                and type(a.collateral_enabled) is bool
+                and (price is None or type(price) is int)
+            ):  # already what the row holds (shared, as frozen as the position it is from)
+                held.append((k.address, a))
+                continue
             exact = (
                 price  # `asset_values`' exact twin, else the estimate rounded (`_asset_position`)
             )
