@@ -287,6 +287,15 @@ def _latest_rows(conn: Connection, where: Any) -> list[Any]:
     return list(conn.execute(_position_rows(T_LATEST, details=False).where(where)).all())
 
 
+def _latest_rows_statement() -> Any:
+    """`_latest_rows` of one market's accounts (bound as rows_market, rows_accounts)."""
+    t = T_LATEST
+    market = bindparam("rows_market", type_=t.c.market_id.type)
+    return _position_rows(t, details=False).where(
+        (t.c.market_id == market) & t.c.account_id.in_(bindparam("rows_accounts", expanding=True))
+    )
+
+
 def _overlaid(
     rows: Sequence[Any], values: Mapping[tuple[int, int, str], Mapping[str, Any]]
 ) -> list[Any]:
@@ -334,6 +343,19 @@ class Heads:
 def heads_of(conn: Connection, market: str | None = None) -> Heads:
     """Each market's newest block (one market, or all), split by layout: one statement, the
     block the latest view's rows of each market are at read with it (`_latest_block`)."""
+    query = _built(("heads", market is not None), lambda: _heads_statement(market is not None))
+    heads = Heads({}, {})
+    for r in conn.execute(query, {} if market is None else {"heads_market": market}):
+        table, _where = newest_book(r.id, r.market_id, r.block_number, r.details)
+        if table is T_POSITIONS:
+            heads.snapshots[r.market_id] = r.id
+        elif r.latest_block == r.block_number:
+            heads.latest[r.market_id] = r.block_number
+    return heads
+
+
+def _heads_statement(one_market: bool) -> Any:
+    """`heads_of`'s statement (one market: its name bound as heads_market)."""
     s, mk = T_SNAPSHOTS, T_MARKETS
     newest = (
         select(s.c.market_id, func.max(s.c.block_number).label("block_number"))
@@ -346,16 +368,22 @@ def heads_of(conn: Connection, market: str | None = None) -> Heads:
         newest,
         (newest.c.market_id == s.c.market_id) & (newest.c.block_number == s.c.block_number),
     )
-    if market is not None:
-        query = query.join(mk, mk.c.id == s.c.market_id).where(mk.c.name == market)
-    heads = Heads({}, {})
-    for r in conn.execute(query):
-        table, _where = newest_book(r.id, r.market_id, r.block_number, r.details)
-        if table is T_POSITIONS:
-            heads.snapshots[r.market_id] = r.id
-        elif r.latest_block == r.block_number:
-            heads.latest[r.market_id] = r.block_number
-    return heads
+    if not one_market:
+        return query
+    name = bindparam("heads_market", type_=mk.c.name.type)
+    return query.join(mk, mk.c.id == s.c.market_id).where(mk.c.name == name)
+
+
+# statements the API's reads run every time, built once (their values bound at each read):
+# building one costs about as much as running it
+_BUILT: dict[Any, Any] = {}
+
+
+def _built(key: Any, make: Callable[[], Any]) -> Any:
+    statement = _BUILT.get(key)
+    if statement is None:
+        statement = _BUILT[key] = make()
+    return statement
 
 
 def _latest_block(market_id: Any) -> Any:
@@ -553,10 +581,6 @@ PAST_BUCKETS = 2**31 - 1
 # the conditions of a page of the latest view: (its markets, a tier, a least debt)
 Filtered = tuple[list[int], str | None, int | None]
 
-# `_bucket_head`'s statements by their shape (dialect, sort, order, filters), built once: the
-# values are bound at each read (building the statement costs about as much as running it)
-_HEADS: dict[tuple[Any, ...], Any] = {}
-
 
 def _bucket_head(
     conn: Connection,
@@ -574,9 +598,7 @@ def _bucket_head(
     markets, tier_wanted, min_debt = given
     tiers: list[str | None] = list(TIERS) if sort != "debt" else [None]
     shape = (conn.dialect.name, sort, descending, tier_wanted is not None, min_debt is not None)
-    statement = _HEADS.get(shape)
-    if statement is None:
-        statement = _HEADS[shape] = _head_statement(conn, shape, tiers, bucket)
+    statement = _built(("head", *shape), lambda: _head_statement(conn, shape, tiers, bucket))
     values: dict[str, Any] = {"head_markets": markets, "head_tier": tier_wanted}
     values["head_skip"] = max(0, enough - 1)
     if min_debt is not None:
@@ -709,12 +731,14 @@ def _rows_in_order(
         (p,) = one.tables()
         accounts = sorted({k[1] for k in keys if k[0] == mid})
         for chunk in chunks(accounts):
-            where = one.where(p) & p.c.account_id.in_(chunk)
-            got = (
-                _latest_rows(conn, where)
-                if p is T_LATEST
-                else conn.execute(_position_rows(p).where(where)).all()
-            )
+            if p is T_LATEST:
+                got = conn.execute(
+                    _built("latest rows", _latest_rows_statement),
+                    {"rows_market": mid, "rows_accounts": chunk},
+                ).all()
+            else:
+                where = one.where(p) & p.c.account_id.in_(chunk)
+                got = conn.execute(_position_rows(p).where(where)).all()
             for r in got:
                 rows[(r.market_id, r.account_id, r.market_key)] = r
     return _stored(conn, [rows[k] for k in keys if k in rows], rebuild)
