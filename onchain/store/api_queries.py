@@ -905,14 +905,18 @@ class _Assets:
     entries name them by id, a rebuilt position's by address."""
 
     by_id: dict[int, Any]
-    by_address: dict[tuple[int, str], Any]  # (chain id, address)
+    # chain id -> address -> (address, symbol, decimals)
+    on_chain: dict[int, dict[str, tuple[str, str, int]]]
 
     @classmethod
     def read(cls, conn: Connection) -> _Assets:
         t = T_ASSETS
         rows = conn.execute(select(t.c.id, t.c.chain_id, t.c.address, t.c.symbol, t.c.decimals))
         by_id = {r.id: r for r in rows}
-        return cls(by_id, {(r.chain_id, r.address): r for r in by_id.values()})
+        on_chain: dict[int, dict[str, tuple[str, str, int]]] = {}
+        for r in by_id.values():
+            on_chain.setdefault(r.chain_id, {})[r.address] = (r.address, r.symbol, r.decimals)
+        return cls(by_id, on_chain)
 
     def held(self, entries: Sequence[Mapping[str, Any]] | None) -> list[AssetPosition]:
         """A latest-view row's asset entries, in the snapshot rows' order (by asset address)."""
@@ -923,18 +927,18 @@ class _Assets:
     def rebuilt(self, chain_id: int, p: Position) -> list[AssetPosition]:
         """A rebuilt position's assets as its row written whole would hold them: `held` of
         `changes.details_of`' entries (`asset_values`), field for field, without the dicts."""
-        by_address = self.by_address
+        registered = self.on_chain[chain_id]
         held = []
         for a in p.assets:
-            k = by_address[(chain_id, a.asset)]
+            address, symbol, decimals = registered[a.asset]
             price = a.liquidation_price_base
             if (
-                a.symbol == k.symbol
-                and a.decimals == k.decimals
+                a.symbol == symbol
+                and a.decimals == decimals
                 and type(a.collateral_enabled) is bool
                 and (price is None or type(price) is int)
             ):  # already what the row holds (shared, as frozen as the position it is from)
-                held.append((k.address, a))
+                held.append((address, a))
                 continue
             exact = (
                 price  # `asset_values`' exact twin, else the estimate rounded (`_asset_position`)
@@ -943,11 +947,11 @@ class _Assets:
                 exact = round(price)
             held.append(
                 (
-                    k.address,
+                    address,
                     AssetPosition(
-                        k.address,
-                        k.symbol,
-                        k.decimals,
+                        address,
+                        symbol,
+                        decimals,
                         a.price_base,
                         a.collateral_raw,
                         a.debt_raw,

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from enum import IntEnum
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import insert, select
@@ -98,11 +97,11 @@ def test_a_rebuilt_positions_assets_are_the_rows_and_kept_where_they_are_already
     price, is the adapter's own object (nothing copied), the others are made anew."""
     weth, usdc, dai = "0x" + "c0" * 20, "0x" + "a0" * 20, "0x" + "b0" * 20
     registered = {
-        (1, weth): SimpleNamespace(address=weth, symbol="WETH", decimals=18),
-        (1, usdc): SimpleNamespace(address=usdc, symbol="USDC", decimals=6),
-        (1, dai): SimpleNamespace(address=dai, symbol="DAI", decimals=18),
+        weth: (weth, "WETH", 18),
+        usdc: (usdc, "USDC", 6),
+        dai: (dai, "DAI", 18),
     }
-    known = Q._Assets({}, registered)
+    known = Q._Assets({}, {1: registered})
     mine = AssetPosition(weth, "WETH", 18, 3 * 10**11, 10**18, 0, 3 * 10**11, 0, True, 8250, 10**9)
     renamed = AssetPosition(usdc, "USDC.e", 6, 10**8, 0, 10**9, 0, 10**9, False, 0, 11 * 10**7)
     estimated = AssetPosition(dai, "DAI", 18, 10**8, 0, 10**18, 0, 10**8, False, 0, 7.6e8)
