@@ -493,18 +493,26 @@ def positions_page(
             conditions.append(p.c.account_id.in_(ids))
         if where.min_debt_base is not None:
             conditions.append(uint_ge(conn, p.c.total_debt_base, where.min_debt_base))
+        if where.account is not None:  # a handful of rows: every one, sorted whole, then cut
+            query = (
+                select(p.c.market_id, p.c.account_id, p.c.market_key)
+                .join(T_ACCOUNTS, T_ACCOUNTS.c.id == p.c.account_id)
+                .where(*conditions)
+                .order_by(*_whole_order(p, conn, sort, descending))
+            )
+            every = [tuple(r) for r in conn.execute(query)]
+            page = every[offset : offset + limit]
+            return PositionPage(len(every), _rows_in_order(conn, heads, page, rebuild))
         keys: list[tuple[int, int, str]] = []
         skip, need = offset, limit
         bucketed: tuple[int, list[tuple[Segment, int]]] | None = None
-        if where.account is None and p is T_LATEST:
+        if p is T_LATEST:
             given = (sorted(heads.latest), where.tier, where.min_debt_base)
             bucketed = _bucketed(conn, sort, descending, offset + limit, given)
             if bucketed is None:  # every row read: one pass, not a lookup per row by an index
                 conditions[0] = heads.scan(p)
         if bucketed is None:
             segments = _segments(p, conn, sort, descending)
-            if where.account is not None:  # a handful of rows: one segment, sorted whole
-                segments = [([], _whole_order(p, conn, sort, descending))]
             counts = _segment_counts(conn, p, conditions, segments)
             counted = [(_made(s), n) for s, n in zip(segments, counts, strict=True)]
             total = sum(counts)
@@ -516,7 +524,7 @@ def positions_page(
                 continue
             extra, order = segment()
             query = select(p.c.market_id, p.c.account_id, p.c.market_key).where(*conditions, *extra)
-            if sort == "account" or where.account is not None:
+            if sort == "account":
                 query = query.join(T_ACCOUNTS, T_ACCOUNTS.c.id == p.c.account_id)
             got = conn.execute(query.order_by(*order).limit(need).offset(skip)).all()
             keys += [tuple(r) for r in got]

@@ -15,6 +15,8 @@ from typing import Any
 
 from sqlalchemy import insert, select
 
+from onchain.config import TierThresholds
+from onchain.jobs.assess import assess
 from onchain.model import AssetPosition
 from onchain.rpc.client import BlockRef
 from onchain.store import api_queries as Q
@@ -113,3 +115,32 @@ def test_a_rebuilt_positions_assets_are_the_rows_and_kept_where_they_are_already
     assert got[0] == replace(renamed, symbol="USDC") and got[0] is not renamed
     assert got[1] == replace(estimated, liquidation_price_base=760_000_000)
     assert type(got[1].liquidation_price_base) is int
+
+
+def test_one_accounts_positions_page_is_a_slice_of_them_sorted_whole(
+    store: Store, tmp_path: Path
+) -> None:
+    """An account's positions (here three books of one market) are read whole and sorted
+    (`_whole_order`): a page is its slice, the total all of them, in either direction."""
+    market = _market(store, tmp_path)
+    blk = BlockRef(9, "0x" + "9" * 64, 1_700_000_108)
+    hfs = {"0x" + "a" * 64: 3 * WAD, "0x" + "b" * 64: WAD // 2, "0x" + "c" * 64: 2 * WAD}
+    mine = [position(7, blk, hf, market=key) for key, hf in hfs.items()]
+    others = [position(i, blk, WAD + i) for i in range(3)]
+    books = [*mine, *others]
+    crud.write_snapshot(store, market, blk, books, assess(books, TierThresholds()), None)
+    ordered = sorted(hfs, key=lambda key: hfs[key])
+    for descending in (False, True):
+        want = ordered[::-1] if descending else ordered
+        for offset, limit in ((0, 10), (1, 1), (1, 5), (2, 1), (3, 1)):
+            page = Q.positions_page(
+                store,
+                Q.PositionFilter(account=account(7)),
+                sort="health_factor",
+                descending=descending,
+                limit=limit,
+                offset=offset,
+            )
+            assert page.total == 3
+            got = [p.position.market for p in page.positions]
+            assert got == want[offset : offset + limit], (descending, offset, limit)
