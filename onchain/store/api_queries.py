@@ -8,6 +8,7 @@ Uint256 columns are text on SQLite: exact comparisons and ordering go through `u
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -808,7 +809,26 @@ def _stored(
 ) -> list[StoredPosition]:
     """The rows (`_position_rows`') as StoredPositions: `_with_assets(conn, fresh(conn, rows,
     rebuild))`, the rebuilt rows' details read off their positions (no row copied)."""
+    rows = _records(rows)
     return _with_assets(conn, rows, _rebuilt(conn, rows, rebuild))
+
+
+def _records(rows: Sequence[Any]) -> list[Any]:
+    """Result rows as named tuples of the same fields: each row's values are read tens of
+    times on the way to a StoredPosition, and a result row's attribute costs several times a
+    named tuple's."""
+    out: list[Any] = []
+    for r in rows:
+        fields = getattr(r, "_fields", None)
+        kind = _RECORDS.get(fields) if fields is not None else None
+        if kind is None and fields is not None:
+            kind = _RECORDS[fields] = namedtuple("StoredRow", fields)
+        out.append(r if kind is None else kind._make(r))
+    return out
+
+
+# `_records`' named tuple types by their fields (the few shapes of `_position_rows`)
+_RECORDS: dict[tuple[str, ...], Any] = {}
 
 
 def _with_assets(
