@@ -515,7 +515,10 @@ def positions_page(
         if bucketed is None:
             segments = _segments(p, conn, sort, descending)
             counts = _segment_counts(conn, p, conditions, segments)
-            counted = [(_made(s), n) for s, n in zip(segments, counts, strict=True)]
+            counted = [
+                (_reader(conn, p, [*conditions, *extra], order, sort == "account"), n)
+                for (extra, order), n in zip(segments, counts, strict=True)
+            ]
             total = sum(counts)
         else:
             total, counted = bucketed
@@ -523,23 +526,31 @@ def positions_page(
             if need <= 0 or skip >= n:
                 skip = max(0, skip - n)
                 continue
-            extra, order = segment()
-            query = select(p.c.market_id, p.c.account_id, p.c.market_key).where(*conditions, *extra)
-            if sort == "account":
-                query = query.join(T_ACCOUNTS, T_ACCOUNTS.c.id == p.c.account_id)
-            got = conn.execute(query.order_by(*order).limit(need).offset(skip)).all()
-            keys += [tuple(r) for r in got]
+            got = segment(need, skip)
+            keys += got
             need -= len(got)
             skip = 0
         return PositionPage(int(total), _rows_in_order(conn, heads, keys, rebuild))
 
 
-# a segment of a sort, built when a page reads it: (its conditions, its ORDER BY)
-Segment = Callable[[], tuple[list[Any], list[Any]]]
+# a segment of a sort: (how many rows, after how many) -> their keys, in order
+Segment = Callable[[int, int], list[tuple[int, int, str]]]
 
 
-def _made(segment: tuple[list[Any], list[Any]]) -> Segment:
-    return lambda: segment
+def _reader(
+    conn: Connection, p: Any, where: list[Any], order: list[Any], by_address: bool
+) -> Segment:
+    """A segment read by a statement built when a page reads it (`by_address`: with the
+    accounts, whose address orders it)."""
+
+    def read(need: int, skip: int) -> list[tuple[int, int, str]]:
+        query = select(p.c.market_id, p.c.account_id, p.c.market_key).where(*where)
+        if by_address:
+            query = query.join(T_ACCOUNTS, T_ACCOUNTS.c.id == p.c.account_id)
+        got = conn.execute(query.order_by(*order).limit(need).offset(skip))
+        return [tuple(r) for r in got]
+
+    return read
 
 
 def _bucketed(
@@ -556,30 +567,62 @@ def _bucketed(
     range read only as far as those). `given`: the page's conditions (`Filtered`). None: a
     sort with no bucket (collateral, probability, account: one pass over the narrow rows)."""
     p = T_LATEST
-    tie = [p.c.account_id, p.c.market_key, p.c.market_id]
-    bucket, value = {
-        "risk": (p.c.hf_bucket, [p.c.health_factor_float]),
-        "health_factor": (p.c.hf_bucket, [p.c.health_factor_float]),
-        "debt": (p.c.debt_bucket, uint_order(conn, p.c.total_debt_base)),
-    }.get(sort, (None, []))
+    bucket = {"risk": p.c.hf_bucket, "health_factor": p.c.hf_bucket, "debt": p.c.debt_bucket}.get(
+        sort
+    )
     if bucket is None:
         return None
+    markets, tier_wanted, min_debt = given
+    values: dict[str, Any] = {"head_markets": markets, "head_skip": max(0, enough - 1)}
+    if tier_wanted is not None:
+        values["head_tier"] = tier_wanted
+    if min_debt is not None:
+        values |= {"head_debt": min_debt, "head_debt_text": str(min_debt)}
+        values["head_debt_digits"] = len(values["head_debt_text"])
+    shape = (conn.dialect.name, sort, descending, tier_wanted is not None, min_debt is not None)
 
     def segment(tier: str | None, b: int | None) -> Segment:
-        def made() -> tuple[list[Any], list[Any]]:
-            where = [p.c.risk_tier == tier] if tier else []
-            if sort == "health_factor":  # every tier: its index's prefix, a range per tier
-                where = [p.c.risk_tier.in_(TIERS)]
-            if b is None:  # no value (no debt, no probability): last, in the ties' order
-                extra, order = [*where, bucket.is_(None)], tie
-            else:
-                extra, order = [*where, bucket == b], [bucket, *value, *tie]
-            return extra, [t.desc() for t in order] if descending else order
+        # its statement by shape, built once: this tier (the risk sort's) and bucket bound
+        mine = (*shape, tier is not None, b is None)
+        statement = _built(("page", *mine), lambda: _page_statement(conn, mine, bucket))
+        bound = {**values, "page_tier": tier, "page_bucket": b}
 
-        return made
+        def read(need: int, skip: int) -> list[tuple[int, int, str]]:
+            got = conn.execute(statement, {**bound, "page_need": need, "page_skip": skip})
+            return [tuple(r) for r in got]
 
-    total, first = _bucket_head(conn, given, sort, descending, enough, bucket)
+        return read
+
+    total, first = _bucket_head(conn, values, shape, enough, bucket)
     return total, [(segment(tier, b), n) for tier, b, n in first]
+
+
+def _page_statement(conn: Connection, shape: tuple[Any, ...], bucket: Any) -> Any:
+    """The keys of one bucket of a latest-view page's sort, in order, for a shape (`_bucketed`'s
+    and whether one tier, whether no value): `_head_statement`'s conditions, then page_tier,
+    page_bucket, page_need and page_skip bound by name."""
+    p = T_LATEST
+    _dialect, sort, descending, _tier, _debt, one_tier, no_value = shape
+    tie = [p.c.account_id, p.c.market_key, p.c.market_id]
+    value = uint_order(conn, p.c.total_debt_base) if sort == "debt" else [p.c.health_factor_float]
+    where = _head_conditions(conn, shape[:5])
+    if sort == "health_factor":  # every tier: its index's prefix, a range per tier
+        where.append(p.c.risk_tier.in_(TIERS))
+    elif one_tier:
+        where.append(p.c.risk_tier == bindparam("page_tier", type_=p.c.risk_tier.type))
+    if no_value:  # no value (no debt, no probability): last, in the ties' order
+        where.append(bucket.is_(None))
+        order = tie
+    else:
+        where.append(bucket == bindparam("page_bucket", type_=Integer))
+        order = [bucket, *value, *tie]
+    return (
+        select(p.c.market_id, p.c.account_id, p.c.market_key)
+        .where(*where)
+        .order_by(*([t.desc() for t in order] if descending else order))
+        .limit(bindparam("page_need", type_=Integer))
+        .offset(bindparam("page_skip", type_=Integer))
+    )
 
 
 # beyond every bucket, either way (`buckets`: health factors' reach about -2.1e6 below zero,
@@ -593,9 +636,8 @@ Filtered = tuple[list[int], str | None, int | None]
 
 def _bucket_head(
     conn: Connection,
-    given: Filtered,
-    sort: str,
-    descending: bool,
+    values: Mapping[str, Any],
+    shape: tuple[Any, ...],
     enough: int,
     bucket: Any,
 ) -> tuple[int, list[tuple[str | None, int | None, int]]]:
@@ -603,18 +645,12 @@ def _bucket_head(
     hold at least `enough` rows (fewer only where they are all), from one statement: the count,
     and per tier (the risk and health-factor sorts) its buckets in the page's direction up to
     the one holding its `enough`-th row (every one where it holds fewer), read along the index
-    and no further, and its rows without one."""
-    markets, tier_wanted, min_debt = given
+    and no further, and its rows without one. `values`, `shape`: `_bucketed`'s."""
+    _dialect, sort, descending, _tier, _debt = shape
     tiers: list[str | None] = list(TIERS) if sort != "debt" else [None]
-    shape = (conn.dialect.name, sort, descending, tier_wanted is not None, min_debt is not None)
     statement = _built(("head", *shape), lambda: _head_statement(conn, shape, tiers, bucket))
-    values: dict[str, Any] = {"head_markets": markets, "head_tier": tier_wanted}
-    values["head_skip"] = max(0, enough - 1)
-    if min_debt is not None:
-        values |= {"head_debt": min_debt, "head_debt_text": str(min_debt)}
-        values["head_debt_digits"] = len(values["head_debt_text"])
     found: dict[int, list[tuple[int, int]]] = {}
-    for part, b, n in conn.execute(statement, {k: v for k, v in values.items() if v is not None}):
+    for part, b, n in conn.execute(statement, values):
         found.setdefault(int(part), []).append((0 if b is None else int(b), int(n)))
     total = found[0][0][1]
     per_tier = []  # (its first buckets in the page's direction, its rows without one)
@@ -653,14 +689,8 @@ def _head_statement(
     """`_bucket_head`'s statement for a shape, its values bound by name (head_markets,
     head_tier, head_debt or head_debt_text and head_debt_digits: `uint_ge`'s)."""
     p = T_LATEST
-    _dialect, sort, descending, tier_wanted, min_debt = shape
-    conditions: list[ColumnElement[bool]] = [
-        p.c.market_id.in_(bindparam("head_markets", expanding=True))
-    ]
-    if tier_wanted:
-        conditions.append(p.c.risk_tier == bindparam("head_tier", type_=p.c.risk_tier.type))
-    if min_debt:
-        conditions.append(_uint_ge_bound(conn, p.c.total_debt_base))
+    _dialect, sort, descending, _tier, _debt = shape
+    conditions = _head_conditions(conn, shape)
     way = bucket.desc() if descending else bucket
     everyone = [p.c.risk_tier.in_(TIERS)] if sort == "risk" else []  # as its segments
     parts: list[Any] = [
@@ -687,6 +717,21 @@ def _head_statement(
             select(literal(2 * i + 2), null(), func.count()).where(*mine, bucket.is_(None))
         )
     return union_all(*parts)
+
+
+def _head_conditions(conn: Connection, shape: tuple[Any, ...]) -> list[ColumnElement[bool]]:
+    """A latest-view page's conditions (`_bucketed`'s shape), their values bound by name
+    (head_markets, head_tier, head_debt or head_debt_text and head_debt_digits)."""
+    p = T_LATEST
+    _dialect, _sort, _descending, tier_wanted, min_debt = shape
+    conditions: list[ColumnElement[bool]] = [
+        p.c.market_id.in_(bindparam("head_markets", expanding=True))
+    ]
+    if tier_wanted:
+        conditions.append(p.c.risk_tier == bindparam("head_tier", type_=p.c.risk_tier.type))
+    if min_debt:
+        conditions.append(_uint_ge_bound(conn, p.c.total_debt_base))
+    return conditions
 
 
 def _uint_ge_bound(conn: Connection, column: Any) -> ColumnElement[bool]:
