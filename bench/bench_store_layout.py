@@ -30,6 +30,9 @@ over them (copies: reading may leave a write-ahead log beside them), the change 
 cold (`stored_book.BOOKS`, the rebuilt positions kept between reads, emptied before each run):
 
     .venv/bin/python bench/bench_store_layout.py --reads-only DIR [--repeat 9] --history-repeat 0
+
+Each read prints its wall time and, below it, the CPU time of this process (the database is
+in-process: SQLite reads count; a load from other processes does not).
 """
 
 from __future__ import annotations
@@ -312,18 +315,25 @@ def _reads(stores: dict[str, Store], account: str, repeat: int, history_repeat: 
             if name in histories:
                 blocks[layout] = max((len(series.points) for series in got), default=0)
         runs: dict[str, list[float]] = {layout: [] for layout, _store in layouts}
+        cpu: dict[str, list[float]] = {layout: [] for layout, _store in layouts}
         for _ in range(history_repeat if name in histories else repeat):
             for layout, store in layouts:  # in turn: a load that comes and goes hits them alike
                 if layout == "cold":
                     BOOKS.clear()
-                started = time.perf_counter()
+                started, started_cpu = time.perf_counter(), time.process_time()
                 read(store)
                 runs[layout].append(time.perf_counter() - started)
+                cpu[layout].append(time.process_time() - started_cpu)
         seconds = {layout: statistics.median(r) for layout, r in runs.items()}
         a, b, c = (seconds[k] * 1000 for k in ("snapshots", "changes", "cold"))
+        ca, cb, cc = (statistics.median(cpu[k]) * 1000 for k in ("snapshots", "changes", "cold"))
         print(
             f"    {name:<22} snapshots {a:>9.2f} ms  changes {b:>9.2f} ms  = {b / a:7.2%} of "
             f"snapshots  (cold {c:>9.2f} ms = {c / a:7.2%})"
+        )
+        print(
+            f"    {'  CPU':<22} snapshots {ca:>9.2f} ms  changes {cb:>9.2f} ms  "
+            f"{'':<22}(cold {cc:>9.2f} ms)"
         )
         if blocks:
             pa, pb = (

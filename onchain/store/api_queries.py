@@ -8,6 +8,7 @@ Uint256 columns are text on SQLite: exact comparisons and ordering go through `u
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -287,6 +288,15 @@ def _latest_rows(conn: Connection, where: Any) -> list[Any]:
     return list(conn.execute(_position_rows(T_LATEST, details=False).where(where)).all())
 
 
+def _latest_rows_statement() -> Any:
+    """`_latest_rows` of one market's accounts (bound as rows_market, rows_accounts)."""
+    t = T_LATEST
+    market = bindparam("rows_market", type_=t.c.market_id.type)
+    return _position_rows(t, details=False).where(
+        (t.c.market_id == market) & t.c.account_id.in_(bindparam("rows_accounts", expanding=True))
+    )
+
+
 def _overlaid(
     rows: Sequence[Any], values: Mapping[tuple[int, int, str], Mapping[str, Any]]
 ) -> list[Any]:
@@ -334,6 +344,19 @@ class Heads:
 def heads_of(conn: Connection, market: str | None = None) -> Heads:
     """Each market's newest block (one market, or all), split by layout: one statement, the
     block the latest view's rows of each market are at read with it (`_latest_block`)."""
+    query = _built(("heads", market is not None), lambda: _heads_statement(market is not None))
+    heads = Heads({}, {})
+    for r in conn.execute(query, {} if market is None else {"heads_market": market}):
+        table, _where = newest_book(r.id, r.market_id, r.block_number, r.details)
+        if table is T_POSITIONS:
+            heads.snapshots[r.market_id] = r.id
+        elif r.latest_block == r.block_number:
+            heads.latest[r.market_id] = r.block_number
+    return heads
+
+
+def _heads_statement(one_market: bool) -> Any:
+    """`heads_of`'s statement (one market: its name bound as heads_market)."""
     s, mk = T_SNAPSHOTS, T_MARKETS
     newest = (
         select(s.c.market_id, func.max(s.c.block_number).label("block_number"))
@@ -346,16 +369,22 @@ def heads_of(conn: Connection, market: str | None = None) -> Heads:
         newest,
         (newest.c.market_id == s.c.market_id) & (newest.c.block_number == s.c.block_number),
     )
-    if market is not None:
-        query = query.join(mk, mk.c.id == s.c.market_id).where(mk.c.name == market)
-    heads = Heads({}, {})
-    for r in conn.execute(query):
-        table, _where = newest_book(r.id, r.market_id, r.block_number, r.details)
-        if table is T_POSITIONS:
-            heads.snapshots[r.market_id] = r.id
-        elif r.latest_block == r.block_number:
-            heads.latest[r.market_id] = r.block_number
-    return heads
+    if not one_market:
+        return query
+    name = bindparam("heads_market", type_=mk.c.name.type)
+    return query.join(mk, mk.c.id == s.c.market_id).where(mk.c.name == name)
+
+
+# statements the API's reads run every time, built once (their values bound at each read):
+# building one costs about as much as running it
+_BUILT: dict[Any, Any] = {}
+
+
+def _built(key: Any, make: Callable[[], Any]) -> Any:
+    statement = _BUILT.get(key)
+    if statement is None:
+        statement = _BUILT[key] = make()
+    return statement
 
 
 def _latest_block(market_id: Any) -> Any:
@@ -458,29 +487,38 @@ def positions_page(
             conditions.append(p.c.risk_tier == where.tier)
         if where.account is not None:
             ids = list(
-                conn.execute(
-                    select(T_ACCOUNTS.c.id).where(T_ACCOUNTS.c.address == where.account)
-                ).scalars()
+                conn.execute(select(T_ACCOUNTS.c.id).where(_address_is(where.account))).scalars()
             )
             if not ids:
                 return PositionPage(0)
             conditions.append(p.c.account_id.in_(ids))
         if where.min_debt_base is not None:
             conditions.append(uint_ge(conn, p.c.total_debt_base, where.min_debt_base))
+        if where.account is not None:  # a handful of rows: every one, sorted whole, then cut
+            query = (
+                select(p.c.market_id, p.c.account_id, p.c.market_key)
+                .join(T_ACCOUNTS, T_ACCOUNTS.c.id == p.c.account_id)
+                .where(*conditions)
+                .order_by(*_whole_order(p, conn, sort, descending))
+            )
+            every = [tuple(r) for r in conn.execute(query)]
+            page = every[offset : offset + limit]
+            return PositionPage(len(every), _rows_in_order(conn, heads, page, rebuild))
         keys: list[tuple[int, int, str]] = []
         skip, need = offset, limit
         bucketed: tuple[int, list[tuple[Segment, int]]] | None = None
-        if where.account is None and p is T_LATEST:
+        if p is T_LATEST:
             given = (sorted(heads.latest), where.tier, where.min_debt_base)
-            bucketed = _bucketed(conn, conditions, sort, descending, offset + limit, given)
+            bucketed = _bucketed(conn, sort, descending, offset + limit, given)
             if bucketed is None:  # every row read: one pass, not a lookup per row by an index
                 conditions[0] = heads.scan(p)
         if bucketed is None:
             segments = _segments(p, conn, sort, descending)
-            if where.account is not None:  # a handful of rows: one segment, sorted whole
-                segments = [([], _whole_order(p, conn, sort, descending))]
             counts = _segment_counts(conn, p, conditions, segments)
-            counted = [(_made(s), n) for s, n in zip(segments, counts, strict=True)]
+            counted = [
+                (_reader(conn, p, [*conditions, *extra], order, sort == "account"), n)
+                for (extra, order), n in zip(segments, counts, strict=True)
+            ]
             total = sum(counts)
         else:
             total, counted = bucketed
@@ -488,28 +526,35 @@ def positions_page(
             if need <= 0 or skip >= n:
                 skip = max(0, skip - n)
                 continue
-            extra, order = segment()
-            query = select(p.c.market_id, p.c.account_id, p.c.market_key).where(*conditions, *extra)
-            if sort == "account" or where.account is not None:
-                query = query.join(T_ACCOUNTS, T_ACCOUNTS.c.id == p.c.account_id)
-            got = conn.execute(query.order_by(*order).limit(need).offset(skip)).all()
-            keys += [tuple(r) for r in got]
+            got = segment(need, skip)
+            keys += got
             need -= len(got)
             skip = 0
         return PositionPage(int(total), _rows_in_order(conn, heads, keys, rebuild))
 
 
-# a segment of a sort, built when a page reads it: (its conditions, its ORDER BY)
-Segment = Callable[[], tuple[list[Any], list[Any]]]
+# a segment of a sort: (how many rows, after how many) -> their keys, in order
+Segment = Callable[[int, int], list[tuple[int, int, str]]]
 
 
-def _made(segment: tuple[list[Any], list[Any]]) -> Segment:
-    return lambda: segment
+def _reader(
+    conn: Connection, p: Any, where: list[Any], order: list[Any], by_address: bool
+) -> Segment:
+    """A segment read by a statement built when a page reads it (`by_address`: with the
+    accounts, whose address orders it)."""
+
+    def read(need: int, skip: int) -> list[tuple[int, int, str]]:
+        query = select(p.c.market_id, p.c.account_id, p.c.market_key).where(*where)
+        if by_address:
+            query = query.join(T_ACCOUNTS, T_ACCOUNTS.c.id == p.c.account_id)
+        got = conn.execute(query.order_by(*order).limit(need).offset(skip))
+        return [tuple(r) for r in got]
+
+    return read
 
 
 def _bucketed(
     conn: Connection,
-    conditions: list[Any],
     sort: str,
     descending: bool,
     enough: int,
@@ -518,124 +563,123 @@ def _bucketed(
     """How many rows match, and the latest view's segments of `_segments`, each cut into its
     sort key's buckets (`onchain.store.buckets`) with how many rows each holds, in order: a
     page then reads and sorts only the buckets it covers. The segments are the sort's first
-    ones holding at least `enough` rows where the first buckets of each tier tell them
-    (`_bucket_head`: one statement, each tier's index range read only as far as those), else
-    every one, counted in one grouped pass over the index. `given`: what `conditions` say
-    (`Filtered`). None: a sort with no bucket
-    (collateral, probability, account: one pass over the narrow rows)."""
+    ones holding at least `enough` rows (`_bucket_head`: one statement, each tier's index
+    range read only as far as those). `given`: the page's conditions (`Filtered`). None: a
+    sort with no bucket (collateral, probability, account: one pass over the narrow rows)."""
     p = T_LATEST
-    tie = [p.c.account_id, p.c.market_key, p.c.market_id]
-    bucket, value = {
-        "risk": (p.c.hf_bucket, [p.c.health_factor_float]),
-        "health_factor": (p.c.hf_bucket, [p.c.health_factor_float]),
-        "debt": (p.c.debt_bucket, uint_order(conn, p.c.total_debt_base)),
-    }.get(sort, (None, []))
+    bucket = {"risk": p.c.hf_bucket, "health_factor": p.c.hf_bucket, "debt": p.c.debt_bucket}.get(
+        sort
+    )
     if bucket is None:
         return None
+    markets, tier_wanted, min_debt = given
+    values: dict[str, Any] = {"head_markets": markets, "head_skip": max(0, enough - 1)}
+    if tier_wanted is not None:
+        values["head_tier"] = tier_wanted
+    if min_debt is not None:
+        values |= {"head_debt": min_debt, "head_debt_text": str(min_debt)}
+        values["head_debt_digits"] = len(values["head_debt_text"])
+    shape = (conn.dialect.name, sort, descending, tier_wanted is not None, min_debt is not None)
 
     def segment(tier: str | None, b: int | None) -> Segment:
-        def made() -> tuple[list[Any], list[Any]]:
-            where = [p.c.risk_tier == tier] if tier else []
-            if sort == "health_factor":  # every tier: its index's prefix, a range per tier
-                where = [p.c.risk_tier.in_(TIERS)]
-            if b is None:  # no value (no debt, no probability): last, in the ties' order
-                extra, order = [*where, bucket.is_(None)], tie
-            else:
-                extra, order = [*where, bucket == b], [bucket, *value, *tie]
-            return extra, [t.desc() for t in order] if descending else order
+        # its statement by shape, built once: this tier (the risk sort's) and bucket bound
+        mine = (*shape, tier is not None, b is None)
+        statement = _built(("page", *mine), lambda: _page_statement(conn, mine, bucket))
+        bound = {**values, "page_tier": tier, "page_bucket": b}
 
-        return made
+        def read(need: int, skip: int) -> list[tuple[int, int, str]]:
+            got = conn.execute(statement, {**bound, "page_need": need, "page_skip": skip})
+            return [tuple(r) for r in got]
 
-    head = _bucket_head(conn, given, sort, descending, enough, bucket)
-    if head is not None:
-        total, first = head
-        return total, [(segment(tier, b), n) for tier, b, n in first]
-    # by tier and bucket, the index's order (no sort to group), for the health factor too
-    groups = [p.c.risk_tier, bucket] if sort != "debt" else [bucket]
-    counts: dict[tuple[Any, ...], int] = {}
-    for *group, n in conn.execute(
-        select(*groups, func.count()).where(*conditions).group_by(*groups)
-    ):
-        key = tuple(group) if sort == "risk" else (group[-1],)
-        counts[key] = counts.get(key, 0) + int(n)
-    out: list[tuple[Segment, int]] = []
-    for tier in TIERS if sort == "risk" else [None]:
-        mine = {k[-1]: n for k, n in counts.items() if tier is None or k[0] == tier}
-        out += [(segment(tier, b), mine[b]) for b in sorted(b for b in mine if b is not None)]
-        if None in mine:
-            out.append((segment(tier, None), mine[None]))
-    return sum(n for _segment, n in out), out[::-1] if descending else out
+        return read
+
+    total, first = _bucket_head(conn, values, shape, enough, bucket)
+    return total, [(segment(tier, b), n) for tier, b, n in first]
 
 
-# buckets per tier that `_bucket_head` counts ahead of a page
-HEAD_BUCKETS = 4
+def _page_statement(conn: Connection, shape: tuple[Any, ...], bucket: Any) -> Any:
+    """The keys of one bucket of a latest-view page's sort, in order, for a shape (`_bucketed`'s
+    and whether one tier, whether no value): `_head_statement`'s conditions, then page_tier,
+    page_bucket, page_need and page_skip bound by name."""
+    p = T_LATEST
+    _dialect, sort, descending, _tier, _debt, one_tier, no_value = shape
+    tie = [p.c.account_id, p.c.market_key, p.c.market_id]
+    value = uint_order(conn, p.c.total_debt_base) if sort == "debt" else [p.c.health_factor_float]
+    where = _head_conditions(conn, shape[:5])
+    if sort == "health_factor":  # every tier: its index's prefix, a range per tier
+        where.append(p.c.risk_tier.in_(TIERS))
+    elif one_tier:
+        where.append(p.c.risk_tier == bindparam("page_tier", type_=p.c.risk_tier.type))
+    if no_value:  # no value (no debt, no probability): last, in the ties' order
+        where.append(bucket.is_(None))
+        order = tie
+    else:
+        where.append(bucket == bindparam("page_bucket", type_=Integer))
+        order = [bucket, *value, *tie]
+    return (
+        select(p.c.market_id, p.c.account_id, p.c.market_key)
+        .where(*where)
+        .order_by(*([t.desc() for t in order] if descending else order))
+        .limit(bindparam("page_need", type_=Integer))
+        .offset(bindparam("page_skip", type_=Integer))
+    )
+
+
+# beyond every bucket, either way (`buckets`: health factors' reach about -2.1e6 below zero,
+# debts' about 1e3): `_bucket_head`'s edge of a tier that holds fewer rows than a page needs
+PAST_BUCKETS = 2**31 - 1
 
 
 # the conditions of a page of the latest view: (its markets, a tier, a least debt)
 Filtered = tuple[list[int], str | None, int | None]
 
-# `_bucket_head`'s statements by their shape (dialect, sort, order, filters), built once: the
-# values are bound at each read (building the statement costs about as much as running it)
-_HEADS: dict[tuple[Any, ...], Any] = {}
-
 
 def _bucket_head(
     conn: Connection,
-    given: Filtered,
-    sort: str,
-    descending: bool,
+    values: Mapping[str, Any],
+    shape: tuple[Any, ...],
     enough: int,
     bucket: Any,
-) -> tuple[int, list[tuple[str | None, int | None, int]]] | None:
+) -> tuple[int, list[tuple[str | None, int | None, int]]]:
     """How many rows match, and the sort's first (tier, bucket, rows) segments, in order, that
     hold at least `enough` rows (fewer only where they are all), from one statement: the count,
-    and per tier (the risk and health-factor sorts) its first `HEAD_BUCKETS` buckets in the
-    page's direction, read along the index and no further, and its rows without one. None:
-    those do not reach `enough` rows."""
-    markets, tier_wanted, min_debt = given
+    and per tier (the risk and health-factor sorts) its buckets in the page's direction up to
+    the one holding its `enough`-th row (every one where it holds fewer), read along the index
+    and no further, and its rows without one. `values`, `shape`: `_bucketed`'s."""
+    _dialect, sort, descending, _tier, _debt = shape
     tiers: list[str | None] = list(TIERS) if sort != "debt" else [None]
-    shape = (conn.dialect.name, sort, descending, tier_wanted is not None, min_debt is not None)
-    statement = _HEADS.get(shape)
-    if statement is None:
-        statement = _HEADS[shape] = _head_statement(conn, shape, tiers, bucket)
-    values: dict[str, Any] = {"head_markets": markets, "head_tier": tier_wanted}
-    if min_debt is not None:
-        values |= {"head_debt": min_debt, "head_debt_text": str(min_debt)}
-        values["head_debt_digits"] = len(values["head_debt_text"])
+    statement = _built(("head", *shape), lambda: _head_statement(conn, shape, tiers, bucket))
     found: dict[int, list[tuple[int, int]]] = {}
-    for part, b, n in conn.execute(statement, {k: v for k, v in values.items() if v is not None}):
+    for part, b, n in conn.execute(statement, values):
         found.setdefault(int(part), []).append((0 if b is None else int(b), int(n)))
     total = found[0][0][1]
-    per_tier = []  # (its first buckets in the page's direction, its rows without one, more?)
+    per_tier = []  # (its first buckets in the page's direction, its rows without one)
     for i in range(len(tiers)):
         firsts = sorted(found.get(2 * i + 1, []), reverse=descending)
-        nulls = sum(n for _b, n in found.get(2 * i + 2, []))
-        per_tier.append((firsts, nulls, len(firsts) >= HEAD_BUCKETS))
-    if sort == "health_factor":  # every tier's buckets as one: known up to the nearest edge
-        edges = [firsts[-1][0] for firsts, _n, more in per_tier if more]
-        edge = (max(edges) if descending else min(edges)) if edges else None
+        per_tier.append((firsts, sum(n for _b, n in found.get(2 * i + 2, []))))
+    if sort == "health_factor":  # every tier's buckets as one
         merged: dict[int, int] = {}
-        for firsts, _n, _more in per_tier:
+        for firsts, _n in per_tier:
             for b, n in firsts:
-                if edge is None or (b >= edge if descending else b <= edge):
-                    merged[b] = merged.get(b, 0) + n
-        ordered = sorted(merged.items(), reverse=descending)
-        per_tier = [(ordered, sum(n for _f, n, _m in per_tier), edge is not None)]
+                merged[b] = merged.get(b, 0) + n
+        per_tier = [(sorted(merged.items(), reverse=descending), sum(n for _f, n in per_tier))]
         tiers = [None]
+    # A tier's buckets are all there up to its edge, which holds its `enough`-th row: a page
+    # reads no further (in the health-factor sort, a bucket past one tier's edge, its count
+    # then short of that tier's rows, comes after `enough` rows), and reads a tier's rows
+    # without a value, which come after its last bucket, only where every bucket is there.
     out: list[tuple[str | None, int | None, int]] = []
     covered = 0
     order = range(len(tiers) - 1, -1, -1) if descending else range(len(tiers))
     for i in order:
-        firsts, nulls, more = per_tier[i]
+        firsts, nulls = per_tier[i]
         mine: list[tuple[str | None, int | None, int]] = [(tiers[i], b, n) for b, n in firsts]
-        if nulls and descending:  # no value: first, descending
-            mine.insert(0, (tiers[i], None, nulls))
-        elif nulls and not more:  # no value: last, ascending
-            mine.append((tiers[i], None, nulls))
+        if nulls:  # no value: first, descending; last, ascending
+            mine.insert(len(mine) if not descending else 0, (tiers[i], None, nulls))
         out += mine
         covered += sum(n for _t, _b, n in mine)
-        if more or covered >= enough:
-            return (total, out) if covered >= enough else None
+        if covered >= enough:
+            break
     return total, out
 
 
@@ -645,14 +689,8 @@ def _head_statement(
     """`_bucket_head`'s statement for a shape, its values bound by name (head_markets,
     head_tier, head_debt or head_debt_text and head_debt_digits: `uint_ge`'s)."""
     p = T_LATEST
-    _dialect, sort, descending, tier_wanted, min_debt = shape
-    conditions: list[ColumnElement[bool]] = [
-        p.c.market_id.in_(bindparam("head_markets", expanding=True))
-    ]
-    if tier_wanted:
-        conditions.append(p.c.risk_tier == bindparam("head_tier", type_=p.c.risk_tier.type))
-    if min_debt:
-        conditions.append(_uint_ge_bound(conn, p.c.total_debt_base))
+    _dialect, sort, descending, _tier, _debt = shape
+    conditions = _head_conditions(conn, shape)
     way = bucket.desc() if descending else bucket
     everyone = [p.c.risk_tier.in_(TIERS)] if sort == "risk" else []  # as its segments
     parts: list[Any] = [
@@ -660,14 +698,18 @@ def _head_statement(
             *conditions, *everyone
         )
     ]
+    skip = bindparam("head_skip", type_=Integer)
     for i, tier in enumerate(tiers):
         mine = [*conditions, *([p.c.risk_tier == tier] if tier else [])]
+        # the bucket of the tier's `enough`-th row in the page's direction (else past its last)
+        nth = (
+            select(bucket).where(*mine, bucket.is_not(None)).order_by(way).limit(1).offset(skip)
+        ).scalar_subquery()
+        edge = func.coalesce(nth, -PAST_BUCKETS if descending else PAST_BUCKETS)
         first = (
             select(bucket.label("b"), func.count().label("n"))
-            .where(*mine, bucket.is_not(None))
+            .where(*mine, bucket.is_not(None), bucket >= edge if descending else bucket <= edge)
             .group_by(bucket)
-            .order_by(way)
-            .limit(HEAD_BUCKETS)
             .subquery()
         )
         parts.append(select(literal(2 * i + 1), first.c.b, first.c.n))
@@ -675,6 +717,21 @@ def _head_statement(
             select(literal(2 * i + 2), null(), func.count()).where(*mine, bucket.is_(None))
         )
     return union_all(*parts)
+
+
+def _head_conditions(conn: Connection, shape: tuple[Any, ...]) -> list[ColumnElement[bool]]:
+    """A latest-view page's conditions (`_bucketed`'s shape), their values bound by name
+    (head_markets, head_tier, head_debt or head_debt_text and head_debt_digits)."""
+    p = T_LATEST
+    _dialect, _sort, _descending, tier_wanted, min_debt = shape
+    conditions: list[ColumnElement[bool]] = [
+        p.c.market_id.in_(bindparam("head_markets", expanding=True))
+    ]
+    if tier_wanted:
+        conditions.append(p.c.risk_tier == bindparam("head_tier", type_=p.c.risk_tier.type))
+    if min_debt:
+        conditions.append(_uint_ge_bound(conn, p.c.total_debt_base))
+    return conditions
 
 
 def _uint_ge_bound(conn: Connection, column: Any) -> ColumnElement[bool]:
@@ -728,12 +785,14 @@ def _rows_in_order(
         (p,) = one.tables()
         accounts = sorted({k[1] for k in keys if k[0] == mid})
         for chunk in chunks(accounts):
-            where = one.where(p) & p.c.account_id.in_(chunk)
-            got = (
-                _latest_rows(conn, where)
-                if p is T_LATEST
-                else conn.execute(_position_rows(p).where(where)).all()
-            )
+            if p is T_LATEST:
+                got = conn.execute(
+                    _built("latest rows", _latest_rows_statement),
+                    {"rows_market": mid, "rows_accounts": chunk},
+                ).all()
+            else:
+                where = one.where(p) & p.c.account_id.in_(chunk)
+                got = conn.execute(_position_rows(p).where(where)).all()
             for r in got:
                 rows[(r.market_id, r.account_id, r.market_key)] = r
     return _stored(conn, [rows[k] for k in keys if k in rows], rebuild)
@@ -795,7 +854,26 @@ def _stored(
 ) -> list[StoredPosition]:
     """The rows (`_position_rows`') as StoredPositions: `_with_assets(conn, fresh(conn, rows,
     rebuild))`, the rebuilt rows' details read off their positions (no row copied)."""
+    rows = _records(rows)
     return _with_assets(conn, rows, _rebuilt(conn, rows, rebuild))
+
+
+def _records(rows: Sequence[Any]) -> list[Any]:
+    """Result rows as named tuples of the same fields: each row's values are read tens of
+    times on the way to a StoredPosition, and a result row's attribute costs several times a
+    named tuple's."""
+    out: list[Any] = []
+    for r in rows:
+        fields = getattr(r, "_fields", None)
+        kind = _RECORDS.get(fields) if fields is not None else None
+        if kind is None and fields is not None:
+            kind = _RECORDS[fields] = namedtuple("StoredRow", fields)
+        out.append(r if kind is None else kind._make(r))
+    return out
+
+
+# `_records`' named tuple types by their fields (the few shapes of `_position_rows`)
+_RECORDS: dict[tuple[str, ...], Any] = {}
 
 
 def _with_assets(
@@ -900,14 +978,18 @@ class _Assets:
     entries name them by id, a rebuilt position's by address."""
 
     by_id: dict[int, Any]
-    by_address: dict[tuple[int, str], Any]  # (chain id, address)
+    # chain id -> address -> (address, symbol, decimals)
+    on_chain: dict[int, dict[str, tuple[str, str, int]]]
 
     @classmethod
     def read(cls, conn: Connection) -> _Assets:
         t = T_ASSETS
         rows = conn.execute(select(t.c.id, t.c.chain_id, t.c.address, t.c.symbol, t.c.decimals))
         by_id = {r.id: r for r in rows}
-        return cls(by_id, {(r.chain_id, r.address): r for r in by_id.values()})
+        on_chain: dict[int, dict[str, tuple[str, str, int]]] = {}
+        for r in by_id.values():
+            on_chain.setdefault(r.chain_id, {})[r.address] = (r.address, r.symbol, r.decimals)
+        return cls(by_id, on_chain)
 
     def held(self, entries: Sequence[Mapping[str, Any]] | None) -> list[AssetPosition]:
         """A latest-view row's asset entries, in the snapshot rows' order (by asset address)."""
@@ -918,11 +1000,19 @@ class _Assets:
     def rebuilt(self, chain_id: int, p: Position) -> list[AssetPosition]:
         """A rebuilt position's assets as its row written whole would hold them: `held` of
         `changes.details_of`' entries (`asset_values`), field for field, without the dicts."""
-        by_address = self.by_address
+        registered = self.on_chain[chain_id]
         held = []
         for a in p.assets:
-            k = by_address[(chain_id, a.asset)]
+            address, symbol, decimals = registered[a.asset]
             price = a.liquidation_price_base
+            if (
+                a.symbol == symbol
+                and a.decimals == decimals
+                and type(a.collateral_enabled) is bool
+                and (price is None or type(price) is int)
+            ):  # already what the row holds (shared, as frozen as the position it is from)
+                held.append((address, a))
+                continue
             exact = (
                 price  # `asset_values`' exact twin, else the estimate rounded (`_asset_position`)
             )
@@ -930,11 +1020,11 @@ class _Assets:
                 exact = round(price)
             held.append(
                 (
-                    k.address,
+                    address,
                     AssetPosition(
-                        k.address,
-                        k.symbol,
-                        k.decimals,
+                        address,
+                        symbol,
+                        decimals,
                         a.price_base,
                         a.collateral_raw,
                         a.debt_raw,
@@ -968,12 +1058,18 @@ def latest_positions(
         return _stored(conn, rows, rebuild)
 
 
+def _address_is(address: str) -> ColumnElement[bool]:
+    """The accounts with this address, on any chain, in a form the accounts' unique index
+    (chain id, address) serves: a lookup per registered chain, not a pass over every account
+    (no index starts with the address)."""
+    a = T_ACCOUNTS.c
+    return a.chain_id.in_(select(T_CHAINS.c.chain_id)) & (a.address == address)
+
+
 def account_known(store: Store, address: str) -> bool:
     with store.read() as conn:
         return (
-            conn.execute(
-                select(T_ACCOUNTS.c.id).where(T_ACCOUNTS.c.address == address).limit(1)
-            ).first()
+            conn.execute(select(T_ACCOUNTS.c.id).where(_address_is(address)).limit(1)).first()
             is not None
         )
 

@@ -33,8 +33,30 @@ def insert_for(conn: Connection, table: Table) -> Any:
     return dialect.insert(table)
 
 
+# the types `jsonable` hands back as they are, exactly these (a subclass takes the long way)
+_PLAIN = frozenset({type(None), bool, int, float, str})
+
+
 def jsonable(value: Any) -> Any:
-    """Protocol extras as JSON: ints stay exact (JSONB numerics and Python's json keep them)."""
+    """Protocol extras as JSON: ints stay exact (JSONB numerics and Python's json keep them).
+    A dict keyed by strings and a list take a short way (a position's extras are tens of
+    them, rebuilt for every row a reader shows); the result is the long way's."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    plain = _PLAIN
+    if kind is dict:
+        return {
+            k if type(k) is str else str(k): v if type(v) in plain else jsonable(v)
+            for k, v in value.items()
+        }
+    if kind is list:
+        return [v if type(v) in plain else jsonable(v) for v in value]
+    return _jsonable(value)
+
+
+def _jsonable(value: Any) -> Any:
+    """`jsonable` of any value."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (bytes, bytearray)):

@@ -206,7 +206,7 @@ def test_pages_read_ahead_in_tiers_that_span_many_buckets(store: Store, tmp_path
         tier: len({r.hf_bucket for r in rows if r.risk_tier == tier and r.hf_bucket is not None})
         for tier in TIERS
     }
-    assert sum(n > Q.HEAD_BUCKETS for n in spans.values()) >= 3, spans
+    assert sum(n > 4 for n in spans.values()) >= 3, spans
     _every_page_is_the_sorted_book(store, TIERS)
 
 

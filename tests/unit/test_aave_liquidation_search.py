@@ -310,3 +310,79 @@ def test_a_lent_and_borrowed_asset_that_cancels_out_ends_in_bounded_time() -> No
     assert time.process_time() - started < 2
     assert flip is not None
     assert _liquidatable(parts, 0, flip, V3_0_2) and not _liquidatable(parts, 0, flip + 1, V3_0_2)
+
+
+def _near_flip_position(rng: random.Random) -> list[PricedAsset]:
+    """Collateral at usual LTs and a debt near what they allow, amounts derived from values in
+    base units at random prices and decimals (most assets flip once)."""
+
+    def asset(value: float, owed: float, lt: int) -> PricedAsset:
+        unit, price = 10 ** rng.choice([6, 8, 18]), rng.randint(10**6, 10**12)
+        return PricedAsset(int(value * unit / price), int(owed * unit / price), lt, unit, price)
+
+    value = 10 ** rng.uniform(4, 14)
+    lt = rng.choice([7_500, 8_250, 8_600])
+    parts = [asset(value, 0, lt), asset(0, value * lt / 10_000 * rng.uniform(0.5, 0.99), 0)]
+    if rng.random() < 0.5:
+        parts.append(asset(value * rng.uniform(0, 2), 0, rng.choice([7_000, 8_000, 9_300])))
+    return parts
+
+
+@pytest.mark.parametrize("rules", [V3_0_2, V3_6], ids=["3.0.2", "3.6"])
+def test_where_the_verdict_flips_once_the_closer_start_finds_that_flip_in_fewer_trials(
+    rules: AaveRules, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An asset whose verdict flips once (`_flips_once`) has one flip price, whatever the
+    search starts from: the one found from the closer start (`_closer_start`) is it (the
+    verdict differs on its two sides) and the one found from `_estimate`; and it takes fewer
+    trials of the verdict."""
+    import onchain.protocols.aave_v3.liquidation_price as lp
+
+    rng = random.Random(17)
+    every = []
+    for i in range(600):
+        parts = _near_flip_position(rng) if i % 2 else _position(rng, False)
+        every.append((parts, rng.randrange(len(parts))))
+    once = [
+        lp._flips_once(
+            parts[i], _rest(parts, i, rules.directional_rounding), rules.directional_rounding
+        )
+        for parts, i in every
+    ]
+    trials = [0]
+    real_verdict_at = lp._verdict_at
+
+    def counted(*args: object) -> object:
+        bad = real_verdict_at(*args)  # type: ignore[arg-type]
+
+        def trial(price: int) -> bool:
+            if once[case[0]]:
+                trials[0] += 1
+            return bad(price)
+
+        return trial
+
+    case = [0]
+    monkeypatch.setattr(lp, "_verdict_at", counted)
+    runs = []
+    for start in (lp._closer_start, lambda *_args: None):  # the closer start, then none
+        monkeypatch.setattr(lp, "_closer_start", start)
+        got = []
+        for case[0], (parts, index) in enumerate(every):
+            got.append(liquidation_price(parts, index, rules))
+        runs.append((got, trials[0]))
+        trials[0] = 0
+    (closer, closer_trials), (estimated, estimated_trials) = runs
+    assert closer == estimated  # every asset's, those that flip more than once too
+    flips = 0
+    for (parts, index), flip, one in zip(every, closer, once, strict=True):
+        if flip is None or not one:
+            continue
+        flips += 1
+        falls = _liquidatable(parts, index, 0, rules)  # liquidatable at the low end
+        assert _liquidatable(parts, index, flip, rules)
+        assert not _liquidatable(parts, index, flip + 1 if falls else flip - 1, rules)
+    assert flips > 200
+    # 3.0.2: the truncated average LT moves the flip off `_estimate`'s real-number root
+    fewer = 0.8 if not rules.directional_rounding else 1.0
+    assert closer_trials <= fewer * estimated_trials, (closer_trials, estimated_trials)

@@ -169,6 +169,39 @@ def _estimate(parts: Sequence[PricedAsset], index: int) -> int | None:
     return int(estimate) if 0 < estimate < MAX_PRICE else None
 
 
+def _closer_start(part: PricedAsset, rest: tuple[int, int, int], ceil: bool) -> int | None:
+    """Where HF = 1 with the asset's price alone moving, in integers, from the other assets'
+    sums as the release rounds them (`_rest`'s): within a few units of the flip. 3.5+: Σ
+    collateral·LT / 1e4 = debt, linear in the price; 3.0.2: then again with the average LT
+    as the Pool truncates it at that price (it steps only where the asset's share crosses a
+    whole bps). None: no such price."""
+    rest_collateral, rest_weighted, rest_debt = rest
+    amount, owed, threshold, unit = _amounts(part)
+    price = _linear_root(
+        unit, PERCENTAGE_FACTOR * rest_debt - rest_weighted, amount * threshold, owed
+    )
+    if price is None or ceil:
+        return price
+    collateral = amount * price // unit
+    total = rest_collateral + collateral
+    if not total:
+        return None
+    average = (rest_weighted + collateral * threshold) // total
+    return _linear_root(
+        unit, PERCENTAGE_FACTOR * rest_debt - rest_collateral * average, amount * average, owed
+    )
+
+
+def _linear_root(unit: int, lack: int, weight: int, owed: int) -> int | None:
+    """The price p where weight·p / unit covers 1e4·owed·p / unit plus `lack` (the other
+    assets' shortfall, in base units times 1e4), if within (0, MAX_PRICE)."""
+    slope = weight - PERCENTAGE_FACTOR * owed
+    if not slope:
+        return None
+    price = unit * lack // slope
+    return price if 0 < price < MAX_PRICE else None
+
+
 def liquidation_price(
     parts: Sequence[PricedAsset], index: int, rules: AaveRules = V3_0_2
 ) -> int | None:
@@ -182,7 +215,12 @@ def liquidation_price(
     if low_bad == high_bad:
         return None  # this price alone never changes the verdict
 
-    start = _estimate(parts, index) or parts[index].price_base
+    once = _flips_once(parts[index], rest, rules.directional_rounding)
+    # where the verdict flips once, every start finds that one flip: the closer start then
+    # (a few trials, not a gallop and bisection over the estimate's error); elsewhere the
+    # search keeps its start, whose flip `_farthest_flip` carries on from
+    closer = _closer_start(parts[index], rest, rules.directional_rounding) if once else None
+    start = closer or _estimate(parts, index) or parts[index].price_base
     # Gallop from the estimate to a bracket (a, b) with bad(a) != bad(b), then bisect.
     a, step = start, 1
     a_bad = bad(a)
@@ -200,7 +238,7 @@ def liquidation_price(
         else:
             hi = mid
     flip = lo if low_bad else hi
-    if _flips_once(parts[index], rest, rules.directional_rounding):
+    if once:
         return flip
     return _farthest_flip(parts[index], rest, rules.directional_rounding, flip, rises=not low_bad)
 
