@@ -502,7 +502,8 @@ def positions_page(
                 .order_by(*_whole_order(p, conn, sort, descending))
             )
             every = [tuple(r) for r in conn.execute(query)]
-            page = every[offset : offset + limit]
+            start = max(offset, 0)  # as LIMIT and OFFSET read it
+            page = every[start : start + limit] if limit > 0 else []
             return PositionPage(len(every), _rows_in_order(conn, heads, page, rebuild))
         keys: list[tuple[int, int, str]] = []
         skip, need = offset, limit
@@ -1000,7 +1001,7 @@ class _Assets:
     def rebuilt(self, chain_id: int, p: Position) -> list[AssetPosition]:
         """A rebuilt position's assets as its row written whole would hold them: `held` of
         `changes.details_of`' entries (`asset_values`), field for field, without the dicts."""
-        registered = self.on_chain[chain_id]
+        registered = self.on_chain.get(chain_id, {})  # none: a chain whose positions hold nothing
         held = []
         for a in p.assets:
             address, symbol, decimals = registered[a.asset]

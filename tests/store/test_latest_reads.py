@@ -115,6 +115,8 @@ def test_a_rebuilt_positions_assets_are_the_rows_and_kept_where_they_are_already
     assert got[0] == replace(renamed, symbol="USDC") and got[0] is not renamed
     assert got[1] == replace(estimated, liquidation_price_base=760_000_000)
     assert type(got[1].liquidation_price_base) is int
+    empty = replace(p, assets=())
+    assert Q._Assets({}, {}).rebuilt(1, empty) == []  # a chain with no asset registered yet
 
 
 def test_one_accounts_positions_page_is_a_slice_of_them_sorted_whole(
