@@ -596,9 +596,7 @@ def write_changes(
         known = None
         if memory is not None and remembered and _latest_ref(conn, market_id) == newest_ref:
             known = memory.latest
-        order = None
-        if book is not None:
-            order = (memory or Standing()).in_key_order(current)
+        order = (memory or Standing()).in_key_order(current) if book is not None else []
         whole, indexed = _write_latest(
             conn, market_id, block, positions, assessed, account_ids, asset_rows, book, known,
             current if book is not None else (), order,
@@ -731,13 +729,14 @@ def _write_latest(
     book: LeanBook | None = None,
     known: Mapping[tuple[int, str], tuple[Any, ...]] | None = None,
     book_keys: Sequence[tuple[int, str]] = (),
-    order: Sequence[int] | None = None,
+    order: Sequence[int] = (),
 ) -> tuple[int, dict[tuple[int, str], tuple[Any, ...]]]:
     """The current book in place: positions gone are deleted, `positions` upserted whole, and
     with a `book` its other rows get the columns prices move (`_update_moving`). `known`: each
     stored row's indexed values (`INDEXED` but the market) where the writer remembers them
     (`Standing.latest`), else read. Returns the rows written whole and every row's indexed
-    values as written. `book_keys`: with a `book`, its rows' (account id, market key)."""
+    values as written. `book_keys`: with a `book`, its rows' (account id, market key), and
+    `order` its rows in the primary key's order (`Standing.in_key_order`)."""
     rows = []
     details = []
     for p, a in zip(positions, assessed, strict=True):
@@ -750,8 +749,6 @@ def _write_latest(
     indexed = {(r["account_id"], r["market_key"]): tuple(r[n] for n in INDEXED[1:]) for r in rows}
     stored = known if known is not None else _stored_indexed(conn, market_id)
     if book is not None:
-        if order is None:
-            order = Standing().in_key_order(list(book_keys))
         present = _update_moving(conn, market_id, block, book, book_keys, indexed, stored, order)
         # every stored row still in the book (its keys are distinct): none gone
         gone = [] if present == len(stored) else sorted(set(stored) - set(book_keys))
