@@ -423,7 +423,7 @@ def lean_block(
     incremental = get_incremental(market.protocol)
     assert incremental is not None
     reread, every = incremental_advance(ctx, client, market, block, refresher, counts)
-    rows = refresher.rows()
+    rows = refresher.rows() if every is None else None  # after a full read: the positions
     health = book_health(refresher, every, rows)
     standing = ctx.standing.setdefault(market.id, changes.Standing())
     kept = encode_kept(
