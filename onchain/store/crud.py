@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Table,
     bindparam,
@@ -261,10 +262,7 @@ def tracked_accounts(store: Store, market_id: int, up_to_block: int) -> list[str
         rows = conn.execute(
             select(T_ACCOUNTS.c.address)
             .join(T_MARKET_ACCOUNTS, T_MARKET_ACCOUNTS.c.account_id == T_ACCOUNTS.c.id)
-            .where(
-                (T_MARKET_ACCOUNTS.c.market_id == market_id)
-                & (T_MARKET_ACCOUNTS.c.first_seen_block <= up_to_block)
-            )
+            .where(_tracked(market_id, up_to_block))
             .order_by(T_ACCOUNTS.c.address)
         )
         return [r[0] for r in rows]
@@ -274,13 +272,15 @@ def tracked_count(store: Store, market_id: int, up_to_block: int) -> int:
     """How many accounts `tracked_accounts` gives (counted in the index, no row read)."""
     with store.read() as conn:
         return int(
-            conn.execute(
-                select(func.count()).where(
-                    (T_MARKET_ACCOUNTS.c.market_id == market_id)
-                    & (T_MARKET_ACCOUNTS.c.first_seen_block <= up_to_block)
-                )
-            ).scalar_one()
+            conn.execute(select(func.count()).where(_tracked(market_id, up_to_block))).scalar_one()
         )
+
+
+def _tracked(market_id: int, up_to_block: int) -> ColumnElement[bool]:
+    """The market's accounts discovery found by `up_to_block` (`tracked_accounts`' rows)."""
+    return (T_MARKET_ACCOUNTS.c.market_id == market_id) & (
+        T_MARKET_ACCOUNTS.c.first_seen_block <= up_to_block
+    )
 
 
 # -- cursors ----------------------------------------------------------------------------------
