@@ -51,6 +51,7 @@ class Advance:
     requests: int
     seconds: float
     read_again: tuple[str, ...] = ()  # those accounts (each now holds new state records)
+    since_block: int | None = None  # the block moved forward from (None: a full read)
 
 
 @dataclass(frozen=True)
@@ -211,6 +212,7 @@ class MarketRefresher:
             return
         sent = self.client.requests_sent
         started = time.perf_counter()
+        since = self.block.number
         if logs is None:
             logs = self._range_logs(self.block.number + 1, block.number)
         found = self._discover(logs)
@@ -243,6 +245,7 @@ class MarketRefresher:
             self.client.requests_sent - sent,
             time.perf_counter() - started,
             tuple(again),
+            since,
         )
 
     def _range_logs(self, from_block: int, to_block: int) -> list[Log]:

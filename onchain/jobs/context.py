@@ -44,6 +44,8 @@ class JobContext:
     encoded_states: dict[int, dict[str, tuple[tuple[Any, ...], bytes]]] = field(
         default_factory=dict
     )
+    # market id -> (the block, its tracked accounts, their bytes) of the last `encode_kept`
+    encoded_book: dict[int, tuple[int, list[str], dict[str, bytes]]] = field(default_factory=dict)
     # market id -> what its last written block left standing in the store (changes.Standing)
     standing: dict[int, Any] = field(default_factory=dict)
     # market id -> (block, the tracked accounts the store gave up to it): `tracked_accounts`
@@ -61,6 +63,7 @@ class JobContext:
             self.discovery_notes,
             self.refreshers,
             self.encoded_states,
+            self.encoded_book,
             self.standing,
             self.tracked,
         ]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -243,28 +243,59 @@ def encode_kept(
     tracked: Sequence[str],
     states: Mapping[str, list[Any]],
     standing: changes.Standing | None = None,
+    *,
+    block_number: int | None = None,
+    since: tuple[int, Collection[str]] | None = None,
 ) -> KeptState:
     """The block's kept state as the adapter encodes it (each of the `tracked` accounts' kept
     `states`, none where it has none); an account whose states equal the ones encoded before
     reuses their bytes. `standing`: the writer's memory of what stands in the store
-    (`changes.Standing`), which the write uses where it can and brings up to date."""
+    (`changes.Standing`), which the write uses where it can and brings up to date.
+
+    `since` (block, accounts): only these accounts' states changed since `block`; where the
+    last encoding (at `block_number`, remembered) was at that block with the same tracked
+    accounts, only they are encoded again and the write compares only them (`changed`): a
+    quiet block costs no pass over every account."""
     cache = ctx.encoded_states.setdefault(market.id, {})
-    accounts: dict[str, bytes] = {}
-    for account in tracked:
-        key = tuple(states.get(account, ()))
-        hit = cache.get(account)
-        if hit is None or hit[0] != key:
-            hit = cache[account] = (key, incremental.encode_account_states(list(key)))
-        accounts[account] = hit[1]
-    if len(cache) != len(accounts):
-        for gone in set(cache) - set(accounts):
-            del cache[gone]
+    last = ctx.encoded_book.get(market.id)
+    changed: tuple[int, frozenset[str]] | None = None
+    accounts: dict[str, bytes]
+    if since is not None and last is not None and last[0] == since[0] and last[1] == tracked:
+        accounts = dict(last[2])
+        touched = frozenset(a for a in since[1] if a in accounts)
+        for account in touched:
+            accounts[account] = _encoded(cache, incremental, account, states)
+        changed = (since[0], touched)
+    else:
+        accounts = {a: _encoded(cache, incremental, a, states) for a in tracked}
+        if len(cache) != len(accounts):
+            for gone in set(cache) - set(accounts):
+                del cache[gone]
+    if block_number is None:
+        ctx.encoded_book.pop(market.id, None)
+    else:
+        ctx.encoded_book[market.id] = (block_number, list(tracked), accounts)
     return KeptState(
         incremental.encode_market_state(market_state),
         accounts,
         ctx.config.store.verdict_bands,
         standing,
+        changed,
     )
+
+
+def _encoded(
+    cache: dict[str, tuple[tuple[Any, ...], bytes]],
+    incremental: IncrementalAdapter,
+    account: str,
+    states: Mapping[str, list[Any]],
+) -> bytes:
+    """One account's kept states encoded, its bytes of before where they are the same."""
+    key = tuple(states.get(account, ()))
+    hit = cache.get(account)
+    if hit is None or hit[0] != key:
+        hit = cache[account] = (key, incremental.encode_account_states(list(key)))
+    return hit[1]
 
 
 # The change layout's per-block path whose cost follows what changed (`lean_block`); the
@@ -426,9 +457,13 @@ def lean_block(
     rows = refresher.rows() if every is None else None  # after a full read: the positions
     health = book_health(refresher, every, rows)
     standing = ctx.standing.setdefault(market.id, changes.Standing())
+    assert refresher.block is not None and refresher.last is not None
+    since_block = refresher.last.since_block
+    since = None if reread is None or since_block is None else (since_block, reread)
     kept = encode_kept(
-        ctx, market, incremental, refresher.state, refresher.accounts, refresher.kept, standing
-    )
+        ctx, market, incremental, refresher.state, refresher.accounts, refresher.kept, standing,
+        block_number=refresher.block.number, since=since,
+    )  # fmt: skip
     snapshot = market_snapshot(client, market.protocol, refresher.state, block)
     verdicts, details = book_tiers(
         ctx, client, market, block, refresher, health, snapshot, counts, rows
@@ -443,6 +478,7 @@ def lean_block(
         ctx, market, block, positions, chosen, snapshot, details, counts, kept, book
     )
     counts["standing_remembered"] += (result.change_rows or {}).get("remembered", 0)
+    counts["states_changed_only"] += (result.change_rows or {}).get("states_changed_only", 0)
     return result, health, verdicts
 
 

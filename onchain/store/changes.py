@@ -30,6 +30,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     func,
+    literal_column,
     select,
     text,
     tuple_,
@@ -89,6 +90,9 @@ class KeptState:
     accounts: Mapping[str, bytes]
     bands: tuple[float, ...]
     standing: Standing | None = None  # the writer's memory of what stands (`Standing`)
+    # (block, accounts): `accounts` equal the last block's encoded at `block` but for these
+    # accounts' bytes (read again since); None: not known, every account compared
+    changed: tuple[int, frozenset[str]] | None = None
 
 
 class BookFigures(Protocol):
@@ -236,6 +240,8 @@ class Standing:
     # the latest view's indexed values per row (`INDEXED` but the market), as written; None:
     # not known (read from the store)
     latest: dict[tuple[int, str], tuple[Any, ...]] | None = None
+    # SQLite: each latest-view row's rowid, as `latest` (None: not known, read with it)
+    latest_rowids: dict[tuple[int, str], int] | None = None
     account_ids: dict[str, int] = field(default_factory=dict)  # address -> id, as written
     # each verdict's band (`band`) under `band_edges`, the same keys as `verdicts`
     verdict_bands: dict[tuple[int, str], int] = field(default_factory=dict)
@@ -537,9 +543,10 @@ def write_changes(
     else:
         before = states_at(conn, market_id, block.number - 1)
         previous = _standing_verdicts(conn, market_id, block.number, newest)
-    now = {account_ids[a]: blob for a, blob in kept.accounts.items()}
-    moved = sorted(aid for aid, blob in now.items() if before.get(aid) != blob)
-    gone = sorted(aid for aid, blob in before.items() if blob is not None and aid not in now)
+    changed = kept.changed
+    if not (memory is not None and remembered and changed and changed[0] == memory.block_number):
+        changed = None  # the encoding's changes are not since what `before` holds
+    now, moved, gone = _states_moved(kept, account_ids, before, changed)
     state_rows = [
         {"market_id": market_id, "account_id": aid, "block_number": block.number, "state": now[aid]}
         for aid in moved
@@ -593,24 +600,52 @@ def write_changes(
     if newest is None or block.number >= newest:
         # the latest view outlives a dropped block (a reorg drops change rows, not the view's
         # rows another writer left): remembered only while the view is at the block we wrote
-        known = None
+        known, rowids = None, None
         if memory is not None and remembered and _latest_ref(conn, market_id) == newest_ref:
-            known = memory.latest
+            known, rowids = memory.latest, memory.latest_rowids
         order = (memory or Standing()).in_key_order(current) if book is not None else []
-        whole, indexed = _write_latest(
+        whole, indexed, rowids = _write_latest(
             conn, market_id, block, positions, assessed, account_ids, asset_rows, book, known,
-            current if book is not None else (), order,
+            current if book is not None else (), order, rowids,
         )  # fmt: skip
         latest = whole if book is None else len(book.assessed)
         if memory is not None and memory.block_number == block.number:
             memory.latest, memory.account_ids = indexed, dict(account_ids)
+            memory.latest_rowids = rowids
     return {
         "account_states": len(state_rows),
         "verdicts": len(verdict_rows),
         "latest": latest,
         "latest_whole": whole,
         "remembered": int(remembered),  # what stands came from the writer's memory
+        "states_changed_only": int(changed is not None),  # only the accounts read again compared
     }
+
+
+def _states_moved(
+    kept: KeptState,
+    account_ids: Mapping[str, int],
+    before: Mapping[int, bytes | None],
+    changed: tuple[int, frozenset[str]] | None,
+) -> tuple[dict[int, bytes], list[int], list[int]]:
+    """Each account's state bytes by id (`now`), and the ids whose state moved or is gone since
+    `before`. `changed`: `kept.changed` where it is since the block `before` holds (the
+    writer's memory): then only those accounts are compared."""
+    if changed is not None:
+        # the same accounts (`KeptState.changed`), each with a state
+        now = cast(dict[int, bytes], dict(before))
+        moved = []
+        for account in changed[1]:
+            aid = account_ids[account]
+            blob = kept.accounts[account]
+            if before.get(aid) != blob:
+                now[aid] = blob
+                moved.append(aid)
+        return now, sorted(moved), []
+    now = {account_ids[a]: blob for a, blob in kept.accounts.items()}
+    moved = sorted(aid for aid, blob in now.items() if before.get(aid) != blob)
+    gone = sorted(aid for aid, blob in before.items() if blob is not None and aid not in now)
+    return now, moved, gone
 
 
 def _remember(
@@ -632,6 +667,7 @@ def _remember(
     if (newest is not None and block.number < newest) or None in verdicts.probability:
         memory.block_number = memory.block_hash = None
         memory.states, memory.verdicts, memory.latest = {}, {}, None
+        memory.latest_rowids = None
         memory.account_ids, memory.verdict_bands, memory.band_edges = {}, {}, None
         return
     if known_bands is None:
@@ -730,13 +766,17 @@ def _write_latest(
     known: Mapping[tuple[int, str], tuple[Any, ...]] | None = None,
     book_keys: Sequence[tuple[int, str]] = (),
     order: Sequence[int] = (),
-) -> tuple[int, dict[tuple[int, str], tuple[Any, ...]]]:
+    rowids: dict[tuple[int, str], int] | None = None,
+) -> tuple[int, dict[tuple[int, str], tuple[Any, ...]], dict[tuple[int, str], int] | None]:
     """The current book in place: positions gone are deleted, `positions` upserted whole, and
     with a `book` its other rows get the columns prices move (`_update_moving`). `known`: each
     stored row's indexed values (`INDEXED` but the market) where the writer remembers them
     (`Standing.latest`), else read. Returns the rows written whole and every row's indexed
     values as written. `book_keys`: with a `book`, its rows' (account id, market key), and
-    `order` its rows in the primary key's order (`Standing.in_key_order`)."""
+    `order` its rows in the primary key's order (`Standing.in_key_order`). `rowids`: on
+    SQLite, each stored row's rowid where remembered with `known` (`Standing.latest_rowids`);
+    the rows updated in place are found by it, and it is returned as the rows now stand
+    (None: not kept, on PostgreSQL or without a `book`)."""
     rows = []
     details = []
     for p, a in zip(positions, assessed, strict=True):
@@ -747,13 +787,25 @@ def _write_latest(
         assets = jsonable(asset_rows.get((p.account, p.market), []))
         details.append({**key, "extra": extra, "assets": assets})
     indexed = {(r["account_id"], r["market_key"]): tuple(r[n] for n in INDEXED[1:]) for r in rows}
-    stored = known if known is not None else _stored_indexed(conn, market_id)
+    by_rowid = book is not None and conn.dialect.name == "sqlite"
+    stored: Mapping[tuple[int, str], tuple[Any, ...]]
+    if known is None or (by_rowid and rowids is None):
+        stored, rowids = _stored_indexed(conn, market_id, with_rowids=by_rowid)
+    else:
+        stored = known
+    if not by_rowid:
+        rowids = None
     if book is not None:
-        present = _update_moving(conn, market_id, block, book, book_keys, indexed, stored, order)
+        present = _update_moving(
+            conn, market_id, block, book, book_keys, indexed, stored, order, rowids
+        )
         # every stored row still in the book (its keys are distinct): none gone
         gone = [] if present == len(stored) else sorted(set(stored) - set(book_keys))
     else:
         gone = sorted(k for k in stored if k not in indexed)
+    if rowids is not None:
+        for gone_key in gone:
+            del rowids[gone_key]
     for aid, market_key in gone:
         for table in (T_LATEST, T_LATEST_DETAILS):
             conn.execute(
@@ -765,20 +817,46 @@ def _write_latest(
             )
     _upsert(conn, T_LATEST, rows)
     _upsert(conn, T_LATEST_DETAILS, details)
-    return len(rows), indexed
+    if rowids is not None:
+        new = [k for k in indexed if k not in rowids]
+        if new:
+            rowids.update(_rowids_of(conn, market_id, new))
+    return len(rows), indexed, rowids
 
 
-def _stored_indexed(conn: Connection, market_id: int) -> dict[tuple[int, str], tuple[Any, ...]]:
-    """Each of the market's latest-view rows' indexed values (`INDEXED` but the market)."""
+def _stored_indexed(
+    conn: Connection, market_id: int, *, with_rowids: bool = False
+) -> tuple[dict[tuple[int, str], tuple[Any, ...]], dict[tuple[int, str], int] | None]:
+    """Each of the market's latest-view rows' indexed values (`INDEXED` but the market), and
+    with `with_rowids` (SQLite) each one's rowid."""
     t = T_LATEST
-    return {
-        (aid, key): tuple(values)
-        for aid, key, *values in conn.execute(
-            select(
-                t.c.account_id, t.c.market_key, *(t.c[n] for n in INDEXED if n != "market_id")
-            ).where(t.c.market_id == market_id)
-        )
-    }
+    indexed = [t.c[n] for n in INDEXED if n != "market_id"]
+    rowid: list[Any] = [literal_column("rowid")] if with_rowids else []
+    found = conn.execute(
+        select(t.c.account_id, t.c.market_key, *rowid, *indexed).where(t.c.market_id == market_id)
+    ).all()
+    if not with_rowids:
+        return {(aid, key): tuple(values) for aid, key, *values in found}, None
+    return (
+        {(aid, key): tuple(values) for aid, key, _rowid, *values in found},
+        {(aid, key): int(rowid) for aid, key, rowid, *_values in found},
+    )
+
+
+def _rowids_of(
+    conn: Connection, market_id: int, keys: Sequence[tuple[int, str]]
+) -> dict[tuple[int, str], int]:
+    """The SQLite rowids of these latest-view rows (rows just written whole)."""
+    t = T_LATEST
+    found: dict[tuple[int, str], int] = {}
+    for chunk in chunks(list(keys), IN_CHUNK // 2):  # two values per key
+        for aid, key, rowid_ in conn.execute(
+            select(t.c.account_id, t.c.market_key, literal_column("rowid")).where(
+                (t.c.market_id == market_id) & tuple_(t.c.account_id, t.c.market_key).in_(chunk)
+            )
+        ):
+            found[(aid, key)] = int(rowid_)
+    return found
 
 
 def latest_with_details() -> Select[Any]:
@@ -861,6 +939,7 @@ def _update_moving(
     indexed: dict[tuple[int, str], tuple[Any, ...]],
     stored: Mapping[tuple[int, str], tuple[Any, ...]],
     order: Sequence[int],
+    rowids: Mapping[tuple[int, str], int] | None = None,
 ) -> int:
     """The rows of `book` (`keys`: each one's account id and market key) not written whole
     (not in `indexed` yet): their moving columns, in
@@ -936,7 +1015,8 @@ def _update_moving(
                 columns.append([constant[n]] * len(picked))
             else:
                 columns.append([values[picked[0]]] if len(picked) == 1 else list(take(values)))
-        _set_rows(conn, names, columns)
+        found = None if rowids is None else [rowids[keys[i]] for i in picked]
+        _set_rows(conn, names, columns, found)
     return present + len(same) + len(moved)
 
 
@@ -947,9 +1027,14 @@ def _ints(values: Sequence[Any]) -> list[int]:
     return [int(x) for x in values]
 
 
-def _set_rows(conn: Connection, names: list[str], columns: list[list[Any]]) -> None:
+def _set_rows(
+    conn: Connection, names: list[str], columns: list[list[Any]], rowids: list[int] | None = None
+) -> None:
     """UPDATE the latest view's `names` columns of each row in place: `columns` are their
-    values, then the key's (market id, account id, market key), one list per column."""
+    values, then the key's (market id, account id, market key), one list per column.
+    `rowids` (SQLite): each row's rowid, which finds it in one search instead of two (the
+    key's index, then the table); its market and account are checked against the key, and
+    every row must be found, else the block's transaction fails."""
     t = T_LATEST
     named = [*names, *KEY_LATEST]
     count = len(columns[0])
@@ -972,15 +1057,29 @@ def _set_rows(conn: Connection, names: list[str], columns: list[list[Any]]) -> N
             .values({n: scratch.c[n] for n in names})
         )
     elif conn.dialect.name == "sqlite":
-        bound = [
-            _bound(t.c[n], conn.dialect, values) for n, values in zip(named, columns, strict=True)
-        ]
         assignments = ", ".join(f"{n} = ?" for n in names)
-        conn.exec_driver_sql(
-            f"UPDATE positions_latest SET {assignments} "
-            "WHERE market_id = ? AND account_id = ? AND market_key = ?",
+        if rowids is None:
+            bound = [
+                _bound(t.c[n], conn.dialect, values)
+                for n, values in zip(named, columns, strict=True)
+            ]
+            where = "market_id = ? AND account_id = ? AND market_key = ?"
+        else:
+            bound = [
+                *(_bound(t.c[n], conn.dialect, v) for n, v in zip(names, columns, strict=False)),
+                rowids,
+                columns[-3],
+                columns[-2],
+            ]
+            where = "rowid = ? AND market_id = ? AND account_id = ?"
+        done = conn.exec_driver_sql(
+            f"UPDATE positions_latest SET {assignments} WHERE {where}",
             list(zip(*bound, strict=True)),
         )
+        if rowids is not None and done.rowcount != count:
+            raise RuntimeError(
+                f"latest view: {done.rowcount} of {count} rows found by their remembered rowids"
+            )
     else:  # a SET clause's parameters may not bear its columns' names
         conn.execute(
             update(t)

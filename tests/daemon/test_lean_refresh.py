@@ -299,5 +299,8 @@ def test_the_lean_path_stores_what_the_full_path_stores(
     # and another writer's block
     remembered = counts["lean"]["standing_remembered"]
     assert today_blocks / 2 < remembered < today_blocks - 4, (remembered, today_blocks)
+    # and the account states compared were only those read again, where the memory held
+    changed_only = counts["lean"]["states_changed_only"]
+    assert today_blocks / 3 < changed_only <= remembered, (changed_only, remembered)
     for ctx in (today, lean):
         ctx.store.close()

@@ -24,7 +24,15 @@ from onchain.protocols.base import Position
 from onchain.rpc.client import BlockRef
 from onchain.store import api_queries as Q
 from onchain.store import buckets, changes, crud
-from onchain.store.db import Store, downgrade, head_revision, make_engine, parse_db_url, upgrade
+from onchain.store.db import (
+    Store,
+    downgrade,
+    head_revision,
+    make_engine,
+    open_store,
+    parse_db_url,
+    upgrade,
+)
 from onchain.store.models import TIERS
 from tests.helpers.store_rows import WAD, position
 from tests.store.test_change_layout_store import BANDS, Figures, _market
@@ -150,6 +158,7 @@ def test_buckets_follow_the_values_and_every_page_is_the_sorted_book(
     values and the account ids) and reads neither back; the store must be the same."""
     market = _market(store, tmp_path)
     standing = changes.Standing() if remember else None
+    sqlite = store.engine.dialect.name == "sqlite"
     _write(store, market, 1, lean=False, standing=standing)
     seen: dict[tuple[int, str], tuple[Any, ...]] = {}
     moved = 0
@@ -158,7 +167,9 @@ def test_buckets_follow_the_values_and_every_page_is_the_sorted_book(
         if standing is not None:
             assert (result.change_rows or {})["remembered"] == 1, n
             with store.read() as conn:
-                assert standing.latest == changes._stored_indexed(conn, market.id), n
+                indexed, rowids = changes._stored_indexed(conn, market.id, with_rowids=sqlite)
+                assert standing.latest == indexed, n
+                assert standing.latest_rowids == rowids, n  # SQLite: as stored; else None
         rows = _rows(store)
         assert len(rows) == ACCOUNTS
         for key, r in rows.items():
@@ -333,5 +344,36 @@ def test_a_remembered_view_is_not_trusted_once_another_writers_block_left_it(
                 .order_by(changes.T_VERDICTS.c.block_number)
             )
         }
-        assert mine.latest == changes._stored_indexed(conn, market.id)
+        assert mine.latest == changes._stored_indexed(conn, market.id)[0]
     assert len(view) == ACCOUNTS and view == newest
+
+
+def test_a_remembered_rowid_that_names_another_row_fails_the_block(tmp_path: Path) -> None:
+    """SQLite finds the rows it updates in place by their remembered rowids (one search, not
+    two); a rowid that names another position's row (a memory gone wrong) fails the block's
+    transaction whole, instead of writing one position's figures into another's row."""
+    url = f"sqlite:///{tmp_path / 'rowids.sqlite'}"
+    engine = make_engine(parse_db_url(url), create_sqlite_dir=True)
+    upgrade(engine)
+    engine.dispose()
+    store = open_store(url)
+    market = _market(store, tmp_path)
+    mine = changes.Standing()
+    for n in (1, 2, 3):
+        _write(store, market, n, lean=n > 1, standing=mine)
+    assert mine.latest_rowids is not None and len(mine.latest_rowids) == ACCOUNTS
+    before = _rows(store)
+    a, b = sorted(mine.latest_rowids)[:2]
+    mine.latest_rowids[a], mine.latest_rowids[b] = mine.latest_rowids[b], mine.latest_rowids[a]
+    with pytest.raises(RuntimeError, match="rowids"):
+        _write(store, market, 4, standing=mine)
+    assert _rows(store) == before  # nothing of block 4 written
+    with store.read() as conn:
+        assert crud.snapshot_hash(store, market.id, 4) is None
+        assert (
+            conn.execute(
+                select(changes.T_MARKET_STATES).where(changes.T_MARKET_STATES.c.block_number == 4)
+            ).first()
+            is None
+        )
+    store.close()
