@@ -478,7 +478,8 @@ def lean_block(
         ctx, market, block, positions, chosen, snapshot, details, counts, kept, book
     )
     counts["standing_remembered"] += (result.change_rows or {}).get("remembered", 0)
-    counts["states_changed_only"] += (result.change_rows or {}).get("states_changed_only", 0)
+    for name in ("states_changed_only", "rows_by_column"):
+        counts[name] += (result.change_rows or {}).get(name, 0)
     return result, health, verdicts
 
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 from bisect import bisect_right
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from itertools import pairwise
-from operator import itemgetter
+from operator import itemgetter, ne
 from types import NoneType
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast, overload, runtime_checkable
 
@@ -222,6 +222,38 @@ class _Columns:
     horizon_s: Sequence[float | None]
 
 
+# a book's latest-view indexed values (`INDEXED` but the market), row by row: tiers and the
+# health-factor and debt buckets
+LatestColumns = tuple[Sequence[str], Sequence[int | None], Sequence[int | None]]
+
+
+@dataclass(frozen=True)
+class BookRows:
+    """A lean block's book row by row, as written: each row's account and market key, its key
+    in the store, and what now stands for it: its verdict's tier, reason codes and band (equal
+    to the stored verdict's: a row whose differ gets a verdict row), and its latest-view row's
+    indexed values (`INDEXED` but the market). The next block, where its rows are the same,
+    compares these column by column instead of looking each row up by its key."""
+
+    accounts: tuple[str, ...]
+    markets: tuple[str, ...]
+    keys: list[tuple[int, str]]
+    tiers: tuple[str, ...]
+    reasons: tuple[list[str] | None, ...]
+    bands: Any  # numpy int array
+    latest: LatestColumns | None = None
+
+    def same_rows(self, book: LeanBook) -> bool:
+        """Whether `book` has these rows in this order."""
+        f = book.figures
+        return self.accounts == _frozen(f.accounts) and self.markets == _frozen(f.markets)
+
+
+def _frozen(values: Sequence[Any]) -> tuple[Any, ...]:
+    """A copy nothing can change (the sequence itself where it is a tuple)."""
+    return values if type(values) is tuple else tuple(values)
+
+
 @dataclass
 class Standing:
     """What a writer knows stands in the store for one market after the block it wrote last
@@ -248,6 +280,9 @@ class Standing:
     band_edges: tuple[float, ...] | None = None
     # the last book's keys (account id, market key) by row, and its rows in key order
     key_order: tuple[list[tuple[int, str]], list[int]] | None = None
+    # the last lean block's book row by row, what stands for each row (`BookRows`); None:
+    # not known (then each row is looked up by its key)
+    book_rows: BookRows | None = None
 
     def in_key_order(self, keys: list[tuple[int, str]]) -> list[int]:
         """The rows of a book with these keys, in the primary key's order (kept while the
@@ -490,12 +525,11 @@ def _newest_other(conn: Connection, market_id: int, block_number: int) -> tuple[
 
 def _verdict_inputs(
     positions: Sequence[Position], assessed: Sequence[Assessed], book: LeanBook | None
-) -> tuple[list[tuple[str, str]], Sequence[int | None], VerdictColumns]:
-    """(account, market key), health factor and verdict of every position of the block."""
+) -> tuple[Sequence[int | None], VerdictColumns]:
+    """The health factor and verdict of every position of the block."""
     if book is None:
-        keys = [(p.account, p.market) for p in positions]
-        return keys, [p.health_factor for p in positions], columns_of(assessed)
-    return book.position_keys(), book.figures.health_factor, book.verdicts
+        return [p.health_factor for p in positions], columns_of(assessed)
+    return book.figures.health_factor, book.verdicts
 
 
 def columns_of(assessed: Sequence[Assessed]) -> VerdictColumns:
@@ -557,11 +591,9 @@ def write_changes(
     if state_rows:
         _insert(conn, T_ACCOUNT_STATES, state_rows)
 
-    keys, health, verdicts = _verdict_inputs(positions, assessed, book)
+    health, verdicts = _verdict_inputs(positions, assessed, book)
     tier, reasons = verdicts.tier, verdicts.reasons
     verdict_rows = []
-    current = [(account_ids[account], market_key) for account, market_key in keys]
-    lasts = list(map(previous.get, current))
     known_bands = None
     if (
         memory is not None
@@ -570,23 +602,30 @@ def write_changes(
         and len(memory.verdict_bands) == len(previous)
     ):
         known_bands = memory.verdict_bands
-    if known_bands is not None:  # None where there is no verdict: `last` is None there
-        was_bands: list[int | None] = list(map(known_bands.get, current))
+    # the last block's rows, where they are this book's in the same order (what stands for
+    # each is then compared column by column)
+    rows_before = None if memory is None or known_bands is None else memory.book_rows
+    if rows_before is not None and (book is None or not rows_before.same_rows(book)):
+        rows_before = None
+    if rows_before is not None:
+        current = rows_before.keys
     else:
-        was_bands = list(
-            bands_of([None if v is None else v.health_factor for v in lasts], kept.bands)
+        keys = (
+            book.position_keys() if book is not None else [(p.account, p.market) for p in positions]
         )
+        current = [(account_ids[account], market_key) for account, market_key in keys]
     now_bands = bands_of(health, kept.bands, book.health_floats if book is not None else None)
     # a verdict is stored again where it is new (or back), its tier or reason codes changed, or
-    # its health factor crossed a band; inline, as it runs for every row of the book
-    for i, (last, t, r, old_band, new_band) in enumerate(
-        zip(lasts, tier, reasons, was_bands, now_bands, strict=True)
+    # its health factor crossed a band
+    for i in _verdicts_to_store(
+        current, tier, reasons, now_bands, previous, known_bands, kept.bands, rows_before
     ):
-        if last is None or last.risk_tier != t or last.risk_reasons != r or old_band != new_band:
-            verdict_rows.append(
-                _verdict_row(market_id, current[i], block.number, health[i], verdicts, i)
-            )
-    left = (k for k in previous.keys() - set(current) if previous[k].risk_tier is not None)
+        verdict_rows.append(
+            _verdict_row(market_id, current[i], block.number, health[i], verdicts, i)
+        )
+    left: Iterable[tuple[int, str]] = ()
+    if rows_before is None or len(previous) != len(current):  # else every key is in the book
+        left = (k for k in previous.keys() - set(current) if previous[k].risk_tier is not None)
     for key in sorted(left):  # left the book
         verdict_rows.append(_verdict_row(market_id, key, block.number, None, None, 0))
     if verdict_rows:
@@ -595,23 +634,33 @@ def write_changes(
         _remember(
             memory, block, newest, now, previous, verdict_rows, verdicts, kept.bands, known_bands
         )
+        memory.book_rows = None
+        if book is not None and memory.block_number == block.number:
+            f = book.figures
+            memory.book_rows = BookRows(
+                _frozen(f.accounts), _frozen(f.markets), current, _frozen(tier),
+                _frozen(reasons), np.asarray(now_bands),
+            )  # fmt: skip
 
     latest = whole = 0
     if newest is None or block.number >= newest:
         # the latest view outlives a dropped block (a reorg drops change rows, not the view's
         # rows another writer left): remembered only while the view is at the block we wrote
-        known, rowids = None, None
+        known, rowids, was = None, None, None
         if memory is not None and remembered and _latest_ref(conn, market_id) == newest_ref:
             known, rowids = memory.latest, memory.latest_rowids
+            was = None if rows_before is None else rows_before.latest
         order = (memory or Standing()).in_key_order(current) if book is not None else []
-        whole, indexed, rowids = _write_latest(
+        whole, indexed, rowids, columns = _write_latest(
             conn, market_id, block, positions, assessed, account_ids, asset_rows, book, known,
-            current if book is not None else (), order, rowids,
+            current if book is not None else (), order, rowids, was,
         )  # fmt: skip
         latest = whole if book is None else len(book.assessed)
         if memory is not None and memory.block_number == block.number:
             memory.latest, memory.account_ids = indexed, dict(account_ids)
             memory.latest_rowids = rowids
+            if memory.book_rows is not None:
+                memory.book_rows = replace(memory.book_rows, latest=columns)
     return {
         "account_states": len(state_rows),
         "verdicts": len(verdict_rows),
@@ -619,7 +668,42 @@ def write_changes(
         "latest_whole": whole,
         "remembered": int(remembered),  # what stands came from the writer's memory
         "states_changed_only": int(changed is not None),  # only the accounts read again compared
+        "rows_by_column": int(rows_before is not None),  # the last book's rows were these
     }
+
+
+def _verdicts_to_store(
+    current: list[tuple[int, str]],
+    tier: Sequence[str],
+    reasons: Sequence[list[str] | None],
+    now_bands: list[int],
+    previous: Mapping[tuple[int, str], StoredVerdict],
+    known_bands: Mapping[tuple[int, str], int] | None,
+    bands: Sequence[float],
+    rows_before: BookRows | None,
+) -> list[int]:
+    """The rows whose verdict is stored again: new (or back), their tier or reason codes
+    changed, or their health factor crossed a band. `rows_before`: the last block's rows, the
+    same as these (`BookRows`): compared column by column; else each row's standing verdict
+    is looked up by its key."""
+    if rows_before is not None:
+        n = len(current)
+        differ = np.asarray(now_bands) != rows_before.bands
+        differ |= np.fromiter(map(ne, tier, rows_before.tiers), bool, n)
+        differ |= np.fromiter(map(ne, reasons, rows_before.reasons), bool, n)
+        return np.flatnonzero(differ).tolist()
+    lasts = list(map(previous.get, current))
+    if known_bands is not None:  # None where there is no verdict: `last` is None there
+        was_bands: list[int | None] = list(map(known_bands.get, current))
+    else:
+        was_bands = list(bands_of([None if v is None else v.health_factor for v in lasts], bands))
+    return [
+        i
+        for i, (last, t, r, old_band, new_band) in enumerate(
+            zip(lasts, tier, reasons, was_bands, now_bands, strict=True)
+        )
+        if last is None or last.risk_tier != t or last.risk_reasons != r or old_band != new_band
+    ]
 
 
 def _states_moved(
@@ -667,7 +751,7 @@ def _remember(
     if (newest is not None and block.number < newest) or None in verdicts.probability:
         memory.block_number = memory.block_hash = None
         memory.states, memory.verdicts, memory.latest = {}, {}, None
-        memory.latest_rowids = None
+        memory.latest_rowids, memory.book_rows = None, None
         memory.account_ids, memory.verdict_bands, memory.band_edges = {}, {}, None
         return
     if known_bands is None:
@@ -763,11 +847,17 @@ def _write_latest(
     account_ids: Mapping[str, int],
     asset_rows: Mapping[tuple[str, str], list[dict[str, Any]]],
     book: LeanBook | None = None,
-    known: Mapping[tuple[int, str], tuple[Any, ...]] | None = None,
+    known: dict[tuple[int, str], tuple[Any, ...]] | None = None,
     book_keys: Sequence[tuple[int, str]] = (),
     order: Sequence[int] = (),
     rowids: dict[tuple[int, str], int] | None = None,
-) -> tuple[int, dict[tuple[int, str], tuple[Any, ...]], dict[tuple[int, str], int] | None]:
+    was: LatestColumns | None = None,
+) -> tuple[
+    int,
+    dict[tuple[int, str], tuple[Any, ...]],
+    dict[tuple[int, str], int] | None,
+    LatestColumns | None,
+]:
     """The current book in place: positions gone are deleted, `positions` upserted whole, and
     with a `book` its other rows get the columns prices move (`_update_moving`). `known`: each
     stored row's indexed values (`INDEXED` but the market) where the writer remembers them
@@ -776,7 +866,10 @@ def _write_latest(
     `order` its rows in the primary key's order (`Standing.in_key_order`). `rowids`: on
     SQLite, each stored row's rowid where remembered with `known` (`Standing.latest_rowids`);
     the rows updated in place are found by it, and it is returned as the rows now stand
-    (None: not kept, on PostgreSQL or without a `book`)."""
+    (None: not kept, on PostgreSQL or without a `book`). `was`: with `known`, the last book's
+    rows' indexed values row by row, where its rows are this `book`'s (`BookRows.latest`);
+    `known` is then brought up to date in place. Also returns, with a `book`, its rows'
+    indexed values row by row."""
     rows = []
     details = []
     for p, a in zip(positions, assessed, strict=True):
@@ -788,16 +881,18 @@ def _write_latest(
         details.append({**key, "extra": extra, "assets": assets})
     indexed = {(r["account_id"], r["market_key"]): tuple(r[n] for n in INDEXED[1:]) for r in rows}
     by_rowid = book is not None and conn.dialect.name == "sqlite"
-    stored: Mapping[tuple[int, str], tuple[Any, ...]]
+    stored: dict[tuple[int, str], tuple[Any, ...]]
     if known is None or (by_rowid and rowids is None):
         stored, rowids = _stored_indexed(conn, market_id, with_rowids=by_rowid)
+        was = None
     else:
         stored = known
     if not by_rowid:
         rowids = None
+    columns = None
     if book is not None:
-        present = _update_moving(
-            conn, market_id, block, book, book_keys, indexed, stored, order, rowids
+        present, columns = _update_moving(
+            conn, market_id, block, book, book_keys, indexed, stored, order, rowids, was
         )
         # every stored row still in the book (its keys are distinct): none gone
         gone = [] if present == len(stored) else sorted(set(stored) - set(book_keys))
@@ -821,7 +916,10 @@ def _write_latest(
         new = [k for k in indexed if k not in rowids]
         if new:
             rowids.update(_rowids_of(conn, market_id, new))
-    return len(rows), indexed, rowids
+    if was is not None:  # `stored` is up to date but for the rows written whole
+        stored.update(indexed)
+        indexed = stored
+    return len(rows), indexed, rowids, columns
 
 
 def _stored_indexed(
@@ -937,10 +1035,11 @@ def _update_moving(
     book: LeanBook,
     keys: Sequence[tuple[int, str]],
     indexed: dict[tuple[int, str], tuple[Any, ...]],
-    stored: Mapping[tuple[int, str], tuple[Any, ...]],
+    stored: dict[tuple[int, str], tuple[Any, ...]],
     order: Sequence[int],
     rowids: Mapping[tuple[int, str], int] | None = None,
-) -> int:
+    was: LatestColumns | None = None,
+) -> tuple[int, LatestColumns]:
     """The rows of `book` (`keys`: each one's account id and market key) not written whole
     (not in `indexed` yet): their moving columns, in
     place (no asset JSON rewritten); `indexed` gains their indexed values. Each must be in the
@@ -948,8 +1047,12 @@ def _update_moving(
     (`INDEXED` but the market): only the rows whose tier or a bucket changed rewrite an index
     entry (on SQLite a column in the SET list rewrites its index entry even when equal, so the
     others leave those columns out). Tens of thousands of rows per block: built column by
-    column, and bound without a statement's per-row parameter handling. Returns how many of
-    the book's rows `stored` holds."""
+    column, and bound without a statement's per-row parameter handling.
+
+    `was`: the last book's rows' indexed values row by row, where its rows are these: compared
+    column by column; `stored` (the writer's memory) then gains the values that changed,
+    and `indexed` keeps only the rows written whole. Returns how many of the book's rows
+    `stored` holds, and the rows' indexed values row by row."""
     f, v = book.figures, book.verdicts
     pg = conn.dialect.name == "postgresql"
     hfs, debts, collaterals = f.health_factor, f.total_debt_base, f.total_collateral_base
@@ -957,24 +1060,15 @@ def _update_moving(
     debts, collaterals = _ints(debts), _ints(collaterals)
     debt_buckets = int_buckets(debts)
     hf_buckets = float_buckets(floats, HF_PER_OCTAVE)
-    whole = bool(indexed)  # rows written whole (few, often none)
-    kind = bytearray(len(keys))  # per row: 0 written whole, 1 tier and buckets stay, 2 moved
-    present = 0  # rows written whole that the view held already
-    for i, (key, tier, hf_bucket, debt_bucket) in enumerate(
-        zip(keys, v.tier, hf_buckets, debt_buckets, strict=True)
-    ):
-        if whole and key in indexed:
-            present += key in stored
-            continue
-        was = stored.get(key)
-        if was is None:
-            raise ValueError(f"{f.accounts[i]} {key[1]}: a new position must be written whole")
-        now = indexed[key] = (tier, hf_bucket, debt_bucket)
-        kind[i] = 2 if pg or now != was else 1  # PostgreSQL: HOT compares them
-    # in the primary key's order: pages stay warm
-    same = [i for i in order if kind[i] == 1]  # rows whose tier and buckets stay
-    moved = [i for i in order if kind[i] == 2]  # rows that rewrite an index entry
-    liquidatable = f.liquidatable.tolist() if hasattr(f.liquidatable, "tolist") else f.liquidatable
+    columns: LatestColumns = (v.tier, hf_buckets, debt_buckets)
+    # in the primary key's order (pages stay warm): the rows whose tier and buckets stay, and
+    # those that rewrite an index entry (PostgreSQL: all, HOT compares them)
+    if was is not None:
+        same, moved = _moved_by_column(keys, indexed, stored, order, columns, was, pg)
+        present = len(keys)  # the last book's rows, all in the view
+    else:
+        same, moved, present = _moved_by_key(keys, indexed, stored, order, columns, pg, f.accounts)
+    liquidatable = np.asarray(f.liquidatable, dtype=bool).tolist()  # Python bools, in C
     # each column as a sequence by row (a constant: None); a row not written whole has the
     # buckets worked out here (`indexed` holds them too)
     by_row: dict[str, Sequence[Any] | None] = {
@@ -983,7 +1077,7 @@ def _update_moving(
         "block_timestamp": None,
         "health_factor": hfs,
         "health_factor_float": floats,
-        "liquidatable": [bool(x) for x in liquidatable],
+        "liquidatable": liquidatable,
         "total_collateral_base": collaterals,
         "total_debt_base": debts,
         "risk_tier": v.tier,
@@ -1008,16 +1102,77 @@ def _update_moving(
         if not picked:
             continue
         take = itemgetter(*picked)
-        columns = []
+        values_by_row = []
         for n in [*names, *KEY_LATEST]:
             values = by_row[n]
             if values is None:
-                columns.append([constant[n]] * len(picked))
+                values_by_row.append([constant[n]] * len(picked))
             else:
-                columns.append([values[picked[0]]] if len(picked) == 1 else list(take(values)))
+                values_by_row.append(
+                    [values[picked[0]]] if len(picked) == 1 else list(take(values))
+                )
         found = None if rowids is None else [rowids[keys[i]] for i in picked]
-        _set_rows(conn, names, columns, found)
-    return present + len(same) + len(moved)
+        _set_rows(conn, names, values_by_row, found)
+    return present, columns
+
+
+def _moved_by_key(
+    keys: Sequence[tuple[int, str]],
+    indexed: dict[tuple[int, str], tuple[Any, ...]],
+    stored: Mapping[tuple[int, str], tuple[Any, ...]],
+    order: Sequence[int],
+    columns: LatestColumns,
+    pg: bool,
+    accounts: Sequence[str],
+) -> tuple[list[int], list[int], int]:
+    """`_update_moving`'s rows that keep their indexed values and those that move, in key
+    order, each row's stored values looked up by its key; `indexed` gains every row's. Also
+    how many of the book's rows `stored` holds."""
+    whole = bool(indexed)  # rows written whole (few, often none)
+    kind = bytearray(len(keys))  # per row: 0 written whole, 1 tier and buckets stay, 2 moved
+    present = 0
+    for i, (key, *now) in enumerate(zip(keys, *columns, strict=True)):
+        if whole and key in indexed:
+            present += key in stored
+            continue
+        before = stored.get(key)
+        if before is None:
+            raise ValueError(f"{accounts[i]} {key[1]}: a new position must be written whole")
+        indexed[key] = values = tuple(now)
+        kind[i] = 2 if pg or values != before else 1
+        present += 1
+    same = [i for i in order if kind[i] == 1]
+    moved = [i for i in order if kind[i] == 2]
+    return same, moved, present
+
+
+def _moved_by_column(
+    keys: Sequence[tuple[int, str]],
+    indexed: Mapping[tuple[int, str], tuple[Any, ...]],
+    stored: dict[tuple[int, str], tuple[Any, ...]],
+    order: Sequence[int],
+    columns: LatestColumns,
+    was: LatestColumns,
+    pg: bool,
+) -> tuple[list[int], list[int]]:
+    """`_moved_by_key` where the last book's rows are these (`was`: their indexed values row
+    by row): compared column by column; `stored` gains the values that changed, the rows
+    written whole (`indexed`) left out."""
+    n = len(keys)
+    changed = np.zeros(n, dtype=bool)
+    for now, before in zip(columns, was, strict=True):
+        changed |= np.fromiter(map(ne, now, before), bool, n)
+    keep = np.ones(n, dtype=bool)
+    if indexed:
+        keep[[i for i, key in enumerate(keys) if key in indexed]] = False
+    for i in np.flatnonzero(changed & keep).tolist():
+        stored[keys[i]] = (columns[0][i], columns[1][i], columns[2][i])
+    rows = np.asarray(order)
+    rows = rows[keep[rows]]
+    if pg:
+        return [], rows.tolist()
+    moved_in_order = changed[rows]
+    return rows[~moved_in_order].tolist(), rows[moved_in_order].tolist()
 
 
 def _ints(values: Sequence[Any]) -> list[int]:

@@ -166,6 +166,7 @@ def test_buckets_follow_the_values_and_every_page_is_the_sorted_book(
         result = _write(store, market, n, standing=standing)
         if standing is not None:
             assert (result.change_rows or {})["remembered"] == 1, n
+            assert (result.change_rows or {})["rows_by_column"] == (n > 2), n
             with store.read() as conn:
                 indexed, rowids = changes._stored_indexed(conn, market.id, with_rowids=sqlite)
                 assert standing.latest == indexed, n
