@@ -11,6 +11,7 @@ current book. The store never reads the blobs: the adapter encodes and decodes t
 from __future__ import annotations
 
 import json
+import re
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -1011,6 +1012,10 @@ MOVING = (
 )
 
 
+# the block's own columns: one value for every row a block updates
+BLOCK_COLUMNS = ("block_number", "block_hash", "block_timestamp")
+
+
 # the latest view's indexed columns that a block may change (the tier, the sort keys' buckets)
 INDEXED = ("market_id", "risk_tier", *BUCKET_COLUMNS)
 # the moving columns no index holds: a row whose tier and buckets stay gets these alone
@@ -1092,18 +1097,20 @@ def _update_moving(
         "account_id": [k[0] for k in keys],
         "market_key": [k[1] for k in keys],
     }
-    constant = {
+    block_values = {
         "block_number": block.number,
         "block_hash": block.hash,
         "block_timestamp": block.timestamp,
-        "market_id": market_id,
     }
+    constant = {"market_id": market_id}
+    fixed = {n: block_values[n] for n in BLOCK_COLUMNS}  # the same in every row
     for names, picked in ((list(UNINDEXED), same), ([*MOVING, *BUCKET_COLUMNS], moved)):
         if not picked:
             continue
         take = itemgetter(*picked)
+        per_row = [n for n in names if n not in fixed]
         values_by_row = []
-        for n in [*names, *KEY_LATEST]:
+        for n in [*per_row, *KEY_LATEST]:
             values = by_row[n]
             if values is None:
                 values_by_row.append([constant[n]] * len(picked))
@@ -1112,7 +1119,7 @@ def _update_moving(
                     [values[picked[0]]] if len(picked) == 1 else list(take(values))
                 )
         found = None if rowids is None else [rowids[keys[i]] for i in picked]
-        _set_rows(conn, names, values_by_row, found)
+        _set_rows(conn, per_row, values_by_row, found, fixed)
     return present, columns
 
 
@@ -1175,6 +1182,18 @@ def _moved_by_column(
     return rows[~moved_in_order].tolist(), rows[moved_in_order].tolist()
 
 
+def _sql_literal(value: Any) -> str | None:
+    """A block's number, time or hash as SQL text (None: not one of those, bind it)."""
+    if type(value) is int:
+        return str(value)
+    if isinstance(value, str) and _HEX.fullmatch(value):
+        return f"'{value}'"
+    return None
+
+
+_HEX = re.compile(r"0x[0-9a-fA-F]{1,64}")
+
+
 def _ints(values: Sequence[Any]) -> list[int]:
     """Amounts as Python ints (the exact figures give them so: then as they are)."""
     if type(values) is list and set(map(type, values)) <= {int}:
@@ -1183,16 +1202,32 @@ def _ints(values: Sequence[Any]) -> list[int]:
 
 
 def _set_rows(
-    conn: Connection, names: list[str], columns: list[list[Any]], rowids: list[int] | None = None
+    conn: Connection,
+    names: list[str],
+    columns: list[list[Any]],
+    rowids: list[int] | None = None,
+    fixed: Mapping[str, Any] | None = None,
 ) -> None:
     """UPDATE the latest view's `names` columns of each row in place: `columns` are their
-    values, then the key's (market id, account id, market key), one list per column.
+    values, then the key's (market id, account id, market key), one list per column; and the
+    `fixed` columns to one value in every row (the block's number, hash and time: on SQLite
+    written into the statement once, not bound per row).
     `rowids` (SQLite): each row's rowid, which finds it in one search instead of two (the
     key's index, then the table); its market and account are checked against the key, and
     every row must be found, else the block's transaction fails."""
     t = T_LATEST
-    named = [*names, *KEY_LATEST]
     count = len(columns[0])
+    literals = {n: _sql_literal(v) for n, v in (fixed or {}).items()}
+    if conn.dialect.name != "sqlite" or None in literals.values():
+        width = len(names)  # bound per row, as the other columns
+        names = [*names, *literals]
+        columns = [
+            *columns[:width],
+            *([v] * count for v in (fixed or {}).values()),
+            *columns[width:],
+        ]
+        literals = {}
+    named = [*names, *KEY_LATEST]
     if conn.dialect.name == "postgresql" and count >= COPY_MIN_ROWS:
         # COPY into a scratch table of these columns, then one UPDATE ... FROM it
         name = f"positions_latest_set{len(names)}"
@@ -1212,7 +1247,9 @@ def _set_rows(
             .values({n: scratch.c[n] for n in names})
         )
     elif conn.dialect.name == "sqlite":
-        assignments = ", ".join(f"{n} = ?" for n in names)
+        assignments = ", ".join(
+            [*(f"{n} = ?" for n in names), *(f"{n} = {v}" for n, v in literals.items())]
+        )
         if rowids is None:
             bound = [
                 _bound(t.c[n], conn.dialect, values)
