@@ -13,6 +13,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import insert, select
 
 from onchain.config import TierThresholds
@@ -20,10 +21,10 @@ from onchain.jobs.assess import assess
 from onchain.model import AssetPosition
 from onchain.rpc.client import BlockRef
 from onchain.store import api_queries as Q
-from onchain.store import crud, rows
+from onchain.store import changes, crud, rows
 from onchain.store.db import Store
 from tests.helpers.store_rows import WAD, account, position
-from tests.store.test_change_layout_store import _market
+from tests.store.test_change_layout_store import BANDS, _market
 from tests.store.test_latest_buckets import _rebuild, _write
 
 
@@ -119,19 +120,28 @@ def test_a_rebuilt_positions_assets_are_the_rows_and_kept_where_they_are_already
     assert Q._Assets({}, {}).rebuilt(1, empty) == []  # a chain with no asset registered yet
 
 
+@pytest.mark.parametrize("layout", ["snapshots", "changes"])
 def test_one_accounts_positions_page_is_a_slice_of_them_sorted_whole(
-    store: Store, tmp_path: Path
+    store: Store, tmp_path: Path, layout: str
 ) -> None:
     """An account's positions (here three books of one market) are read whole and sorted
-    (`_whole_order`): a page is its slice, the total all of them, in either direction."""
+    (`_whole_order`): a page is its slice, the total all of them, in either direction, with a
+    tier or a least debt narrowing them; in the latest view (`changes`) by one statement."""
     market = _market(store, tmp_path)
     blk = BlockRef(9, "0x" + "9" * 64, 1_700_000_108)
     hfs = {"0x" + "a" * 64: 3 * WAD, "0x" + "b" * 64: WAD // 2, "0x" + "c" * 64: 2 * WAD}
-    mine = [position(7, blk, hf, market=key) for key, hf in hfs.items()]
+    debts = {"0x" + "a" * 64: 10**23, "0x" + "b" * 64: 3 * 10**23, "0x" + "c" * 64: 2 * 10**23}
+    mine = [position(7, blk, hf, market=key, debt=debts[key]) for key, hf in hfs.items()]
     others = [position(i, blk, WAD + i) for i in range(3)]
     books = [*mine, *others]
-    crud.write_snapshot(store, market, blk, books, assess(books, TierThresholds()), None)
+    assessed = assess(books, TierThresholds())
+    kept = None
+    if layout == "changes":
+        blobs = {p.account: p.account.encode() for p in books}
+        kept = changes.KeptState(b"market", blobs, BANDS)
+    crud.write_snapshot(store, market, blk, books, assessed, None, kept=kept, layout=layout)
     ordered = sorted(hfs, key=lambda key: hfs[key])
+    tiers = {p.market: a.tier for p, a in zip(books, assessed, strict=True) if p in mine}
     for descending in (False, True):
         want = ordered[::-1] if descending else ordered
         for offset, limit in ((0, 10), (1, 1), (1, 5), (2, 1), (3, 1)):
@@ -146,3 +156,25 @@ def test_one_accounts_positions_page_is_a_slice_of_them_sorted_whole(
             assert page.total == 3
             got = [p.position.market for p in page.positions]
             assert got == want[offset : offset + limit], (descending, offset, limit)
+        for sort in Q.SORTS:  # every sort: its order of the account's books
+            page = Q.positions_page(
+                store, Q.PositionFilter(account=account(7)), sort=sort, descending=descending
+            )
+            rank = {  # equal collateral, no probability, one address: the book decides
+                "risk": {k: (Q.TIERS.index(tiers[k]), hfs[k]) for k in hfs},
+                "health_factor": hfs,
+                "debt": debts,
+            }.get(sort, {k: 0 for k in hfs})
+            # the ties (account, book) ascending either way, as `_whole_order` has them
+            want = sorted(sorted(hfs), key=rank.__getitem__, reverse=descending)
+            assert [p.position.market for p in page.positions] == want, (sort, descending)
+        floor = Q.PositionFilter(account=account(7), min_debt_base=2 * 10**13)  # in base units
+        page = Q.positions_page(store, floor, sort="debt", descending=descending)
+        want = sorted((k for k in hfs if debts[k] >= 2 * 10**23), key=debts.__getitem__)
+        assert [p.position.market for p in page.positions] == (want[::-1] if descending else want)
+        for tier in set(tiers.values()):
+            page = Q.positions_page(store, Q.PositionFilter(account=account(7), tier=tier))
+            assert {p.position.market for p in page.positions} == {
+                k for k, t in tiers.items() if t == tier
+            }
+            assert {p.risk_tier for p in page.positions} == {tier}
