@@ -69,7 +69,7 @@ from onchain.store.crud import (
 )
 from onchain.store.db import Store
 from onchain.store.models import TIERS
-from onchain.store.queries import book_label
+from onchain.store.queries import book_label, stored_address
 from onchain.store.rows import chunks, jsonable
 
 # (protocol, a book's stored change rows at a block) -> its exact figures row by row
@@ -552,7 +552,10 @@ def _account_page(
     tier, debt = where.tier is not None, where.min_debt_base is not None
     shape = (conn.dialect.name, sort, descending, tier, debt)
     statement = _built(("account", *shape), lambda: _account_statement(conn, shape))
-    values: dict[str, Any] = {"account_markets": sorted(heads.latest), "account": where.account}
+    values: dict[str, Any] = {
+        "account_markets": sorted(heads.latest),
+        "account": stored_address(where.account or ""),
+    }
     if where.tier is not None:
         values["head_tier"] = where.tier
     if where.min_debt_base is not None:
@@ -1112,11 +1115,11 @@ def latest_positions(
 
 
 def _address_is(address: str) -> ColumnElement[bool]:
-    """The accounts with this address, on any chain, in a form the accounts' unique index
-    (chain id, address) serves: a lookup per registered chain, not a pass over every account
-    (no index starts with the address)."""
+    """The accounts with this address (whatever its case: `stored_address`), on any chain, in
+    a form the accounts' unique index (chain id, address) serves: a lookup per registered
+    chain, not a pass over every account (no index starts with the address)."""
     a = T_ACCOUNTS.c
-    return a.chain_id.in_(select(T_CHAINS.c.chain_id)) & (a.address == address)
+    return a.chain_id.in_(select(T_CHAINS.c.chain_id)) & (a.address == stored_address(address))
 
 
 def account_known(store: Store, address: str) -> bool:

@@ -17,11 +17,12 @@ import pytest
 from sqlalchemy import insert, select
 
 from onchain.config import TierThresholds
+from onchain.errors import InputError
 from onchain.jobs.assess import assess
 from onchain.model import AssetPosition
 from onchain.rpc.client import BlockRef
 from onchain.store import api_queries as Q
-from onchain.store import changes, crud, rows
+from onchain.store import changes, crud, queries, rows
 from onchain.store.db import Store
 from tests.helpers.store_rows import WAD, account, position
 from tests.store.test_change_layout_store import BANDS, _market
@@ -53,6 +54,45 @@ def test_one_account_is_looked_up_by_the_index_on_every_chain(store: Store, tmp_
     page = Q.positions_page(store, Q.PositionFilter(account=who), rebuild=_rebuild)
     assert [p.position.account for p in page.positions] == [who] and page.total == 1
     assert Q.positions_page(store, Q.PositionFilter(account=account(999))).total == 0
+
+
+@pytest.mark.parametrize("layout", ["snapshots", "changes"])
+def test_an_account_is_found_whatever_the_case_of_its_address(
+    store: Store, tmp_path: Path, layout: str
+) -> None:
+    """Addresses are stored checksummed: a lowercase or uppercase address (or 0X) finds the
+    same positions, history and account in either layout; a malformed one is a clear error."""
+    market = _market(store, tmp_path)
+    who = account(7)
+    for n in (1, 2):
+        blk = BlockRef(n, "0x" + f"{n:x}".rjust(64, "0"), 1_700_000_000 + 12 * n)
+        books = [position(i, blk, WAD + i * WAD // 10) for i in range(9)]
+        kept = None
+        if layout == "changes":
+            kept = changes.KeptState(b"market %d" % n, {p.account: b"s" for p in books}, BANDS)
+        crud.write_snapshot(
+            store, market, blk, books, assess(books, TierThresholds()), None, kept=kept,
+            layout=layout,
+        )  # fmt: skip
+    spellings = [who, who.lower(), "0x" + who[2:].upper(), "0X" + who[2:].lower()]
+
+    def rebuilt(_protocol: str, _state: bytes, at: Any) -> list[list[Any]]:
+        return [[position(7, blk, WAD)] for _market_state, blk in at]  # the blobs are opaque
+
+    for spelling in spellings:
+        assert Q.account_known(store, spelling), spelling
+        page = Q.positions_page(store, Q.PositionFilter(account=spelling), rebuild=_rebuild)
+        assert [p.position.account for p in page.positions] == [who], spelling
+        history = queries.account_history(store, spelling, rebuild=rebuilt)
+        assert [h.account for h in history] == [who], spelling
+        assert [p.block_number for p in history[0].points] == [1, 2], spelling
+    for malformed in (who[:-1], who[2:], "0x" + "g" * 40, who + "0"):
+        with pytest.raises(InputError, match="malformed account address"):
+            Q.account_known(store, malformed)
+        with pytest.raises(InputError, match="malformed account address"):
+            Q.positions_page(store, Q.PositionFilter(account=malformed))
+        with pytest.raises(InputError, match="malformed account address"):
+            queries.account_history(store, malformed)
 
 
 class _Code(IntEnum):
