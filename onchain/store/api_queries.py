@@ -1029,6 +1029,12 @@ def _position(r: Any, assets: list[AssetPosition], p: Position | None = None) ->
     )
 
 
+# `_Assets.read`'s statement, built once (a page's read runs it every time)
+_EVERY_ASSET = select(
+    T_ASSETS.c.id, T_ASSETS.c.chain_id, T_ASSETS.c.address, T_ASSETS.c.symbol, T_ASSETS.c.decimals
+)
+
+
 @dataclass(frozen=True)
 class _Assets:
     """The registered assets (tens per chain), read in one statement: a latest-view row's asset
@@ -1389,8 +1395,3 @@ class UsdRates:
 def usd_rates(store: Store, symbols: Iterable[str]) -> UsdRates:
     with store.read() as conn:
         return UsdRates.load(conn, symbols)
-
-
-_EVERY_ASSET = select(
-    T_ASSETS.c.id, T_ASSETS.c.chain_id, T_ASSETS.c.address, T_ASSETS.c.symbol, T_ASSETS.c.decimals
-)
