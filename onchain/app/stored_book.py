@@ -37,12 +37,12 @@ def rebuild_account(
 
 def rebuild_book(protocol: str, book: StoredBook) -> list[Position]:
     """A whole book at a block stored in the change layout, decoded once, every field as a live
-    read gives it (the latest view's rows whose details are older than their block). A small
-    book (an API page's rows) goes through `BOOKS`: the same page read again within a block
-    rebuilds nothing."""
+    read gives it (the latest view's rows whose details are older than their block), through
+    `BOOKS`: the same page (a small book) or the same whole book (every position, for stress
+    and targets) read again within a block rebuilds nothing."""
     incremental = _incremental(protocol)
     if len(book.accounts) > BookCache.ACCOUNTS:
-        return rebuild_positions(book, incremental)
+        return BOOKS.whole(protocol, book, incremental)
     return BOOKS.positions(protocol, book, incremental)
 
 
@@ -55,15 +55,44 @@ class BookCache:
 
     BOOKS = 4
     ACCOUNTS = 2048  # ~3 KB an Aave Position: ~6 MB a book at most
+    # books of more accounts kept whole, the last read (~2.8 KB an Aave position: ~85 MB at
+    # 30,000 accounts, what one read of every position holds anyway while it is served)
+    WHOLE = 1
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._books: OrderedDict[tuple[str, bytes, BlockRef], _CachedBook] = OrderedDict()
+        self._whole: OrderedDict[
+            tuple[str, bytes, BlockRef], tuple[dict[str, bytes], list[Position]]
+        ] = OrderedDict()
 
     def clear(self) -> None:
         """Every entry dropped (a reader timed cold)."""
         with self._lock:
             self._books.clear()
+            self._whole.clear()
+
+    def whole(
+        self, protocol: str, book: StoredBook, incremental: IncrementalAdapter
+    ) -> list[Position]:
+        """`rebuild_positions(book, incremental)` for a book of more than `ACCOUNTS` accounts
+        (every position of a block): the last `WHOLE` such books kept whole, each answering
+        only for the same key and the very same accounts' states (each account's bytes)."""
+        key = (protocol, book.market_state, book.block)
+        with self._lock:
+            kept = self._whole.get(key)
+            if kept is not None:
+                self._whole.move_to_end(key)
+        if kept is not None and kept[0] == book.accounts:
+            return list(kept[1])
+        got = rebuild_positions(book, incremental)
+        if self.WHOLE > 0:
+            with self._lock:
+                self._whole[key] = (dict(book.accounts), got)
+                self._whole.move_to_end(key)
+                while len(self._whole) > self.WHOLE:
+                    self._whole.popitem(last=False)
+        return list(got)
 
     def positions(
         self, protocol: str, book: StoredBook, incremental: IncrementalAdapter

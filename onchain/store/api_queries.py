@@ -69,7 +69,7 @@ from onchain.store.crud import (
 )
 from onchain.store.db import Store
 from onchain.store.models import TIERS
-from onchain.store.queries import book_label
+from onchain.store.queries import book_label, stored_address
 from onchain.store.rows import chunks, jsonable
 
 # (protocol, a book's stored change rows at a block) -> its exact figures row by row
@@ -483,6 +483,8 @@ def positions_page(
         if not heads.tables():
             return PositionPage(0)
         p, conditions = _book(heads)
+        if where.account is not None and p is T_LATEST:
+            return _account_page(conn, heads, where, sort, descending, limit, offset, rebuild)
         if where.tier is not None:
             conditions.append(p.c.risk_tier == where.tier)
         if where.account is not None:
@@ -532,6 +534,60 @@ def positions_page(
             need -= len(got)
             skip = 0
         return PositionPage(int(total), _rows_in_order(conn, heads, keys, rebuild))
+
+
+def _account_page(
+    conn: Connection,
+    heads: Heads,
+    where: PositionFilter,
+    sort: str,
+    descending: bool,
+    limit: int,
+    offset: int,
+    rebuild: BookRebuild | None,
+) -> PositionPage:
+    """`positions_page` of one account where every market is in the latest view: its handful
+    of rows read whole and sorted (`_whole_order`) by one statement built once, then cut as
+    LIMIT and OFFSET cut them (no second read of the page's rows by their keys)."""
+    tier, debt = where.tier is not None, where.min_debt_base is not None
+    shape = (conn.dialect.name, sort, descending, tier, debt)
+    statement = _built(("account", *shape), lambda: _account_statement(conn, shape))
+    values: dict[str, Any] = {
+        "account_markets": sorted(heads.latest),
+        "account": stored_address(where.account or ""),
+    }
+    if where.tier is not None:
+        values["head_tier"] = where.tier
+    if where.min_debt_base is not None:
+        values |= {"head_debt": where.min_debt_base, "head_debt_text": str(where.min_debt_base)}
+        values["head_debt_digits"] = len(values["head_debt_text"])
+    every = conn.execute(statement, values).all()
+    start = max(offset, 0)  # as LIMIT and OFFSET read it
+    page = every[start : start + limit] if limit > 0 else []
+    return PositionPage(len(every), _stored(conn, page, rebuild))
+
+
+def _account_statement(conn: Connection, shape: tuple[Any, ...]) -> Any:
+    """`_account_page`'s statement for a shape (dialect, sort, descending, whether a tier,
+    whether a least debt): the latest view's rows of the account (bound as `account`, looked
+    up as `_address_is` does) in the markets bound as account_markets, sorted whole."""
+    _dialect, sort, descending, tier_wanted, min_debt = shape
+    p, a = T_LATEST, T_ACCOUNTS.c
+    address = bindparam("account", type_=a.address.type)
+    ids = select(a.id).where(a.chain_id.in_(select(T_CHAINS.c.chain_id)) & (a.address == address))
+    conditions: list[ColumnElement[bool]] = [
+        p.c.market_id.in_(bindparam("account_markets", expanding=True)),
+        p.c.account_id.in_(ids),
+    ]
+    if tier_wanted:
+        conditions.append(p.c.risk_tier == bindparam("head_tier", type_=p.c.risk_tier.type))
+    if min_debt:
+        conditions.append(_uint_ge_bound(conn, p.c.total_debt_base))
+    return (
+        _position_rows(p, details=False)
+        .where(*conditions)
+        .order_by(*_whole_order(p, conn, sort, descending))
+    )
 
 
 # a segment of a sort: (how many rows, after how many) -> their keys, in order
@@ -973,6 +1029,12 @@ def _position(r: Any, assets: list[AssetPosition], p: Position | None = None) ->
     )
 
 
+# `_Assets.read`'s statement, built once (a page's read runs it every time)
+_EVERY_ASSET = select(
+    T_ASSETS.c.id, T_ASSETS.c.chain_id, T_ASSETS.c.address, T_ASSETS.c.symbol, T_ASSETS.c.decimals
+)
+
+
 @dataclass(frozen=True)
 class _Assets:
     """The registered assets (tens per chain), read in one statement: a latest-view row's asset
@@ -984,8 +1046,7 @@ class _Assets:
 
     @classmethod
     def read(cls, conn: Connection) -> _Assets:
-        t = T_ASSETS
-        rows = conn.execute(select(t.c.id, t.c.chain_id, t.c.address, t.c.symbol, t.c.decimals))
+        rows = conn.execute(_EVERY_ASSET)
         by_id = {r.id: r for r in rows}
         on_chain: dict[int, dict[str, tuple[str, str, int]]] = {}
         for r in by_id.values():
@@ -1060,11 +1121,11 @@ def latest_positions(
 
 
 def _address_is(address: str) -> ColumnElement[bool]:
-    """The accounts with this address, on any chain, in a form the accounts' unique index
-    (chain id, address) serves: a lookup per registered chain, not a pass over every account
-    (no index starts with the address)."""
+    """The accounts with this address (whatever its case: `stored_address`), on any chain, in
+    a form the accounts' unique index (chain id, address) serves: a lookup per registered
+    chain, not a pass over every account (no index starts with the address)."""
     a = T_ACCOUNTS.c
-    return a.chain_id.in_(select(T_CHAINS.c.chain_id)) & (a.address == address)
+    return a.chain_id.in_(select(T_CHAINS.c.chain_id)) & (a.address == stored_address(address))
 
 
 def account_known(store: Store, address: str) -> bool:

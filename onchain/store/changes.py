@@ -1499,12 +1499,8 @@ def rebuilt_positions(
     if not rows:
         return {}
     head = conn.execute(
-        select(m.Market.protocol, T_MARKET_STATES.c.block_number, T_MARKET_STATES.c.state)
-        .join(T_MARKET_STATES, T_MARKET_STATES.c.market_id == m.Market.id)
-        .where(
-            (m.Market.id == market_id)
-            & T_MARKET_STATES.c.block_number.in_(sorted({r.block_number for r in rows}))
-        )
+        _MARKET_HEADS,
+        {"heads_market": market_id, "heads_blocks": sorted({r.block_number for r in rows})},
     ).all()
     blobs = {number: blob for _protocol, number, blob in head}
     out: dict[tuple[int, str], Position] = {}
@@ -1533,21 +1529,46 @@ def _states_of(
         addresses = {r.account_id: r.address for r in rows}
         every = states_at(conn, market_id, number)
         return {aid: (addresses[aid], every.get(aid)) for aid in ids}
-    t, a = T_ACCOUNT_STATES, T_ACCOUNTS
     out: dict[int, tuple[str, bytes | None]] = {}
     for chunk in chunks(ids):
-        for aid, address, state in conn.execute(
-            select(t.c.account_id, a.c.address, t.c.state)
-            .join(a, a.c.id == t.c.account_id)
-            .where(
-                (t.c.market_id == market_id)
-                & t.c.account_id.in_(chunk)
-                & (t.c.block_number <= number)
-            )
-            .order_by(t.c.account_id, t.c.block_number)
-        ):
+        values = {
+            "states_market": market_id,
+            "states_accounts": list(chunk),
+            "states_block": number,
+        }
+        for aid, address, state in conn.execute(_ACCOUNTS_STATES, values):
             out[aid] = (address, state)  # the newest at or before the block wins
     return out
+
+
+# `rebuilt_positions`' statements, built once (building one costs about as much as running it
+# for a page's rows): the market's protocol and its states at some blocks (heads_market,
+# heads_blocks), and some accounts' addresses with their states up to a block, oldest first
+# (states_market, states_accounts, states_block)
+_MARKET_HEADS = (
+    select(m.Market.protocol, T_MARKET_STATES.c.block_number, T_MARKET_STATES.c.state)
+    .join(T_MARKET_STATES, T_MARKET_STATES.c.market_id == m.Market.id)
+    .where(
+        (m.Market.id == bindparam("heads_market", type_=T_MARKET_STATES.c.market_id.type))
+        & T_MARKET_STATES.c.block_number.in_(bindparam("heads_blocks", expanding=True))
+    )
+)
+_ACCOUNTS_STATES = (
+    select(T_ACCOUNT_STATES.c.account_id, T_ACCOUNTS.c.address, T_ACCOUNT_STATES.c.state)
+    .join(T_ACCOUNTS, T_ACCOUNTS.c.id == T_ACCOUNT_STATES.c.account_id)
+    .where(
+        (
+            T_ACCOUNT_STATES.c.market_id
+            == bindparam("states_market", type_=T_ACCOUNT_STATES.c.market_id.type)
+        )
+        & T_ACCOUNT_STATES.c.account_id.in_(bindparam("states_accounts", expanding=True))
+        & (
+            T_ACCOUNT_STATES.c.block_number
+            <= bindparam("states_block", type_=T_ACCOUNT_STATES.c.block_number.type)
+        )
+    )
+    .order_by(T_ACCOUNT_STATES.c.account_id, T_ACCOUNT_STATES.c.block_number)
+)
 
 
 def _asset_ids_of(conn: Connection, chain_id: int) -> dict[str, int]:

@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from eth_utils import to_checksum_address
 from sqlalchemy import func, select
 
+from onchain.errors import InputError
 from onchain.store.changes import Rebuild, RebuiltPoint, account_points, newest_book
 from onchain.store.crud import (
     T_ACCOUNTS,
@@ -24,6 +26,22 @@ from onchain.store.crud import (
 )
 from onchain.store.db import Store
 from onchain.store.models import TIERS
+
+HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+def stored_address(address: str) -> str:
+    """An account address as the store keeps it (EIP-55 checksummed, as the adapters give
+    it), whatever its case: lookups then find the account from a lowercase or uppercase
+    address too. Anything but 0x and 40 hex digits is one clear InputError (a wrong mixed-case
+    checksum is not judged here: `app.pipeline.checked_address` warns of it at the boundary)."""
+    digits = address[2:] if isinstance(address, str) and address[:2] in ("0x", "0X") else ""
+    if len(digits) != 40 or not HEX_DIGITS.issuperset(digits):
+        raise InputError(
+            f"malformed account address: {address!r} (expected 0x followed by 40 hex digits)"
+        )
+    return str(to_checksum_address("0x" + digits.lower()))
+
 
 # -- status -----------------------------------------------------------------------------------
 
@@ -211,6 +229,7 @@ def account_history(
     exact math (`onchain.app.stored_book.rebuild_account`), so blocks stored in the change
     layout alone are rebuilt into the same points; without it, only snapshot rows count."""
     p, mk = T_POSITIONS, T_MARKETS
+    account = stored_address(account)  # as stored, whatever its case
     out = []
     with store.read() as conn:
         pairs = conn.execute(

@@ -110,3 +110,34 @@ def test_it_keeps_a_bounded_number_of_books_and_accounts() -> None:
     cache.clear()
     _check(cache, adapter, _book(1, 100, {1: 5}))
     assert adapter.built == 6 + BookCache.BOOKS
+
+
+def test_a_whole_book_read_again_rebuilds_nothing_and_only_the_last_is_kept() -> None:
+    """Books of more than `ACCOUNTS` accounts (every position) are kept whole, the last
+    `WHOLE`: read again with the same states they rebuild nothing; an account's other state, a
+    missing account, another block or market state rebuild the book."""
+    cache, adapter = BookCache(), _Adapter()
+    every = _book(1, 100, {i: 5 + i for i in range(6)})
+
+    def whole(book: StoredBook) -> list[Position]:
+        got = cache.whole("aave-v3", book, adapter)  # type: ignore[arg-type]
+        assert got == rebuild_positions(book, _Adapter())  # type: ignore[arg-type]
+        return got
+
+    first = whole(every)
+    assert adapter.built == 6
+    first.clear()  # a caller's list is its own, kept or not
+    whole(every).clear()
+    assert whole(every) and adapter.built == 6
+    whole(_book(1, 100, {**{i: 5 + i for i in range(6)}, 3: 99}))  # one account's new state
+    assert adapter.built == 12
+    whole(_book(1, 100, {i: 5 + i for i in range(5)}))  # one account fewer
+    assert adapter.built == 17
+    whole(_book(1, 101, {i: 5 + i for i in range(5)}))  # another market state
+    whole(_book(2, 101, {i: 5 + i for i in range(5)}))  # another block
+    assert adapter.built == 27
+    whole(_book(1, 101, {i: 5 + i for i in range(5)}))  # dropped: only the last is kept
+    assert adapter.built == 32
+    cache.clear()
+    whole(_book(1, 101, {i: 5 + i for i in range(5)}))
+    assert adapter.built == 37

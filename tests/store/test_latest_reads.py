@@ -13,17 +13,19 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import insert, select
 
 from onchain.config import TierThresholds
+from onchain.errors import InputError
 from onchain.jobs.assess import assess
 from onchain.model import AssetPosition
 from onchain.rpc.client import BlockRef
 from onchain.store import api_queries as Q
-from onchain.store import crud, rows
+from onchain.store import changes, crud, queries, rows
 from onchain.store.db import Store
 from tests.helpers.store_rows import WAD, account, position
-from tests.store.test_change_layout_store import _market
+from tests.store.test_change_layout_store import BANDS, _market
 from tests.store.test_latest_buckets import _rebuild, _write
 
 
@@ -52,6 +54,45 @@ def test_one_account_is_looked_up_by_the_index_on_every_chain(store: Store, tmp_
     page = Q.positions_page(store, Q.PositionFilter(account=who), rebuild=_rebuild)
     assert [p.position.account for p in page.positions] == [who] and page.total == 1
     assert Q.positions_page(store, Q.PositionFilter(account=account(999))).total == 0
+
+
+@pytest.mark.parametrize("layout", ["snapshots", "changes"])
+def test_an_account_is_found_whatever_the_case_of_its_address(
+    store: Store, tmp_path: Path, layout: str
+) -> None:
+    """Addresses are stored checksummed: a lowercase or uppercase address (or 0X) finds the
+    same positions, history and account in either layout; a malformed one is a clear error."""
+    market = _market(store, tmp_path)
+    who = account(7)
+    for n in (1, 2):
+        blk = BlockRef(n, "0x" + f"{n:x}".rjust(64, "0"), 1_700_000_000 + 12 * n)
+        books = [position(i, blk, WAD + i * WAD // 10) for i in range(9)]
+        kept = None
+        if layout == "changes":
+            kept = changes.KeptState(b"market %d" % n, {p.account: b"s" for p in books}, BANDS)
+        crud.write_snapshot(
+            store, market, blk, books, assess(books, TierThresholds()), None, kept=kept,
+            layout=layout,
+        )  # fmt: skip
+    spellings = [who, who.lower(), "0x" + who[2:].upper(), "0X" + who[2:].lower()]
+
+    def rebuilt(_protocol: str, _state: bytes, at: Any) -> list[list[Any]]:
+        return [[position(7, blk, WAD)] for _market_state, blk in at]  # the blobs are opaque
+
+    for spelling in spellings:
+        assert Q.account_known(store, spelling), spelling
+        page = Q.positions_page(store, Q.PositionFilter(account=spelling), rebuild=_rebuild)
+        assert [p.position.account for p in page.positions] == [who], spelling
+        history = queries.account_history(store, spelling, rebuild=rebuilt)
+        assert [h.account for h in history] == [who], spelling
+        assert [p.block_number for p in history[0].points] == [1, 2], spelling
+    for malformed in (who[:-1], who[2:], "0x" + "g" * 40, who + "0"):
+        with pytest.raises(InputError, match="malformed account address"):
+            Q.account_known(store, malformed)
+        with pytest.raises(InputError, match="malformed account address"):
+            Q.positions_page(store, Q.PositionFilter(account=malformed))
+        with pytest.raises(InputError, match="malformed account address"):
+            queries.account_history(store, malformed)
 
 
 class _Code(IntEnum):
@@ -119,19 +160,28 @@ def test_a_rebuilt_positions_assets_are_the_rows_and_kept_where_they_are_already
     assert Q._Assets({}, {}).rebuilt(1, empty) == []  # a chain with no asset registered yet
 
 
+@pytest.mark.parametrize("layout", ["snapshots", "changes"])
 def test_one_accounts_positions_page_is_a_slice_of_them_sorted_whole(
-    store: Store, tmp_path: Path
+    store: Store, tmp_path: Path, layout: str
 ) -> None:
     """An account's positions (here three books of one market) are read whole and sorted
-    (`_whole_order`): a page is its slice, the total all of them, in either direction."""
+    (`_whole_order`): a page is its slice, the total all of them, in either direction, with a
+    tier or a least debt narrowing them; in the latest view (`changes`) by one statement."""
     market = _market(store, tmp_path)
     blk = BlockRef(9, "0x" + "9" * 64, 1_700_000_108)
     hfs = {"0x" + "a" * 64: 3 * WAD, "0x" + "b" * 64: WAD // 2, "0x" + "c" * 64: 2 * WAD}
-    mine = [position(7, blk, hf, market=key) for key, hf in hfs.items()]
+    debts = {"0x" + "a" * 64: 10**23, "0x" + "b" * 64: 3 * 10**23, "0x" + "c" * 64: 2 * 10**23}
+    mine = [position(7, blk, hf, market=key, debt=debts[key]) for key, hf in hfs.items()]
     others = [position(i, blk, WAD + i) for i in range(3)]
     books = [*mine, *others]
-    crud.write_snapshot(store, market, blk, books, assess(books, TierThresholds()), None)
+    assessed = assess(books, TierThresholds())
+    kept = None
+    if layout == "changes":
+        blobs = {p.account: p.account.encode() for p in books}
+        kept = changes.KeptState(b"market", blobs, BANDS)
+    crud.write_snapshot(store, market, blk, books, assessed, None, kept=kept, layout=layout)
     ordered = sorted(hfs, key=lambda key: hfs[key])
+    tiers = {p.market: a.tier for p, a in zip(books, assessed, strict=True) if p in mine}
     for descending in (False, True):
         want = ordered[::-1] if descending else ordered
         for offset, limit in ((0, 10), (1, 1), (1, 5), (2, 1), (3, 1)):
@@ -146,3 +196,25 @@ def test_one_accounts_positions_page_is_a_slice_of_them_sorted_whole(
             assert page.total == 3
             got = [p.position.market for p in page.positions]
             assert got == want[offset : offset + limit], (descending, offset, limit)
+        for sort in Q.SORTS:  # every sort: its order of the account's books
+            page = Q.positions_page(
+                store, Q.PositionFilter(account=account(7)), sort=sort, descending=descending
+            )
+            rank = {  # equal collateral, no probability, one address: the book decides
+                "risk": {k: (Q.TIERS.index(tiers[k]), hfs[k]) for k in hfs},
+                "health_factor": hfs,
+                "debt": debts,
+            }.get(sort, {k: 0 for k in hfs})
+            # the ties (account, book) ascending either way, as `_whole_order` has them
+            want = sorted(sorted(hfs), key=rank.__getitem__, reverse=descending)
+            assert [p.position.market for p in page.positions] == want, (sort, descending)
+        floor = Q.PositionFilter(account=account(7), min_debt_base=2 * 10**13)  # in base units
+        page = Q.positions_page(store, floor, sort="debt", descending=descending)
+        want = sorted((k for k in hfs if debts[k] >= 2 * 10**23), key=debts.__getitem__)
+        assert [p.position.market for p in page.positions] == (want[::-1] if descending else want)
+        for tier in set(tiers.values()):
+            page = Q.positions_page(store, Q.PositionFilter(account=account(7), tier=tier))
+            assert {p.position.market for p in page.positions} == {
+                k for k, t in tiers.items() if t == tier
+            }
+            assert {p.risk_tier for p in page.positions} == {tier}
