@@ -14,7 +14,7 @@ never has a lower one."""
 
 from __future__ import annotations
 
-from math import frexp, isfinite
+from math import frexp
 
 import numpy as np
 
@@ -39,15 +39,17 @@ def float_bucket(value: float | None, per_octave: int = PER_OCTAVE) -> int | Non
 
 def float_buckets(values: list[float | None], per_octave: int = PER_OCTAVE) -> list[int | None]:
     """`float_bucket` of each value, the positive finite ones at once (numpy's frexp is the
-    same split; the rest of the arithmetic is the same IEEE operations)."""
-    positive = [v is not None and v > 0 and isfinite(v) for v in values]
-    x = np.array([v if ok else 1.0 for v, ok in zip(values, positive, strict=True)], dtype=float)
-    mantissa, exponent = np.frexp(x)
-    at_once = (exponent * per_octave + ((2 * mantissa - 1) * per_octave).astype(np.int64)).tolist()
-    return [
-        b if ok else float_bucket(v, per_octave)
-        for b, v, ok in zip(at_once, values, positive, strict=True)
-    ]
+    same split; the rest of the arithmetic is the same IEEE operations; None is NaN there)."""
+    x = np.array(values, dtype=float)
+    with np.errstate(invalid="ignore"):
+        positive = np.isfinite(x) & (x > 0)
+    mantissa, exponent = np.frexp(np.where(positive, x, 1.0))
+    at_once: list[int | None] = (
+        exponent * per_octave + ((2 * mantissa - 1) * per_octave).astype(np.int64)
+    ).tolist()
+    for i in np.flatnonzero(~positive).tolist():
+        at_once[i] = float_bucket(values[i], per_octave)
+    return at_once
 
 
 def int_bucket(value: int, per_octave: int = PER_OCTAVE) -> int:
@@ -66,14 +68,15 @@ def int_buckets(values: list[int], per_octave: int = PER_OCTAVE) -> list[int]:
     """`int_bucket` of each value, those a float holds exactly at once: the exponent is the
     bit length and the mantissa's top bits are the integer's."""
     small = 2 * per_octave
-    x = np.array([v if small <= v < _EXACT_FLOAT_INT else small for v in values], dtype=float)
-    mantissa, bits = np.frexp(x)
+    # rounding to a float keeps order and both bounds are floats: the test holds on them
+    x = np.array(values, dtype=float)
+    exact = (x >= small) & (x < _EXACT_FLOAT_INT)
+    mantissa, bits = np.frexp(np.where(exact, x, small))
     top = np.floor(mantissa * (1 << per_octave.bit_length())).astype(np.int64)
-    at_once = (bits * per_octave + top - per_octave).tolist()
-    return [
-        b if small <= v < _EXACT_FLOAT_INT else int_bucket(v, per_octave)
-        for b, v in zip(at_once, values, strict=True)
-    ]
+    at_once: list[int] = (bits * per_octave + top - per_octave).tolist()
+    for i in np.flatnonzero(~exact).tolist():
+        at_once[i] = int_bucket(values[i], per_octave)
+    return at_once
 
 
 def buckets(health_factor_float: float | None, debt: int) -> tuple[int | None, int]:
