@@ -226,6 +226,9 @@ class _Columns:
 # a book's latest-view indexed values (`INDEXED` but the market), row by row: tiers and the
 # health-factor and debt buckets
 LatestColumns = tuple[Sequence[str], Sequence[int | None], Sequence[int | None]]
+# a book's latest-view columns that seldom move, row by row (`STEADY`: reason codes,
+# liquidatable, horizon)
+SteadyColumns = tuple[Sequence[list[str] | None], Sequence[bool], Sequence[float | None]]
 
 
 @dataclass(frozen=True)
@@ -233,8 +236,9 @@ class BookRows:
     """A lean block's book row by row, as written: each row's account and market key, its key
     in the store, and what now stands for it: its verdict's tier, reason codes and band (equal
     to the stored verdict's: a row whose differ gets a verdict row), and its latest-view row's
-    indexed values (`INDEXED` but the market). The next block, where its rows are the same,
-    compares these column by column instead of looking each row up by its key."""
+    indexed values (`INDEXED` but the market) and seldom moving values (`STEADY`). The next
+    block, where its rows are the same, compares these column by column instead of looking
+    each row up by its key, and leaves the steady columns out of the rows where they stay."""
 
     accounts: tuple[str, ...]
     markets: tuple[str, ...]
@@ -243,6 +247,7 @@ class BookRows:
     reasons: tuple[list[str] | None, ...]
     bands: Any  # numpy int array
     latest: LatestColumns | None = None
+    steady: SteadyColumns | None = None
 
     def same_rows(self, book: LeanBook) -> bool:
         """Whether `book` has these rows in this order."""
@@ -650,7 +655,7 @@ def write_changes(
         known, rowids, was = None, None, None
         if memory is not None and remembered and _latest_ref(conn, market_id) == newest_ref:
             known, rowids = memory.latest, memory.latest_rowids
-            was = None if rows_before is None else rows_before.latest
+            was = rows_before
         order = (memory or Standing()).in_key_order(current) if book is not None else []
         whole, indexed, rowids, columns = _write_latest(
             conn, market_id, block, positions, assessed, account_ids, asset_rows, book, known,
@@ -660,8 +665,8 @@ def write_changes(
         if memory is not None and memory.block_number == block.number:
             memory.latest, memory.account_ids = indexed, dict(account_ids)
             memory.latest_rowids = rowids
-            if memory.book_rows is not None:
-                memory.book_rows = replace(memory.book_rows, latest=columns)
+            if memory.book_rows is not None and columns is not None:
+                memory.book_rows = replace(memory.book_rows, latest=columns[0], steady=columns[1])
     return {
         "account_states": len(state_rows),
         "verdicts": len(verdict_rows),
@@ -852,12 +857,12 @@ def _write_latest(
     book_keys: Sequence[tuple[int, str]] = (),
     order: Sequence[int] = (),
     rowids: dict[tuple[int, str], int] | None = None,
-    was: LatestColumns | None = None,
+    was: BookRows | None = None,
 ) -> tuple[
     int,
     dict[tuple[int, str], tuple[Any, ...]],
     dict[tuple[int, str], int] | None,
-    LatestColumns | None,
+    tuple[LatestColumns, SteadyColumns] | None,
 ]:
     """The current book in place: positions gone are deleted, `positions` upserted whole, and
     with a `book` its other rows get the columns prices move (`_update_moving`). `known`: each
@@ -868,9 +873,9 @@ def _write_latest(
     SQLite, each stored row's rowid where remembered with `known` (`Standing.latest_rowids`);
     the rows updated in place are found by it, and it is returned as the rows now stand
     (None: not kept, on PostgreSQL or without a `book`). `was`: with `known`, the last book's
-    rows' indexed values row by row, where its rows are this `book`'s (`BookRows.latest`);
+    rows, where they are this `book`'s (`BookRows`, its `latest` and `steady` columns);
     `known` is then brought up to date in place. Also returns, with a `book`, its rows'
-    indexed values row by row."""
+    indexed and steady values row by row."""
     rows = []
     details = []
     for p, a in zip(positions, assessed, strict=True):
@@ -888,6 +893,8 @@ def _write_latest(
         was = None
     else:
         stored = known
+    if was is not None and (was.latest is None or was.steady is None):
+        was = None
     if not by_rowid:
         rowids = None
     columns = None
@@ -1020,6 +1027,9 @@ BLOCK_COLUMNS = ("block_number", "block_hash", "block_timestamp")
 INDEXED = ("market_id", "risk_tier", *BUCKET_COLUMNS)
 # the moving columns no index holds: a row whose tier and buckets stay gets these alone
 UNINDEXED = tuple(n for n in MOVING if n not in INDEXED)
+# of those, the ones that seldom move: a row where they stay too gets the others (`QUIET`)
+STEADY = ("risk_reasons", "liquidatable", "horizon_s")
+QUIET = tuple(n for n in UNINDEXED if n not in STEADY)
 
 
 def _bucket_values(values: Mapping[str, Any]) -> dict[str, int | None]:
@@ -1043,8 +1053,8 @@ def _update_moving(
     stored: dict[tuple[int, str], tuple[Any, ...]],
     order: Sequence[int],
     rowids: Mapping[tuple[int, str], int] | None = None,
-    was: LatestColumns | None = None,
-) -> tuple[int, LatestColumns]:
+    was: BookRows | None = None,
+) -> tuple[int, tuple[LatestColumns, SteadyColumns]]:
     """The rows of `book` (`keys`: each one's account id and market key) not written whole
     (not in `indexed` yet): their moving columns, in
     place (no asset JSON rewritten); `indexed` gains their indexed values. Each must be in the
@@ -1054,10 +1064,11 @@ def _update_moving(
     others leave those columns out). Tens of thousands of rows per block: built column by
     column, and bound without a statement's per-row parameter handling.
 
-    `was`: the last book's rows' indexed values row by row, where its rows are these: compared
-    column by column; `stored` (the writer's memory) then gains the values that changed,
-    and `indexed` keeps only the rows written whole. Returns how many of the book's rows
-    `stored` holds, and the rows' indexed values row by row."""
+    `was`: the last book's rows, where they are these, with their indexed and steady values
+    (`BookRows`): compared column by column; `stored` (the writer's memory) then gains the
+    values that changed, `indexed` keeps only the rows written whole, and on SQLite the rows
+    whose steady values stay leave those columns out too. Returns how many of the book's
+    rows `stored` holds, and the rows' indexed and steady values row by row."""
     f, v = book.figures, book.verdicts
     pg = conn.dialect.name == "postgresql"
     hfs, debts, collaterals = f.health_factor, f.total_debt_base, f.total_collateral_base
@@ -1066,14 +1077,19 @@ def _update_moving(
     debt_buckets = int_buckets(debts)
     hf_buckets = float_buckets(floats, HF_PER_OCTAVE)
     columns: LatestColumns = (v.tier, hf_buckets, debt_buckets)
+    liquidatable = np.asarray(f.liquidatable, dtype=bool).tolist()  # Python bools, in C
+    steady: SteadyColumns = (v.reasons, liquidatable, v.horizon_s)
     # in the primary key's order (pages stay warm): the rows whose tier and buckets stay, and
-    # those that rewrite an index entry (PostgreSQL: all, HOT compares them)
-    if was is not None:
-        same, moved = _moved_by_column(keys, indexed, stored, order, columns, was, pg)
+    # those that rewrite an index entry (PostgreSQL: all, HOT compares them); of the first,
+    # those whose steady values stay too (`quiet`)
+    quiet: list[int] = []
+    if was is not None and was.latest is not None and was.steady is not None:
+        same, moved = _moved_by_column(keys, indexed, stored, order, columns, was.latest, pg)
         present = len(keys)  # the last book's rows, all in the view
+        if same:
+            quiet, same = _split_steady(same, steady, was.steady)
     else:
         same, moved, present = _moved_by_key(keys, indexed, stored, order, columns, pg, f.accounts)
-    liquidatable = np.asarray(f.liquidatable, dtype=bool).tolist()  # Python bools, in C
     # each column as a sequence by row (a constant: None); a row not written whole has the
     # buckets worked out here (`indexed` holds them too)
     by_row: dict[str, Sequence[Any] | None] = {
@@ -1104,7 +1120,11 @@ def _update_moving(
     }
     constant = {"market_id": market_id}
     fixed = {n: block_values[n] for n in BLOCK_COLUMNS}  # the same in every row
-    for names, picked in ((list(UNINDEXED), same), ([*MOVING, *BUCKET_COLUMNS], moved)):
+    for names, picked in (
+        (list(QUIET), quiet),
+        (list(UNINDEXED), same),
+        ([*MOVING, *BUCKET_COLUMNS], moved),
+    ):
         if not picked:
             continue
         take = itemgetter(*picked)
@@ -1120,7 +1140,20 @@ def _update_moving(
                 )
         found = None if rowids is None else [rowids[keys[i]] for i in picked]
         _set_rows(conn, per_row, values_by_row, found, fixed)
-    return present, columns
+    return present, (columns, steady)
+
+
+def _split_steady(
+    rows: list[int], steady: SteadyColumns, was: SteadyColumns
+) -> tuple[list[int], list[int]]:
+    """`rows` (in their order) whose steady values (`STEADY`) stay, and the others."""
+    n = len(steady[0])
+    moved = np.zeros(n, dtype=bool)
+    for now, before in zip(steady, was, strict=True):
+        moved |= np.fromiter(map(ne, now, before), bool, n)
+    picked = np.asarray(rows)
+    stays = ~moved[picked]
+    return picked[stays].tolist(), picked[~stays].tolist()
 
 
 def _moved_by_key(

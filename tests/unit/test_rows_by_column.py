@@ -83,3 +83,29 @@ def test_latest_rows_moved_by_column_are_those_found_by_key() -> None:
             assert (same_c, moved_c) == (same, moved) and present == n
             assert by_column_stored | whole == by_key_indexed  # the memory as by key
             assert moved and (same or pg)
+
+
+def test_rows_whose_steady_values_stay_are_split_from_the_others() -> None:
+    """Reason codes, liquidatable and horizon (`changes.STEADY`): a row leaves them out of its
+    update only where all three stay, each change alone counting."""
+    rng = random.Random(19)
+    n = 500
+    reasons = [rng.choice([[], ["near_oracle"], None]) for _ in range(n)]
+    liquidatable = [rng.random() < 0.1 for _ in range(n)]
+    horizons = [rng.choice([3600.0, None]) for _ in range(n)]
+    now = (
+        _moved(rng, reasons, [["stale_price"], []], 0.05),
+        _moved(rng, liquidatable, [True, False], 0.05),
+        _moved(rng, horizons, [7200.0], 0.05),
+    )
+    rows = sorted(rng.sample(range(n), 400), key=lambda i: (i * 31) % n)
+    quiet, others = changes._split_steady(rows, now, (reasons, liquidatable, horizons))
+    expected = [
+        i
+        for i in rows
+        if (now[0][i], now[1][i], now[2][i]) == (reasons[i], liquidatable[i], horizons[i])
+    ]
+    assert quiet == expected and others == [i for i in rows if i not in set(expected)]
+    for column in range(3):  # each column's change alone moves a row to the others
+        assert any(now[column][i] != (reasons, liquidatable, horizons)[column][i] for i in others)
+    assert set(changes.QUIET) | set(changes.STEADY) == set(changes.UNINDEXED)
