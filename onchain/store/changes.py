@@ -248,6 +248,7 @@ class BookRows:
     bands: Any  # numpy int array
     latest: LatestColumns | None = None
     steady: SteadyColumns | None = None
+    rowids: list[int] | None = None  # SQLite: each row's latest-view rowid, by row
 
     def same_rows(self, book: LeanBook) -> bool:
         """Whether `book` has these rows in this order."""
@@ -666,7 +667,9 @@ def write_changes(
             memory.latest, memory.account_ids = indexed, dict(account_ids)
             memory.latest_rowids = rowids
             if memory.book_rows is not None and columns is not None:
-                memory.book_rows = replace(memory.book_rows, latest=columns[0], steady=columns[1])
+                memory.book_rows = replace(
+                    memory.book_rows, latest=columns[0], steady=columns[1], rowids=columns[2]
+                )
     return {
         "account_states": len(state_rows),
         "verdicts": len(verdict_rows),
@@ -862,7 +865,7 @@ def _write_latest(
     int,
     dict[tuple[int, str], tuple[Any, ...]],
     dict[tuple[int, str], int] | None,
-    tuple[LatestColumns, SteadyColumns] | None,
+    tuple[LatestColumns, SteadyColumns, list[int] | None] | None,
 ]:
     """The current book in place: positions gone are deleted, `positions` upserted whole, and
     with a `book` its other rows get the columns prices move (`_update_moving`). `known`: each
@@ -875,7 +878,7 @@ def _write_latest(
     (None: not kept, on PostgreSQL or without a `book`). `was`: with `known`, the last book's
     rows, where they are this `book`'s (`BookRows`, its `latest` and `steady` columns);
     `known` is then brought up to date in place. Also returns, with a `book`, its rows'
-    indexed and steady values row by row."""
+    indexed and steady values row by row, and (SQLite, where known) their rowids by row."""
     rows = []
     details = []
     for p, a in zip(positions, assessed, strict=True):
@@ -897,9 +900,9 @@ def _write_latest(
         was = None
     if not by_rowid:
         rowids = None
-    columns = None
+    columns, row_ids = None, None
     if book is not None:
-        present, columns = _update_moving(
+        present, columns, row_ids = _update_moving(
             conn, market_id, block, book, book_keys, indexed, stored, order, rowids, was
         )
         # every stored row still in the book (its keys are distinct): none gone
@@ -927,7 +930,9 @@ def _write_latest(
     if was is not None:  # `stored` is up to date but for the rows written whole
         stored.update(indexed)
         indexed = stored
-    return len(rows), indexed, rowids, columns
+    if columns is None:
+        return len(rows), indexed, rowids, None
+    return len(rows), indexed, rowids, (*columns, row_ids)
 
 
 def _stored_indexed(
@@ -1054,7 +1059,7 @@ def _update_moving(
     order: Sequence[int],
     rowids: Mapping[tuple[int, str], int] | None = None,
     was: BookRows | None = None,
-) -> tuple[int, tuple[LatestColumns, SteadyColumns]]:
+) -> tuple[int, tuple[LatestColumns, SteadyColumns], list[int] | None]:
     """The rows of `book` (`keys`: each one's account id and market key) not written whole
     (not in `indexed` yet): their moving columns, in
     place (no asset JSON rewritten); `indexed` gains their indexed values. Each must be in the
@@ -1068,7 +1073,8 @@ def _update_moving(
     (`BookRows`): compared column by column; `stored` (the writer's memory) then gains the
     values that changed, `indexed` keeps only the rows written whole, and on SQLite the rows
     whose steady values stay leave those columns out too. Returns how many of the book's
-    rows `stored` holds, and the rows' indexed and steady values row by row."""
+    rows `stored` holds, the rows' indexed and steady values row by row, and (SQLite, by
+    column) each row's rowid by row."""
     f, v = book.figures, book.verdicts
     pg = conn.dialect.name == "postgresql"
     hfs, debts, collaterals = f.health_factor, f.total_debt_base, f.total_collateral_base
@@ -1083,7 +1089,10 @@ def _update_moving(
     # those that rewrite an index entry (PostgreSQL: all, HOT compares them); of the first,
     # those whose steady values stay too (`quiet`)
     quiet: list[int] = []
+    row_ids = None  # the rows' rowids by row, where every row has one (the last book's rows)
     if was is not None and was.latest is not None and was.steady is not None:
+        if rowids is not None:
+            row_ids = was.rowids if was.rowids is not None else [rowids[k] for k in keys]
         same, moved = _moved_by_column(keys, indexed, stored, order, columns, was.latest, pg)
         present = len(keys)  # the last book's rows, all in the view
         if same:
@@ -1138,9 +1147,13 @@ def _update_moving(
                 values_by_row.append(
                     [values[picked[0]]] if len(picked) == 1 else list(take(values))
                 )
-        found = None if rowids is None else [rowids[keys[i]] for i in picked]
+        found = None
+        if row_ids is not None:
+            found = [row_ids[picked[0]]] if len(picked) == 1 else list(take(row_ids))
+        elif rowids is not None:
+            found = [rowids[keys[i]] for i in picked]
         _set_rows(conn, per_row, values_by_row, found, fixed)
-    return present, (columns, steady)
+    return present, (columns, steady), row_ids
 
 
 def _split_steady(

@@ -366,6 +366,12 @@ def test_a_remembered_rowid_that_names_another_row_fails_the_block(tmp_path: Pat
     before = _rows(store)
     a, b = sorted(mine.latest_rowids)[:2]
     mine.latest_rowids[a], mine.latest_rowids[b] = mine.latest_rowids[b], mine.latest_rowids[a]
+    # and as the last book's rows keep them, by row (the next block reads them there)
+    assert mine.book_rows is not None and mine.book_rows.rowids is not None
+    by_row = mine.book_rows.rowids
+    i, j = mine.book_rows.keys.index(a), mine.book_rows.keys.index(b)
+    assert (by_row[i], by_row[j]) == (mine.latest_rowids[b], mine.latest_rowids[a])
+    by_row[i], by_row[j] = by_row[j], by_row[i]
     with pytest.raises(RuntimeError, match="rowids"):
         _write(store, market, 4, standing=mine)
     assert _rows(store) == before  # nothing of block 4 written
