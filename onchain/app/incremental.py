@@ -51,7 +51,7 @@ class Advance:
     requests: int
     seconds: float
     read_again: tuple[str, ...] = ()  # those accounts (each now holds new state records)
-    since_block: int | None = None  # the block moved forward from (None: a full read)
+    since_block: BlockRef | None = None  # the block moved forward from (None: a full read)
 
 
 @dataclass(frozen=True)
@@ -212,7 +212,7 @@ class MarketRefresher:
             return
         sent = self.client.requests_sent
         started = time.perf_counter()
-        since = self.block.number
+        since = self.block
         if logs is None:
             logs = self._range_logs(self.block.number + 1, block.number)
         found = self._discover(logs)

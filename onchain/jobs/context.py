@@ -45,7 +45,9 @@ class JobContext:
         default_factory=dict
     )
     # market id -> (the block, its tracked accounts, their bytes) of the last `encode_kept`
-    encoded_book: dict[int, tuple[int, list[str], dict[str, bytes]]] = field(default_factory=dict)
+    encoded_book: dict[int, tuple[tuple[int, str], list[str], dict[str, bytes]]] = field(
+        default_factory=dict
+    )
     # market id -> what its last written block left standing in the store (changes.Standing)
     standing: dict[int, Any] = field(default_factory=dict)
     # market id -> (block, the tracked accounts the store gave up to it): `tracked_accounts`

@@ -244,8 +244,8 @@ def encode_kept(
     states: Mapping[str, list[Any]],
     standing: changes.Standing | None = None,
     *,
-    block_number: int | None = None,
-    since: tuple[int, Collection[str]] | None = None,
+    block: BlockRef | None = None,
+    since: tuple[BlockRef, Collection[str]] | None = None,
 ) -> KeptState:
     """The block's kept state as the adapter encodes it (each of the `tracked` accounts' kept
     `states`, none where it has none); an account whose states equal the ones encoded before
@@ -253,28 +253,29 @@ def encode_kept(
     (`changes.Standing`), which the write uses where it can and brings up to date.
 
     `since` (block, accounts): only these accounts' states changed since `block`; where the
-    last encoding (at `block_number`, remembered) was at that block with the same tracked
+    last encoding (at `block`, remembered) was at that block with the same tracked
     accounts, only they are encoded again and the write compares only them (`changed`): a
     quiet block costs no pass over every account."""
     cache = ctx.encoded_states.setdefault(market.id, {})
     last = ctx.encoded_book.get(market.id)
-    changed: tuple[int, frozenset[str]] | None = None
+    changed: tuple[tuple[int, str], frozenset[str]] | None = None
     accounts: dict[str, bytes]
-    if since is not None and last is not None and last[0] == since[0] and last[1] == tracked:
+    base = None if since is None else (since[0].number, since[0].hash)
+    if since is not None and last is not None and last[0] == base and last[1] == tracked:
         accounts = dict(last[2])
         touched = frozenset(a for a in since[1] if a in accounts)
         for account in touched:
             accounts[account] = _encoded(cache, incremental, account, states)
-        changed = (since[0], touched)
+        changed = ((since[0].number, since[0].hash), touched)
     else:
         accounts = {a: _encoded(cache, incremental, a, states) for a in tracked}
         if len(cache) != len(accounts):
             for gone in set(cache) - set(accounts):
                 del cache[gone]
-    if block_number is None:
+    if block is None:
         ctx.encoded_book.pop(market.id, None)
     else:
-        ctx.encoded_book[market.id] = (block_number, list(tracked), accounts)
+        ctx.encoded_book[market.id] = ((block.number, block.hash), list(tracked), accounts)
     return KeptState(
         incremental.encode_market_state(market_state),
         accounts,
@@ -462,7 +463,7 @@ def lean_block(
     since = None if reread is None or since_block is None else (since_block, reread)
     kept = encode_kept(
         ctx, market, incremental, refresher.state, refresher.accounts, refresher.kept, standing,
-        block_number=refresher.block.number, since=since,
+        block=refresher.block, since=since,
     )  # fmt: skip
     snapshot = market_snapshot(client, market.protocol, refresher.state, block)
     verdicts, details = book_tiers(

@@ -91,9 +91,9 @@ class KeptState:
     accounts: Mapping[str, bytes]
     bands: tuple[float, ...]
     standing: Standing | None = None  # the writer's memory of what stands (`Standing`)
-    # (block, accounts): `accounts` equal the last block's encoded at `block` but for these
-    # accounts' bytes (read again since); None: not known, every account compared
-    changed: tuple[int, frozenset[str]] | None = None
+    # ((block number, hash), accounts): `accounts` equal the last block's encoded at that block
+    # but for these accounts' bytes (read again since); None: not known, every one compared
+    changed: tuple[tuple[int, str], frozenset[str]] | None = None
 
 
 class BookFigures(Protocol):
@@ -585,7 +585,12 @@ def write_changes(
         before = states_at(conn, market_id, block.number - 1)
         previous = _standing_verdicts(conn, market_id, block.number, newest)
     changed = kept.changed
-    if not (memory is not None and remembered and changed and changed[0] == memory.block_number):
+    if not (
+        memory is not None
+        and remembered
+        and changed
+        and changed[0] == (memory.block_number, memory.block_hash)
+    ):
         changed = None  # the encoding's changes are not since what `before` holds
     now, moved, gone = _states_moved(kept, account_ids, before, changed)
     state_rows = [
@@ -719,7 +724,7 @@ def _states_moved(
     kept: KeptState,
     account_ids: Mapping[str, int],
     before: Mapping[int, bytes | None],
-    changed: tuple[int, frozenset[str]] | None,
+    changed: tuple[tuple[int, str], frozenset[str]] | None,
 ) -> tuple[dict[int, bytes], list[int], list[int]]:
     """Each account's state bytes by id (`now`), and the ids whose state moved or is gone since
     `before`. `changed`: `kept.changed` where it is since the block `before` holds (the
@@ -1164,7 +1169,7 @@ def _split_steady(
     moved = np.zeros(n, dtype=bool)
     for now, before in zip(steady, was, strict=True):
         moved |= np.fromiter(map(ne, now, before), bool, n)
-    picked = np.asarray(rows)
+    picked = np.asarray(rows, dtype=np.intp)
     stays = ~moved[picked]
     return picked[stays].tolist(), picked[~stays].tolist()
 
@@ -1220,7 +1225,7 @@ def _moved_by_column(
         keep[[i for i, key in enumerate(keys) if key in indexed]] = False
     for i in np.flatnonzero(changed & keep).tolist():
         stored[keys[i]] = (columns[0][i], columns[1][i], columns[2][i])
-    rows = np.asarray(order)
+    rows = np.asarray(order, dtype=np.intp)
     rows = rows[keep[rows]]
     if pg:
         return [], rows.tolist()
@@ -1230,7 +1235,7 @@ def _moved_by_column(
 
 def _sql_literal(value: Any) -> str | None:
     """A block's number, time or hash as SQL text (None: not one of those, bind it)."""
-    if type(value) is int:
+    if type(value) is int and -(2**63) <= value < 2**63:  # SQLite's integers
         return str(value)
     if isinstance(value, str) and _HEX.fullmatch(value):
         return f"'{value}'"
@@ -1259,8 +1264,8 @@ def _set_rows(
     `fixed` columns to one value in every row (the block's number, hash and time: on SQLite
     written into the statement once, not bound per row).
     `rowids` (SQLite): each row's rowid, which finds it in one search instead of two (the
-    key's index, then the table); its market and account are checked against the key, and
-    every row must be found, else the block's transaction fails."""
+    key's index, then the table); the row it names is checked against the key, and every
+    row must be found, else the block's transaction fails."""
     t = T_LATEST
     count = len(columns[0])
     literals = {n: _sql_literal(v) for n, v in (fixed or {}).items()}
@@ -1308,8 +1313,9 @@ def _set_rows(
                 rowids,
                 columns[-3],
                 columns[-2],
+                columns[-1],
             ]
-            where = "rowid = ? AND market_id = ? AND account_id = ?"
+            where = "rowid = ? AND market_id = ? AND account_id = ? AND market_key = ?"
         done = conn.exec_driver_sql(
             f"UPDATE positions_latest SET {assignments} WHERE {where}",
             list(zip(*bound, strict=True)),

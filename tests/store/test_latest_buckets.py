@@ -87,7 +87,7 @@ def _write(
             dataclasses.replace(a, reasons=[], probability=(i % 7) / 10, horizon_s=21600.0)
             for i, a in enumerate(assessed)
         ]
-    whole = [i for i in range(ACCOUNTS) if not lean or i % 5 == n % 5]
+    whole = [i for i in range(len(positions)) if not lean or i % 5 == n % 5]
     figures = Figures.of(positions)
     blobs = {p.account: f"{p.account}:{n}".encode() for p in positions}
     return crud.write_snapshot(
@@ -349,10 +349,22 @@ def test_a_remembered_view_is_not_trusted_once_another_writers_block_left_it(
     assert len(view) == ACCOUNTS and view == newest
 
 
-def test_a_remembered_rowid_that_names_another_row_fails_the_block(tmp_path: Path) -> None:
+@pytest.mark.parametrize("same_account", [False, True], ids=["other-account", "other-book"])
+def test_a_remembered_rowid_that_names_another_row_fails_the_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, same_account: bool
+) -> None:
     """SQLite finds the rows it updates in place by their remembered rowids (one search, not
-    two); a rowid that names another position's row (a memory gone wrong) fails the block's
+    two); a rowid that names another position's row (a memory gone wrong), another account's
+    or the same account's in another book (as Morpho's markets are), fails the block's
     transaction whole, instead of writing one position's figures into another's row."""
+    book = _positions
+    other_book = "0x" + "22" * 32
+
+    def with_a_second_book(n: int, blk: BlockRef) -> list[Position]:
+        first = book(n, blk)
+        return [*first, dataclasses.replace(first[0], market=other_book)]
+
+    monkeypatch.setattr(sys.modules[__name__], "_positions", with_a_second_book)
     url = f"sqlite:///{tmp_path / 'rowids.sqlite'}"
     engine = make_engine(parse_db_url(url), create_sqlite_dir=True)
     upgrade(engine)
@@ -362,9 +374,12 @@ def test_a_remembered_rowid_that_names_another_row_fails_the_block(tmp_path: Pat
     mine = changes.Standing()
     for n in (1, 2, 3):
         _write(store, market, n, lean=n > 1, standing=mine)
-    assert mine.latest_rowids is not None and len(mine.latest_rowids) == ACCOUNTS
+    assert mine.latest_rowids is not None and len(mine.latest_rowids) == ACCOUNTS + 1
     before = _rows(store)
-    a, b = sorted(mine.latest_rowids)[:2]
+    a, b = sorted(k for k in mine.latest_rowids if k[1] != other_book)[:2]
+    if same_account:
+        b = (a[0], other_book)
+        assert b in mine.latest_rowids
     mine.latest_rowids[a], mine.latest_rowids[b] = mine.latest_rowids[b], mine.latest_rowids[a]
     # and as the last book's rows keep them, by row (the next block reads them there)
     assert mine.book_rows is not None and mine.book_rows.rowids is not None

@@ -25,3 +25,12 @@ def test_amounts_are_bound_as_python_ints() -> None:
     for other in (np.array([1, 2, 3], dtype=np.int64), [np.int64(5), 6], (7, 8)):
         out = changes._ints(other)
         assert out == [int(x) for x in other] and {type(x) for x in out} == {int}
+
+
+def test_only_a_blocks_number_time_and_hash_are_written_into_the_statement() -> None:
+    """The block's own columns go into the update's SQL text once (SQLite); anything that is
+    not a SQLite integer or a hex hash is bound instead."""
+    assert changes._sql_literal(19_000_000) == "19000000"
+    assert changes._sql_literal("0x" + "ab" * 32) == "'0x" + "ab" * 32 + "'"
+    for bound in (2**63, -(2**63) - 1, True, 1.5, "0x12'; DROP TABLE x; --", "12", "0x", None):
+        assert changes._sql_literal(bound) is None, bound
