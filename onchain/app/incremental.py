@@ -81,6 +81,8 @@ class MarketRefresher:
     advances: int = 0  # blocks moved forward since the last full read or reconciliation
     _book: Any = None  # the adapter's exact-health arrays, rows replaced as accounts are re-read
     _stale: set[str] = field(default_factory=set)  # accounts read again at every block
+    # the caller's accounts as last given (a copy), and `accounts` then, as a set
+    _given: tuple[list[str], frozenset[str]] | None = None
 
     def __post_init__(self) -> None:
         self.adapter = get_adapter(self.market.protocol)
@@ -111,6 +113,7 @@ class MarketRefresher:
             )
         self.block = block
         self.accounts = [to_checksum_address(a) for a in accounts]
+        self._given = None
         self.kept, self._stale = {}, set()
         self._keep(self._read_states(self.accounts))
         self.advances = 0
@@ -135,6 +138,7 @@ class MarketRefresher:
         self.state = state
         self.block = block
         self.accounts = [to_checksum_address(a) for a in accounts]
+        self._given = None
         self.kept, self._stale, self._book = {}, set(), None
         given = {str(to_checksum_address(a)): states for a, states in kept.items()}
         self._keep({a: given[a] for a in self.accounts})
@@ -222,19 +226,29 @@ class MarketRefresher:
             block,
         )
         self.block = block
-        if accounts is None:
-            wanted = sorted(set(self.accounts) | found)
+        given = self._given
+        same = accounts is not None and given is not None and given[0] == accounts
+        if same:  # the caller's accounts of the last block: `accounts` as they were
+            assert given is not None
+            wanted, wanted_set = self.accounts, given[1]
         else:
-            # kept accounts are checksummed already: only new ones need the (keccak) checksum
-            wanted = [a if a in self.kept else to_checksum_address(a) for a in accounts]
+            if accounts is None:
+                wanted = sorted(set(self.accounts) | found)
+            else:
+                # kept accounts are checksummed already: only new ones need the (keccak) checksum
+                wanted = [a if a in self.kept else to_checksum_address(a) for a in accounts]
+            wanted_set = frozenset(wanted)
+        self._given = None if accounts is None else (list(accounts), wanted_set)
         new = [a for a in wanted if a not in self.kept]
         self.accounts = wanted
-        touched = self.incremental.touched_accounts(self.state, logs) & set(self.kept)
-        again = sorted((touched | self._stale) & set(wanted)) + new
+        touched = self.incremental.touched_accounts(self.state, logs)
+        touched = {a for a in touched if a in self.kept} | self._stale
+        again = sorted(a for a in touched if a in wanted_set) + new
         self._keep(self._read_states(again))
-        for gone in set(self.kept) - set(wanted):
-            del self.kept[gone]
-            self._stale.discard(gone)
+        if not same:  # else the kept accounts are `wanted`'s still (none gone)
+            for gone in set(self.kept) - wanted_set:
+                del self.kept[gone]
+                self._stale.discard(gone)
         self.advances += 1
         self.last = Advance(
             logs[0].block_number if logs else block.number,
