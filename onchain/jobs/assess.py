@@ -410,6 +410,9 @@ def _safe_from(floors: TierThresholds | None) -> int:
     return max(floors.critical_wad, floors.high_wad, floors.watch_wad)
 
 
+_NO_CODES: list[str] = []  # shared: never changed in place
+
+
 def _columns(
     report: RiskReport,
     health_factors: Sequence[int | None],
@@ -433,7 +436,9 @@ def _columns(
     rows = [i for i, yes in enumerate(plain) if yes]
     n = len(health_factors)
     tiers, texts = ["SAFE"] * n, [""] * n
-    codes: list[list[str]] = [[] for _ in range(n)]
+    # one empty list for every plain row (nothing changes a row's codes): a new list per row
+    # would leave tens of thousands of objects a block for the cyclic collector to walk
+    codes: list[list[str]] = [_NO_CODES] * n
     for i, shown in zip(rows, format_wads([health_factors[i] or 0 for i in rows]), strict=True):
         texts[i] = f"health factor {shown}{within}{probabilities[i]:.2%}"
     for i in (i for i, yes in enumerate(plain) if not yes):
