@@ -9,10 +9,8 @@ figures come from `onchain stress`'s own functions. Bad parameters are a 4xx wit
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -25,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from onchain.api import schemas as S
 from onchain.api.settings import ApiSettings
+from onchain.api.signin import mount_signin
 from onchain.app.stored_book import rebuild_account, rebuild_book, rebuild_book_figures
 from onchain.errors import InputError
 from onchain.output import _no_nan, position_json
@@ -139,20 +138,7 @@ def create_app(store: Store, settings: ApiSettings) -> FastAPI:
     app.state.store = store
     app.state.settings = settings
 
-    @app.middleware("http")
-    async def bearer(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        """With a token configured, every request needs `Authorization: Bearer <token>`."""
-        token = settings.token
-        if token:
-            given = request.headers.get("authorization", "")
-            scheme, _, value = given.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                value.strip().encode(), token.encode()
-            ):
-                return _error(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
-        return await call_next(request)
+    mount_signin(app, settings.token)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

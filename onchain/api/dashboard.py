@@ -87,6 +87,7 @@ def mount_dashboard(app: FastAPI, settings: ApiSettings) -> None:
             {
                 "page": page,
                 "refresh_s": settings.refresh_s,
+                "signed_in": getattr(request.state, "signed_in", False),
                 "now": f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC",
                 **context,
             },

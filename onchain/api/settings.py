@@ -57,7 +57,7 @@ def api_settings(config: Path | None, host: str, port: int) -> ApiSettings:
     if not is_loopback(host) and not token:
         raise InputError(
             f"refusing to listen on {host} without a token: set {TOKEN_ENV} "
-            "(every request then needs 'Authorization: Bearer <token>')"
+            "(API requests then need 'Authorization: Bearer <token>'; browsers sign in at /login)"
         )
     table: dict[str, Any] = {}
     if config is not None:

@@ -614,3 +614,184 @@ def test_the_daemon_exposes_its_own_counters_on_its_metrics_port(served: Served)
         daemon.send_signal(signal.SIGTERM)
         _out, err = daemon.communicate(timeout=60)
     assert daemon.returncode == 0, err[-2000:]
+
+
+TOKEN = "dash-s3cret-Tok3n"
+
+
+@dataclass
+class TokenServer:
+    """`onchain serve` as a process, with ONCHAIN_API_TOKEN set."""
+
+    base: str
+    process: subprocess.Popen[str]
+
+    def stop(self) -> str:
+        """Stop it (Ctrl-C) and return everything it wrote: its log."""
+        import signal
+
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        return self.process.communicate(timeout=60)[0]
+
+
+@pytest.fixture
+def token_server(served: Served, tmp_path: Path) -> Iterator[TokenServer]:
+    """The real `onchain serve` on 127.0.0.1 over the same store, with a token."""
+    import time
+
+    config = tmp_path / "served.toml"
+    config.write_text(served.config.read_text() + "\n[api]\nrefresh_s = 2\nready_max_age_s = 600\n")
+    port = free_port()
+    process = subprocess.Popen(
+        [*ONCHAIN, "serve", "--config", str(config), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "ONCHAIN_API_TOKEN": TOKEN, "NO_COLOR": "1", "COLUMNS": "200"},
+    )
+    server = TokenServer(f"http://127.0.0.1:{port}", process)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, server.stop()[-3000:]
+            assert time.monotonic() < deadline, "onchain serve did not start"
+            try:
+                bearer = {"Authorization": f"Bearer {TOKEN}"}
+                if requests.get(server.base + "/healthz", headers=bearer, timeout=5).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.3)
+        yield server
+    finally:
+        server.stop()
+
+
+def test_behind_a_token_a_browser_signs_in_and_sees_the_dashboard(
+    token_server: TokenServer,
+) -> None:
+    """The real `onchain serve` with a token and headless Chromium: a page opened without
+    signing in leads to /login, a wrong token is refused, the right one leads back to the page
+    asked for with its charts fetched (the fetches carry the session cookie); the cookie is
+    HttpOnly, SameSite=Strict and not the token; signing out ends the session."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base = token_server.base
+    market = "aave-v3-devnet"
+    browser = chromium()
+    try:
+
+        def sign_in(token: str) -> None:
+            field = browser.find_element("id", "token")
+            field.clear()
+            field.send_keys(token)
+            browser.find_element("id", "sign-in").click()
+
+        browser.get(base + f"/markets/{market}?x=1")
+        WebDriverWait(browser, 30).until(lambda b: "/login?next=" in b.current_url)
+        assert browser.current_url == base + f"/login?next=%2Fmarkets%2F{market}%3Fx%3D1"
+        assert browser.get_cookie("onchain_session") is None
+        sign_in("not-the-token")
+        WebDriverWait(browser, 30).until(lambda b: b.find_elements("id", "login-error"))
+        assert browser.find_element("id", "login-error").text == "wrong token"
+        assert browser.get_cookie("onchain_session") is None
+        sign_in(TOKEN)
+        WebDriverWait(browser, 30).until(lambda b: b.current_url.endswith(f"/markets/{market}?x=1"))
+        assert wait_for_chart(browser, "chart-curve") >= 13
+        assert wait_for_chart(browser, "chart-tiers") >= 8
+
+        browser.get(base + "/")
+        assert "onchain" in browser.title
+        for i in range(2):
+            assert wait_for_chart(browser, f"chart-tiers-{i}") >= 8
+            assert wait_for_chart(browser, f"chart-at-risk-{i}") >= 8
+        assert wait_for_chart(browser, "chart-targets") > 0
+        stamp = browser.find_element("id", "updated")
+        WebDriverWait(browser, 30).until(
+            lambda _b: int(stamp.get_attribute("data-refreshes") or 0) >= 2
+        )
+        assert TOKEN not in browser.page_source
+
+        cookie = browser.get_cookie("onchain_session")
+        assert cookie is not None and TOKEN not in cookie["value"] and len(cookie["value"]) >= 32
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/"
+        assert not cookie["secure"]  # plain http here
+        assert "onchain_session" not in browser.execute_script("return document.cookie;")
+        session = {"onchain_session": cookie["value"]}
+        assert requests.get(base + "/api/markets", cookies=session, timeout=30).status_code == 200
+
+        browser.find_element("id", "sign-out").click()
+        WebDriverWait(browser, 30).until(lambda b: b.current_url == base + "/login")
+        assert browser.get_cookie("onchain_session") is None
+        browser.get(base + "/")
+        WebDriverWait(browser, 30).until(lambda b: "/login?next=%2F" in b.current_url)
+        # signing out ended the session on the server: the old cookie no longer works
+        assert requests.get(base + "/api/markets", cookies=session, timeout=30).status_code == 401
+    finally:
+        browser.quit()
+    log = token_server.stop()
+    assert "POST /login" in log and "sign-in refused" in log  # the log was captured
+    assert TOKEN not in log
+
+
+def test_behind_a_token_the_api_keeps_the_bearer_and_no_secret_leaks(
+    token_server: TokenServer,
+) -> None:
+    """API clients: 401 with WWW-Authenticate without the header (a script's fetch too), 200
+    with it; a page opened by a browser goes to /login; the sign-in page redirects only to a
+    local path; the token appears in no response and not in the server's log."""
+    base = token_server.base
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    page = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    for path in ("/api/markets", "/metrics", "/healthz", "/readyz", "/openapi.json", "/"):
+        denied = requests.get(base + path, timeout=30)
+        assert denied.status_code == 401, path
+        assert denied.headers["WWW-Authenticate"] == "Bearer"
+        wrong = requests.get(base + path, headers={"Authorization": "Bearer x"}, timeout=30)
+        assert wrong.status_code == 401
+        assert requests.get(base + path, headers=bearer, timeout=30).status_code == 200, path
+    fetch = requests.get(base + "/api/markets", headers={"Accept": "application/json"}, timeout=30)
+    assert fetch.status_code == 401
+    opened = requests.get(
+        base + "/positions?tier=SAFE", headers=page, allow_redirects=False, timeout=30
+    )
+    assert opened.status_code == 303
+    assert opened.headers["Location"] == "/login?next=%2Fpositions%3Ftier%3DSAFE"
+    assert requests.get(base + "/", headers={**page, **bearer}, timeout=30).status_code == 200
+
+    for asked, lands in (
+        ("/accounts/0x00?a=b", "/accounts/0x00?a=b"),
+        ("//evil.example/x", "/"),
+        ("/\\evil.example", "/"),
+        ("https://evil.example/", "/"),
+        ("javascript:alert(1)", "/"),
+        ("/login", "/"),
+    ):
+        reply = requests.post(
+            base + "/login",
+            data={"token": TOKEN, "next": asked},
+            allow_redirects=False,
+            timeout=30,
+        )
+        assert reply.status_code == 303 and reply.headers["Location"] == lands, asked
+        set_cookie = reply.headers["Set-Cookie"]
+        assert TOKEN not in set_cookie
+        assert "HttpOnly" in set_cookie and "SameSite=strict" in set_cookie, set_cookie
+    refused = requests.post(
+        base + "/login", data={"token": TOKEN + "x"}, allow_redirects=False, timeout=30
+    )
+    assert refused.status_code == 401 and "Set-Cookie" not in refused.headers
+    assert TOKEN not in refused.text
+    empty = requests.post(base + "/login", data={}, allow_redirects=False, timeout=30)
+    assert empty.status_code == 401
+    log = token_server.stop()
+    assert "POST /login" in log and "sign-in refused" in log
+    assert TOKEN not in log
+
+
+def test_without_a_token_there_is_no_sign_in(served: Served) -> None:
+    """On 127.0.0.1 without a token nothing changed: pages open directly, no /login."""
+    page = {"Accept": "text/html"}
+    assert served.get("/", headers=page, allow_redirects=False).status_code == 200
+    assert served.get("/login", headers=page).status_code == 404
+    assert served.get("/api/markets").status_code == 200
