@@ -266,7 +266,7 @@ def encode_kept(
         touched = frozenset(a for a in since[1] if a in accounts)
         for account in touched:
             accounts[account] = _encoded(cache, incremental, account, states)
-        changed = ((since[0].number, since[0].hash), touched)
+        changed = (base, touched)
     else:
         accounts = {a: _encoded(cache, incremental, a, states) for a in tracked}
         if len(cache) != len(accounts):

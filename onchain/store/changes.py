@@ -701,10 +701,8 @@ def _verdicts_to_store(
     same as these (`BookRows`): compared column by column; else each row's standing verdict
     is looked up by its key."""
     if rows_before is not None:
-        n = len(current)
         differ = np.asarray(now_bands) != rows_before.bands
-        differ |= np.fromiter(map(ne, tier, rows_before.tiers), bool, n)
-        differ |= np.fromiter(map(ne, reasons, rows_before.reasons), bool, n)
+        differ |= _differ((tier, reasons), (rows_before.tiers, rows_before.reasons))
         return np.flatnonzero(differ).tolist()
     lasts = list(map(previous.get, current))
     if known_bands is not None:  # None where there is no verdict: `last` is None there
@@ -1029,10 +1027,6 @@ MOVING = (
 )
 
 
-# the block's own columns: one value for every row a block updates
-BLOCK_COLUMNS = ("block_number", "block_hash", "block_timestamp")
-
-
 # the latest view's indexed columns that a block may change (the tier, the sort keys' buckets)
 INDEXED = ("market_id", "risk_tier", *BUCKET_COLUMNS)
 # the moving columns no index holds: a row whose tier and buckets stay gets these alone
@@ -1107,9 +1101,6 @@ def _update_moving(
     # each column as a sequence by row (a constant: None); a row not written whole has the
     # buckets worked out here (`indexed` holds them too)
     by_row: dict[str, Sequence[Any] | None] = {
-        "block_number": None,
-        "block_hash": None,
-        "block_timestamp": None,
         "health_factor": hfs,
         "health_factor_float": floats,
         "liquidatable": liquidatable,
@@ -1127,13 +1118,13 @@ def _update_moving(
         "account_id": [k[0] for k in keys],
         "market_key": [k[1] for k in keys],
     }
-    block_values = {
+    constant = {"market_id": market_id}
+    # the block's own columns: the same in every row (`_set_rows` sets them once)
+    fixed = {
         "block_number": block.number,
         "block_hash": block.hash,
         "block_timestamp": block.timestamp,
     }
-    constant = {"market_id": market_id}
-    fixed = {n: block_values[n] for n in BLOCK_COLUMNS}  # the same in every row
     for names, picked in (
         (list(QUIET), quiet),
         (list(UNINDEXED), same),
@@ -1165,10 +1156,7 @@ def _split_steady(
     rows: list[int], steady: SteadyColumns, was: SteadyColumns
 ) -> tuple[list[int], list[int]]:
     """`rows` (in their order) whose steady values (`STEADY`) stay, and the others."""
-    n = len(steady[0])
-    moved = np.zeros(n, dtype=bool)
-    for now, before in zip(steady, was, strict=True):
-        moved |= np.fromiter(map(ne, now, before), bool, n)
+    moved = _differ(steady, was)
     picked = np.asarray(rows, dtype=np.intp)
     stays = ~moved[picked]
     return picked[stays].tolist(), picked[~stays].tolist()
@@ -1217,9 +1205,7 @@ def _moved_by_column(
     by row): compared column by column; `stored` gains the values that changed, the rows
     written whole (`indexed`) left out."""
     n = len(keys)
-    changed = np.zeros(n, dtype=bool)
-    for now, before in zip(columns, was, strict=True):
-        changed |= np.fromiter(map(ne, now, before), bool, n)
+    changed = _differ(columns, was)
     keep = np.ones(n, dtype=bool)
     if indexed:
         keep[[i for i, key in enumerate(keys) if key in indexed]] = False
@@ -1231,6 +1217,16 @@ def _moved_by_column(
         return [], rows.tolist()
     moved_in_order = changed[rows]
     return rows[~moved_in_order].tolist(), rows[moved_in_order].tolist()
+
+
+def _differ(now: Sequence[Sequence[Any]], before: Sequence[Sequence[Any]]) -> Any:
+    """A numpy bool per row: whether any of the columns `now` differs there from its twin in
+    `before` (the last book's, row for row)."""
+    n = len(now[0])
+    differ = np.zeros(n, dtype=bool)
+    for column, was in zip(now, before, strict=True):
+        differ |= np.fromiter(map(ne, column, was), bool, n)
+    return differ
 
 
 def _sql_literal(value: Any) -> str | None:
