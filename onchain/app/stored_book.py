@@ -77,6 +77,8 @@ class BookCache:
         # prices and indexes, seldom an account's state, so the next block's book (a whole one
         # or a page of it) decodes only the states that changed (~1 KB an Aave state)
         self._decoded: dict[tuple[str, bytes], list[Any]] = {}
+        # and the pages' (small books'), the last `ACCOUNTS` decoded
+        self._page_states: OrderedDict[tuple[str, bytes], list[Any]] = OrderedDict()
 
     def clear(self) -> None:
         """Every entry dropped (a reader timed cold)."""
@@ -84,6 +86,7 @@ class BookCache:
             self._books.clear()
             self._whole.clear()
             self._decoded = {}
+            self._page_states.clear()
 
     def whole(
         self,
@@ -152,12 +155,7 @@ class BookCache:
         missing = [(a, blob) for a, blob in book.accounts.items() if (a, blob) not in known]
         built: dict[str, list[Position]] = {a: [] for a, _blob in missing}
         if missing:
-            decoded = self._decoded
-            states = [
-                s
-                for _a, blob in missing
-                for s in (decoded.get((protocol, blob)) or incremental.decode_account_states(blob))
-            ]
+            states = [s for _a, blob in missing for s in self._states(protocol, blob, incremental)]
             got = incremental.positions_from_states(cached.market_state, states, book.block)
             if any(p.account not in built for p in got):  # not the book's addresses: no cache
                 return rebuild_positions(book, incremental)
@@ -173,6 +171,25 @@ class BookCache:
             for a, blob in book.accounts.items()
             for p in (built[a] if a in built else known[(a, blob)])
         ]
+
+    def _states(self, protocol: str, blob: bytes, incremental: IncrementalAdapter) -> list[Any]:
+        """An account's decoded states, from those kept (the last whole book's, the pages'
+        last ones) or decoded now and kept for the pages."""
+        key = (protocol, blob)
+        with self._lock:
+            known = self._decoded.get(key)
+            if known is None:
+                known = self._page_states.get(key)
+                if known is not None:
+                    self._page_states.move_to_end(key)
+        if known is not None:
+            return known
+        known = incremental.decode_account_states(blob)
+        with self._lock:
+            self._page_states[key] = known
+            while len(self._page_states) > self.ACCOUNTS:
+                self._page_states.popitem(last=False)
+        return known
 
 
 @dataclass(frozen=True)

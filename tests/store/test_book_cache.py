@@ -177,3 +177,19 @@ def test_a_whole_book_without_liquidation_prices_and_the_next_blocks_decoding() 
     cache.clear()
     whole(after)
     assert (adapter.built, adapter.decoded) == (26, 13)
+
+
+def test_a_pages_account_states_are_decoded_once_across_blocks() -> None:
+    """A page's accounts whose states did not change are not decoded again at the next block;
+    the pages keep the last `ACCOUNTS` decoded states."""
+    cache, adapter = BookCache(), _Adapter()
+    cache.ACCOUNTS = 3
+    _check(cache, adapter, _book(1, 100, {1: 5, 2: 7}))
+    assert adapter.decoded == 2
+    _check(cache, adapter, _book(2, 101, {1: 5, 2: 8}))  # account 2's new state
+    assert (adapter.built, adapter.decoded) == (4, 3)
+    _check(cache, adapter, _book(3, 102, {4: 9}))  # a fourth state: the least used goes
+    _check(cache, adapter, _book(4, 103, {1: 5, 2: 8, 4: 9}))
+    assert (adapter.built, adapter.decoded) == (8, 4)
+    _check(cache, adapter, _book(5, 104, {2: 7}))  # the one that went: decoded again
+    assert adapter.decoded == 5
