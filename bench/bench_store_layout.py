@@ -21,8 +21,14 @@ tier counts for /metrics) and `report`'s, over each store: the snapshot rows aga
 change layout's latest view, median of repeated runs; and the history over every stored block,
 where the change layout rebuilds each older block through the adapter.
 
+Then `--after-blocks` more blocks (3; only prices move), each read timed first after each
+block: what a server's reader meets, the cache holding what the block before's reads left (the
+change layout's rebuilt positions are a function of the block's prices, so a new block
+rebuilds the rows a read shows; the account states decoded before are kept).
+
     .venv/bin/python bench/bench_store_layout.py [--accounts 3000] [--blocks 10]
         [--no-postgres | --no-sqlite] [--aave-only] [--repeat 15] [--history-repeat 15]
+        [--after-blocks 3]
 
 At 30,000 accounts: `--accounts 30000 --aave-only` (the large devnet is cached Aave-only).
 `--keep DIR` copies the two SQLite stores there; `--reads-only DIR` then times the reads alone
@@ -193,6 +199,7 @@ def run(
     repeat: int,
     history_repeat: int,
     keep: Path | None = None,
+    after_blocks: int = 3,
 ) -> None:
     with (
         running_devnet(accounts, 7, aave_only=aave_only) as info,
@@ -218,7 +225,8 @@ def run(
                 _track_borrowers(info, stores, contexts)
             changers = _changers(info, max(1, accounts // 100))
             for ctx in contexts.values():  # the first block: everything is new to both
-                assert refresh_job(ctx, Counter()) == []
+                errors = refresh_job(ctx, Counter())
+                assert errors == [], errors
             for scenario in ("prices only", "prices + 1% of accounts"):
                 figures = {layout: Figures() for layout in LAYOUTS}
                 positions = 0
@@ -233,7 +241,8 @@ def run(
                         before, _ = _size(store)
                         _WRITE_S[layout] = 0.0
                         counts: Counter[str] = Counter()
-                        assert refresh_job(ctx, counts) == []
+                        errors = refresh_job(ctx, counts)
+                        assert errors == [], errors
                         _, wal = _size(store)
                         _checkpoint(store)
                         after, _ = _size(store)
@@ -251,27 +260,32 @@ def run(
                     keep.mkdir(parents=True, exist_ok=True)
                     shutil.copy(str(store.engine.url.database), keep / f"{layout}.sqlite")
             _reads(stores, info.borrowers[0], repeat, history_repeat)
+            if after_blocks > 0:
+                _after_blocks(info, contexts, stores, info.borrowers[0], after_blocks)
             for store in stores.values():
                 store.close()
 
 
-def _reads(stores: dict[str, Store], account: str, repeat: int, history_repeat: int) -> None:
-    """Median seconds of the newest block's reads per layout, as a ratio to the snapshot rows';
-    the histories also per stored block (they read every one; `history_repeat` runs, as a
-    whole book rebuilt per block takes seconds at tens of thousands of accounts)."""
+HISTORIES = ("market history", "account history")
+
+
+def _read_set(account: str) -> dict[str, Callable[[Store], Any]]:
+    """The reads timed, by name: the API's pages, one account, every position (with the exact
+    liquidation prices, and as stress and targets read it: without), /metrics' tier counts,
+    `report`, and the two histories."""
     from eth_utils import to_checksum_address
 
     from onchain.app.stored_book import (
-        BOOKS,
         rebuild_account,
         rebuild_book,
         rebuild_book_figures,
+        rebuild_book_for_risk,
     )
     from onchain.store import api_queries as Q
     from onchain.store import queries
 
     who = to_checksum_address(account)
-    reads: dict[str, Callable[[Store], Any]] = {
+    return {
         "riskiest page (50)": lambda s: Q.positions_page(
             s, Q.PositionFilter(), limit=50, rebuild=rebuild_book
         ),
@@ -294,13 +308,23 @@ def _reads(stores: dict[str, Store], account: str, repeat: int, history_repeat: 
             s, Q.PositionFilter(account=who), limit=1000, rebuild=rebuild_book
         ),
         "every position": lambda s: Q.latest_positions(s, rebuild=rebuild_book),
+        "every position, risk": lambda s: Q.latest_positions(s, rebuild=rebuild_book_for_risk),
         "tier counts (metrics)": lambda s: Q.tier_series(s, "aave", limit=1, exact=False),
         "report": lambda s: queries.at_risk_report(s),
         # every stored block: the change layout rebuilds each older one through the adapter
         "market history": lambda s: Q.tier_series(s, "aave", rebuild=rebuild_book_figures),
         "account history": lambda s: queries.account_history(s, who, rebuild=rebuild_account),
     }
-    histories = ("market history", "account history")
+
+
+def _reads(stores: dict[str, Store], account: str, repeat: int, history_repeat: int) -> None:
+    """Median seconds of the newest block's reads per layout, as a ratio to the snapshot rows';
+    the histories also per stored block (they read every one; `history_repeat` runs, as a
+    whole book rebuilt per block takes seconds at tens of thousands of accounts)."""
+    from onchain.app.stored_book import BOOKS
+
+    reads = _read_set(account)
+    histories = HISTORIES
     if history_repeat <= 0:
         reads = {k: v for k, v in reads.items() if k not in histories}
     print(
@@ -344,6 +368,56 @@ def _reads(stores: dict[str, Store], account: str, repeat: int, history_repeat: 
                 f"    {'  per block':<22} snapshots {pa:>9.2f} ms  changes {pb:>9.2f} ms  "
                 f"({blocks['changes']} blocks)"
             )
+
+
+def _after_blocks(
+    info: DevnetInfo,
+    contexts: dict[str, JobContext],
+    stores: dict[str, Store],
+    account: str,
+    blocks: int,
+) -> None:
+    """The first read of each kind after a new block, as a server that read the block before
+    holds its rebuilt positions: per block (only prices moved), every read starts from the
+    cache the block before's reads left (`BOOKS` put back before each), the snapshot rows
+    with no cache; medians over the blocks. Then every read again, for the next block."""
+    from collections import OrderedDict
+
+    from onchain.app.stored_book import BOOKS
+
+    def kept() -> tuple[Any, ...]:  # the cache's three stores, as they are now
+        return (OrderedDict(BOOKS._books), OrderedDict(BOOKS._whole), BOOKS._decoded)
+
+    def put_back(state: tuple[Any, ...]) -> None:
+        BOOKS._books, BOOKS._whole = OrderedDict(state[0]), OrderedDict(state[1])
+        BOOKS._decoded = state[2]
+
+    reads = {k: v for k, v in _read_set(account).items() if k not in HISTORIES}
+    for read in reads.values():
+        read(stores["changes"])
+    runs: dict[str, dict[str, list[float]]] = {n: {k: [] for k in LAYOUTS} for n in reads}
+    for b in range(blocks):
+        set_prices(info.rpc_url, info.aave, {"WETH": 2950.0 - 3 * b})
+        for ctx in contexts.values():
+            errors = refresh_job(ctx, Counter())
+            assert errors == [], errors
+        state = kept()
+        for name, read in reads.items():
+            for layout, store in stores.items():
+                if layout == "changes":
+                    put_back(state)
+                started = time.process_time()
+                read(store)
+                runs[name][layout].append(time.process_time() - started)
+        for read in reads.values():
+            read(stores["changes"])
+    print(
+        f"  the first read after a block (median of {blocks} blocks, CPU; changes: the cache "
+        "the block before's reads left):"
+    )
+    for name, by_layout in runs.items():
+        a, b = (statistics.median(by_layout[k]) * 1000 for k in LAYOUTS)
+        print(f"    {name:<22} snapshots {a:>9.2f} ms  changes {b:>9.2f} ms  = {b / a:7.2%}")
 
 
 def reads_only(folder: Path, repeat: int, history_repeat: int) -> None:
@@ -405,6 +479,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=15, help="runs per read (median)")
     parser.add_argument("--history-repeat", type=int, default=15, help="runs per history read")
     parser.add_argument(
+        "--after-blocks",
+        type=int,
+        default=3,
+        help="blocks after the reads, each read timed first after one (0: none)",
+    )
+    parser.add_argument(
         "--keep", type=Path, help="copy the SQLite stores here after the writes (SQLite only)"
     )
     parser.add_argument(
@@ -432,6 +512,7 @@ def main() -> None:
                 args.repeat,
                 args.history_repeat,
                 args.keep,
+                args.after_blocks,
             )
 
 

@@ -24,7 +24,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from onchain.api import schemas as S
 from onchain.api.settings import ApiSettings
 from onchain.api.signin import mount_signin
-from onchain.app.stored_book import rebuild_account, rebuild_book, rebuild_book_figures
+from onchain.app.stored_book import (
+    rebuild_account,
+    rebuild_book,
+    rebuild_book_figures,
+    rebuild_book_for_risk,
+)
 from onchain.errors import InputError
 from onchain.output import _no_nan, position_json
 from onchain.store import api_queries as Q
@@ -503,7 +508,7 @@ def stress_of(
     chosen = (
         [] if curve_only else [custom] if custom is not None else select_scenarios(scenario or [])
     )
-    stored = Q.latest_positions(store, market, rebuild_book)
+    stored = Q.latest_positions(store, market, rebuild_book_for_risk)
     if not stored:
         raise HTTPException(404, f"no snapshot of market {market!r} yet")
     block = stored[0].position.block
@@ -519,7 +524,9 @@ def stored_targets(store: Store, market: str | None, limit: int) -> list[dict[st
     from onchain.app.stress_report import stress_book
     from onchain.risk.liquidator import plan_liquidations
 
-    stored = [s for s in Q.latest_positions(store, market, rebuild_book) if s.position.has_debt]
+    stored = [
+        s for s in Q.latest_positions(store, market, rebuild_book_for_risk) if s.position.has_debt
+    ]
     if not stored:
         return []
     eligible = np.array([s.risk_tier in ("LIQUIDATABLE", "PENDING") for s in stored])

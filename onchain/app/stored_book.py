@@ -38,11 +38,21 @@ def rebuild_account(
 def rebuild_book(protocol: str, book: StoredBook) -> list[Position]:
     """A whole book at a block stored in the change layout, decoded once, every field as a live
     read gives it (the latest view's rows whose details are older than their block), through
-    `BOOKS`: the same page (a small book) or the same whole book (every position, for stress
-    and targets) read again within a block rebuilds nothing."""
+    `BOOKS`: the same page (a small book) or the same whole book read again within a block
+    rebuilds nothing."""
     incremental = _incremental(protocol)
     if len(book.accounts) > BookCache.ACCOUNTS:
         return BOOKS.whole(protocol, book, incremental)
+    return BOOKS.positions(protocol, book, incremental)
+
+
+def rebuild_book_for_risk(protocol: str, book: StoredBook) -> list[Position]:
+    """`rebuild_book` for readers that price their own scenarios (stress, targets): every
+    field but the assets' exact liquidation prices, which may be left None (their search is
+    most of an Aave position's cost, and these readers never look at them)."""
+    incremental = _incremental(protocol)
+    if len(book.accounts) > BookCache.ACCOUNTS:
+        return BOOKS.whole(protocol, book, incremental, flip_prices=False)
     return BOOKS.positions(protocol, book, incremental)
 
 
@@ -62,33 +72,64 @@ class BookCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._books: OrderedDict[tuple[str, bytes, BlockRef], _CachedBook] = OrderedDict()
-        self._whole: OrderedDict[
-            tuple[str, bytes, BlockRef], tuple[dict[str, bytes], list[Position]]
-        ] = OrderedDict()
+        self._whole: OrderedDict[tuple[str, bytes, BlockRef], _WholeBook] = OrderedDict()
+        # the last whole book's accounts' decoded states by protocol and bytes: a block moves
+        # prices and indexes, seldom an account's state, so the next block's book (a whole one
+        # or a page of it) decodes only the states that changed (~1 KB an Aave state)
+        self._decoded: dict[tuple[str, bytes], list[Any]] = {}
+        # and the pages' (small books'), the last `ACCOUNTS` decoded
+        self._page_states: OrderedDict[tuple[str, bytes], list[Any]] = OrderedDict()
 
     def clear(self) -> None:
         """Every entry dropped (a reader timed cold)."""
         with self._lock:
             self._books.clear()
             self._whole.clear()
+            self._decoded = {}
+            self._page_states.clear()
 
     def whole(
-        self, protocol: str, book: StoredBook, incremental: IncrementalAdapter
+        self,
+        protocol: str,
+        book: StoredBook,
+        incremental: IncrementalAdapter,
+        *,
+        flip_prices: bool = True,
     ) -> list[Position]:
-        """`rebuild_positions(book, incremental)` for a book of more than `ACCOUNTS` accounts
-        (every position of a block): the last `WHOLE` such books kept whole, each answering
-        only for the same key and the very same accounts' states (each account's bytes)."""
+        """`rebuild_positions(book, incremental, flip_prices=...)` for a book of more than
+        `ACCOUNTS` accounts (every position of a block): the last `WHOLE` such books kept
+        whole, each answering only for the same key and the very same accounts' states (each
+        account's bytes); one rebuilt with the liquidation prices also answers without."""
         key = (protocol, book.market_state, book.block)
         with self._lock:
             kept = self._whole.get(key)
             if kept is not None:
                 self._whole.move_to_end(key)
-        if kept is not None and kept[0] == book.accounts:
-            return list(kept[1])
-        got = rebuild_positions(book, incremental)
-        if self.WHOLE > 0:
-            with self._lock:
-                self._whole[key] = (dict(book.accounts), got)
+            decoded = self._decoded
+        if (
+            kept is not None
+            and (kept.flip_prices or not flip_prices)
+            and kept.accounts == book.accounts
+        ):
+            return list(kept.positions)
+        states: dict[tuple[str, bytes], list[Any]] = {}
+        every: list[Any] = []  # in the book's account order (two accounts' bytes may agree)
+        for blob in book.accounts.values():
+            known = decoded.get((protocol, blob))
+            if known is None:
+                known = incremental.decode_account_states(blob)
+            states[(protocol, blob)] = known
+            every += known
+        got = incremental.positions_from_states(
+            incremental.decode_market_state(book.market_state),
+            every,
+            book.block,
+            flip_prices=flip_prices,
+        )
+        with self._lock:
+            self._decoded = states
+            if self.WHOLE > 0:
+                self._whole[key] = _WholeBook(dict(book.accounts), got, flip_prices)
                 self._whole.move_to_end(key)
                 while len(self._whole) > self.WHOLE:
                     self._whole.popitem(last=False)
@@ -114,7 +155,7 @@ class BookCache:
         missing = [(a, blob) for a, blob in book.accounts.items() if (a, blob) not in known]
         built: dict[str, list[Position]] = {a: [] for a, _blob in missing}
         if missing:
-            states = [s for _a, blob in missing for s in incremental.decode_account_states(blob)]
+            states = [s for _a, blob in missing for s in self._states(protocol, blob, incremental)]
             got = incremental.positions_from_states(cached.market_state, states, book.block)
             if any(p.account not in built for p in got):  # not the book's addresses: no cache
                 return rebuild_positions(book, incremental)
@@ -130,6 +171,32 @@ class BookCache:
             for a, blob in book.accounts.items()
             for p in (built[a] if a in built else known[(a, blob)])
         ]
+
+    def _states(self, protocol: str, blob: bytes, incremental: IncrementalAdapter) -> list[Any]:
+        """An account's decoded states, from those kept (the last whole book's, the pages'
+        last ones) or decoded now and kept for the pages."""
+        key = (protocol, blob)
+        with self._lock:
+            known = self._decoded.get(key)
+            if known is None:
+                known = self._page_states.get(key)
+                if known is not None:
+                    self._page_states.move_to_end(key)
+        if known is not None:
+            return known
+        known = incremental.decode_account_states(blob)
+        with self._lock:
+            self._page_states[key] = known
+            while len(self._page_states) > self.ACCOUNTS:
+                self._page_states.popitem(last=False)
+        return known
+
+
+@dataclass(frozen=True)
+class _WholeBook:
+    accounts: dict[str, bytes]
+    positions: list[Position]
+    flip_prices: bool
 
 
 @dataclass

@@ -23,11 +23,13 @@ class _Adapter:
     positions it builds."""
 
     built: int = 0
+    decoded: int = 0
 
     def decode_market_state(self, data: bytes) -> int:
         return int(data.decode().split(":")[1])  # "price:<n>"
 
     def decode_account_states(self, data: bytes) -> list[tuple[int, int]]:
+        self.decoded += 1
         i, debt = data.decode().split(":")
         return [(int(i), int(debt))]
 
@@ -35,8 +37,11 @@ class _Adapter:
         self, market_state: int, states: list[Any], blk: BlockRef, *, flip_prices: bool = True
     ) -> list[Position]:
         self.built += len(states)
+        extra: dict[str, Any] = {"price": market_state}
+        if not flip_prices:  # (a real adapter leaves the liquidation prices None)
+            extra["unpriced"] = True
         return [
-            replace(position(i, blk, 10**18 * market_state // debt), extra={"price": market_state})
+            replace(position(i, blk, 10**18 * market_state // debt), extra=extra)
             for i, debt in states
         ]
 
@@ -141,3 +146,50 @@ def test_a_whole_book_read_again_rebuilds_nothing_and_only_the_last_is_kept() ->
     cache.clear()
     whole(_book(1, 101, {i: 5 + i for i in range(5)}))
     assert adapter.built == 37
+
+
+def test_a_whole_book_without_liquidation_prices_and_the_next_blocks_decoding() -> None:
+    """A whole book rebuilt without the liquidation prices (stress, targets) is kept for such
+    reads only; one rebuilt with them answers both. The next block's book, whole or a page,
+    decodes only the account states that changed since the last whole book."""
+    cache, adapter = BookCache(), _Adapter()
+    debts = {i: 5 + i for i in range(6)}
+    every = _book(1, 100, debts)
+
+    def whole(book: StoredBook, flip_prices: bool = True, *, like: bool | None = None) -> None:
+        got = cache.whole("aave-v3", book, adapter, flip_prices=flip_prices)  # type: ignore[arg-type]
+        want = flip_prices if like is None else like
+        assert got == rebuild_positions(book, _Adapter(), flip_prices=want)  # type: ignore[arg-type]
+
+    whole(every, flip_prices=False)
+    whole(every, flip_prices=False)
+    assert (adapter.built, adapter.decoded) == (6, 6)
+    whole(every)  # with the prices: built again, from the states decoded before
+    assert (adapter.built, adapter.decoded) == (12, 6)
+    whole(every, flip_prices=False, like=True)  # answered by the book with the prices
+    assert adapter.built == 12
+
+    after = _book(2, 101, {**debts, 3: 99})  # the next block: one account's new state
+    whole(after, flip_prices=False)
+    assert (adapter.built, adapter.decoded) == (18, 7)
+    _check(cache, adapter, _book(2, 101, {1: 6, 3: 99}))  # a page of it decodes nothing
+    assert (adapter.built, adapter.decoded) == (20, 7)
+    cache.clear()
+    whole(after)
+    assert (adapter.built, adapter.decoded) == (26, 13)
+
+
+def test_a_pages_account_states_are_decoded_once_across_blocks() -> None:
+    """A page's accounts whose states did not change are not decoded again at the next block;
+    the pages keep the last `ACCOUNTS` decoded states."""
+    cache, adapter = BookCache(), _Adapter()
+    cache.ACCOUNTS = 3
+    _check(cache, adapter, _book(1, 100, {1: 5, 2: 7}))
+    assert adapter.decoded == 2
+    _check(cache, adapter, _book(2, 101, {1: 5, 2: 8}))  # account 2's new state
+    assert (adapter.built, adapter.decoded) == (4, 3)
+    _check(cache, adapter, _book(3, 102, {4: 9}))  # a fourth state: the least used goes
+    _check(cache, adapter, _book(4, 103, {1: 5, 2: 8, 4: 9}))
+    assert (adapter.built, adapter.decoded) == (8, 4)
+    _check(cache, adapter, _book(5, 104, {2: 7}))  # the one that went: decoded again
+    assert adapter.decoded == 5

@@ -335,7 +335,8 @@ def test_where_the_verdict_flips_once_the_closer_start_finds_that_flip_in_fewer_
     """An asset whose verdict flips once (`_flips_once`) has one flip price, whatever the
     search starts from: the one found from the closer start (`_closer_start`) is it (the
     verdict differs on its two sides) and the one found from `_estimate`; and it takes fewer
-    trials of the verdict."""
+    trials of the verdict. One that flips more than once gets the same farthest flip from
+    either start, also in fewer trials."""
     import onchain.protocols.aave_v3.liquidation_price as lp
 
     rng = random.Random(17)
@@ -349,15 +350,14 @@ def test_where_the_verdict_flips_once_the_closer_start_finds_that_flip_in_fewer_
         )
         for parts, i in every
     ]
-    trials = [0]
+    trials = [0, 0]  # where it flips once, where more than once
     real_verdict_at = lp._verdict_at
 
     def counted(*args: object) -> object:
         bad = real_verdict_at(*args)  # type: ignore[arg-type]
 
         def trial(price: int) -> bool:
-            if once[case[0]]:
-                trials[0] += 1
+            trials[0 if once[case[0]] else 1] += 1
             return bad(price)
 
         return trial
@@ -370,9 +370,9 @@ def test_where_the_verdict_flips_once_the_closer_start_finds_that_flip_in_fewer_
         got = []
         for case[0], (parts, index) in enumerate(every):
             got.append(liquidation_price(parts, index, rules))
-        runs.append((got, trials[0]))
-        trials[0] = 0
-    (closer, closer_trials), (estimated, estimated_trials) = runs
+        runs.append((got, list(trials)))
+        trials[:] = [0, 0]
+    (closer, (closer_trials, closer_multi)), (estimated, (estimated_trials, estimated_multi)) = runs
     assert closer == estimated  # every asset's, those that flip more than once too
     flips = 0
     for (parts, index), flip, one in zip(every, closer, once, strict=True):
@@ -386,3 +386,5 @@ def test_where_the_verdict_flips_once_the_closer_start_finds_that_flip_in_fewer_
     # 3.0.2: the truncated average LT moves the flip off `_estimate`'s real-number root
     fewer = 0.8 if not rules.directional_rounding else 1.0
     assert closer_trials <= fewer * estimated_trials, (closer_trials, estimated_trials)
+    assert sum(not one for one in once) > 30
+    assert closer_multi < estimated_multi, (closer_multi, estimated_multi)

@@ -216,10 +216,10 @@ def liquidation_price(
         return None  # this price alone never changes the verdict
 
     once = _flips_once(parts[index], rest, rules.directional_rounding)
-    # where the verdict flips once, every start finds that one flip: the closer start then
-    # (a few trials, not a gallop and bisection over the estimate's error); elsewhere the
-    # search keeps its start, whose flip `_farthest_flip` carries on from
-    closer = _closer_start(parts[index], rest, rules.directional_rounding) if once else None
+    # the closer start: a few trials, not a gallop and bisection over the float estimate's
+    # error. Where the verdict flips once, every start finds that one flip; elsewhere
+    # `_farthest_flip` carries any flip found on to the farthest one
+    closer = _closer_start(parts[index], rest, rules.directional_rounding)
     start = closer or _estimate(parts, index) or parts[index].price_base
     # Gallop from the estimate to a bracket (a, b) with bad(a) != bad(b), then bisect.
     a, step = start, 1
