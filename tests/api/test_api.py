@@ -789,6 +789,71 @@ def test_behind_a_token_the_api_keeps_the_bearer_and_no_secret_leaks(
     assert TOKEN not in log
 
 
+def get_from(source: str, base: str, path: str, headers: dict[str, str]) -> int:
+    """The status of a GET sent from another loopback address (127.0.0.2...): another client."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    where = urlsplit(base)
+    connection = http.client.HTTPConnection(
+        where.hostname or "", where.port, timeout=30, source_address=(source, 0)
+    )
+    try:
+        connection.request("GET", path, headers=headers)
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_behind_a_token_ten_wrong_tokens_hold_one_address_back_with_429(
+    token_server: TokenServer,
+) -> None:
+    """Wrong tokens at /login and as a bearer count together per address; after ten, even the
+    right token is not checked from there (429, Retry-After up to 15 min, no cookie), while a
+    session signed in before and other addresses go on; the log says it once."""
+    from onchain.api.signin import MAX_WRONG, WRONG_WINDOW_S
+
+    base = token_server.base
+    signed_in = requests.post(
+        base + "/login", data={"token": TOKEN}, allow_redirects=False, timeout=30
+    )
+    value = signed_in.cookies.get("onchain_session")
+    assert value
+    session = {"onchain_session": value}
+    for i in range(MAX_WRONG):
+        if i % 2:
+            guess = requests.post(
+                base + "/login", data={"token": f"guess-{i}"}, allow_redirects=False, timeout=30
+            )
+        else:
+            bearer = {"Authorization": f"Bearer guess-{i}"}
+            guess = requests.get(base + "/api/markets", headers=bearer, timeout=30)
+        assert guess.status_code == 401, i
+
+    held = requests.post(
+        base + "/login",
+        data={"token": TOKEN, "next": "/positions"},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert held.status_code == 429 and "Set-Cookie" not in held.headers
+    wait_s = int(held.headers["Retry-After"])
+    assert WRONG_WINDOW_S - 60 < wait_s <= WRONG_WINDOW_S
+    assert "too many wrong tokens from this address: try again in 15 min" in held.text
+    assert 'name="next" value="/positions"' in held.text and TOKEN not in held.text
+    right = {"Authorization": f"Bearer {TOKEN}"}
+    api = requests.get(base + "/metrics", headers=right, timeout=30)
+    assert api.status_code == 429 and 0 < int(api.headers["Retry-After"]) <= wait_s
+    assert api.json()["error"].startswith("too many wrong tokens from this address")
+
+    assert requests.get(base + "/api/markets", cookies=session, timeout=30).status_code == 200
+    assert get_from("127.0.0.2", base, "/api/markets", right) == 200
+    assert get_from("127.0.0.2", base, "/api/markets", {"Authorization": "Bearer x"}) == 401
+    log = token_server.stop()
+    assert log.count(f"{MAX_WRONG} wrong tokens from 127.0.0.1 within {WRONG_WINDOW_S} s") == 1
+    assert "127.0.0.2 within" not in log and TOKEN not in log
+
+
 def test_without_a_token_there_is_no_sign_in(served: Served) -> None:
     """On 127.0.0.1 without a token nothing changed: pages open directly, no /login."""
     page = {"Accept": "text/html"}
