@@ -623,13 +623,42 @@ TOKEN = "dash-s3cret-Tok3n"
 class TokenServer:
     """`onchain serve` as a process, with ONCHAIN_API_TOKEN set."""
 
-    base: str
-    process: subprocess.Popen[str]
+    config: Path
+    port: int
+    process: subprocess.Popen[str] | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start it and wait until it answers."""
+        import time
+
+        self.process = subprocess.Popen(
+            [*ONCHAIN, "serve", "--config", str(self.config), "--port", str(self.port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "ONCHAIN_API_TOKEN": TOKEN, "NO_COLOR": "1", "COLUMNS": "200"},
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            assert self.process.poll() is None, self.stop()[-3000:]
+            assert time.monotonic() < deadline, "onchain serve did not start"
+            try:
+                bearer = {"Authorization": f"Bearer {TOKEN}"}
+                if requests.get(self.base + "/healthz", headers=bearer, timeout=5).ok:
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.3)
 
     def stop(self) -> str:
         """Stop it (Ctrl-C) and return everything it wrote: its log."""
         import signal
 
+        if self.process is None:
+            return ""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
         return self.process.communicate(timeout=60)[0]
@@ -638,33 +667,22 @@ class TokenServer:
 @pytest.fixture
 def token_server(served: Served, tmp_path: Path) -> Iterator[TokenServer]:
     """The real `onchain serve` on 127.0.0.1 over the same store, with a token."""
-    import time
-
     config = tmp_path / "served.toml"
     config.write_text(served.config.read_text() + "\n[api]\nrefresh_s = 2\nready_max_age_s = 600\n")
-    port = free_port()
-    process = subprocess.Popen(
-        [*ONCHAIN, "serve", "--config", str(config), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "ONCHAIN_API_TOKEN": TOKEN, "NO_COLOR": "1", "COLUMNS": "200"},
-    )
-    server = TokenServer(f"http://127.0.0.1:{port}", process)
+    server = TokenServer(config, free_port())
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, server.stop()[-3000:]
-            assert time.monotonic() < deadline, "onchain serve did not start"
-            try:
-                bearer = {"Authorization": f"Bearer {TOKEN}"}
-                if requests.get(server.base + "/healthz", headers=bearer, timeout=5).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.3)
+        server.start()
         yield server
     finally:
         server.stop()
+
+
+def sign_in(browser: Any, token: str) -> None:
+    """Type `token` into the sign-in page and send it."""
+    field = browser.find_element("id", "token")
+    field.clear()
+    field.send_keys(token)
+    browser.find_element("id", "sign-in").click()
 
 
 def test_behind_a_token_a_browser_signs_in_and_sees_the_dashboard(
@@ -680,22 +698,15 @@ def test_behind_a_token_a_browser_signs_in_and_sees_the_dashboard(
     market = "aave-v3-devnet"
     browser = chromium()
     try:
-
-        def sign_in(token: str) -> None:
-            field = browser.find_element("id", "token")
-            field.clear()
-            field.send_keys(token)
-            browser.find_element("id", "sign-in").click()
-
         browser.get(base + f"/markets/{market}?x=1")
         WebDriverWait(browser, 30).until(lambda b: "/login?next=" in b.current_url)
         assert browser.current_url == base + f"/login?next=%2Fmarkets%2F{market}%3Fx%3D1"
         assert browser.get_cookie("onchain_session") is None
-        sign_in("not-the-token")
+        sign_in(browser, "not-the-token")
         WebDriverWait(browser, 30).until(lambda b: b.find_elements("id", "login-error"))
         assert browser.find_element("id", "login-error").text == "wrong token"
         assert browser.get_cookie("onchain_session") is None
-        sign_in(TOKEN)
+        sign_in(browser, TOKEN)
         WebDriverWait(browser, 30).until(lambda b: b.current_url.endswith(f"/markets/{market}?x=1"))
         assert wait_for_chart(browser, "chart-curve") >= 13
         assert wait_for_chart(browser, "chart-tiers") >= 8
@@ -787,6 +798,49 @@ def test_behind_a_token_the_api_keeps_the_bearer_and_no_secret_leaks(
     log = token_server.stop()
     assert "POST /login" in log and "sign-in refused" in log
     assert TOKEN not in log
+
+
+def test_behind_a_token_an_open_page_whose_session_ended_signs_in_again_and_returns(
+    token_server: TokenServer,
+) -> None:
+    """A page left open whose session is gone on the server (signed out from another client,
+    then the server restarted, which drops every session) goes to /login by itself at its next
+    refresh, asking to come back; signing in again brings it back with its charts."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base = token_server.base
+    asked = "/markets/aave-v3-devnet?x=1"
+    to_login = base + "/login?next=%2Fmarkets%2Faave-v3-devnet%3Fx%3D1"
+    browser = chromium()
+    try:
+        browser.get(base + asked)
+        WebDriverWait(browser, 30).until(lambda b: b.current_url == to_login)
+        sign_in(browser, TOKEN)
+        WebDriverWait(browser, 30).until(lambda b: b.current_url == base + asked)
+        assert wait_for_chart(browser, "chart-curve") >= 13
+
+        cookie = browser.get_cookie("onchain_session")
+        assert cookie is not None
+        ended = requests.post(
+            base + "/logout",
+            cookies={"onchain_session": cookie["value"]},
+            allow_redirects=False,
+            timeout=30,
+        )
+        assert ended.status_code == 303
+        WebDriverWait(browser, 30).until(lambda b: b.current_url == to_login)
+        sign_in(browser, TOKEN)
+        WebDriverWait(browser, 30).until(lambda b: b.current_url == base + asked)
+        assert wait_for_chart(browser, "chart-curve") >= 13
+
+        token_server.stop()
+        token_server.start()
+        WebDriverWait(browser, 60).until(lambda b: b.current_url == to_login)
+        sign_in(browser, TOKEN)
+        WebDriverWait(browser, 30).until(lambda b: b.current_url == base + asked)
+        assert wait_for_chart(browser, "chart-curve") >= 13
+    finally:
+        browser.quit()
 
 
 def get_from(source: str, base: str, path: str, headers: dict[str, str]) -> int:
