@@ -537,6 +537,15 @@ def test_a_non_local_address_without_a_token_refuses_to_start(tmp_path: Path) ->
         assert_one_clear_error(result, "ONCHAIN_API_TOKEN", host)
 
 
+def test_serve_help_says_api_clients_send_the_bearer_and_browsers_sign_in() -> None:
+    done = run("serve", "--help", env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"})
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())
+    assert "ONCHAIN_API_TOKEN is set: then API clients and /metrics scrapers send" in text
+    assert "'Authorization: Bearer <token>', and browsers sign in with the token at /login" in text
+    assert "--host <str> address to listen on; a non-loopback one needs ONCHAIN_API_TOKEN" in text
+
+
 def test_with_a_token_every_request_needs_it(served: Served) -> None:
     store = open_read_only(parse_db_url(served.db_url))
     try:
