@@ -1,8 +1,9 @@
 """`onchain serve`: the JSON API, the dashboard and /metrics over the stored snapshots.
 
 Binds 127.0.0.1 by default; any other address refuses to start without ONCHAIN_API_TOKEN (one
-line, exit 2), and every request then needs `Authorization: Bearer <token>`. Read-only.
-`--demo` first records a history of the devnet with the daemon's own jobs, then serves it."""
+line, exit 2). With a token, API clients and scrapers send `Authorization: Bearer <token>` and
+browsers sign in once at /login (a session cookie; onchain.api.signin). Read-only. `--demo`
+first records a history of the devnet with the daemon's own jobs, then serves it."""
 
 from __future__ import annotations
 
@@ -31,7 +32,12 @@ def serve_cmd(
         str | None,
         typer.Option("--db", help="database URL (default: ONCHAIN_DB_URL, the config's)"),
     ] = None,
-    host: Annotated[str, typer.Option("--host", help="address to listen on")] = "127.0.0.1",
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host", help="address to listen on; a non-loopback one needs ONCHAIN_API_TOKEN"
+        ),
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="port to listen on")] = 8000,
     demo: Annotated[
         bool,
@@ -43,7 +49,10 @@ def serve_cmd(
         ),
     ] = False,
 ) -> None:
-    """The HTTP API (/api/..., /docs), the dashboard (/) and Prometheus metrics (/metrics)."""
+    """The HTTP API (/api/..., /docs), the dashboard (/) and Prometheus metrics (/metrics).
+
+    Loopback only unless ONCHAIN_API_TOKEN is set: then API clients and /metrics scrapers send
+    'Authorization: Bearer <token>', and browsers sign in with the token at /login."""
     from onchain.api.settings import api_settings
     from onchain.config import load_config
     from onchain.store.db import resolve_db_url

@@ -537,6 +537,15 @@ def test_a_non_local_address_without_a_token_refuses_to_start(tmp_path: Path) ->
         assert_one_clear_error(result, "ONCHAIN_API_TOKEN", host)
 
 
+def test_serve_help_says_api_clients_send_the_bearer_and_browsers_sign_in() -> None:
+    done = run("serve", "--help", env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"})
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())
+    assert "ONCHAIN_API_TOKEN is set: then API clients and /metrics scrapers send" in text
+    assert "'Authorization: Bearer <token>', and browsers sign in with the token at /login" in text
+    assert "--host <str> address to listen on; a non-loopback one needs ONCHAIN_API_TOKEN" in text
+
+
 def test_with_a_token_every_request_needs_it(served: Served) -> None:
     store = open_read_only(parse_db_url(served.db_url))
     try:
@@ -623,13 +632,42 @@ TOKEN = "dash-s3cret-Tok3n"
 class TokenServer:
     """`onchain serve` as a process, with ONCHAIN_API_TOKEN set."""
 
-    base: str
-    process: subprocess.Popen[str]
+    config: Path
+    port: int
+    process: subprocess.Popen[str] | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start it and wait until it answers."""
+        import time
+
+        self.process = subprocess.Popen(
+            [*ONCHAIN, "serve", "--config", str(self.config), "--port", str(self.port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "ONCHAIN_API_TOKEN": TOKEN, "NO_COLOR": "1", "COLUMNS": "200"},
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            assert self.process.poll() is None, self.stop()[-3000:]
+            assert time.monotonic() < deadline, "onchain serve did not start"
+            try:
+                bearer = {"Authorization": f"Bearer {TOKEN}"}
+                if requests.get(self.base + "/healthz", headers=bearer, timeout=5).ok:
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.3)
 
     def stop(self) -> str:
         """Stop it (Ctrl-C) and return everything it wrote: its log."""
         import signal
 
+        if self.process is None:
+            return ""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
         return self.process.communicate(timeout=60)[0]
@@ -638,33 +676,22 @@ class TokenServer:
 @pytest.fixture
 def token_server(served: Served, tmp_path: Path) -> Iterator[TokenServer]:
     """The real `onchain serve` on 127.0.0.1 over the same store, with a token."""
-    import time
-
     config = tmp_path / "served.toml"
     config.write_text(served.config.read_text() + "\n[api]\nrefresh_s = 2\nready_max_age_s = 600\n")
-    port = free_port()
-    process = subprocess.Popen(
-        [*ONCHAIN, "serve", "--config", str(config), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "ONCHAIN_API_TOKEN": TOKEN, "NO_COLOR": "1", "COLUMNS": "200"},
-    )
-    server = TokenServer(f"http://127.0.0.1:{port}", process)
+    server = TokenServer(config, free_port())
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, server.stop()[-3000:]
-            assert time.monotonic() < deadline, "onchain serve did not start"
-            try:
-                bearer = {"Authorization": f"Bearer {TOKEN}"}
-                if requests.get(server.base + "/healthz", headers=bearer, timeout=5).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.3)
+        server.start()
         yield server
     finally:
         server.stop()
+
+
+def sign_in(browser: Any, token: str) -> None:
+    """Type `token` into the sign-in page and send it."""
+    field = browser.find_element("id", "token")
+    field.clear()
+    field.send_keys(token)
+    browser.find_element("id", "sign-in").click()
 
 
 def test_behind_a_token_a_browser_signs_in_and_sees_the_dashboard(
@@ -680,22 +707,15 @@ def test_behind_a_token_a_browser_signs_in_and_sees_the_dashboard(
     market = "aave-v3-devnet"
     browser = chromium()
     try:
-
-        def sign_in(token: str) -> None:
-            field = browser.find_element("id", "token")
-            field.clear()
-            field.send_keys(token)
-            browser.find_element("id", "sign-in").click()
-
         browser.get(base + f"/markets/{market}?x=1")
         WebDriverWait(browser, 30).until(lambda b: "/login?next=" in b.current_url)
         assert browser.current_url == base + f"/login?next=%2Fmarkets%2F{market}%3Fx%3D1"
         assert browser.get_cookie("onchain_session") is None
-        sign_in("not-the-token")
+        sign_in(browser, "not-the-token")
         WebDriverWait(browser, 30).until(lambda b: b.find_elements("id", "login-error"))
         assert browser.find_element("id", "login-error").text == "wrong token"
         assert browser.get_cookie("onchain_session") is None
-        sign_in(TOKEN)
+        sign_in(browser, TOKEN)
         WebDriverWait(browser, 30).until(lambda b: b.current_url.endswith(f"/markets/{market}?x=1"))
         assert wait_for_chart(browser, "chart-curve") >= 13
         assert wait_for_chart(browser, "chart-tiers") >= 8
@@ -787,6 +807,114 @@ def test_behind_a_token_the_api_keeps_the_bearer_and_no_secret_leaks(
     log = token_server.stop()
     assert "POST /login" in log and "sign-in refused" in log
     assert TOKEN not in log
+
+
+def test_behind_a_token_an_open_page_whose_session_ended_signs_in_again_and_returns(
+    token_server: TokenServer,
+) -> None:
+    """A page left open whose session is gone on the server (signed out from another client,
+    then the server restarted, which drops every session) goes to /login by itself at its next
+    refresh, asking to come back; signing in again brings it back with its charts."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base = token_server.base
+    asked = "/markets/aave-v3-devnet?x=1"
+    to_login = base + "/login?next=%2Fmarkets%2Faave-v3-devnet%3Fx%3D1"
+    browser = chromium()
+    try:
+        browser.get(base + asked)
+        WebDriverWait(browser, 30).until(lambda b: b.current_url == to_login)
+        sign_in(browser, TOKEN)
+        WebDriverWait(browser, 30).until(lambda b: b.current_url == base + asked)
+        assert wait_for_chart(browser, "chart-curve") >= 13
+
+        cookie = browser.get_cookie("onchain_session")
+        assert cookie is not None
+        ended = requests.post(
+            base + "/logout",
+            cookies={"onchain_session": cookie["value"]},
+            allow_redirects=False,
+            timeout=30,
+        )
+        assert ended.status_code == 303
+        WebDriverWait(browser, 30).until(lambda b: b.current_url == to_login)
+        sign_in(browser, TOKEN)
+        WebDriverWait(browser, 30).until(lambda b: b.current_url == base + asked)
+        assert wait_for_chart(browser, "chart-curve") >= 13
+
+        token_server.stop()
+        token_server.start()
+        WebDriverWait(browser, 60).until(lambda b: b.current_url == to_login)
+        sign_in(browser, TOKEN)
+        WebDriverWait(browser, 30).until(lambda b: b.current_url == base + asked)
+        assert wait_for_chart(browser, "chart-curve") >= 13
+    finally:
+        browser.quit()
+
+
+def get_from(source: str, base: str, path: str, headers: dict[str, str]) -> int:
+    """The status of a GET sent from another loopback address (127.0.0.2...): another client."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    where = urlsplit(base)
+    connection = http.client.HTTPConnection(
+        where.hostname or "", where.port, timeout=30, source_address=(source, 0)
+    )
+    try:
+        connection.request("GET", path, headers=headers)
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_behind_a_token_ten_wrong_tokens_hold_one_address_back_with_429(
+    token_server: TokenServer,
+) -> None:
+    """Wrong tokens at /login and as a bearer count together per address; after ten, even the
+    right token is not checked from there (429, Retry-After up to 15 min, no cookie), while a
+    session signed in before and other addresses go on; the log says it once."""
+    from onchain.api.signin import MAX_WRONG, WRONG_WINDOW_S
+
+    base = token_server.base
+    signed_in = requests.post(
+        base + "/login", data={"token": TOKEN}, allow_redirects=False, timeout=30
+    )
+    value = signed_in.cookies.get("onchain_session")
+    assert value
+    session = {"onchain_session": value}
+    for i in range(MAX_WRONG):
+        if i % 2:
+            guess = requests.post(
+                base + "/login", data={"token": f"guess-{i}"}, allow_redirects=False, timeout=30
+            )
+        else:
+            bearer = {"Authorization": f"Bearer guess-{i}"}
+            guess = requests.get(base + "/api/markets", headers=bearer, timeout=30)
+        assert guess.status_code == 401, i
+
+    held = requests.post(
+        base + "/login",
+        data={"token": TOKEN, "next": "/positions"},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert held.status_code == 429 and "Set-Cookie" not in held.headers
+    wait_s = int(held.headers["Retry-After"])
+    assert WRONG_WINDOW_S - 60 < wait_s <= WRONG_WINDOW_S
+    assert "too many wrong tokens from this address: try again in 15 min" in held.text
+    assert 'name="next" value="/positions"' in held.text and TOKEN not in held.text
+    right = {"Authorization": f"Bearer {TOKEN}"}
+    api = requests.get(base + "/metrics", headers=right, timeout=30)
+    assert api.status_code == 429 and 0 < int(api.headers["Retry-After"]) <= wait_s
+    assert api.json()["error"].startswith("too many wrong tokens from this address")
+
+    assert requests.get(base + "/api/markets", cookies=session, timeout=30).status_code == 200
+    assert get_from("127.0.0.2", base, "/api/markets", right) == 200
+    assert get_from("127.0.0.2", base, "/api/markets", {"Authorization": "Bearer x"}) == 401
+    log = token_server.stop()
+    assert log.count(f"{MAX_WRONG} wrong tokens from 127.0.0.1 within {WRONG_WINDOW_S} s") == 1
+    assert "127.0.0.2 within" not in log and TOKEN not in log
 
 
 def test_without_a_token_there_is_no_sign_in(served: Served) -> None:

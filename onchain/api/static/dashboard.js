@@ -11,8 +11,16 @@ const PLOT_CONFIG = { displaylogo: false, responsive: true, displayModeBar: fals
 
 async function api(path) {
   const reply = await fetch(path, { headers: { Accept: "application/json" } });
+  if (reply.status === 401) signInAgain();
   if (!reply.ok) throw new Error(`${path}: ${reply.status}`);
   return reply.json();
+}
+
+// Behind a token, a 401 means this page's session is gone (expired, signed out elsewhere, or the
+// server restarted): sign in again and come back here, instead of failing every refresh.
+function signInAgain() {
+  const here = window.location.pathname + window.location.search;
+  window.location.replace(`/login?next=${encodeURIComponent(here)}`);
 }
 
 function layout(title, xTitle, yTitle, extra) {
