@@ -7,7 +7,11 @@ a block is written against the verdicts standing before it. So an assessment of 
 lands after block N+1 was written against N's old verdicts would change what N+1 reads back:
 a position N+1 did not write (its tier the same as N's old one) would read N's new tier there.
 The assessment therefore writes only while its block is still the market's newest, checked in
-its own transaction, which waits for a block being written."""
+its own transaction, which waits for a block being written.
+
+The lean block writes against its memory of what stands (`changes.Standing`), not the store:
+no assessment may change that behind it. The memory is kept only for blocks the risk module
+tiered, whose rows the assess job leaves as they are."""
 
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from sqlalchemy import select
 from onchain.config import load_config
 from onchain.devnet.build import DevnetInfo
 from onchain.devnet.chain import DevChain
+from onchain.devnet.config_file import risk_section
 from onchain.devnet.morpho import set_prices_everywhere
 from onchain.jobs.assess import assess_stored
 from onchain.jobs.context import JobContext
@@ -29,9 +34,9 @@ from onchain.jobs.maintenance import assess_job
 from onchain.jobs.refresh import refresh_job
 from onchain.store import changes, crud
 from onchain.store.crud import MarketInfo
-from onchain.store.db import Store
+from onchain.store.db import Store, make_engine, open_store, parse_db_url, upgrade
 from tests.helpers.aave_oracle import BORROWER, weth_price_for
-from tests.helpers.incremental_daemon import _config
+from tests.helpers.incremental_daemon import _config, _move
 
 pytestmark = pytest.mark.devnet
 
@@ -200,3 +205,79 @@ def test_an_assessment_of_a_block_the_refresh_has_built_on_leaves_it_alone(
     # (the block was tiered with these thresholds)
     again: Counter[str] = Counter()
     assert assess_job(second, again) == [] and again["tiers_changed"] == 0
+
+
+def _stored_rows(store: Store) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Every verdict row and every latest-view row of the store, accounts by address and
+    markets by name (two stores number them alike or not), sorted."""
+    v, t, a, mk = changes.T_VERDICTS, changes.T_LATEST, changes.T_ACCOUNTS, crud.T_MARKETS
+    out = []
+    with store.read() as conn:
+        for table, columns in (
+            (v, [v.c.block_number, v.c.health_factor, v.c.risk_tier, v.c.risk_reason]),
+            (t, [t.c.block_number, t.c.health_factor, t.c.risk_tier, t.c.risk_reason]),
+        ):
+            rows = conn.execute(
+                select(
+                    mk.c.name, a.c.address, table.c.market_key, *columns,
+                    table.c.risk_reasons, table.c.liquidation_probability,
+                )
+                .join(mk, mk.c.id == table.c.market_id)
+                .join(a, a.c.id == table.c.account_id)
+            ).all()  # fmt: skip
+            out.append(sorted((*r[:-2], repr(r[-2]), repr(r[-1])) for r in rows))
+    return out[0], out[1]
+
+
+class _Forgets(dict[int, Any]):
+    """A writer's memory per market (`JobContext.standing`) that keeps nothing: each block gets
+    an empty one, and so reads what stands from the store."""
+
+    def setdefault(self, key: int, default: Any = None) -> Any:
+        return default
+
+
+def test_the_writers_memory_stands_through_the_assess_job(
+    devnet: DevnetInfo, devchain: DevChain, store: Store, tmp_path: Path
+) -> None:
+    """The lean block remembers the verdicts it stored (`changes.Standing`) and writes the next
+    block against that memory, not the store; the assess job, which the daemon runs beside it,
+    changes the newest block's stored tiers. The memory stays true because it is kept only for
+    blocks the risk module tiered, and the assess job keeps those rows' tiers (it re-tiers the
+    health-factor rule's alone). Two stores on the same blocks, each assessed after every
+    block: one writer remembers, the other forgets it before every block (reads what stands
+    from the store); both store the same verdict rows and latest view, and no tier was changed."""
+    other_url = f"sqlite:///{tmp_path / 'forgets.sqlite'}"
+    engine = make_engine(parse_db_url(other_url), create_sqlite_dir=True)
+    upgrade(engine)
+    engine.dispose()
+    other = open_store(other_url)
+    contexts = {}
+    for name, s in (("remembers", store), ("forgets", other)):
+        folder = tmp_path / name
+        folder.mkdir()
+        url = s.engine.url.render_as_string(False)
+        path = _config(folder, devnet, url, store='layout = "changes"\n')
+        path.write_text(path.read_text() + risk_section(devnet))
+        cfg = load_config(path)
+        contexts[name] = JobContext(cfg, s, crud.sync_markets(s, cfg))
+    contexts["forgets"].standing = _Forgets()
+    counts = {name: Counter[str]() for name in contexts}
+    assessed = {name: Counter[str]() for name in contexts}
+    for step, hf in enumerate((1.45, 1.3, 1.08, 1.02, 0.97, 1.3)):
+        if step:
+            _move(devnet, step)
+        _borrower_at(devchain, devnet, hf)
+        for name, ctx in contexts.items():
+            assert refresh_job(ctx, counts[name]) == []
+            assert assess_job(ctx, assessed[name]) == []
+        assert _stored_rows(store) == _stored_rows(other), step
+    verdicts, _latest = _stored_rows(store)
+    assert {r[5] for r in verdicts if r[1] == BORROWER} >= {"SAFE", "LIQUIDATABLE"}
+    remembered = counts["remembers"]
+    assert remembered["risk_fallback_blocks"] == 0 and remembered["lean_blocks"] >= 12
+    assert remembered["standing_remembered"] >= remembered["lean_blocks"] - 2, remembered
+    assert counts["forgets"]["standing_remembered"] == 0
+    assert assessed["remembers"]["positions"] > 6 * 250  # each block's book, assessed
+    assert assessed["remembers"]["tiers_changed"] == assessed["forgets"]["tiers_changed"] == 0
+    other.close()
