@@ -75,6 +75,7 @@ T_LATEST_DETAILS = cast(Table, m.PositionLatestDetails.__table__)
 T_ACCOUNTS = cast(Table, m.Account.__table__)
 T_SNAPSHOTS = cast(Table, m.MarketSnapshot.__table__)
 T_MARKET_ACCOUNTS = cast(Table, m.MarketAccount.__table__)
+T_MARKETS = cast(Table, m.Market.__table__)
 CHANGE_TABLES = (T_MARKET_STATES, T_ACCOUNT_STATES, T_VERDICTS)
 KEY_VERDICT = ("account_id", "market_key")
 KEY_LATEST = ("market_id", "account_id", "market_key")
@@ -569,6 +570,8 @@ def write_changes(
     `book`: the whole book where `positions` are only the rows to write whole (`LeanBook`).
     `kept.standing`: the writer's memory of what stands; where usable it replaces reading the
     book's states and verdicts back, and it is brought up to this block either way."""
+    # PostgreSQL: the row's foreign key holds the market's row (key share) until this block
+    # commits, so an assessment (`lock_market`) cannot change what stands while it is written
     conn.execute(
         T_MARKET_STATES.insert().values(
             market_id=market_id, block_number=block.number, state=kept.market_state
@@ -790,6 +793,19 @@ def _remember(
     memory.verdict_bands, memory.band_edges = known_bands, tuple(bands)
 
 
+def lock_market(conn: Connection, market_id: int) -> None:
+    """An assessment's lock on the market's row, held until its write transaction ends. A block
+    being written (it reads the verdicts standing before it and writes against them) holds
+    that row in key share from its first row on (the foreign keys of its snapshot head and
+    market state): FOR UPDATE waits for that block to commit, and a block begun meanwhile
+    waits for the assessment. SQLite: every write transaction holds the database's write lock
+    already."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            select(T_MARKETS.c.id).where(T_MARKETS.c.id == market_id).with_for_update()
+        ).first()
+
+
 def record_assessment(
     conn: Connection,
     market_id: int,
@@ -798,7 +814,10 @@ def record_assessment(
 ) -> int:
     """A later assessment that re-tiered positions of a block stored in the change layout: their
     verdict rows at that block say so (replaced, or written), so the block and the ones after it
-    read the new tier once the latest view has moved on. (key, health factor, assessment) each."""
+    read the new tier once the latest view has moved on. (key, health factor, assessment) each.
+    The caller holds `lock_market` and has checked that the block is the market's newest: a
+    block written after it was written against the verdicts this replaces (a position that
+    block did not write would read the new tier there, not the one its refresh gave it)."""
     stored = conn.execute(
         select(T_MARKET_STATES.c.block_number).where(
             (T_MARKET_STATES.c.market_id == market_id)

@@ -791,15 +791,28 @@ def apply_assessment(
     assessed: Sequence[Assessed],
 ) -> int:
     """Write changed tiers and reasons into the snapshot (one transaction); the number changed.
-    Alerts are not decided here: the refresh's outbox rules decide them with the snapshot."""
+    Only while it is still the market's newest snapshot (0 otherwise): a block written since
+    it was read was tiered with what stood then, and in the change layout reads its positions'
+    verdicts from the blocks before it (`changes.record_assessment`). Alerts are not decided
+    here: the refresh's outbox rules decide them with the snapshot."""
     with store.write() as conn:
-        # the snapshot may have been replaced (reorg) or pruned since it was read
         head = conn.execute(
             select(
                 T_SNAPSHOTS.c.market_id, T_SNAPSHOTS.c.block_number, T_SNAPSHOTS.c.details
             ).where(T_SNAPSHOTS.c.id == snapshot_id)
         ).first()
         if head is None:
+            return 0
+        # a block being written waits, or is waited for; the snapshot may have been replaced
+        # (reorg), pruned or built on since it was read
+        changes.lock_market(conn, head.market_id)
+        newest = conn.execute(
+            select(T_SNAPSHOTS.c.id)
+            .where(T_SNAPSHOTS.c.market_id == head.market_id)
+            .order_by(T_SNAPSHOTS.c.block_number.desc())
+            .limit(1)
+        ).scalar()
+        if newest != snapshot_id:
             return 0
         table, _where = changes.newest_book(
             snapshot_id, head.market_id, head.block_number, head.details
@@ -826,7 +839,7 @@ def apply_assessment(
             [((s.account_id, s.market_key), s.health_factor, a) for s, a in moved],
         )
         if changed:
-            # the snapshot's rows, or the latest view's (still the newest block's: checked)
+            # the snapshot's rows, or the latest view's (the newest block's: checked)
             on = (
                 table.c.snapshot_id == bindparam("b_sid")
                 if table is T_POSITIONS

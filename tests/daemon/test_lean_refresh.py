@@ -33,13 +33,12 @@ from onchain.store import changes, crud
 from onchain.store.db import Store, make_engine, open_store, parse_db_url, upgrade
 from onchain.store.models import TIERS
 from tests.helpers.aave_liquidator import LIQUIDATOR, _fund_liquidator
-from tests.helpers.aave_oracle import UINT256_MAX, pool_account_data
+from tests.helpers.aave_oracle import BORROWER, UINT256_MAX, weth_price_for
 from tests.helpers.incremental_daemon import _config, _move
 
 pytestmark = pytest.mark.devnet
 
 WAD = 10**18
-BORROWER = "0x5D40dE08230C7171537a9494E0F394C09E1Bb94e"  # WETH collateral, DAI debt; seed 7
 ALERTS = (
     '\n[[alerts.rules]]\nname = "book"\nfrom_tier = "WATCH"\ncooldown_s = 0\n\n'
     f'[[alerts.rules]]\nname = "borrower"\naccounts = ["{BORROWER}"]\n'
@@ -60,18 +59,6 @@ def _context(devnet: DevnetInfo, folder: Path, url: str, layout: str) -> JobCont
     cfg = load_config(path)
     store = open_store(url)
     return JobContext(cfg, store, crud.sync_markets(store, cfg))
-
-
-def _weth_for(chain: DevChain, devnet: DevnetInfo, hf: float) -> float:
-    """The WETH price that puts BORROWER at this health factor (it is linear in it)."""
-    block = chain.block_number()
-    call = {
-        "to": devnet.aave.oracle,
-        "data": "0x" + calldata("getAssetPrice(address)", devnet.aave.tokens["WETH"]).hex(),
-    }
-    now = int(chain.rpc("eth_call", [call, hex(block)]), 16) / 10**8
-    (data,) = pool_account_data(chain, devnet.aave.pool, [BORROWER], block)
-    return now * hf * WAD / data[5]
 
 
 def _names(store: Store) -> tuple[dict[int, str], dict[int, str]]:
@@ -231,7 +218,7 @@ def test_the_lean_path_stores_what_the_full_path_stores(
         fresh_checked.append(_riskiest_are_fresh(lean.store))
 
     def weth(hf: float) -> None:
-        price = _weth_for(devchain, devnet, hf)
+        price = weth_price_for(devchain, devnet, hf)
         assert devnet.morpho is not None
         set_prices_everywhere(devnet.rpc_url, devnet.aave, devnet.morpho, {"WETH": price})
 
