@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import astuple
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -22,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from onchain.api import schemas as S
+from onchain.api.ahead import ReadAhead
 from onchain.api.settings import ApiSettings
 from onchain.api.signin import mount_signin
 from onchain.app.stored_book import (
@@ -131,7 +135,20 @@ def create_app(store: Store, settings: ApiSettings) -> FastAPI:
     """The application over an open store. Everything it serves is read at request time."""
     from fastapi_offline import FastAPIOffline
 
+    ahead = ReadAhead(store, every_s=settings.read_ahead_s) if settings.read_ahead_s > 0 else None
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if ahead is not None:
+            ahead.start()
+        try:
+            yield
+        finally:
+            if ahead is not None:
+                ahead.stop()
+
     app = FastAPIOffline(
+        lifespan=lifespan,
         title="onchain",
         version="1",
         description="Stored snapshots of DeFi lending positions: markets, positions, accounts, "
@@ -142,6 +159,7 @@ def create_app(store: Store, settings: ApiSettings) -> FastAPI:
     )
     app.state.store = store
     app.state.settings = settings
+    app.state.ahead = ahead
 
     mount_signin(app, settings.token)
 
@@ -213,14 +231,8 @@ def create_app(store: Store, settings: ApiSettings) -> FastAPI:
             account=_checksum(account) if account else None,
             min_debt_base=int(min_debt_base) if min_debt_base is not None else None,
         )
-        page = Q.positions_page(
-            store,
-            where,
-            sort=sort,
-            descending=order == "desc",
-            limit=limit,
-            offset=offset,
-            rebuild=rebuild_book,
+        page = served_page(
+            app, where, sort=sort, descending=order == "desc", limit=limit, offset=offset
         )
         return {
             "total": page.total,
@@ -448,6 +460,37 @@ def _stored_examples(store: Store) -> dict[str, str]:
     if page.positions:
         out["account"] = page.positions[0].position.account
     return out
+
+
+def served_page(
+    app: FastAPI,
+    where: Q.PositionFilter,
+    *,
+    sort: str = "risk",
+    descending: bool = False,
+    limit: int = 50,
+    offset: int = 0,
+) -> Q.PositionPage:
+    """A page of positions as a reader asked for it, noted to be read again when a block lands
+    (`ahead.ReadAhead`): its next reader then finds the change layout's details rebuilt."""
+    store = app.state.store
+
+    def read() -> Q.PositionPage:
+        return Q.positions_page(
+            store,
+            where,
+            sort=sort,
+            descending=descending,
+            limit=limit,
+            offset=offset,
+            rebuild=rebuild_book,
+        )
+
+    page = read()
+    if app.state.ahead is not None:
+        key = (*astuple(where), sort, descending, limit, offset)
+        app.state.ahead.note(key, read)
+    return page
 
 
 def _json(value: Any) -> Response:

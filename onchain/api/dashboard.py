@@ -117,9 +117,7 @@ def mount_dashboard(app: FastAPI, settings: ApiSettings) -> None:
         rows = [m for m in Q.markets(store) if m.name == market]
         if not rows:
             return not_found(request, f"unknown market {market!r}")
-        page = Q.positions_page(
-            store, Q.PositionFilter(market=market), limit=50, rebuild=rebuild_book
-        )
+        page = api.served_page(app, Q.PositionFilter(market=market), limit=50)
         return render(
             request,
             "market.html",
@@ -137,8 +135,8 @@ def mount_dashboard(app: FastAPI, settings: ApiSettings) -> None:
         except (InputError, ValidationError, ValueError) as exc:
             return render(request, "error.html", "error", 400, code=400, message=str(exc))
         limit, offset = filters["limit"], filters["offset"]
-        page = Q.positions_page(
-            store,
+        page = api.served_page(
+            app,
             Q.PositionFilter(
                 filters["market"], filters["tier"], filters["account"], filters["min_debt_base"]
             ),
@@ -146,7 +144,6 @@ def mount_dashboard(app: FastAPI, settings: ApiSettings) -> None:
             descending=filters["order"] == "desc",
             limit=limit,
             offset=offset,
-            rebuild=rebuild_book,
         )
         query = {k: v for k, v in params.items() if k not in ("offset",)}
 

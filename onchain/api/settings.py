@@ -19,6 +19,7 @@ from onchain.errors import ConfigError, InputError
 TOKEN_ENV = "ONCHAIN_API_TOKEN"
 DEFAULT_READY_MAX_AGE_S = 300.0
 DEFAULT_REFRESH_S = 15.0
+DEFAULT_READ_AHEAD_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class ApiSettings:
     token: str | None = None
     ready_max_age_s: float = DEFAULT_READY_MAX_AGE_S
     refresh_s: float = DEFAULT_REFRESH_S
+    # how often the served pages' newest blocks are checked, to read them again (`ahead`); 0: never
+    read_ahead_s: float = DEFAULT_READ_AHEAD_S
 
 
 def is_loopback(host: str) -> bool:
@@ -68,7 +71,7 @@ def api_settings(config: Path | None, host: str, port: int) -> ApiSettings:
         table = raw.get("api") or {}
         if not isinstance(table, dict):
             raise ConfigError(f"{config}: [api] must be a table")
-        unknown = sorted(set(table) - {"ready_max_age_s", "refresh_s"})
+        unknown = sorted(set(table) - {"ready_max_age_s", "refresh_s", "read_ahead_s"})
         if unknown:
             raise ConfigError(f"{config} [api]: unknown key(s) {', '.join(unknown)}")
     where = f"{config} [api]"
@@ -78,4 +81,7 @@ def api_settings(config: Path | None, host: str, port: int) -> ApiSettings:
         token=token,
         ready_max_age_s=_positive(table, "ready_max_age_s", DEFAULT_READY_MAX_AGE_S, where),
         refresh_s=_positive(table, "refresh_s", DEFAULT_REFRESH_S, where),
+        read_ahead_s=0.0
+        if type(table.get("read_ahead_s")) in (int, float) and table["read_ahead_s"] == 0
+        else _positive(table, "read_ahead_s", DEFAULT_READ_AHEAD_S, where),
     )
