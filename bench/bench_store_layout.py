@@ -24,7 +24,9 @@ where the change layout rebuilds each older block through the adapter.
 Then `--after-blocks` more blocks (3; only prices move), each read timed first after each
 block: what a server's reader meets, the cache holding what the block before's reads left (the
 change layout's rebuilt positions are a function of the block's prices, so a new block
-rebuilds the rows a read shows; the account states decoded before are kept).
+rebuilds the rows a read shows; the account states decoded before are kept); and the pages
+again as `onchain serve` serves them, read ahead when the block lands (`onchain.api.ahead`),
+with the CPU that reading ahead took.
 
     .venv/bin/python bench/bench_store_layout.py [--accounts 3000] [--blocks 10]
         [--no-postgres | --no-sqlite] [--aave-only] [--repeat 15] [--history-repeat 15]
@@ -267,6 +269,15 @@ def run(
 
 
 HISTORIES = ("market history", "account history")
+# the pages of positions a server reads again when a block lands (`onchain.api.ahead`)
+PAGES = (
+    "riskiest page (50)",
+    "by health factor (50)",
+    "by debt, page 3",
+    "by debt, descending",
+    "by probability (50)",
+    "by collateral, desc.",
+)
 
 
 def _read_set(account: str) -> dict[str, Callable[[Store], Any]]:
@@ -392,10 +403,19 @@ def _after_blocks(
         BOOKS._books, BOOKS._whole = OrderedDict(state[0]), OrderedDict(state[1])
         BOOKS._decoded = state[2]
 
+    from onchain.api.ahead import ReadAhead
+
     reads = {k: v for k, v in _read_set(account).items() if k not in HISTORIES}
+    changes = stores["changes"]
+    ahead = ReadAhead(changes)  # the server's: the pages it served, read when a block lands
+    for name in PAGES:
+        ahead.note(name, lambda read=reads[name]: read(changes))
+    ahead.tick()
     for read in reads.values():
-        read(stores["changes"])
-    runs: dict[str, dict[str, list[float]]] = {n: {k: [] for k in LAYOUTS} for n in reads}
+        read(changes)
+    kinds = (*LAYOUTS, "ahead")
+    runs: dict[str, dict[str, list[float]]] = {n: {k: [] for k in kinds} for n in reads}
+    background: list[float] = []
     for b in range(blocks):
         set_prices(info.rpc_url, info.aave, {"WETH": 2950.0 - 3 * b})
         for ctx in contexts.values():
@@ -409,15 +429,28 @@ def _after_blocks(
                 started = time.process_time()
                 read(store)
                 runs[name][layout].append(time.process_time() - started)
+        put_back(state)
+        started = time.process_time()
+        assert ahead.tick() == len(PAGES)
+        background.append(time.process_time() - started)
+        for name in PAGES:
+            started = time.process_time()
+            reads[name](changes)
+            runs[name]["ahead"].append(time.process_time() - started)
         for read in reads.values():
-            read(stores["changes"])
+            read(changes)
     print(
         f"  the first read after a block (median of {blocks} blocks, CPU; changes: the cache "
-        "the block before's reads left):"
+        "the block before's reads left; read ahead: the server read the pages again when the "
+        f"block landed, {statistics.median(background) * 1000:.1f} ms CPU for the {len(PAGES)}):"
     )
     for name, by_layout in runs.items():
         a, b = (statistics.median(by_layout[k]) * 1000 for k in LAYOUTS)
-        print(f"    {name:<22} snapshots {a:>9.2f} ms  changes {b:>9.2f} ms  = {b / a:7.2%}")
+        line = f"    {name:<22} snapshots {a:>9.2f} ms  changes {b:>9.2f} ms  = {b / a:7.2%}"
+        if by_layout["ahead"]:
+            c = statistics.median(by_layout["ahead"]) * 1000
+            line += f"  (read ahead {c:>8.2f} ms = {c / a:7.2%})"
+        print(line)
 
 
 def reads_only(folder: Path, repeat: int, history_repeat: int) -> None:
