@@ -64,13 +64,16 @@ class ReadAhead:
             for key in [k for k, (at, _read) in self._reads.items() if at < since]:
                 del self._reads[key]
             reads = [read for _at, read in self._reads.values()]
-        done = 0
+        done, failed = 0, []
         for read in reads:
             try:
                 read()
                 done += 1
             except Exception as exc:  # the page's next reader meets (and is told) the same
-                log.debug("reading a page again failed: %s", exc)
+                failed.append(exc)
+        if failed:  # one line a block at most
+            first = (str(failed[0]).splitlines() or [type(failed[0]).__name__])[0]
+            log.warning("reading %d of %d pages again failed: %s", len(failed), len(reads), first)
         return done
 
     def start(self) -> None:

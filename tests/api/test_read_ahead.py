@@ -91,7 +91,10 @@ class _Client:
 
 
 def test_a_served_page_is_read_again_when_a_block_lands(
-    devnet: DevnetInfo, writer: tuple[Store, JobContext], built: Counter[str]
+    devnet: DevnetInfo,
+    writer: tuple[Store, JobContext],
+    built: Counter[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     store, ctx = writer
     BOOKS.clear()
@@ -128,6 +131,18 @@ def test_a_served_page_is_read_again_when_a_block_lands(
         clock[0] = 61.0
         _next_block(devnet, ctx, 1850.0)
         assert ahead.tick() == 0
+
+        # a page that fails to read again is one warning line a block; the others are read
+        ahead = ReadAhead(store)
+        app.state.ahead = ahead
+        ahead.tick()
+        ahead.note("broken", lambda: 1 / 0)
+        client.get(PAGES[0])
+        _next_block(devnet, ctx, 1800.0)
+        with caplog.at_level("WARNING", logger="onchain.api.ahead"):
+            assert ahead.tick() == 1
+        lines = [r.getMessage() for r in caplog.records if r.name == "onchain.api.ahead"]
+        assert lines == ["reading 1 of 2 pages again failed: division by zero"]
 
 
 def test_the_server_reads_pages_again_in_its_own_thread(
