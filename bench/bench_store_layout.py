@@ -272,6 +272,7 @@ HISTORIES = ("market history", "account history")
 # the pages of positions a server reads again when a block lands (`onchain.api.ahead`)
 PAGES = (
     "riskiest page (50)",
+    "dashboard riskiest(50)",
     "by health factor (50)",
     "by debt, page 3",
     "by debt, descending",
@@ -281,16 +282,17 @@ PAGES = (
 
 
 def _read_set(account: str) -> dict[str, Callable[[Store], Any]]:
-    """The reads timed, by name: the API's pages, one account, every position (with the exact
-    liquidation prices, and as stress and targets read it: without), /metrics' tier counts,
-    `report`, and the two histories."""
+    """The reads timed, by name: the API's pages (and the riskiest as the dashboard reads it,
+    without liquidation prices), one account, every position (with the exact liquidation
+    prices, and as stress and targets read it: without), /metrics' tier counts, `report`, and
+    the two histories."""
     from eth_utils import to_checksum_address
 
     from onchain.app.stored_book import (
         rebuild_account,
         rebuild_book,
         rebuild_book_figures,
-        rebuild_book_for_risk,
+        rebuild_book_without_prices,
     )
     from onchain.store import api_queries as Q
     from onchain.store import queries
@@ -299,6 +301,10 @@ def _read_set(account: str) -> dict[str, Callable[[Store], Any]]:
     return {
         "riskiest page (50)": lambda s: Q.positions_page(
             s, Q.PositionFilter(), limit=50, rebuild=rebuild_book
+        ),
+        # as the dashboard's market page reads it (its table shows no liquidation price)
+        "dashboard riskiest(50)": lambda s: Q.positions_page(
+            s, Q.PositionFilter(), limit=50, rebuild=rebuild_book_without_prices
         ),
         "by health factor (50)": lambda s: Q.positions_page(
             s, Q.PositionFilter(), sort="health_factor", limit=50, rebuild=rebuild_book
@@ -319,7 +325,9 @@ def _read_set(account: str) -> dict[str, Callable[[Store], Any]]:
             s, Q.PositionFilter(account=who), limit=1000, rebuild=rebuild_book
         ),
         "every position": lambda s: Q.latest_positions(s, rebuild=rebuild_book),
-        "every position, risk": lambda s: Q.latest_positions(s, rebuild=rebuild_book_for_risk),
+        "every position, risk": lambda s: Q.latest_positions(
+            s, rebuild=rebuild_book_without_prices
+        ),
         "tier counts (metrics)": lambda s: Q.tier_series(s, "aave", limit=1, exact=False),
         "report": lambda s: queries.at_risk_report(s),
         # every stored block: the change layout rebuilds each older one through the adapter

@@ -32,7 +32,7 @@ from onchain.app.stored_book import (
     rebuild_account,
     rebuild_book,
     rebuild_book_figures,
-    rebuild_book_for_risk,
+    rebuild_book_without_prices,
 )
 from onchain.errors import InputError
 from onchain.output import _no_nan, position_json
@@ -470,9 +470,11 @@ def served_page(
     descending: bool = False,
     limit: int = 50,
     offset: int = 0,
+    rebuild: Q.BookRebuild = rebuild_book,
 ) -> Q.PositionPage:
     """A page of positions as a reader asked for it, noted to be read again when a block lands
-    (`ahead.ReadAhead`): its next reader then finds the change layout's details rebuilt."""
+    (`ahead.ReadAhead`): its next reader then finds the change layout's details rebuilt.
+    `rebuild`: `rebuild_book_without_prices` for a reader that shows no liquidation price."""
     store = app.state.store
 
     def read() -> Q.PositionPage:
@@ -483,12 +485,12 @@ def served_page(
             descending=descending,
             limit=limit,
             offset=offset,
-            rebuild=rebuild_book,
+            rebuild=rebuild,
         )
 
     page = read()
     if app.state.ahead is not None:
-        key = (*astuple(where), sort, descending, limit, offset)
+        key = (*astuple(where), sort, descending, limit, offset, rebuild)
         app.state.ahead.note(key, read)
     return page
 
@@ -551,7 +553,7 @@ def stress_of(
     chosen = (
         [] if curve_only else [custom] if custom is not None else select_scenarios(scenario or [])
     )
-    stored = Q.latest_positions(store, market, rebuild_book_for_risk)
+    stored = Q.latest_positions(store, market, rebuild_book_without_prices)
     if not stored:
         raise HTTPException(404, f"no snapshot of market {market!r} yet")
     block = stored[0].position.block
@@ -568,7 +570,9 @@ def stored_targets(store: Store, market: str | None, limit: int) -> list[dict[st
     from onchain.risk.liquidator import plan_liquidations
 
     stored = [
-        s for s in Q.latest_positions(store, market, rebuild_book_for_risk) if s.position.has_debt
+        s
+        for s in Q.latest_positions(store, market, rebuild_book_without_prices)
+        if s.position.has_debt
     ]
     if not stored:
         return []
