@@ -417,7 +417,7 @@ def _after_blocks(
     changes = stores["changes"]
     ahead = ReadAhead(changes)  # the server's: the pages it served, read when a block lands
     for name in PAGES:
-        ahead.note(name, lambda read=reads[name]: read(changes))
+        ahead.note(name, None, lambda read=reads[name]: read(changes))
     ahead.tick()
     for read in reads.values():
         read(changes)
@@ -426,9 +426,16 @@ def _after_blocks(
     background: list[float] = []
     for b in range(blocks):
         set_prices(info.rpc_url, info.aave, {"WETH": 2950.0 - 3 * b})
-        for ctx in contexts.values():
-            errors = refresh_job(ctx, Counter())
-            assert errors == [], errors
+        for ctx in contexts.values():  # each layout writes the new block (again if it saw none)
+            for _ in range(5):
+                counts: Counter[str] = Counter()
+                errors = refresh_job(ctx, counts)
+                assert errors == [], errors
+                if counts["blocks_written"]:
+                    break
+                time.sleep(1)
+            else:
+                raise AssertionError("the refresh wrote no new block")
         state = kept()
         for name, read in reads.items():
             for layout, store in stores.items():

@@ -491,7 +491,7 @@ def served_page(
     page = read()
     if app.state.ahead is not None:
         key = (*astuple(where), sort, descending, limit, offset, rebuild)
-        app.state.ahead.note(key, read)
+        app.state.ahead.note(key, where.market, read)
     return page
 
 

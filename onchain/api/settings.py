@@ -1,7 +1,9 @@
 """`onchain serve`'s settings: where it listens, the bearer token, and the readiness limit.
 
 The `[api]` table of the config file (optional) holds `ready_max_age_s` (how old the newest
-snapshot may be before /readyz says 503) and `refresh_s` (how often the dashboard fetches);
+snapshot may be before /readyz says 503), `refresh_s` (how often the dashboard fetches) and
+`read_ahead_s` (how often the served pages' markets are checked for a new block, to read
+those pages again: `onchain.api.ahead`; 0 turns it off);
 the token comes only from the environment (ONCHAIN_API_TOKEN), never from a file."""
 
 from __future__ import annotations
@@ -52,6 +54,19 @@ def _positive(table: dict[str, Any], key: str, default: float, where: str) -> fl
     return float(value)
 
 
+def _seconds_or_off(table: dict[str, Any], key: str, default: float, where: str) -> float:
+    """`_positive`, or 0: off."""
+    value = table.get(key, default)
+    if type(value) in (int, float) and value == 0:
+        return 0.0
+    try:
+        return _positive(table, key, default, where)
+    except ConfigError:
+        raise ConfigError(
+            f"{where}: '{key}' must be a positive number of seconds or 0 (off), got {value!r}"
+        ) from None
+
+
 def api_settings(config: Path | None, host: str, port: int) -> ApiSettings:
     """Validated settings; a non-loopback host without ONCHAIN_API_TOKEN is an InputError."""
     if not 0 < port < 65536:
@@ -81,7 +96,5 @@ def api_settings(config: Path | None, host: str, port: int) -> ApiSettings:
         token=token,
         ready_max_age_s=_positive(table, "ready_max_age_s", DEFAULT_READY_MAX_AGE_S, where),
         refresh_s=_positive(table, "refresh_s", DEFAULT_REFRESH_S, where),
-        read_ahead_s=0.0
-        if type(table.get("read_ahead_s")) in (int, float) and table["read_ahead_s"] == 0
-        else _positive(table, "read_ahead_s", DEFAULT_READ_AHEAD_S, where),
+        read_ahead_s=_seconds_or_off(table, "read_ahead_s", DEFAULT_READ_AHEAD_S, where),
     )

@@ -63,7 +63,9 @@ class BookCache:
     states read last are kept, each with the decoded market state and at most `ACCOUNTS`
     accounts' positions. The Positions handed out are shared: readers copy what they keep."""
 
-    BOOKS = 4
+    # a book per market and block: the pages of up to 16 markets (the newest blocks'), each
+    # read again when its block lands (`onchain.api.ahead`); most pages hold tens of accounts
+    BOOKS = 16
     ACCOUNTS = 2048  # ~3 KB an Aave Position: ~6 MB a book at most
     # books of more accounts kept whole, the last read (~2.8 KB an Aave position: ~85 MB at
     # 30,000 accounts, what one read of every position holds anyway while it is served)

@@ -27,5 +27,7 @@ def test_the_read_ahead_period(tmp_path: Path, lines: str, want: float) -> None:
 
 @pytest.mark.parametrize("value", ["-1", "false", "true", "'1'", "inf"])
 def test_a_wrong_read_ahead_period_is_one_clear_error(tmp_path: Path, value: str) -> None:
-    with pytest.raises(ConfigError, match="read_ahead_s"):
+    with pytest.raises(
+        ConfigError, match="'read_ahead_s' must be a positive number of seconds or 0"
+    ):
         api_settings(_with(tmp_path, f"read_ahead_s = {value}\n"), "127.0.0.1", 8000)
