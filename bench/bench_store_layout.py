@@ -24,7 +24,9 @@ where the change layout rebuilds each older block through the adapter.
 Then `--after-blocks` more blocks (3; only prices move), each read timed first after each
 block: what a server's reader meets, the cache holding what the block before's reads left (the
 change layout's rebuilt positions are a function of the block's prices, so a new block
-rebuilds the rows a read shows; the account states decoded before are kept).
+rebuilds the rows a read shows; the account states decoded before are kept); and the pages
+again as `onchain serve` serves them, read ahead when the block lands (`onchain.api.ahead`),
+with the CPU that reading ahead took.
 
     .venv/bin/python bench/bench_store_layout.py [--accounts 3000] [--blocks 10]
         [--no-postgres | --no-sqlite] [--aave-only] [--repeat 15] [--history-repeat 15]
@@ -267,19 +269,30 @@ def run(
 
 
 HISTORIES = ("market history", "account history")
+# the pages of positions a server reads again when a block lands (`onchain.api.ahead`)
+PAGES = (
+    "riskiest page (50)",
+    "dashboard riskiest(50)",
+    "by health factor (50)",
+    "by debt, page 3",
+    "by debt, descending",
+    "by probability (50)",
+    "by collateral, desc.",
+)
 
 
 def _read_set(account: str) -> dict[str, Callable[[Store], Any]]:
-    """The reads timed, by name: the API's pages, one account, every position (with the exact
-    liquidation prices, and as stress and targets read it: without), /metrics' tier counts,
-    `report`, and the two histories."""
+    """The reads timed, by name: the API's pages (and the riskiest as the dashboard reads it,
+    without liquidation prices), one account, every position (with the exact liquidation
+    prices, and as stress and targets read it: without), /metrics' tier counts, `report`, and
+    the two histories."""
     from eth_utils import to_checksum_address
 
     from onchain.app.stored_book import (
         rebuild_account,
         rebuild_book,
         rebuild_book_figures,
-        rebuild_book_for_risk,
+        rebuild_book_without_prices,
     )
     from onchain.store import api_queries as Q
     from onchain.store import queries
@@ -288,6 +301,10 @@ def _read_set(account: str) -> dict[str, Callable[[Store], Any]]:
     return {
         "riskiest page (50)": lambda s: Q.positions_page(
             s, Q.PositionFilter(), limit=50, rebuild=rebuild_book
+        ),
+        # as the dashboard's market page reads it (its table shows no liquidation price)
+        "dashboard riskiest(50)": lambda s: Q.positions_page(
+            s, Q.PositionFilter(), limit=50, rebuild=rebuild_book_without_prices
         ),
         "by health factor (50)": lambda s: Q.positions_page(
             s, Q.PositionFilter(), sort="health_factor", limit=50, rebuild=rebuild_book
@@ -308,7 +325,9 @@ def _read_set(account: str) -> dict[str, Callable[[Store], Any]]:
             s, Q.PositionFilter(account=who), limit=1000, rebuild=rebuild_book
         ),
         "every position": lambda s: Q.latest_positions(s, rebuild=rebuild_book),
-        "every position, risk": lambda s: Q.latest_positions(s, rebuild=rebuild_book_for_risk),
+        "every position, risk": lambda s: Q.latest_positions(
+            s, rebuild=rebuild_book_without_prices
+        ),
         "tier counts (metrics)": lambda s: Q.tier_series(s, "aave", limit=1, exact=False),
         "report": lambda s: queries.at_risk_report(s),
         # every stored block: the change layout rebuilds each older one through the adapter
@@ -392,15 +411,31 @@ def _after_blocks(
         BOOKS._books, BOOKS._whole = OrderedDict(state[0]), OrderedDict(state[1])
         BOOKS._decoded = state[2]
 
+    from onchain.api.ahead import ReadAhead
+
     reads = {k: v for k, v in _read_set(account).items() if k not in HISTORIES}
+    changes = stores["changes"]
+    ahead = ReadAhead(changes)  # the server's: the pages it served, read when a block lands
+    for name in PAGES:
+        ahead.note(name, None, lambda read=reads[name]: read(changes))
+    ahead.tick()
     for read in reads.values():
-        read(stores["changes"])
-    runs: dict[str, dict[str, list[float]]] = {n: {k: [] for k in LAYOUTS} for n in reads}
+        read(changes)
+    kinds = (*LAYOUTS, "snapshots again", "ahead")
+    runs: dict[str, dict[str, list[float]]] = {n: {k: [] for k in kinds} for n in reads}
+    background: list[float] = []
     for b in range(blocks):
         set_prices(info.rpc_url, info.aave, {"WETH": 2950.0 - 3 * b})
-        for ctx in contexts.values():
-            errors = refresh_job(ctx, Counter())
-            assert errors == [], errors
+        for ctx in contexts.values():  # each layout writes the new block (again if it saw none)
+            for _ in range(5):
+                counts: Counter[str] = Counter()
+                errors = refresh_job(ctx, counts)
+                assert errors == [], errors
+                if counts["blocks_written"]:
+                    break
+                time.sleep(1)
+            else:
+                raise AssertionError("the refresh wrote no new block")
         state = kept()
         for name, read in reads.items():
             for layout, store in stores.items():
@@ -409,15 +444,34 @@ def _after_blocks(
                 started = time.process_time()
                 read(store)
                 runs[name][layout].append(time.process_time() - started)
+        put_back(state)
+        started = time.process_time()
+        ran = ahead.tick()
+        if ran != len(PAGES):
+            print(f"    (block {b + 1}: {ran} of the {len(PAGES)} pages read ahead)")
+        background.append(time.process_time() - started)
+        for name in PAGES:  # each beside the snapshot rows' read again: a load that comes and
+            # goes between the two loops would tell in their ratio
+            for kind, store in (("snapshots again", stores["snapshots"]), ("ahead", changes)):
+                started = time.process_time()
+                reads[name](store)
+                runs[name][kind].append(time.process_time() - started)
         for read in reads.values():
-            read(stores["changes"])
+            read(changes)
     print(
         f"  the first read after a block (median of {blocks} blocks, CPU; changes: the cache "
-        "the block before's reads left):"
+        "the block before's reads left; read ahead: the server read the pages again when the "
+        f"block landed, {statistics.median(background) * 1000:.1f} ms CPU for the {len(PAGES)}):"
     )
     for name, by_layout in runs.items():
         a, b = (statistics.median(by_layout[k]) * 1000 for k in LAYOUTS)
-        print(f"    {name:<22} snapshots {a:>9.2f} ms  changes {b:>9.2f} ms  = {b / a:7.2%}")
+        line = f"    {name:<22} snapshots {a:>9.2f} ms  changes {b:>9.2f} ms  = {b / a:7.2%}"
+        if by_layout["ahead"]:
+            again, c = (
+                statistics.median(by_layout[k]) * 1000 for k in ("snapshots again", "ahead")
+            )
+            line += f"  (read ahead {c:>8.2f} ms = {c / again:7.2%} of {again:.2f} ms)"
+        print(line)
 
 
 def reads_only(folder: Path, repeat: int, history_repeat: int) -> None:

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import astuple
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -22,13 +25,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from onchain.api import schemas as S
+from onchain.api.ahead import ReadAhead
 from onchain.api.settings import ApiSettings
 from onchain.api.signin import mount_signin
 from onchain.app.stored_book import (
     rebuild_account,
     rebuild_book,
     rebuild_book_figures,
-    rebuild_book_for_risk,
+    rebuild_book_without_prices,
 )
 from onchain.errors import InputError
 from onchain.output import _no_nan, position_json
@@ -131,7 +135,20 @@ def create_app(store: Store, settings: ApiSettings) -> FastAPI:
     """The application over an open store. Everything it serves is read at request time."""
     from fastapi_offline import FastAPIOffline
 
+    ahead = ReadAhead(store, every_s=settings.read_ahead_s) if settings.read_ahead_s > 0 else None
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if ahead is not None:
+            ahead.start()
+        try:
+            yield
+        finally:
+            if ahead is not None:
+                ahead.stop()
+
     app = FastAPIOffline(
+        lifespan=lifespan,
         title="onchain",
         version="1",
         description="Stored snapshots of DeFi lending positions: markets, positions, accounts, "
@@ -142,6 +159,7 @@ def create_app(store: Store, settings: ApiSettings) -> FastAPI:
     )
     app.state.store = store
     app.state.settings = settings
+    app.state.ahead = ahead
 
     mount_signin(app, settings.token)
 
@@ -213,14 +231,8 @@ def create_app(store: Store, settings: ApiSettings) -> FastAPI:
             account=_checksum(account) if account else None,
             min_debt_base=int(min_debt_base) if min_debt_base is not None else None,
         )
-        page = Q.positions_page(
-            store,
-            where,
-            sort=sort,
-            descending=order == "desc",
-            limit=limit,
-            offset=offset,
-            rebuild=rebuild_book,
+        page = served_page(
+            app, where, sort=sort, descending=order == "desc", limit=limit, offset=offset
         )
         return {
             "total": page.total,
@@ -450,6 +462,39 @@ def _stored_examples(store: Store) -> dict[str, str]:
     return out
 
 
+def served_page(
+    app: FastAPI,
+    where: Q.PositionFilter,
+    *,
+    sort: str = "risk",
+    descending: bool = False,
+    limit: int = 50,
+    offset: int = 0,
+    rebuild: Q.BookRebuild = rebuild_book,
+) -> Q.PositionPage:
+    """A page of positions as a reader asked for it, noted to be read again when a block lands
+    (`ahead.ReadAhead`): its next reader then finds the change layout's details rebuilt.
+    `rebuild`: `rebuild_book_without_prices` for a reader that shows no liquidation price."""
+    store = app.state.store
+
+    def read() -> Q.PositionPage:
+        return Q.positions_page(
+            store,
+            where,
+            sort=sort,
+            descending=descending,
+            limit=limit,
+            offset=offset,
+            rebuild=rebuild,
+        )
+
+    page = read()
+    if app.state.ahead is not None:
+        key = (*astuple(where), sort, descending, limit, offset, rebuild)
+        app.state.ahead.note(key, where.market, read)
+    return page
+
+
 def _json(value: Any) -> Response:
     from onchain.output import strict_json
 
@@ -508,7 +553,7 @@ def stress_of(
     chosen = (
         [] if curve_only else [custom] if custom is not None else select_scenarios(scenario or [])
     )
-    stored = Q.latest_positions(store, market, rebuild_book_for_risk)
+    stored = Q.latest_positions(store, market, rebuild_book_without_prices)
     if not stored:
         raise HTTPException(404, f"no snapshot of market {market!r} yet")
     block = stored[0].position.block
@@ -525,7 +570,9 @@ def stored_targets(store: Store, market: str | None, limit: int) -> list[dict[st
     from onchain.risk.liquidator import plan_liquidations
 
     stored = [
-        s for s in Q.latest_positions(store, market, rebuild_book_for_risk) if s.position.has_debt
+        s
+        for s in Q.latest_positions(store, market, rebuild_book_without_prices)
+        if s.position.has_debt
     ]
     if not stored:
         return []

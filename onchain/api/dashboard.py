@@ -17,7 +17,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
 from onchain.api.settings import ApiSettings
-from onchain.app.stored_book import rebuild_book
+from onchain.app.stored_book import rebuild_book, rebuild_book_without_prices
 from onchain.errors import InputError
 from onchain.numbers import format_base
 from onchain.store import api_queries as Q
@@ -117,8 +117,8 @@ def mount_dashboard(app: FastAPI, settings: ApiSettings) -> None:
         rows = [m for m in Q.markets(store) if m.name == market]
         if not rows:
             return not_found(request, f"unknown market {market!r}")
-        page = Q.positions_page(
-            store, Q.PositionFilter(market=market), limit=50, rebuild=rebuild_book
+        page = api.served_page(
+            app, Q.PositionFilter(market=market), limit=50, rebuild=rebuild_book_without_prices
         )
         return render(
             request,
@@ -137,8 +137,8 @@ def mount_dashboard(app: FastAPI, settings: ApiSettings) -> None:
         except (InputError, ValidationError, ValueError) as exc:
             return render(request, "error.html", "error", 400, code=400, message=str(exc))
         limit, offset = filters["limit"], filters["offset"]
-        page = Q.positions_page(
-            store,
+        page = api.served_page(
+            app,
             Q.PositionFilter(
                 filters["market"], filters["tier"], filters["account"], filters["min_debt_base"]
             ),
@@ -146,7 +146,7 @@ def mount_dashboard(app: FastAPI, settings: ApiSettings) -> None:
             descending=filters["order"] == "desc",
             limit=limit,
             offset=offset,
-            rebuild=rebuild_book,
+            rebuild=rebuild_book_without_prices,  # its table shows no asset
         )
         query = {k: v for k, v in params.items() if k not in ("offset",)}
 

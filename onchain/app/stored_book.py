@@ -46,14 +46,14 @@ def rebuild_book(protocol: str, book: StoredBook) -> list[Position]:
     return BOOKS.positions(protocol, book, incremental)
 
 
-def rebuild_book_for_risk(protocol: str, book: StoredBook) -> list[Position]:
-    """`rebuild_book` for readers that price their own scenarios (stress, targets): every
-    field but the assets' exact liquidation prices, which may be left None (their search is
-    most of an Aave position's cost, and these readers never look at them)."""
+def rebuild_book_without_prices(protocol: str, book: StoredBook) -> list[Position]:
+    """`rebuild_book` for readers that show no asset's liquidation price (stress and targets
+    price their own scenarios; the dashboard's tables show none): every field but those, which
+    may be left None (their search is most of an Aave position's cost)."""
     incremental = _incremental(protocol)
     if len(book.accounts) > BookCache.ACCOUNTS:
         return BOOKS.whole(protocol, book, incremental, flip_prices=False)
-    return BOOKS.positions(protocol, book, incremental)
+    return BOOKS.positions(protocol, book, incremental, flip_prices=False)
 
 
 class BookCache:
@@ -63,7 +63,9 @@ class BookCache:
     states read last are kept, each with the decoded market state and at most `ACCOUNTS`
     accounts' positions. The Positions handed out are shared: readers copy what they keep."""
 
-    BOOKS = 4
+    # a book per market and block: the pages of up to 16 markets (the newest blocks'), each
+    # read again when its block lands (`onchain.api.ahead`); most pages hold tens of accounts
+    BOOKS = 16
     ACCOUNTS = 2048  # ~3 KB an Aave Position: ~6 MB a book at most
     # books of more accounts kept whole, the last read (~2.8 KB an Aave position: ~85 MB at
     # 30,000 accounts, what one read of every position holds anyway while it is served)
@@ -136,10 +138,16 @@ class BookCache:
         return list(got)
 
     def positions(
-        self, protocol: str, book: StoredBook, incremental: IncrementalAdapter
+        self,
+        protocol: str,
+        book: StoredBook,
+        incremental: IncrementalAdapter,
+        *,
+        flip_prices: bool = True,
     ) -> list[Position]:
-        """`rebuild_positions(book, incremental)`, the accounts rebuilt before taken from here
-        (the others rebuilt together, as one book), in the book's account order."""
+        """`rebuild_positions(book, incremental, flip_prices=...)`, the accounts rebuilt before
+        taken from here (the others rebuilt together, as one book), in the book's account
+        order; an account rebuilt with the liquidation prices also answers without."""
         key = (protocol, book.market_state, book.block)
         with self._lock:
             cached = self._books.get(key)
@@ -152,24 +160,39 @@ class BookCache:
                 while len(self._books) > self.BOOKS:
                     self._books.popitem(last=False)
         known = cached.accounts
-        missing = [(a, blob) for a, blob in book.accounts.items() if (a, blob) not in known]
+        plain = cached.unpriced if not flip_prices else {}
+        missing = [
+            (a, blob)
+            for a, blob in book.accounts.items()
+            if (a, blob) not in known and (a, blob) not in plain
+        ]
         built: dict[str, list[Position]] = {a: [] for a, _blob in missing}
         if missing:
             states = [s for _a, blob in missing for s in self._states(protocol, blob, incremental)]
-            got = incremental.positions_from_states(cached.market_state, states, book.block)
+            got = incremental.positions_from_states(
+                cached.market_state, states, book.block, flip_prices=flip_prices
+            )
             if any(p.account not in built for p in got):  # not the book's addresses: no cache
-                return rebuild_positions(book, incremental)
+                return rebuild_positions(book, incremental, flip_prices=flip_prices)
             for p in got:
                 built[p.account].append(p)
+            kept = known if flip_prices else cached.unpriced
             with self._lock:
-                for a, blob in missing[: max(0, self.ACCOUNTS - len(known))]:
-                    known[(a, blob)] = built[a]
+                room = self.ACCOUNTS - len(known) - len(cached.unpriced)
+                for a, blob in missing[: max(0, room)]:
+                    kept[(a, blob)] = built[a]
             if len(missing) == len(book.accounts):  # nothing was kept: the adapter's order
                 return got
         return [
             p
             for a, blob in book.accounts.items()
-            for p in (built[a] if a in built else known[(a, blob)])
+            for p in (
+                built[a]
+                if a in built
+                else known[(a, blob)]
+                if (a, blob) in known
+                else plain[(a, blob)]
+            )
         ]
 
     def _states(self, protocol: str, blob: bytes, incremental: IncrementalAdapter) -> list[Any]:
@@ -203,6 +226,8 @@ class _WholeBook:
 class _CachedBook:
     market_state: Any
     accounts: dict[tuple[str, bytes], list[Position]] = field(default_factory=dict)
+    # rebuilt without the liquidation prices (readers that show none)
+    unpriced: dict[tuple[str, bytes], list[Position]] = field(default_factory=dict)
 
 
 BOOKS = BookCache()

@@ -24,13 +24,14 @@ def assess_job(ctx: JobContext, counts: Counts) -> list[str]:
             latest = crud.latest_health(ctx.store, market.id)
             if latest is None:
                 continue
-            snapshot_id, block_number, stored = latest
-            assessed = assess_stored(stored, ctx.config.tiers)
-            changed = crud.apply_assessment(ctx.store, snapshot_id, stored, assessed)
-            counts["positions"] += len(stored)
+            assessed = assess_stored(latest.stored, ctx.config.tiers)
+            changed = crud.apply_assessment(ctx.store, latest, assessed)
+            counts["positions"] += len(latest.stored)
             counts["tiers_changed"] += changed
             if changed:
-                log.info("%s block %d: %d tier(s) re-assessed", market.name, block_number, changed)
+                log.info(
+                    "%s block %d: %d tier(s) re-assessed", market.name, latest.block_number, changed
+                )
         except Exception as exc:
             errors.append(f"{market.name}: {one_line(exc)}")
     return errors

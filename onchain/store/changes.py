@@ -570,8 +570,9 @@ def write_changes(
     `book`: the whole book where `positions` are only the rows to write whole (`LeanBook`).
     `kept.standing`: the writer's memory of what stands; where usable it replaces reading the
     book's states and verdicts back, and it is brought up to this block either way."""
-    # PostgreSQL: the row's foreign key holds the market's row (key share) until this block
-    # commits, so an assessment (`lock_market`) cannot change what stands while it is written
+    # PostgreSQL: the block holds the market's row in key share until it commits (`share_market`,
+    # taken before its first delete), so an assessment (`lock_market`) cannot change what stands
+    # while it is written
     conn.execute(
         T_MARKET_STATES.insert().values(
             market_id=market_id, block_number=block.number, state=kept.market_state
@@ -796,13 +797,25 @@ def _remember(
 def lock_market(conn: Connection, market_id: int) -> None:
     """An assessment's lock on the market's row, held until its write transaction ends. A block
     being written (it reads the verdicts standing before it and writes against them) holds
-    that row in key share from its first row on (the foreign keys of its snapshot head and
-    market state): FOR UPDATE waits for that block to commit, and a block begun meanwhile
-    waits for the assessment. SQLite: every write transaction holds the database's write lock
-    already."""
+    that row in key share from before its first delete (`share_market`): FOR UPDATE waits for
+    that block to commit, and a block begun meanwhile waits for the assessment. SQLite: every
+    write transaction holds the database's write lock already."""
     if conn.dialect.name == "postgresql":
         conn.execute(
             select(T_MARKETS.c.id).where(T_MARKETS.c.id == market_id).with_for_update()
+        ).first()
+
+
+def share_market(conn: Connection, market_id: int) -> None:
+    """A block's key-share lock on its market's row, taken before the block deletes or updates
+    anything (a replaced block's rows, the latest view): an assessment holding the row FOR
+    UPDATE (`lock_market`) is then waited for before the block touches a row it reads, not
+    after (each would wait for the other). SQLite: the write lock is the database's."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            select(T_MARKETS.c.id)
+            .where(T_MARKETS.c.id == market_id)
+            .with_for_update(read=True, key_share=True)
         ).first()
 
 

@@ -493,6 +493,7 @@ def write_snapshot(
     with store.write() as conn:
         if guard is not None:
             guard(conn)
+        changes.share_market(conn, market.id)
         existing = conn.execute(
             select(T_SNAPSHOTS.c.id, T_SNAPSHOTS.c.block_hash).where(
                 (T_SNAPSHOTS.c.market_id == market.id)
@@ -754,11 +755,16 @@ class StoredHealth:
     liquidation_probability: float | None = None  # None: tiered by the health-factor rule
 
 
-def latest_health(store: Store, market_id: int) -> tuple[int, int, list[StoredHealth]] | None:
-    """(snapshot id, block number, positions) of the market's newest snapshot."""
+def latest_health(store: Store, market_id: int) -> LatestHealth | None:
+    """The market's newest snapshot and its positions' health and tiers."""
     with store.read() as conn:
         head = conn.execute(
-            select(T_SNAPSHOTS.c.id, T_SNAPSHOTS.c.block_number, T_SNAPSHOTS.c.details)
+            select(
+                T_SNAPSHOTS.c.id,
+                T_SNAPSHOTS.c.block_number,
+                T_SNAPSHOTS.c.block_hash,
+                T_SNAPSHOTS.c.details,
+            )
             .where(T_SNAPSHOTS.c.market_id == market_id)
             .order_by(T_SNAPSHOTS.c.block_number.desc())
             .limit(1)
@@ -781,28 +787,48 @@ def latest_health(store: Store, market_id: int) -> tuple[int, int, list[StoredHe
             .where(where)
             .order_by(T_ACCOUNTS.c.address, p.c.market_key)
         )
-        return head.id, head.block_number, [StoredHealth(*r) for r in rows]
+        return LatestHealth(
+            head.id, head.block_number, head.block_hash, [StoredHealth(*r) for r in rows]
+        )
+
+
+@dataclass(frozen=True)
+class LatestHealth:
+    """`latest_health`'s answer. The block's hash tells the same block from one that replaced
+    it (SQLite may give the replacing snapshot the replaced one's id)."""
+
+    snapshot_id: int
+    block_number: int
+    block_hash: str
+    stored: list[StoredHealth]
 
 
 def apply_assessment(
     store: Store,
-    snapshot_id: int,
-    stored: Sequence[StoredHealth],
+    latest: LatestHealth,
     assessed: Sequence[Assessed],
 ) -> int:
-    """Write changed tiers and reasons into the snapshot (one transaction); the number changed.
-    Only while it is still the market's newest snapshot (0 otherwise): a block written since
-    it was read was tiered with what stood then, and in the change layout reads its positions'
-    verdicts from the blocks before it (`changes.record_assessment`). Alerts are not decided
-    here: the refresh's outbox rules decide them with the snapshot."""
+    """Write changed tiers and reasons into the snapshot `latest_health` read (one
+    transaction); the number changed. Only while it is still the market's newest snapshot, the
+    same block (0 otherwise): a block written since it was read was tiered with what stood
+    then, and in the change layout reads its positions' verdicts from the blocks before it
+    (`changes.record_assessment`). Alerts are not decided here: the refresh's outbox rules
+    decide them with the snapshot."""
+    snapshot_id, stored = latest.snapshot_id, latest.stored
     with store.write() as conn:
         head = conn.execute(
             select(
-                T_SNAPSHOTS.c.market_id, T_SNAPSHOTS.c.block_number, T_SNAPSHOTS.c.details
+                T_SNAPSHOTS.c.market_id,
+                T_SNAPSHOTS.c.block_number,
+                T_SNAPSHOTS.c.block_hash,
+                T_SNAPSHOTS.c.details,
             ).where(T_SNAPSHOTS.c.id == snapshot_id)
         ).first()
-        if head is None:
-            return 0
+        if head is None or (head.block_number, head.block_hash) != (
+            latest.block_number,
+            latest.block_hash,
+        ):
+            return 0  # gone, or replaced (a reorg) by a snapshot given its id
         # a block being written waits, or is waited for; the snapshot may have been replaced
         # (reorg), pruned or built on since it was read
         changes.lock_market(conn, head.market_id)

@@ -164,8 +164,8 @@ def test_an_assessment_of_a_block_the_refresh_has_built_on_leaves_it_alone(
 
     def read_then_refresh(store: Store, market_id: int) -> Any:
         found = read(store, market_id)
-        assert found is not None and found[1] == block_n
-        was_read.append(found[2])
+        assert found is not None and found.block_number == block_n
+        was_read.append(found.stored)
         thread = threading.Thread(target=lambda: refreshed.append(refresh_job(second, Counter())))
         thread.start()
         threads.append(thread)

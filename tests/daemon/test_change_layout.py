@@ -168,7 +168,7 @@ def test_report_and_the_assess_job_read_the_latest_view_as_they_read_snapshots(
     def healths(s: Store, market_id: int) -> list[Any]:
         found = crud.latest_health(s, market_id)
         assert found is not None
-        return [(h.account, h.market_key, h.health_factor, h.risk_tier) for h in found[2]]
+        return [(h.account, h.market_key, h.health_factor, h.risk_tier) for h in found.stored]
 
     for a, b in zip(contexts[0].markets, contexts[1].markets, strict=True):
         assert healths(store, a.id) == healths(other, b.id)

@@ -253,7 +253,7 @@ def test_a_dex_price_below_the_oracle_is_stored_pending_and_alerted(
     assert alerted == {r.account for r in pending}
     by_tier = crud.latest_health(store, ctx.markets[0].id)
     assert by_tier is not None
-    assert sum(s.risk_tier == "PENDING" for s in by_tier[2]) == len(pending)
+    assert sum(s.risk_tier == "PENDING" for s in by_tier.stored) == len(pending)
 
 
 def test_a_failing_risk_assessment_falls_back_to_thresholds_and_says_so(

@@ -193,3 +193,23 @@ def test_a_pages_account_states_are_decoded_once_across_blocks() -> None:
     assert (adapter.built, adapter.decoded) == (8, 4)
     _check(cache, adapter, _book(5, 104, {2: 7}))  # the one that went: decoded again
     assert adapter.decoded == 5
+
+
+def test_a_page_without_liquidation_prices_is_kept_apart() -> None:
+    """A page rebuilt without the liquidation prices (the dashboard's tables) answers only such
+    reads; an account rebuilt with them answers both."""
+    cache, adapter = BookCache(), _Adapter()
+
+    def page(book: StoredBook, flip_prices: bool, like: bool | None = None) -> None:
+        got = cache.positions("aave-v3", book, adapter, flip_prices=flip_prices)  # type: ignore[arg-type]
+        want = flip_prices if like is None else like
+        assert got == rebuild_positions(book, _Adapter(), flip_prices=want)  # type: ignore[arg-type]
+
+    page(_book(1, 100, {1: 5, 2: 7}), False)
+    page(_book(1, 100, {1: 5, 2: 7}), False)
+    assert adapter.built == 2
+    page(_book(1, 100, {1: 5, 2: 7}), True)  # with the prices: built again
+    assert adapter.built == 4
+    got = cache.positions("aave-v3", _book(1, 100, {2: 7, 3: 9}), adapter, flip_prices=False)  # type: ignore[arg-type]
+    assert adapter.built == 5  # account 2 taken as rebuilt with the prices, 3 built without
+    assert [p.extra.get("unpriced", False) for p in got] == [False, True]

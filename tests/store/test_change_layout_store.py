@@ -190,10 +190,9 @@ def test_a_later_assessment_re_tiers_the_blocks_verdict_rows(store: Store, tmp_p
     _write(store, market, 1)
     found = crud.latest_health(store, market.id)
     assert found is not None
-    snapshot_id, number, stored = found
-    again = [crud.Assessed("CRITICAL", "re-tiered by a later assessment") for _ in stored]
-    assert crud.apply_assessment(store, snapshot_id, stored, again) == len(stored)
-    _, verdicts = _at(store, market.id, number)
+    again = [crud.Assessed("CRITICAL", "re-tiered by a later assessment") for _ in found.stored]
+    assert crud.apply_assessment(store, found, again) == len(found.stored)
+    _, verdicts = _at(store, market.id, found.block_number)
     assert {v[1] for v in verdicts.values()} == {"CRITICAL"}
     assert {v[2] for v in verdicts.values()} == {"re-tiered by a later assessment"}
 
@@ -331,3 +330,48 @@ def test_0008_dates_the_latest_rows_details_and_a_downgrade_waits_for_whole_rows
     assert downgrade(engine, "0007_change_layout") == "0007_change_layout"
     assert _count(store, changes.T_LATEST) == 6
     engine.dispose()
+
+
+def test_a_block_replaced_while_its_assessment_runs_is_written_and_the_assessment_is_not(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reorg replaces the newest block while an assessment of the block it replaces is under
+    way (it takes its lock between the block's delete of the old rows and its first insert):
+    the new block is written and the assessment, overtaken, writes nothing. PostgreSQL: the
+    block holds the market's row from before its delete, so neither waits for the other's rows
+    while holding what the other waits for (before, PostgreSQL found a deadlock and aborted the
+    block). SQLite gives the new snapshot the replaced one's id: the block's hash tells them
+    apart (before, the assessment re-tiered the new block)."""
+    import threading
+    import time
+
+    market = _market(store, tmp_path)
+    _write(store, market, 1)
+    found = crud.latest_health(store, market.id)
+    assert found is not None
+    again = [crud.Assessed("CRITICAL", "re-tiered") for _ in found.stored]
+    deleted = threading.Event()
+    real = crud._delete_snapshots
+
+    def slow_delete(conn: Any, ids: Any) -> None:
+        real(conn, ids)
+        deleted.set()
+        time.sleep(1.5)  # the assessment asks for its lock meanwhile
+
+    monkeypatch.setattr(crud, "_delete_snapshots", slow_delete)
+    out: dict[str, Any] = {}
+
+    def reorg() -> None:
+        try:
+            out["block"] = _write(store, market, 1, tag="b").outcome
+        except Exception as exc:  # what the test reports
+            out["block"] = f"{type(exc).__name__}: {exc}"
+
+    writer = threading.Thread(target=reorg)
+    writer.start()
+    assert deleted.wait(30)
+    try:
+        out["assessed"] = crud.apply_assessment(store, found, again)
+    finally:
+        writer.join(60)
+    assert out == {"block": "replaced", "assessed": 0}

@@ -265,7 +265,7 @@ def test_assess_retiers_stored_positions_and_decides_no_alert(store: Store, tmp_
     assert assess_job(ctx, counts_) == [] and counts_["tiers_changed"] == 3  # nothing new
     stored = crud.latest_health(store, market.id)
     assert stored is not None
-    assert sorted(s.risk_tier for s in stored[2]) == ["HIGH", "LIQUIDATABLE", "SAFE", "WATCH"]
+    assert sorted(s.risk_tier for s in stored.stored) == ["HIGH", "LIQUIDATABLE", "SAFE", "WATCH"]
     with store.read() as conn:
         assert conn.execute(select(func.count()).select_from(T_OUTBOX)).scalar_one() == 0
         assert "alerts" not in inspect(conn).get_table_names()

@@ -336,7 +336,9 @@ def test_where_the_verdict_flips_once_the_closer_start_finds_that_flip_in_fewer_
     search starts from: the one found from the closer start (`_closer_start`) is it (the
     verdict differs on its two sides) and the one found from `_estimate`; and it takes fewer
     trials of the verdict. One that flips more than once gets the same farthest flip from
-    either start, also in fewer trials."""
+    either start where the walk stays within its budget (every one of this sample), also in
+    fewer trials; past it the flip found stands (`test_a_lent_and_borrowed_asset_that_cancels_
+    out_ends_in_bounded_time`)."""
     import onchain.protocols.aave_v3.liquidation_price as lp
 
     rng = random.Random(17)
@@ -373,7 +375,7 @@ def test_where_the_verdict_flips_once_the_closer_start_finds_that_flip_in_fewer_
         runs.append((got, list(trials)))
         trials[:] = [0, 0]
     (closer, (closer_trials, closer_multi)), (estimated, (estimated_trials, estimated_multi)) = runs
-    assert closer == estimated  # every asset's, those that flip more than once too
+    assert closer == estimated  # every asset's of this sample, those that flip more than once too
     flips = 0
     for (parts, index), flip, one in zip(every, closer, once, strict=True):
         if flip is None or not one:

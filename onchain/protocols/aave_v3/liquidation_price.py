@@ -218,7 +218,9 @@ def liquidation_price(
     once = _flips_once(parts[index], rest, rules.directional_rounding)
     # the closer start: a few trials, not a gallop and bisection over the float estimate's
     # error. Where the verdict flips once, every start finds that one flip; elsewhere
-    # `_farthest_flip` carries any flip found on to the farthest one
+    # `_farthest_flip` carries any flip found on to the farthest one (past its walk's budget,
+    # which only collateral and debt of one asset that nearly cancel reach, the flip found
+    # stands: a true flip, which one depending on the start)
     closer = _closer_start(parts[index], rest, rules.directional_rounding)
     start = closer or _estimate(parts, index) or parts[index].price_base
     # Gallop from the estimate to a bracket (a, b) with bad(a) != bad(b), then bisect.
