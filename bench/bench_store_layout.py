@@ -456,6 +456,9 @@ def _after_blocks(
                 started = time.process_time()
                 reads[name](store)
                 runs[name][kind].append(time.process_time() - started)
+            # served again, as `serve` notes each page it serves (else it is forgotten after
+            # `keep_s`, as a page nobody reads)
+            ahead.note(name, None, lambda read=reads[name]: read(changes))
         for read in reads.values():
             read(changes)
     print(
