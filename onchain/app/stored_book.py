@@ -40,20 +40,22 @@ def rebuild_book(protocol: str, book: StoredBook) -> list[Position]:
     read gives it (the latest view's rows whose details are older than their block), through
     `BOOKS`: the same page (a small book) or the same whole book read again within a block
     rebuilds nothing."""
-    incremental = _incremental(protocol)
-    if len(book.accounts) > BookCache.ACCOUNTS:
-        return BOOKS.whole(protocol, book, incremental)
-    return BOOKS.positions(protocol, book, incremental)
+    return _through_books(protocol, book, flip_prices=True)
 
 
 def rebuild_book_without_prices(protocol: str, book: StoredBook) -> list[Position]:
     """`rebuild_book` for readers that show no asset's liquidation price (stress and targets
     price their own scenarios; the dashboard's tables show none): every field but those, which
     may be left None (their search is most of an Aave position's cost)."""
+    return _through_books(protocol, book, flip_prices=False)
+
+
+def _through_books(protocol: str, book: StoredBook, *, flip_prices: bool) -> list[Position]:
+    """`BOOKS`' answer: a book of more than `ACCOUNTS` accounts kept whole, a page by account."""
     incremental = _incremental(protocol)
     if len(book.accounts) > BookCache.ACCOUNTS:
-        return BOOKS.whole(protocol, book, incremental, flip_prices=False)
-    return BOOKS.positions(protocol, book, incremental, flip_prices=False)
+        return BOOKS.whole(protocol, book, incremental, flip_prices=flip_prices)
+    return BOOKS.positions(protocol, book, incremental, flip_prices=flip_prices)
 
 
 class BookCache:
