@@ -800,10 +800,7 @@ def lock_market(conn: Connection, market_id: int) -> None:
     that row in key share from before its first delete (`share_market`): FOR UPDATE waits for
     that block to commit, and a block begun meanwhile waits for the assessment. SQLite: every
     write transaction holds the database's write lock already."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(
-            select(T_MARKETS.c.id).where(T_MARKETS.c.id == market_id).with_for_update()
-        ).first()
+    _lock_market_row(conn, market_id)
 
 
 def share_market(conn: Connection, market_id: int) -> None:
@@ -811,11 +808,17 @@ def share_market(conn: Connection, market_id: int) -> None:
     anything (a replaced block's rows, the latest view): an assessment holding the row FOR
     UPDATE (`lock_market`) is then waited for before the block touches a row it reads, not
     after (each would wait for the other). SQLite: the write lock is the database's."""
+    _lock_market_row(conn, market_id, key_share=True)
+
+
+def _lock_market_row(conn: Connection, market_id: int, *, key_share: bool = False) -> None:
+    """PostgreSQL: the market's row locked FOR UPDATE, or FOR KEY SHARE, until the transaction
+    ends; SQLite has only its database-wide write lock."""
     if conn.dialect.name == "postgresql":
         conn.execute(
             select(T_MARKETS.c.id)
             .where(T_MARKETS.c.id == market_id)
-            .with_for_update(read=True, key_share=True)
+            .with_for_update(read=key_share, key_share=key_share)
         ).first()
 
 
